@@ -1,0 +1,1 @@
+"""Backends: the library circulation systems the gateway drives (embedded SQLite by default)."""

@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.gateway.test_store -*-
+"""The database schema, as an ordered list of migrations tracked by ``PRAGMA user_version``.
+
+Migration N brings a database at version N-1 to version N. A migration is never edited once
+released; a change is a new migration appended to the list.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the embedded circulation system, resource-sharing requests, idempotency and the audit log.
+    """
+    CREATE TABLE records (
+        id          INTEGER PRIMARY KEY,
+        local_id    TEXT NOT NULL UNIQUE,          -- 001, or a generated id for brief records
+        marc        BLOB NOT NULL,                 -- the raw ISO 2709 record, UTF-8
+        title       TEXT NOT NULL DEFAULT '',
+        author      TEXT NOT NULL DEFAULT '',
+        subjects    TEXT NOT NULL DEFAULT '',      -- one per line
+        publisher   TEXT NOT NULL DEFAULT '',
+        pub_year    INTEGER,
+        temporary   INTEGER NOT NULL DEFAULT 0,    -- brief record of a borrowed (temporary) item
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX records_title ON records(title COLLATE NOCASE);
+    CREATE INDEX records_author ON records(author COLLATE NOCASE);
+    CREATE INDEX records_year ON records(pub_year);
+
+    -- Normalised identifiers: kind is one of isbn (both 10 and 13 forms), issn, oclc, local.
+    CREATE TABLE record_identifiers (
+        kind      TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+        PRIMARY KEY (kind, value, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_identifiers_record ON record_identifiers(record_id);
+
+    -- Word index; rowid = records.id. "anywords" holds searchable text outside the other columns.
+    CREATE VIRTUAL TABLE records_fts USING fts5(
+        title, author, subject, anywords,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+
+    CREATE TABLE items (
+        id                INTEGER PRIMARY KEY,
+        barcode           TEXT NOT NULL UNIQUE,
+        record_id         INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+        location          TEXT NOT NULL DEFAULT '',  -- branch / holding library
+        shelving_location TEXT NOT NULL DEFAULT '',
+        call_number       TEXT NOT NULL DEFAULT '',
+        copy_number       TEXT NOT NULL DEFAULT '',
+        status            TEXT NOT NULL DEFAULT 'available'
+                          CHECK (status IN ('available', 'on_loan', 'on_hold_shelf', 'in_transit',
+                                            'missing', 'withdrawn')),
+        temporary         INTEGER NOT NULL DEFAULT 0,
+        owning_peer       TEXT,                      -- peer that lent us a temporary item
+        loan_policy       TEXT NOT NULL DEFAULT 'standard',
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
+    CREATE INDEX items_record ON items(record_id);
+
+    CREATE TABLE patrons (
+        id            INTEGER PRIMARY KEY,
+        barcode       TEXT NOT NULL UNIQUE,
+        username      TEXT UNIQUE,
+        pin_hash      TEXT,                          -- salted scrypt hash; never the PIN itself
+        given_name    TEXT NOT NULL DEFAULT '',
+        family_name   TEXT NOT NULL DEFAULT '',
+        email         TEXT NOT NULL DEFAULT '',
+        status        TEXT NOT NULL DEFAULT 'active'
+                      CHECK (status IN ('active', 'blocked', 'expired')),
+        patron_group  TEXT NOT NULL DEFAULT '',
+        expires       TEXT,                          -- YYYY-MM-DD
+        institutional_peer TEXT,                     -- set for a borrowing library's institutional patron
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE holds (
+        id               INTEGER PRIMARY KEY,
+        patron_id        INTEGER NOT NULL REFERENCES patrons(id),
+        record_id        INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+        item_id          INTEGER REFERENCES items(id) ON DELETE CASCADE,
+        pickup_location  TEXT NOT NULL DEFAULT '',
+        status           TEXT NOT NULL DEFAULT 'active'
+                         CHECK (status IN ('active', 'fulfilled', 'cancelled', 'expired')),
+        placed_at        TEXT NOT NULL,
+        pickup_expires   TEXT,
+        updated_at       TEXT NOT NULL
+    );
+    CREATE INDEX holds_item ON holds(item_id) WHERE status = 'active';
+    CREATE INDEX holds_patron ON holds(patron_id);
+
+    CREATE TABLE loans (
+        id              INTEGER PRIMARY KEY,
+        item_id         INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        patron_id       INTEGER NOT NULL REFERENCES patrons(id),
+        checked_out_at  TEXT NOT NULL,
+        due_at          TEXT NOT NULL,
+        returned_at     TEXT,
+        renewals        INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX loans_open_item ON loans(item_id) WHERE returned_at IS NULL;
+    CREATE INDEX loans_patron ON loans(patron_id);
+
+    CREATE TABLE fees (
+        id          INTEGER PRIMARY KEY,
+        patron_id   INTEGER NOT NULL REFERENCES patrons(id),
+        peer        TEXT,
+        amount      TEXT NOT NULL,                   -- decimal as text, no float rounding
+        currency    TEXT NOT NULL DEFAULT '',
+        fee_type    TEXT NOT NULL DEFAULT '',
+        item_id     INTEGER REFERENCES items(id) ON DELETE SET NULL,
+        created_at  TEXT NOT NULL
+    );
+
+    -- One row per resource-sharing request, with the time of each step.
+    CREATE TABLE rs_requests (
+        id                 INTEGER PRIMARY KEY,
+        peer               TEXT NOT NULL,
+        role               TEXT NOT NULL CHECK (role IN ('borrower', 'lender')),
+        broker_request_id  TEXT,
+        our_request_id     TEXT NOT NULL UNIQUE,
+        item_id            INTEGER REFERENCES items(id) ON DELETE SET NULL,
+        item_barcode       TEXT,
+        patron_id          INTEGER REFERENCES patrons(id),
+        state              TEXT NOT NULL,
+        requested_at       TEXT,
+        accepted_at        TEXT,
+        shipped_at         TEXT,
+        received_at        TEXT,
+        checked_out_at     TEXT,
+        returned_at        TEXT,
+        checked_in_at      TEXT,
+        completed_at       TEXT,
+        cancelled_at       TEXT,
+        due_at             TEXT,
+        renewable          INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE UNIQUE INDEX rs_requests_broker ON rs_requests(peer, role, broker_request_id)
+        WHERE broker_request_id IS NOT NULL;
+
+    -- Exactly-once replies: the answer to each state-changing request, by its key.
+    CREATE TABLE idempotency (
+        peer        TEXT NOT NULL,
+        service     TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        response    BLOB NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (peer, service, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE audit (
+        id                 INTEGER PRIMARY KEY,
+        time               TEXT NOT NULL,
+        protocol           TEXT NOT NULL,             -- ncip | z3950
+        peer               TEXT,
+        remote             TEXT,
+        operation          TEXT NOT NULL,
+        dialect            TEXT,
+        broker_request_id  TEXT,
+        our_request_id     TEXT,
+        item_barcode       TEXT,
+        patron_hash        TEXT,
+        outcome            TEXT NOT NULL,
+        duration_us        INTEGER,
+        request_size       INTEGER,
+        response_size      INTEGER,
+        request_body       TEXT,
+        response_body      TEXT
+    );
+    CREATE INDEX audit_time ON audit(time);
+    CREATE INDEX audit_peer_time ON audit(peer, time);
+    CREATE INDEX audit_broker_request ON audit(broker_request_id);
+
+    -- Secrets and settings the gateway generates for itself (e.g. the patron-hash key).
+    CREATE TABLE gateway_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

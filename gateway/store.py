@@ -1,0 +1,323 @@
+# -*- test-case-name: tests.gateway.test_store -*-
+"""The SQLite store: connections, migrations, one writer thread with group commit, reader threads.
+
+Every state change goes through :meth:`Store.write`. The writer thread takes every job waiting in
+its queue, runs each inside its own SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction and commits
+once (group commit). A job's Deferred fires only after that COMMIT returned, with
+``synchronous=FULL`` in WAL mode, so a reply sent from its callback means "durably done".
+
+Reads go through :meth:`Store.read` on a small pool of reader threads with their own connections,
+so the reactor never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from gateway.schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+log = Logger()
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (database unavailable, full, locked, closed)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer Interlend than this one."""
+
+
+def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False,
+            check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open a connection with the gateway's settings: WAL, ``synchronous=FULL``, busy timeout.
+
+    The connection is in autocommit mode (``isolation_level=None``): callers open transactions
+    explicitly, which keeps ``BEGIN IMMEDIATE`` and SAVEPOINT under our control.
+    """
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
+                           check_same_thread=check_same_thread)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(path) != ":memory:" and mode.lower() != "wal":
+            raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode})")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date, one migration per transaction; return the version reached."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this Interlend ({SCHEMA_VERSION})")
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("database migrated to schema version {version}", version=number)
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete statements (executescript would COMMIT for us)."""
+    statements, pending = [], ""
+    for piece in script.split(";")[:-1]:
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if (pending + script.rsplit(";", 1)[-1]).strip():
+        raise ValueError(f"incomplete statement in migration: {pending.strip()[:60]}")
+    return statements
+
+
+def open_database(path: str | Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; for the command line and start-up."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path, busy_timeout=busy_timeout)
+    migrate(conn)
+    return conn
+
+
+@dataclass
+class _Job:
+    work: Callable[[sqlite3.Connection], Any]
+    deferred: Deferred[Any]
+    result: Any = None
+    failure: Failure | None = None
+
+
+@dataclass
+class WriterStats:
+    """Counters the metrics endpoint and health check read."""
+
+    commits: int = 0
+    jobs: int = 0
+    failed_commits: int = 0
+    last_commit_seconds: float = 0.0
+    last_error: str | None = None
+    commit_seconds_total: float = 0.0
+
+
+_STOP = object()
+
+
+class Store:
+    """The gateway's database: one writer thread (group commit) and a pool of reader threads."""
+
+    def __init__(self, path: str | Path, reactor: Any, *, busy_timeout: float = 5.0,
+                 readers: int = 2, max_batch: int = 256) -> None:
+        self.path = Path(path)
+        self._reactor = reactor
+        self._busy_timeout = busy_timeout
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool = ThreadPool(minthreads=1, maxthreads=readers, name="interlend-reader")
+        self._local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._stopped: Deferred[None] | None = None
+        self.stats = WriterStats()
+        self.pending = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Migrate the schema, then start the writer thread and the reader pool."""
+        open_database(self.path, busy_timeout=self._busy_timeout).close()
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        self._writer = threading.Thread(target=self._run_writer, args=(ready, errors),
+                                        name="interlend-writer", daemon=True)
+        self._writer.start()
+        ready.wait()
+        if errors:
+            raise StoreError(f"{self.path}: cannot open for writing: {errors[0]}")
+        self._pool.start()
+
+    def stop(self) -> Deferred[None]:
+        """Finish every queued write, then close all connections. Fires when done."""
+        if self._stopped is None:
+            self._stopped = Deferred()
+            self._queue.put(_STOP)
+            self._pool.stop()
+            with self._lock:
+                for conn in self._reader_connections:
+                    conn.close()
+                self._reader_connections.clear()
+        return self._stopped
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is alive and accepting work."""
+        return self._writer is not None and self._writer.is_alive() and self._stopped is None
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """Run ``work(conn)`` in the writer thread, inside a transaction shared with other jobs.
+
+        The Deferred fires with ``work``'s result after the COMMIT, or fails with ``work``'s
+        exception (its changes rolled back, others unaffected) or with :class:`StoreError` when
+        the commit itself failed (nothing of the batch was kept).
+        """
+        if not self.running:
+            return fail(StoreError("the store is not running"))
+        d: Deferred[T] = Deferred()
+        self.pending += 1
+        self._queue.put(_Job(work, d))
+        return d
+
+    def _run_writer(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        try:
+            conn = connect(self.path, busy_timeout=self._busy_timeout)
+        except BaseException as e:  # reported to start(); the thread ends
+            errors.append(e)
+            ready.set()
+            return
+        ready.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch = [first]
+                stop_after = False
+                while len(batch) < self._max_batch:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(job)
+                self._commit_batch(conn, batch)
+                if stop_after:
+                    break
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+        finally:
+            conn.close()
+            self._reactor.callFromThread(self._writer_stopped)
+
+    def _writer_stopped(self) -> None:
+        if self._stopped is not None and not self._stopped.called:
+            self._stopped.callback(None)
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        started = time.monotonic()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            self._fail_batch(batch, e)
+            return
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                job.result = job.work(conn)
+            except BaseException:
+                job.failure = Failure()
+                try:
+                    conn.execute("ROLLBACK TO job")
+                except sqlite3.Error:
+                    pass
+            try:
+                conn.execute("RELEASE job")
+            except sqlite3.Error as e:
+                # The transaction is gone (e.g. disk I/O error): nothing of the batch survives.
+                self._rollback(conn)
+                self._fail_batch(batch, e)
+                return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._rollback(conn)
+            self._fail_batch(batch, e)
+            return
+        elapsed = time.monotonic() - started
+        self.stats.commits += 1
+        self.stats.jobs += len(batch)
+        self.stats.last_commit_seconds = elapsed
+        self.stats.commit_seconds_total += elapsed
+        self.stats.last_error = None
+        self._reactor.callFromThread(self._deliver, batch)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _fail_batch(self, batch: list[_Job], error: Exception) -> None:
+        self.stats.failed_commits += 1
+        self.stats.last_error = str(error)
+        log.error("database commit failed: {error}", error=str(error))
+        for job in batch:
+            job.failure = Failure(StoreError(f"database write failed: {error}"))
+        self._reactor.callFromThread(self._deliver, batch)
+
+    def _deliver(self, batch: list[_Job]) -> None:
+        for job in batch:
+            self.pending -= 1
+            if job.failure is not None:
+                job.deferred.errback(job.failure)
+            else:
+                job.deferred.callback(job.result)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """Run ``work(conn)`` on a reader thread with a read-only connection."""
+        return deferToThreadPool(self._reactor, self._pool, self._read, work)
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, busy_timeout=self._busy_timeout, readonly=True,
+                           check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._reader_connections.append(conn)
+        return work(conn)
+
+    def health(self) -> dict[str, Any]:
+        """The state of the database for ``/healthz``: writer alive, last error, queue depth."""
+        return {
+            "path": str(self.path),
+            "writer": "running" if self.running else "stopped",
+            "pending_writes": self.pending,
+            "commits": self.stats.commits,
+            "last_error": self.stats.last_error,
+            "ok": self.running and self.stats.last_error is None,
+        }
+

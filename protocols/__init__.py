@@ -1,0 +1,1 @@
+"""Wire protocols, pure: bytes in, typed objects out, and back. No I/O, no Twisted."""

@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.gateway.test_config -*-
+"""Configuration: defaults, every error reported at once with its path, the shipped files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import Config, ConfigErrors, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def errors_of(raw: dict) -> list[str]:
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(raw, "test.toml")
+    return caught.value.errors
+
+
+def test_defaults_are_safe() -> None:
+    """An empty file gives loopback listeners and bounded limits."""
+    config = parse_config({})
+    assert config.z3950.listen == ("tcp:2100:interface=127.0.0.1",)
+    assert config.ncip.listen == ("tcp:8080:interface=127.0.0.1",)
+    assert 0 < config.z3950.max_pdu_size <= 16 * 1024 * 1024
+    assert config.ncip.max_body_size == 256 * 1024
+    assert config.audit.bodies == "redacted"
+    assert config.peers == ()
+
+
+def test_every_error_is_reported_with_its_path() -> None:
+    """Several mistakes in several sections come back together, each with its path."""
+    errors = errors_of({
+        "gateway": {"timezone": "Mars/Olympus", "agency_id": ""},
+        "z3950": {"listen": ["tcp:notaport"], "max_pdu_size": "big", "max_nesting_depth": 500},
+        "ncip": {"path": "ncip", "max_body_size": 0},
+        "audit": {"bodies": "everything"},
+        "peers": [
+            {"name": "reshare", "auth": {"kind": "shared-secret"}},
+            {"name": "reshare", "auth": {"kind": "bearer"}, "allow_from": ["10.0.0.0/33"]},
+        ],
+    })
+    assert "gateway.timezone: unknown time zone 'Mars/Olympus'" in errors
+    assert "gateway.agency_id: must not be empty" in errors
+    assert any(e.startswith("z3950.listen[0]: ") for e in errors)
+    assert "z3950.max_pdu_size: must be an integer (got 'big')" in errors
+    assert "z3950.max_nesting_depth: must be between 1 and 100" in errors
+    assert "ncip.path: must start with '/' (got 'ncip')" in errors
+    assert "ncip.max_body_size: must be greater than zero" in errors
+    assert "audit.bodies: 'everything' is not one of full, redacted, none" in errors
+    assert 'peers[0].auth.secret: required when kind = "shared-secret"' in errors
+    assert 'peers[1].auth.token: required when kind = "bearer"' in errors
+    assert "peers[1].allow_from[0]: '10.0.0.0/33' is not an IP address or network" in errors
+    assert "peers[1].name: 'reshare' is already used by peers[0]" in errors
+    assert len(errors) == 12
+
+
+def test_unknown_keys_are_errors() -> None:
+    """A misspelt key is an error, never silently ignored."""
+    errors = errors_of({"gateway": {"agency": "X"}, "nicp": {}, "peers": [
+        {"name": "a", "delete_on_check_in": True, "auth": {"kind": "none", "secrit": "x"}}]})
+    assert errors == ["nicp: unknown key", "gateway.agency: unknown key",
+                      "peers[0].delete_on_check_in: unknown key",
+                      "peers[0].auth.secrit: unknown key"]
+
+
+def test_peer_keys_and_preferences() -> None:
+    """The documented peer keys parse into a Peer with its preferences."""
+    config = parse_config({"peers": [{
+        "name": "reshare", "ncip_agency_ids": ["RESHARE"],
+        "auth": {"kind": "shared-secret", "secret": "s3cret"},
+        "allow_from": ["127.0.0.0/8"], "z3950_user": "reshare", "z3950_password": "zpass",
+        "namespace_style": "none", "temporary_barcode": "prefixed", "code": "RS",
+        "pickup_locations": {"A": "MAIN"}, "delete_on_checkin": True}]})
+    peer = config.peer("reshare")
+    assert peer is not None
+    assert peer.auth.secret == "s3cret" and peer.z3950_password == "zpass"
+    assert "s3cret" not in repr(peer) and "zpass" not in repr(peer)
+    assert peer.allows("127.0.0.5") and not peer.allows("192.0.2.1")
+    assert peer.pickup_locations == {"A": "MAIN"}
+    assert peer.delete_on_checkin and peer.namespace_style == "none"
+
+
+def test_agency_ids_must_be_unique_across_peers() -> None:
+    """Two peers claiming one agency id would make attribution ambiguous."""
+    errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"]},
+                                  {"name": "b", "ncip_agency_ids": ["x"]}]})
+    assert errors == ["peers[1].ncip_agency_ids: 'x' is already used by peers[0]"]
+
+
+def test_syntax_error_names_the_file(tmp_path: Path) -> None:
+    """A file that is not TOML is reported with its name and the parser's position."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\nname = 1\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(bad)
+    assert str(bad) in str(caught.value) and "line 1" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["interlend.toml", "interlend.production.toml"])
+def test_shipped_files_are_valid(name: str) -> None:
+    """The default and the production example both pass the check."""
+    config = load_config(REPO / "config" / name)
+    assert isinstance(config, Config) and config.peers
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    """interlend check-config exits 0 on a good file and 2 with every error on a bad one."""
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["check-config", "-c", str(REPO / "config/interlend.toml")],
+                stdout=out, stderr=err) == 0
+    assert "OK" in out.getvalue()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[z3950]\nlisten = ["udp:1"]\n[[peers]]\nauth = { kind = "url-token" }\n')
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["check-config", "-c", str(bad)], stdout=out, stderr=err) == 2
+    text = err.getvalue()
+    assert "3 configuration error(s)" in text
+    assert "z3950.listen[0]" in text and "peers[0].name" in text
+    assert 'peers[0].auth.token: required when kind = "url-token"' in text
+
+
+def test_overrides_apply_for_one_run() -> None:
+    """--database and --*-listen replace the file's values."""
+    config = parse_config({}).with_overrides(database="/tmp/x.db", z3950_listen=["tcp:0"],
+                                             ncip_listen=["tcp:0", "tcp6:0"])
+    assert str(config.gateway.database) == "/tmp/x.db"
+    assert config.z3950.listen == ("tcp:0",)
+    assert config.ncip.listen == ("tcp:0", "tcp6:0")

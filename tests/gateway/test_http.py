@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.gateway.test_http -*-
+"""The NCIP HTTP layer: routing, methods, the time budget, and body limits over real sockets."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
+
+from gateway.http import NcipRequestContext, NcipResource
+from tests.daemon import start_daemon
+
+
+class RecordingHandler:
+    """Answers with a fixed body, or never (``hang``), and remembers what it saw."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.hang = hang
+        self.seen: list[tuple[bytes, NcipRequestContext]] = []
+
+    def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
+        self.seen.append((body, context))
+        return Deferred() if self.hang else succeed(b"<reply/>")
+
+    def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
+        return b"<timeout/>"
+
+
+def make(handler: RecordingHandler, clock: Clock) -> NcipResource:
+    return NcipResource(handler, path="/ncip", request_timeout=25.0,
+                        health=lambda: {"status": "ok"}, clock=clock)
+
+
+def post(resource: NcipResource, path: bytes, body: bytes,
+         headers: dict[bytes, bytes] | None = None) -> DummyRequest:
+    request = DummyRequest(path.strip(b"/").split(b"/"))
+    request.method = b"POST"
+    request.path = path
+    request.content = io.BytesIO(body)
+    for name, value in (headers or {}).items():
+        request.requestHeaders.setRawHeaders(name, [value])
+    result = resource.render(request)
+    assert result == NOT_DONE_YET
+    return request
+
+
+def test_post_reaches_handler_with_context() -> None:
+    """A POST to the NCIP path is answered 200 application/xml with the handler's bytes."""
+    handler, clock = RecordingHandler(), Clock()
+    request = post(make(handler, clock), b"/ncip", b"<x/>",
+                   {b"authorization": b"Bearer abc", b"content-type": b"text/plain"})
+    assert request.finished and b"".join(request.written) == b"<reply/>"
+    assert request.responseCode == 200
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [
+        b"application/xml; charset=utf-8"]
+    body, context = handler.seen[0]
+    assert body == b"<x/>" and context.bearer_token == "abc" and context.url_token is None
+
+
+def test_url_token_path() -> None:
+    """/ncip/<token> passes the token; deeper paths are not ours."""
+    handler, clock = RecordingHandler(), Clock()
+    resource = make(handler, clock)
+    post(resource, b"/ncip/s3cr3t", b"<x/>")
+    assert handler.seen[0][1].url_token == "s3cr3t"
+    request = DummyRequest([b"ncip", b"a", b"b"])
+    request.method, request.path = b"POST", b"/ncip/a/b"
+    assert resource.render(request) == b"not found\n" and request.responseCode == 404
+
+
+def test_request_over_budget_gets_timeout_reply() -> None:
+    """A handler that does not answer within the budget: the timeout reply, still HTTP 200."""
+    handler, clock = RecordingHandler(hang=True), Clock()
+    resource = make(handler, clock)
+    request = post(resource, b"/ncip", b"<x/>")
+    assert not request.finished and resource.in_flight == 1
+    clock.advance(24.9)
+    assert not request.finished
+    clock.advance(0.2)
+    assert request.finished and b"".join(request.written) == b"<timeout/>"
+    assert request.responseCode == 200 and resource.in_flight == 0
+
+
+def test_wait_idle_fires_when_requests_finish() -> None:
+    """wait_idle (graceful stop) fires once the last request in flight is answered."""
+    handler, clock = RecordingHandler(hang=True), Clock()
+    resource = make(handler, clock)
+    post(resource, b"/ncip", b"<x/>")
+    idle = resource.wait_idle()
+    assert not idle.called
+    clock.advance(30)
+    assert idle.called
+
+
+def test_other_methods_are_405() -> None:
+    """GET, PUT and friends on the NCIP path get 405 with Allow: POST."""
+    resource = make(RecordingHandler(), Clock())
+    for method in (b"GET", b"PUT", b"DELETE"):
+        request = DummyRequest([b"ncip"])
+        request.method, request.path = method, b"/ncip"
+        resource.render(request)
+        assert request.responseCode == 405
+        assert request.responseHeaders.getRawHeaders(b"allow") == [b"POST"]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    d = start_daemon(tmp_path_factory.mktemp("http"))
+    yield d
+    d.kill()
+
+
+def _raw(port: int, data: bytes, read_until_close: bool = True) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not read_until_close:
+                break
+        return b"".join(chunks)
+
+
+@pytest.mark.slow
+def test_declared_oversize_body_is_refused_before_it_is_sent(daemon) -> None:
+    """Content-Length over the limit: 413 from the headers alone, the body never read."""
+    reply = _raw(daemon.ports["ncip"], b"POST /ncip HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Length: 104857600\r\n\r\n<NCIPMessage>")
+    assert reply.startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.slow
+def test_streamed_oversize_body_is_cut_off(daemon) -> None:
+    """A chunked body that passes the limit gets 413 and the connection is closed."""
+    chunk = b"x" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+    try:
+        reply = _raw(daemon.ports["ncip"], b"POST /ncip HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    except ConnectionResetError:  # closed while we were still sending: also a refusal
+        reply = b"HTTP/1.1 413"
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert daemon.health()["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_ncip_reply_is_xml_with_status_200(daemon) -> None:
+    """Even a body that is not XML gets HTTP 200 with an NCIP Problem."""
+    status, body = daemon.post(b"this is not xml")
+    assert status == 200
+    assert b"Invalid Message Syntax Error" in body

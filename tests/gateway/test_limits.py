@@ -1,0 +1,54 @@
+# -*- test-case-name: tests.gateway.test_limits -*-
+"""Connection limits per source address and in total."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone
+
+from gateway.limits import ConnectionLimitFactory
+
+
+def connect(factory: ConnectionLimitFactory, host: str):
+    address = IPv4Address("TCP", host, 40000)
+    protocol = factory.buildProtocol(address)
+    if protocol is not None:
+        protocol.makeConnection(StringTransport(peerAddress=address))
+    return protocol
+
+
+def test_per_host_and_total_limits() -> None:
+    """A host over its share is refused while others still connect, up to the total."""
+    factory = ConnectionLimitFactory(Factory.forProtocol(Protocol), max_total=3,
+                                     max_per_host=2, name="test", clock=Clock())
+    a1, a2 = connect(factory, "192.0.2.1"), connect(factory, "192.0.2.1")
+    assert a1 is not None and a2 is not None
+    assert connect(factory, "192.0.2.1") is None
+    assert connect(factory, "192.0.2.2") is not None
+    assert connect(factory, "192.0.2.3") is None  # total reached
+    assert factory.refused == 2 and factory.open_connections == 3
+
+
+def test_closing_frees_the_slot() -> None:
+    """When a connection closes its host may connect again."""
+    factory = ConnectionLimitFactory(Factory.forProtocol(Protocol), max_total=10,
+                                     max_per_host=1, name="test", clock=Clock())
+    first = connect(factory, "192.0.2.1")
+    assert connect(factory, "192.0.2.1") is None
+    first.connectionLost(Failure(ConnectionDone()))
+    assert factory.open_connections == 0 and not factory.per_host
+    assert connect(factory, "192.0.2.1") is not None
+
+
+def test_limits_can_change_at_run_time() -> None:
+    """A reload that raises the limit admits more connections at once."""
+    factory = ConnectionLimitFactory(Factory.forProtocol(Protocol), max_total=1,
+                                     max_per_host=1, name="test", clock=Clock())
+    connect(factory, "192.0.2.1")
+    assert connect(factory, "192.0.2.1") is None
+    factory.max_total = factory.max_per_host = 2
+    assert connect(factory, "192.0.2.1") is not None

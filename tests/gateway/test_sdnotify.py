@@ -1,0 +1,38 @@
+# -*- test-case-name: tests.gateway.test_sdnotify -*-
+"""The notify protocol helper, on a real datagram socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from gateway.sdnotify import notify, watchdog_interval
+
+
+def test_notify_without_socket_is_a_no_op() -> None:
+    """Run by hand (no NOTIFY_SOCKET), notify does nothing and says so."""
+    assert notify("READY=1", {}) is False
+
+
+def test_notify_sends_one_datagram(tmp_path: Path) -> None:
+    """The state string arrives as one datagram on the socket path."""
+    path = tmp_path / "n.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        assert notify("READY=1\nSTATUS=x", {"NOTIFY_SOCKET": str(path)})
+        assert sock.recv(100) == b"READY=1\nSTATUS=x"
+
+
+def test_notify_to_missing_socket_does_not_raise(tmp_path: Path) -> None:
+    """A stale NOTIFY_SOCKET is logged, never fatal."""
+    assert notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+
+
+def test_watchdog_interval() -> None:
+    """Half of WATCHDOG_USEC, only for our own pid."""
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "2000000",
+                              "WATCHDOG_PID": str(os.getpid())}) == 1.0
