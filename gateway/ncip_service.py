@@ -11,6 +11,7 @@ Service``. The reply is always NCIP bytes: the HTTP layer sends it with status 2
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from zoneinfo import ZoneInfo
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from gateway.audit import AuditEntry
+from gateway.backends import base as domain
 from gateway.config import Peer
 from gateway.http import NcipRequestContext
 from gateway.peers import Credentials, PeerError, attribute
@@ -30,6 +33,48 @@ from protocols.ncip.responses import NCIPResponse
 from protocols.ncip.writer import render_problem, render_response
 
 log = Logger()
+
+# Known domain errors and the Problem each becomes (the most specific class first).
+DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] = (
+    (domain.UnknownPatron, ProblemType.UNKNOWN_USER),
+    (domain.PatronAuthenticationFailed, ProblemType.USER_AUTHENTICATION_FAILED),
+    (domain.PatronBlocked, ProblemType.USER_BLOCKED),
+    (domain.UnknownItem, ProblemType.UNKNOWN_ITEM),
+    (domain.UnknownRecord, ProblemType.UNKNOWN_ITEM),
+    (domain.ItemNotCheckedOut, ProblemType.ITEM_NOT_CHECKED_OUT),
+    (domain.ItemNotRenewable, ProblemType.ITEM_NOT_RENEWABLE),
+    (domain.ItemNotAvailable, ProblemType.RESOURCE_CANNOT_BE_PROVIDED),
+    (domain.ItemAlreadyCheckedOut, ProblemType.USER_INELIGIBLE_TO_CHECK_OUT_THIS_ITEM),
+    (domain.UnknownRequest, ProblemType.UNKNOWN_REQUEST),
+    (domain.RequestAlreadyProcessed, ProblemType.REQUEST_ALREADY_PROCESSED),
+    (domain.DuplicateRequest, ProblemType.DUPLICATE_REQUEST),
+    (domain.NeededDataMissing, ProblemType.NEEDED_DATA_MISSING),
+    (domain.NotTemporaryItem, ProblemType.ITEM_ACCESS_DENIED),
+)
+
+
+def problem_for(error: domain.CirculationError) -> NCIPProblem:
+    """The NCIP Problem for a known domain error."""
+    for cls, problem_type in DOMAIN_PROBLEMS:
+        if isinstance(error, cls):
+            return NCIPProblem(problem_type, element=error.element, value=error.value)
+    return NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+
+
+def _value(identifier: Any) -> str | None:
+    """The value of an ItemId/RequestId/UserId, or None."""
+    return getattr(identifier, "value", None) or None
+
+
+def _patron_identifier(message: Any) -> str | None:
+    """The patron a message is about (UserId, or the identifier in AuthenticationInput)."""
+    if message is None:
+        return None
+    user = _value(getattr(message, "user_id", None))
+    if user is None and hasattr(message, "authentication"):
+        user = message.authentication("Barcode Id", "Barcode", "User Id", "Username")
+    return user
+
 
 PREFIX_STYLES = {"ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
                  "none": PrefixStyle.NONE}
@@ -44,7 +89,7 @@ class NcipCall:
     context: NcipRequestContext
 
 
-Handler = Callable[[NcipCall], Awaitable[NCIPResponse]]
+Handler = Callable[[NcipCall], Awaitable[NCIPResponse | bytes]]
 
 
 class NcipService:
@@ -59,6 +104,15 @@ class NcipService:
         return Deferred.fromCoroutine(self._handle(body, context))
 
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
+        started = time.monotonic()
+        reply, outcome, envelope, peer = await self._answer(body, context)
+        self._audit(body, reply, outcome, envelope, peer, context,
+                    int((time.monotonic() - started) * 1_000_000))
+        return reply
+
+    async def _answer(self, body: bytes, context: NcipRequestContext) -> tuple[
+            bytes, str, Envelope | None, Peer | None]:
+        """Reply bytes, outcome ("success" or the Problem type), and what was understood."""
         config = self.gateway.config
         agency = config.gateway.agency_id
         try:
@@ -67,7 +121,7 @@ class NcipService:
         except NCIPSyntaxError as e:
             log.info("NCIP message from {host} refused: {reason}", host=context.remote_host,
                      reason=e.reason)
-            return render_problem(e, None, local_agency=agency)
+            return render_problem(e, None, local_agency=agency), e.problem_type, None, None
         header = envelope.message.header
         creds = Credentials(
             remote_host=context.remote_host,
@@ -82,26 +136,48 @@ class NcipService:
         except PeerError as e:
             log.warn("NCIP {service} from {host} refused: {reason}", service=envelope.service,
                      host=context.remote_host, reason=e.reason)
-            problem_type = (ProblemType.UNKNOWN_AGENCY if e.unknown
-                            else ProblemType.AGENCY_AUTHENTICATION_FAILED)
-            return render_problem(
-                NCIPProblem(problem_type, element="FromAgencyId",
-                            value=e.value if e.unknown else None),
-                envelope, prefix_style=envelope.prefix_style, local_agency=agency)
+            problem = NCIPProblem(
+                ProblemType.UNKNOWN_AGENCY if e.unknown
+                else ProblemType.AGENCY_AUTHENTICATION_FAILED,
+                element="FromAgencyId", value=e.value if e.unknown else None)
+            reply = render_problem(problem, envelope, prefix_style=envelope.prefix_style,
+                                   local_agency=agency)
+            return reply, problem.problem_type, envelope, None
         style = PREFIX_STYLES[peer.namespace_style]
         try:
             handler = self.handlers.get(envelope.service)
             if handler is None:
                 raise NCIPProblem(ProblemType.UNSUPPORTED_SERVICE, element=envelope.service)
             response = await handler(NcipCall(envelope, peer, context))
-            return render_response(response, envelope, prefix_style=style, local_agency=agency)
+            if isinstance(response, bytes):  # already rendered (and recorded) by a workflow
+                return response, "success", envelope, peer
+            reply = render_response(response, envelope, prefix_style=style, local_agency=agency)
+            return reply, "success", envelope, peer
         except NCIPProblem as problem:
-            return render_problem(problem, envelope, prefix_style=style, local_agency=agency)
+            pass
+        except domain.CirculationError as error:
+            problem = problem_for(error)
         except Exception:
             log.failure("NCIP {service} from peer {peer} failed", service=envelope.service,
                         peer=peer.name)
-            return render_problem(NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE),
-                                  envelope, prefix_style=style, local_agency=agency)
+            problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+        reply = render_problem(problem, envelope, prefix_style=style, local_agency=agency)
+        return reply, problem.problem_type, envelope, peer
+
+    def _audit(self, body: bytes, reply: bytes, outcome: str, envelope: Envelope | None,
+               peer: Peer | None, context: NcipRequestContext, duration_us: int) -> None:
+        audit = self.gateway.audit
+        message = envelope.message if envelope is not None else None
+        request_body, response_body = audit.ncip_bodies(body, reply)
+        audit.record(AuditEntry(
+            protocol="ncip", operation=envelope.service if envelope else "unparseable",
+            outcome=outcome, peer=peer.name if peer else None, remote=context.remote_host,
+            dialect=envelope.dialect.name.lower() if envelope else None,
+            broker_request_id=_value(getattr(message, "request_id", None)),
+            item_barcode=_value(getattr(message, "item_id", None)),
+            patron_hash=audit.patron_ref(_patron_identifier(message)),
+            duration_us=duration_us, request_size=len(body), response_size=len(reply),
+            request_body=request_body, response_body=response_body))
 
     def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
         """The reply when a request ran out of its time budget: Temporary Processing Failure."""

@@ -26,9 +26,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from gateway import __version__, sdnotify
+from gateway.audit import AuditLog
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
+from gateway.lookups import LockoutPolicy, Lookups
+from gateway.ncip_handlers import LookupHandlers
 from gateway.ncip_service import NcipService
 from gateway.store import Store
 from gateway.z3950_server import Z3950Factory
@@ -78,7 +81,12 @@ class Gateway:
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
+        self.audit = AuditLog(self.store, config.audit)
         self.ncip = NcipService(self)
+        self.lookups = Lookups(self.store, LockoutPolicy(
+            limit=config.ncip.auth_failures_before_lockout,
+            seconds=config.ncip.lockout_seconds, clock=reactor))
+        LookupHandlers(self, self.lookups, self.ncip.handlers).register(self.ncip.handlers)
         self.listeners: list[Listener] = []
         self.factories: dict[str, ConnectionLimitFactory] = {}
         self.ncip_resource: NcipResource | None = None
@@ -93,6 +101,7 @@ class Gateway:
         """Open the store and listen on every endpoint; READY=1 once all listeners are up."""
         self.state = "starting"
         self.store.start()
+        yield self.audit.start()
         z3950 = self.config.z3950
         ncip = self.config.ncip
         self.z3950_factory = Z3950Factory(self)
@@ -201,6 +210,9 @@ class Gateway:
             if factory is not None:
                 factory.max_total = settings.max_connections
                 factory.max_per_host = settings.max_connections_per_peer
+        self.audit.settings = self.config.audit
+        self.lookups.lockout.limit = self.config.ncip.auth_failures_before_lockout
+        self.lookups.lockout.seconds = self.config.ncip.lockout_seconds
         if self.ncip_resource is not None:
             self.ncip_resource.set_timeout(self.config.ncip.request_timeout)
         site = self.factories.get("ncip")
