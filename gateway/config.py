@@ -97,6 +97,16 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class CirculationSettings:
+    """Local loan policy applied to resource-sharing loans (ours and borrowed items)."""
+
+    loan_period_days: int = 28
+    borrowed_loan_period_days: int = 21
+    max_renewals: int = 2
+    pickup_period_days: int = 7
+
+
+@dataclass(frozen=True)
 class BackendSettings:
     """Which circulation system the gateway drives."""
 
@@ -155,6 +165,7 @@ class Config:
     z3950: Z3950Settings = Z3950Settings()
     ncip: NcipSettings = NcipSettings()
     audit: AuditSettings = AuditSettings()
+    circulation: CirculationSettings = CirculationSettings()
     backend: BackendSettings = BackendSettings()
     peers: tuple[Peer, ...] = ()
     source: str = "<defaults>"
@@ -387,7 +398,8 @@ def _string_map(check: _Checker, raw: Any, path: str) -> dict[str, str]:
 
 
 _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSettings,
-             "audit": AuditSettings, "backend": BackendSettings}
+             "audit": AuditSettings, "circulation": CirculationSettings,
+             "backend": BackendSettings}
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -397,6 +409,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     sections = {name: check.settings(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
     gateway, z3950, ncip = sections["gateway"], sections["z3950"], sections["ncip"]
     audit, backend = sections["audit"], sections["backend"]
+    circulation = sections["circulation"]
+    for key in ("loan_period_days", "borrowed_loan_period_days", "pickup_period_days"):
+        if getattr(circulation, key) == 0:
+            check.error(f"circulation.{key}", "must be greater than zero")
     try:
         ZoneInfo(gateway.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -439,8 +455,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     _check_unique(check, peers)
     if check.errors:
         raise ConfigErrors(source, check.errors)
-    return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit, backend=backend,
-                  peers=tuple(peers), source=source)
+    return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
+                  circulation=circulation, backend=backend, peers=tuple(peers), source=source)
 
 
 def _check_unique(check: _Checker, peers: list[Peer]) -> None:

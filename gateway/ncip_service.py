@@ -76,6 +76,8 @@ def _patron_identifier(message: Any) -> str | None:
     return user
 
 
+_AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
+
 PREFIX_STYLES = {"ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
                  "none": PrefixStyle.NONE}
 
@@ -87,9 +89,18 @@ class NcipCall:
     envelope: Envelope
     peer: Peer
     context: NcipRequestContext
+    body: bytes
 
 
-Handler = Callable[[NcipCall], Awaitable[NCIPResponse | bytes]]
+@dataclass(frozen=True)
+class Rendered:
+    """A reply a handler wrote itself; ``audited`` when its audit row committed with it."""
+
+    reply: bytes
+    audited: bool
+
+
+Handler = Callable[[NcipCall], Awaitable[NCIPResponse | Rendered]]
 
 
 class NcipService:
@@ -106,8 +117,9 @@ class NcipService:
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
         reply, outcome, envelope, peer = await self._answer(body, context)
-        self._audit(body, reply, outcome, envelope, peer, context,
-                    int((time.monotonic() - started) * 1_000_000))
+        if outcome != _AUDITED:
+            self._audit(body, reply, outcome, envelope, peer, context,
+                        int((time.monotonic() - started) * 1_000_000))
         return reply
 
     async def _answer(self, body: bytes, context: NcipRequestContext) -> tuple[
@@ -148,9 +160,10 @@ class NcipService:
             handler = self.handlers.get(envelope.service)
             if handler is None:
                 raise NCIPProblem(ProblemType.UNSUPPORTED_SERVICE, element=envelope.service)
-            response = await handler(NcipCall(envelope, peer, context))
-            if isinstance(response, bytes):  # already rendered (and recorded) by a workflow
-                return response, "success", envelope, peer
+            response = await handler(NcipCall(envelope, peer, context, body))
+            if isinstance(response, Rendered):
+                return (response.reply, _AUDITED if response.audited else "success",
+                        envelope, peer)
             reply = render_response(response, envelope, prefix_style=style, local_agency=agency)
             return reply, "success", envelope, peer
         except NCIPProblem as problem:

@@ -34,6 +34,7 @@ from gateway.lookups import LockoutPolicy, Lookups
 from gateway.ncip_handlers import LookupHandlers
 from gateway.ncip_service import NcipService
 from gateway.store import Store
+from gateway.workflows import Workflows
 from gateway.z3950_server import Z3950Factory
 
 log = Logger()
@@ -87,6 +88,7 @@ class Gateway:
             limit=config.ncip.auth_failures_before_lockout,
             seconds=config.ncip.lockout_seconds, clock=reactor))
         LookupHandlers(self, self.lookups, self.ncip.handlers).register(self.ncip.handlers)
+        Workflows(self).register(self.ncip.handlers)
         self.listeners: list[Listener] = []
         self.factories: dict[str, ConnectionLimitFactory] = {}
         self.ncip_resource: NcipResource | None = None

@@ -1,0 +1,252 @@
+# -*- test-case-name: tests.gateway.test_workflows -*-
+"""Circulation changes on the embedded system: temporary items, holds, loans, fees, requests.
+
+Every function runs inside the caller's transaction (the store writer's job for one NCIP
+request), so a workflow's steps, its request tracking and its audit row commit together or not
+at all. Domain terms only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pymarc
+
+from gateway.backends import queries
+from gateway.backends.base import (
+    ItemNotCheckedOut,
+    Loan,
+    NotTemporaryItem,
+    Patron,
+    UnknownItem,
+)
+from gateway.backends.embedded import ItemData, PatronData, delete_record, upsert_item, \
+    upsert_patron, upsert_record
+
+RS_STEPS = ("requested", "accepted", "shipped", "received", "checked_out", "returned",
+            "checked_in", "completed", "cancelled")
+
+
+def iso(moment: datetime) -> str:
+    """A timestamp as stored: UTC ISO 8601, seconds."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class BriefRecord:
+    """The bibliographic data a broker sends with a borrowed item."""
+
+    title: str
+    author: str = ""
+    publisher: str = ""
+    date: str = ""
+    isbn: str = ""
+
+
+def create_brief_record(conn: sqlite3.Connection, local_id: str, brief: BriefRecord) -> int:
+    """A minimal MARC21 record for a temporary item; hidden from searches (temporary=1)."""
+    record = pymarc.Record(force_utf8=True, leader="     nam a22     7a 4500")
+    record.add_field(pymarc.Field(tag="001", data=local_id))
+    if brief.isbn:
+        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+                                      subfields=[pymarc.Subfield("a", brief.isbn)]))
+    if brief.author:
+        record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+                                      subfields=[pymarc.Subfield("a", brief.author)]))
+    record.add_field(pymarc.Field(tag="245", indicators=["0", "0"],
+                                  subfields=[pymarc.Subfield("a", brief.title or "[no title]")]))
+    if brief.publisher or brief.date:
+        subfields = []
+        if brief.publisher:
+            subfields.append(pymarc.Subfield("b", brief.publisher))
+        if brief.date:
+            subfields.append(pymarc.Subfield("c", brief.date))
+        record.add_field(pymarc.Field(tag="264", indicators=[" ", "1"], subfields=subfields))
+    record_id, _ = upsert_record(conn, record, temporary=True)
+    return record_id
+
+
+def barcode_in_use(conn: sqlite3.Connection, barcode: str) -> bool:
+    """True if any item (temporary or not) has this barcode."""
+    return conn.execute("SELECT 1 FROM items WHERE barcode = ?", (barcode,)).fetchone() is not None
+
+
+def create_temporary_item(conn: sqlite3.Connection, *, barcode: str, record_id: int,
+                          peer: str, location: str, call_number: str = "") -> int:
+    """A temporary item for a borrowed book, owned by the lending peer."""
+    item_id, created = upsert_item(conn, record_id, ItemData(
+        barcode=barcode, location=location, call_number=call_number, status="on_hold_shelf",
+        temporary=True, owning_peer=peer, loan_policy="interlibrary-loan"))
+    if not created:
+        raise ValueError(f"barcode {barcode} already in use")
+    return item_id
+
+
+def place_hold(conn: sqlite3.Connection, *, patron_id: int, record_id: int,
+               item_id: int | None, pickup_location: str, now: datetime,
+               pickup_expires: datetime | None = None) -> int:
+    """An active hold for a patron on a record (and item)."""
+    cursor = conn.execute(
+        "INSERT INTO holds (patron_id, record_id, item_id, pickup_location, status, placed_at,"
+        " pickup_expires, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?, ?)",
+        (patron_id, record_id, item_id, pickup_location, iso(now),
+         iso(pickup_expires) if pickup_expires else None, iso(now)))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def set_hold_status(conn: sqlite3.Connection, hold_id: int, status: str, now: datetime) -> None:
+    """Fulfil, cancel or expire a hold."""
+    conn.execute("UPDATE holds SET status = ?, updated_at = ? WHERE id = ?",
+                 (status, iso(now), hold_id))
+
+
+def check_out(conn: sqlite3.Connection, *, item_id: int, patron_id: int, due_at: datetime,
+              now: datetime) -> Loan:
+    """A loan of an item to a patron; its active holds for that patron are fulfilled."""
+    conn.execute("INSERT INTO loans (item_id, patron_id, checked_out_at, due_at)"
+                 " VALUES (?, ?, ?, ?)", (item_id, patron_id, iso(now), iso(due_at)))
+    conn.execute("UPDATE items SET status = 'on_loan', updated_at = ? WHERE id = ?",
+                 (iso(now), item_id))
+    conn.execute("UPDATE holds SET status = 'fulfilled', updated_at = ? WHERE item_id = ?"
+                 " AND patron_id = ? AND status = 'active'", (iso(now), item_id, patron_id))
+    loan = queries.open_loan(conn, item_id)
+    assert loan is not None
+    return loan
+
+
+def check_in(conn: sqlite3.Connection, *, item_id: int, now: datetime,
+             status: str = "available") -> Loan:
+    """End an item's open loan; the item becomes ``status`` (in transit when going home)."""
+    loan = queries.open_loan(conn, item_id)
+    if loan is None:
+        raise ItemNotCheckedOut(element="ItemIdentifierValue")
+    conn.execute("UPDATE loans SET returned_at = ? WHERE id = ?", (iso(now), loan.id))
+    conn.execute("UPDATE items SET status = ?, updated_at = ? WHERE id = ?",
+                 (status, iso(now), item_id))
+    return loan
+
+
+def renew(conn: sqlite3.Connection, loan: Loan, due_at: datetime) -> Loan:
+    """Move a loan's due date; counts as a renewal."""
+    conn.execute("UPDATE loans SET due_at = ?, renewals = renewals + 1 WHERE id = ?",
+                 (iso(due_at), loan.id))
+    renewed = queries.open_loan(conn, loan.item_id)
+    assert renewed is not None
+    return renewed
+
+
+def delete_temporary_item(conn: sqlite3.Connection, barcode: str, now: datetime) -> int:
+    """Remove a temporary item, its holds, and its brief record when no other item uses it.
+
+    Refuses a real (non-temporary) item; an open loan is ended first.
+    """
+    item = queries.item_by_barcode(conn, barcode)
+    if item is None:
+        raise UnknownItem(element="ItemIdentifierValue", value=barcode)
+    if not item.temporary:
+        raise NotTemporaryItem(element="ItemIdentifierValue", value=barcode)
+    conn.execute("UPDATE loans SET returned_at = ? WHERE item_id = ? AND returned_at IS NULL",
+                 (iso(now), item.id))
+    conn.execute("UPDATE rs_requests SET item_id = NULL WHERE item_id = ?", (item.id,))
+    conn.execute("DELETE FROM holds WHERE item_id = ?", (item.id,))
+    conn.execute("DELETE FROM loans WHERE item_id = ?", (item.id,))
+    conn.execute("DELETE FROM items WHERE id = ?", (item.id,))
+    others = conn.execute("SELECT 1 FROM items WHERE record_id = ? LIMIT 1",
+                          (item.record_id,)).fetchone()
+    temporary = conn.execute("SELECT temporary FROM records WHERE id = ?",
+                             (item.record_id,)).fetchone()
+    if others is None and temporary is not None and temporary[0]:
+        conn.execute("DELETE FROM holds WHERE record_id = ?", (item.record_id,))
+        delete_record(conn, item.record_id)
+    return item.id
+
+
+def ensure_institutional_patron(conn: sqlite3.Connection, *, barcode: str, peer: str,
+                                agency: str) -> Patron:
+    """The borrowing library's patron record, created on first use."""
+    patron = queries.find_patron(conn, barcode, kinds=("barcode",))
+    if patron is not None:
+        return patron
+    upsert_patron(conn, PatronData(barcode=barcode, given_name="", family_name=agency,
+                                   status="active", patron_group="interlibrary-loan",
+                                   institutional_peer=peer))
+    created = queries.find_patron(conn, barcode, kinds=("barcode",))
+    assert created is not None
+    return created
+
+
+def add_fee(conn: sqlite3.Connection, *, patron_id: int, peer: str, amount: str, currency: str,
+            fee_type: str, item_id: int | None, now: datetime) -> int:
+    """Record a fee against a patron (no payment processing)."""
+    cursor = conn.execute(
+        "INSERT INTO fees (patron_id, peer, amount, currency, fee_type, item_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (patron_id, peer, amount, currency, fee_type, item_id, iso(now)))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+# -- resource-sharing request tracking ---------------------------------------------------------
+
+
+def find_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
+                    broker_request_id: str | None = None, our_request_id: str | None = None,
+                    item_id: int | None = None) -> sqlite3.Row | None:
+    """The tracked request matching one of the identifiers given (most specific first)."""
+    if our_request_id:
+        row = conn.execute("SELECT * FROM rs_requests WHERE our_request_id = ? AND peer = ?",
+                           (our_request_id, peer)).fetchone()
+        if row is not None:
+            return row
+    if broker_request_id:
+        row = conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
+                           " broker_request_id = ?", (peer, role, broker_request_id)).fetchone()
+        if row is not None:
+            return row
+    if item_id is not None:
+        return conn.execute(
+            "SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND item_id = ? AND"
+            " completed_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1",
+            (peer, role, item_id)).fetchone()
+    return None
+
+
+def next_request_number(conn: sqlite3.Connection) -> int:
+    """The number the next tracked request will get (safe: one writer at a time)."""
+    return conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rs_requests").fetchone()[0]
+
+
+def create_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
+                      broker_request_id: str | None, our_request_id: str, state: str,
+                      step: str, now: datetime, item_id: int | None = None,
+                      item_barcode: str | None = None, patron_id: int | None = None) -> int:
+    """Start tracking a resource-sharing request at its first step."""
+    if step not in RS_STEPS:
+        raise ValueError(step)
+    columns = {"peer": peer, "role": role, "broker_request_id": broker_request_id,
+               "our_request_id": our_request_id, "item_id": item_id,
+               "item_barcode": item_barcode, "patron_id": patron_id, "state": state,
+               "requested_at": iso(now), f"{step}_at": iso(now)}
+    cursor = conn.execute(
+        f"INSERT INTO rs_requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        tuple(columns.values()))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def advance_rs_request(conn: sqlite3.Connection, request_id: int, *, state: str, step: str,
+                       now: datetime, **columns: object) -> None:
+    """Move a tracked request to ``state``, stamping ``step`` (kept if already stamped)."""
+    if step not in RS_STEPS:
+        raise ValueError(step)
+    allowed = {"item_id", "item_barcode", "patron_id", "due_at", "renewable"}
+    extra = [name for name in columns if name not in allowed]
+    if extra:
+        raise ValueError(f"unknown columns {extra}")
+    assignments = "".join(f", {name} = ?" for name in columns)
+    conn.execute(
+        f"UPDATE rs_requests SET state = ?, {step}_at = COALESCE({step}_at, ?){assignments}"
+        " WHERE id = ?", (state, iso(now), *columns.values(), request_id))
