@@ -1,0 +1,1283 @@
+# -*- test-case-name: tests.protocols.test_z3950_codec,tests.protocols.test_z3950_fixtures -*-
+"""Z39.50 PDU codec: bytes <-> pyasn1 PDU, plus builders and readers for a server.
+
+* L{decode_pdu} / L{encode_pdu}: the only place pyasn1 meets the wire. Every exception
+  pyasn1 raises (not only C{PyAsn1Error}: C{OverflowError}, C{IndexError},
+  C{AttributeError}, C{RecursionError}...) becomes L{Z3950ProtocolError}, whose
+  C{close_reason} is C{protocolError}. Output always uses definite lengths.
+* Readers (C{read_*}) turn request PDUs into frozen dataclasses with text already decoded
+  (L{TermDecoder}: UTF-8, fallback Latin-1) and the query as a L{pqf.Query}.
+* Builders (C{*_response}, C{*_request}, L{close}) make PDUs from plain Python values;
+  strings may be C{str} (sent as UTF-8) or C{bytes} (sent as is).
+
+Typical server use::
+
+    pdu = decode_pdu(frame)                 # frame from BERFramer.feed()
+    if pdu_arm(pdu) == "searchRequest":
+        req = read_search_request(pdu)
+        ...
+        return encode_pdu(search_response(reference_id=req.reference_id, result_count=3))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from pyasn1.codec.ber import decoder as ber_decoder
+from pyasn1.codec.ber import encoder as ber_encoder
+from pyasn1.type import univ
+
+from . import oids, pqf
+from .asn1 import (
+    PDU,
+    PDU_ARMS,
+    DefaultDiagFormat,
+    DiagRec,
+    External,
+    OtherInformation,
+    OtherInformationUnit,
+)
+from .asn1_records import DiagnosticFormat, DiagnosticFormatElement
+from .ber import DEFAULT_MAX_DEPTH, to_definite
+from .charset import CharsetProposal, TermDecoder, negotiation_proposal
+from .errors import CloseReason, QueryConversionError, Z3950ProtocolError
+from .records import (
+    OpacRecord,
+    decode_external,
+    fill_external,
+    make_external,
+    opac_to_asn1,
+    retrieval_record,
+)
+
+__all__ = [
+    "OPTION_NAMES",
+    "VERSION_NAMES",
+    "PDU",
+    "decode_pdu",
+    "encode_pdu",
+    "new_pdu",
+    "pdu_arm",
+    "pdu_body",
+    "Diagnostic",
+    "ResponseRecord",
+    "SurrogateDiagnostic",
+    "ScanEntry",
+    "SortKeyInfo",
+    "OtherInformationUnit",
+    "make_external",
+    "Authentication",
+    "InitRequestInfo",
+    "SearchRequestInfo",
+    "PresentRequestInfo",
+    "ScanRequestInfo",
+    "SortRequestInfo",
+    "DeleteResultSetRequestInfo",
+    "CloseInfo",
+    "read_init_request",
+    "read_search_request",
+    "read_present_request",
+    "read_scan_request",
+    "read_sort_request",
+    "read_delete_result_set_request",
+    "read_close",
+    "read_request",
+    "RequestInfo",
+    "reference_id",
+    "init_request",
+    "init_response",
+    "search_request",
+    "search_response",
+    "present_request",
+    "present_response",
+    "scan_request",
+    "scan_response",
+    "sort_request",
+    "sort_response",
+    "delete_result_set_request",
+    "delete_result_set_response",
+    "close",
+    "read_records",
+    "read_diagnostics",
+    "read_init_diagnostics",
+    "bits_from_names",
+    "names_from_bits",
+]
+
+Text = Union[str, bytes]
+
+OPTION_NAMES: tuple[str, ...] = (
+    "search",
+    "present",
+    "delSet",
+    "resourceReport",
+    "triggerResourceCtrl",
+    "resourceCtrl",
+    "accessCtrl",
+    "scan",
+    "sort",
+    "",  # bit 9 not used
+    "extendedServices",
+    "level-1Segmentation",
+    "level-2Segmentation",
+    "concurrentOperations",
+    "namedResultSets",
+    "encapsulation",
+    "resultCount",
+    "negotiationModel",
+    "duplicateDetection",
+    "queryType104",
+    "pQESCorrection",
+    "stringSchema",
+)
+"""Init Options bit names by bit number."""
+
+VERSION_NAMES: tuple[str, ...] = ("version-1", "version-2", "version-3")
+"""ProtocolVersion bit names by bit number."""
+
+_OPTION_BITS = {name: bit for bit, name in enumerate(OPTION_NAMES) if name}
+_VERSION_BITS = {name: bit for bit, name in enumerate(VERSION_NAMES)}
+
+
+# --------------------------------------------------------------------------------------
+# Bytes <-> PDU
+
+
+def decode_pdu(data: bytes, *, framed: bool = False, max_depth: int = DEFAULT_MAX_DEPTH) -> PDU:
+    """Decode one whole PDU (definite or indefinite lengths) into a pyasn1 L{PDU}.
+
+    By default the bytes are validated and normalised to definite lengths first, so this
+    is safe on arbitrary input. Pass C{framed=True} for frames from L{BERFramer.feed},
+    which already went through that pass (saves a second scan).
+
+    @raise Z3950ProtocolError: anything wrong with C{data}, whatever pyasn1 raised.
+    """
+    try:
+        if len(data) < 2:
+            raise Z3950ProtocolError("PDU too short")
+        definite = bytes(data) if framed else to_definite(bytes(data), max_depth=max_depth)
+        pdu, rest = ber_decoder.decode(definite, asn1Spec=PDU())
+        if rest:
+            raise Z3950ProtocolError("trailing bytes after the PDU")
+        return pdu
+    except Z3950ProtocolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the decode boundary: nothing else may escape
+        raise Z3950ProtocolError(f"undecodable PDU: {type(exc).__name__}: {exc}") from exc
+
+
+def encode_pdu(pdu: PDU) -> bytes:
+    """Encode a L{PDU} with definite lengths.
+
+    @raise Z3950ProtocolError: the value is incomplete or inconsistent (a programming error
+        in the caller, reported with the same type so a server can still Close cleanly).
+    """
+    try:
+        return bytes(ber_encoder.encode(pdu))
+    except Exception as exc:  # noqa: BLE001
+        raise Z3950ProtocolError(
+            f"cannot encode PDU: {type(exc).__name__}: {exc}", CloseReason.systemProblem
+        ) from exc
+
+
+def new_pdu(arm: str) -> tuple[PDU, univ.Sequence]:
+    """Return a fresh L{PDU} with arm C{arm} selected, and that arm's (empty) body to fill."""
+    if arm not in PDU_ARMS:
+        raise ValueError(f"unknown PDU arm {arm!r}")
+    pdu = PDU()
+    body = pdu.setComponentByName(arm).getComponentByName(arm)
+    return pdu, body
+
+
+def pdu_arm(pdu: PDU) -> str:
+    """Return the chosen arm's name, e.g. C{"searchRequest"}."""
+    return str(pdu.getName())
+
+
+def pdu_body(pdu: PDU) -> univ.Sequence:
+    """Return the chosen arm's value (the request or response SEQUENCE)."""
+    return pdu.getComponent()
+
+
+def reference_id(pdu_or_body: Any) -> bytes | None:
+    """Return the referenceId of any PDU (or PDU body), to echo in the response."""
+    body = pdu_or_body.getComponent() if isinstance(pdu_or_body, PDU) else pdu_or_body
+    try:
+        ref = body["referenceId"]
+    except Exception:  # noqa: BLE001 - every arm has it, but be defensive
+        return None
+    return ref.asOctets() if ref.isValue else None
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _b(value: Text) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _opt_bytes(value: univ.OctetString) -> bytes | None:
+    return value.asOctets() if value.isValue else None
+
+
+def _opt_text(value: univ.OctetString, dec: TermDecoder) -> str | None:
+    return dec.decode(value.asOctets()) if value.isValue else None
+
+
+def _opt_int(value: univ.Integer) -> int | None:
+    return int(value) if value.isValue else None
+
+
+def _opt_oid(value: univ.ObjectIdentifier) -> oids.Oid | None:
+    return tuple(value) if value.isValue else None
+
+
+def bits_from_names(names: Iterable[str], table: dict[str, int] | None = None) -> tuple[int, ...]:
+    """Return the BIT STRING bits (tuple of 0/1, padded to whole octets) for option names.
+
+    @param table: name -> bit number (default: Init Options; use versions for
+        ProtocolVersion via C{{"version-1": 0, ...}}).
+    """
+    mapping = _OPTION_BITS if table is None else table
+    positions = set()
+    for name in names:
+        if name not in mapping:
+            raise ValueError(f"unknown bit name {name!r}")
+        positions.add(mapping[name])
+    size = max(8, (max(positions, default=0) // 8 + 1) * 8)
+    return tuple(1 if i in positions else 0 for i in range(size))
+
+
+def names_from_bits(bits: univ.BitString, names: Sequence[str]) -> frozenset[str]:
+    """Return the set names of the bits that are set (unknown bit numbers are ignored)."""
+    if not bits.isValue:
+        return frozenset()
+    return frozenset(
+        names[i] for i, bit in enumerate(bits) if bit and i < len(names) and names[i]
+    )
+
+
+def _version_bits(versions: Iterable[int]) -> tuple[int, ...]:
+    return bits_from_names((f"version-{v}" for v in versions), _VERSION_BITS)
+
+
+# --------------------------------------------------------------------------------------
+# Diagnostics and records
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A diagnostic in DefaultDiagFormat (bib-1 unless C{diagset} says otherwise).
+
+    @ivar condition: the code, e.g. 109 (database unavailable).
+    @ivar addinfo: additional information (text sent as UTF-8); C{None} sends an empty one.
+    @ivar v2: send addinfo as VisibleString (v2Addinfo), as YAZ does, instead of v3Addinfo.
+    """
+
+    condition: int
+    addinfo: Text | None = None
+    diagset: oids.Oid = oids.BIB1_DIAGSET
+    v2: bool = False
+
+    def fill(self, target: DefaultDiagFormat) -> DefaultDiagFormat:
+        """Fill an (empty) DefaultDiagFormat component in place and return it."""
+        target["diagnosticSetId"] = tuple(self.diagset)
+        target["condition"] = int(self.condition)
+        info = b"" if self.addinfo is None else _b(self.addinfo)
+        target["addinfo"]["v2Addinfo" if self.v2 else "v3Addinfo"] = info
+        return target
+
+    @classmethod
+    def from_asn1(cls, value: DefaultDiagFormat, decoder: TermDecoder | None = None) -> Diagnostic:
+        """Read a decoded DefaultDiagFormat (addinfo decoded as text)."""
+        dec = decoder or TermDecoder()
+        addinfo: str | None = None
+        v2 = False
+        if value["addinfo"].isValue:
+            arm = value["addinfo"].getName()
+            v2 = arm == "v2Addinfo"
+            addinfo = dec.decode(value["addinfo"][arm].asOctets())
+        return cls(int(value["condition"]), addinfo, tuple(value["diagnosticSetId"]), v2)
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """A database record to return in a Search/Present response.
+
+    @ivar syntax: record syntax OID (L{oids.USMARC}, L{oids.XML}, L{oids.OPAC}...).
+    @ivar data: C{bytes}/C{str} (sent octet-aligned; SUTRS as InternationalString), an
+        L{OpacRecord}, or a ready pyasn1 value (single-ASN1-type).
+    @ivar database: database name to put in NamePlusRecord.name, if any.
+    """
+
+    syntax: oids.Oid
+    data: Any
+    database: Text | None = None
+
+
+@dataclass(frozen=True)
+class SurrogateDiagnostic:
+    """A per-record diagnostic (e.g. 16, 17 or 238) in place of a record."""
+
+    diagnostic: Diagnostic
+    database: Text | None = None
+
+
+RecordEntry = Union[ResponseRecord, SurrogateDiagnostic]
+
+
+def _fill_records(target: univ.Choice, records: Sequence[RecordEntry]) -> None:
+    lst = target["responseRecords"]
+    for entry in records:
+        npr = lst.componentType.clone()
+        if entry.database is not None:
+            npr["name"] = _b(entry.database)
+        rec = npr["record"]
+        if isinstance(entry, SurrogateDiagnostic):
+            entry.diagnostic.fill(rec["surrogateDiagnostic"]["defaultFormat"])
+        else:
+            data = entry.data
+            if isinstance(data, OpacRecord):
+                data = opac_to_asn1(data)
+            ext = retrieval_record(entry.syntax, data)
+            _copy_external(ext, rec["retrievalRecord"])
+        lst.append(npr)
+
+
+def _copy_external(source: External, target: External) -> None:
+    for name in ("direct-reference", "indirect-reference", "data-value-descriptor"):
+        if source[name].isValue:
+            target[name] = source[name]
+    arm = source["encoding"].getName()
+    target["encoding"][arm] = source["encoding"][arm]
+
+
+def _fill_diagnostics(target: univ.Choice, diagnostics: Sequence[Diagnostic]) -> None:
+    if len(diagnostics) == 1:
+        diagnostics[0].fill(target["nonSurrogateDiagnostic"])
+        return
+    lst = target["multipleNonSurDiagnostics"]
+    for diag in diagnostics:
+        rec = DiagRec()
+        diag.fill(rec["defaultFormat"])
+        lst.append(rec)
+
+
+def read_records(body: univ.Sequence, decoder: TermDecoder | None = None) -> list[Any]:
+    """Return the records of a Search/Present response body.
+
+    Each item is a L{SurrogateDiagnostic} or a L{DecodedExternal} (OPAC and SUTRS values
+    decoded; MARC/XML as bytes in C{.data}). Non-surrogate diagnostics: L{read_diagnostics}.
+    """
+    recs = body["records"]
+    if not recs.isValue or recs.getName() != "responseRecords":
+        return []
+    out: list[Any] = []
+    for npr in recs["responseRecords"]:
+        rec = npr["record"]
+        arm = rec.getName()
+        if arm == "retrievalRecord":
+            out.append(decode_external(rec["retrievalRecord"]))
+        elif arm == "surrogateDiagnostic":
+            diag = rec["surrogateDiagnostic"]
+            if diag.getName() == "defaultFormat":
+                db = _opt_text(npr["name"], decoder or TermDecoder())
+                out.append(
+                    SurrogateDiagnostic(Diagnostic.from_asn1(diag["defaultFormat"], decoder), db)
+                )
+            else:
+                out.append(decode_external(diag["externallyDefined"]))
+        else:
+            out.append(rec[arm])
+    return out
+
+
+def read_diagnostics(body: univ.Sequence, decoder: TermDecoder | None = None) -> list[Diagnostic]:
+    """Return the non-surrogate diagnostics of a Search/Present response body."""
+    recs = body["records"]
+    if not recs.isValue:
+        return []
+    arm = recs.getName()
+    if arm == "nonSurrogateDiagnostic":
+        return [Diagnostic.from_asn1(recs[arm], decoder)]
+    if arm == "multipleNonSurDiagnostics":
+        return [
+            Diagnostic.from_asn1(d["defaultFormat"], decoder)
+            for d in recs[arm]
+            if d.getName() == "defaultFormat"
+        ]
+    return []
+
+
+# --------------------------------------------------------------------------------------
+# Init
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """idAuthentication: C{kind} is C{"open"}, C{"idPass"}, C{"anonymous"} or C{"other"}.
+
+    For C{open} (C{"user/password"}) the string is split at the first C{/}.
+    """
+
+    kind: str
+    user: str | None = None
+    password: str | None = None
+    group: str | None = None
+
+    def __repr__(self) -> str:  # never show passwords in logs
+        return f"Authentication(kind={self.kind!r}, user={self.user!r}, group={self.group!r})"
+
+
+@dataclass(frozen=True)
+class InitRequestInfo:
+    """What a server needs from an InitializeRequest."""
+
+    reference_id: bytes | None
+    versions: frozenset[int]
+    options: frozenset[str]
+    preferred_message_size: int
+    exceptional_record_size: int
+    authentication: Authentication | None = None
+    implementation_id: str | None = None
+    implementation_name: str | None = None
+    implementation_version: str | None = None
+    charset_proposal: CharsetProposal | None = None
+
+
+def read_init_request(pdu: PDU, decoder: TermDecoder | None = None) -> InitRequestInfo:
+    """Read an initRequest PDU (or its body)."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    versions = frozenset(
+        int(name.rsplit("-", 1)[1])
+        for name in names_from_bits(body["protocolVersion"], VERSION_NAMES)
+    )
+    auth: Authentication | None = None
+    ida = body["idAuthentication"]
+    if ida.isValue:
+        kind = ida.getName()
+        if kind == "open":
+            user, _, password = dec.decode(ida["open"].asOctets()).partition("/")
+            auth = Authentication("open", user, password or None)
+        elif kind == "idPass":
+            ip = ida["idPass"]
+            auth = Authentication(
+                "idPass",
+                _opt_text(ip["userId"], dec),
+                _opt_text(ip["password"], dec),
+                _opt_text(ip["groupId"], dec),
+            )
+        else:
+            auth = Authentication(kind)
+    return InitRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        versions=versions,
+        options=names_from_bits(body["options"], OPTION_NAMES),
+        preferred_message_size=int(body["preferredMessageSize"]),
+        exceptional_record_size=int(body["exceptionalRecordSize"]),
+        authentication=auth,
+        implementation_id=_opt_text(body["implementationId"], dec),
+        implementation_name=_opt_text(body["implementationName"], dec),
+        implementation_version=_opt_text(body["implementationVersion"], dec),
+        charset_proposal=negotiation_proposal(body["otherInfo"]),
+    )
+
+
+def _fill_init_common(
+    body: univ.Sequence,
+    reference_id: bytes | None,
+    versions: Iterable[int],
+    options: Iterable[str],
+    preferred_message_size: int,
+    exceptional_record_size: int,
+) -> None:
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["protocolVersion"] = _version_bits(versions)
+    body["options"] = bits_from_names(options)
+    body["preferredMessageSize"] = int(preferred_message_size)
+    body["exceptionalRecordSize"] = int(exceptional_record_size)
+
+
+def _fill_impl(
+    body: univ.Sequence, ident: Text | None, name: Text | None, ver: Text | None
+) -> None:
+    if ident is not None:
+        body["implementationId"] = _b(ident)
+    if name is not None:
+        body["implementationName"] = _b(name)
+    if ver is not None:
+        body["implementationVersion"] = _b(ver)
+
+
+def _fill_other_info(target: univ.SequenceOf, units: Sequence[OtherInformationUnit]) -> None:
+    for unit in units:
+        target.append(unit)
+
+
+def init_response(
+    *,
+    reference_id: bytes | None = None,
+    accepted: bool = True,
+    versions: Iterable[int] = (1, 2, 3),
+    options: Iterable[str] = ("search", "present"),
+    preferred_message_size: int,
+    exceptional_record_size: int,
+    implementation_id: Text | None = None,
+    implementation_name: Text | None = None,
+    implementation_version: Text | None = None,
+    diagnostic: Diagnostic | None = None,
+    other_info: Sequence[OtherInformationUnit] = (),
+) -> PDU:
+    """Build an InitializeResponse.
+
+    A C{diagnostic} (for a refused Init, e.g. 1014) goes in userInformationField the way
+    YAZ GFS nests it: EXTERNAL UserInfo-1 -> OtherInformation -> EXTERNAL diag-1 ->
+    DiagnosticFormat -> defaultDiagRec. C{other_info} carries e.g. the charneg answer
+    (L{charset.utf8_negotiation_response}).
+    """
+    pdu, body = new_pdu("initResponse")
+    _fill_init_common(
+        body, reference_id, versions, options, preferred_message_size, exceptional_record_size
+    )
+    body["result"] = bool(accepted)
+    _fill_impl(body, implementation_id, implementation_name, implementation_version)
+    if diagnostic is not None:
+        _fill_init_diagnostic(body["userInformationField"], diagnostic)
+    if other_info:
+        _fill_other_info(body["otherInfo"], other_info)
+    return pdu
+
+
+def _fill_init_diagnostic(target: External, diagnostic: Diagnostic) -> None:
+    diag = DiagnosticFormat()
+    elem = DiagnosticFormatElement()
+    diagnostic.fill(elem["diagnostic"]["defaultDiagRec"])
+    diag.append(elem)
+    unit = OtherInformationUnit()
+    fill_external(unit["information"]["externallyDefinedInfo"], oids.DIAG1_FORMAT, diag)
+    other = OtherInformation()
+    other.append(unit)
+    fill_external(target, oids.USERINFO_1, other)
+
+
+def read_init_diagnostics(pdu: PDU, decoder: TermDecoder | None = None) -> list[Diagnostic]:
+    """Return diagnostics found in an InitializeResponse's userInformationField (GFS form)."""
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    uif = body["userInformationField"]
+    if not uif.isValue:
+        return []
+    out: list[Diagnostic] = []
+    outer = decode_external(uif)
+    if outer.oid == oids.USERINFO_1 and outer.value is not None:
+        for unit in outer.value:
+            info = unit["information"]
+            if info.getName() != "externallyDefinedInfo":
+                continue
+            inner = decode_external(info["externallyDefinedInfo"])
+            if inner.oid == oids.DIAG1_FORMAT and inner.value is not None:
+                for elem in inner.value:
+                    d = elem["diagnostic"]
+                    if d.isValue and d.getName() == "defaultDiagRec":
+                        out.append(Diagnostic.from_asn1(d["defaultDiagRec"], decoder))
+    return out
+
+
+def init_request(
+    *,
+    reference_id: bytes | None = None,
+    versions: Iterable[int] = (1, 2, 3),
+    options: Iterable[str] = ("search", "present"),
+    preferred_message_size: int = 1024 * 1024,
+    exceptional_record_size: int = 1024 * 1024,
+    authentication: Authentication | None = None,
+    implementation_id: Text | None = None,
+    implementation_name: Text | None = None,
+    implementation_version: Text | None = None,
+    other_info: Sequence[OtherInformationUnit] = (),
+) -> PDU:
+    """Build an InitializeRequest (client side: tests, load client)."""
+    pdu, body = new_pdu("initRequest")
+    _fill_init_common(
+        body, reference_id, versions, options, preferred_message_size, exceptional_record_size
+    )
+    if authentication is not None:
+        ida = body["idAuthentication"]
+        if authentication.kind == "open":
+            text = authentication.user or ""
+            if authentication.password is not None:
+                text += "/" + authentication.password
+            ida["open"] = text.encode("utf-8")
+        elif authentication.kind == "idPass":
+            ip = ida["idPass"]
+            for key, val in (
+                ("groupId", authentication.group),
+                ("userId", authentication.user),
+                ("password", authentication.password),
+            ):
+                if val is not None:
+                    ip[key] = val.encode("utf-8")
+        elif authentication.kind == "anonymous":
+            ida["anonymous"] = ""
+        else:
+            raise ValueError(f"cannot build idAuthentication {authentication.kind!r}")
+    _fill_impl(body, implementation_id, implementation_name, implementation_version)
+    if other_info:
+        _fill_other_info(body["otherInfo"], other_info)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Search
+
+
+@dataclass(frozen=True)
+class SearchRequestInfo:
+    """What a server needs from a SearchRequest.
+
+    @ivar query: the type-1/101 query as a model, or C{None} when L{query_error} says why
+        not (other query types, proximity...): answer diag 3/107/108 then.
+    @ivar query_type: the Query arm, e.g. C{"type-1"}.
+    """
+
+    reference_id: bytes | None
+    small_set_upper_bound: int
+    large_set_lower_bound: int
+    medium_set_present_number: int
+    replace_indicator: bool
+    result_set_name: str
+    database_names: tuple[str, ...]
+    query_type: str
+    query: pqf.Query | None
+    query_error: str | None = None
+    small_set_element_set_name: str | None = None
+    medium_set_element_set_name: str | None = None
+    preferred_record_syntax: oids.Oid | None = None
+
+
+def _esn(value: univ.Choice, dec: TermDecoder) -> str | None:
+    if not value.isValue:
+        return None
+    if value.getName() == "genericElementSetName":
+        return dec.decode(value["genericElementSetName"].asOctets())
+    # databaseSpecific: take the first one (servers with one database treat them alike)
+    for item in value["databaseSpecific"]:
+        return dec.decode(item["esn"].asOctets())
+    return None
+
+
+def read_search_request(pdu: PDU, decoder: TermDecoder | None = None) -> SearchRequestInfo:
+    """Read a searchRequest PDU (or its body); terms decoded with C{decoder}."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    query = body["query"]
+    qtype = query.getName()
+    model: pqf.Query | None = None
+    error: str | None = None
+    if qtype in ("type-1", "type-101"):
+        try:
+            model = pqf.query_from_rpn(query[qtype], dec)
+        except QueryConversionError as exc:
+            error = str(exc)
+    else:
+        error = f"query {qtype} not supported"
+    return SearchRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        small_set_upper_bound=int(body["smallSetUpperBound"]),
+        large_set_lower_bound=int(body["largeSetLowerBound"]),
+        medium_set_present_number=int(body["mediumSetPresentNumber"]),
+        replace_indicator=bool(body["replaceIndicator"]),
+        result_set_name=dec.decode(body["resultSetName"].asOctets()),
+        database_names=tuple(dec.decode(d.asOctets()) for d in body["databaseNames"]),
+        query_type=qtype,
+        query=model,
+        query_error=error,
+        small_set_element_set_name=_esn(body["smallSetElementSetNames"], dec),
+        medium_set_element_set_name=_esn(body["mediumSetElementSetNames"], dec),
+        preferred_record_syntax=_opt_oid(body["preferredRecordSyntax"]),
+    )
+
+
+def search_request(
+    query: pqf.Query | str,
+    *,
+    database_names: Sequence[Text] = ("Default",),
+    result_set_name: Text = "default",
+    reference_id: bytes | None = None,
+    small_set_upper_bound: int = 0,
+    large_set_lower_bound: int = 1,
+    medium_set_present_number: int = 0,
+    replace_indicator: bool = True,
+    preferred_record_syntax: oids.Oid | None = None,
+    element_set_name: Text | None = None,
+    charset: str = "utf-8",
+) -> PDU:
+    """Build a SearchRequest with a type-1 query (a L{pqf.Query} or PQF text)."""
+    model = pqf.parse_pqf(query) if isinstance(query, str) else query
+    pdu, body = new_pdu("searchRequest")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["smallSetUpperBound"] = small_set_upper_bound
+    body["largeSetLowerBound"] = large_set_lower_bound
+    body["mediumSetPresentNumber"] = medium_set_present_number
+    body["replaceIndicator"] = bool(replace_indicator)
+    body["resultSetName"] = _b(result_set_name)
+    dbs = body["databaseNames"]
+    for db in database_names:
+        dbs.append(dbs.componentType.clone(_b(db)))
+    if element_set_name is not None:
+        body["smallSetElementSetNames"]["genericElementSetName"] = _b(element_set_name)
+        body["mediumSetElementSetNames"]["genericElementSetName"] = _b(element_set_name)
+    if preferred_record_syntax is not None:
+        body["preferredRecordSyntax"] = tuple(preferred_record_syntax)
+    pqf.query_to_rpn(model, charset, target=body["query"]["type-1"])
+    return pdu
+
+
+def search_response(
+    *,
+    reference_id: bytes | None = None,
+    result_count: int,
+    search_status: bool = True,
+    next_result_set_position: int | None = None,
+    result_set_status: int | None = None,
+    present_status: int | None = None,
+    records: Sequence[RecordEntry] | None = None,
+    diagnostics: Sequence[Diagnostic] = (),
+    additional_search_info: Sequence[OtherInformationUnit] = (),
+) -> PDU:
+    """Build a SearchResponse.
+
+    For a failed search pass C{search_status=False}, C{result_set_status=3} (none) and the
+    C{diagnostics} (one -> nonSurrogateDiagnostic, several -> multipleNonSurDiagnostics).
+    C{numberOfRecordsReturned} is C{len(records)}; C{next_result_set_position} defaults to
+    that plus one.
+    """
+    if records and diagnostics:
+        raise ValueError("a response carries records or non-surrogate diagnostics, not both")
+    pdu, body = new_pdu("searchResponse")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    count = len(records) if records else 0
+    body["resultCount"] = int(result_count)
+    body["numberOfRecordsReturned"] = count
+    body["nextResultSetPosition"] = (
+        count + 1 if next_result_set_position is None else next_result_set_position
+    )
+    body["searchStatus"] = bool(search_status)
+    if result_set_status is not None:
+        body["resultSetStatus"] = int(result_set_status)
+    if present_status is not None:
+        body["presentStatus"] = int(present_status)
+    if records:
+        _fill_records(body["records"], records)
+    elif diagnostics:
+        _fill_diagnostics(body["records"], diagnostics)
+    if additional_search_info:
+        _fill_other_info(body["additionalSearchInfo"], additional_search_info)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Present
+
+
+@dataclass(frozen=True)
+class PresentRequestInfo:
+    """What a server needs from a PresentRequest.
+
+    @ivar element_set_name: the simple generic ESN (or first database-specific one).
+    @ivar record_syntaxes: CompSpec recordSyntax list when a complex composition was sent.
+    """
+
+    reference_id: bytes | None
+    result_set_id: str
+    start: int
+    count: int
+    element_set_name: str | None = None
+    preferred_record_syntax: oids.Oid | None = None
+    record_syntaxes: tuple[oids.Oid, ...] = ()
+    additional_ranges: tuple[tuple[int, int], ...] = ()
+    max_record_size: int | None = None
+
+
+def read_present_request(pdu: PDU, decoder: TermDecoder | None = None) -> PresentRequestInfo:
+    """Read a presentRequest PDU (or its body)."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    esn: str | None = None
+    syntaxes: tuple[oids.Oid, ...] = ()
+    comp = body["recordComposition"]
+    if comp.isValue:
+        if comp.getName() == "simple":
+            esn = _esn(comp["simple"], dec)
+        else:
+            cs = comp["complex"]
+            generic = cs["generic"]
+            if generic.isValue and generic["elementSpec"].isValue:
+                spec = generic["elementSpec"]
+                if spec.getName() == "elementSetName":
+                    esn = dec.decode(spec["elementSetName"].asOctets())
+            if cs["recordSyntax"].isValue:
+                syntaxes = tuple(tuple(o) for o in cs["recordSyntax"])
+    ranges: tuple[tuple[int, int], ...] = ()
+    if body["additionalRanges"].isValue:
+        ranges = tuple(
+            (int(r["startingPosition"]), int(r["numberOfRecords"]))
+            for r in body["additionalRanges"]
+        )
+    return PresentRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        result_set_id=dec.decode(body["resultSetId"].asOctets()),
+        start=int(body["resultSetStartPoint"]),
+        count=int(body["numberOfRecordsRequested"]),
+        element_set_name=esn,
+        preferred_record_syntax=_opt_oid(body["preferredRecordSyntax"]),
+        record_syntaxes=syntaxes,
+        additional_ranges=ranges,
+        max_record_size=_opt_int(body["maxRecordSize"]),
+    )
+
+
+def present_request(
+    *,
+    result_set_id: Text = "default",
+    start: int = 1,
+    count: int = 1,
+    reference_id: bytes | None = None,
+    preferred_record_syntax: oids.Oid | None = None,
+    element_set_name: Text | None = None,
+) -> PDU:
+    """Build a PresentRequest (simple element set name composition)."""
+    pdu, body = new_pdu("presentRequest")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["resultSetId"] = _b(result_set_id)
+    body["resultSetStartPoint"] = int(start)
+    body["numberOfRecordsRequested"] = int(count)
+    if element_set_name is not None:
+        body["recordComposition"]["simple"]["genericElementSetName"] = _b(element_set_name)
+    if preferred_record_syntax is not None:
+        body["preferredRecordSyntax"] = tuple(preferred_record_syntax)
+    return pdu
+
+
+def present_response(
+    *,
+    reference_id: bytes | None = None,
+    present_status: int = 0,
+    next_result_set_position: int,
+    records: Sequence[RecordEntry] = (),
+    diagnostics: Sequence[Diagnostic] = (),
+) -> PDU:
+    """Build a PresentResponse (C{numberOfRecordsReturned} = C{len(records)}).
+
+    Out-of-range: C{present_status=5}, C{diagnostics=[Diagnostic(13, str(start))]}.
+    """
+    if records and diagnostics:
+        raise ValueError("a response carries records or non-surrogate diagnostics, not both")
+    pdu, body = new_pdu("presentResponse")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["numberOfRecordsReturned"] = len(records)
+    body["nextResultSetPosition"] = int(next_result_set_position)
+    body["presentStatus"] = int(present_status)
+    if records:
+        _fill_records(body["records"], records)
+    elif diagnostics:
+        _fill_diagnostics(body["records"], diagnostics)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Scan
+
+
+@dataclass(frozen=True)
+class ScanRequestInfo:
+    """What a server needs from a ScanRequest (the start term as a L{pqf.Term})."""
+
+    reference_id: bytes | None
+    database_names: tuple[str, ...]
+    attribute_set: oids.Oid | None
+    term: pqf.Term | None
+    number_of_terms: int
+    step_size: int | None = None
+    preferred_position: int | None = None
+    term_error: str | None = None
+
+
+def read_scan_request(pdu: PDU, decoder: TermDecoder | None = None) -> ScanRequestInfo:
+    """Read a scanRequest PDU (or its body)."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    term: pqf.Term | None = None
+    error: str | None = None
+    try:
+        term = pqf.term_from_apt(body["termListAndStartPoint"], dec)
+    except QueryConversionError as exc:
+        error = str(exc)
+    return ScanRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        database_names=tuple(dec.decode(d.asOctets()) for d in body["databaseNames"]),
+        attribute_set=_opt_oid(body["attributeSet"]),
+        term=term,
+        number_of_terms=int(body["numberOfTermsRequested"]),
+        step_size=_opt_int(body["stepSize"]),
+        preferred_position=_opt_int(body["preferredPositionInResponse"]),
+        term_error=error,
+    )
+
+
+def scan_request(
+    term: pqf.Term | str,
+    *,
+    database_names: Sequence[Text] = ("Default",),
+    attribute_set: oids.Oid | None = oids.BIB1_ATTRSET,
+    number_of_terms: int = 20,
+    preferred_position: int | None = 1,
+    step_size: int | None = None,
+    reference_id: bytes | None = None,
+) -> PDU:
+    """Build a ScanRequest; C{term} may be PQF text of a single term (C{"@attr 1=4 a"})."""
+    if isinstance(term, str):
+        root = pqf.parse_pqf(term).root
+        if not isinstance(root, pqf.Term):
+            raise ValueError("scan needs a single term")
+        term = root
+    pdu, body = new_pdu("scanRequest")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    dbs = body["databaseNames"]
+    for db in database_names:
+        dbs.append(dbs.componentType.clone(_b(db)))
+    if attribute_set is not None:
+        body["attributeSet"] = tuple(attribute_set)
+    pqf.fill_apt(body["termListAndStartPoint"], term)
+    if step_size is not None:
+        body["stepSize"] = step_size
+    body["numberOfTermsRequested"] = int(number_of_terms)
+    if preferred_position is not None:
+        body["preferredPositionInResponse"] = int(preferred_position)
+    return pdu
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """One term-list entry: the term, its hit count and an optional display form."""
+
+    term: Text
+    occurrences: int | None = None
+    display_term: Text | None = None
+
+
+def scan_response(
+    *,
+    reference_id: bytes | None = None,
+    scan_status: int = 0,
+    entries: Sequence[ScanEntry | Diagnostic] = (),
+    position_of_term: int | None = None,
+    step_size: int | None = None,
+    diagnostics: Sequence[Diagnostic] = (),
+    attribute_set: oids.Oid | None = None,
+) -> PDU:
+    """Build a ScanResponse; a L{Diagnostic} among C{entries} is a surrogate diagnostic.
+
+    Failure: C{scan_status=6} with C{diagnostics} (nonsurrogateDiagnostics).
+    """
+    pdu, body = new_pdu("scanResponse")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    if step_size is not None:
+        body["stepSize"] = step_size
+    body["scanStatus"] = int(scan_status)
+    body["numberOfEntriesReturned"] = sum(1 for e in entries if isinstance(e, ScanEntry))
+    if position_of_term is not None:
+        body["positionOfTerm"] = int(position_of_term)
+    if entries or diagnostics:
+        lst = body["entries"]
+        if entries:
+            items = lst["entries"]
+            for entry in entries:
+                item = items.componentType.clone()
+                if isinstance(entry, Diagnostic):
+                    entry.fill(item["surrogateDiagnostic"]["defaultFormat"])
+                else:
+                    info = item["termInfo"]
+                    info["term"]["general"] = _b(entry.term)
+                    if entry.display_term is not None:
+                        info["displayTerm"] = _b(entry.display_term)
+                    if entry.occurrences is not None:
+                        info["globalOccurrences"] = int(entry.occurrences)
+                items.append(item)
+        if diagnostics:
+            dl = lst["nonsurrogateDiagnostics"]
+            for diag in diagnostics:
+                rec = DiagRec()
+                diag.fill(rec["defaultFormat"])
+                dl.append(rec)
+    if attribute_set is not None:
+        body["attributeSet"] = tuple(attribute_set)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Sort
+
+
+@dataclass(frozen=True)
+class SortKeyInfo:
+    """One sort key: attributes (C{sortAttributes}) or a field name; relation 0 = ascending."""
+
+    attributes: tuple[pqf.Attribute, ...] = ()
+    sort_field: str | None = None
+    relation: int = 0
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class SortRequestInfo:
+    reference_id: bytes | None
+    input_result_sets: tuple[str, ...]
+    sorted_result_set: str
+    keys: tuple[SortKeyInfo, ...] = field(default_factory=tuple)
+
+
+def read_sort_request(pdu: PDU, decoder: TermDecoder | None = None) -> SortRequestInfo:
+    """Read a sortRequest PDU (or its body); database-specific keys are skipped."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    keys: list[SortKeyInfo] = []
+    for spec in body["sortSequence"]:
+        elem = spec["sortElement"]
+        relation = int(spec["sortRelation"])
+        case_sensitive = int(spec["caseSensitivity"]) == 0
+        if elem.getName() != "generic":
+            continue
+        key = elem["generic"]
+        arm = key.getName()
+        if arm == "sortAttributes":
+            apt = key["sortAttributes"]
+            attrs = tuple(pqf.attribute_from_asn1(e, dec) for e in apt["list"])
+            keys.append(SortKeyInfo(attrs, None, relation, case_sensitive))
+        elif arm == "sortfield":
+            keys.append(
+                SortKeyInfo((), dec.decode(key["sortfield"].asOctets()), relation, case_sensitive)
+            )
+    return SortRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        input_result_sets=tuple(dec.decode(n.asOctets()) for n in body["inputResultSetNames"]),
+        sorted_result_set=dec.decode(body["sortedResultSetName"].asOctets()),
+        keys=tuple(keys),
+    )
+
+
+def sort_request(
+    *,
+    input_result_sets: Sequence[Text] = ("default",),
+    sorted_result_set: Text = "default",
+    keys: Sequence[SortKeyInfo] = (),
+    reference_id: bytes | None = None,
+) -> PDU:
+    """Build a SortRequest (keys as attribute lists or sort field names)."""
+    pdu, body = new_pdu("sortRequest")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    names = body["inputResultSetNames"]
+    for name in input_result_sets:
+        names.append(names.componentType.clone(_b(name)))
+    body["sortedResultSetName"] = _b(sorted_result_set)
+    seq = body["sortSequence"]
+    for key in keys:
+        spec = seq.componentType.clone()
+        generic = spec["sortElement"]["generic"]
+        if key.sort_field is not None:
+            generic["sortfield"] = _b(key.sort_field)
+        else:
+            sa = generic["sortAttributes"]
+            sa["id"] = tuple(oids.BIB1_ATTRSET)
+            pqf.fill_attributes(sa["list"], key.attributes)
+        spec["sortRelation"] = key.relation
+        spec["caseSensitivity"] = 0 if key.case_sensitive else 1
+        seq.append(spec)
+    return pdu
+
+
+def sort_response(
+    *,
+    reference_id: bytes | None = None,
+    sort_status: int = 0,
+    result_set_status: int | None = None,
+    diagnostics: Sequence[Diagnostic] = (),
+    result_count: int | None = None,
+) -> PDU:
+    """Build a SortResponse (status 0 success, 1 partial-1, 2 failure)."""
+    pdu, body = new_pdu("sortResponse")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["sortStatus"] = int(sort_status)
+    if result_set_status is not None:
+        body["resultSetStatus"] = int(result_set_status)
+    if diagnostics:
+        lst = body["diagnostics"]
+        for diag in diagnostics:
+            rec = DiagRec()
+            diag.fill(rec["defaultFormat"])
+            lst.append(rec)
+    if result_count is not None:
+        body["resultCount"] = int(result_count)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Delete result set
+
+
+@dataclass(frozen=True)
+class DeleteResultSetRequestInfo:
+    reference_id: bytes | None
+    delete_all: bool
+    result_sets: tuple[str, ...] = ()
+
+
+def read_delete_result_set_request(
+    pdu: PDU, decoder: TermDecoder | None = None
+) -> DeleteResultSetRequestInfo:
+    """Read a deleteResultSetRequest PDU (or its body); function 1 = all."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    names: tuple[str, ...] = ()
+    if body["resultSetList"].isValue:
+        names = tuple(dec.decode(n.asOctets()) for n in body["resultSetList"])
+    return DeleteResultSetRequestInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        delete_all=int(body["deleteFunction"]) == 1,
+        result_sets=names,
+    )
+
+
+def delete_result_set_request(
+    *, result_sets: Sequence[Text] = (), delete_all: bool = False, reference_id: bytes | None = None
+) -> PDU:
+    """Build a DeleteResultSetRequest (list, or all when C{delete_all})."""
+    pdu, body = new_pdu("deleteResultSetRequest")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["deleteFunction"] = 1 if delete_all else 0
+    if result_sets:
+        lst = body["resultSetList"]
+        for name in result_sets:
+            lst.append(lst.componentType.clone(_b(name)))
+    return pdu
+
+
+def delete_result_set_response(
+    *,
+    reference_id: bytes | None = None,
+    status: int = 0,
+    list_statuses: Sequence[tuple[Text, int]] = (),
+    number_not_deleted: int | None = None,
+    message: Text | None = None,
+) -> PDU:
+    """Build a DeleteResultSetResponse (status 0 success, 1 resultSetDidNotExist...)."""
+    pdu, body = new_pdu("deleteResultSetResponse")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["deleteOperationStatus"] = int(status)
+    if list_statuses:
+        lst = body["deleteListStatuses"]
+        for name, st in list_statuses:
+            item = lst.componentType.clone()
+            item["id"] = _b(name)
+            item["status"] = int(st)
+            lst.append(item)
+    if number_not_deleted is not None:
+        body["numberNotDeleted"] = int(number_not_deleted)
+    if message is not None:
+        body["deleteMessage"] = _b(message)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Close
+
+
+@dataclass(frozen=True)
+class CloseInfo:
+    reference_id: bytes | None
+    reason: int
+    diagnostic_information: str | None = None
+
+
+def read_close(pdu: PDU, decoder: TermDecoder | None = None) -> CloseInfo:
+    """Read a close PDU (or its body); C{reason} is an int (see L{CloseReason})."""
+    dec = decoder or TermDecoder()
+    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
+    return CloseInfo(
+        reference_id=_opt_bytes(body["referenceId"]),
+        reason=int(body["closeReason"]),
+        diagnostic_information=_opt_text(body["diagnosticInformation"], dec),
+    )
+
+
+def close(
+    reason: CloseReason | int = CloseReason.finished,
+    *,
+    reference_id: bytes | None = None,
+    diagnostic_information: Text | None = None,
+) -> PDU:
+    """Build a Close PDU, e.g. C{close(CloseReason.protocolError, diagnostic_information=
+    "Malformed package")}."""
+    pdu, body = new_pdu("close")
+    if reference_id is not None:
+        body["referenceId"] = bytes(reference_id)
+    body["closeReason"] = int(reason)
+    if diagnostic_information is not None:
+        body["diagnosticInformation"] = _b(diagnostic_information)
+    return pdu
+
+
+# --------------------------------------------------------------------------------------
+# Dispatch
+
+
+RequestInfo = Union[
+    InitRequestInfo,
+    SearchRequestInfo,
+    PresentRequestInfo,
+    ScanRequestInfo,
+    SortRequestInfo,
+    DeleteResultSetRequestInfo,
+    CloseInfo,
+]
+
+_READERS = {
+    "initRequest": read_init_request,
+    "searchRequest": read_search_request,
+    "presentRequest": read_present_request,
+    "scanRequest": read_scan_request,
+    "sortRequest": read_sort_request,
+    "deleteResultSetRequest": read_delete_result_set_request,
+    "close": read_close,
+}
+
+
+def read_request(pdu: PDU, decoder: TermDecoder | None = None) -> RequestInfo | None:
+    """Read any request a server handles into its dataclass; C{None} for other arms
+    (the association answers those with a Close or an "unsupported" reply).
+
+    @raise Z3950ProtocolError: the PDU decoded but its content is unusable.
+    """
+    reader = _READERS.get(pdu_arm(pdu))
+    if reader is None:
+        return None
+    try:
+        return reader(pdu, decoder)  # type: ignore[operator]
+    except Z3950ProtocolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - same boundary rule as decode_pdu
+        raise Z3950ProtocolError(f"unusable {pdu_arm(pdu)}: {type(exc).__name__}: {exc}") from exc
