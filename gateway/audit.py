@@ -64,11 +64,16 @@ def load_or_create_key(conn: sqlite3.Connection) -> bytes:
     return key
 
 
+def audit_time(moment: datetime) -> str:
+    """An audit row's time: UTC, ISO 8601 with microseconds (sorts as text)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
 def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
     """Insert one audit row in the caller's transaction; return its id."""
     values = asdict(entry)
     if not values["time"]:
-        values["time"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        values["time"] = audit_time(datetime.now(timezone.utc))
     columns = ", ".join(values)
     marks = ", ".join("?" * len(values))
     cursor = conn.execute(f"INSERT INTO audit ({columns}) VALUES ({marks})",
@@ -80,9 +85,10 @@ def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
-    def __init__(self, store: Store, settings: Any) -> None:
+    def __init__(self, store: Store, settings: Any, clock: Any) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock
         self._key: bytes | None = None
         self.written = 0
         self.failed = 0
@@ -117,8 +123,8 @@ class AuditLog:
 
     def record(self, entry: AuditEntry) -> Deferred[None]:
         """Write a row through the writer's next batch; errors are logged, not raised."""
-        stamped = entry if entry.time else replace(
-            entry, time=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+        stamped = entry if entry.time else replace(entry, time=audit_time(
+            datetime.fromtimestamp(self.clock.seconds(), timezone.utc)))
         d = self.store.write(lambda conn: insert_entry(conn, stamped))
 
         def done(_: Any) -> None:

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "file's [z3950] listen for this run)")
     serve.add_argument("--ncip-listen", action="append", metavar="ENDPOINT",
                        help="NCIP endpoint string, e.g. tcp:8080 (repeatable)")
+    serve.add_argument("--admin-listen", action="append", metavar="ENDPOINT",
+                       help="admin endpoint string for /stats, /metrics and the dashboard "
+                            "(repeatable)")
     serve.add_argument("--log-format", choices=LOG_FORMATS, default="text",
                        help="plain text (default) or JSON lines for journald")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -64,6 +67,39 @@ def build_parser() -> argparse.ArgumentParser:
     patrons = kinds.add_parser("patrons", parents=[common], help="import patrons from CSV")
     patrons.add_argument("file", type=Path, metavar="FILE.csv")
 
+    audit = commands.add_parser("audit", parents=[common],
+                                help="list, export or tail the audit log; 'audit purge' applies "
+                                     "retention")
+    _audit_filters(audit)
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    audit_commands.add_parser("purge", parents=[common],
+                              help="clear bodies and delete rows past their retention")
+
+    requests = commands.add_parser("requests", parents=[common],
+                                   help="resource-sharing requests and their step times")
+    requests.add_argument("--peer")
+    requests.add_argument("--role", choices=("borrower", "lender"))
+    requests.add_argument("--state")
+    requests.add_argument("--limit", type=int, default=100)
+    requests.add_argument("--format", choices=FORMATS, default="table")
+    request_commands = requests.add_subparsers(dest="requests_command", metavar="ACTION")
+    show = request_commands.add_parser("show", parents=[common],
+                                       help="one request's whole history")
+    show.add_argument("id", help="our request id, the broker's request id, or the row id")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+
+    stats = commands.add_parser("stats", parents=[common], help="per-partner statistics")
+    stats.add_argument("--since", metavar="DATE", help="count requests from this date (ISO)")
+    stats.add_argument("--peer")
+    stats.add_argument("--format", choices=("table", "json"), default="table")
+
+    sweep = commands.add_parser("sweep", parents=[common],
+                                help="list (or remove) orphaned temporary items")
+    sweep.add_argument("--days", type=int, default=30,
+                       help="request ended more than this many days ago (default 30)")
+    sweep.add_argument("--remove", action="store_true", help="delete them, with their holds "
+                       "and brief records")
+
     demo = commands.add_parser("demo", parents=[common],
                                help="write the deterministic demo catalogue and patrons")
     demo.add_argument("--records", type=int, default=2000, metavar="N",
@@ -71,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-absent", action="store_true",
                       help="do nothing when the database already holds records")
     return parser
+
+
+FORMATS = ("table", "csv", "json")
+
+
+def _audit_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peer")
+    parser.add_argument("--protocol", choices=("ncip", "z3950"))
+    parser.add_argument("--service", help="NCIP service or Z39.50 operation")
+    parser.add_argument("--request-id", help="broker's or our request id")
+    parser.add_argument("--item", help="item barcode")
+    parser.add_argument("--outcome", help='"success", a Problem type or a diagnostic')
+    parser.add_argument("--since", metavar="TIME", help="ISO date or time (UTC)")
+    parser.add_argument("--until", metavar="TIME", help="ISO date or time (UTC)")
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--bodies", action="store_true", help="include the stored bodies")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--follow", action="store_true", help="keep printing new rows")
 
 
 def resolve_config_path(given: Path | None, environ: dict[str, str]) -> Path | None:
@@ -93,12 +147,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
         config = load_config(config_path).with_overrides(
             database=args.database,
             z3950_listen=getattr(args, "z3950_listen", None),
-            ncip_listen=getattr(args, "ncip_listen", None))
+            ncip_listen=getattr(args, "ncip_listen", None),
+            admin_listen=getattr(args, "admin_listen", None))
     except ConfigErrors as e:
         print(str(e), file=err)
         return EXIT_USAGE
     handler: Callable[..., int] = {
         "serve": _serve, "check-config": _check_config, "import": _import, "demo": _demo,
+        "audit": _audit, "requests": _requests, "stats": _stats, "sweep": _sweep,
     }[args.command]
     return handler(args, config, config_path, out, err)
 
@@ -193,6 +249,178 @@ def _demo(args: argparse.Namespace, config: Config, path: Path | None,
         conn.close()
 
 
+def _print_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
+                columns: Sequence[str] | None = None) -> None:
+    """Rows as an aligned table, CSV or JSON lines."""
+    from gateway.formatting import write_rows
+
+    write_rows(rows, fmt, out, columns)
+
+
+def _audit(args: argparse.Namespace, config: Config, path: Path | None,
+           out: IO[str], err: IO[str]) -> int:
+    from gateway import reports
+
+    conn = _open(config, err)
+    if conn is None:
+        return EXIT_FAILED
+    try:
+        if args.audit_command == "purge":
+            conn.execute("BEGIN IMMEDIATE")
+            cleared, deleted = reports.purge_audit(
+                conn, now=reports.now_utc(), body_days=config.audit.body_retention_days,
+                row_days=config.audit.row_retention_days)
+            conn.execute("COMMIT")
+            print(f"audit retention: {cleared} bodies cleared (older than "
+                  f"{config.audit.body_retention_days} days), {deleted} rows deleted (older "
+                  f"than {config.audit.row_retention_days} days)", file=out)
+            return EXIT_OK
+        where = reports.AuditFilter(
+            peer=args.peer, protocol=args.protocol, service=args.service,
+            request_id=args.request_id, item=args.item, outcome=args.outcome,
+            since=args.since, until=args.until)
+        rows = reports.audit_rows(conn, where, limit=args.limit, bodies=args.bodies)
+        rows.reverse()
+        _print_rows(rows, args.format, out)
+        if args.follow:
+            return _follow(conn, where, rows, args, out)
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Namespace,
+            out: IO[str]) -> int:
+    """Print new audit rows as they are committed, until interrupted."""
+    import dataclasses
+    import time
+
+    from gateway import reports
+
+    last = rows[-1]["id"] if rows else (conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit")
+                                        .fetchone()[0])
+    fmt = "json" if args.format == "json" else "csv" if args.format == "csv" else "lines"
+    try:
+        while True:
+            new = reports.audit_rows(conn, dataclasses.replace(where, after_id=last),
+                                     limit=None, bodies=args.bodies, newest_first=False)
+            if new:
+                _print_rows(new, fmt, out)
+                out.flush()
+                last = new[-1]["id"]
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _requests(args: argparse.Namespace, config: Config, path: Path | None,
+              out: IO[str], err: IO[str]) -> int:
+    import json
+
+    from gateway import reports
+
+    conn = _open(config, err)
+    if conn is None:
+        return EXIT_FAILED
+    try:
+        if args.requests_command == "show":
+            history = reports.request_history(conn, args.id)
+            if history is None:
+                print(f"no request {args.id!r}", file=err)
+                return EXIT_FAILED
+            if args.format == "json":
+                print(json.dumps(history, indent=2, default=str), file=out)
+                return EXIT_OK
+            request = history["request"]
+            print(f"{request['our_request_id']}  {request['role']} for {request['peer']}  "
+                  f"broker id {request['broker_request_id'] or '-'}  item "
+                  f"{request['item_barcode'] or '-'}  state {request['state']}", file=out)
+            for step, when in history["steps"]:
+                print(f"  {when}  {step}", file=out)
+            print("exchanges:", file=out)
+            _print_rows(history["exchanges"], "table", out,
+                        ["time", "protocol", "operation", "outcome", "duration_us"])
+            return EXIT_OK
+        rows = reports.requests(conn, peer=args.peer, role=args.role, state=args.state,
+                                limit=args.limit)
+        _print_rows(rows, args.format, out,
+                    ["our_request_id", "peer", "role", "broker_request_id", "item_barcode",
+                     "state", *[step for step in reports.REQUEST_STEPS]]
+                    if args.format == "table" else None)
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def _stats(args: argparse.Namespace, config: Config, path: Path | None,
+           out: IO[str], err: IO[str]) -> int:
+    import json
+
+    from gateway import reports
+
+    conn = _open(config, err)
+    if conn is None:
+        return EXIT_FAILED
+    try:
+        stats = reports.partner_stats(conn, now=reports.now_utc(), since=args.since,
+                                      peer=args.peer,
+                                      cost_per_request=config.stats.document_supply_cost)
+    finally:
+        conn.close()
+    if args.format == "json":
+        print(json.dumps(stats, indent=2), file=out)
+        return EXIT_OK
+    rows = []
+    for p in stats["partners"]:
+        t = p["turnaround"]
+        rows.append({
+            "peer": p["peer"], "lent": p["lent"], "borrowed": p["borrowed"],
+            "active loans": p["active_loans"], "active borrows": p["active_borrows"],
+            "balance": p["net_balance"], "ratio": p["lending_borrowing_ratio"],
+            "fill rate": p["fill_rate"], "overdue": p["overdue"],
+            "fill h (med/p90)": _pair(t["request_to_filled"]),
+            "ship h": _pair(t["filled_to_shipped"]),
+            "receive h": _pair(t["shipped_to_received"]),
+            "loan h": _pair(t["loan_length"]),
+            "saving": f"{p['estimated_saving']:.2f} {config.stats.currency}".strip()})
+    _print_rows(rows, "table", out)
+    totals = stats["totals"]
+    print(f"total: lent {totals['lent']}, borrowed {totals['borrowed']}, net balance "
+          f"{totals['net_balance']}, estimated saving {totals['estimated_saving']:.2f} "
+          f"{config.stats.currency}".rstrip(), file=out)
+    return EXIT_OK
+
+
+def _pair(summary: dict[str, Any]) -> str:
+    if not summary["count"]:
+        return "-"
+    return f"{summary['median_hours']}/{summary['p90_hours']}"
+
+
+def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
+           out: IO[str], err: IO[str]) -> int:
+    from gateway import reports
+    from gateway.backends.operations import delete_temporary_item
+
+    conn = _open(config, err)
+    if conn is None:
+        return EXIT_FAILED
+    try:
+        now = reports.now_utc()
+        conn.execute("BEGIN IMMEDIATE")
+        orphans = reports.orphan_items(conn, now=now, days=args.days)
+        if args.remove:
+            for orphan in orphans:
+                delete_temporary_item(conn, orphan["barcode"], now)
+        conn.execute("COMMIT")
+        _print_rows(orphans, "table", out)
+        verb = "removed" if args.remove else "found (use --remove to delete them)"
+        print(f"{len(orphans)} orphaned temporary item(s) {verb}", file=out)
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
 def _serve(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from twisted.internet import reactor
@@ -204,7 +432,7 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     start_logging(out, log_format=args.log_format, level=args.log_level)
     log = Logger(namespace="interlend")
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
-                          ncip_listen=args.ncip_listen)
+                          ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
     gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     status = [EXIT_OK]
 

@@ -10,6 +10,7 @@ with a safe default.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -97,6 +98,23 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """The admin listener: statistics, metrics and the staff dashboard."""
+
+    listen: tuple[str, ...] = ("tcp:8081:interface=127.0.0.1",)
+    username: str = "admin"
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    """How partner statistics value the requests we did not have to buy elsewhere."""
+
+    document_supply_cost: float = 0.0
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class CirculationSettings:
     """Local loan policy applied to resource-sharing loans (ours and borrowed items)."""
 
@@ -167,6 +185,8 @@ class Config:
     audit: AuditSettings = AuditSettings()
     circulation: CirculationSettings = CirculationSettings()
     backend: BackendSettings = BackendSettings()
+    admin: AdminSettings = AdminSettings()
+    stats: StatsSettings = StatsSettings()
     peers: tuple[Peer, ...] = ()
     source: str = "<defaults>"
 
@@ -176,7 +196,8 @@ class Config:
 
     def with_overrides(self, *, database: str | None = None,
                        z3950_listen: list[str] | None = None,
-                       ncip_listen: list[str] | None = None) -> Config:
+                       ncip_listen: list[str] | None = None,
+                       admin_listen: list[str] | None = None) -> Config:
         """A copy with command-line overrides applied (for one run only)."""
         config = self
         if database:
@@ -185,6 +206,8 @@ class Config:
             config = replace(config, z3950=replace(config.z3950, listen=tuple(z3950_listen)))
         if ncip_listen:
             config = replace(config, ncip=replace(config.ncip, listen=tuple(ncip_listen)))
+        if admin_listen:
+            config = replace(config, admin=replace(config.admin, listen=tuple(admin_listen)))
         return config
 
 
@@ -301,6 +324,20 @@ def endpoint_problem(description: str) -> str | None:
     return None
 
 
+def _loopback_only(description: str) -> bool:
+    """True for an endpoint bound to a loopback interface (or a Unix socket)."""
+    if description.startswith("unix:"):
+        return True
+    match = re.search(r"interface=((?:\\:|[^:])+)", description)
+    if not match:
+        return False
+    host = match.group(1).replace("\\:", ":").strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 _PEER_KEYS = {f.name for f in fields(Peer)}
 
 
@@ -399,7 +436,7 @@ def _string_map(check: _Checker, raw: Any, path: str) -> dict[str, str]:
 
 _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSettings,
              "audit": AuditSettings, "circulation": CirculationSettings,
-             "backend": BackendSettings}
+             "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings}
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -410,6 +447,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     gateway, z3950, ncip = sections["gateway"], sections["z3950"], sections["ncip"]
     audit, backend = sections["audit"], sections["backend"]
     circulation = sections["circulation"]
+    admin, stats = sections["admin"], sections["stats"]
+    check.endpoints(admin.listen, "admin.listen")
+    if not admin.password and not all(_loopback_only(e) for e in admin.listen):
+        check.error("admin.password", "required when the admin listener is not loopback-only")
     for key in ("loan_period_days", "borrowed_loan_period_days", "pickup_period_days"):
         if getattr(circulation, key) == 0:
             check.error(f"circulation.{key}", "must be greater than zero")
@@ -456,7 +497,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     if check.errors:
         raise ConfigErrors(source, check.errors)
     return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
-                  circulation=circulation, backend=backend, peers=tuple(peers), source=source)
+                  circulation=circulation, backend=backend, admin=admin, stats=stats,
+                  peers=tuple(peers), source=source)
 
 
 def _check_unique(check: _Checker, peers: list[Peer]) -> None:

@@ -117,9 +117,12 @@ class NcipService:
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
         reply, outcome, envelope, peer = await self._answer(body, context)
+        elapsed = time.monotonic() - started
         if outcome != _AUDITED:
-            self._audit(body, reply, outcome, envelope, peer, context,
-                        int((time.monotonic() - started) * 1_000_000))
+            self._audit(body, reply, outcome, envelope, peer, context, int(elapsed * 1_000_000))
+        service = envelope.service if envelope and envelope.service in self.handlers else "other"
+        self.gateway.metrics.observe("ncip", service, peer.name if peer else None,
+                                     "success" if outcome == _AUDITED else outcome, elapsed)
         return reply
 
     async def _answer(self, body: bytes, context: NcipRequestContext) -> tuple[

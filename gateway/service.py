@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,15 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from gateway import __version__, sdnotify
+from twisted.web.server import Site
+
+from gateway import __version__, reports, sdnotify
+from gateway.admin import AdminResource
 from gateway.audit import AuditLog
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
+from gateway.metrics import Metrics
 from gateway.lookups import LockoutPolicy, Lookups
 from gateway.ncip_handlers import LookupHandlers
 from gateway.ncip_service import NcipService
@@ -66,6 +71,11 @@ class Overrides:
     database: str | None = None
     z3950_listen: list[str] | None = None
     ncip_listen: list[str] | None = None
+    admin_listen: list[str] | None = None
+
+
+PURGE_INTERVAL = 24 * 3600.0
+"""Seconds between audit retention runs inside the daemon."""
 
 
 class Gateway:
@@ -82,7 +92,8 @@ class Gateway:
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
-        self.audit = AuditLog(self.store, config.audit)
+        self.audit = AuditLog(self.store, config.audit, reactor)
+        self.metrics = Metrics(self)
         self.ncip = NcipService(self)
         self.lookups = Lookups(self.store, LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
@@ -94,6 +105,7 @@ class Gateway:
         self.ncip_resource: NcipResource | None = None
         self.z3950_factory: Z3950Factory | None = None
         self._watchdog: LoopingCall | None = None
+        self._purge: LoopingCall | None = None
         self.state = "new"
 
     # -- start ------------------------------------------------------------------------------
@@ -118,7 +130,12 @@ class Gateway:
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor)
-        wanted = [("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
+        admin = Site(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
+        admin.noisy = False
+        self.factories["admin"] = ConnectionLimitFactory(
+            admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
+        wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
+                  + [("admin", e) for e in self.config.admin.listen])
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -135,6 +152,34 @@ class Gateway:
                  peers=len(self.config.peers), db=str(self.config.gateway.database))
         sdnotify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving", self.environ)
         self._start_watchdog()
+        self._purge = LoopingCall(self.purge_audit)
+        self._purge.clock = self.reactor
+        self._purge.start(PURGE_INTERVAL, now=True).addErrback(
+            lambda f: log.failure("audit retention timer stopped", f))
+
+    def purge_audit(self) -> Deferred[tuple[int, int]]:
+        """Apply the audit retention (bodies after N days, rows after M days); log the result."""
+        settings = self.config.audit
+        now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
+
+        def purge(conn: Any) -> tuple[int, int]:
+            return reports.purge_audit(conn, now=now, body_days=settings.body_retention_days,
+                                       row_days=settings.row_retention_days)
+
+        def done(counts: tuple[int, int]) -> tuple[int, int]:
+            cleared, deleted = counts
+            self.metrics.audit_bodies_purged.inc(cleared)
+            self.metrics.audit_rows_purged.inc(deleted)
+            log.info("audit retention: {cleared} bodies older than {body_days} days cleared, "
+                     "{deleted} rows older than {row_days} days deleted", cleared=cleared,
+                     deleted=deleted, body_days=settings.body_retention_days,
+                     row_days=settings.row_retention_days)
+            return counts
+
+        def failed(failure: Any) -> None:
+            log.error("audit retention failed: {error}", error=failure.getErrorMessage())
+
+        return self.store.write(purge).addCallbacks(done, failed)
 
     def _listen(self, protocol: str, endpoint: str) -> Deferred[None]:
         listener = Listener(protocol, endpoint)
@@ -187,17 +232,19 @@ class Gateway:
                 return False
             new = new.with_overrides(database=self.overrides.database,
                                      z3950_listen=self.overrides.z3950_listen,
-                                     ncip_listen=self.overrides.ncip_listen)
+                                     ncip_listen=self.overrides.ncip_listen,
+                                     admin_listen=self.overrides.admin_listen)
             old = self.config
             for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
-                                 ("gateway", "database")):
+                                 ("admin", "listen"), ("gateway", "database")):
                 if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                     log.warn("{section}.{key} changed: takes effect after a restart",
                              section=section, key=key)
             # Keep what cannot change without a restart; take everything else.
             new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
                           z3950=replace(new.z3950, listen=old.z3950.listen),
-                          ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path))
+                          ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
+                          admin=replace(new.admin, listen=old.admin.listen))
             self.config = new
             self._apply_limits()
             log.info("configuration reloaded from {path}: {peers} peer(s)",
@@ -232,8 +279,9 @@ class Gateway:
         sdnotify.notify("STOPPING=1", self.environ)
         log.info("stopping: no new connections; waiting up to {grace}s for requests in flight",
                  grace=self.config.gateway.shutdown_grace)
-        if self._watchdog is not None and self._watchdog.running:
-            self._watchdog.stop()
+        for timer in (self._watchdog, self._purge):
+            if timer is not None and timer.running:
+                timer.stop()
         yield self._stop_listening()
         waits = []
         if self.ncip_resource is not None:

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 
-from gateway.audit import AuditEntry, insert_entry
+from gateway.audit import AuditEntry, audit_time, insert_entry
 from gateway.backends import operations as ops
 from gateway.backends import queries
 from gateway.backends.base import (
@@ -193,7 +193,7 @@ class Workflows:
             duration_us=int((time.monotonic() - context.started) * 1_000_000),
             request_size=len(body), response_size=len(reply),
             request_body=request_body, response_body=response_body,
-            time=ops.iso(context.now))
+            time=audit_time(context.now))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -571,7 +571,8 @@ class Workflows:
                        pickup_expires=self._as_due(message.pickup_expiry_date, s))
         our_id = f"L-{number}"
         ops.create_rs_request(conn, peer=peer.name, role="lender", broker_request_id=broker_id,
-                              our_request_id=our_id, state="requested", step="requested",
+                              our_request_id=our_id, state="filled" if item else "requested",
+                              step="accepted" if item else "requested",
                               now=s.now, item_id=item.id if item else None,
                               item_barcode=item.barcode if item else None, patron_id=patron.id)
         return RequestItemResponse(

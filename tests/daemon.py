@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_LISTENING = re.compile(r"(z3950|ncip) listening on ([\d.:a-f]+):(\d+)")
+_LISTENING = re.compile(r"(z3950|ncip|admin) listening on ([\d.:a-f]+):(\d+)")
 
 
 @dataclass
@@ -38,6 +38,10 @@ class Daemon:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['ncip']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['admin']}"
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
         """Block until an output line matches ``pattern``; return it (fail on timeout/exit)."""
@@ -110,7 +114,8 @@ def start_daemon(tmp_path: Path, config_text: str | None = None, *,
     args = [sys.executable, "-m", "gateway.cli", "serve", "-c", str(config_path),
             "--database", str(database),
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
-            "--ncip-listen", "tcp:0:interface=127.0.0.1", *(extra_args or [])]
+            "--ncip-listen", "tcp:0:interface=127.0.0.1",
+            "--admin-listen", "tcp:0:interface=127.0.0.1", *(extra_args or [])]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, cwd=REPO, env=environment)

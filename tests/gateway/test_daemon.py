@@ -35,7 +35,7 @@ def test_healthz_reports_database_and_listeners(daemon) -> None:
     assert state["database"]["writer"] == "running"
     assert state["database"]["path"] == str(daemon.database)
     protocols = sorted(entry["protocol"] for entry in state["listeners"])
-    assert protocols == ["ncip", "z3950"]
+    assert protocols == ["admin", "ncip", "z3950"]
     assert all(entry["state"] == "listening" for entry in state["listeners"])
 
 

@@ -1,0 +1,137 @@
+# -*- test-case-name: tests.gateway.test_admin -*-
+"""The admin listener: ``/stats``, ``/rs/statistics``, ``/metrics``, ``/healthz`` and the dashboard.
+
+Loopback by default and, when a password is configured, behind HTTP Basic authentication with
+the admin's own credentials (never a peer's). Database reads run on the store's reader threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import resource, server
+from twisted.web.http import Request
+
+from gateway import reports
+from gateway.dashboard import render_dashboard
+
+log = Logger()
+
+
+class AdminResource(resource.Resource):
+    """Every admin path, dispatched by name; read-only, GET only."""
+
+    isLeaf = True
+
+    def __init__(self, gateway: Any) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self._routes: dict[bytes, Callable[[Request], Deferred[tuple[bytes, bytes]]]] = {
+            b"/": self._dashboard, b"/stats": self._stats, b"/rs/statistics": self._rs_stats,
+            b"/metrics": self._metrics, b"/healthz": self._health,
+        }
+
+    def render(self, request: Request) -> bytes | int:
+        if not self._authorised(request):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b'Basic realm="Interlend admin"')
+            request.setHeader(b"content-type", b"text/plain")
+            return b"authentication required\n"
+        path = request.path.rstrip(b"/") or b"/"
+        route = self._routes.get(path)
+        if route is None:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"not found\n"
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"GET")
+            return b""
+
+        def send(result: tuple[bytes, bytes]) -> None:
+            content_type, body = result
+            request.setHeader(b"content-type", content_type)
+            request.setHeader(b"cache-control", b"no-store")
+            request.write(body)
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            log.failure("admin page {path} failed", failure, path=path.decode("latin-1"))
+            request.setResponseCode(503)
+            request.setHeader(b"content-type", b"text/plain")
+            request.write(b"temporarily unavailable\n")
+            request.finish()
+
+        route(request).addCallbacks(send, failed)
+        return server.NOT_DONE_YET
+
+    def _authorised(self, request: Request) -> bool:
+        settings = self.gateway.config.admin
+        if not settings.password:
+            return True
+        header = request.getHeader(b"authorization") or b""
+        if header[:6].lower() != b"basic ":
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return (hmac.compare_digest(user.encode(), settings.username.encode())
+                & hmac.compare_digest(password.encode(), settings.password.encode()))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.gateway.reactor.seconds(), timezone.utc)
+
+    def _json(self, value: Any) -> tuple[bytes, bytes]:
+        return b"application/json", json.dumps(value, indent=2, default=str).encode() + b"\n"
+
+    def _stats(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        args = request.args
+        since = (args.get(b"since") or [b""])[0].decode() or None
+        peer = (args.get(b"peer") or [b""])[0].decode() or None
+        cost = self.gateway.config.stats.document_supply_cost
+        now = self._now()
+        return self.gateway.store.read(lambda conn: self._json(reports.partner_stats(
+            conn, now=now, since=since, peer=peer, cost_per_request=cost)))
+
+    def _rs_stats(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        now = self._now()
+        return self.gateway.store.read(
+            lambda conn: self._json(reports.rs_statistics(conn, now=now)))
+
+    def _metrics(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        return Deferred.fromCoroutine(self._metrics_text())
+
+    async def _metrics_text(self) -> tuple[bytes, bytes]:
+        return b"text/plain; version=0.0.4; charset=utf-8", self.gateway.metrics.render()
+
+    def _health(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        return Deferred.fromCoroutine(self._health_json())
+
+    async def _health_json(self) -> tuple[bytes, bytes]:
+        return self._json(self.gateway.health())
+
+    def _dashboard(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        now = self._now()
+        config = self.gateway.config
+        health = self.gateway.health()
+
+        def build(conn: Any) -> tuple[bytes, bytes]:
+            stats = reports.partner_stats(conn, now=now,
+                                          cost_per_request=config.stats.document_supply_cost)
+            in_flight = [r for r in reports.requests(conn, limit=50)
+                         if r["state"] not in ("completed", "cancelled")]
+            problems = reports.audit_rows(conn, reports.AuditFilter(), limit=500)
+            problems = [row for row in problems if row["outcome"] != "success"][:20]
+            page = render_dashboard(name=config.gateway.name, now=now, stats=stats,
+                                    in_flight=in_flight, problems=problems, health=health,
+                                    currency=config.stats.currency)
+            return b"text/html; charset=utf-8", page
+        return self.gateway.store.read(build)

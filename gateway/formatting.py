@@ -1,0 +1,44 @@
+# -*- test-case-name: tests.gateway.test_reports -*-
+"""Rows for people and for other programs: aligned tables, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
+               columns: Sequence[str] | None = None) -> None:
+    """Write ``rows`` as ``table``, ``csv``, ``json`` (an array) or ``lines`` (JSON lines)."""
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    if fmt == "json":
+        json.dump([{c: row.get(c) for c in columns} for row in rows], out, indent=2,
+                  default=str)
+        out.write("\n")
+    elif fmt == "lines":
+        for row in rows:
+            out.write(json.dumps({c: row.get(c) for c in columns}, default=str) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        if not rows:
+            out.write("(no rows)\n")
+            return
+        cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+        widths = [max(len(str(c)), *(len(line[i]) for line in cells))
+                  for i, c in enumerate(columns)]
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+        for line in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
