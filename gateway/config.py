@@ -68,6 +68,7 @@ class Z3950Settings:
     max_present_records: int = 100
     max_connections: int = 1000
     max_connections_per_peer: int = 50
+    max_connection_rate_per_peer: float = 100.0
     require_auth: bool = False
 
 
@@ -83,6 +84,8 @@ class NcipSettings:
     idle_timeout: float = 60.0
     max_connections: int = 1000
     max_connections_per_peer: int = 50
+    max_connection_rate_per_peer: float = 100.0
+    max_requests_per_second_per_peer: float = 200.0
     auth_failures_before_lockout: int = 5
     lockout_seconds: float = 900.0
 

@@ -25,15 +25,51 @@ def address_host(address: IAddress) -> str:
     return str(getattr(address, "host", None) or "unix")
 
 
+class RateLimiter:
+    """Token buckets per key: ``rate`` events a second on average, bursts up to ``burst``.
+
+    A rate of 0 disables the limit. Idle buckets are forgotten, so memory stays bounded by the
+    number of keys active within the last ``burst / rate`` seconds.
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Any) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        """Take one token for ``key``; False when its bucket is empty."""
+        if self.rate <= 0:
+            return True
+        now = self._clock.seconds()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) > 10_000:
+            self._forget_idle(now)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._buckets = {key: value for key, value in self._buckets.items()
+                         if now - value[1] < full_after}
+
+
 class ConnectionLimitFactory(WrappingFactory):
-    """Wraps a factory; refuses connections over ``max_total`` or ``max_per_host``."""
+    """Wraps a factory; refuses connections over ``max_total`` or ``max_per_host``, or
+    arriving from one host faster than ``max_rate_per_host`` a second."""
 
     def __init__(self, wrapped: Factory, *, max_total: int, max_per_host: int,
-                 name: str, clock: Any) -> None:
+                 name: str, clock: Any, max_rate_per_host: float = 0.0) -> None:
         super().__init__(wrapped)
         self.noisy = False
         self.max_total = max_total
         self.max_per_host = max_per_host
+        self.rate = RateLimiter(max_rate_per_host, max(1.0, 2 * max_rate_per_host), clock)
         self.name = name
         self._clock = clock
         self.per_host: Counter[str] = Counter()
@@ -44,19 +80,26 @@ class ConnectionLimitFactory(WrappingFactory):
         host = address_host(addr)
         total = sum(self.per_host.values())
         if total >= self.max_total or self.per_host[host] >= self.max_per_host:
-            self.refused += 1
-            now = self._clock.seconds()
-            if now - self._last_logged.get(host, -3600.0) >= 60:
-                self._last_logged[host] = now
-                log.warn("{listener}: connection from {host} refused: limit reached "
-                         "({count} from this host, {total} in total)", listener=self.name,
-                         host=host, count=self.per_host[host], total=total)
+            self._refuse(host, f"limit reached ({self.per_host[host]} from this host, "
+                               f"{total} in total)")
+            return None
+        if not self.rate.allow(host):
+            self._refuse(host, f"more than {self.rate.rate:g} connections a second")
             return None
         protocol = super().buildProtocol(addr)
         if protocol is not None:
             self.per_host[host] += 1
             protocol._limit_host = host  # type: ignore[attr-defined]
         return protocol
+
+    def _refuse(self, host: str, why: str) -> None:
+        """Count a refusal; log it at most once a minute per host."""
+        self.refused += 1
+        now = self._clock.seconds()
+        if now - self._last_logged.get(host, -3600.0) >= 60:
+            self._last_logged[host] = now
+            log.warn("{listener}: connection from {host} refused: {why}", listener=self.name,
+                     host=host, why=why)
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         host = getattr(p, "_limit_host", None)

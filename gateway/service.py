@@ -121,7 +121,8 @@ class Gateway:
         self.z3950_factory = Z3950Factory(self)
         self.factories["z3950"] = ConnectionLimitFactory(
             self.z3950_factory, max_total=z3950.max_connections,
-            max_per_host=z3950.max_connections_per_peer, name="z39.50", clock=self.reactor)
+            max_per_host=z3950.max_connections_per_peer, name="z39.50", clock=self.reactor,
+            max_rate_per_host=z3950.max_connection_rate_per_peer)
         self.ncip_resource = NcipResource(
             self.ncip, path=ncip.path, request_timeout=ncip.request_timeout,
             health=self.health, clock=self.reactor)
@@ -129,7 +130,7 @@ class Gateway:
                            idle_timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
-            name="ncip", clock=self.reactor)
+            name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
         admin = Site(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
         admin.noisy = False
         self.factories["admin"] = ConnectionLimitFactory(
@@ -259,6 +260,8 @@ class Gateway:
             if factory is not None:
                 factory.max_total = settings.max_connections
                 factory.max_per_host = settings.max_connections_per_peer
+                factory.rate.rate = settings.max_connection_rate_per_peer
+                factory.rate.burst = max(1.0, 2 * settings.max_connection_rate_per_peer)
         self.audit.settings = self.config.audit
         self.lookups.lockout.limit = self.config.ncip.auth_failures_before_lockout
         self.lookups.lockout.seconds = self.config.ncip.lockout_seconds

@@ -52,3 +52,29 @@ def test_limits_can_change_at_run_time() -> None:
     assert connect(factory, "192.0.2.1") is None
     factory.max_total = factory.max_per_host = 2
     assert connect(factory, "192.0.2.1") is not None
+
+
+def test_connection_rate_per_host() -> None:
+    """Connections arriving faster than the rate are refused; the bucket refills with time."""
+    clock = Clock()
+    factory = ConnectionLimitFactory(Factory.forProtocol(Protocol), max_total=100,
+                                     max_per_host=100, name="test", clock=clock,
+                                     max_rate_per_host=5.0)
+    accepted = [connect(factory, "192.0.2.1") is not None for _ in range(15)]
+    assert accepted.count(True) == 10  # the burst is twice the rate
+    assert connect(factory, "192.0.2.2") is not None  # other hosts are unaffected
+    clock.advance(1.0)
+    assert [connect(factory, "192.0.2.1") is not None for _ in range(6)].count(True) == 5
+
+
+def test_rate_limiter_forgets_idle_hosts() -> None:
+    """The limiter's memory stays bounded under a flood of distinct addresses."""
+    from gateway.limits import RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(10.0, 20.0, clock)
+    for n in range(10_005):
+        limiter.allow(f"198.51.{n // 256}.{n % 256}")
+    clock.advance(5)
+    limiter.allow("192.0.2.9")
+    assert len(limiter._buckets) < 100
