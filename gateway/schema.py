@@ -181,6 +181,13 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: catalogue search support: FTS vocabularies for Z39.50 Scan and truncation, and a small
+    #    partial index of temporary (borrowed) records so they can be left out of scan counts.
+    """
+    CREATE VIRTUAL TABLE records_fts_vocab_col USING fts5vocab(records_fts, 'col');
+    CREATE VIRTUAL TABLE records_fts_vocab_row USING fts5vocab(records_fts, 'row');
+    CREATE INDEX records_temporary ON records(id) WHERE temporary = 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ from twisted.web.server import Site
 from gateway import __version__, reports, sdnotify
 from gateway.admin import AdminResource
 from gateway.audit import AuditLog
+from gateway.catalogue import CatalogueService
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
@@ -94,6 +95,7 @@ class Gateway:
                            busy_timeout=config.gateway.busy_timeout)
         self.audit = AuditLog(self.store, config.audit, reactor)
         self.metrics = Metrics(self)
+        self.catalogue = CatalogueService(self)
         self.ncip = NcipService(self)
         self.lookups = Lookups(self.store, LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,

@@ -1,22 +1,57 @@
-# -*- test-case-name: tests.gateway.test_daemon -*-
-"""The Z39.50 listener: a Twisted protocol that frames BER PDUs and hands them to an association.
+# -*- test-case-name: tests.gateway.test_z3950_server,tests.gateway.test_z3950_interop -*-
+"""The Z39.50 listener: frames BER PDUs, feeds an association, runs its catalogue calls.
 
-Until the association layer lands, every association is refused politely: the framer reads the
-first PDU (with all its limits), the connection is logged and closed.
+L{Z3950Protocol} is a thin adapter around the pure L{Association}: bytes go through
+L{BERFramer} (size and depth limits from C{[z3950]}) and L{decode_pdu}; every failure there
+becomes Close(protocolError) and a TCP close, and nothing escapes C{dataReceived}. The
+association's actions are carried out in order: bytes written, catalogue calls run (one at a
+time per association; the transport is paused meanwhile), audit rows written, connections
+dropped. Errors from the catalogue are mapped to replies in one place,
+L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its diagnostic, anything else is logged
+and becomes diagnostic 2 (temporary system error).
+
+Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
+Init, C{idle_timeout} between requests; both end in Close(lackOfActivity) (before Init the
+connection is just dropped, as GFS does).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from gateway import __version__
+from gateway.audit import AuditEntry
+from protocols.z3950.association import (
+    Action,
+    Association,
+    AssociationSettings,
+    Disconnect,
+    FetchCall,
+    PeerIdentity,
+    Report,
+    ScanCall,
+    SearchCall,
+    Send,
+    SortCall,
+    State,
+)
 from protocols.z3950.ber import BERFramer
-from protocols.z3950.errors import Z3950ProtocolError
+from protocols.z3950.codec import Diagnostic, decode_pdu
+from protocols.z3950.errors import CloseReason, Z3950ProtocolError
+
+from gateway.catalogue import Bib1Error
 
 log = Logger()
+
+CLOSE_GRACE = 20.0
+"""Seconds a closing connection may take to drain before it is aborted (GFS waits 20 s)."""
+
+__all__ = ["Z3950Factory", "Z3950Protocol"]
 
 
 class Z3950Protocol(Protocol):
@@ -27,46 +62,284 @@ class Z3950Protocol(Protocol):
         settings = factory.gateway.config.z3950
         self._framer = BERFramer(max_pdu_size=settings.max_pdu_size,
                                  max_depth=settings.max_nesting_depth)
+        self.association = Association(AssociationSettings())
+        self.remote = "?"
+        self._timer: Any = None
+        self._abort_timer: Any = None
+        self._closing = False
+        self._busy = False
+        self._sent = 0
+
+    # -- connection events ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self.remote = str(getattr(self.transport.getPeer(), "host", "?"))
+        self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
+        self._arm_timer()
 
     def dataReceived(self, data: bytes) -> None:
-        try:
-            pdus = self._framer.feed(data)
-        except Z3950ProtocolError as e:
-            log.info("Z39.50 protocol error from {peer}: {error}", peer=self._peer(), error=e)
-            self.transport.loseConnection()
+        """Frame, decode and handle; nothing raised here ever reaches the reactor."""
+        if self._closing:
             return
-        if pdus:
-            log.info("Z39.50 association from {peer}: service not implemented yet",
-                     peer=self._peer())
-            self.transport.loseConnection()
+        try:
+            frames = self._framer.feed(data)
+        except Z3950ProtocolError as exc:
+            log.info("Z39.50 framing error from {remote}: {error}", remote=self.remote, error=exc)
+            self._perform(self.association.abort(exc.close_reason, "Malformed package"))
+            return
+        except Exception:  # noqa: BLE001 - the framing boundary
+            log.failure("Z39.50 framer failed on input from {remote}", remote=self.remote)
+            self._perform(self.association.abort(CloseReason.protocolError, "Malformed package"))
+            return
+        for frame in frames:
+            if self._closing:
+                return
+            self._handle_frame(frame)
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
+        self.association.connection_lost()
         self.factory.associations.discard(self)
 
-    def _peer(self) -> str:
-        return str(getattr(self.transport.getPeer(), "host", "?"))
+    # -- frames and actions -----------------------------------------------------------------
+
+    def _handle_frame(self, frame: bytes) -> None:
+        clock = self.factory.clock
+        try:
+            pdu = decode_pdu(frame, framed=True,
+                             max_depth=self.factory.gateway.config.z3950.max_nesting_depth)
+        except Exception as exc:  # noqa: BLE001 - decode_pdu raises Z3950ProtocolError only
+            log.info("undecodable Z39.50 PDU from {remote}: {error}", remote=self.remote,
+                     error=exc)
+            self._perform(self.association.abort(CloseReason.protocolError, "Malformed package"))
+            return
+        try:
+            actions = self.association.receive(pdu, tag=(clock.seconds(), len(frame)))
+        except Exception:  # noqa: BLE001 - a bug must not kill the reactor
+            log.failure("Z39.50 association failed on a PDU from {remote}", remote=self.remote)
+            actions = self.association.abort(CloseReason.systemProblem, "Internal error")
+        self._perform(actions)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """A complete request was handled: the idle clock starts again (once Init is done)."""
+        if self.association.state is State.UP and not self._busy and not self._closing:
+            self._arm_timer()
+
+    def _perform(self, actions: list[Action]) -> None:
+        """Carry out the association's actions, in order."""
+        for action in actions:
+            if isinstance(action, Send):
+                if not self._closing:
+                    self.transport.write(action.data)
+                    self._sent += len(action.data)
+            elif isinstance(action, Report):
+                self._audit(action)
+            elif isinstance(action, Disconnect):
+                self._disconnect(action)
+            else:
+                self._call(action)
+
+    def _disconnect(self, action: Disconnect) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        log.debug("Z39.50 association with {remote} closed: {reason} {message}",
+                  remote=self.remote, reason=action.reason.name, message=action.message or "")
+        self.transport.loseConnection()
+        self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
+
+    def _force_close(self) -> None:
+        """The peer did not read our last bytes in time: drop the connection hard."""
+        self._abort_timer = None
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+
+    # -- catalogue calls --------------------------------------------------------------------
+
+    def _call(self, call: Any) -> None:
+        """Run one catalogue call; feed its outcome back to the association."""
+        catalogue = self.factory.catalogue
+        peer = self._peer()
+        self._busy = True
+        self._cancel_timer()
+        self.factory.operation_started()
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is not None and not self._closing:
+            pause()
+        if isinstance(call, SearchCall):
+            d = maybeDeferred(catalogue.search, call.query, list(call.databases), peer=peer,
+                              result_sets=call.result_sets, name=call.name)
+        elif isinstance(call, FetchCall):
+            d = maybeDeferred(catalogue.fetch, call.result_set, call.start, call.count,
+                              syntax=call.syntax, element_set=call.element_set,
+                              database=call.database, peer=peer)
+        elif isinstance(call, ScanCall):
+            d = maybeDeferred(catalogue.scan, call.term, list(call.databases), count=call.count,
+                              preferred_position=call.preferred_position,
+                              step_size=call.step_size, peer=peer)
+        elif isinstance(call, SortCall):
+            d = maybeDeferred(catalogue.sort, call.result_set, list(call.keys), name=call.name)
+        else:  # pragma: no cover - every action type is handled above
+            d = fail(TypeError(f"unknown action {call!r}"))
+        d.addErrback(self._diagnostic, call)
+        d.addCallback(self._resume)
+        d.addErrback(lambda f: log.failure("Z39.50 call completion failed", f))
+
+    def _diagnostic(self, failure: Failure, call: Any) -> Diagnostic:
+        """The one place catalogue errors become Z39.50 diagnostics."""
+        if failure.check(Bib1Error):
+            error = failure.value
+            addinfo = getattr(error, "addinfo", None)
+            return Diagnostic(int(error.code), None if addinfo is None else str(addinfo), v2=True)
+        log.failure("catalogue {call} failed for {remote}", failure,
+                    call=type(call).__name__, remote=self.remote)
+        return Diagnostic(2, None, v2=True)
+
+    def _resume(self, outcome: Any) -> None:
+        self._busy = False
+        self.factory.operation_finished()
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None and not self._closing:
+            resume()
+        if self._closing:
+            return  # the connection went away (or is going) while the call ran
+        try:
+            actions = self.association.resume(outcome)
+        except Exception:  # noqa: BLE001
+            log.failure("Z39.50 association failed resuming for {remote}", remote=self.remote)
+            actions = self.association.abort(CloseReason.systemProblem, "Internal error")
+        self._perform(actions)
+        self._rearm()
+
+    def _peer(self) -> Any:
+        identity = self.association.peer
+        if identity is None:
+            return None
+        config = self.factory.gateway.config
+        finder = getattr(config, "peer", None)
+        return finder(identity.name) if finder is not None else identity
+
+    # -- audit and timers -------------------------------------------------------------------
+
+    def _audit(self, report: Report) -> None:
+        clock = self.factory.clock
+        started, request_size = report.tag if report.tag else (None, None)
+        duration = None if started is None else int((clock.seconds() - started) * 1_000_000)
+        response_size, self._sent = self._sent, 0
+        peer = self.association.peer.name if self.association.peer else None
+        entry = AuditEntry(protocol="z3950", operation=report.operation, outcome=report.outcome,
+                           peer=peer, remote=self.remote, duration_us=duration,
+                           request_size=request_size, response_size=response_size or None,
+                           request_body=report.query, response_body=report.detail)
+        try:
+            self.factory.gateway.audit.record(entry)
+        except Exception:  # noqa: BLE001 - auditing never breaks an exchange
+            log.failure("Z39.50 audit row not written")
+        metrics = getattr(self.factory.gateway, "metrics", None)
+        if metrics is not None and duration is not None:
+            try:
+                metrics.observe("z3950", report.operation, peer, report.outcome,
+                                duration / 1_000_000)
+            except Exception:  # noqa: BLE001
+                log.failure("Z39.50 metrics not updated")
+
+    def _arm_timer(self) -> None:
+        settings = self.factory.gateway.config.z3950
+        up = self.association.state is State.UP
+        seconds = settings.idle_timeout if up else settings.init_timeout
+        if self._timer is not None and self._timer.active():
+            if not up:
+                return  # the Init deadline runs from connect; it is not extended
+            self._timer.cancel()
+        if seconds and seconds > 0:
+            self._timer = self.factory.clock.callLater(seconds, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._busy or self._closing:
+            return
+        log.info("Z39.50 association with {remote} idle: closing", remote=self.remote)
+        self._perform(self.association.timeout())
+
+    def shutdown(self) -> None:
+        """Close(shutdown) and drop the connection."""
+        if not self._closing:
+            self._perform(self.association.shutdown())
 
 
 class Z3950Factory(Factory):
-    """Builds associations; knows them all, for a graceful stop."""
+    """Builds associations; knows them all and their operations in flight, for a clean stop.
+
+    @ivar catalogue: the C{CatalogueService} the associations search.
+    @ivar clock: the reactor (or a L{twisted.internet.task.Clock}) for timeouts.
+    """
 
     noisy = False
+    protocol = Z3950Protocol
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Any, catalogue: Any = None, clock: Any = None) -> None:
         self.gateway = gateway
+        self.catalogue = catalogue if catalogue is not None else gateway.catalogue
+        self.clock = clock if clock is not None else gateway.reactor
         self.associations: set[Z3950Protocol] = set()
+        self.in_flight = 0
+        self._idle_waiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
         return Z3950Protocol(self)
 
+    def association_settings(self, remote: str) -> AssociationSettings:
+        """Limits, identity and peer credentials for a new association from C{remote}."""
+        config = self.gateway.config
+        z = config.z3950
+        peers = tuple(
+            PeerIdentity(name=p.name, user=p.z3950_user, password=p.z3950_password,
+                         charset=p.z3950_charset, address_allowed=p.allows(remote))
+            for p in config.peers if p.z3950_user)
+        return AssociationSettings(
+            preferred_message_size=z.preferred_message_size,
+            exceptional_record_size=z.exceptional_record_size,
+            max_result_sets=z.max_result_sets, max_present_records=z.max_present_records,
+            require_auth=z.require_auth, peers=peers, implementation_id="Interlend",
+            implementation_name="Interlend", implementation_version=__version__)
+
+    def operation_started(self) -> None:
+        self.in_flight += 1
+
+    def operation_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
     def wait_idle(self) -> Deferred[None]:
-        """Fires when no operation is in progress (none can be, yet)."""
-        return succeed(None)
+        """Fires when no catalogue operation is in progress on any association."""
+        if self.in_flight == 0:
+            return succeed(None)
+
+        def cancel(d: Deferred[None]) -> None:
+            if d in self._idle_waiters:
+                self._idle_waiters.remove(d)
+
+        waiter: Deferred[None] = Deferred(cancel)
+        self._idle_waiters.append(waiter)
+        return waiter
 
     def close_all(self) -> None:
-        """Close every open association."""
+        """Send Close(shutdown) on every open association and drop the connections."""
         for association in list(self.associations):
-            association.transport.loseConnection()
+            association.shutdown()

@@ -1,0 +1,273 @@
+# -*- test-case-name: tests.gateway.test_catalogue -*-
+"""The catalogue service behind the Z39.50 server: Search, Present (fetch), Scan and Sort.
+
+The association calls these methods on the reactor thread. Each checks what it can without the
+database first (databases, attributes, syntax, element set), so a bad request fails at once with
+its Bib-1 diagnostic (:class:`Bib1Error`), then does all SQL and record building in one
+:meth:`Store.read` call on a reader thread: the reactor never waits on SQLite or pymarc.
+
+The configuration is read from ``gateway.config`` at every call, so a SIGHUP reload (new
+databases, a peer's holdings tag or charset) applies to the next request.
+
+Result sets hold record ids in ascending id order (Search) or in sort order (Sort).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+
+from gateway import records as render
+from gateway.config import Config, Peer
+from gateway.scan import ScanResult, plan_scan, run_scan
+from gateway.search import Bib1Error, fold, plan_query, run_plan, use_of
+from gateway.store import Store
+from protocols.z3950 import oids
+from protocols.z3950.codec import (
+    Diagnostic,
+    ResponseRecord,
+    ScanEntry,
+    SortKeyInfo,
+    SurrogateDiagnostic,
+)
+from protocols.z3950.pqf import Attribute, Query, Term
+
+__all__ = ["Bib1Error", "CatalogueService", "ResultSet", "ScanResult"]
+
+log = Logger()
+
+Renderer = Callable[[render.CatalogueRecord, str, render.Presentation], Any]
+
+_RENDERERS: dict[oids.Oid, dict[str, tuple[Renderer, str]]] = {
+    oids.USMARC: {"F": (render.marc21, "F"), "B": (render.marc21, "B")},
+    oids.XML: {"F": (render.marcxml, "F"), "B": (render.marcxml, "B"),
+               "MARCXML": (render.marcxml, "F"), "USMARC": (render.marcxml, "F"),
+               "RAW": (render.marcxml, "F"), "OP": (render.opac_xml, "F"),
+               "OPAC": (render.opac_xml, "F")},
+    oids.OPAC: {"F": (render.opac, "F"), "B": (render.opac, "B"), "OP": (render.opac, "F")},
+    oids.SUTRS: {"F": (render.sutrs, "F"), "B": (render.sutrs, "B")},
+}
+"""Record syntax → element set name (upper case) → (builder, element set it builds)."""
+
+SORT_FIELDS = {"title": "title", "author": "author", "date": "date", "year": "date",
+               "date-of-publication": "date", "local-number": "local"}
+SORT_USES = {4: "title", 1: "author", 1003: "author", 1004: "author", 31: "date", 12: "local"}
+_ARTICLES = ("the ", "a ", "an ")
+MAX_SCAN_TERMS = 1000
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """A named result set: the matching record ids in result order (hit count = len)."""
+
+    name: str
+    record_ids: tuple[int, ...]
+
+
+class CatalogueService:
+    """Search, fetch, scan and sort over the embedded catalogue for the Z39.50 association."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    @property
+    def _store(self) -> Store:
+        return self._gateway.store
+
+    @property
+    def _config(self) -> Config:
+        return self._gateway.config
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _check_databases(self, databases: Sequence[str]) -> None:
+        known = {name.lower() for name in self._config.z3950.databases}
+        for name in databases:
+            if name.lower() not in known:
+                raise Bib1Error(109, name)
+
+    def _view(self, peer: Peer | None) -> render.Presentation:
+        return render.Presentation(
+            agency_id=self._config.gateway.agency_id,
+            holdings_tag=peer.holdings_tag if peer is not None else "852",
+            charset=peer.z3950_charset if peer is not None else "utf-8")
+
+    # -- Search ---------------------------------------------------------------------------------
+
+    def search(self, query: Query, databases: list[str], *, peer: Peer | None,
+               result_sets: Mapping[str, ResultSet], name: str) -> Deferred[ResultSet]:
+        """Run a type-1 query; fires with the result set ``name`` or fails with Bib1Error."""
+        try:
+            if not isinstance(query, Query):
+                raise Bib1Error(107, type(query).__name__)
+            self._check_databases(databases)
+            plan = plan_query(query, {k: v.record_ids for k, v in result_sets.items()})
+        except Bib1Error:
+            return fail()
+        d = self._store.read(lambda conn: run_plan(conn, plan))
+        d.addCallback(lambda ids: ResultSet(name, ids))
+        return d
+
+    # -- Present --------------------------------------------------------------------------------
+
+    def fetch(self, result_set: ResultSet, start: int, count: int, *, syntax: oids.Oid | None,
+              element_set: str | None, database: str,
+              peer: Peer | None) -> Deferred[list[ResponseRecord | SurrogateDiagnostic]]:
+        """Build records ``start`` (1-based) … ``start + count - 1`` of a result set.
+
+        Unknown syntax → 239 (addinfo the OID), unknown element set → 25, start outside the set
+        → 13. A record that cannot be built becomes surrogate diagnostic 14 on its own.
+        """
+        try:
+            wanted = tuple(syntax) if syntax is not None else oids.USMARC
+            builders = _RENDERERS.get(wanted)
+            if builders is None:
+                raise Bib1Error(239, oids.oid_to_dotted(wanted))
+            esn = (element_set or "F").strip().upper() or "F"
+            if esn not in builders:
+                raise Bib1Error(25, element_set)
+            hits = len(result_set.record_ids)
+            if start < 1 or start > hits or count < 0:
+                raise Bib1Error(13, str(start))
+        except Bib1Error:
+            return fail()
+        builder, built_esn = builders[esn]
+        ids = result_set.record_ids[start - 1:start - 1 + count]
+        view = self._view(peer)
+
+        def work(conn: sqlite3.Connection) -> list[ResponseRecord | SurrogateDiagnostic]:
+            loaded = render.load_records(conn, ids)
+            out: list[ResponseRecord | SurrogateDiagnostic] = []
+            for record_id in ids:
+                record = loaded.get(record_id)
+                if record is None:
+                    out.append(SurrogateDiagnostic(Diagnostic(14, "record no longer exists"),
+                                                   database))
+                    continue
+                try:
+                    out.append(ResponseRecord(wanted, builder(record, built_esn, view), database))
+                except Exception as exc:
+                    log.warn("cannot build record {local_id}: {error}",
+                             local_id=record.local_id, error=str(exc))
+                    out.append(SurrogateDiagnostic(
+                        Diagnostic(14, f"record {record.local_id} cannot be built"), database))
+            return out
+
+        return self._store.read(work)
+
+    # -- Scan -----------------------------------------------------------------------------------
+
+    def scan(self, term: Term, databases: list[str], *, count: int, preferred_position: int,
+             step_size: int, peer: Peer | None) -> Deferred[list[ScanEntry]]:
+        """Browse the title/author/subject/any word lists (or whole titles/authors for phrases).
+
+        Fires with a :class:`ScanResult` (a list of ScanEntry with ``position_of_term``, the
+        1-based position where the scan term is or would be).
+        """
+        try:
+            self._check_databases(databases)
+            if count < 0 or count > MAX_SCAN_TERMS:
+                raise Bib1Error(234, str(count))
+            if count and not 1 <= preferred_position <= count + 1:
+                raise Bib1Error(233, str(preferred_position))
+            if step_size < 0:
+                raise Bib1Error(206, str(step_size))
+            plan = plan_scan(term)
+        except Bib1Error:
+            return fail()
+        if count == 0:
+            return self._store.read(lambda conn: ScanResult([], position_of_term=1))
+        return self._store.read(
+            lambda conn: run_scan(conn, plan, count, preferred_position, step_size))
+
+    # -- Sort -----------------------------------------------------------------------------------
+
+    def sort(self, result_set: ResultSet, keys: list[SortKeyInfo], *,
+             name: str) -> Deferred[ResultSet]:
+        """Sort by title, author, date (or local number), each ascending or descending.
+
+        Unknown key → 207 (cannot sort according to sequence); relation other than ascending (0)
+        or descending (1) → 214. Ties keep the input order; missing values sort last.
+        """
+        try:
+            if not keys:
+                raise Bib1Error(207, "no sort keys")
+            resolved = [(_sort_field(key), _sort_descending(key)) for key in keys]
+        except Bib1Error:
+            return fail()
+        ids = result_set.record_ids
+
+        def work(conn: sqlite3.Connection) -> ResultSet:
+            values = {row[0]: row[1:] for row in conn.execute(
+                "SELECT r.id, r.title, r.author, r.pub_year, r.local_id FROM records r"
+                " WHERE r.id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))}
+            order = list(ids)
+            for field, descending in reversed(resolved):
+                order.sort(key=lambda rid: _sort_value(values.get(rid), field, descending),
+                           reverse=descending)
+            return ResultSet(name, tuple(order))
+
+        return self._store.read(work)
+
+
+def _sort_field(key: SortKeyInfo) -> str:
+    if key.sort_field is not None:
+        text = key.sort_field.strip().lower()
+        if text.startswith("1="):
+            try:
+                return _sort_use(Term("", (Attribute(None, 1, int(text[2:])),)))
+            except ValueError:
+                raise Bib1Error(207, key.sort_field) from None
+        field = SORT_FIELDS.get(text)
+        if field is None:
+            raise Bib1Error(207, key.sort_field)
+        return field
+    return _sort_use(Term("", key.attributes))
+
+
+def _sort_use(term: Term) -> str:
+    value = term.attribute(1)
+    try:
+        use = use_of(term) if value is not None else None
+    except Bib1Error:
+        use = None
+    field = SORT_USES.get(use) if use is not None else None
+    if field is None:
+        raise Bib1Error(207, str(value))
+    return field
+
+
+def _sort_descending(key: SortKeyInfo) -> bool:
+    if key.relation not in (0, 1):
+        raise Bib1Error(214, str(key.relation))
+    return key.relation == 1
+
+
+def _sort_value(row: tuple[Any, ...] | None, field: str, descending: bool) -> tuple[int, Any]:
+    """A sort key that puts missing values last in either direction."""
+    missing = (0, "") if descending else (1, "")
+    if row is None:
+        return missing
+    title, author, year, local_id = row
+    if field == "date":
+        return missing if year is None else (1 if descending else 0, year)
+    text = {"title": title, "author": author, "local": local_id}[field] or ""
+    text = render_sort_text(text, strip_articles=field == "title")
+    return missing if not text else (1 if descending else 0, text)
+
+
+def render_sort_text(text: str, *, strip_articles: bool) -> str:
+    """Folded text for sorting: lower case, no diacritics, leading article dropped for titles."""
+    folded = " ".join(fold(text).split())
+    if strip_articles:
+        for article in _ARTICLES:
+            if folded.startswith(article):
+                folded = folded[len(article):]
+                break
+    return folded.lstrip("\"'([¿¡ ")

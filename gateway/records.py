@@ -1,0 +1,371 @@
+# -*- test-case-name: tests.gateway.test_records -*-
+"""Retrieval records for Z39.50 Present: MARC 21, MARCXML, OPAC (and OPAC-XML), SUTRS.
+
+:func:`load_records` reads the stored MARC of some records and the *live* state of their items
+(open loan and due date, active holds), so a loan made a second ago through NCIP already shows.
+Temporary (borrowed) records and items are never read. The builders below are pure: they turn a
+:class:`CatalogueRecord` into the bytes or :class:`~protocols.z3950.records.OpacRecord` to send.
+
+Holdings: every item becomes one holdings entry. In MARC and MARCXML it is one field in the peer's
+holdings tag (the stored record's own holdings fields are dropped first, so availability is never
+stale); in OPAC it is one ``HoldingsAndCircData`` with one ``CircRecord``. Tag layouts:
+
+* **852** (MARC 21 holdings location, read back by our importer; ReShare's Evergreen and Polaris
+  adapters): $a institution (agency id), $b location, $c shelving location, $h call number,
+  $p barcode, $t copy number, $g barcode and $n status text (Evergreen: ``Available`` /
+  ``Checked out``), $r ``In``/``Out`` and $u due date (Polaris), $z public note.
+* **926** (SirsiDynix Symphony): $a library (location), $b current location (the shelving
+  location, or ``CHECKEDOUT``, ``HOLDS``, ``INTRANSIT``, ``MISSING``, ``DISCARD``), $c call
+  number, $d item type (loan policy), $f copies (1), $i barcode, $e due date.
+* **952** (Koha items): $a home branch and $b holding branch (location), $c shelving location,
+  $o call number, $p barcode, $t copy number, $y item type (loan policy), $0 withdrawn, $1 lost,
+  $7 not for loan (``0``; ``1`` while an item is unavailable for another reason than a loan),
+  $q due date (only while on loan).
+* **982** (TLC): $1 ``y``/``n`` available, $a item type (loan policy), $b location, $c shelving
+  location, $i barcode, $m call number, $d due date.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pymarc
+from lxml import etree
+
+from protocols.z3950 import oids
+from protocols.z3950.records import CirculationItem, Holding, OpacRecord
+
+HOLDINGS_TAGS = ("852", "876", "877", "878", "926", "952", "982")
+"""Item-level fields removed from the stored record before live holdings are added."""
+
+BRIEF_TAGS = frozenset({"001", "003", "005", "008", "010", "020", "022", "035", "100", "110",
+                        "111", "130", "245", "250", "260", "264", "300"})
+"""Fields kept in element set B (brief)."""
+
+MARCXML_NS = "http://www.loc.gov/MARC21/slim"
+MAX_ISO2709_LENGTH = 99999
+"""The record length field has five digits."""
+
+_STATUS_TEXT = {
+    "available": "Available",
+    "on_loan": "Checked out",
+    "on_hold_shelf": "On holds shelf",
+    "in_transit": "In transit",
+    "missing": "Missing",
+    "withdrawn": "Withdrawn",
+}
+_SYMPHONY_LOCATION = {
+    "on_loan": "CHECKEDOUT",
+    "on_hold_shelf": "HOLDS",
+    "in_transit": "INTRANSIT",
+    "missing": "MISSING",
+    "withdrawn": "DISCARD",
+}
+_TEMPORARY_LOCATION = {"on_hold_shelf": "Holds shelf", "in_transit": "In transit"}
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """One item (copy) with its live circulation state."""
+
+    barcode: str
+    location: str
+    shelving_location: str
+    call_number: str
+    copy_number: str
+    status: str
+    loan_policy: str
+    due_at: str | None = None      # ISO 8601, while on loan
+    active_holds: int = 0
+
+    @property
+    def on_loan(self) -> bool:
+        """True while the item has an open loan (or is marked on loan)."""
+        return self.due_at is not None or self.status == "on_loan"
+
+    @property
+    def available_now(self) -> bool:
+        """On the shelf, not on loan, nobody waiting for it: a lender can send it today."""
+        return self.status == "available" and not self.on_loan and self.active_holds == 0
+
+    @property
+    def on_hold(self) -> bool:
+        """Held for a patron (waiting on the holds shelf or with an active hold)."""
+        return self.active_holds > 0 or self.status == "on_hold_shelf"
+
+    @property
+    def due_date(self) -> str | None:
+        """The due date (YYYY-MM-DD) while on loan."""
+        return self.due_at[:10] if self.due_at else None
+
+    @property
+    def status_text(self) -> str:
+        """A human status: ``Available``, ``Checked out``, ``On hold``…"""
+        if self.on_loan:
+            return "Checked out"
+        if self.status == "available" and self.active_holds:
+            return "On hold"
+        return _STATUS_TEXT.get(self.status, self.status)
+
+    @property
+    def public_note(self) -> str:
+        """``AVAILABLE`` (what Sierra-style readers test) or the status, with the due date."""
+        if self.available_now:
+            return "AVAILABLE"
+        if self.due_date:
+            return f"DUE {self.due_date}"
+        return self.status_text.upper()
+
+
+@dataclass(frozen=True)
+class CatalogueRecord:
+    """A stored bibliographic record and its items."""
+
+    id: int
+    local_id: str
+    marc: bytes
+    items: tuple[ItemState, ...] = ()
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What a record's rendering depends on besides the record: who asks, and who we are."""
+
+    agency_id: str = "INTERLEND"
+    holdings_tag: str = "852"
+    charset: str = "utf-8"
+
+
+def load_records(conn: sqlite3.Connection, record_ids: Sequence[int]) -> dict[int, CatalogueRecord]:
+    """Read records and their non-temporary items with live loans and holds (temporary: none)."""
+    ids = list(dict.fromkeys(record_ids))
+    rows: dict[int, tuple[str, bytes]] = {}
+    items: dict[int, list[ItemState]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT id, local_id, marc FROM records WHERE id IN ({marks})"
+                                " AND temporary = 0", chunk):
+            rows[row[0]] = (row[1], bytes(row[2]))
+        for row in conn.execute(
+                "SELECT i.record_id, i.barcode, i.location, i.shelving_location, i.call_number,"
+                " i.copy_number, i.status, i.loan_policy, l.due_at,"
+                " (SELECT count(*) FROM holds h WHERE h.item_id = i.id AND h.status = 'active')"
+                " FROM items i LEFT JOIN loans l ON l.item_id = i.id AND l.returned_at IS NULL"
+                f" WHERE i.record_id IN ({marks}) AND i.temporary = 0"
+                " ORDER BY i.record_id, i.location, i.barcode", chunk):
+            items.setdefault(row[0], []).append(ItemState(*row[1:]))
+    return {rid: CatalogueRecord(rid, local_id, marc, tuple(items.get(rid, ())))
+            for rid, (local_id, marc) in rows.items()}
+
+
+# -- MARC ----------------------------------------------------------------------------------------
+
+def parse_marc(data: bytes) -> pymarc.Record:
+    """Read stored ISO 2709 (UTF-8) into a pymarc record; ValueError when it does not parse."""
+    try:
+        record = pymarc.Record(data=data, to_unicode=True, force_utf8=True)
+    except Exception as exc:  # pymarc raises many exception types for bad records
+        raise ValueError(f"unreadable MARC record: {exc}") from exc
+    if record is None or not record.fields:
+        raise ValueError("empty MARC record")
+    return record
+
+
+def bibliographic(record: CatalogueRecord, element_set: str = "F") -> pymarc.Record:
+    """The bibliographic part: stored holdings fields removed; B keeps the brief fields only."""
+    marc = parse_marc(record.marc)
+    drop = [f for f in marc.fields
+            if f.tag in HOLDINGS_TAGS or (element_set == "B" and f.tag not in BRIEF_TAGS)]
+    for f in drop:
+        marc.remove_field(f)
+    leader = pymarc.Leader(str(marc.leader))
+    leader[9] = "a"  # UCS/Unicode: the record is UTF-8
+    marc.leader = leader
+    marc.force_utf8 = True
+    return marc
+
+
+def _field(tag: str, pairs: list[tuple[str, str | None]]) -> pymarc.Field:
+    subfields = [pymarc.Subfield(code, value) for code, value in pairs if value]
+    return pymarc.Field(tag=tag, indicators=pymarc.Indicators(" ", " "), subfields=subfields)
+
+
+def holdings_field(item: ItemState, tag: str, agency_id: str) -> pymarc.Field:
+    """One item as a MARC holdings field in the layout of ``tag`` (852, 926, 952 or 982)."""
+    location = item.location or agency_id
+    if tag == "926":
+        current = _SYMPHONY_LOCATION.get("on_loan" if item.on_loan else item.status)
+        shelf = current or item.shelving_location or "STACKS"
+        return _field("926", [("a", location), ("b", shelf), ("c", item.call_number),
+                              ("d", item.loan_policy), ("e", item.due_date), ("f", "1"),
+                              ("i", item.barcode)])
+    if tag == "952":
+        unavailable = not item.available_now and not item.on_loan
+        return _field("952", [("0", "1" if item.status == "withdrawn" else "0"),
+                              ("1", "1" if item.status == "missing" else "0"),
+                              ("7", "1" if unavailable else "0"),
+                              ("a", location), ("b", location), ("c", item.shelving_location),
+                              ("o", item.call_number), ("p", item.barcode), ("q", item.due_date),
+                              ("t", item.copy_number), ("y", item.loan_policy)])
+    if tag == "982":
+        return _field("982", [("1", "y" if item.available_now else "n"), ("a", item.loan_policy),
+                              ("b", location), ("c", item.shelving_location), ("d", item.due_date),
+                              ("i", item.barcode), ("m", item.call_number)])
+    if tag != "852":
+        raise ValueError(f"unsupported holdings tag {tag!r}")
+    return _field("852", [("a", agency_id), ("b", location), ("c", item.shelving_location),
+                          ("g", item.barcode), ("h", item.call_number),
+                          ("n", item.status_text), ("p", item.barcode),
+                          ("r", "In" if item.available_now else "Out"), ("t", item.copy_number),
+                          ("u", item.due_date), ("z", item.public_note)])
+
+
+def with_holdings(record: CatalogueRecord, element_set: str, view: Presentation,
+                  max_length: int | None = None) -> pymarc.Record:
+    """The bibliographic record with one live holdings field per item appended.
+
+    With ``max_length``, items that would take the ISO 2709 record past it are left out (a
+    title with thousands of copies still yields a valid record with its first items).
+    """
+    marc = bibliographic(record, element_set)
+    length = len(iso2709(marc)) if max_length is not None else 0
+    for item in record.items:
+        field = holdings_field(item, view.holdings_tag, view.agency_id)
+        if max_length is not None:
+            length += len(field.as_marc("utf-8")) + 12  # field plus its directory entry
+            if length > max_length:
+                break
+        marc.add_ordered_field(field)
+    return marc
+
+
+def iso2709(marc: pymarc.Record) -> bytes:
+    """ISO 2709 bytes; ValueError past 99,999 bytes (pymarc would write a wrong length)."""
+    data = marc.as_marc()
+    if len(data) > MAX_ISO2709_LENGTH:
+        raise ValueError(f"record of {len(data)} bytes is too long for ISO 2709")
+    return data
+
+
+def marc21(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
+    """ISO 2709 MARC 21 (UTF-8) with live holdings (as many items as fit in 99,999 bytes)."""
+    return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
+
+
+def _marcxml_element(marc: pymarc.Record) -> etree._Element:
+    return etree.fromstring(pymarc.record_to_xml(marc, namespace=True))
+
+
+def marcxml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
+    """MARCXML (``<record xmlns="http://www.loc.gov/MARC21/slim">``) with live holdings."""
+    return etree.tostring(_marcxml_element(with_holdings(record, element_set, view)),
+                          encoding="utf-8")
+
+
+# -- OPAC ----------------------------------------------------------------------------------------
+
+def opac_holding(item: ItemState, agency_id: str) -> Holding:
+    """One item as an OPAC HoldingsAndCircData with its CircRecord."""
+    circulation = CirculationItem(
+        available_now=item.available_now,
+        item_id=item.barcode,
+        availability_date=item.due_date,
+        available_thru=item.loan_policy or None,
+        renewable=False,
+        on_hold=item.on_hold,
+        temporary_location=_TEMPORARY_LOCATION.get(item.status),
+    )
+    return Holding(
+        nuc_code=agency_id,
+        local_location=item.location or agency_id,
+        shelving_location=item.shelving_location or None,
+        call_number=item.call_number or None,
+        copy_number=item.copy_number or None,
+        public_note=item.public_note,
+        circulation=(circulation,),
+    )
+
+
+def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacRecord:
+    """The OPAC record: the MARC record (without holdings fields) plus one holding per item."""
+    marc = bibliographic(record, "B" if element_set == "B" else "F")
+    return OpacRecord(bibliographic=iso2709(marc), bib_syntax=oids.USMARC,
+                      holdings=tuple(opac_holding(i, view.agency_id) for i in record.items))
+
+
+def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
+    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare."""
+    root = etree.Element("opacRecord")
+    bib = etree.SubElement(root, "bibliographicRecord")
+    bib.append(_marcxml_element(bibliographic(record, "F")))
+    holdings = etree.SubElement(root, "holdings")
+    for item in record.items:
+        h = opac_holding(item, view.agency_id)
+        holding = etree.SubElement(holdings, "holding")
+        for name, value in (("nucCode", h.nuc_code), ("localLocation", h.local_location),
+                            ("shelvingLocation", h.shelving_location),
+                            ("callNumber", h.call_number), ("copyNumber", h.copy_number),
+                            ("publicNote", h.public_note)):
+            if value is not None:
+                etree.SubElement(holding, name).text = value
+        circulations = etree.SubElement(holding, "circulations")
+        for c in h.circulation:
+            circ = etree.SubElement(circulations, "circulation")
+            etree.SubElement(circ, "availableNow", value="1" if c.available_now else "0")
+            for name, text in (("availabilityDate", c.availability_date),
+                               ("availableThru", c.available_thru), ("itemId", c.item_id)):
+                if text is not None:
+                    etree.SubElement(circ, name).text = text
+            etree.SubElement(circ, "renewable", value="1" if c.renewable else "0")
+            etree.SubElement(circ, "onHold", value="1" if c.on_hold else "0")
+            if c.temporary_location is not None:
+                etree.SubElement(circ, "temporaryLocation").text = c.temporary_location
+    return etree.tostring(root, encoding="utf-8")
+
+
+# -- SUTRS ---------------------------------------------------------------------------------------
+
+def _values(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[str]:
+    out = []
+    for f in marc.get_fields(*tags):
+        if f.is_control_field():
+            continue
+        text = " ".join(sf.value.strip() for sf in f.subfields if sf.code in codes and sf.value)
+        if text:
+            out.append(text)
+    return out
+
+
+def sutrs_text(record: CatalogueRecord, element_set: str) -> str:
+    """A readable plain-text rendering: main bibliographic data, then one line per item."""
+    marc = bibliographic(record, "F")
+    lines = [("Local number", record.local_id)]
+    lines += [("Title", v) for v in _values(marc, ("245",), "abnp")[:1]]
+    lines += [("Author", v) for v in _values(marc, ("100", "110", "111"), "abcdq")]
+    lines += [("Published", v) for v in _values(marc, ("264", "260"), "abc")[:1]]
+    if element_set != "B":
+        lines += [("Edition", v) for v in _values(marc, ("250",), "ab")]
+        lines += [("Description", v) for v in _values(marc, ("300",), "abc")]
+        lines += [("Other author", v) for v in _values(marc, ("700", "710"), "abcd")]
+        lines += [("ISBN", v) for v in _values(marc, ("020",), "a")]
+        lines += [("ISSN", v) for v in _values(marc, ("022",), "a")]
+        lines += [("Subject", v) for v in _values(
+            marc, ("600", "610", "611", "630", "650", "651"), "abcdvxyz")]
+    text = "".join(f"{label}: {value}\n" for label, value in lines)
+    if record.items:
+        text += "Holdings:\n"
+    for item in record.items:
+        parts = [item.location, item.shelving_location, item.call_number,
+                 f"copy {item.copy_number}" if item.copy_number else "",
+                 f"barcode {item.barcode}", item.status_text,
+                 f"due {item.due_date}" if item.due_date else "", item.loan_policy]
+        text += "  " + "; ".join(p for p in parts if p) + "\n"
+    return text
+
+
+def sutrs(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
+    """SUTRS text in the peer's character set (unencodable characters replaced)."""
+    return sutrs_text(record, element_set).encode(view.charset, errors="replace")

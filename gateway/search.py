@@ -1,0 +1,497 @@
+# -*- test-case-name: tests.gateway.test_catalogue -*-
+"""Bib-1 type-1 (RPN) queries compiled to SQL over the embedded catalogue.
+
+A query is checked and planned without touching the database (:func:`plan_query`), so a bad
+attribute fails fast with the right Bib-1 diagnostic; the plan is then compiled into one SQL
+statement (:func:`compile_plan`) that a reader thread runs. Every term becomes a sub-select of
+record ids; ``@and``/``@or``/``@not`` become ``INTERSECT``/``UNION``/``EXCEPT``; ``@set name``
+becomes the stored ids of that result set (a JSON array read with ``json_each``). The outer
+statement drops temporary (borrowed) records through the partial index ``records_temporary`` and
+orders the hits by record id, so results are deterministic.
+
+Access paths:
+
+* words (title, author, subject, any) go to the FTS5 table ``records_fts``; user text is split
+  into tokens and every token is double-quoted, so no FTS5 syntax can be injected;
+* identifiers (ISBN, ISSN, OCLC, local number) are looked up in ``record_identifiers`` through its
+  primary key (kind, value): one index seek per normalised form;
+* dates of publication compare ``records.pub_year`` (indexed);
+* complete-field title/author matches compare ``records.title``/``records.author`` through their
+  NOCASE indexes;
+* left truncation and masking expand the term against the FTS vocabulary
+  (``records_fts_vocab_col``) first, at most :data:`MAX_EXPANSION` words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Union
+
+from gateway.identifiers import search_forms
+from protocols.z3950 import oids
+from protocols.z3950.pqf import And, AndNot, Node, Or, Query, ResultSetRef, Term
+
+MAX_EXPANSION = 1000
+"""Most vocabulary words a left-truncated or masked term may expand to (else diagnostic 31)."""
+
+MAX_REGEX = 64
+"""Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
+
+MAX_DEPTH = 100
+"""Deepest operator nesting compiled (the PQF parser allows the same)."""
+
+
+class Bib1Error(Exception):
+    """A Bib-1 diagnostic (diagnostic set 1.2.840.10003.4.1) to send instead of a result."""
+
+    def __init__(self, code: int, addinfo: str | None = None) -> None:
+        super().__init__(code, addinfo)
+        self.code = code
+        self.addinfo = addinfo
+
+    def __str__(self) -> str:
+        return f"Bib-1 diagnostic {self.code}" + (f": {self.addinfo}" if self.addinfo else "")
+
+
+# -- access points -----------------------------------------------------------------------------
+
+TEXT_COLUMNS: dict[int, str | None] = {
+    1: "author",        # personal name
+    4: "title",
+    21: "subject",
+    1003: "author",
+    1004: "author",     # author-name personal
+    1016: None,         # any: every FTS column (and identifiers, see _any_identifier_sql)
+}
+"""Use attribute → FTS5 column (None = all columns)."""
+
+IDENTIFIER_KINDS: dict[int, tuple[str, ...]] = {
+    7: ("isbn",),
+    8: ("issn",),
+    12: ("local",),
+    1007: ("isbn", "issn", "oclc", "local"),
+    1211: ("oclc",),
+}
+"""Use attribute → record_identifiers kinds searched."""
+
+DATE_USES = frozenset({31})
+
+USE_NAMES: dict[str, int] = {
+    "personal-name": 1, "title": 4, "isbn": 7, "issn": 8, "local-number": 12,
+    "subject-heading": 21, "subject": 21, "date-of-publication": 31, "date": 31, "author": 1003,
+    "author-name-personal": 1004, "identifier-standard": 1007, "any": 1016,
+    "oclc-number": 1211,
+}
+"""String Use values accepted (YAZ allows ``@attr 1=title``), case-insensitive."""
+
+SUPPORTED_USES = frozenset(TEXT_COLUMNS) | frozenset(IDENTIFIER_KINDS) | DATE_USES
+
+# Bib-1 attribute types.
+USE, RELATION, POSITION, STRUCTURE, TRUNCATION, COMPLETENESS = 1, 2, 3, 4, 5, 6
+
+TEXT_STRUCTURES = frozenset({1, 2, 3, 6, 101, 105, 106, 108, 109, 110})
+DATE_STRUCTURES = frozenset({1, 2, 3, 4, 5, 6, 100, 101, 105, 108, 109, 110})
+TRUNCATIONS = frozenset({1, 2, 3, 100, 101, 102, 103, 104})
+PHRASE_STRUCTURES = frozenset({1, 3, 108, 109, 110})
+"""Structures whose tokens must be adjacent (phrase); the others AND their words."""
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WordTerm:
+    """A word search in the FTS index."""
+
+    column: str | None
+    tokens: tuple[str, ...]
+    phrase: bool            # tokens adjacent, in order
+    first_in_field: bool    # position 1/2: the phrase starts the field
+    truncation: int         # 100 none, 1 right, 2 left, 3 both, 101/102/104 masking
+    complete: bool          # completeness 2/3: the whole field equals the term
+    raw: str                # the term as given, for complete-field matches
+    with_identifiers: bool  # "any": also look the term up as an identifier
+
+
+@dataclass(frozen=True)
+class IdentifierTerm:
+    """An exact (or right-truncated) identifier lookup."""
+
+    kinds: tuple[str, ...]
+    term: str
+    right_truncated: bool
+
+
+@dataclass(frozen=True)
+class YearTerm:
+    """A comparison on the year of publication: ``op`` is an SQL operator."""
+
+    op: str
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class SetTerm:
+    """The ids of an existing result set."""
+
+    name: str
+    record_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Combine:
+    """A boolean operation on two planned operands."""
+
+    op: str  # INTERSECT | UNION | EXCEPT
+    left: Plan
+    right: Plan
+
+
+Plan = Union[WordTerm, IdentifierTerm, YearTerm, SetTerm, Combine]
+
+
+def _numeric(term: Term, type_: int, code: int) -> int | None:
+    value = term.attribute(type_)
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    raise Bib1Error(code, str(value))
+
+
+def check_attributes(term: Term, attribute_set: oids.Oid) -> None:
+    """Only bib-1 attributes of types 1-6 are understood (121, 113 otherwise)."""
+    for attr in term.attributes:
+        attrset = tuple(attr.attrset) if attr.attrset is not None else tuple(attribute_set)
+        if attrset != oids.BIB1_ATTRSET:
+            raise Bib1Error(121, oids.oid_to_dotted(attrset))
+        if not 1 <= attr.type <= 6:
+            raise Bib1Error(113, str(attr.type))
+
+
+def use_of(term: Term) -> int:
+    """The term's Use attribute as a number (default 1016, any); 114 when unsupported."""
+    value = term.attribute(USE)
+    if value is None:
+        return 1016
+    if isinstance(value, str):
+        use = USE_NAMES.get(value.strip().lower())
+        if use is None:
+            raise Bib1Error(114, value)
+        return use
+    if isinstance(value, tuple):
+        raise Bib1Error(114, ",".join(str(v) for v in value))
+    if value not in SUPPORTED_USES:
+        raise Bib1Error(114, str(value))
+    return value
+
+
+def numeric_attribute(term: Term, type_: int, allowed: frozenset[int], code: int,
+                      default: int | None = None) -> int | None:
+    """The term's attribute of ``type_`` (or ``default``); diagnostic ``code`` if not allowed."""
+    value = _numeric(term, type_, code)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise Bib1Error(code, str(value))
+    return value
+
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_MASK_TOKEN = re.compile(r"[^\W_]*[#?][^\W_#?]*(?:[#?][^\W_#?]*)*|[^\W_]+", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip diacritics, as FTS5's ``unicode61 remove_diacritics 2`` does."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def tokenize(text: str, *, keep_masks: bool = False) -> tuple[str, ...]:
+    """Split ``text`` into folded word tokens (``#``/``?`` kept inside words when masking)."""
+    pattern = _MASK_TOKEN if keep_masks else _TOKEN
+    return tuple(t for t in (fold(m.group(0)) for m in pattern.finditer(text)) if t)
+
+
+def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
+    """Check a term's bib-1 attributes and decide how to search it."""
+    check_attributes(term, attribute_set)
+    use = use_of(term)
+    relation = _numeric(term, RELATION, 117)
+    position = numeric_attribute(term, POSITION, frozenset({1, 2, 3}), 119, 3)
+    completeness = numeric_attribute(term, COMPLETENESS, frozenset({1, 2, 3}), 122, 1)
+    truncation = numeric_attribute(term, TRUNCATION, TRUNCATIONS, 120, 100)
+    value = term.value
+    if use in DATE_USES:
+        numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, 118, 4)
+        if truncation != 100:
+            raise Bib1Error(120, str(truncation))
+        return _plan_year(value, 3 if relation is None else relation)
+    if relation not in (None, 3, 102):
+        raise Bib1Error(117, str(relation))
+    if use in IDENTIFIER_KINDS:
+        numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 3)
+        if truncation not in (100, 1):
+            raise Bib1Error(120, str(truncation))
+        return IdentifierTerm(IDENTIFIER_KINDS[use], value.strip(), truncation == 1)
+    structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 6)
+    masking = truncation in (101, 102, 103, 104)
+    if truncation in (102, 103):
+        tokens = tuple(value.lower().split())  # regular expressions: one per word
+    else:
+        tokens = tokenize(value, keep_masks=masking)
+    return WordTerm(
+        column=TEXT_COLUMNS[use],
+        tokens=tokens,
+        phrase=structure in PHRASE_STRUCTURES,
+        first_in_field=position in (1, 2),
+        truncation=truncation if truncation is not None else 100,
+        complete=completeness in (2, 3) or structure == 3,
+        raw=value,
+        with_identifiers=use == 1016,
+    )
+
+
+_YEAR = re.compile(r"^\s*(\d{1,4})\s*$")
+_YEAR_RANGE = re.compile(r"^\s*(\d{1,4})\s*-\s*(\d{1,4})\s*$")
+_RELATIONS = {1: "<", 2: "<=", 3: "=", 4: ">=", 5: ">", 6: "<>"}
+
+
+def _plan_year(value: str, relation: int) -> YearTerm:
+    if relation not in _RELATIONS:
+        raise Bib1Error(117, str(relation))
+    span = _YEAR_RANGE.match(value)
+    if span is not None and relation == 3:
+        low, high = sorted((int(span.group(1)), int(span.group(2))))
+        return YearTerm("BETWEEN", low, high)
+    single = _YEAR.match(value) or re.match(r"^\s*\D*(\d{4})", value)
+    if single is None:
+        raise Bib1Error(126, value)
+    year = int(single.group(1))
+    return YearTerm(_RELATIONS[relation], year, year)
+
+
+def plan_query(query: Query, result_sets: Mapping[str, Sequence[int]]) -> Plan:
+    """Plan the whole query; raises :class:`Bib1Error` for anything unsupported."""
+    if tuple(query.attribute_set) != oids.BIB1_ATTRSET:
+        raise Bib1Error(121, oids.oid_to_dotted(tuple(query.attribute_set)))
+    return _plan_node(query.root, query.attribute_set, result_sets, 0)
+
+
+def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sequence[int]],
+               depth: int) -> Plan:
+    if depth > MAX_DEPTH:
+        raise Bib1Error(108, "query nested too deeply")
+    if isinstance(node, Term):
+        return plan_term(node, attribute_set)
+    if isinstance(node, ResultSetRef):
+        if node.name not in result_sets:
+            raise Bib1Error(30, node.name)
+        return SetTerm(node.name, tuple(result_sets[node.name]))
+    ops = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
+    op = ops.get(type(node))
+    if op is None:
+        raise Bib1Error(108, type(node).__name__)
+    assert isinstance(node, (And, Or, AndNot))
+    return Combine(op, _plan_node(node.left, attribute_set, result_sets, depth + 1),
+                   _plan_node(node.right, attribute_set, result_sets, depth + 1))
+
+
+# -- compiling to SQL -------------------------------------------------------------------------
+
+Sql = tuple[str, list[object]]
+NOTHING: Sql = ("SELECT NULL AS id WHERE 0", [])
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
+
+
+def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str,
+                        truncation: int) -> list[str]:
+    """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
+    if truncation in (102, 103):
+        if len(token) > MAX_REGEX:
+            raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
+        try:
+            regex = re.compile(token)
+        except re.error as exc:
+            raise Bib1Error(125, f"{token}: {exc}") from None
+        matches = [t for t in _vocabulary(conn, column, None) if regex.fullmatch(t)]
+    else:
+        pattern = _glob(token, truncation)
+        matches = _vocabulary(conn, column, pattern)
+    if len(matches) > MAX_EXPANSION:
+        raise Bib1Error(31, f"{token} matches more than {MAX_EXPANSION} words")
+    return matches
+
+
+def _glob(token: str, truncation: int) -> str:
+    escaped = "".join(f"[{c}]" if c in "*?[]" else c for c in token.replace("#", "\0"))
+    if truncation == 101:          # '#' = any sequence of characters
+        escaped = escaped.replace("\0", "*")
+    elif truncation == 104:        # Z39.58: '?' any sequence, '#' one character
+        escaped = escaped.replace("[?]", "*").replace("\0", "?")
+    else:
+        escaped = escaped.replace("\0", "[#]")
+    if truncation in (2, 3):
+        escaped = "*" + escaped
+    if truncation == 3:
+        escaped += "*"
+    return escaped
+
+
+def _vocabulary(conn: sqlite3.Connection, column: str | None, pattern: str | None) -> list[str]:
+    table = "records_fts_vocab_row" if column is None else "records_fts_vocab_col"
+    sql = f"SELECT term FROM {table}"
+    clauses, params = [], []
+    if column is not None:
+        clauses.append("col = ?")
+        params.append(column)
+    if pattern is not None:
+        clauses.append("term GLOB ?")
+        params.append(pattern)
+        prefix = re.match(r"[^*?\[]*", pattern)
+        if prefix and prefix.group(0):  # a literal prefix bounds the vocabulary read
+            clauses += ["term >= ?", "term < ?"]
+            params += [prefix.group(0), prefix.group(0) + "\U0010ffff"]
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return [row[0] for row in conn.execute(sql + f" LIMIT {MAX_EXPANSION + 1}", params)]
+
+
+def _fts_expression(conn: sqlite3.Connection, term: WordTerm) -> str | None:
+    """The FTS5 MATCH expression for a word term, or None when nothing can match."""
+    tokens = list(term.tokens)
+    if not tokens:
+        return None
+    if term.truncation in (2, 3, 101, 102, 103, 104):
+        parts = []
+        for token in tokens:
+            plain = term.truncation in (101, 104) and not any(c in token for c in "#?")
+            if plain:
+                parts.append(_quote(token))
+                continue
+            words = _vocabulary_matches(conn, term.column, token, term.truncation)
+            if not words:
+                return None
+            parts.append("(" + " OR ".join(_quote(w) for w in words) + ")")
+        body = " AND ".join(parts)
+    elif term.phrase or term.complete or term.first_in_field:
+        body = _quote(" ".join(tokens)) + (" *" if term.truncation == 1 else "")
+        if term.first_in_field:
+            body = "^ " + body
+    else:
+        body = " AND ".join(_quote(t) + (" *" if term.truncation == 1 else "") for t in tokens)
+    if term.column is not None:
+        return "{" + term.column + "} : (" + body + ")"
+    return body
+
+
+_CLEAN = re.compile(r"[\s/:;,.=]+$")
+
+
+def field_value(text: str) -> str:
+    """A term as a whole field is stored (spaces collapsed, trailing punctuation dropped)."""
+    return _CLEAN.sub("", " ".join(text.split()))
+
+
+def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
+    if term.complete and term.column in ("title", "author"):
+        value = field_value(term.raw)
+        if term.truncation == 1:
+            return (f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
+                    f" AND {term.column} < ? COLLATE NOCASE", [value, value + "\U0010ffff"])
+        return f"SELECT id FROM records WHERE {term.column} = ? COLLATE NOCASE", [value]
+    expression = _fts_expression(conn, term)
+    words: Sql = (("SELECT rowid AS id FROM records_fts WHERE records_fts MATCH ?", [expression])
+                  if expression is not None else NOTHING)
+    if term.complete and term.column == "subject":
+        heading = field_value(term.raw).lower()
+        words = (f"SELECT w.id FROM ({words[0]}) w JOIN records r ON r.id = w.id WHERE instr("
+                 "char(10) || lower(r.subjects) || char(10), char(10) || ? || char(10)) > 0",
+                 [*words[1], heading])
+    if term.with_identifiers and term.truncation == 100:
+        ident = _identifier_sql(IdentifierTerm(IDENTIFIER_KINDS[1007], term.raw.strip(), False))
+        return f"{words[0]} UNION {ident[0]}", [*words[1], *ident[1]]
+    return words
+
+
+def _identifier_sql(term: IdentifierTerm) -> Sql:
+    selects, params = [], []
+    for kind in term.kinds:
+        for form in dict.fromkeys(search_forms(kind, term.term)):
+            if not form:
+                continue
+            if term.right_truncated:
+                selects.append("SELECT record_id AS id FROM record_identifiers"
+                               " WHERE kind = ? AND value >= ? AND value < ?")
+                params += [kind, form, form + "\U0010ffff"]
+            else:
+                selects.append("SELECT record_id AS id FROM record_identifiers"
+                               " WHERE kind = ? AND value = ?")
+                params += [kind, form]
+    if not selects:
+        return NOTHING
+    return " UNION ".join(selects), params
+
+
+def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
+    if isinstance(plan, WordTerm):
+        return _word_sql(conn, plan)
+    if isinstance(plan, IdentifierTerm):
+        return _identifier_sql(plan)
+    if isinstance(plan, YearTerm):
+        if plan.op == "BETWEEN":
+            return ("SELECT id FROM records INDEXED BY records_year WHERE pub_year BETWEEN ? AND ?",
+                    [plan.low, plan.high])
+        if plan.op == "<>":  # the index cannot help; and a record without a year never matches
+            return "SELECT id FROM records WHERE pub_year <> ?", [plan.low]
+        return (f"SELECT id FROM records INDEXED BY records_year WHERE pub_year {plan.op} ?",
+                [plan.low])
+    if isinstance(plan, SetTerm):
+        return "SELECT value AS id FROM json_each(?)", [json.dumps(list(plan.record_ids))]
+    left, right = _compile(conn, plan.left), _compile(conn, plan.right)
+    return (f"SELECT id FROM ({left[0]}) {plan.op} SELECT id FROM ({right[0]})",
+            [*left[1], *right[1]])
+
+
+def compile_plan(conn: sqlite3.Connection, plan: Plan) -> Sql:
+    """The complete statement: matching non-temporary record ids, in record id order."""
+    inner, params = _compile(conn, plan)
+    # Temporary records are few (borrowed items in flight): excluding them through their
+    # partial index is much cheaper than looking every hit up in ``records``.
+    return (f"SELECT id FROM ({inner}) WHERE id NOT IN"
+            " (SELECT id FROM records WHERE temporary = 1) ORDER BY id", params)
+
+
+def run_plan(conn: sqlite3.Connection, plan: Plan) -> tuple[int, ...]:
+    """Run a planned query on a (reader) connection; the hits in record id order."""
+    sql, params = compile_plan(conn, plan)
+    try:
+        return tuple(row[0] for row in conn.execute(sql, params))
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc).lower():
+            raise Bib1Error(125, str(exc)) from None
+        raise
+
+
+__all__ = [
+    "Bib1Error",
+    "Plan",
+    "check_attributes",
+    "compile_plan",
+    "field_value",
+    "numeric_attribute",
+    "fold",
+    "plan_query",
+    "plan_term",
+    "run_plan",
+    "tokenize",
+    "use_of",
+]
