@@ -34,6 +34,7 @@ from gateway.backends.base import (
     ItemNotCheckedOut,
     ItemNotRenewable,
     NeededDataMissing,
+    NotTemporaryItem,
     Patron,
     PatronBlocked,
     RequestAlreadyProcessed,
@@ -95,7 +96,7 @@ class Workflows:
             "DeleteItem": (self._delete_item, None),
             "RequestItem": (self._request_item, "request_id"),
             "CancelRequestItem": (self._cancel_request_item, "request_id"),
-            "CreateItem": (self._create_item, "item_id"),
+            "CreateItem": (self._create_item, None),   # idempotent by state: see there
             "CreateUserFiscalTransaction": (self._fiscal_transaction, None),
             "LookupRequest": (self._lookup_request, None),
         }
@@ -414,14 +415,36 @@ class Workflows:
         message = s.call.envelope.message
         assert isinstance(message, m.CheckInItem)
         peer = s.call.peer
+        barcode = _value(message.item_id)
+        if barcode and queries.item_by_barcode(conn, barcode) is None:
+            done = ops.latest_rs_request(conn, peer=peer.name, role="borrower",
+                                         item_barcode=barcode)
+            if (done is not None and done["item_id"] is None and peer.delete_on_checkin
+                    and done["checked_in_at"] is not None):
+                # A repeat of the check-in that deleted this peer's temporary item: answer
+                # as the first time (the patron is named when the item had been lent).
+                patron = queries.patron_by_id(conn, done["patron_id"]) \
+                    if done["checked_out_at"] and done["patron_id"] else None
+                return CheckInItemResponse(
+                    item_id=ItemId(value=barcode, agency=self._agency()),
+                    user_id=self._user_id(patron, message.user_id) if patron else None)
         item = self._item(conn, message.item_id)
         loan = queries.open_loan(conn, item.id)
         role = "borrower" if item.temporary else "lender"
         rs = ops.find_rs_request(conn, peer=peer.name, role=role,
                                  broker_request_id=_value(message.request_id), item_id=item.id)
         patron_id = loan.patron_id if loan is not None else None
-        if loan is None and peer.checkin_not_on_loan == "problem" and not (
-                item.temporary and peer.delete_on_checkin):
+        if loan is None:
+            # A repeat of a check-in this peer made: name the same patron as the first reply
+            # did (only the patron of this peer's own request, never anyone else's).
+            last = ops.latest_rs_request(conn, peer=peer.name, role=role, item_id=item.id)
+            returned_to = ops.last_returned_loan_patron(conn, item.id)
+            if (last is not None and last["checked_in_at"] is not None
+                    and returned_to is not None and returned_to == last["patron_id"]):
+                patron_id = returned_to
+        # Delete on check-in only the peer's own temporary items, never another peer's.
+        deletes = item.temporary and peer.delete_on_checkin and item.owning_peer == peer.name
+        if loan is None and peer.checkin_not_on_loan == "problem" and not deletes:
             raise ItemNotCheckedOut(element="ItemIdentifierValue", value=item.barcode)
         if loan is not None:
             ops.check_in(conn, item_id=item.id, now=s.now,
@@ -430,7 +453,7 @@ class Workflows:
             ops.advance_rs_request(conn, rs["id"], state="returned", step="returned", now=s.now)
             ops.advance_rs_request(conn, rs["id"], state="checked_in", step="checked_in",
                                    now=s.now)
-        if item.temporary and peer.delete_on_checkin:
+        if deletes:
             ops.delete_temporary_item(conn, item.barcode, s.now)
             if rs is not None:
                 ops.advance_rs_request(conn, rs["id"], state="completed", step="completed",
@@ -463,8 +486,6 @@ class Workflows:
                 raise ItemNotRenewable(element="ItemIdentifierValue", value=item.barcode)
             limit = queries.parse_time(rs["due_at"]) if rs is not None else None
             new_due = self._due_in(settings.borrowed_loan_period_days, s)
-            if loan.renewals >= settings.max_renewals:
-                raise ItemNotRenewable(element="ItemIdentifierValue", value=item.barcode)
         else:
             if queries.active_holds_of_item(conn, item.id):
                 raise ItemNotRenewable(element="ItemIdentifierValue", value=item.barcode)
@@ -475,6 +496,10 @@ class Workflows:
         if limit is not None:
             new_due = min(new_due, limit)
         if new_due > loan.due_at:
+            # Local policy limits renewals of every loan, ours and borrowed; a repeat that
+            # would not move the date (a retried renewal) is answered without counting.
+            if loan.renewals >= settings.max_renewals:
+                raise ItemNotRenewable(element="ItemIdentifierValue", value=item.barcode)
             loan = ops.renew(conn, loan, new_due)
         patron = queries.patron_by_id(conn, loan.patron_id)
         return RenewItemResponse(item_id=ItemId(value=item.barcode, agency=self._agency()),
@@ -490,6 +515,10 @@ class Workflows:
         if not barcode:
             raise NeededDataMissing(element="ItemId")
         item = queries.item_by_barcode(conn, barcode)
+        if item is not None and item.temporary and item.owning_peer != s.call.peer.name:
+            # Another peer's borrowed item (e.g. a colliding request id): not this peer's to
+            # remove.
+            raise NotTemporaryItem(element="ItemIdentifierValue", value=barcode)
         rs = ops.find_rs_request(conn, peer=s.call.peer.name, role="borrower",
                                  item_id=item.id) if item else None
         ops.delete_temporary_item(conn, barcode, s.now)
@@ -505,10 +534,16 @@ class Workflows:
         barcode = _value(message.item_id)
         if not barcode:
             raise NeededDataMissing(element="ItemId")
-        if ops.barcode_in_use(conn, barcode):
+        peer = s.call.peer
+        existing = queries.item_by_barcode(conn, barcode)
+        if existing is not None:
+            # A repeat while this peer's temporary item exists gets the same answer; keyed on
+            # state, not on the barcode for ever, so the same lender barcode can be created
+            # again once the item is deleted (a later loan of the same copy).
+            if existing.temporary and existing.owning_peer == peer.name:
+                return CreateItemResponse(item_id=ItemId(value=barcode, agency=self._agency()))
             raise DuplicateRequest(element="ItemIdentifierValue", value=barcode)
         bib = message.item.bibliographic if message.item else None
-        peer = s.call.peer
         title = (bib.title if bib and bib.title else "") or "[no title]"
         record_id = ops.create_brief_record(
             conn, f"ill-{peer.name}-item-{barcode}", ops.BriefRecord(
@@ -623,16 +658,20 @@ class Workflows:
         rs = ops.find_rs_request(conn, peer=peer.name, role="lender",
                                  our_request_id=request_value, broker_request_id=request_value,
                                  item_id=item.id if item else None)
+        if rs is None and item is not None and not request_value:
+            # By ItemId only: a repeat of a cancel already made is answered as the first was.
+            last = ops.latest_rs_request(conn, peer=peer.name, role="lender", item_id=item.id)
+            if last is not None and last["cancelled_at"] is not None:
+                rs = last
         if rs is None:
             raise UnknownRequest(element="RequestIdentifierValue", value=request_value)
         if rs["shipped_at"] is not None or rs["completed_at"] is not None:
             raise RequestAlreadyProcessed(element="RequestIdentifierValue",
                                           value=rs["our_request_id"])
         if rs["cancelled_at"] is None:
-            for hold in queries.holds_of_patron(conn, rs["patron_id"]):
-                if rs["item_id"] is None or hold.item_id in (None, rs["item_id"]):
-                    ops.set_hold_status(conn, hold.id, "cancelled", s.now)
-                    break
+            hold_id = self._hold_of_request(conn, rs)
+            if hold_id is not None:
+                ops.set_hold_status(conn, hold_id, "cancelled", s.now)
             ops.advance_rs_request(conn, rs["id"], state="cancelled", step="cancelled",
                                    now=s.now)
         patron = queries.patron_by_id(conn, rs["patron_id"])
@@ -642,6 +681,26 @@ class Workflows:
             request_id=self._request_id(None, rs["our_request_id"]),
             item_id=ItemId(value=rs["item_barcode"], agency=self._agency())
             if rs["item_barcode"] and not request_value else None)
+
+    def _hold_of_request(self, conn: sqlite3.Connection, rs: sqlite3.Row) -> int | None:
+        """The active hold a lender request placed (None if it has none left).
+
+        An institutional patron has many holds, each placed by its own request; no column
+        links the two, so match what RequestItem wrote in one step: the same patron, the same
+        item (or none, for a record-level hold), placed when the request was made. Requests
+        made in the same second correspond to their holds in creation order.
+        """
+        holds = conn.execute(
+            "SELECT id, status FROM holds WHERE patron_id = ? AND placed_at = ? AND item_id IS ?"
+            " ORDER BY id", (rs["patron_id"], rs["requested_at"], rs["item_id"])).fetchall()
+        siblings = [row[0] for row in conn.execute(
+            "SELECT id FROM rs_requests WHERE patron_id = ? AND role = 'lender' AND"
+            " requested_at = ? AND item_id IS ? ORDER BY id",
+            (rs["patron_id"], rs["requested_at"], rs["item_id"]))]
+        index = siblings.index(rs["id"]) if rs["id"] in siblings else len(holds)
+        if index < len(holds) and holds[index]["status"] == "active":
+            return holds[index]["id"]
+        return None
 
     def _lookup_request(self, conn: sqlite3.Connection, s: _Step) -> NCIPResponse:
         """The state of a tracked request."""
@@ -678,14 +737,27 @@ class Workflows:
         broker_id = _value(message.request_id)
         item = queries.item_by_barcode(conn, _value(message.item_id) or "")
         rs = None
+        # By the broker's request id first (either role); by item only when the message has
+        # no request id, or reports a step of an existing request: a new ItemRequested for an
+        # item another request of this peer still holds is a new request, not that one.
         for role in ("lender", "borrower"):
             rs = rs or ops.find_rs_request(conn, peer=s.call.peer.name, role=role,
-                                           broker_request_id=broker_id,
-                                           item_id=item.id if item else None)
+                                           broker_request_id=broker_id)
+        if rs is None and item is not None and not (service == "ItemRequested" and broker_id):
+            for role in ("lender", "borrower"):
+                rs = rs or ops.find_rs_request(conn, peer=s.call.peer.name, role=role,
+                                               item_id=item.id)
         step = steps.get(service)
         if rs is None and service == "ItemRequested" and broker_id:
             number = ops.next_request_number(conn)
             patron = self._institutional_patron(conn, s.call, message.user_id)
+            if item is not None and not item.temporary:
+                # A request for one of our items (docs/ncip.md §13): hold it for the
+                # borrowing library, as RequestItem does.
+                ops.place_hold(conn, patron_id=patron.id, record_id=item.record_id,
+                               item_id=item.id, now=s.now,
+                               pickup_location=self._pickup(s.call.peer,
+                                                            message.pickup_location))
             ops.create_rs_request(conn, peer=s.call.peer.name, role="lender",
                                   broker_request_id=broker_id, our_request_id=f"L-{number}",
                                   state="requested", step="requested", now=s.now,
@@ -693,6 +765,11 @@ class Workflows:
                                   item_barcode=item.barcode if item else None,
                                   patron_id=patron.id)
         elif rs is not None and step is not None:
+            if (service == "ItemRequestCancelled" and rs["role"] == "lender"
+                    and rs["shipped_at"] is None and rs["cancelled_at"] is None):
+                hold_id = self._hold_of_request(conn, rs)
+                if hold_id is not None:
+                    ops.set_hold_status(conn, hold_id, "cancelled", s.now)
             ops.advance_rs_request(conn, rs["id"], state=step, step=step, now=s.now)
         return NotificationResponse(service=service)
 

@@ -250,3 +250,25 @@ def advance_rs_request(conn: sqlite3.Connection, request_id: int, *, state: str,
     conn.execute(
         f"UPDATE rs_requests SET state = ?, {step}_at = COALESCE({step}_at, ?){assignments}"
         " WHERE id = ?", (state, iso(now), *columns.values(), request_id))
+
+
+def latest_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
+                      item_id: int | None = None,
+                      item_barcode: str | None = None) -> sqlite3.Row | None:
+    """The peer's most recent tracked request for an item (by row id or barcode), any state."""
+    if item_id is not None:
+        return conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
+                            " item_id = ? ORDER BY id DESC LIMIT 1",
+                            (peer, role, item_id)).fetchone()
+    if item_barcode:
+        return conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
+                            " item_barcode = ? ORDER BY id DESC LIMIT 1",
+                            (peer, role, item_barcode)).fetchone()
+    return None
+
+
+def last_returned_loan_patron(conn: sqlite3.Connection, item_id: int) -> int | None:
+    """The patron of the item's most recent loan, if that loan has ended."""
+    row = conn.execute("SELECT patron_id, returned_at FROM loans WHERE item_id = ?"
+                       " ORDER BY id DESC LIMIT 1", (item_id,)).fetchone()
+    return row["patron_id"] if row is not None and row["returned_at"] is not None else None
