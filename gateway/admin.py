@@ -126,8 +126,8 @@ class AdminResource(resource.Resource):
         def build(conn: Any) -> tuple[bytes, bytes]:
             stats = reports.partner_stats(conn, now=now,
                                           cost_per_request=config.stats.document_supply_cost)
-            in_flight = [r for r in reports.requests(conn, limit=50)
-                         if r["state"] not in ("completed", "cancelled")]
+            in_flight = [r for r in reports.requests(conn, limit=None)
+                         if r["state"] not in ("completed", "cancelled")][:50]
             problems = reports.audit_rows(conn, reports.AuditFilter(), limit=500)
             problems = [row for row in problems if row["outcome"] != "success"][:20]
             page = render_dashboard(name=config.gateway.name, now=now, stats=stats,

@@ -20,12 +20,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gateway.secrets import keyed_hash
 from gateway.store import Store
-from protocols.ncip.redact import redact
+from protocols.ncip.dialect import local_name
+from protocols.ncip.problems import NCIPSyntaxError
+from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
+from protocols.ncip.safexml import parse_xml
 
 log = Logger()
 
@@ -82,6 +86,30 @@ def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
     return cursor.lastrowid
 
 
+# A Problem names the element at fault and repeats its value: for these the value is a patron's
+# identifier (Unknown User, User Blocked), personal data like the UserIdentifierValue itself.
+_PATRON_PROBLEM_ELEMENTS = frozenset({"UserIdentifierValue", "UserId", "VisibleUserIdentifier",
+                                      "AuthenticationInputData", "AuthenticationInput"})
+
+
+def _problem_values_hidden(body: bytes, pseudonymize: Any) -> bytes | etree._Element:
+    """``body`` parsed, with ProblemValues that repeat a patron identifier pseudonymized."""
+    try:
+        root = parse_xml(body).root
+    except NCIPSyntaxError:
+        return body  # redact() withholds an unparseable body altogether in personal mode
+    for problem in root.iter():
+        if not isinstance(problem.tag, str) or local_name(problem) != "Problem":
+            continue
+        children = {local_name(child): child for child in problem if isinstance(child.tag, str)}
+        element, value = children.get("ProblemElement"), children.get("ProblemValue")
+        if element is not None and value is not None and (
+                (element.text or "").strip() in _PATRON_PROBLEM_ELEMENTS):
+            text = (value.text or "").strip()
+            value.text = pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
+    return root
+
+
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
@@ -117,7 +145,8 @@ class AuditLog:
             return None, None
         personal = mode == "redacted"
         pseudonymize = self.patron_ref if personal and self._key is not None else None
-        kept = [redact(body, personal=personal, pseudonymize=pseudonymize)
+        kept = [redact(_problem_values_hidden(body, pseudonymize) if personal else body,
+                       personal=personal, pseudonymize=pseudonymize)
                 for body in (request, response)]
         return kept[0].decode("utf-8", "replace"), kept[1].decode("utf-8", "replace")
 

@@ -119,8 +119,10 @@ def _audit_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-id", help="broker's or our request id")
     parser.add_argument("--item", help="item barcode")
     parser.add_argument("--outcome", help='"success", a Problem type or a diagnostic')
-    parser.add_argument("--since", metavar="TIME", help="ISO date or time (UTC)")
-    parser.add_argument("--until", metavar="TIME", help="ISO date or time (UTC)")
+    parser.add_argument("--since", metavar="TIME",
+                        help="ISO date or time (UTC unless it carries an offset)")
+    parser.add_argument("--until", metavar="TIME",
+                        help="ISO date or time, exclusive (UTC unless it carries an offset)")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--bodies", action="store_true", help="include the stored bodies")
     parser.add_argument("--format", choices=FORMATS, default="table")
@@ -275,18 +277,49 @@ def _audit(args: argparse.Namespace, config: Config, path: Path | None,
                   f"{config.audit.body_retention_days} days), {deleted} rows deleted (older "
                   f"than {config.audit.row_retention_days} days)", file=out)
             return EXIT_OK
+        try:
+            since, until = _utc_bound(args.since), _utc_bound(args.until)
+        except ValueError as e:
+            print(f"--since/--until: {e}", file=err)
+            return EXIT_USAGE
         where = reports.AuditFilter(
             peer=args.peer, protocol=args.protocol, service=args.service,
             request_id=args.request_id, item=args.item, outcome=args.outcome,
-            since=args.since, until=args.until)
+            since=since, until=until)
         rows = reports.audit_rows(conn, where, limit=args.limit, bodies=args.bodies)
         rows.reverse()
-        _print_rows(rows, args.format, out)
+        _print_rows(rows, args.format, out, _audit_columns(args.bodies))
+        out.flush()
         if args.follow:
             return _follow(conn, where, rows, args, out)
         return EXIT_OK
     finally:
         conn.close()
+
+
+def _audit_columns(bodies: bool) -> list[str]:
+    from gateway import reports
+
+    return [*reports.AUDIT_COLUMNS, *(("request_body", "response_body") if bodies else ())]
+
+
+def _utc_bound(value: str | None) -> str | None:
+    """An ``--since``/``--until`` value as audit times are stored (UTC, ISO 8601).
+
+    A date stays a date (it sorts before every time of that day); a time with an offset is
+    converted to UTC; a time without one is taken as UTC.
+    """
+    from datetime import date, datetime, timezone
+
+    if value is None:
+        return None
+    text = value.strip()
+    if len(text) == 10:
+        return date.fromisoformat(text).isoformat()
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Namespace,
@@ -296,6 +329,7 @@ def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Na
     import time
 
     from gateway import reports
+    from gateway.formatting import write_rows
 
     last = rows[-1]["id"] if rows else (conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit")
                                         .fetchone()[0])
@@ -305,7 +339,8 @@ def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Na
             new = reports.audit_rows(conn, dataclasses.replace(where, after_id=last),
                                      limit=None, bodies=args.bodies, newest_first=False)
             if new:
-                _print_rows(new, fmt, out)
+                # CSV continues the table printed above: no second header line.
+                write_rows(new, fmt, out, _audit_columns(args.bodies), header=fmt != "csv")
                 out.flush()
                 last = new[-1]["id"]
             time.sleep(1.0)

@@ -10,8 +10,11 @@ from typing import IO, Any
 
 
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
-               columns: Sequence[str] | None = None) -> None:
-    """Write ``rows`` as ``table``, ``csv``, ``json`` (an array) or ``lines`` (JSON lines)."""
+               columns: Sequence[str] | None = None, *, header: bool = True) -> None:
+    """Write ``rows`` as ``table``, ``csv``, ``json`` (an array) or ``lines`` (JSON lines).
+
+    ``header=False`` leaves out the CSV header line (for rows continuing a table).
+    """
     if columns is None:
         columns = list(rows[0]) if rows else []
     if fmt == "json":
@@ -23,7 +26,8 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
             out.write(json.dumps({c: row.get(c) for c in columns}, default=str) + "\n")
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
+        if header:
+            writer.writeheader()
         writer.writerows(rows)
     else:
         if not rows:

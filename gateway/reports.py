@@ -96,13 +96,35 @@ def request_history(conn: sqlite3.Connection, identifier: str) -> dict[str, Any]
     if not rows:
         return None
     request = rows[0]
+    peer, broker_id = request["peer"], request["broker_request_id"]
     clauses = ["broker_request_id = ?", "our_request_id = ?"]
-    params: list[Any] = [request["broker_request_id"], request["our_request_id"]]
+    params: list[Any] = [broker_id, request["our_request_id"]]
     if request["item_barcode"]:
-        clauses.append("(item_barcode = ? AND time >= ?)")
-        params += [request["item_barcode"], request["requested_at"] or ""]
+        # Exchanges naming only the item (check-in, delete) belong to this request while it
+        # was the item's request: from its first exchange (or its request time) up to the
+        # first exchange of another request for the same item. Items are lent many times.
+        first = conn.execute(
+            "SELECT MIN(id) FROM audit WHERE peer = ? AND (broker_request_id = ? OR"
+            " our_request_id = ?)", (peer, broker_id, request["our_request_id"])).fetchone()[0]
+        item_clause = "(item_barcode = ? AND (broker_request_id IS NULL OR broker_request_id = ?)"
+        params += [request["item_barcode"], broker_id]
+        if first is not None:
+            item_clause += " AND id >= ?"
+            params.append(first)
+        else:
+            item_clause += " AND time >= ?"
+            params.append(request["requested_at"] or "")
+        following = conn.execute(
+            "SELECT MIN(id) FROM audit WHERE peer = ? AND item_barcode = ? AND id > ? AND"
+            " time >= ? AND broker_request_id IS NOT NULL AND broker_request_id IS NOT ?",
+            (peer, request["item_barcode"], first or 0, request["requested_at"] or "",
+             broker_id)).fetchone()[0]
+        if following is not None:
+            item_clause += " AND id < ?"
+            params.append(following)
+        clauses.append(item_clause + ")")
     exchanges = list(db["audit"].rows_where(
-        f"peer = ? AND ({' OR '.join(clauses)})", [request["peer"], *params],
+        f"peer = ? AND ({' OR '.join(clauses)})", [peer, *params],
         select=", ".join(AUDIT_COLUMNS), order_by="id"))
     steps = [(step[:-3], request[step]) for step in REQUEST_STEPS if request[step]]
     return {"request": request, "steps": steps, "exchanges": exchanges}
@@ -249,15 +271,21 @@ def purge_audit(conn: sqlite3.Connection, *, now: datetime, body_days: int,
                 row_days: int) -> tuple[int, int]:
     """Clear bodies older than ``body_days`` and delete rows older than ``row_days``.
 
-    Returns (bodies cleared, rows deleted). Runs in the caller's transaction.
+    Stored exactly-once replies (the ``idempotency`` table) are bodies too: they go after
+    ``body_days``.
+
+    Returns (bodies cleared from rows kept, rows deleted). Runs in the caller's transaction.
     """
     body_cutoff = ops.iso(now - timedelta(days=body_days))
     row_cutoff = ops.iso(now - timedelta(days=row_days))
+    # Rows first, so that a row deleted is not also counted as a body cleared.
+    deleted = conn.execute("DELETE FROM audit WHERE time < ?", (row_cutoff,)).rowcount
     cleared = conn.execute(
         "UPDATE audit SET request_body = NULL, response_body = NULL WHERE time < ? AND"
         " (request_body IS NOT NULL OR response_body IS NOT NULL)", (body_cutoff,)).rowcount
-    deleted = conn.execute("DELETE FROM audit WHERE time < ?", (row_cutoff,)).rowcount
-    conn.execute("DELETE FROM idempotency WHERE created_at < ?", (row_cutoff,))
+    # Exactly-once replies are verbatim reply bodies (patron ids and all): they go with the
+    # bodies. A retry weeks later is not a retry; the request's tracking still refuses it.
+    conn.execute("DELETE FROM idempotency WHERE created_at < ?", (body_cutoff,))
     return cleared, deleted
 
 

@@ -234,10 +234,12 @@ class Z3950Protocol(Protocol):
         duration = None if started is None else int((clock.seconds() - started) * 1_000_000)
         response_size, self._sent = self._sent, 0
         peer = self.association.peer.name if self.association.peer else None
+        keep_bodies = self.factory.gateway.config.audit.bodies != "none"
         entry = AuditEntry(protocol="z3950", operation=report.operation, outcome=report.outcome,
                            peer=peer, remote=self.remote, duration_us=duration,
                            request_size=request_size, response_size=response_size or None,
-                           request_body=report.query, response_body=report.detail)
+                           request_body=report.query if keep_bodies else None,
+                           response_body=report.detail if keep_bodies else None)
         try:
             self.factory.gateway.audit.record(entry)
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
