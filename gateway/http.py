@@ -21,6 +21,8 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import Request
 
+from gateway.limits import RateLimiter
+
 log = Logger()
 
 XML_CONTENT_TYPE = b"application/xml; charset=utf-8"
@@ -115,9 +117,13 @@ class NcipResource(resource.Resource):
     isLeaf = True
 
     def __init__(self, handler: NcipHandler, *, path: str, request_timeout: float,
-                 health: Callable[[], dict[str, Any]], clock: Any) -> None:
+                 health: Callable[[], dict[str, Any]], clock: Any,
+                 max_requests_per_second: float = 0.0) -> None:
         super().__init__()
         self._handler = handler
+        self.rate = RateLimiter(max_requests_per_second, max(1.0, 2 * max_requests_per_second),
+                                clock)
+        self.rate_limited = 0
         self._path = path.rstrip("/").encode("utf-8") or b"/"
         self._timeout = request_timeout
         self._health = health
@@ -139,6 +145,17 @@ class NcipResource(resource.Resource):
             request.setHeader(b"allow", b"POST")
             request.setHeader(b"content-type", b"text/plain")
             return b"NCIP messages are sent with POST\n"
+        host = str(getattr(request.getClientAddress(), "host", "unix"))
+        if not self.rate.allow(host):
+            self.rate_limited += 1
+            if self.rate_limited % 100 == 1:
+                log.warn("NCIP requests from {host} over {rate}/s: refused with 429 "
+                         "({count} so far)", host=host, rate=self.rate.rate,
+                         count=self.rate_limited)
+            request.setResponseCode(429)
+            request.setHeader(b"retry-after", b"1")
+            request.setHeader(b"content-type", b"text/plain")
+            return b"too many requests\n"
         return self._render_ncip(request, token)
 
     def set_timeout(self, seconds: float) -> None:

@@ -42,6 +42,7 @@ class PatronDetails:
 class _Failures:
     count: int = 0
     locked_until: float = 0.0
+    pending: int = 0  # verifications started and not finished yet
 
 
 @dataclass
@@ -57,7 +58,26 @@ class LockoutPolicy:
         state = self._failures.get((peer, patron_id))
         return state is not None and state.locked_until > self.clock.seconds()
 
+    def begin(self, peer: str, patron_id: int) -> bool:
+        """Reserve one PIN verification; False when locked out, or when the failures so far
+        plus the verifications still running reach the limit (so that concurrent guesses
+        cannot get past the limit before the first of them has failed)."""
+        if self.locked(peer, patron_id):
+            return False
+        state = self._failures.setdefault((peer, patron_id), _Failures())
+        if state.count + state.pending >= max(self.limit, 1):
+            return False
+        state.pending += 1
+        return True
+
+    def release(self, peer: str, patron_id: int) -> None:
+        """A reserved verification ended without a verdict (e.g. a store error)."""
+        state = self._failures.get((peer, patron_id))
+        if state is not None and state.pending > 0:
+            state.pending -= 1
+
     def failed(self, peer: str, patron_id: int) -> None:
+        self.release(peer, patron_id)
         state = self._failures.setdefault((peer, patron_id), _Failures())
         state.count += 1
         if state.count >= self.limit:
@@ -91,10 +111,14 @@ class Lookups:
         if patron is None:
             raise UnknownPatron(element="UserIdentifierValue", value=identifier)
         if secret is not None:
-            if self.lockout.locked(peer, patron.id):
+            if not self.lockout.begin(peer, patron.id):
                 raise PatronAuthenticationFailed("locked out after repeated failures",
                                                  element="AuthenticationInputData")
-            ok = await self.store.read(lambda _conn: verify_secret(secret, pin_hash))
+            try:
+                ok = await self.store.read(lambda _conn: verify_secret(secret, pin_hash))
+            except BaseException:
+                self.lockout.release(peer, patron.id)
+                raise
             if not ok:
                 self.lockout.failed(peer, patron.id)
                 raise PatronAuthenticationFailed(element="AuthenticationInputData")

@@ -62,6 +62,9 @@ class _LiveState(Collector):
                                   value=store.stats.commit_seconds_total)
         yield CounterMetricFamily("interlend_writer_failed_commits", "Commits that failed.",
                                   value=store.stats.failed_commits)
+        yield CounterMetricFamily("interlend_ncip_rate_limited",
+                                  "NCIP requests refused with 429 by the per-address rate.",
+                                  value=getattr(resource, "rate_limited", 0))
         site = gateway.factories.get("ncip")
         yield CounterMetricFamily("interlend_ncip_bodies_too_large",
                                   "NCIP requests refused with 413.",

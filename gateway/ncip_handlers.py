@@ -16,6 +16,7 @@ from gateway.backends.base import Item, NeededDataMissing, PatronBlocked
 from gateway.lookups import Lookups, PatronDetails, today_in
 from gateway.ncip_service import NcipCall
 from protocols.ncip.codes import Code
+from protocols.ncip.problems import NCIPProblem, ProblemType
 from protocols.ncip.messages import LookupItem, LookupItemSet, LookupUser
 from protocols.ncip.model import (
     BibliographicDescription,
@@ -156,11 +157,15 @@ class LookupHandlers:
         found = await self.lookups.records_items(
             [(kind, bib_id.identifier) for bib_id, kind in wanted])
         for (bib_id, _), (_, record_id, items) in zip(wanted, found):
-            if record_id is None:
-                bibs.append(BibInformation(holdings=(), bibliographic_id=bib_id))
+            if record_id is None or not items:
+                detail = "No record has this identifier." if record_id is None else \
+                    "The record has no items that can be requested."
+                bibs.append(BibInformation(holdings=(), bibliographic_id=bib_id, problems=(
+                    NCIPProblem(ProblemType.UNKNOWN_ITEM, element="BibliographicRecordIdentifier",
+                                value=bib_id.identifier, detail=detail),)))
                 continue
             bibs.append(BibInformation(holdings=_holdings(items), bibliographic_id=bib_id,
-                                       bibliographic=describe(items[0]) if items else None))
+                                       bibliographic=describe(items[0])))
         for item_id in message.item_ids:
             item = await self.lookups.item(item_id.value)
             bibs.append(BibInformation(holdings=_holdings([item]), bibliographic=describe(item)))

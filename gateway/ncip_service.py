@@ -169,8 +169,8 @@ class NcipService:
                         envelope, peer)
             reply = render_response(response, envelope, prefix_style=style, local_agency=agency)
             return reply, "success", envelope, peer
-        except NCIPProblem as problem:
-            pass
+        except NCIPProblem as raised:
+            problem = raised  # an ``as`` name is unbound when its except block ends
         except domain.CirculationError as error:
             problem = problem_for(error)
         except Exception:

@@ -10,6 +10,7 @@ NCIP layer turns into ``Unknown Agency`` or ``Agency Authentication Failed``.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def _fold(value: str | None) -> str:
 
 
 def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
-    """The peer that sent a request; raises :class:`PeerError` when none matches."""
+    """The peer that sent a request; raises :class:`PeerError` when none or several match."""
     if creds.url_token is not None:
         for peer in peers:
             if peer.auth.kind == "url-token" and _same(peer.auth.token, creds.url_token):
@@ -67,18 +68,37 @@ def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
     if not candidates and creds.from_system:
         system = _fold(creds.from_system)
         candidates = [p for p in peers if system in map(_fold, p.from_system_ids)]
+    if not candidates and not agency:
+        # Nothing in the message names the sender: peers allow-listed by source network.
+        source = _source(creds.remote_host)
+        candidates = [p for p in peers if p.allow_from and p.allows(source)]
     if len(candidates) > 1 and creds.application_profile:
         profile = _fold(creds.application_profile)
         candidates = [p for p in candidates if _fold(p.application_profile) == profile] or \
             candidates
     if not candidates:
         raise PeerError("no peer has this agency id", unknown=True, value=creds.from_agency)
+    if len(candidates) > 1:
+        # Never guess: the wrong peer's policies and audit attribution would apply.
+        raise PeerError("several peers match: " + ", ".join(p.name for p in candidates)
+                        + " (ApplicationProfileType does not tell them apart)", unknown=False)
     return candidates[0]
+
+
+def _source(host: str) -> str:
+    """The client address as allow_from networks see it: an IPv4-mapped IPv6 address (what a
+    dual-stack listener reports for IPv4 clients) becomes the plain IPv4 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped) if mapped is not None else host
 
 
 def authenticate(peer: Peer, creds: Credentials) -> None:
     """Check the source address and the peer's credentials; raise :class:`PeerError` if bad."""
-    if not peer.allows(creds.remote_host):
+    if not peer.allows(_source(creds.remote_host)):
         raise PeerError(f"source address {creds.remote_host} not allowed for peer {peer.name}",
                         unknown=False)
     kind = peer.auth.kind

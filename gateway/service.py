@@ -127,7 +127,8 @@ class Gateway:
             max_rate_per_host=z3950.max_connection_rate_per_peer)
         self.ncip_resource = NcipResource(
             self.ncip, path=ncip.path, request_timeout=ncip.request_timeout,
-            health=self.health, clock=self.reactor)
+            health=self.health, clock=self.reactor,
+            max_requests_per_second=ncip.max_requests_per_second_per_peer)
         site = GatewaySite(self.ncip_resource, max_body_size=ncip.max_body_size,
                            idle_timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["ncip"] = ConnectionLimitFactory(
@@ -269,6 +270,8 @@ class Gateway:
         self.lookups.lockout.seconds = self.config.ncip.lockout_seconds
         if self.ncip_resource is not None:
             self.ncip_resource.set_timeout(self.config.ncip.request_timeout)
+            rate = self.config.ncip.max_requests_per_second_per_peer
+            self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
             site.wrappedFactory.max_body_size = self.config.ncip.max_body_size

@@ -21,6 +21,7 @@ from .model import (
     RequestId,
     UserId,
 )
+from .problems import NCIPProblem
 
 DateValue = datetime | date
 
@@ -162,11 +163,13 @@ class HoldingsSet:
 
 @dataclass(frozen=True)
 class BibInformation:
-    """One bib of a LookupItemSetResponse."""
+    """One bib of a LookupItemSetResponse: its holdings, or the Problems that stand for them
+    (an unknown record, a record without items)."""
 
     holdings: tuple[HoldingsSet, ...]
     bibliographic_id: BibliographicId | None = None
     bibliographic: BibliographicDescription | None = None
+    problems: tuple[NCIPProblem, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,7 +30,13 @@ from .dates import format_ncip_datetime
 from .dialect import Dialect, PrefixStyle
 from .messages import NOTIFICATIONS, Envelope
 from .model import BibliographicDescription, BibliographicId, Header, ItemId, RequestId, UserId
-from .problems import GENERIC_DETAILS, NCIPProblem, is_messaging_problem, problem_scheme
+from .problems import (
+    GENERIC_DETAILS,
+    NCIPProblem,
+    ProblemType,
+    is_messaging_problem,
+    problem_scheme,
+)
 from .responses import (
     AcceptItemResponse,
     CancelRequestItemResponse,
@@ -417,6 +423,11 @@ def _lookup_item_set(b: _Builder, parent: etree._Element, r: LookupItemSetRespon
         element = b.sub(parent, "BibInformation")
         if bib.bibliographic_id is not None:
             b.bibliographic_id(element, bib.bibliographic_id, "BibliographicId")
+        if bib.problems or not bib.holdings:
+            # the schema wants HoldingsSet+ or Problem+ here
+            for problem in bib.problems or (NCIPProblem(ProblemType.UNKNOWN_ITEM),):
+                _v2_problem(b, element, problem, "LookupItemSet", frozenset())
+            continue
         if bib.bibliographic is not None:
             b.description(element, bib.bibliographic)
         for holdings in bib.holdings:

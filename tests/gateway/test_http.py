@@ -158,3 +158,24 @@ def test_ncip_reply_is_xml_with_status_200(daemon) -> None:
     status, body = daemon.post(b"this is not xml")
     assert status == 200
     assert b"Invalid Message Syntax Error" in body
+
+
+def test_requests_over_the_rate_get_429() -> None:
+    """More NCIP requests a second from one address than allowed: 429 with Retry-After."""
+    handler, clock = RecordingHandler(), Clock()
+    resource = NcipResource(handler, path="/ncip", request_timeout=25.0,
+                            health=lambda: {"status": "ok"}, clock=clock,
+                            max_requests_per_second=2.0)
+    codes = []
+    for _ in range(6):
+        request = DummyRequest([b"ncip"])
+        request.method, request.path, request.content = b"POST", b"/ncip", io.BytesIO(b"<x/>")
+        resource.render(request)
+        codes.append(request.responseCode or 200)
+    assert codes == [200] * 4 + [429] * 2
+    assert resource.rate_limited == 2 and len(handler.seen) == 4
+    clock.advance(1)
+    request = DummyRequest([b"ncip"])
+    request.method, request.path, request.content = b"POST", b"/ncip", io.BytesIO(b"<x/>")
+    resource.render(request)
+    assert request.responseCode in (None, 200)
