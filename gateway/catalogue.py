@@ -53,6 +53,7 @@ _RENDERERS: dict[oids.Oid, dict[str, tuple[Renderer, str]]] = {
     oids.OPAC: {"F": (render.opac, "F"), "B": (render.opac, "B"), "OP": (render.opac, "F")},
     oids.SUTRS: {"F": (render.sutrs, "F"), "B": (render.sutrs, "B")},
 }
+_RENDERERS[oids.APPLICATION_XML] = _RENDERERS[oids.XML]
 """Record syntax → element set name (upper case) → (builder, element set it builds)."""
 
 SORT_FIELDS = {"title": "title", "author": "author", "date": "date", "year": "date",
@@ -110,9 +111,7 @@ class CatalogueService:
             plan = plan_query(query, {k: v.record_ids for k, v in result_sets.items()})
         except Bib1Error:
             return fail()
-        d = self._store.read(lambda conn: run_plan(conn, plan))
-        d.addCallback(lambda ids: ResultSet(name, ids))
-        return d
+        return self._store.read(lambda conn: ResultSet(name, run_plan(conn, plan)))
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -121,15 +120,19 @@ class CatalogueService:
               peer: Peer | None) -> Deferred[list[ResponseRecord | SurrogateDiagnostic]]:
         """Build records ``start`` (1-based) … ``start + count - 1`` of a result set.
 
+        No syntax means USMARC (OPAC with element set OP). Syntaxes: USMARC, XML and
+        application-XML (MARCXML; OPAC-XML with element set OP), OPAC, SUTRS.
+
         Unknown syntax → 239 (addinfo the OID), unknown element set → 25, start outside the set
         → 13. A record that cannot be built becomes surrogate diagnostic 14 on its own.
         """
         try:
-            wanted = tuple(syntax) if syntax is not None else oids.USMARC
+            esn = (element_set or "F").strip().upper() or "F"
+            default = oids.OPAC if esn in ("OP", "OPAC") else oids.USMARC
+            wanted = tuple(syntax) if syntax is not None else default
             builders = _RENDERERS.get(wanted)
             if builders is None:
                 raise Bib1Error(239, oids.oid_to_dotted(wanted))
-            esn = (element_set or "F").strip().upper() or "F"
             if esn not in builders:
                 raise Bib1Error(25, element_set)
             hits = len(result_set.record_ids)

@@ -181,9 +181,8 @@ def bibliographic(record: CatalogueRecord, element_set: str = "F") -> pymarc.Rec
             if f.tag in HOLDINGS_TAGS or (element_set == "B" and f.tag not in BRIEF_TAGS)]
     for f in drop:
         marc.remove_field(f)
-    leader = pymarc.Leader(str(marc.leader))
-    leader[9] = "a"  # UCS/Unicode: the record is UTF-8
-    marc.leader = leader
+    leader = str(marc.leader)
+    marc.leader = pymarc.Leader(leader[:9] + "a" + leader[10:])  # UCS/Unicode: UTF-8
     marc.force_utf8 = True
     return marc
 

@@ -19,7 +19,29 @@ Access paths:
 * complete-field title/author matches compare ``records.title``/``records.author`` through their
   NOCASE indexes;
 * left truncation and masking expand the term against the FTS vocabulary
-  (``records_fts_vocab_col``) first, at most :data:`MAX_EXPANSION` words.
+  (``records_fts_vocab_col``/``_row``) first, at most :data:`MAX_EXPANSION` words.
+
+Bib-1 support (anything else is the official diagnostic, with the value as addinfo):
+
+======================  =======================================================================
+Use (1)                 1, 1003, 1004 author; 4 title; 21 subject; 1016 any (words in every
+                        column, plus an exact identifier lookup); 7 ISBN; 8 ISSN; 12 local
+                        number; 1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 31 year. Absent: 1016.
+                        Names such as ``title`` also work. Other → 114
+Relation (2)            3 (default) and 102 everywhere; 1, 2, 4, 5, 6 on 1=31 → 117 otherwise
+Position (3)            3 any (default); 1 and 2 first in field (FTS5 ``^``) → 119 otherwise
+Structure (4)           text: 6 word list (default: words ANDed), 2 word, 101/102/105/106 as
+                        word list; 1 phrase, 107/108/109/110 phrase; 3 key = whole field.
+                        1=31: 4 year (default), 5, 100, 1, 2, 3, 6, 108, 109 → 118 otherwise
+Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range);
+                        2 left, 3 both, 101 ``#`` = any characters, 104 ``?`` any characters and
+                        ``#`` one, 102/103 regular expression per word (vocabulary expansion,
+                        words only) → 120 otherwise
+Completeness (6)        1 (default); 2 and 3 whole field (title/author through their index,
+                        subject heading by comparison) → 122 otherwise
+Combinations            expansion (2, 3, 101-104) with a phrase, position 1 or a whole field
+                        → 123; types other than 1-6 → 113; another attribute set → 121
+======================  =======================================================================
 """
 
 from __future__ import annotations
@@ -30,7 +52,6 @@ import sqlite3
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from gateway.identifiers import search_forms
 from protocols.z3950 import oids
@@ -94,10 +115,10 @@ SUPPORTED_USES = frozenset(TEXT_COLUMNS) | frozenset(IDENTIFIER_KINDS) | DATE_US
 # Bib-1 attribute types.
 USE, RELATION, POSITION, STRUCTURE, TRUNCATION, COMPLETENESS = 1, 2, 3, 4, 5, 6
 
-TEXT_STRUCTURES = frozenset({1, 2, 3, 6, 101, 105, 106, 108, 109, 110})
+TEXT_STRUCTURES = frozenset({1, 2, 3, 6, 101, 102, 105, 106, 107, 108, 109, 110})
 DATE_STRUCTURES = frozenset({1, 2, 3, 4, 5, 6, 100, 101, 105, 108, 109, 110})
 TRUNCATIONS = frozenset({1, 2, 3, 100, 101, 102, 103, 104})
-PHRASE_STRUCTURES = frozenset({1, 3, 108, 109, 110})
+PHRASE_STRUCTURES = frozenset({1, 3, 107, 108, 109, 110})
 """Structures whose tokens must be adjacent (phrase); the others AND their words."""
 
 
@@ -152,7 +173,7 @@ class Combine:
     right: Plan
 
 
-Plan = Union[WordTerm, IdentifierTerm, YearTerm, SetTerm, Combine]
+Plan = WordTerm | IdentifierTerm | YearTerm | SetTerm | Combine
 
 
 def _numeric(term: Term, type_: int, code: int) -> int | None:
@@ -245,7 +266,7 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
         tokens = tuple(value.lower().split())  # regular expressions: one per word
     else:
         tokens = tokenize(value, keep_masks=masking)
-    return WordTerm(
+    word = WordTerm(
         column=TEXT_COLUMNS[use],
         tokens=tokens,
         phrase=structure in PHRASE_STRUCTURES,
@@ -255,6 +276,13 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
         raw=value,
         with_identifiers=use == 1016,
     )
+    expanded = word.truncation not in (1, 100)
+    if expanded and (word.complete or word.first_in_field or (word.phrase and len(tokens) > 1)):
+        # Left truncation and masking expand words through the vocabulary; FTS5 phrases and
+        # whole-field comparisons cannot hold such alternatives.
+        raise Bib1Error(123, f"truncation {word.truncation} with a phrase, position or"
+                             " complete field")
+    return word
 
 
 _YEAR = re.compile(r"^\s*(\d{1,4})\s*$")
@@ -322,10 +350,18 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
             regex = re.compile(token)
         except re.error as exc:
             raise Bib1Error(125, f"{token}: {exc}") from None
-        matches = [t for t in _vocabulary(conn, column, None) if regex.fullmatch(t)]
+        conn.create_function("interlend_regexp", 1,
+                             lambda term: regex.fullmatch(term) is not None)
+        matches = _vocabulary(conn, column, "interlend_regexp(term)", [])
     else:
         pattern = _glob(token, truncation)
-        matches = _vocabulary(conn, column, pattern)
+        clauses: list[str] = ["term GLOB ?"]
+        params: list[object] = [pattern]
+        prefix = re.match(r"[^*?\[]*", pattern)
+        if prefix and prefix.group(0):  # a literal prefix bounds the vocabulary read
+            clauses += ["term >= ?", "term < ?"]
+            params += [prefix.group(0), prefix.group(0) + "\U0010ffff"]
+        matches = _vocabulary(conn, column, " AND ".join(clauses), params)
     if len(matches) > MAX_EXPANSION:
         raise Bib1Error(31, f"{token} matches more than {MAX_EXPANSION} words")
     return matches
@@ -346,23 +382,16 @@ def _glob(token: str, truncation: int) -> str:
     return escaped
 
 
-def _vocabulary(conn: sqlite3.Connection, column: str | None, pattern: str | None) -> list[str]:
+def _vocabulary(conn: sqlite3.Connection, column: str | None, condition: str,
+                params: list[object]) -> list[str]:
+    """Up to MAX_EXPANSION + 1 vocabulary words (of ``column``, or any) meeting ``condition``."""
     table = "records_fts_vocab_row" if column is None else "records_fts_vocab_col"
-    sql = f"SELECT term FROM {table}"
-    clauses, params = [], []
+    where = [condition]
     if column is not None:
-        clauses.append("col = ?")
-        params.append(column)
-    if pattern is not None:
-        clauses.append("term GLOB ?")
-        params.append(pattern)
-        prefix = re.match(r"[^*?\[]*", pattern)
-        if prefix and prefix.group(0):  # a literal prefix bounds the vocabulary read
-            clauses += ["term >= ?", "term < ?"]
-            params += [prefix.group(0), prefix.group(0) + "\U0010ffff"]
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    return [row[0] for row in conn.execute(sql + f" LIMIT {MAX_EXPANSION + 1}", params)]
+        where.append("col = ?")
+        params = [*params, column]
+    sql = f"SELECT term FROM {table} WHERE {' AND '.join(where)} LIMIT {MAX_EXPANSION + 1}"
+    return [row[0] for row in conn.execute(sql, params)]
 
 
 def _fts_expression(conn: sqlite3.Connection, term: WordTerm) -> str | None:
@@ -423,7 +452,8 @@ def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
 
 
 def _identifier_sql(term: IdentifierTerm) -> Sql:
-    selects, params = [], []
+    selects: list[str] = []
+    params: list[object] = []
     for kind in term.kinds:
         for form in dict.fromkeys(search_forms(kind, term.term)):
             if not form:

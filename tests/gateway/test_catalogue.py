@@ -1,0 +1,684 @@
+# -*- test-case-name: tests.gateway.test_catalogue -*-
+"""The catalogue service: bib-1 search, diagnostics, result sets, scan, sort, fetch errors.
+
+A small catalogue is seeded into a temporary database and served by a real :class:`Store` on the
+global reactor, exactly as the Z39.50 association uses it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pymarc
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from gateway import catalogue as catalogue_module
+from gateway.backends.embedded import (
+    ItemData,
+    PatronData,
+    upsert_item,
+    upsert_patron,
+    upsert_record,
+)
+from gateway.catalogue import Bib1Error, CatalogueService, ResultSet
+from gateway.config import Config, Peer, Z3950Settings
+from gateway.search import compile_plan, plan_query
+from gateway.store import Store, open_database
+from protocols.z3950 import oids
+from protocols.z3950.codec import ScanEntry, SortKeyInfo, SurrogateDiagnostic
+from protocols.z3950.pqf import Attribute, Query, Term, parse_pqf
+
+# -- the test catalogue ---------------------------------------------------------------------------
+
+
+def make_record(local_id: str, title: str, *, author: str | None = None, year: int | None = None,
+                isbn: str | None = None, issn: str | None = None, oclc: str | None = None,
+                subjects: tuple[str, ...] = (), nonfiling: int = 0,
+                extra: tuple[pymarc.Field, ...] = ()) -> pymarc.Record:
+    """A small valid MARC 21 record."""
+    record = pymarc.Record(force_utf8=True)
+    record.leader = pymarc.Leader("00000nam a2200000 a 4500")
+    record.add_field(pymarc.Field(tag="001", data=local_id))
+    fixed = f"200101s{year or '    '}    xxu           000 1 eng d"
+    record.add_field(pymarc.Field(tag="008", data=fixed))
+    if isbn:
+        record.add_field(_df("020", [("a", isbn)]))
+    if issn:
+        record.add_field(_df("022", [("a", issn)]))
+    if oclc:
+        record.add_field(_df("035", [("a", f"(OCoLC){oclc}")]))
+    if author:
+        record.add_field(_df("100", [("a", author)], "1 "))
+    record.add_field(_df("245", [("a", title)], f"1{nonfiling}"))
+    if year:
+        record.add_field(_df("264", [("a", "London :"), ("b", "Penguin,"), ("c", str(year))], " 1"))
+    for subject in subjects:
+        parts = subject.split(" -- ")
+        record.add_field(_df("650", [("a", parts[0])] + [("x", p) for p in parts[1:]], " 0"))
+    for f in extra:
+        record.add_field(f)
+    return record
+
+
+def _df(tag: str, pairs: list[tuple[str, str]], indicators: str = "  ") -> pymarc.Field:
+    return pymarc.Field(tag=tag, indicators=pymarc.Indicators(*indicators),
+                        subfields=[pymarc.Subfield(c, v) for c, v in pairs])
+
+
+@dataclass
+class Seeded:
+    """Record ids of the seeded catalogue, by a short name."""
+
+    ids: dict[str, int]
+    patron_id: int
+    item_ids: dict[str, int]
+
+
+def seed(conn: sqlite3.Connection) -> Seeded:
+    """Insert the test catalogue: six lendable records, one temporary record, items, a patron."""
+    ids: dict[str, int] = {}
+    items: dict[str, int] = {}
+    conn.execute("BEGIN")
+    ids["pride"], _ = upsert_record(conn, make_record(
+        "rec0001", "Pride and prejudice /", author="Austen, Jane,", year=1813,
+        isbn="0-14-143951-3 (pbk.)", oclc="ocm34117863",
+        subjects=("Courtship -- Fiction", "England -- Social life and customs -- Fiction")))
+    ids["sense"], _ = upsert_record(conn, make_record(
+        "rec0002", "Sense and sensibility", author="Austen, Jane", year=1811,
+        isbn="9780141439662", subjects=("Sisters -- Fiction",)))
+    ids["nature"], _ = upsert_record(conn, make_record(
+        "rec0003", "Nature", year=1869, issn="0028-0836", subjects=("Science -- Periodicals",)))
+    ids["handbook"], _ = upsert_record(conn, make_record(
+        "rec0004", "The computer programmer's handbook", author="Smith, John", year=2001,
+        isbn="0262011530", subjects=("Computer programming",), nonfiling=4))
+    ids["cafe"], _ = upsert_record(conn, make_record(
+        "rec0005", "Café society", author="Müller, Hans", year=1990,
+        subjects=("Cafés -- Social aspects",)))
+    ids["emma"], _ = upsert_record(conn, make_record(
+        "rec0006", "Emma", author="Austen, Jane", year=1815, oclc="12345"))
+    ids["borrowed"], _ = upsert_record(conn, make_record(
+        "ILL-0001", "Pride of the borrowed lands", author="Lender, Larry", year=1813,
+        isbn="0-14-143966-1", oclc="99999", subjects=("Courtship -- Fiction",)), temporary=True)
+    for barcode, rid, location, shelving, call, copy in [
+            ("B-PRIDE-1", "pride", "Main Library", "Stacks", "PR4034 .P7 1813", "1"),
+            ("B-PRIDE-2", "pride", "Branch", "Fiction", "F AUS", "2"),
+            ("B-SENSE-1", "sense", "Main Library", "Stacks", "PR4034 .S4", "1"),
+            ("B-HAND-1", "handbook", "Main Library", "Reference", "QA76.6 .S6", "1"),
+            ("B-EMMA-1", "emma", "Main Library", "Stacks", "PR4034 .E5", "1")]:
+        items[barcode], _ = upsert_item(conn, ids[rid], ItemData(
+            barcode=barcode, location=location, shelving_location=shelving, call_number=call,
+            copy_number=copy, loan_policy="3 weeks"))
+    items["ILL-TEMP-1"], _ = upsert_item(conn, ids["borrowed"], ItemData(
+        barcode="ILL-TEMP-1", location="Main Library", temporary=True, owning_peer="reshare"))
+    # A temporary item hung on a real record must not show either.
+    items["ILL-TEMP-2"], _ = upsert_item(conn, ids["pride"], ItemData(
+        barcode="ILL-TEMP-2", location="Main Library", temporary=True, owning_peer="reshare"))
+    patron_id, _ = upsert_patron(conn, PatronData(barcode="P0001", family_name="Reader"))
+    conn.execute("COMMIT")
+    return Seeded(ids, patron_id, items)
+
+
+@dataclass
+class Env:
+    """The service under test with its store and seeded ids."""
+
+    service: CatalogueService
+    store: Store
+    seeded: Seeded
+    gateway: Any
+
+
+def make_config(**peers: str) -> Config:
+    """A configuration with two databases and peers named after their holdings tag."""
+    return Config(z3950=Z3950Settings(databases=("Default", "Books")),
+                  peers=tuple(Peer(name=name, holdings_tag=tag) for name, tag in peers.items()))
+
+
+def open_env(tmp_path: Path) -> Iterator[Env]:
+    """A seeded database served by a running Store and a CatalogueService (fixture body)."""
+    path = tmp_path / "catalogue.sqlite3"
+    conn = open_database(path)
+    seeded = seed(conn)
+    conn.close()
+    store = Store(path, reactor)
+    store.start()
+    gateway = SimpleNamespace(store=store, reactor=reactor,
+                              config=make_config(koha="952", symphony="926", tlc="982",
+                                                 folio="852"))
+    yield Env(CatalogueService(gateway), store, seeded, gateway)
+    pytest_twisted.blockon(store.stop())
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """A seeded database served by a running Store and a CatalogueService."""
+    yield from open_env(tmp_path)
+
+
+async def hits(env: Env, pqf: str, databases: tuple[str, ...] = ("Default",),
+               result_sets: dict[str, ResultSet] | None = None) -> set[str]:
+    """The names of the seeded records a PQF query finds."""
+    rs = await env.service.search(parse_pqf(pqf), list(databases), peer=None,
+                                  result_sets=result_sets or {}, name="default")
+    names = {v: k for k, v in env.seeded.ids.items()}
+    return {names[i] for i in rs.record_ids}
+
+
+async def diagnostic(env: Env, pqf: str | Query, databases: tuple[str, ...] = ("Default",)
+                     ) -> tuple[int, str | None]:
+    """The Bib-1 diagnostic (code, addinfo) a query fails with."""
+    query = parse_pqf(pqf) if isinstance(pqf, str) else pqf
+    with pytest.raises(Bib1Error) as info:
+        await env.service.search(query, list(databases), peer=None, result_sets={},
+                                 name="default")
+    return info.value.code, info.value.addinfo
+
+
+# -- use attributes -------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_title_word_search_defaults_to_word_list(env: Env) -> None:
+    """Bare 1=4 (as ReShare sends it) ANDs the words in any order, case and accents folded."""
+    assert await hits(env, '@attr 1=4 "pride and prejudice"') == {"pride"}
+    assert await hits(env, '@attr 1=4 "Prejudice PRIDE"') == {"pride"}
+    assert await hits(env, "@attr 1=4 cafe") == {"cafe"}
+    assert await hits(env, "@attr 1=4 CAFÉ") == {"cafe"}
+    assert await hits(env, "@attr 1=4 austen") == set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_author_uses(env: Env) -> None:
+    """1=1003 author, 1=1004 author-name personal and 1=1 personal name search the author."""
+    for use in (1003, 1004, 1):
+        assert await hits(env, f"@attr 1={use} austen") == {"pride", "sense", "emma"}
+    assert await hits(env, '@attr 1=1003 "jane austen"') == {"pride", "sense", "emma"}
+    assert await hits(env, "@attr 1=1003 muller") == {"cafe"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_subject_search(env: Env) -> None:
+    """1=21 searches subject headings, including subdivisions."""
+    assert await hits(env, "@attr 1=21 fiction") == {"pride", "sense"}
+    assert await hits(env, "@attr 1=21 periodicals") == {"nature"}
+    assert await hits(env, '@attr 1=21 @attr 6=3 "Courtship -- Fiction"') == {"pride"}
+    assert await hits(env, '@attr 1=21 @attr 6=3 "Courtship"') == set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_searches_words_and_identifiers(env: Env) -> None:
+    """1=1016 finds words in every column and, like Evergreen adapters expect, identifiers."""
+    assert await hits(env, "@attr 1=1016 penguin") == {"pride", "sense", "nature", "handbook",
+                                                         "cafe", "emma"}
+    assert await hits(env, "@attr 1=1016 sisters") == {"sense"}
+    assert await hits(env, "@attr 1=1016 rec0003") == {"nature"}
+    assert await hits(env, "@attr 1=1016 0262011530") == {"handbook"}
+    assert await hits(env, "science") == {"nature"}  # no Use attribute: any
+
+
+@pytest_twisted.ensureDeferred
+async def test_local_number(env: Env) -> None:
+    """1=12 matches the 001 local id exactly, with no other attributes (ReShare's first query)."""
+    assert await hits(env, "@attr 1=12 rec0002") == {"sense"}
+    assert await hits(env, "@attr 1=12 rec000") == set()
+    assert await hits(env, "@attr 1=12 @attr 5=1 rec000") == {
+        "pride", "sense", "nature", "handbook", "cafe", "emma"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_isbn_cross_matching(env: Env) -> None:
+    """1=7 matches an ISBN in its 10- or 13-digit form, with or without hyphens."""
+    for term in ("0141439513", "0-14-143951-3", "9780141439518", "978-0-14-143951-8"):
+        assert await hits(env, f'@attr 1=7 "{term}"') == {"pride"}, term
+    for term in ("0141439661", "0-14-143966-1", "9780141439662"):
+        assert await hits(env, f"@attr 1=7 {term}") == {"sense"}, term
+    assert await hits(env, "@attr 1=7 9780262011532") == {"handbook"}
+    assert await hits(env, "@attr 1=7 0141439514") == set()  # bad check digit
+
+
+@pytest_twisted.ensureDeferred
+async def test_issn_and_oclc(env: Env) -> None:
+    """1=8 ISSN with or without hyphen; 1=1211 OCLC number with or without prefix."""
+    assert await hits(env, "@attr 1=8 0028-0836") == {"nature"}
+    assert await hits(env, "@attr 1=8 00280836") == {"nature"}
+    assert await hits(env, "@attr 1=1211 34117863") == {"pride"}
+    assert await hits(env, "@attr 1=1211 (OCoLC)ocm34117863") == {"pride"}
+    assert await hits(env, "@attr 1=1211 12345") == {"emma"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_identifier_standard(env: Env) -> None:
+    """1=1007 (Bath level 1, with 3=1 4=1) matches ISBN, ISSN, OCLC and local numbers."""
+    assert await hits(env, "@attr 1=1007 @attr 3=1 @attr 4=1 9780141439518") == {"pride"}
+    assert await hits(env, "@attr 1=1007 0028-0836") == {"nature"}
+    assert await hits(env, "@attr 1=1007 34117863") == {"pride"}
+    assert await hits(env, "@attr 1=1007 rec0006") == {"emma"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_date_relations(env: Env) -> None:
+    """1=31 compares the year of publication with relations 1-6 (3 equal by default)."""
+    assert await hits(env, "@attr 1=31 1813") == {"pride"}
+    assert await hits(env, "@attr 1=31 @attr 2=3 @attr 4=4 1813") == {"pride"}
+    assert await hits(env, "@attr 1=31 @attr 2=1 1813") == {"sense"}
+    assert await hits(env, "@attr 1=31 @attr 2=2 1813") == {"pride", "sense"}
+    assert await hits(env, "@attr 1=31 @attr 2=4 1990") == {"cafe", "handbook"}
+    assert await hits(env, "@attr 1=31 @attr 2=5 1990") == {"handbook"}
+    assert await hits(env, "@attr 1=31 @attr 2=6 1813") == {"sense", "nature", "handbook",
+                                                              "cafe", "emma"}
+    assert await hits(env, "@attr 1=31 1811-1815") == {"pride", "sense", "emma"}
+    assert await hits(env, "@attr 1=31 @attr 2=5 1850") == {"nature", "handbook", "cafe"}
+
+
+# -- structure, position, completeness, truncation ----------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_phrase_position_and_completeness(env: Env) -> None:
+    """4=1 needs adjacent words in order; 3=1 the start of the field; 6=3 the whole field."""
+    assert await hits(env, '@attr 1=4 @attr 4=1 "pride and prejudice"') == {"pride"}
+    assert await hits(env, '@attr 1=4 @attr 4=1 "prejudice and pride"') == set()
+    assert await hits(env, '@attr 1=4 @attr 4=2 "sensibility"') == {"sense"}
+    assert await hits(env, "@attr 1=4 @attr 3=1 society") == set()
+    assert await hits(env, "@attr 1=4 @attr 3=1 cafe") == {"cafe"}
+    assert await hits(env, '@attr 1=4 @attr 6=3 "pride and prejudice"') == {"pride"}
+    assert await hits(env, '@attr 1=4 @attr 6=3 "pride and"') == set()
+    assert await hits(env, '@attr 1=4 @attr 6=3 @attr 5=1 "pride and"') == {"pride"}
+    assert await hits(env, '@attr 1=1003 @attr 6=3 "austen, jane"') == {"pride", "sense", "emma"}
+    # Bath FA-A keyword form.
+    assert await hits(env, "@attr 1=4 @attr 2=3 @attr 3=3 @attr 4=2 @attr 5=100 @attr 6=1 "
+                           "emma") == {"emma"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_truncation(env: Env) -> None:
+    """Right (1), left (2), both (3), none (100), # masking (101), regex (102), Z39.58 (104)."""
+    assert await hits(env, "@attr 1=4 @attr 5=1 prej") == {"pride"}
+    assert await hits(env, "@attr 1=4 @attr 5=100 prej") == set()
+    assert await hits(env, "@attr 1=4 @attr 5=2 udice") == {"pride"}
+    assert await hits(env, "@attr 1=4 @attr 5=3 ejud") == {"pride"}
+    assert await hits(env, "@attr 1=4 @attr 5=101 pr#ce") == {"pride"}
+    assert await hits(env, "@attr 1=4 @attr 5=104 s#ciety") == {"cafe"}
+    assert await hits(env, "@attr 1=4 @attr 5=104 hand?") == {"handbook"}
+    assert await hits(env, '@attr 1=4 @attr 5=102 "pr.de"') == {"pride"}
+    assert await hits(env, '@attr 1=4 @attr 4=1 @attr 5=1 "pride and prej"') == {"pride"}
+    assert await hits(env, "@attr 1=4 @attr 5=2 zzzz") == set()
+
+
+# -- boolean operators and result sets ------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_boolean_operators(env: Env) -> None:
+    """@and, @or and @not are set operations on record ids."""
+    assert await hits(env, "@and @attr 1=1003 austen @attr 1=31 1813") == {"pride"}
+    assert await hits(env, "@or @attr 1=12 rec0001 @attr 1=8 0028-0836") == {"pride", "nature"}
+    assert await hits(env, "@not @attr 1=1003 austen @attr 1=4 emma") == {"pride", "sense"}
+    assert await hits(env, "@and @or @attr 1=4 emma @attr 1=4 nature @not @attr 1=21 science "
+                           "@attr 1=4 emma") == {"nature"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_named_result_sets(env: Env) -> None:
+    """@set refers to an earlier result set; an unknown name is diagnostic 30."""
+    austen = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
+                                      result_sets={}, name="austen")
+    assert austen.name == "austen" and len(austen.record_ids) == 3
+    sets = {"austen": austen}
+    assert await hits(env, "@and @set austen @attr 1=31 1811", result_sets=sets) == {"sense"}
+    assert await hits(env, "@set austen", result_sets=sets) == {"pride", "sense", "emma"}
+    with pytest.raises(Bib1Error) as info:
+        await env.service.search(parse_pqf("@set nosuch"), ["Default"], peer=None,
+                                 result_sets=sets, name="x")
+    assert (info.value.code, info.value.addinfo) == (30, "nosuch")
+
+
+@pytest_twisted.ensureDeferred
+async def test_results_are_in_record_id_order(env: Env) -> None:
+    """Hits come back in ascending record id order, every time."""
+    rs = await env.service.search(parse_pqf("@attr 1=1016 penguin"), ["Default"], peer=None,
+                                  result_sets={}, name="default")
+    assert list(rs.record_ids) == sorted(rs.record_ids)
+
+
+@pytest_twisted.ensureDeferred
+async def test_temporary_records_are_never_found(env: Env) -> None:
+    """A borrowed (temporary) record is invisible to every kind of search."""
+    for pqf in ("@attr 1=4 borrowed", "@attr 1=12 ILL-0001", "@attr 1=7 0141439661x",
+                "@attr 1=1211 99999", "@attr 1=1016 lender", "@attr 1=1003 lender",
+                "@attr 1=4 @attr 5=2 rrowed", "@attr 1=1016 ILL-0001",
+                "@attr 1=4 @attr 6=3 \"Pride of the borrowed lands\""):
+        assert await hits(env, pqf) == set(), pqf
+    assert await hits(env, "@attr 1=21 courtship") == {"pride"}
+    assert await hits(env, "@attr 1=31 1813") == {"pride"}
+
+
+# -- diagnostics ----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_names(env: Env) -> None:
+    """Configured databases match case-insensitively; any other name is 109 with the name."""
+    assert await hits(env, "@attr 1=12 rec0001", ("default",)) == {"pride"}
+    assert await hits(env, "@attr 1=12 rec0001", ("BOOKS", "Default")) == {"pride"}
+    assert await diagnostic(env, "@attr 1=12 rec0001", ("nosuchdb",)) == (109, "nosuchdb")
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_list_is_read_at_call_time(env: Env) -> None:
+    """A configuration reload (SIGHUP) changes the accepted databases for the next search."""
+    env.gateway.config = Config(z3950=Z3950Settings(databases=("Other",)))
+    assert await diagnostic(env, "@attr 1=12 rec0001") == (109, "Default")
+    assert await hits(env, "@attr 1=12 rec0001", ("other",)) == {"pride"}
+
+
+@pytest.mark.parametrize("pqf, expected", [
+    ("@attr 1=9999 foo", (114, "9999")),
+    ("@attr 1=nosuch foo", (114, "nosuch")),
+    ("@attr 1=4 @attr 2=1 foo", (117, "1")),
+    ("@attr 1=4 @attr 2=100 foo", (117, "100")),
+    ("@attr 1=31 @attr 2=7 1990", (117, "7")),
+    ("@attr 1=4 @attr 4=4 foo", (118, "4")),
+    ("@attr 1=31 @attr 4=111 1990", (118, "111")),
+    ("@attr 1=4 @attr 3=7 foo", (119, "7")),
+    ("@attr 1=4 @attr 5=200 foo", (120, "200")),
+    ("@attr 1=7 @attr 5=2 0262011530", (120, "2")),
+    ("@attr 1=31 @attr 5=1 19", (120, "1")),
+    ("@attr 1=4 @attr 6=9 foo", (122, "9")),
+    ("@attr 1=4 @attr 6=3 @attr 5=2 foo", (123, None)),
+    ("@attr 1=4 @attr 4=1 @attr 5=101 \"pr#de and\"", (123, None)),
+    ("@attr 1=4 @attr 3=1 @attr 5=3 foo", (123, None)),
+    ("@attr 1=4 @attr 8=1 foo", (113, "8")),
+    ("@attr exp1 1=1 foo", (121, "1.2.840.10003.3.2")),
+    ("@attrset exp1 @attr 1=1 foo", (121, "1.2.840.10003.3.2")),
+    ("@attr 1=31 nineteen", (126, "nineteen")),
+    ("@attr 1=4 @attr 5=102 \"((\"", (125, None)),
+])
+@pytest_twisted.ensureDeferred
+async def test_unsupported_attributes(env: Env, pqf: str, expected: tuple[int, str | None]
+                                      ) -> None:
+    """Unsupported attributes give the official Bib-1 code with the offending value as addinfo."""
+    code, addinfo = await diagnostic(env, pqf)
+    assert code == expected[0]
+    if expected[1] is not None:
+        assert addinfo == expected[1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_queries(env: Env) -> None:
+    """A query tree the model cannot hold is 108; something that is not a type-1 query is 107."""
+    code, _ = await diagnostic(env, Query(root="not a node"))  # type: ignore[arg-type]
+    assert code == 108
+    with pytest.raises(Bib1Error) as info:
+        await env.service.search("title=foo", ["Default"], peer=None,  # type: ignore[arg-type]
+                                 result_sets={}, name="default")
+    assert info.value.code == 107
+
+
+def test_bib1_error_carries_code_and_addinfo() -> None:
+    """Bib1Error(code, addinfo) exposes both for the association's diagnostic."""
+    error = Bib1Error(114, "9999")
+    assert (error.code, error.addinfo) == (114, "9999")
+    assert Bib1Error(2).addinfo is None
+    assert "114" in str(error)
+
+
+# -- access paths and threads ---------------------------------------------------------------------
+
+
+def _plan_of(conn: sqlite3.Connection, pqf: str) -> str:
+    sql, params = compile_plan(conn, plan_query(parse_pqf(pqf), {}))
+    return "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def _table_scans(plan: str) -> list[str]:
+    """Plan lines that read a whole table or index (the partial index of temporary records,
+    which holds only borrowed items in flight, is expected)."""
+    return [line for line in plan.splitlines()
+            if line.startswith("SCAN ") and not line.startswith("SCAN (subquery")
+            and "VIRTUAL TABLE" not in line and "records_temporary" not in line]
+
+
+def test_identifier_lookup_uses_the_index(tmp_path: Path) -> None:
+    """ISBN/local-number lookups seek the (kind, value) primary key: no table scan."""
+    conn = open_database(tmp_path / "plan.sqlite3")
+    seed(conn)
+    for pqf in ("@attr 1=7 0262011530", "@attr 1=12 rec0001", "@attr 1=1211 34117863"):
+        plan = _plan_of(conn, pqf)
+        assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?)" in plan, plan
+        assert not _table_scans(plan), plan
+        assert "USING INDEX records_temporary" in plan, plan
+
+
+def test_word_search_uses_fts(tmp_path: Path) -> None:
+    """Word searches go through the FTS5 index, dates through the year index."""
+    conn = open_database(tmp_path / "plan.sqlite3")
+    seed(conn)
+    plan = _plan_of(conn, "@attr 1=4 pride")
+    assert "SCAN records_fts VIRTUAL TABLE INDEX" in plan, plan
+    assert not _table_scans(plan), plan
+    plan = _plan_of(conn, "@attr 1=31 @attr 2=4 1990")
+    assert "records_year" in plan, plan
+    plan = _plan_of(conn, '@attr 1=4 @attr 6=3 "Emma"')
+    assert "records_title" in plan, plan
+
+
+def test_user_terms_cannot_inject_fts_syntax(tmp_path: Path) -> None:
+    """FTS5 operators and quotes in a term are plain text, never query syntax."""
+    conn = open_database(tmp_path / "plan.sqlite3")
+    seed(conn)
+    for term in ('"pride" OR "emma"', "NEAR(pride emma)", "title:emma", "pride*", '"', "^emma",
+                 "emma) OR (pride", "-emma", "{title}: emma"):
+        plan = plan_query(Query(Term(term, (Attribute(None, 1, 4),))), {})
+        sql, params = compile_plan(conn, plan)
+        conn.execute(sql, params).fetchall()  # no FTS5 syntax error
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_runs_on_a_reader_thread(env: Env, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """The SQL of a search never runs on the reactor thread."""
+    threads: list[threading.Thread] = []
+    real = catalogue_module.run_plan
+
+    def spy(conn: sqlite3.Connection, plan: Any) -> tuple[int, ...]:
+        threads.append(threading.current_thread())
+        return real(conn, plan)
+
+    monkeypatch.setattr(catalogue_module, "run_plan", spy)
+    assert await hits(env, "@attr 1=4 emma") == {"emma"}
+    assert threads and threads[0] is not threading.main_thread()
+
+
+# -- scan -----------------------------------------------------------------------------------------
+
+
+async def scan(env: Env, pqf: str, count: int = 5, position: int = 1, step: int = 0
+               ) -> list[ScanEntry]:
+    """Scan from the term of a PQF string."""
+    term = parse_pqf(pqf).root
+    assert isinstance(term, Term)
+    return await env.service.scan(term, ["Default"], count=count, preferred_position=position,
+                                  step_size=step, peer=None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_title_words_with_counts(env: Env) -> None:
+    """Title words in order from the start term, each with its record count."""
+    entries = await scan(env, "@attr 1=4 p", count=3)
+    assert [(e.term, e.occurrences) for e in entries] == [
+        ("prejudice", 1), ("pride", 1), ("programmer", 1)]
+    assert entries.position_of_term == 1  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_leaves_out_temporary_records(env: Env) -> None:
+    """Words only in borrowed records are not listed; shared words are counted without them."""
+    entries = await scan(env, "@attr 1=4 b", count=2)
+    assert "borrowed" not in [e.term for e in entries]
+    author = await scan(env, "@attr 1=1003 l", count=10)
+    assert "lender" not in [e.term for e in author] and "larry" not in [e.term for e in author]
+    subject = await scan(env, "@attr 1=21 courtship", count=1)
+    assert [(e.term, e.occurrences) for e in subject] == [("courtship", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_preferred_position_and_step(env: Env) -> None:
+    """The start term lands at the preferred position; a step skips terms between entries."""
+    entries = await scan(env, "@attr 1=4 pride", count=3, position=2)
+    assert [e.term for e in entries] == ["prejudice", "pride", "programmer"]
+    assert entries.position_of_term == 2  # type: ignore[attr-defined]
+    all_words = [e.term for e in await scan(env, "@attr 1=4 a", count=50)]
+    stepped = [e.term for e in await scan(env, "@attr 1=4 a", count=3, step=1)]
+    assert stepped == all_words[0:6:2]
+    at_start = await scan(env, "@attr 1=4 a", count=3, position=3)
+    assert at_start.position_of_term == 1  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_author_subject_any(env: Env) -> None:
+    """Author, subject and any word lists, counted per record."""
+    author = await scan(env, "@attr 1=1003 austen", count=1)
+    assert [(e.term, e.occurrences) for e in author] == [("austen", 3)]
+    subject = await scan(env, "@attr 1=21 fiction", count=1)
+    assert [(e.term, e.occurrences) for e in subject] == [("fiction", 2)]
+    anywhere = await scan(env, "@attr 1=1016 penguin", count=1)
+    assert [(e.term, e.occurrences) for e in anywhere] == [("penguin", 6)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_whole_titles(env: Env) -> None:
+    """A phrase scan on titles lists whole titles (temporary ones left out)."""
+    entries = await scan(env, '@attr 1=4 @attr 4=1 "p"', count=2)
+    assert [(e.term, e.occurrences) for e in entries] == [("Pride and prejudice", 1),
+                                                          ("Sense and sensibility", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_diagnostics(env: Env) -> None:
+    """Scan on an unsupported access point is 114; a bad position 233; unknown database 109."""
+    with pytest.raises(Bib1Error) as info:
+        await scan(env, "@attr 1=7 0262011530")
+    assert (info.value.code, info.value.addinfo) == (114, "7")
+    with pytest.raises(Bib1Error) as info:
+        await scan(env, "@attr 1=4 a", count=3, position=9)
+    assert info.value.code == 233
+    with pytest.raises(Bib1Error) as info:
+        await env.service.scan(Term("a", (Attribute(None, 1, 4),)), ["nosuch"], count=3,
+                               preferred_position=1, step_size=0, peer=None)
+    assert (info.value.code, info.value.addinfo) == (109, "nosuch")
+
+
+# -- sort -----------------------------------------------------------------------------------------
+
+
+async def sorted_names(env: Env, keys: list[SortKeyInfo]) -> list[str]:
+    """Sort every lendable record and return their names in order."""
+    all_ids = tuple(sorted(v for k, v in env.seeded.ids.items() if k != "borrowed"))
+    result = await env.service.sort(ResultSet("default", all_ids), keys, name="sorted")
+    assert result.name == "sorted" and sorted(result.record_ids) == list(all_ids)
+    names = {v: k for k, v in env.seeded.ids.items()}
+    return [names[i] for i in result.record_ids]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sort_by_title(env: Env) -> None:
+    """Title sort ignores a leading article and case; descending reverses it."""
+    title = (Attribute(None, 1, 4),)
+    assert await sorted_names(env, [SortKeyInfo(title)]) == [
+        "cafe", "handbook", "emma", "nature", "pride", "sense"]
+    assert await sorted_names(env, [SortKeyInfo(title, relation=1)]) == [
+        "sense", "pride", "nature", "emma", "handbook", "cafe"]
+    assert await sorted_names(env, [SortKeyInfo(sort_field="title")]) == [
+        "cafe", "handbook", "emma", "nature", "pride", "sense"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sort_by_author_then_date(env: Env) -> None:
+    """Several keys: author ascending, then date descending; missing authors sort last."""
+    keys = [SortKeyInfo((Attribute(None, 1, 1003),)), SortKeyInfo(sort_field="date", relation=1)]
+    assert await sorted_names(env, keys) == ["emma", "pride", "sense", "cafe", "handbook",
+                                             "nature"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sort_by_date(env: Env) -> None:
+    """Date ascending and descending (1=31)."""
+    date = (Attribute(None, 1, 31),)
+    assert await sorted_names(env, [SortKeyInfo(date)]) == [
+        "sense", "pride", "emma", "nature", "cafe", "handbook"]
+    assert await sorted_names(env, [SortKeyInfo(sort_field="1=31", relation=1)]) == [
+        "handbook", "cafe", "nature", "emma", "pride", "sense"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sort_diagnostics(env: Env) -> None:
+    """An unknown sort key is 207 (cannot sort according to sequence); a bad relation 214."""
+    rs = ResultSet("default", (1, 2))
+    for keys, code in (([SortKeyInfo(sort_field="colour")], 207),
+                       ([SortKeyInfo((Attribute(None, 1, 9999),))], 207),
+                       ([], 207),
+                       ([SortKeyInfo(sort_field="title", relation=3)], 214)):
+        with pytest.raises(Bib1Error) as info:
+            await env.service.sort(rs, keys, name="x")
+        assert info.value.code == code
+
+
+# -- fetch errors ---------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_diagnostics(env: Env) -> None:
+    """Unknown syntax 239 (addinfo the OID), bad element set 25, start out of range 13."""
+    rs = ResultSet("default", (env.seeded.ids["pride"],))
+    cases: list[tuple[dict[str, Any], int, tuple[int, str]]] = [
+        (dict(syntax=(1, 2, 840, 10003, 5, 16383), element_set=None), 1,
+         (239, "1.2.840.10003.5.16383")),
+        (dict(syntax=oids.USMARC, element_set="Q"), 1, (25, "Q")),
+        (dict(syntax=oids.OPAC, element_set="B-9"), 1, (25, "B-9")),
+        (dict(syntax=oids.USMARC, element_set="F"), 2, (13, "2")),
+        (dict(syntax=oids.USMARC, element_set="F"), 0, (13, "0")),
+    ]
+    for kwargs, start, expected in cases:
+        with pytest.raises(Bib1Error) as info:
+            await env.service.fetch(rs, start, 1, database="Default", peer=None, **kwargs)
+        assert (info.value.code, info.value.addinfo) == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_bad_record_is_a_surrogate_diagnostic(env: Env) -> None:
+    """A record that cannot be built (or was deleted) is diagnostic 14; the others still come."""
+    def corrupt(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE records SET marc = X'00313233' WHERE id = ?",
+                     (env.seeded.ids["sense"],))
+    await env.store.write(corrupt)
+    ids = (env.seeded.ids["pride"], env.seeded.ids["sense"], 999999, env.seeded.ids["emma"])
+    out = await env.service.fetch(ResultSet("default", ids), 1, 4, syntax=oids.USMARC,
+                                  element_set="F", database="Default", peer=None)
+    assert [type(r).__name__ for r in out] == ["ResponseRecord", "SurrogateDiagnostic",
+                                              "SurrogateDiagnostic", "ResponseRecord"]
+    assert isinstance(out[1], SurrogateDiagnostic) and out[1].diagnostic.condition == 14
+    assert out[1].database == "Default"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_clamps_count_to_the_set(env: Env) -> None:
+    """Asking for more records than remain returns the rest."""
+    ids = (env.seeded.ids["pride"], env.seeded.ids["sense"])
+    out = await env.service.fetch(ResultSet("default", ids), 2, 10, syntax=None,
+                                  element_set=None, database="Default", peer=None)
+    assert len(out) == 1 and out[0].syntax == oids.USMARC  # type: ignore[union-attr]
+
+
+def due_in(days: int) -> datetime:
+    """A due date ``days`` from now, as check_out takes it."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
