@@ -215,11 +215,12 @@ def _import(args: argparse.Namespace, config: Config, path: Path | None,
             summary = import_marc(conn, list(args.files), progress=progress, report=report)
             progress.done()
             print(summary, file=out)
-            return EXIT_OK if summary.records_read > summary.records_skipped else EXIT_FAILED
+            imported = summary.records_read > summary.records_skipped
+            return EXIT_OK if imported and not summary.files_failed else EXIT_FAILED
         try:
             patrons = import_patrons(conn, args.file, report=report)
         except PatronImportError as e:
-            print(f"{args.file}: nothing imported: {e}", file=err)
+            print(str(e), file=err)
             return EXIT_FAILED
         print(patrons, file=out)
         return EXIT_OK

@@ -181,8 +181,7 @@ class ItemData:
 def upsert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> tuple[int, bool]:
     """Insert an item or update the one with the same barcode; return ``(id, created)``.
 
-    An existing item keeps its circulation status when it is on loan: an import must not
-    silently end a loan.
+    An item with an open loan stays on loan: an import must not silently end a loan.
     """
     if item.status not in ITEM_STATUSES:
         raise ValueError(f"unknown item status {item.status!r}")
@@ -199,7 +198,9 @@ def upsert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> tup
              item.loan_policy, now, now)).lastrowid
         assert item_id is not None
         return item_id, True
-    status = row["status"] if row["status"] == "on_loan" else item.status
+    on_loan = conn.execute("SELECT 1 FROM loans WHERE item_id = ? AND returned_at IS NULL",
+                           (row["id"],)).fetchone()
+    status = "on_loan" if on_loan else item.status
     conn.execute(
         "UPDATE items SET record_id = ?, location = ?, shelving_location = ?, call_number = ?,"
         " copy_number = ?, status = ?, loan_policy = ?, updated_at = ? WHERE id = ?",
@@ -227,7 +228,8 @@ class PatronData:
 def upsert_patron(conn: sqlite3.Connection, patron: PatronData) -> tuple[int, bool]:
     """Insert a patron or update the one with the same barcode; return ``(id, created)``.
 
-    An empty PIN leaves an existing PIN hash as it is.
+    An empty PIN leaves an existing PIN hash as it is, and an import that does not name the
+    peer keeps a patron's institutional link.
     """
     if patron.status not in PATRON_STATUSES:
         raise ValueError(f"unknown patron status {patron.status!r}")
@@ -246,6 +248,7 @@ def upsert_patron(conn: sqlite3.Connection, patron: PatronData) -> tuple[int, bo
         return patron_id, True
     conn.execute(
         "UPDATE patrons SET username = ?, given_name = ?, family_name = ?, email = ?, status = ?,"
-        " patron_group = ?, expires = ?, institutional_peer = ?, updated_at = ?,"
+        " patron_group = ?, expires = ?, institutional_peer = COALESCE(?, institutional_peer),"
+        " updated_at = ?,"
         " pin_hash = COALESCE(?, pin_hash) WHERE id = ?", (*values, pin_hash, row["id"]))
     return row["id"], False
