@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
@@ -25,6 +26,7 @@ from lxml import etree
 from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron, \
     upsert_record
 from gateway.store import open_database
+from tests import z3950_clients as zc
 
 # -- seed data -----------------------------------------------------------------------------------
 
@@ -783,3 +785,30 @@ def innreach_item_request_cancelled(tracking: str, barcode: str) -> bytes:
     inner = (_v1_request(tracking, "zv010") + _v1_item(barcode, AGENCY)
              + '<DateCancelled datatype="dateTime">2026-06-17T09:00:00Z</DateCancelled>')
     return ncip1("ItemRequestCancelled", inner)
+
+
+# -- Z39.50 checks with a real yaz-client ----------------------------------------------------------
+
+
+def z3950(daemon: Any, commands: list[str]) -> list[Any] | None:
+    """One yaz-client session (batched commands) against the daemon's Z39.50 port: the
+    steps after the Init, or None when yaz-client is not installed (a warning is issued)."""
+    if zc.YAZ_CLIENT is None:
+        warnings.warn("yaz-client not installed (Debian package yaz): Z39.50 checks skipped",
+                      stacklevel=2)
+        return None
+    init, *rest = zc.steps(zc.yaz_client(daemon.config_path.parent, daemon.ports["z3950"],
+                                         commands))
+    assert init.find(r"Connection (accepted)"), init.lines
+    return rest
+
+
+def z3950_items(daemon: Any, local_id: str) -> dict[str, dict[str, str]] | None:
+    """itemId → CircRecord fields of the record ``local_id`` as a yaz-client sees them in OPAC
+    (one yaz-client process: search 1=12, present OPAC)."""
+    found = z3950(daemon, [f"find @attr 1=12 {local_id}", "format opac", "show 1"])
+    if found is None:
+        return None
+    search, show = found
+    assert search.hits == 1, search.lines
+    return zc.opac_circulation(show)

@@ -640,8 +640,8 @@ class Association:
         else:
             count = max(0, min(req.number_of_terms, self.settings.max_present_records))
             position = req.preferred_position if req.preferred_position is not None else 1
-            entries = yield ScanCall(req.term, req.database_names, count, position,
-                                     req.step_size or 0)
+            entries = yield ScanCall(_in_attribute_set(req.term, req.attribute_set),
+                                     req.database_names, count, position, req.step_size or 0)
             if isinstance(entries, Diagnostic):
                 diag = entries
         if diag is not None:
@@ -724,6 +724,17 @@ class Association:
                 Report("close", "success", None, f"client reason {req.reason}"),
                 Disconnect(CloseReason.finished, "Association terminated by client")]
         yield  # a generator, like every handler
+
+
+def _in_attribute_set(term: pqf.Term, attribute_set: oids.Oid | None) -> pqf.Term:
+    """The scan term with the ScanRequest's C{attributeSet} made explicit on every attribute
+    that names no set of its own (they are in the request's set, as a query's attributes are in
+    the query's set), so the catalogue refuses a set it does not support (121)."""
+    if attribute_set is None or tuple(attribute_set) == oids.BIB1_ATTRSET:
+        return term
+    return replace(term, attributes=tuple(
+        a if a.attrset is not None else a._replace(attrset=tuple(attribute_set))
+        for a in term.attributes))
 
 
 @lru_cache(maxsize=1)

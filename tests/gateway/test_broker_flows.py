@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests import workflow_fixtures as wf
+from tests import z3950_clients as zc
 from tests.daemon import Daemon, start_daemon
 
 pytestmark = pytest.mark.slow
@@ -56,10 +57,46 @@ def ok(daemon: Daemon, body: bytes, headers: dict[str, str] | None = None) -> by
 
 
 def one_audit_row_each(daemon: Daemon, expected: list[tuple[str, str]]) -> None:
-    """Exactly the exchanges sent, in order, one audit row each, with their outcomes."""
+    """Exactly the NCIP exchanges sent, in order, one audit row each, with their outcomes
+    (the Z39.50 checks' own audit rows left aside)."""
     wf.barrier(daemon)
-    found = [(r["operation"], r["outcome"]) for r in wf.audit_rows(daemon.database)]
+    found = [(r["operation"], r["outcome"])
+             for r in wf.audit_rows(daemon.database, protocol="ncip")]
     assert found == expected
+
+
+def invisible_over_z3950(daemon: Daemon, local_id: str, barcode: str) -> None:
+    """A borrowed (temporary) record and item are invisible to a real yaz-client (one process):
+    no search finds the record — its local id (exact and truncated), title words, its ISBN
+    (which is b1001's: only b1001 is found, without the borrowed item), author, any — no scan
+    lists its words, and no holdings of any record (OPAC and MARC 852) carry its barcode."""
+    every = "@attr 1=12 @attr 5=1 b"          # every seeded (permanent) record
+    checks = [
+        (f"@attr 1=12 {local_id}", 0), (f"@attr 1=12 @attr 5=1 {local_id[:4]}", 0),
+        ("@attr 1=4 borrowed", 0), ('@attr 1=4 "ill borrowed book"', 0),
+        ("@attr 1=4 book", 1),                  # b1006 "Local book whose barcode collides"
+        ("@attr 1=1003 lender", 0), ("@attr 1=1016 borrowed", 0),
+        (f"@attr 1=1016 {barcode}", 0), ("@attr 1=1016 pub", 0),
+        ("@attr 1=7 9780262011532", 1), ("@attr 1=7 0262011530", 1),
+    ]
+    commands = [f"find {query}" for query, _ in checks]
+    commands += ["scan @attr 1=4 borrowed", "scan @attr 1=1003 lender",
+                 f"find {every}", "format opac", "show 1+7", "format usmarc", "show 1+7"]
+    found = wf.z3950(daemon, commands)
+    if found is None:
+        return
+    for (query, hits), step in zip(checks, found, strict=False):
+        assert step.hits == hits, (query, step.lines)
+    title_scan, author_scan, search, opac, marc = found[len(checks):]
+    titles = title_scan.find_all(r"^[* ] (.+) \(\d+\)$")
+    authors = author_scan.find_all(r"^[* ] (.+) \(\d+\)$")
+    assert titles and "borrowed" not in titles and "ill" not in titles, titles
+    assert authors and "lender" not in authors and "ann" not in authors, authors
+    assert search.hits == 7
+    holdings = zc.opac_circulation(opac)
+    assert barcode not in holdings and "LEND-001" in holdings and len(holdings) == 30
+    assert not any(barcode in line for line in opac.lines + marc.lines)
+    assert sum(line.startswith("852 ") for line in marc.lines) == 30
 
 
 # -- ReShare --------------------------------------------------------------------------------------
@@ -81,7 +118,8 @@ def test_reshare_borrower_lifecycle(launch) -> None:
 
     lender_return = wf.local_day(10).isoformat()   # date only: end of that day, local time
     reply = ok(d, wf.reshare_accept_item("EAST-322", "P100", barcode="EAST-322",
-                                         date_for_return=lender_return))
+                                         date_for_return=lender_return,
+                                         isbn="9780262011532"))  # b1001's ISBN, as ISBN-13
     assert wf.response_name(reply) == "AcceptItemResponse"
     assert wf.text(reply, "RequestIdentifierValue") == "EAST-322"
     assert wf.text(reply, "ItemIdentifierValue") == "EAST-322"
@@ -100,6 +138,7 @@ def test_reshare_borrower_lifecycle(launch) -> None:
     assert rs["state"] == "awaiting_pickup" and rs["item_barcode"] == "EAST-322"
     assert rs["accepted_at"] and rs["received_at"] and rs["checked_out_at"] is None
     assert rs["due_at"] == wf.stored(wf.end_of_day(10))
+    invisible_over_z3950(d, record["local_id"], "EAST-322")
 
     reply = ok(d, wf.reshare_check_out("EAST-322", "P100"))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(10))  # lender's date wins
@@ -109,6 +148,7 @@ def test_reshare_borrower_lifecycle(launch) -> None:
         "fulfilled"
     rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "checked_out" and rs["checked_out_at"]
+    invisible_over_z3950(d, record["local_id"], "EAST-322")
 
     reply = ok(d, wf.reshare_check_in("EAST-322"))
     assert wf.response_name(reply) == "CheckInItemResponse"
@@ -120,6 +160,7 @@ def test_reshare_borrower_lifecycle(launch) -> None:
     rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "checked_in" and rs["returned_at"] and rs["checked_in_at"]
     assert rs["completed_at"] is None
+    invisible_over_z3950(d, record["local_id"], "EAST-322")
 
     reply = ok(d, wf.reshare_delete_item("EAST-322"))
     assert wf.response_name(reply) == "DeleteItemResponse"
@@ -166,6 +207,10 @@ def test_reshare_lender_lifecycle(launch) -> None:
     hold = wf.one(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id"
                         " WHERE h.patron_id = ?", patron["id"])
     assert hold["barcode"] == "LEND-001" and hold["status"] == "active"
+    held = wf.z3950_items(d, "b1001")   # a real yaz-client: OPAC holdings of the record
+    if held is not None:
+        assert held["LEND-001"]["availableNow"] == "0" and held["LEND-001"]["onHold"] == "1"
+        assert held["LEND-002"]["availableNow"] == "1"
 
     desired = wf.local_day(14).isoformat()
     reply = ok(d, wf.reshare_check_out("LEND-001", "INST-EAST", "EAST-400", desired))
@@ -178,6 +223,12 @@ def test_reshare_lender_lifecycle(launch) -> None:
     rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "shipped" and rs["shipped_at"]
     assert wf.one(path, "SELECT count(*) AS n FROM rs_requests")["n"] == 1
+    lent = wf.z3950_items(d, "b1001")
+    if lent is not None:
+        assert lent["LEND-001"]["availableNow"] == "0"
+        assert lent["LEND-001"]["availablityDate"] == desired     # the due date
+        assert lent["LEND-002"]["availableNow"] == "1"
+        assert "availablityDate" not in lent["LEND-002"]
 
     reply = ok(d, wf.reshare_check_in("LEND-001"))
     assert wf.one(path, "SELECT status FROM items WHERE barcode = 'LEND-001'")["status"] == \
@@ -185,6 +236,10 @@ def test_reshare_lender_lifecycle(launch) -> None:
     assert wf.one(path, "SELECT returned_at FROM loans WHERE id = ?", loan["id"])["returned_at"]
     rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "completed" and rs["checked_in_at"] and rs["completed_at"]
+    back = wf.z3950_items(d, "b1001")
+    if back is not None:
+        assert back["LEND-001"]["availableNow"] == "1" and back["LEND-001"]["onHold"] == "0"
+        assert "availablityDate" not in back["LEND-001"]
 
     other = ok(d, wf.reshare_request_item("EAST-401", sysnumber="b1003"))
     other_id = wf.text(other, "RequestIdentifierValue")

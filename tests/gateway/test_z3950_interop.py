@@ -9,42 +9,37 @@ Close) is compared. Skipped cleanly without the Debian ``yaz`` programs.
 
 from __future__ import annotations
 
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from protocols.z3950 import codec, oids
-from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Authentication
 from protocols.z3950.errors import CloseReason
 from tests.daemon import REPO, Daemon, start_daemon
+from tests.z3950_clients import (
+    YAZ_CLIENT,
+    YAZ_ZTEST,
+    ZOOMSH,
+    Raw,
+    need,
+    steps,
+    wait_for_port,
+    yaz_client,
+)
 
 pytestmark = pytest.mark.slow
-
-YAZ_CLIENT = shutil.which("yaz-client")
-YAZ_ZTEST = shutil.which("yaz-ztest")
-ZOOMSH = shutil.which("zoomsh")
 
 # A title word that finds 12 of the 200 demo records; yaz-ztest turns a leading number into
 # the hit count, so "12" gives it 12 hits too.
 OUR_TERM = "@attr 1=4 river"
 ZTEST_TERM = "@attr 1=4 12"
-
-
-def need(*programs: tuple[str, str | None]) -> None:
-    for name, path in programs:
-        if path is None:
-            pytest.skip(f"{name} not installed (Debian package yaz)")
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +56,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield running
     finally:
         running.kill()
-
-
-def wait_for_port(port: int, process: subprocess.Popen[Any], deadline: float = 10.0) -> None:
-    """Return once something accepts on the port (connection attempts, no sleeping)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise AssertionError("yaz-ztest exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            continue
-    raise AssertionError(f"nothing listening on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -98,68 +79,6 @@ def ztest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 # -- yaz-client -------------------------------------------------------------------------------
-
-
-def yaz_client(tmp_path: Path, port: int, commands: list[str], *,
-               auth: str | None = None) -> str:
-    """Run yaz-client with a command file; return what it printed."""
-    assert YAZ_CLIENT is not None
-    lines = ([f"auth {auth}"] if auth else []) + [f"open tcp:127.0.0.1:{port}/Default",
-                                                 *commands, "quit"]
-    script = tmp_path / f"yaz-client-{port}.txt"
-    script.write_text("\n".join(lines) + "\n")
-    done = subprocess.run([YAZ_CLIENT, "-f", str(script)], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
-    return done.stdout
-
-
-@dataclass
-class Step:
-    """What yaz-client printed for one request."""
-
-    request: str
-    lines: list[str] = field(default_factory=list)
-
-    def find(self, pattern: str) -> str | None:
-        for line in self.lines:
-            match = re.search(pattern, line)
-            if match:
-                return match.group(1)
-        return None
-
-    @property
-    def diagnostics(self) -> list[tuple[int, str]]:
-        return [(int(m.group(1)), m.group(2)) for line in self.lines
-                for m in [re.search(r"^\s*\[(\d+)\] .*? -- v2 addinfo '(.*)'", line)] if m]
-
-    def summary(self, *, hits: bool = True) -> dict[str, Any]:
-        """The facts both servers should agree on."""
-        out: dict[str, Any] = {
-            "request": self.request,
-            "search": self.find(r"Search was a (success|bloomin' failure)"),
-            "records": self.find(r"^Records: (\d+)"),
-            "diagnostics": self.diagnostics,
-            "delete": self.find(r"deleteResultSetResponse status=(\d+)"),
-            "close": self.find(r"^(Reason: .*)"),
-            "options": self.find(r"^Options: (.*)"),
-            "accepted": self.find(r"Connection (accepted|rejected)"),
-        }
-        if hits:
-            out["hits"] = self.find(r"Number of hits: (\d+)")
-        if out["records"] is not None:
-            out["next"] = self.find(r"nextResultSetPosition = (\d+)")
-        return out
-
-
-def steps(output: str) -> list[Step]:
-    """Split yaz-client output at each "Sent ..." line."""
-    found: list[Step] = []
-    for line in output.splitlines():
-        if line.startswith("Sent "):
-            found.append(Step(line[5:].strip()))
-        elif found:
-            found[-1].lines.append(line)
-    return found
 
 
 def test_yaz_client_anonymous_session(daemon: Daemon, tmp_path: Path) -> None:
@@ -204,34 +123,6 @@ def test_zoomsh_search_and_opac(daemon: Daemon) -> None:
 
 
 # -- raw sockets ---------------------------------------------------------------------------------
-
-
-class Raw:
-    """A blocking client over a socket with our codec."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.framer = BERFramer()
-        self.pending: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def receive(self) -> codec.PDU | None:
-        """The next PDU, or None at end of stream."""
-        while not self.pending:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.pending.extend(self.framer.feed(chunk))
-        return codec.decode_pdu(self.pending.pop(0))
-
-    def ask(self, pdu: codec.PDU | bytes) -> codec.PDU | None:
-        self.send(pdu if isinstance(pdu, bytes) else codec.encode_pdu(pdu))
-        return self.receive()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 MALFORMED = [
