@@ -39,20 +39,21 @@ that title. It restores the demo state of every item except those on loan.
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 
 import pymarc
 
-from gateway.backends.embedded import ItemData, PatronData
+from gateway.backends.embedded import ItemData, PatronData, extract_light_fields
 from gateway.identifiers import isbn10_check_digit, isbn13_check_digit
-from gateway.importers.holdings import extract_items
-from gateway.importers.loader import DEFAULT_BATCH_SIZE, AfterStore, CatalogueLoader
+from gateway.importers.holdings import extract_light_items
+from gateway.importers.loader import DEFAULT_BATCH_SIZE, AfterStore, CatalogueLoader, StoredRecord
 from gateway.importers.patrons import store_patrons
 
 SEED = 20240115
@@ -190,28 +191,87 @@ def local_id_for(number: int) -> str:
     return f"{LOCAL_ID_PREFIX}{number:06d}"
 
 
-def _sf(*pairs: str) -> list[pymarc.Subfield]:
-    return [pymarc.Subfield(code=pairs[i], value=pairs[i + 1]) for i in range(0, len(pairs), 2)]
+# A demo field before it becomes a pymarc field or ISO 2709 bytes: (tag, data, subfields,
+# indicators) with data None for a data field and subfields () for a control field; the first
+# three are what the field and item extractors read (embedded.LightField).
+_DemoField = tuple[str, "str | None", "tuple[tuple[str, str], ...]", str]
 
 
-def _field(tag: str, ind: str, *pairs: str) -> pymarc.Field:
-    return pymarc.Field(tag=tag, indicators=pymarc.Indicators(ind[0], ind[1]),
-                        subfields=_sf(*pairs))
+def _control(tag: str, data: str) -> _DemoField:
+    return (tag, data, (), "")
+
+
+def _field(tag: str, ind: str, *pairs: str) -> _DemoField:
+    codes_and_values = iter(pairs)
+    return (tag, None, tuple(zip(codes_and_values, codes_and_values, strict=True)), ind)
+
+
+# The fields every book has, the same in every record (tuples: shared, never modified).
+_F040 = _field("040", "  ", "a", ORGANISATION, "b", "eng", "e", "rda", "c", ORGANISATION)
+_F310 = _field("310", "  ", "a", "Quarterly")
+_F33X = (_field("336", "  ", "a", "text", "b", "txt", "2", "rdacontent"),
+         _field("337", "  ", "a", "unmediated", "b", "n", "2", "rdamedia"),
+         _field("338", "  ", "a", "volume", "b", "nc", "2", "rdacarrier"))
 
 
 def demo_record(number: int) -> pymarc.Record:
     """Demo record ``number`` (from 1): the same record on every run and every machine."""
+    leader, fields = _demo_fields(number)
+    record = pymarc.Record(leader=leader)
+    record.add_field(*(
+        pymarc.Field(tag=tag, data=data) if data is not None else
+        pymarc.Field(tag=tag, indicators=pymarc.Indicators(ind[0], ind[1]),
+                     subfields=[pymarc.Subfield(code, value) for code, value in pairs])
+        for tag, data, pairs, ind in fields))
+    return record
+
+
+def _demo_marc(leader: str, fields: list[_DemoField]) -> bytes:
+    """The record as ISO 2709 (UTF-8), byte for byte what pymarc's ``as_marc`` writes."""
+    bodies = [data + "\x1e" if data is not None else
+              ind + "".join(["\x1f" + code + value for code, value in pairs]) + "\x1e"
+              for _tag, data, pairs, ind in fields]
+    directory = []
+    offset = 0
+    for field, body in zip(fields, bodies, strict=True):
+        length = len(body) if body.isascii() else len(body.encode())
+        directory.append(f"{field[0]}{length:04d}{offset:05d}")
+        offset += length
+    head = "".join(directory) + "\x1e"
+    base = 24 + len(head)
+    # pymarc.Record() puts "22" and "4500" in the leader, as_marc the length and base address
+    leader = leader[0:9] + "a22" + leader[12:20] + "4500"
+    return (f"{base + offset + 1:05d}{leader[5:12]}{base:05d}{leader[17:]}{head}"
+            + "".join(bodies) + "\x1d").encode()
+
+
+@functools.cache
+def _entered(day: int) -> tuple[str, str]:
+    """The date a record was entered (``day`` of 2024) as YYYYMMDD and YYMMDD."""
+    entered = date(2024, 1, 1) + timedelta(days=day)
+    return f"{entered:%Y%m%d}", f"{entered:%y%m%d}"
+
+
+@functools.cache
+def _cutter(surname: str) -> str:
+    """The author part of the call number: the first three letters of the surname."""
+    return "".join(c for c in surname if c.isalpha())[:3].upper()
+
+
+def _demo_fields(number: int) -> tuple[str, list[_DemoField]]:
+    """The leader and fields of demo record ``number``."""
     rng = random.Random(SEED * 1_000_003 + number)
     serial = number % 25 == 0
     year = rng.randint(1955, 2025)
-    entered = date(2024, 1, 1) + timedelta(days=number % 366)
+    entered_ymd, entered_yymmdd = _entered(number % 366)
     subjects = rng.sample(_SUBJECTS, rng.choice((1, 1, 2, 2, 3)))
     dewey = subjects[0][1]
     place, country, publisher = rng.choice(_PUBLISHERS)
     forename, surname = rng.choice(_FORENAMES), rng.choice(_SURNAMES)
-    cutter = "".join(c for c in surname if c.isalpha())[:3].upper()
+    cutter = _cutter(surname)
 
-    record = pymarc.Record(leader="00000na" + ("s" if serial else "m") + " a2200000 i 4500")
+    leader = "00000na" + ("s" if serial else "m") + " a2200000 i 4500"
+    fields: list[_DemoField] = []
     # 008/18-34, the part that depends on the type of material
     if serial:  # quarterly, regular, periodical, ..., not a conference, Latin script, successive
         fixed = "qr p" + " " * 7 + "0" + " " * 3 + "a0"
@@ -220,36 +280,36 @@ def demo_record(number: int) -> pymarc.Record:
         fixed = " " * 4 + rng.choice(" ej") + " " * 6 + "00" + rng.choice("01") + " " \
             + rng.choice("01") + " "
         dates = f"s{year}    "
-    record.add_field(
-        pymarc.Field(tag="001", data=local_id_for(number)),
-        pymarc.Field(tag="003", data=ORGANISATION),
-        pymarc.Field(tag="005", data=entered.strftime("%Y%m%d") + f"{number % 24:02d}0000.0"),
-        pymarc.Field(tag="008", data=f"{entered:%y%m%d}{dates}{country}{fixed}eng d"),
+    fields += (
+        _control("001", local_id_for(number)),
+        _control("003", ORGANISATION),
+        _control("005", f"{entered_ymd}{number % 24:02d}0000.0"),
+        _control("008", f"{entered_yymmdd}{dates}{country}{fixed}eng d"),
     )
     if serial:
-        record.add_field(_field("022", "0 ", "a", _issn(number)))
+        fields.append(_field("022", "0 ", "a", _issn(number)))
     else:
         isbn13 = _isbn13(number, year)
         binding = rng.choice(_BINDINGS)
         if year < 2007:
             isbn10 = isbn13[3:12] + isbn10_check_digit(isbn13[3:12])
-            record.add_field(_field("020", "  ", "a", isbn10, "q", binding))
-        record.add_field(_field("020", "  ", "a", isbn13, "q", binding))
-    record.add_field(
+            fields.append(_field("020", "  ", "a", isbn10, "q", binding))
+        fields.append(_field("020", "  ", "a", isbn13, "q", binding))
+    fields += (
         _field("035", "  ", "a", f"(OCoLC){10_000_000 + number * 7}"),
-        _field("040", "  ", "a", ORGANISATION, "b", "eng", "e", "rda", "c", ORGANISATION),
+        _F040,
         _field("082", "04", "a", dewey, "2", "23"),
     )
     if serial:
         title = f"{rng.choice(_ADJECTIVES).capitalize()} {rng.choice(_NOUNS)} quarterly"
-        record.add_field(_field("245", "00", "a", title + "."))
+        fields.append(_field("245", "00", "a", title + "."))
     else:
         if rng.random() < 0.3:
             dates_of_life = f"{rng.randint(1900, 1990)}-"
             author = ("a", f"{surname}, {forename},", "d", dates_of_life, "e", "author.")
         else:
             author = ("a", f"{surname}, {forename},", "e", "author.")
-        record.add_field(_field("100", "1 ", *author))
+        fields.append(_field("100", "1 ", *author))
         title = _title(rng)
         responsibility = f"{forename} {surname}."
         if rng.random() < 0.5:
@@ -260,33 +320,29 @@ def demo_record(number: int) -> pymarc.Record:
         else:
             title_field = _field("245", "1" + _article_indicator(title), "a", f"{title} /",
                                  "c", responsibility)
-        record.add_field(title_field)
+        fields.append(title_field)
     published = f"{year}-" if serial else f"{year}."
-    record.add_field(
+    fields += (
         _field("264", " 1", "a", f"{place} :", "b", f"{publisher},", "c", published),
         _field("300", "  ", "a", "volumes ;" if serial else f"{rng.randint(48, 640)} pages ;",
                "c", "24 cm"),
     )
     if serial:
-        record.add_field(_field("310", "  ", "a", "Quarterly"))
-    record.add_field(
-        _field("336", "  ", "a", "text", "b", "txt", "2", "rdacontent"),
-        _field("337", "  ", "a", "unmediated", "b", "n", "2", "rdamedia"),
-        _field("338", "  ", "a", "volume", "b", "nc", "2", "rdacarrier"),
-    )
+        fields.append(_F310)
+    fields += _F33X
     for heading, _dewey in subjects:
         pairs = ["a", heading]
         if rng.random() < 0.4:
             pairs += list(rng.choice(_SUBDIVISIONS))
         pairs[-1] += "."
-        record.add_field(_field("650", " 0", *pairs))
+        fields.append(_field("650", " 0", *pairs))
     home = rng.choice((0, 0, 0, 1, 2))
     for copy in range(1, rng.choice((1, 1, 2, 2, 3)) + 1):
         branch = BRANCHES[(home + copy - 1) % len(BRANCHES)][0]
-        record.add_field(_field(
+        fields.append(_field(
             "852", "1 ", "a", ORGANISATION, "b", branch, "c", rng.choice(_SHELVING),
             "h", dewey, "i", cutter, "t", str(copy), "p", barcode_for(number, copy)))
-    return record
+    return leader, fields
 
 
 def demo_records(count: int, *, start: int = 1) -> Iterator[pymarc.Record]:
@@ -301,8 +357,8 @@ def write_demo_marc(path: Path, records: int = 2000) -> int:
     Byte-identical on every run: for tests and benchmarks of the MARC importer.
     """
     with Path(path).open("wb") as handle:
-        for record in demo_records(records):
-            handle.write(record.as_marc())
+        for number in range(1, records + 1):
+            handle.write(_demo_marc(*_demo_fields(number)))
     return records
 
 
@@ -347,9 +403,13 @@ class _Circulation:
     queued_hold: str | None = None  # loan: another patron waits for the title
 
 
-def _circulation(barcode: str) -> _Circulation:
-    """Deterministic per item: ~1 in 12 on loan (some overdue), ~1 in 100 on the hold shelf."""
-    rng = random.Random(f"{SEED}:{barcode}")
+def _circulation(barcode: str, rng: random.Random | None = None) -> _Circulation:
+    """Deterministic per item: ~1 in 12 on loan (some overdue), ~1 in 100 on the hold shelf.
+
+    ``rng`` is reseeded (cheaper than a new generator; the same sequence).
+    """
+    rng = rng or random.Random()
+    rng.seed(f"{SEED}:{barcode}")
     draw = rng.random()
     if draw < 1 / 12:
         if rng.random() < 0.1:
@@ -431,19 +491,36 @@ def write_demo(conn: sqlite3.Connection, *, records: int = 2000,
                                                item.location, today)
         return write
 
+    def count(stored: StoredRecord | None, error: Exception | None) -> None:
+        if error is not None:
+            raise error
+        assert stored is not None
+        summary.records += 1
+        summary.items += len(stored.item_ids)
+
+    # The records go straight from the generator's fields to ISO 2709 bytes, search fields and
+    # items, without pymarc objects (demo_record builds the same record as a pymarc.Record).
+    rng = random.Random()
     with CatalogueLoader(conn, batch_size=batch_size) as loader:
         for number in range(1, records + 1):
-            record = demo_record(number)
+            leader, fields = _demo_fields(number)
             states = []
-            for item in extract_items(record).items:
-                state = _circulation(item.barcode)
-                states.append((replace(item, status=state.status), state))
-            stored = loader.store(record, [item for item, _state in states],
-                                  then=circulate(states))
-            summary.records += 1
-            summary.items += len(stored.item_ids)
+            for item in extract_light_items(fields).items:
+                state = _circulation(item.barcode, rng)
+                # what dataclasses.replace(item, status=state.status) makes, for a fifth of it
+                states.append((ItemData(
+                    barcode=item.barcode, location=item.location,
+                    shelving_location=item.shelving_location, call_number=item.call_number,
+                    copy_number=item.copy_number, status=state.status,
+                    temporary=item.temporary, owning_peer=item.owning_peer,
+                    loan_policy=item.loan_policy), state))
+            circulating = any(state.patron is not None for _item, state in states)
+            loader.add(None, [item for item, _state in states],
+                       then=circulate(states) if circulating else None,
+                       done=count, fields=extract_light_fields(fields),
+                       marc=_demo_marc(leader, fields), skippable=())
             if progress is not None and number % 1000 == 0:
-                progress(number)
+                loader.defer(functools.partial(progress, number))
     if progress is not None:
         progress(records)
     summary.seconds = time.perf_counter() - started

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import pymarc
 
@@ -24,9 +26,16 @@ PATRON_STATUSES = ("active", "blocked", "expired")
 _TRAILING_PUNCTUATION = re.compile(r"[\s/:;,.=]+$")
 
 
+_now_cache: list[Any] = [None, ""]
+
+
 def now_iso() -> str:
     """The current time as stored in the database: UTC, ISO 8601, seconds precision."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc)
+    second = now.replace(microsecond=0)
+    if _now_cache[0] != second:  # formatting costs more than the clock: once per second
+        _now_cache[:] = [second, second.isoformat(timespec="seconds")]
+    return _now_cache[1]
 
 
 def _clean(text: str) -> str:
@@ -47,19 +56,32 @@ class RecordFields:
     other_words: str
 
 
-def _subfields(record: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[str]:
-    values = []
-    for f in record.get_fields(*tags):
-        if f.is_control_field():
-            continue
-        text = " ".join(v for c, v in _pairs(f) if c in codes)
-        if text.strip():
-            values.append(_clean(text))
-    return values
+# A field as the extractors read it: (tag, data, subfields, ...). ``data`` is the content of a
+# control field and None for a data field; ``subfields`` is a sequence of (code, value) pairs
+# (empty for a control field); anything after those three is ignored. :func:`light_fields`
+# turns a pymarc record into these; the demo generator builds them directly.
+LightField = tuple[Any, ...]
+
+_AUTHOR_MAIN_TAGS = frozenset(("100", "110", "111"))
+_AUTHOR_ADDED_TAGS = frozenset(("700", "710"))
+_SUBJECT_TAGS = frozenset(("600", "610", "611", "630", "650", "651", "655"))
+_PUBLICATION_TAGS = frozenset(("264", "260"))
+_OTHER_TAGS = frozenset(("246", "250", "490", "500", "505", "520", "830"))
+_IDENTIFIER_TAGS = frozenset(("020", "022", "035"))
+_EXTRACTED_TAGS = (_AUTHOR_MAIN_TAGS | _AUTHOR_ADDED_TAGS | _SUBJECT_TAGS | _PUBLICATION_TAGS
+                   | _OTHER_TAGS | _IDENTIFIER_TAGS | {"001", "008", "245"})
 
 
-def _pairs(f: pymarc.Field) -> list[tuple[str, str]]:
-    return [(sf.code, sf.value) for sf in f.subfields]
+def light_fields(record: pymarc.Record) -> list[LightField]:
+    """The fields of ``record`` as (tag, data, subfields) tuples, in record order."""
+    return [(f.tag, f.data, ()) if f.is_control_field() else (f.tag, None, f.subfields)
+            for f in record.fields]
+
+
+def _joined(pairs: Sequence[tuple[str, str]], codes: str) -> str | None:
+    """The values of the subfields with a code in ``codes``, joined and cleaned; None if blank."""
+    text = " ".join([v for c, v in pairs if c in codes])
+    return _clean(text) if text.strip() else None
 
 
 def extract_fields(record: pymarc.Record) -> RecordFields:
@@ -67,36 +89,77 @@ def extract_fields(record: pymarc.Record) -> RecordFields:
 
     Raises ValueError when the record has no 001 control number (no stable local id).
     """
-    control = record.get("001")
-    local_id = control.data.strip() if control is not None and control.data else ""
+    return extract_light_fields(light_fields(record))
+
+
+def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
+    """:func:`extract_fields` for a record given as :data:`LightField` tuples (one pass)."""
+    control = f008 = None
+    seen_001 = seen_008 = False
+    titles: list[str] = []
+    authors: list[str] = []
+    added_authors: list[str] = []
+    subjects: list[str] = []
+    publishers: list[str] = []
+    dates: list[str] = []
+    other: list[str] = []
+    isbns: list[tuple[str, str]] = []
+    issns: list[tuple[str, str]] = []
+    oclcs: list[tuple[str, str]] = []
+    extracted = _EXTRACTED_TAGS
+    for entry in fields:  # indexed, not unpacked: an entry may carry more (demo indicators)
+        tag = entry[0]
+        if tag not in extracted:
+            continue
+        data, pairs = entry[1], entry[2]
+        if tag == "001":
+            if not seen_001:
+                seen_001, control = True, data
+            continue
+        if tag == "008":
+            if not seen_008:
+                seen_008, f008 = True, data
+            continue
+        if data is not None:
+            continue  # a control field under a data field's tag
+        if tag == "245":
+            if (text := _joined(pairs, "abnp")) is not None:
+                titles.append(text)
+        elif tag in _SUBJECT_TAGS:
+            subjects.append(" -- ".join(
+                [_clean(v) for c, v in pairs if c in "abcdvxyz" and v.strip()]))
+        elif tag in _PUBLICATION_TAGS:
+            if (text := _joined(pairs, "b")) is not None:
+                publishers.append(text)
+            if (text := _joined(pairs, "c")) is not None:
+                dates.append(text)
+        elif tag in _OTHER_TAGS:
+            if (text := _joined(pairs, "abcdefghnpv")) is not None:
+                other.append(text)
+        elif tag in _AUTHOR_MAIN_TAGS:
+            if (text := _joined(pairs, "abcdq")) is not None:
+                authors.append(text)
+        elif tag in _AUTHOR_ADDED_TAGS:
+            if (text := _joined(pairs, "abcd")) is not None:
+                added_authors.append(text)
+        elif tag == "020":
+            for c, value in pairs:
+                if c == "a" or c == "z":
+                    isbns += [("isbn", form) for form in isbn_forms(value)]
+        elif tag == "022":
+            for c, value in pairs:
+                if c == "a" and (issn := normalise_issn(value)):
+                    issns.append(("issn", issn))
+        elif tag == "035":
+            for c, value in pairs:
+                if c == "a" and "(OCoLC)" in value and (oclc := normalise_oclc(value)):
+                    oclcs.append(("oclc", oclc))
+    local_id = control.strip() if control else ""
     if not local_id:
         raise ValueError("no 001 control number")
-    titles = _subfields(record, ("245",), "abnp")
-    authors = _subfields(record, ("100", "110", "111"), "abcdq") or _subfields(
-        record, ("700", "710"), "abcd")
-    subjects = tuple(
-        " -- ".join(_clean(v) for c, v in _pairs(f) if c in "abcdvxyz" and v.strip())
-        for f in record.get_fields("600", "610", "611", "630", "650", "651", "655")
-        if not f.is_control_field())
-    publishers = _subfields(record, ("264", "260"), "b")
-    dates = _subfields(record, ("264", "260"), "c")
-    year = _year(dates[0] if dates else "") or _year_from_008(record)
-    identifiers: list[tuple[str, str]] = [("local", local_id)]
-    for f in record.get_fields("020"):
-        for value in f.get_subfields("a", "z"):
-            identifiers += [("isbn", form) for form in isbn_forms(value)]
-    for f in record.get_fields("022"):
-        for value in f.get_subfields("a"):
-            issn = normalise_issn(value)
-            if issn:
-                identifiers.append(("issn", issn))
-    for f in record.get_fields("035"):
-        for value in f.get_subfields("a"):
-            if "(OCoLC)" in value:
-                oclc = normalise_oclc(value)
-                if oclc:
-                    identifiers.append(("oclc", oclc))
-    other = _subfields(record, ("246", "250", "490", "500", "505", "520", "830"), "abcdefghnpv")
+    authors = authors or added_authors
+    year = _year(dates[0] if dates else "") or _year_from_008_data(f008)
+    identifiers = [("local", local_id), *isbns, *issns, *oclcs]
     return RecordFields(
         local_id=local_id,
         title=titles[0] if titles else "",
@@ -109,26 +172,35 @@ def extract_fields(record: pymarc.Record) -> RecordFields:
     )
 
 
+_YEAR = re.compile(r"(1[0-9]{3}|20[0-9]{2})")
+
+
 def _year(text: str) -> int | None:
-    match = re.search(r"(1[0-9]{3}|20[0-9]{2})", text)
+    match = _YEAR.search(text)
     return int(match.group(1)) if match else None
 
 
 def _year_from_008(record: pymarc.Record) -> int | None:
     f008 = record.get("008")
-    if f008 is None or not f008.data or len(f008.data) < 11:
+    return _year_from_008_data(f008.data if f008 is not None else None)
+
+
+def _year_from_008_data(data: str | None) -> int | None:
+    if not data or len(data) < 11:
         return None
-    return _year(f008.data[7:11])
+    return _year(data[7:11])
 
 
 def upsert_record(conn: sqlite3.Connection, record: pymarc.Record, *,
-                  temporary: bool = False) -> tuple[int, bool]:
+                  temporary: bool = False, marc: bytes | None = None) -> tuple[int, bool]:
     """Insert a record, or update the one with the same local id; return ``(id, created)``.
 
-    The search fields, identifier index and word index are rewritten with it.
+    The search fields, identifier index and word index are rewritten with it. ``marc``, when
+    given, must be ``record.as_marc()`` (an importer that read those very bytes passes them).
     """
     fields = extract_fields(record)
-    marc = record.as_marc()
+    if marc is None:
+        marc = record.as_marc()
     now = now_iso()
     row = conn.execute("SELECT id FROM records WHERE local_id = ?", (fields.local_id,)).fetchone()
     values = (marc, fields.title, fields.author, "\n".join(fields.subjects), fields.publisher,
@@ -155,6 +227,95 @@ def upsert_record(conn: sqlite3.Connection, record: pymarc.Record, *,
         "INSERT INTO records_fts (rowid, title, author, subject, anywords) VALUES (?, ?, ?, ?, ?)",
         (record_id, fields.title, fields.author, "\n".join(fields.subjects), fields.other_words))
     return record_id, created
+
+
+# -- bulk writes ------------------------------------------------------------------------------
+#
+# A bulk load writes a batch of records (then their items) with a few executemany statements
+# instead of several statements per record. The database ends up exactly as with upsert_record
+# and upsert_item called one by one in the same order: new rows get the ids SQLite would have
+# given them (one more than the largest, in order), updates keep their ids and creation times.
+
+_IN_CHUNK = 500  # host parameters per IN (...) lookup
+
+
+def _lookup(conn: sqlite3.Connection, sql: str, keys: Sequence[object]) -> list[tuple]:
+    """Rows of ``sql`` (with one ``{}`` for the IN list) for ``keys``, in chunks."""
+    rows: list[tuple] = []
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start:start + _IN_CHUNK]
+        rows += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
+def _next_id(conn: sqlite3.Connection, table: str) -> int:
+    """The id SQLite gives the next row inserted into ``table`` without one."""
+    largest = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608
+    return (largest or 0) + 1
+
+
+def upsert_records(conn: sqlite3.Connection,
+                   batch: Sequence[tuple[RecordFields, bytes, bool]]) -> list[tuple[int, bool]]:
+    """:func:`upsert_record` for each ``(fields, marc, temporary)`` of ``batch``, in bulk.
+
+    Returns ``(id, created)`` for each, in order. The same local id may come more than once:
+    the later one updates the earlier, as it would one by one.
+    """
+    results: list[tuple[int, bool]] = []
+    start = 0
+    while start < len(batch):
+        seen: set[str] = set()
+        end = start
+        while end < len(batch) and batch[end][0].local_id not in seen:
+            seen.add(batch[end][0].local_id)
+            end += 1
+        results += _upsert_distinct_records(conn, batch[start:end])
+        start = end
+    return results
+
+
+def _upsert_distinct_records(conn: sqlite3.Connection,
+                             batch: Sequence[tuple[RecordFields, bytes, bool]]
+                             ) -> list[tuple[int, bool]]:
+    existing = dict(_lookup(conn, "SELECT local_id, id FROM records WHERE local_id IN ({})",
+                            [fields.local_id for fields, _marc, _temporary in batch]))
+    now = now_iso()
+    next_id = _next_id(conn, "records") if len(existing) < len(batch) else 0
+    inserts, updates, identifiers, words, results = [], [], [], [], []
+    for fields, marc, temporary in batch:
+        subjects = "\n".join(fields.subjects)
+        record_id = existing.get(fields.local_id)
+        if record_id is None:
+            record_id, next_id = next_id, next_id + 1
+            inserts.append((record_id, marc, fields.title, fields.author, subjects,
+                            fields.publisher, fields.pub_year, int(temporary), now,
+                            fields.local_id, now))
+            results.append((record_id, True))
+        else:
+            updates.append((marc, fields.title, fields.author, subjects, fields.publisher,
+                            fields.pub_year, int(temporary), now, record_id))
+            results.append((record_id, False))
+        identifiers += [(kind, value, record_id) for kind, value in fields.identifiers]
+        words.append((record_id, fields.title, fields.author, subjects, fields.other_words))
+    if inserts:
+        conn.executemany(
+            "INSERT INTO records (id, marc, title, author, subjects, publisher, pub_year,"
+            " temporary, updated_at, local_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+    if updates:
+        conn.executemany(
+            "UPDATE records SET marc = ?, title = ?, author = ?, subjects = ?, publisher = ?,"
+            " pub_year = ?, temporary = ?, updated_at = ? WHERE id = ?", updates)
+        updated = [(row[-1],) for row in updates]
+        conn.executemany("DELETE FROM record_identifiers WHERE record_id = ?", updated)
+        conn.executemany("DELETE FROM records_fts WHERE rowid = ?", updated)
+    conn.executemany(
+        "INSERT OR IGNORE INTO record_identifiers (kind, value, record_id) VALUES (?, ?, ?)",
+        identifiers)
+    conn.executemany(
+        "INSERT INTO records_fts (rowid, title, author, subject, anywords) VALUES (?, ?, ?, ?, ?)",
+        words)
+    return results
 
 
 def delete_record(conn: sqlite3.Connection, record_id: int) -> None:
@@ -207,6 +368,72 @@ def upsert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> tup
         (record_id, item.location, item.shelving_location, item.call_number, item.copy_number,
          status, item.loan_policy, now, row["id"]))
     return row["id"], False
+
+
+def upsert_items(conn: sqlite3.Connection, batch: Sequence[tuple[int, ItemData]]
+                 ) -> list[tuple[int, bool, int | None]]:
+    """:func:`upsert_item` for each ``(record id, item)`` of ``batch``, in bulk.
+
+    Returns ``(item id, created, previous record id)`` for each, in order; the previous record
+    id is None for a new item. A barcode may come more than once (the later one wins).
+    """
+    for _record_id, item in batch:
+        if item.status not in ITEM_STATUSES:
+            raise ValueError(f"unknown item status {item.status!r}")
+    results: list[tuple[int, bool, int | None]] = []
+    start = 0
+    while start < len(batch):
+        seen: set[str] = set()
+        end = start
+        while end < len(batch) and batch[end][1].barcode not in seen:
+            seen.add(batch[end][1].barcode)
+            end += 1
+        results += _upsert_distinct_items(conn, batch[start:end])
+        start = end
+    return results
+
+
+def _upsert_distinct_items(conn: sqlite3.Connection, batch: Sequence[tuple[int, ItemData]]
+                           ) -> list[tuple[int, bool, int | None]]:
+    existing = {barcode: (item_id, record_id) for barcode, item_id, record_id in _lookup(
+        conn, "SELECT barcode, id, record_id FROM items WHERE barcode IN ({})",
+        [item.barcode for _record_id, item in batch])}
+    on_loan: set[int] = set()
+    if existing:
+        on_loan = {row[0] for row in _lookup(
+            conn, "SELECT item_id FROM loans WHERE returned_at IS NULL AND item_id IN ({})",
+            [item_id for item_id, _record_id in existing.values()])}
+    now = now_iso()
+    next_id = _next_id(conn, "items") if len(existing) < len(batch) else 0
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    results: list[tuple[int, bool, int | None]] = []
+    for record_id, item in batch:
+        found = existing.get(item.barcode)
+        if found is None:
+            item_id, next_id = next_id, next_id + 1
+            inserts.append((item_id, item.barcode, record_id, item.location,
+                            item.shelving_location, item.call_number, item.copy_number,
+                            item.status, int(item.temporary), item.owning_peer, item.loan_policy,
+                            now, now))
+            results.append((item_id, True, None))
+        else:
+            item_id, previous = found
+            status = "on_loan" if item_id in on_loan else item.status
+            updates.append((record_id, item.location, item.shelving_location, item.call_number,
+                            item.copy_number, status, item.loan_policy, now, item_id))
+            results.append((item_id, False, previous))
+    if inserts:
+        conn.executemany(
+            "INSERT INTO items (id, barcode, record_id, location, shelving_location, call_number,"
+            " copy_number, status, temporary, owning_peer, loan_policy, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+    if updates:
+        conn.executemany(
+            "UPDATE items SET record_id = ?, location = ?, shelving_location = ?,"
+            " call_number = ?, copy_number = ?, status = ?, loan_policy = ?, updated_at = ?"
+            " WHERE id = ?", updates)
+    return results
 
 
 @dataclass(frozen=True)

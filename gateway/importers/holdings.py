@@ -15,11 +15,12 @@ $q due date (the item is on loan).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pymarc
 
-from gateway.backends.embedded import ItemData
+from gateway.backends.embedded import ItemData, LightField, light_fields
 
 HOLDINGS_TAGS = ("852", "952")
 NOT_FOR_LOAN_POLICY = "not_for_loan"
@@ -33,10 +34,10 @@ class Holdings:
     skipped: tuple[str, ...]
 
 
-def _firsts(field: pymarc.Field) -> dict[str, str]:
+def _firsts(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The first non-empty value of each subfield code, stripped."""
     values: dict[str, str] = {}
-    for code, value in field.subfields:
+    for code, value in pairs:
         if code not in values and value and value.strip():
             values[code] = value.strip()
     return values
@@ -84,17 +85,26 @@ def extract_items(record: pymarc.Record) -> Holdings:
     A field without a barcode ($p), or repeating a barcode already seen in the same record, is
     skipped with a note naming the field (``"852 #2: no barcode ($p)"``).
     """
+    return extract_light_items(light_fields(record))
+
+
+def extract_light_items(fields: Iterable[LightField]) -> Holdings:
+    """:func:`extract_items` for a record given as (tag, data, subfields) tuples."""
     items: list[ItemData] = []
     skipped: list[str] = []
     seen: set[str] = set()
     counts = {tag: 0 for tag in HOLDINGS_TAGS}
-    for field in record.get_fields(*HOLDINGS_TAGS):
-        counts[field.tag] += 1
-        name = f"{field.tag} #{counts[field.tag]}"
-        if field.is_control_field():
+    for field in fields:
+        tag = field[0]
+        if tag not in counts:
+            continue
+        data, pairs = field[1], field[2]
+        counts[tag] += 1
+        name = f"{tag} #{counts[tag]}"
+        if data is not None:
             skipped.append(f"{name}: not a data field")
             continue
-        values = _firsts(field)
+        values = _firsts(pairs)
         barcode = values.get("p", "")
         if not barcode:
             skipped.append(f"{name}: no barcode ($p), item skipped")
@@ -103,6 +113,6 @@ def extract_items(record: pymarc.Record) -> Holdings:
             skipped.append(f"{name}: barcode {barcode!r} repeated in the record, item skipped")
             continue
         seen.add(barcode)
-        build = _item_from_852 if field.tag == "852" else _item_from_952
+        build = _item_from_852 if tag == "852" else _item_from_952
         items.append(build(values, barcode))
     return Holdings(items=tuple(items), skipped=tuple(skipped))

@@ -11,6 +11,13 @@ the loader rolls its batch back, writes the rest of the batch again, and retries
 alone inside a SAVEPOINT, so that only that record is lost. (A SAVEPOINT around every record
 would do the same more simply, but costs about a fifth of the import rate.)
 
+:meth:`CatalogueLoader.add` is the bulk way: records are queued and a whole batch is written
+with a few ``executemany`` statements (:func:`~gateway.backends.embedded.upsert_records` and
+:func:`~gateway.backends.embedded.upsert_items`) when it is full, each record's ``done``
+callback running after the batch committed. The database content is the same as with
+:meth:`~CatalogueLoader.store`. Should the bulk write fail, the batch is rolled back and written
+again record by record, each inside a SAVEPOINT, so that only the failing record is lost.
+
 While it is open the loader raises the connection's page cache to ``CACHE_KIB`` (with the
 default 2 MiB, index inserts of a large load keep reading pages back), and pauses Python's
 cyclic garbage collector: a load allocates millions of small acyclic objects (pymarc fields
@@ -28,7 +35,16 @@ from types import TracebackType
 
 import pymarc
 
-from gateway.backends.embedded import ITEM_STATUSES, ItemData, upsert_item, upsert_record
+from gateway.backends.embedded import (
+    ITEM_STATUSES,
+    ItemData,
+    RecordFields,
+    extract_fields,
+    upsert_item,
+    upsert_items,
+    upsert_record,
+    upsert_records,
+)
 
 DEFAULT_BATCH_SIZE = 1000
 CACHE_KIB = 65536
@@ -51,12 +67,21 @@ class StoredRecord:
     moved: tuple[tuple[str, int], ...]  # (barcode, previous record id) of items re-attached
 
 
+# What :meth:`CatalogueLoader.add` reports for each record once its batch is committed: what
+# storing it did, or the exception that made it fail (nothing of it was written).
+Done = Callable[["StoredRecord | None", "Exception | None"], None]
+
+
 @dataclass(frozen=True)
 class _Pending:
-    record: pymarc.Record
+    record: pymarc.Record | None
     items: tuple[ItemData, ...]
     temporary: bool
     then: AfterStore | None
+    fields: RecordFields | None = None
+    marc: bytes | None = None
+    done: Done | None = None
+    skippable: tuple[type[Exception], ...] = ()
 
 
 def check_record(record: pymarc.Record, items: Iterable[ItemData]) -> None:
@@ -64,6 +89,11 @@ def check_record(record: pymarc.Record, items: Iterable[ItemData]) -> None:
     control = record.get("001")
     if control is None or not (control.data or "").strip():
         raise ValueError("no 001 control number")
+    check_record_items(items)
+
+
+def check_record_items(items: Iterable[ItemData]) -> None:
+    """Raise ValueError for an item the backend would refuse only after it had started writing."""
     for item in items:
         if item.status not in ITEM_STATUSES:
             raise ValueError(f"item {item.barcode!r}: unknown item status {item.status!r}")
@@ -82,6 +112,8 @@ class CatalogueLoader:
         self._conn = conn
         self._batch_size = batch_size
         self._batch: list[_Pending] = []
+        self._queue: list[_Pending | Callable[[], None]] = []  # add()ed records, deferred calls
+        self._queued = 0  # records in _queue
         self._gc_was_enabled = False
         self._cache_size: int = -2000
 
@@ -116,6 +148,8 @@ class CatalogueLoader:
         """
         pending = _Pending(record, tuple(items), temporary, then)
         check_record(record, pending.items)
+        if self._queue:
+            self.flush()  # records add()ed earlier come first
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -127,22 +161,175 @@ class CatalogueLoader:
             self.commit()
         return stored
 
+    def add(self, record: pymarc.Record | None, items: Iterable[ItemData] = (), *,
+            temporary: bool = False, then: AfterStore | None = None,
+            done: Done | None = None, marc: bytes | None = None,
+            fields: RecordFields | None = None,
+            skippable: tuple[type[Exception], ...] = (ValueError, sqlite3.IntegrityError)
+            ) -> None:
+        """Queue ``record`` and ``items`` for a bulk write, as :meth:`store` would write them.
+
+        ``done`` runs once the record's batch is committed: with what was stored, or with the
+        error (one of ``skippable``) that made the record fail and be left out. Any other error
+        rolls the whole batch back and propagates, as it would from :meth:`store`.
+        ``marc``, when given, is ``record.as_marc()``; ``fields``, when given, is
+        ``extract_fields(record)`` (with both, ``record`` may be None).
+        Raises ValueError at once, with nothing queued, for what :func:`check_record` refuses.
+        """
+        items = tuple(items)
+        if fields is None:
+            assert record is not None
+            check_record(record, items)
+            fields = extract_fields(record)
+        else:
+            check_record_items(items)
+        if marc is None:
+            assert record is not None
+            marc = record.as_marc()
+        # The record itself is not kept: its fields and bytes are all a write needs, and
+        # pymarc objects held for a whole batch make the cyclic collector's passes long.
+        self._queue.append(_Pending(None, items, temporary, then, fields, marc, done,
+                                    skippable))
+        self._queued += 1
+        if self._queued >= self._batch_size:
+            self.flush()
+
+    def defer(self, call: Callable[[], None]) -> None:
+        """Run ``call`` after the records added before it are written (at once if none are)."""
+        if self._queued:
+            self._queue.append(call)
+        else:
+            call()
+
+    def flush(self) -> None:
+        """Write and commit the records queued by :meth:`add`, then run their callbacks."""
+        if self._batch:  # records of store() come first
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+            self._batch.clear()
+        queue, self._queue, self._queued = self._queue, [], 0
+        pending = [entry for entry in queue if isinstance(entry, _Pending)]
+        outcomes: dict[int, tuple[StoredRecord | None, Exception | None]] = {}
+        if pending:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    for index, written in enumerate(self._write_bulk(pending)):
+                        outcomes[id(pending[index])] = (written, None)
+                except Exception:  # noqa: BLE001 - redone one by one, where it is reported
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    for one in pending:
+                        outcome = outcomes[id(one)] = self._write_alone(one)
+                        if outcome[1] is not None and not isinstance(outcome[1], one.skippable):
+                            raise outcome[1] from None
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        for entry in queue:
+            if not isinstance(entry, _Pending):
+                entry()
+                continue
+            stored, error = outcomes[id(entry)]
+            if entry.done is not None:
+                entry.done(stored, error)
+        del queue, pending, outcomes
+        gc.collect(1)
+
     def commit(self) -> None:
-        """Commit the records stored since the last commit."""
+        """Commit the records stored since the last commit (and write those added)."""
         if self._conn.in_transaction:
             self._conn.execute("COMMIT")
         self._batch.clear()
         gc.collect(1)
+        if self._queue:
+            self.flush()
 
     def rollback(self) -> None:
-        """Undo the records stored since the last commit."""
+        """Undo the records stored since the last commit, and drop those added."""
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._batch.clear()
+        self._queue, self._queued = [], 0
+
+    def _write_bulk(self, pending: list[_Pending]) -> list[StoredRecord]:
+        """Write ``pending`` in runs without a repeated local id or barcode, in bulk."""
+        stored: list[StoredRecord] = []
+        start = 0
+        while start < len(pending):
+            local_ids: set[str] = set()
+            barcodes: set[str] = set()
+            end = start
+            while end < len(pending):
+                entry = pending[end]
+                assert entry.fields is not None
+                codes = {item.barcode for item in entry.items}
+                if entry.fields.local_id in local_ids or not barcodes.isdisjoint(codes) \
+                        or len(codes) < len(entry.items):
+                    break
+                local_ids.add(entry.fields.local_id)
+                barcodes |= codes
+                end += 1
+            if end == start:  # a record repeating a barcode of its own: one by one
+                stored.append(self._write(pending[start]))
+                start += 1
+                continue
+            stored += self._write_run(pending[start:end])
+            start = end
+        return stored
+
+    def _write_run(self, run: list[_Pending]) -> list[StoredRecord]:
+        conn = self._conn
+        records = upsert_records(conn, [(entry.fields, entry.marc, entry.temporary)
+                                        for entry in run
+                                        if entry.fields is not None and entry.marc is not None])
+        item_rows = upsert_items(conn, [(record_id, item) for entry, (record_id, _created)
+                                        in zip(run, records, strict=True)
+                                        for item in entry.items])
+        stored: list[StoredRecord] = []
+        position = 0
+        for entry, (record_id, created) in zip(run, records, strict=True):
+            count = len(entry.items)
+            rows = item_rows[position:position + count]
+            position += count
+            item_ids = tuple([row[0] for row in rows])
+            previous = [row[2] for row in rows]  # None for the items just created
+            made = previous.count(None)
+            moved: tuple[tuple[str, int], ...] = ()
+            if made < count:
+                moved = tuple([(item.barcode, before)
+                               for item, before in zip(entry.items, previous, strict=True)
+                               if before is not None and before != record_id])
+            if entry.then is not None:
+                entry.then(conn, record_id, item_ids)
+            stored.append(StoredRecord(record_id, created, item_ids, made, count - made,
+                                       moved))
+        return stored
+
+    def _write_alone(self, pending: _Pending) -> tuple[StoredRecord | None, Exception | None]:
+        conn = self._conn
+        conn.execute("SAVEPOINT import_record")
+        try:
+            stored = self._write(pending)
+        except Exception as exc:  # noqa: BLE001 - handed to the record's done callback
+            conn.execute("ROLLBACK TO import_record")
+            conn.execute("RELEASE import_record")
+            return None, exc
+        conn.execute("RELEASE import_record")
+        return stored, None
 
     def _write(self, pending: _Pending) -> StoredRecord:
         conn = self._conn
-        record_id, created = upsert_record(conn, pending.record, temporary=pending.temporary)
+        if pending.record is None:
+            assert pending.fields is not None and pending.marc is not None
+            record_id, created = upsert_records(
+                conn, [(pending.fields, pending.marc, pending.temporary)])[0]
+        else:
+            record_id, created = upsert_record(conn, pending.record, temporary=pending.temporary,
+                                               marc=pending.marc)
         items_created = items_updated = 0
         moved: list[tuple[str, int]] = []
         item_ids: list[int] = []

@@ -8,6 +8,7 @@ skipped; the run goes on. Records are committed in batches (see :mod:`gateway.im
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.importers.holdings import extract_items
-from gateway.importers.loader import DEFAULT_BATCH_SIZE, CatalogueLoader
+from gateway.importers.loader import DEFAULT_BATCH_SIZE, CatalogueLoader, StoredRecord
 from gateway.importers.marcfiles import RecordRead, read_records
 
 PROGRESS_EVERY = 100
@@ -94,7 +95,8 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                 batch_size: int = DEFAULT_BATCH_SIZE) -> ImportSummary:
     """Import the records and items of MARC files into the embedded catalogue.
 
-    ``report`` receives one line per problem (``"books.mrc: record 7: no 001 control number"``);
+    ``report`` receives one line per problem (``"books.mrc: record 7: no 001 control number"``),
+    in record order, once the record's batch is written;
     ``progress`` the running count of records read, every hundred records and at the end of
     each file. ``force_utf8`` treats ISO 2709 records as UTF-8 whatever leader/09 says.
     """
@@ -102,8 +104,13 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
     started = time.perf_counter()
     try:
         with CatalogueLoader(conn, batch_size=batch_size) as loader:
+            # Records are written a batch at a time: what is said about a record waits until
+            # its batch is written, so that report lines keep the order of the records.
+            def say(line: str) -> None:
+                loader.defer(functools.partial(report, line))
+
             for path in map(Path, paths):
-                records = _records_of(path, report, force_utf8=force_utf8)
+                records = _records_of(path, say, force_utf8=force_utf8)
                 if records is None:
                     summary.files_failed += 1
                     continue
@@ -111,11 +118,11 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                 try:
                     for read in records:
                         summary.records_read += 1
-                        _import_one(loader, path, read, summary, report)
+                        _import_one(loader, path, read, summary, say)
                         if progress is not None and summary.records_read % PROGRESS_EVERY == 0:
                             progress(summary.records_read)
                 except OSError as exc:
-                    report(f"{path}: read error, rest of the file skipped: {exc.strerror or exc}")
+                    say(f"{path}: read error, rest of the file skipped: {exc.strerror or exc}")
                 if progress is not None:
                     progress(summary.records_read)
     finally:
@@ -137,20 +144,26 @@ def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: 
     for note in read.notes:
         report(f"{where}: {note}")
     holdings = extract_items(read.record)
+
+    def done(stored: StoredRecord | None, error: Exception | None) -> None:
+        if error is not None:
+            summary.records_skipped += 1
+            report(f"{where}: {error}, record skipped")
+            return
+        assert stored is not None
+        for note in holdings.skipped:
+            report(f"{where}: {note}")
+        for barcode, previous in stored.moved:
+            report(f"{where}: item {barcode!r} moved here from record id {previous}")
+        summary.items_skipped += len(holdings.skipped)
+        summary.items_created += stored.items_created
+        summary.items_updated += stored.items_updated
+        if stored.created:
+            summary.records_created += 1
+        else:
+            summary.records_updated += 1
+
     try:
-        stored = loader.store(read.record, holdings.items)
-    except (ValueError, sqlite3.IntegrityError) as exc:
-        summary.records_skipped += 1
-        report(f"{where}: {exc}, record skipped")
-        return
-    for note in holdings.skipped:
-        report(f"{where}: {note}")
-    for barcode, previous in stored.moved:
-        report(f"{where}: item {barcode!r} moved here from record id {previous}")
-    summary.items_skipped += len(holdings.skipped)
-    summary.items_created += stored.items_created
-    summary.items_updated += stored.items_updated
-    if stored.created:
-        summary.records_created += 1
-    else:
-        summary.records_updated += 1
+        loader.add(read.record, holdings.items, marc=read.marc, done=done)
+    except ValueError as exc:
+        done(None, exc)

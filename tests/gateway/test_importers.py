@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.backends import embedded
 from gateway.importers import (
     ImportSummary,
     PatronImportError,
@@ -375,17 +374,12 @@ def test_marcxml_not_well_formed_keeps_earlier_records(conn: sqlite3.Connection,
 
 
 def test_batches_commit_and_a_failing_record_is_isolated(
-        conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: sqlite3.Connection, tmp_path: Path) -> None:
     """A record that fails half-way is undone alone; its batch-mates still commit."""
-    real_upsert_item = embedded.upsert_item
-
-    def flaky(c: sqlite3.Connection, record_id: int, item: embedded.ItemData
-              ) -> tuple[int, bool]:
-        if item.barcode == "B7":
-            raise sqlite3.IntegrityError("simulated failure")
-        return real_upsert_item(c, record_id, item)
-
-    monkeypatch.setattr("gateway.importers.loader.upsert_item", flaky)
+    # The item insert fails for B7, after its record was written: in the bulk write of the
+    # batch and again when the record is retried alone.
+    conn.execute("CREATE TEMP TRIGGER flaky BEFORE INSERT ON items WHEN NEW.barcode = 'B7'"
+                 " BEGIN SELECT RAISE(ABORT, 'simulated failure'); END")
     path = tmp_path / "batch.mrc"
     path.write_bytes(b"".join(book(f"n{i}", f"Book {i}", item_852(f"B{i}"))
                               for i in range(1, 26)))
