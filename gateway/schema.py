@@ -188,6 +188,12 @@ MIGRATIONS: list[str] = [
     CREATE VIRTUAL TABLE records_fts_vocab_row USING fts5vocab(records_fts, 'row');
     CREATE INDEX records_temporary ON records(id) WHERE temporary = 1;
     """,
+    # 3: a patron's active hold on a record is looked up on every hold placed (demo data, the
+    #    lender's RequestItem): index it rather than scan the patron's history.
+    """
+    CREATE INDEX holds_patron_record_active ON holds(patron_id, record_id)
+        WHERE status = 'active';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
