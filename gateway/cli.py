@@ -457,6 +457,23 @@ def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
         conn.close()
 
 
+def _raise_file_limit(log: Any) -> None:
+    """Raise the soft open-files limit to the hard one: every connection is a descriptor, and
+    the connection caps (z3950/ncip ``max_connections``, 1000 each by default) need more than
+    the common soft default of 1024."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.info("open files limit raised from {soft} to {hard}", soft=soft, hard=hard)
+    except (ImportError, OSError, ValueError) as e:
+        log.warn("could not raise the open files limit: {error}", error=str(e))
+
+
 def _serve(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from twisted.internet import reactor
@@ -469,6 +486,7 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     log = Logger(namespace="interlend")
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
                           ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
+    _raise_file_limit(log)
     gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     status = [EXIT_OK]
 

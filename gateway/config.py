@@ -534,4 +534,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigErrors(source, [f"cannot read: {e.strerror or e}"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigErrors(source, [f"not valid TOML: {e}"]) from None
+    except UnicodeDecodeError as e:  # tomllib decodes the bytes first, outside its own errors
+        raise ConfigErrors(source, [f"not valid TOML: not UTF-8 text ({e.reason} at byte "
+                                    f"{e.start})"]) from None
     return parse_config(raw, source)

@@ -95,10 +95,11 @@ class Metrics:
         self.registry.register(_LiveState(gateway))
 
     def observe(self, protocol: str, service: str, peer: str | None, outcome: str,
-                seconds: float) -> None:
-        """Count one answered exchange and its latency."""
+                seconds: float | None) -> None:
+        """Count one answered exchange and its latency (None: count only, no latency known)."""
         self.requests.labels(protocol, service, peer or "-", outcome).inc()
-        self.latency.labels(protocol, service).observe(seconds)
+        if seconds is not None:
+            self.latency.labels(protocol, service).observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text for ``/metrics``."""

@@ -25,6 +25,7 @@ from gateway.backends import base as domain
 from gateway.config import Peer
 from gateway.http import NcipRequestContext
 from gateway.peers import Credentials, PeerError, attribute
+from gateway.store import StoreError
 from protocols.ncip.dialect import PrefixStyle
 from protocols.ncip.messages import Envelope
 from protocols.ncip.parser import parse_message
@@ -173,6 +174,13 @@ class NcipService:
             problem = raised  # an ``as`` name is unbound when its except block ends
         except domain.CirculationError as error:
             problem = problem_for(error)
+        except StoreError as error:
+            # The database is unavailable (full, read-only, locked): an operational condition
+            # the store has already logged and /healthz reports -- one line here, no traceback
+            # per request while brokers keep retrying.
+            log.error("NCIP {service} from peer {peer} not done: {error}",
+                      service=envelope.service, peer=peer.name, error=str(error))
+            problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
         except Exception:
             log.failure("NCIP {service} from peer {peer} failed", service=envelope.service,
                         peer=peer.name)

@@ -145,12 +145,22 @@ class Store:
         self._stopped: Deferred[None] | None = None
         self.stats = WriterStats()
         self.pending = 0
+        self._wal_path = Path(f"{self.path}-wal")
+        self._generation = 0          # bumped when every connection must be reopened
+        self._writer_conn: sqlite3.Connection | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Migrate the schema, then start the writer thread and the reader pool."""
-        open_database(self.path, busy_timeout=self._busy_timeout).close()
+        try:
+            open_database(self.path, busy_timeout=self._busy_timeout).close()
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as e:
+            # e.g. "unable to open database file" / "attempt to write a readonly database":
+            # say which file, and keep it one line in the start-up failure
+            raise StoreError(f"{self.path}: cannot open the database: {e}") from e
         ready = threading.Event()
         errors: list[BaseException] = []
         self._writer = threading.Thread(target=self._run_writer, args=(ready, errors),
@@ -165,6 +175,10 @@ class Store:
         """Finish every queued write, then close all connections. Fires when done."""
         if self._stopped is None:
             self._stopped = Deferred()
+            if self._writer is None or not self._writer.is_alive():
+                # never started (start-up failed) or already gone: nothing to wait for --
+                # waiting here used to hang the daemon's shutdown after a failed start
+                self._stopped.callback(None)
             self._queue.put(_STOP)
             self._pool.stop()
             with self._lock:
@@ -201,6 +215,7 @@ class Store:
             errors.append(e)
             ready.set()
             return
+        self._writer_conn = conn
         ready.set()
         try:
             while True:
@@ -218,15 +233,15 @@ class Store:
                         stop_after = True
                         break
                     batch.append(job)
-                self._commit_batch(conn, batch)
+                self._commit_batch(self._writer_conn, batch)
                 if stop_after:
                     break
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass
         finally:
-            conn.close()
+            self._writer_conn.close()
             self._reactor.callFromThread(self._writer_stopped)
 
     def _writer_stopped(self) -> None:
@@ -263,13 +278,38 @@ class Store:
             self._rollback(conn)
             self._fail_batch(batch, e)
             return
+        wal_error = self._check_wal(conn)
         elapsed = time.monotonic() - started
         self.stats.commits += 1
         self.stats.jobs += len(batch)
         self.stats.last_commit_seconds = elapsed
         self.stats.commit_seconds_total += elapsed
-        self.stats.last_error = None
+        self.stats.last_error = wal_error
         self._reactor.callFromThread(self._deliver, batch)
+
+    def _check_wal(self, conn: sqlite3.Connection) -> str | None:
+        """After a commit: is the -wal file still there? If someone deleted it, SQLite keeps
+        writing into the unlinked file (lost at the next crash) and connections opened later
+        would create a second, different WAL. So: checkpoint everything into the main file
+        (before the replies leave, so a reply still means durably done), then reopen the
+        writer's connection -- which creates a fresh WAL -- and make every reader reconnect
+        before its next read. Logged as an error; returns the note for ``/healthz``."""
+        if str(self.path) == ":memory:" or self._wal_path.exists():
+            return None
+        log.error("WAL file {wal} was deleted while running: checkpointing into the "
+                  "database and reopening connections", wal=str(self._wal_path))
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if busy:
+                raise sqlite3.OperationalError("checkpoint could not complete (busy)")
+            self._writer_conn = connect(self.path, busy_timeout=self._busy_timeout)
+            conn.close()
+        except sqlite3.Error as e:
+            log.error("recovering from the deleted WAL failed: {error}; restart the daemon",
+                      error=str(e))
+            return f"WAL file deleted, recovery failed ({e}): restart to recreate the WAL"
+        self._generation += 1
+        return "WAL file was deleted while running (recovered: checkpointed, new WAL)"
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
@@ -302,10 +342,17 @@ class Store:
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            with self._lock:                  # the WAL was replaced: reconnect (see _check_wal)
+                if conn in self._reader_connections:
+                    self._reader_connections.remove(conn)
+            conn.close()
+            conn = None
         if conn is None:
             conn = connect(self.path, busy_timeout=self._busy_timeout, readonly=True,
                            check_same_thread=False)
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._lock:
                 self._reader_connections.append(conn)
         return work(conn)

@@ -1,0 +1,702 @@
+"""``python -m bench [--quick|--full] [--out bench/results]``: the Interlend benchmark suite.
+
+Sections (``--only`` picks some): ``z3950`` (cycles and kept-open associations against the
+gateway, yaz-ztest fork, yaz-ztest -T and zebrasrv), ``ncip`` (wrk LookupUser/AcceptItem against
+the gateway and the twisted.web ceiling), ``scale`` (import rate, search latency, cycle rate by
+catalogue size), ``memory`` (READY time, RSS with idle associations/connections), ``profile``
+(py-spy on the gateway's Z39.50 cycle and NCIP LookupUser paths; default in full mode only).
+
+Everything runs on 127.0.0.1; scratch data goes to a temporary directory (``--scratch`` to choose
+one and keep it); every server started is stopped, also on Ctrl-C and errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import ncip_load, profiling, report, scale, servers
+from bench import memory as memory_mod
+from bench.z3950_load import build_requests, run_load, verify_cycle, yaz_client_check
+
+REPO = Path(__file__).resolve().parents[1]
+TERM = "river"  # a title word: 16 hits on yaz-ztest, ~4% of the demo catalogue
+
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "repeats": 1, "z_conc": [1, 8, 32], "z_cycles": 600, "z_seconds": 2.5,
+        "ka_conc": [8], "ka_cycles": 2000, "ka_seconds": 2.5,
+        "ncip_conc": [1, 16, 64], "ncip_seconds": 2,
+        "demo_records": 2000, "sizes": [2000, 20000], "search_samples": 100,
+        "search_seconds": 4, "scale_conc": 8, "scale_cycles": 600, "scale_seconds": 2.5,
+        "memory_records": 20000, "memory_assoc": 1000, "memory_ncip": 100,
+        "profile_seconds": 5, "sections": ["z3950", "ncip", "scale", "memory"],
+    },
+    "full": {
+        "repeats": 3, "z_conc": [1, 8, 32], "z_cycles": 3000, "z_seconds": 30,
+        "ka_conc": [1, 8], "ka_cycles": 10000, "ka_seconds": 30,
+        "ncip_conc": [1, 16, 64], "ncip_seconds": 10,
+        "demo_records": 2000, "sizes": [2000, 100000, 1000000], "search_samples": 1000,
+        "search_seconds": 30, "scale_conc": 8, "scale_cycles": 3000, "scale_seconds": 20,
+        "memory_records": 100000, "memory_assoc": 1000, "memory_ncip": 100,
+        "profile_seconds": 15, "sections": ["z3950", "ncip", "scale", "memory", "profile"],
+    },
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+def _version(args: list[str]) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "absent"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr) \
+        else "?"
+
+
+def _dpkg(package: str) -> str:
+    try:
+        done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                              capture_output=True, text=True, timeout=10, check=False)
+        return done.stdout.strip() or "absent"
+    except OSError:
+        return "?"
+
+
+def machine_meta(mode: str, argv: list[str]) -> dict[str, Any]:
+    import lxml.etree
+    import pyasn1
+    import twisted
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += " (uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "?"
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":")[1].strip()
+    except OSError:
+        pass
+    return {
+        "mode": mode, "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.system()} {platform.release()} {platform.machine()}, RAM {mem}",
+        "cpu": cpu, "cores": os.cpu_count(),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(), "twisted": twisted.__version__,
+        "pyasn1": pyasn1.__version__, "lxml": ".".join(map(str, lxml.etree.LXML_VERSION)),
+        "sqlite": sqlite3.sqlite_version,
+        "yaz": f"{_version(['yaz-client', '-V'])} (Debian {_dpkg('yaz')})",
+        "zebra": f"idzebra-2.0 {_dpkg('idzebra-2.0')}", "wrk": _version(["wrk", "-v"]),
+        "git_commit": commit, "command": "python -m bench " + " ".join(argv),
+    }
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _load(results: dict[str, Any], section: str) -> None:
+    results["meta"].setdefault("load_average", {})[section] = " ".join(
+        f"{x:.2f}" for x in os.getloadavg())
+
+
+def _rotate(items: list[str], n: int) -> list[str]:
+    n %= max(1, len(items))
+    return items[n:] + items[:n]
+
+
+def build_demo_database(path: Path, records: int) -> dict[str, Any]:
+    from gateway.demo import write_demo
+    from gateway.store import open_database
+
+    conn = open_database(path)
+    try:
+        summary = write_demo(conn, records=records)
+    finally:
+        conn.close()
+    return {"records": summary.records, "items": summary.items, "seconds": summary.seconds}
+
+
+def check_z3950(name: str, port: int) -> dict[str, Any]:
+    """yaz-client session, then one cycle decoded with pyasn1."""
+    check: dict[str, Any] = {"yaz_client": yaz_client_check(port, f"@attr 1=4 {TERM}")}
+    try:
+        decoded = verify_cycle(port, build_requests(TERM))
+        ok = (decoded.get("present") == "presentResponse" and decoded.get("hits", 0) > 0
+              and decoded.get("records", 0) >= 1
+              and "SurrogateDiagnostic" not in decoded.get("record_types", []))
+        decoded["summary"] = (f"{decoded.get('hits', 0)} hits, {decoded.get('records', 0)} record"
+                              f" ({', '.join(decoded.get('record_types', []))}),"
+                              f" {decoded.get('record_bytes', 0)} bytes"
+                              if ok else f"failed: {decoded}")
+        decoded["ok"] = ok
+    except Exception as exc:  # noqa: BLE001 - a check failing is a finding
+        decoded = {"ok": False, "summary": f"failed: {type(exc).__name__}: {exc}"}
+    check["decoded"] = decoded
+    check["ok"] = bool(check["yaz_client"].get("ok") and decoded.get("ok"))
+    log(f"  check {name}: yaz-client {check['yaz_client']['summary']}; decoded "
+        f"{decoded['summary'][:120]}")
+    return check
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+def z3950_section(cfg: dict[str, Any], scratch: Path, gateway: servers.Managed,
+                  results: dict[str, Any]) -> bool:
+    """Returns whether the gateway answered Search/Present (for the other sections)."""
+    from gateway.demo import write_demo_marc
+
+    section: dict[str, Any] = {"description": (
+        f"Cycle = connect + Init + Search `@attr 1=4 {TERM}` (no piggy-back) + Present 1 OPAC "
+        "record + Close, on a fresh connection; kept-open = Search + Present pairs on one "
+        "association per client. Workers share a budget of "
+        f"{cfg['z_cycles']:,} cycles or {cfg['z_seconds']} s per run "
+        f"({cfg['ka_cycles']:,} / {cfg['ka_seconds']} s kept-open). Gateway: "
+        f"{cfg['demo_records']:,} demo records (`write_demo`); zebrasrv: the zebra-demo recipe "
+        f"run in place with the same {cfg['demo_records']:,} demo records (`write_demo_marc`) "
+        "added to its records directory (plus the recipe's 3 records; OPAC via its XSLT); "
+        "yaz-ztest: built-in records (16 hits for the term).")}
+    results["z3950"] = section
+    ports: dict[str, int] = {"gateway": gateway.ports["z3950"]}
+    started: list[servers.Managed] = []
+    try:
+        if servers.have("yaz-ztest"):
+            z = servers.start_ztest(scratch / "ztest-fork")
+            started.append(z)
+            ports["yaz-ztest fork"] = z.port
+            z = servers.start_ztest(scratch / "ztest-T", threaded=True)
+            started.append(z)
+            ports["yaz-ztest -T"] = z.port
+        if servers.have("zebrasrv") and servers.ZEBRA_RECIPE.exists():
+            marc = scratch / "zebra-demo.mrc"
+            write_demo_marc(marc, records=cfg["demo_records"])
+            t0 = time.perf_counter()
+            try:
+                z = servers.start_zebra(scratch / "zebra", marc_file=marc)
+                started.append(z)
+                ports["zebrasrv"] = z.port
+                section["zebra_setup_s"] = round(time.perf_counter() - t0, 1)
+            except Exception as exc:  # noqa: BLE001
+                results["notes"].append(f"zebrasrv not started: {exc}")
+        checks = {name: check_z3950(name, port) for name, port in ports.items()}
+        section["checks"] = checks
+        live = [name for name in ports if checks[name]["ok"]]
+        for name in ports:
+            if name not in live:
+                results["notes"].append(
+                    f"Z39.50 {name}: pre-flight check failed, not timed "
+                    f"({checks[name]['yaz_client']['summary']}; "
+                    f"{checks[name]['decoded']['summary'][:200]})")
+        reqs = build_requests(TERM)
+        runs: list[dict[str, Any]] = []
+        section["runs"] = runs  # filled as we go: an interrupted run still reports
+        section["live"] = live
+        for rep in range(cfg["repeats"]):
+            plan = [("cycle", c, cfg["z_cycles"], cfg["z_seconds"], False)
+                    for c in cfg["z_conc"]]
+            plan += [("kept-open", c, cfg["ka_cycles"], cfg["ka_seconds"], True)
+                     for c in cfg["ka_conc"]]
+            for mode, conc, cycles, seconds, keep in plan:
+                for name in _rotate(live, rep):
+                    res = run_load(ports[name], reqs, concurrency=conc, max_cycles=cycles,
+                                   max_seconds=seconds, keepalive=keep)
+                    row = {**res.summary(), "target": name, "repeat": rep, "mode": mode}
+                    runs.append(row)
+                    log(f"  z3950 r{rep} {mode:9} c={conc:<3} {name:15} {row['rate']:8.1f}/s "
+                        f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms "
+                        f"errors {row['errors']}"
+                        + (f" ({row['first_errors'][0]})" if row["first_errors"] else ""))
+                    time.sleep(0.3)
+        return "gateway" in live
+    finally:
+        for managed in started:
+            managed.stop()
+
+
+def finish_z3950(section: dict[str, Any]) -> None:
+    """Aggregates and same-repeat ratios from whatever runs were made."""
+    runs = section.get("runs", [])
+    live = section.get("live", [])
+    agg: dict[str, Any] = {}
+    for (mode, conc, name), rows in report.group(runs, "mode", "concurrency", "target").items():
+        agg[f"{mode}|{conc:>2}|{name}"] = {
+            "rate": report.mmm(r["rate"] for r in rows),
+            "p50_ms": report.mmm(r["p50_ms"] for r in rows),
+            "p95_ms": report.mmm(r["p95_ms"] for r in rows),
+            "p99_ms": report.mmm(r["p99_ms"] for r in rows),
+            "errors": sum(r["errors"] for r in rows)}
+    section["aggregate"] = agg
+    ratio_table: dict[str, Any] = {}
+    if "gateway" in live:
+        for peer in live:
+            if peer == "gateway":
+                continue
+            for (mode, conc), stat in report.ratios(
+                    runs, numerator="gateway", denominator=peer,
+                    keys=("mode", "concurrency")).items():
+                ratio_table[f"{mode}|{conc:>2}|{peer}"] = stat
+    section["ratios"] = ratio_table
+
+
+def finish_ncip(section: dict[str, Any]) -> None:
+    runs = section.get("runs", [])
+    agg: dict[str, Any] = {}
+    for (service, conc, name), rows in report.group(runs, "service", "concurrency",
+                                                    "target").items():
+        agg[f"{service}|{conc:>2}|{name}"] = {
+            "rate": report.mmm(r["rate"] for r in rows),
+            "p50_ms": report.mmm(r["p50_ms"] for r in rows),
+            "p95_ms": report.mmm(r["p95_ms"] for r in rows),
+            "p99_ms": report.mmm(r["p99_ms"] for r in rows),
+            "non200": sum(r["non200"] for r in rows),
+            "problems": sum(r["problems"] for r in rows),
+            "socket_errors": sum(r["socket_errors"] for r in rows)}
+    section["aggregate"] = agg
+    section["ratios"] = {
+        f"{service}|{conc:>2}": stat for (service, conc), stat in report.ratios(
+            runs, numerator="gateway", denominator="ceiling",
+            keys=("service", "concurrency")).items()}
+
+
+def ncip_section(cfg: dict[str, Any], gateway: servers.Managed, database: Path,
+                 results: dict[str, Any]) -> None:
+    section: dict[str, Any] = {"description": (
+        "wrk (1 thread, keep-alive, `--latency`, a generated Lua script) POSTing NCIP 2 "
+        "(ReShare style, shared secret) for "
+        f"{cfg['ncip_seconds']} s per run. LookupUser: user P0002 by UserId, constant body. "
+        "AcceptItem: a unique RequestId per request (`wrk.format` + a per-thread counter), so "
+        "each creates a temporary item (durable: WAL, synchronous=FULL). Ceiling: a bare "
+        "twisted.web resource parsing the same body with a hardened lxml parser and returning "
+        "a constant reply. Non-200 replies and replies containing `Problem` are counted by the "
+        "script's response() hook.")}
+    results["ncip"] = section
+    ceiling = servers.start_ceiling()
+    try:
+        urls = {"gateway": f"http://127.0.0.1:{gateway.ports['ncip']}/ncip",
+                "ceiling": f"http://127.0.0.1:{ceiling.port}/ncip"}
+        stamp = f"BN{int(time.time()) % 1000000}"
+        samples = {}
+        for name, url in urls.items():
+            samples[f"{name}|LookupUser"] = ncip_load.sample_with_curl(
+                url, ncip_load.lookup_user_body())
+            samples[f"{name}|AcceptItem"] = ncip_load.sample_with_curl(
+                url, ncip_load.accept_item_body(f"{stamp}-sample-{name}"))
+        section["samples"] = samples
+        for key, sample in samples.items():
+            log(f"  curl {key}: HTTP {sample['status']} {sample['bytes']} bytes"
+                f" problem={sample['problem']}")
+            if not sample["ok"]:
+                results["notes"].append(f"NCIP sample {key} not OK: {sample['head'][:200]}")
+        runs: list[dict[str, Any]] = []
+        section["runs"] = runs
+        bodies = {"LookupUser": ncip_load.lua_script(ncip_load.lookup_user_body())}
+        for rep in range(cfg["repeats"]):
+            for service in ("LookupUser", "AcceptItem"):
+                for conc in cfg["ncip_conc"]:
+                    for name in _rotate(list(urls), rep):
+                        script = bodies.get(service) or ncip_load.lua_script(
+                            ncip_load.accept_item_body(),
+                            unique_tag=f"{stamp}-{rep}-{conc}-{name[0]}")
+                        try:
+                            res = ncip_load.run_wrk(urls[name], script, connections=conc,
+                                                    seconds=cfg["ncip_seconds"],
+                                                    service=service, target=name)
+                        except RuntimeError as exc:
+                            results["notes"].append(f"wrk {service} c={conc} {name}: {exc}")
+                            continue
+                        row = {**res.summary(), "repeat": rep, "concurrency": conc}
+                        runs.append(row)
+                        log(f"  ncip r{rep} {service:10} c={conc:<3} {name:8} "
+                            f"{row['rate']:8.1f}/s p50 {row['p50_ms']:.2f} "
+                            f"p99 {row['p99_ms']:.2f} ms non200 {row['non200']} "
+                            f"problems {row['problems']}")
+                        time.sleep(0.3)
+        try:
+            conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+            section["accept_item_rows"] = conn.execute(
+                "SELECT count(*) FROM items WHERE barcode LIKE ?", (stamp + "-%",)).fetchone()[0]
+            conn.close()
+        except sqlite3.Error as exc:
+            results["notes"].append(f"could not count AcceptItem rows: {exc}")
+    finally:
+        ceiling.stop()
+
+
+def scale_section(cfg: dict[str, Any], scratch: Path, config: Path, gateway_ok: bool,
+                  results: dict[str, Any], after_size: Any = None) -> dict[int, Path]:
+    section: dict[str, Any] = {"description": (
+        "Catalogues of N demo records written with `write_demo_marc` and loaded with "
+        "`interlend import marc` (a separate process, timed end to end: start-up included); "
+        "search latency measured in-process through `gateway.search` (plan_query + run_plan on "
+        "a connection opened like the daemon's, every hit id fetched, i.e. the cost of a "
+        "Z39.50 Search before the response PDU); the cycle rate through the gateway over "
+        f"Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`)."),
+        "imports": [], "search": [], "cycles": []}
+    results["scale"] = section
+    databases: dict[int, Path] = {}
+    for size in cfg["sizes"]:
+        log(f"  scale: building {size:,} records")
+        info = scale.build_catalogue(scratch / "scale", size, config)
+        databases[size] = Path(info["database"])
+        section["imports"].append(info)
+        log(f"  scale: {size:,} imported in {info['import_s']} s = {info['import_rate']:,.0f}"
+            f" records/s (CLI says {info['cli_reported_rate']})")
+        search = scale.search_latency(databases[size], size, samples=cfg["search_samples"],
+                                      max_seconds=cfg["search_seconds"])
+        section["search"].append(search)
+        for kind, v in search.items():
+            if isinstance(v, dict):
+                log(f"  scale: {size:,} {kind:16} p50 {v['p50_ms']} p99 {v['p99_ms']} ms "
+                    f"(n={v['n']}, mean hits {v['mean_hits']})")
+        if after_size is not None:
+            after_size(size, databases[size])
+        gw = servers.start_gateway(scratch / f"gw-{size}", databases[size])
+        try:
+            check = check_z3950(f"gateway {size:,}", gw.ports["z3950"])
+            if not check["ok"]:
+                section["cycles"].append({"records": size, "note": "check failed: "
+                                          + check["decoded"]["summary"][:100]})
+                continue
+            reqs = build_requests(TERM)
+            rates = []
+            last: dict[str, Any] = {}
+            for _rep in range(cfg["repeats"]):
+                last = run_load(gw.ports["z3950"], reqs, concurrency=cfg["scale_conc"],
+                                max_cycles=cfg["scale_cycles"],
+                                max_seconds=cfg["scale_seconds"]).summary()
+                rates.append(last["rate"])
+            stat = report.mmm(rates)
+            section["cycles"].append({"records": size, "concurrency": cfg["scale_conc"],
+                                      "rate": report.fmt_mmm(stat, 0), "rate_median":
+                                      stat["median"] if stat else 0, "p50_ms": last["p50_ms"],
+                                      "p99_ms": last["p99_ms"], "errors": last["errors"],
+                                      "hits": check["decoded"].get("hits")})
+            log(f"  scale: {size:,} gateway cycles {report.fmt_mmm(stat, 0)}/s")
+        finally:
+            gw.stop()
+    return databases
+
+
+def memory_section(cfg: dict[str, Any], scratch: Path, config: Path,
+                   databases: dict[int, Path], results: dict[str, Any]) -> None:
+    size = cfg["memory_records"]
+    database = databases.get(size)
+    if database is None:
+        log(f"  memory: building {size:,} records")
+        info = scale.build_catalogue(scratch / "scale", size, config)
+        database = Path(info["database"])
+    readies = []
+    loaded = []
+    data: dict[str, Any] = {}
+    for rep in range(cfg["repeats"]):
+        data = memory_mod.measure(scratch / f"mem-{rep}", database,
+                                  associations=cfg["memory_assoc"], ncip=cfg["memory_ncip"])
+        readies.append(data["ready_s"])
+        loaded.append(data["rss_loaded_kib"])
+        log(f"  memory r{rep}: READY {data['ready_s']} s, RSS idle {data['rss_idle_kib']:,} "
+            f"KiB, loaded {data['rss_loaded_kib']:,} KiB, assoc open "
+            f"{data['associations_open']}/{data['associations_requested']}, ncip open "
+            f"{data['ncip_open']}/{data['ncip_requested']}")
+    data["records"] = size
+    data["ready_s_all"] = readies
+    data["rss_loaded_kib_all"] = loaded
+    results["memory"] = data
+
+
+def profile_section(cfg: dict[str, Any], gateway: servers.Managed, gateway_ok: bool,
+                    scratch: Path, results: dict[str, Any]) -> None:
+    """py-spy on the gateway under load: once with --gil (CPU in Python: which code keeps the
+    interpreter busy) and once over all non-idle threads (wall time, SQLite fsync included)."""
+    profiles: dict[str, Any] = {}
+    results["profiles"] = profiles
+    seconds = cfg["profile_seconds"]
+    if profiling.py_spy() is None:
+        profiles["all"] = {"error": "py-spy not installed (pip install py-spy into the venv)"}
+        return
+    url = f"http://127.0.0.1:{gateway.ports['ncip']}/ncip"
+    script = ncip_load.lua_script(ncip_load.lookup_user_body())
+    reqs = build_requests(TERM)
+    loads: list[tuple[str, Any, str]] = [(
+        "NCIP LookupUser",
+        lambda: ncip_load.run_wrk(url, script, connections=16, seconds=seconds + 1,
+                                  service="LookupUser", target="gateway"),
+        "wrk LookupUser, 16 connections")]
+    if gateway_ok:
+        loads.append((
+            "Z39.50 cycle",
+            lambda: run_load(gateway.ports["z3950"], reqs, concurrency=8, max_cycles=10**6,
+                             max_seconds=seconds + 1),
+            "Z39.50 cycles, 8 clients"))
+    else:
+        profiles["Z39.50 cycle"] = {"error": "gateway Z39.50 not answering Search/Present"}
+    for name, load, label in loads:
+        for gil in (True, False):
+            title = f"{name} ({'GIL holder: CPU in Python' if gil else 'all threads: wall'})"
+            raw = scratch / f"profile-{name.split()[0]}-{'gil' if gil else 'wall'}.txt"
+            try:
+                res = profiling.profile_during(gateway.pid, seconds, raw, load, gil=gil)
+                summary = profiling.summarise(raw)
+                summary["load"] = f"{label}, {seconds} s ({res.rate:.0f}/s while sampled)" \
+                    if res else label
+                profiles[title] = summary
+                log(f"  profiled {title}: {summary.get('samples', 0)} samples")
+            except Exception as exc:  # noqa: BLE001
+                profiles[title] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# -- targets --------------------------------------------------------------------------------------
+
+def evaluate_targets(results: dict[str, Any], cfg: dict[str, Any], mode: str) -> list[dict]:
+    targets: list[dict[str, Any]] = []
+
+    def add(description: str, met: bool | None, measured: str = "–", note: str = "") -> None:
+        targets.append({"description": description, "met": met, "measured": measured,
+                        "note": note})
+
+    z = results.get("z3950", {})
+    zr = z.get("ratios", {})
+    for peer, bound in (("yaz-ztest fork", 1.0), ("zebrasrv", 1.5), ("yaz-ztest -T", 0.5)):
+        vals = {k.split("|")[1].strip(): v for k, v in zr.items()
+                if k.startswith("cycle|") and k.endswith("|" + peer) and v}
+        desc = f"Z39.50 cycles ≥ {bound}× {peer} at every concurrency"
+        if not vals:
+            add(desc, None, note="gateway or peer not measured")
+            continue
+        measured = ", ".join(f"c={c}: {v['median']:.2f}×" for c, v in sorted(
+            vals.items(), key=lambda kv: int(kv[0])))
+        add(desc, all(v["median"] >= bound for v in vals.values()), measured,
+            "median of per-repeat ratios")
+    n = results.get("ncip", {})
+    nr = n.get("ratios", {})
+    for service, bound in (("LookupUser", 0.6), ("AcceptItem", 0.3)):
+        vals = {k.split("|")[1].strip(): v for k, v in nr.items()
+                if k.startswith(service + "|") and v}
+        desc = f"NCIP {service} ≥ {bound}× ceiling" + (
+            " (durable, synchronous=FULL)" if service == "AcceptItem" else "")
+        if not vals:
+            add(desc, None)
+            continue
+        measured = ", ".join(f"c={c}: {v['median']:.2f}×" for c, v in sorted(
+            vals.items(), key=lambda kv: int(kv[0])))
+        add(desc, all(v["median"] >= bound for v in vals.values()), measured,
+            "at every client count")
+    lk = n.get("aggregate", {}).get("LookupUser|16|gateway")
+    if lk and lk.get("p99_ms"):
+        add("NCIP LookupUser p99 < 20 ms at 16 clients", lk["p99_ms"]["median"] < 20,
+            f"{lk['p99_ms']['median']:.1f} ms")
+    else:
+        add("NCIP LookupUser p99 < 20 ms at 16 clients", None)
+    s = results.get("scale", {})
+    imports = s.get("imports", [])
+    big_imports = [i for i in imports if i["records"] >= 100000] or imports[-1:]
+    if big_imports:
+        note = "" if any(i["records"] >= 100000 for i in big_imports) else \
+            f"{mode} mode: measured at {big_imports[0]['records']:,} records only"
+        add("import ≥ 5,000 records/s", all(i["import_rate"] >= 5000 for i in big_imports),
+            ", ".join(f"{i['records']:,}: {i['import_rate']:,.0f}/s" for i in big_imports), note)
+    else:
+        add("import ≥ 5,000 records/s", None)
+    searches = s.get("search", [])
+    if searches:
+        largest = searches[-1]
+        note = "" if largest["records"] >= 1000000 else \
+            f"{mode} mode: at {largest['records']:,} records, not 1,000,000"
+        ids = [largest[k]["p99_ms"] for k in largest if k.startswith("id_")]
+        words = [largest[k]["p99_ms"] for k in largest if k.startswith("word_")]
+        add("identifier search p99 < 2 ms at 1,000,000 records", max(ids) < 2,
+            f"{max(ids):.2f} ms (worst of 1=12, 1=7)", note)
+        add("word search p99 < 20 ms at 1,000,000 records", max(words) < 20,
+            f"{max(words):.2f} ms (worst of 1=4, 1=1016)", note)
+    else:
+        add("identifier search p99 < 2 ms at 1,000,000 records", None)
+        add("word search p99 < 20 ms at 1,000,000 records", None)
+    cycles = [c for c in s.get("cycles", []) if c.get("rate_median")]
+    small = next((c for c in cycles if c["records"] == 2000), None)
+    large = cycles[-1] if cycles else None
+    if small and large and large is not small:
+        ratio = large["rate_median"] / small["rate_median"]
+        note = "" if large["records"] >= 1000000 else \
+            f"{mode} mode: {large['records']:,} vs 2,000 records"
+        add("Z39.50 cycle rate at 1,000,000 within 20% of the rate at 2,000", ratio >= 0.8,
+            f"{ratio:.2f}× ({large['rate_median']:.0f} vs {small['rate_median']:.0f}/s)", note)
+    else:
+        add("Z39.50 cycle rate at 1,000,000 within 20% of the rate at 2,000", None,
+            note="gateway Z39.50 cycles not measured")
+    m = results.get("memory")
+    if m:
+        note = "" if m["associations_open"] >= m["associations_requested"] else (
+            f"only {m['associations_open']} of {m['associations_requested']} associations "
+            "stayed open after Init")
+        if m["records"] < 100000:
+            note = (note + "; " if note else "") + f"{mode} mode: {m['records']:,} records"
+        rss = report.mmm(m.get("rss_loaded_kib_all") or [m["rss_loaded_kib"]])
+        assert rss is not None
+        add("memory < 150 MB (1,000 idle associations + 100 NCIP keep-alive, 100,000 records)",
+            rss["median"] * 1024 < 150e6,
+            report.fmt_mmm({k: v / 1024 if k != "n" else v for k, v in rss.items()}, 1,
+                           " MiB"), note)
+        rmm = report.mmm(m.get("ready_s_all", []))
+        add("READY < 1 s with 100,000 records",
+            (rmm["median"] < 1.0) if rmm else None,
+            report.fmt_mmm(rmm, 3, " s") if rmm else "–",
+            "" if m["records"] >= 100000 else f"{mode} mode: {m['records']:,} records")
+    else:
+        add("memory < 150 MB", None)
+        add("READY < 1 s with 100,000 records", None)
+    return targets
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    speed = parser.add_mutually_exclusive_group()
+    speed.add_argument("--quick", action="store_const", dest="mode", const="quick",
+                       help="small sizes, 1 repeat, under 3 minutes (default)")
+    speed.add_argument("--full", action="store_const", dest="mode", const="full",
+                       help="100,000 and 1,000,000 records, 3 repeats (the committed report)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--only", help="comma-separated sections: z3950,ncip,scale,memory,"
+                                       "profile")
+    parser.add_argument("--profile", action="store_true", help="add the profile section")
+    parser.add_argument("--repeats", type=int, help="override the mode's repeat count")
+    parser.add_argument("--scratch", type=Path, help="scratch directory (kept afterwards)")
+    args = parser.parse_args(argv)
+    mode = args.mode or "quick"
+    cfg = dict(MODES[mode])
+    if args.repeats:
+        cfg["repeats"] = args.repeats
+    sections = args.only.split(",") if args.only else list(cfg["sections"])
+    if args.profile and "profile" not in sections:
+        sections.append("profile")
+    signal.signal(signal.SIGTERM, _terminate)
+    servers.raise_fd_limit(8192)
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="interlend-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"meta": machine_meta(mode, argv), "notes": []}
+    results["meta"]["repeats"] = cfg["repeats"]
+    results["meta"]["sections"] = sections
+    status = 0
+    gateway: servers.Managed | None = None
+    try:
+        log(f"bench {mode}: sections {', '.join(sections)}; scratch {scratch}")
+        config = scratch / "bench-interlend.toml"
+        config.write_text(servers.bench_config())
+        gateway_ok = False
+        demo_db = scratch / "demo.sqlite3"
+        if {"z3950", "ncip", "profile"} & set(sections):
+            info = build_demo_database(demo_db, cfg["demo_records"])
+            log(f"demo database: {info['records']:,} records, {info['items']:,} items in "
+                f"{info['seconds']:.1f} s")
+            gateway = servers.start_gateway(scratch / "gw-demo", demo_db)
+            log(f"gateway pid {gateway.pid}: z3950 {gateway.ports.get('z3950')}, ncip "
+                f"{gateway.ports.get('ncip')}")
+        if "z3950" in sections and gateway is not None:
+            log("Z39.50 cycles")
+            gateway_ok = z3950_section(cfg, scratch, gateway, results)
+            _load(results, "after z3950")
+        elif gateway is not None:
+            gateway_ok = check_z3950("gateway", gateway.ports["z3950"])["ok"]
+        if gateway is not None and not gateway_ok:
+            results["notes"].append("The gateway did not pass the Z39.50 pre-flight check "
+                                    "(Search/Present): gateway Z39.50 figures are missing.")
+        if "ncip" in sections and gateway is not None:
+            log("NCIP")
+            ncip_section(cfg, gateway, demo_db, results)
+            _load(results, "after ncip")
+        if "profile" in sections and gateway is not None:
+            log("profiles")
+            profile_section(cfg, gateway, gateway_ok, scratch, results)
+            _load(results, "after profile")
+        if gateway is not None:
+            gateway.stop()
+            gateway = None
+        databases: dict[int, Path] = {}
+        def memory_now(size: int, database: Path) -> None:
+            if "memory" in sections and size == cfg["memory_records"] \
+                    and "memory" not in results:
+                log("memory and READY")
+                memory_section(cfg, scratch, config, {size: database}, results)
+                _load(results, "after memory")
+
+        if "scale" in sections:
+            log("catalogue scale")
+            databases = scale_section(cfg, scratch, config, gateway_ok, results,
+                                      after_size=memory_now)
+            _load(results, "after scale")
+        if "memory" in sections and "memory" not in results:
+            log("memory and READY")
+            memory_section(cfg, scratch, config, databases, results)
+            _load(results, "after memory")
+    except KeyboardInterrupt:
+        log("interrupted: stopping servers")
+        results["notes"].append("run interrupted")
+        status = 130
+    except Exception as exc:  # noqa: BLE001 - report what we have
+        traceback.print_exc()
+        results["notes"].append(f"run failed: {type(exc).__name__}: {exc}")
+        status = 1
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        servers.stop_all()
+        results["meta"]["runtime_s"] = time.perf_counter() - started
+        if "z3950" in results:
+            finish_z3950(results["z3950"])
+        if "ncip" in results:
+            finish_ncip(results["ncip"])
+        results["targets"] = evaluate_targets(results, cfg, mode)
+        md, js = report.write(results, args.out)
+        if args.scratch is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print_summary(results)
+    log(f"report: {md} and {js} ({results['meta']['runtime_s']:.0f} s)")
+    return status
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    print()
+    for section, label in (("z3950", "Z39.50"), ("ncip", "NCIP")):
+        ratio_table = results.get(section, {}).get("ratios", {})
+        for key, stat in sorted(ratio_table.items()):
+            print(f"{label:6} ratio {key:40} {report.fmt_mmm(stat, 2, 'x')}")
+    for t in results.get("targets", []):
+        print(f"{report.verdict(t['met']).strip('*'):13} {t['description']}: {t['measured']}"
+              + (f" [{t['note']}]" if t.get("note") else ""))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,363 @@
+"""Servers under test, all on 127.0.0.1 and all stopped by PID: the gateway, yaz-ztest (fork and
+``-T``), zebrasrv (the ``z3950/zebra-demo`` recipe, run in place) and the NCIP framework ceiling
+(a bare twisted.web resource that parses the body with lxml and returns a constant reply).
+
+Every process started here is recorded in :data:`STARTED`; :func:`stop_all` (registered with
+``atexit`` and called by ``python -m bench`` on Ctrl-C or an exception) stops whatever is left.
+
+The ceiling server runs as ``python -m bench.servers ceiling --port 0`` and prints
+``ceiling listening on 127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+ZEBRA_RECIPE = Path("/work/shared/z3950/zebra-demo/setup-and-run.sh")
+_LISTENING = re.compile(r"(z3950|ncip|admin|ceiling) listening on ([\d.:a-f]+):(\d+)")
+
+STARTED: list[Managed] = []
+
+
+def raise_fd_limit(wanted: int = 8192) -> int:
+    """Raise this process's soft RLIMIT_NOFILE (children inherit it); return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(soft, wanted), hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout} s")
+
+
+def vm_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB, from /proc/PID/status (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Managed:
+    """A server process we started (or whose PID we own, for zebrasrv)."""
+
+    name: str
+    pid: int
+    port: int
+    proc: subprocess.Popen[str] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    workdir: Path | None = None
+    started_at: float = 0.0
+    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue, repr=False)
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; by PID only."""
+        if self in STARTED:
+            STARTED.remove(self)
+        if not self.alive():
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except OSError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None:
+                try:
+                    self.proc.wait(timeout=0.1)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
+            if not self.alive():
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if self.proc is not None:
+            self.proc.wait(timeout=5)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
+        regex = re.compile(pattern)
+        for line in list(self.lines):
+            if regex.search(line):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"{self.name}: no line matching {pattern!r}:\n"
+                                   + "\n".join(self.lines[-30:]))
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"{self.name} exited before {pattern!r}:\n"
+                                   + "\n".join(self.lines[-30:]))
+            if regex.search(line):
+                return line
+
+    def rss_kib(self) -> int:
+        return vm_rss_kib(self.pid)
+
+
+def stop_all() -> None:
+    """Stop every server still running (newest first)."""
+    for managed in reversed(list(STARTED)):
+        try:
+            managed.stop(timeout=5)
+        except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            print(f"bench: could not stop {managed.name} ({managed.pid}): {exc}", file=sys.stderr)
+
+
+atexit.register(stop_all)
+
+
+def _pump(managed: Managed) -> None:
+    proc = managed.proc
+    assert proc is not None and proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        if len(managed.lines) < 5000:
+            managed.lines.append(line)
+        match = _LISTENING.search(line)
+        if match:
+            managed.ports[match.group(1)] = int(match.group(3))
+        managed._queue.put(line)
+    managed._queue.put(None)
+
+
+def _spawn(name: str, args: list[str], *, cwd: Path | None = None,
+           env: dict[str, str] | None = None, port: int = 0, pump: bool = False) -> Managed:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        args, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if pump else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if pump else subprocess.DEVNULL)
+    managed = Managed(name, proc.pid, port, proc=proc, workdir=cwd, started_at=started)
+    STARTED.append(managed)
+    if pump:
+        threading.Thread(target=_pump, args=(managed,), daemon=True).start()
+    return managed
+
+
+# -- yaz-ztest ------------------------------------------------------------------------------------
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def start_ztest(workdir: Path, *, threaded: bool = False, port: int | None = None) -> Managed:
+    """yaz-ztest in fork mode (default) or ``-T`` threaded mode on 127.0.0.1."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    tag = "T" if threaded else "fork"
+    args = ["yaz-ztest", *(["-T"] if threaded else []), "-l", str(workdir / f"ztest-{tag}.log"),
+            "-p", str(workdir / f"ztest-{tag}.pid"), f"tcp:{LOOPBACK}:{port}"]
+    managed = _spawn(f"yaz-ztest {'-T' if threaded else 'fork'}", args, cwd=workdir, port=port)
+    wait_port(port, proc=managed.proc)
+    return managed
+
+
+# -- zebrasrv -------------------------------------------------------------------------------------
+
+def start_zebra(workdir: Path, *, marc_file: Path | None = None, port: int | None = None,
+                timeout: float = 600.0) -> Managed:
+    """Run the zebra-demo recipe in place (``sh setup-and-run.sh WORKDIR PORT``).
+
+    With ``marc_file`` (ISO 2709, e.g. from ``write_demo_marc``), the file is put in
+    ``WORKDIR/records`` first, so the recipe indexes it together with its own three records.
+    """
+    if not ZEBRA_RECIPE.exists():
+        raise RuntimeError(f"zebra recipe not found: {ZEBRA_RECIPE}")
+    port = port or free_port()
+    (workdir / "records").mkdir(parents=True, exist_ok=True)
+    if marc_file is not None:
+        shutil.copyfile(marc_file, workdir / "records" / "interlend-demo.mrc")
+    done = subprocess.run(["sh", str(ZEBRA_RECIPE), str(workdir), str(port)],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+    pid_file = workdir / "zebrasrv.pid"
+    pid = 0
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            pid = int(pid_file.read_text().split()[0])
+            break
+        time.sleep(0.05)
+    if done.returncode != 0 or not pid:
+        raise RuntimeError(f"zebra recipe failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                           f"\n{done.stderr[-2000:]}")
+    managed = Managed("zebrasrv", pid, port, workdir=workdir)
+    STARTED.append(managed)
+    wait_port(port, timeout=20)
+    return managed
+
+
+# -- the gateway ----------------------------------------------------------------------------------
+
+def bench_config(limit: int = 4000) -> str:
+    """The demo configuration with the per-address limits lifted: every bench client is
+    127.0.0.1, so connection caps are raised and rate limits disabled (0), for the settings
+    this version of the gateway knows."""
+    from dataclasses import fields
+
+    from gateway import config as gconfig
+
+    text = (REPO / "config" / "interlend.toml").read_text()
+    wanted = {"max_connections": limit, "max_connections_per_peer": limit,
+              "max_connection_rate_per_peer": 0, "max_requests_per_second_per_peer": 0}
+
+    def lines(settings: type) -> str:
+        known = {f.name for f in fields(settings)}
+        return "".join(f"{k} = {v}\n" for k, v in wanted.items() if k in known)
+
+    z_caps = lines(gconfig.Z3950Settings)
+    n_caps = lines(gconfig.NcipSettings)
+    text = re.sub(r"(?m)^(databases = .*\n)", lambda m: m.group(1) + z_caps, text, count=1)
+    text = re.sub(r'(?m)^(path = "/ncip"\n)', lambda m: m.group(1) + n_caps, text, count=1)
+    return text
+
+
+def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None = None,
+                  prefix: list[str] | None = None, wait: bool = True,
+                  config_text: str | None = None, timeout: float = 120.0,
+                  log_level: str = "info") -> Managed:
+    """``interlend serve`` on ephemeral loopback ports; ports parsed from "listening on" lines.
+
+    ``prefix`` wraps the command (e.g. a profiler). Waits for the "ready: agency" line.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "bench-interlend.toml"
+    config.write_text(config_text or bench_config())
+    args = [*(prefix or [sys.executable]), "-m", "gateway.cli", "serve", "-c", str(config),
+            "--database", str(database),
+            "--z3950-listen", f"tcp:0:interface={LOOPBACK}",
+            "--ncip-listen", f"tcp:0:interface={LOOPBACK}",
+            "--admin-listen", f"tcp:0:interface={LOOPBACK}", "--log-level", log_level]
+    environment = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    managed = _spawn("gateway", args, cwd=REPO, env=environment, pump=True)
+    if wait:
+        try:
+            managed.wait_for(r"ncip listening on", timeout=timeout)
+            managed.wait_for(r"z3950 listening on", timeout=5)
+            managed.wait_for(r"ready: agency", timeout=timeout)
+        except RuntimeError:
+            managed.stop()
+            raise
+        managed.port = managed.ports.get("z3950", 0)
+    return managed
+
+
+# -- the NCIP ceiling -----------------------------------------------------------------------------
+
+CEILING_REPLY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<ns1:NCIPMessage xmlns:ns1="http://www.niso.org/2008/ncip" '
+    b'ns1:version="http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd">'
+    b"<ns1:LookupUserResponse><ns1:ResponseHeader><ns1:FromAgencyId><ns1:AgencyId>DEMO"
+    b"</ns1:AgencyId></ns1:FromAgencyId><ns1:ToAgencyId><ns1:AgencyId>RESHARE</ns1:AgencyId>"
+    b"</ns1:ToAgencyId></ns1:ResponseHeader><ns1:UserId><ns1:UserIdentifierValue>P0002"
+    b"</ns1:UserIdentifierValue></ns1:UserId></ns1:LookupUserResponse></ns1:NCIPMessage>")
+
+
+def ceiling_main(port: int, max_body: int = 256 * 1024) -> None:
+    """Serve the framework ceiling: parse the POST body with a hardened lxml parser, reply a
+    constant document. Nothing else (no auth, no database, no audit)."""
+    from lxml import etree
+    from twisted.internet import reactor
+    from twisted.web import resource, server
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=False, remove_comments=True, remove_pis=True)
+
+    class Ceiling(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request: server.Request) -> bytes:
+            body = request.content.read(max_body + 1)
+            request.setHeader(b"content-type", b"application/xml; charset=utf-8")
+            if len(body) > max_body:
+                request.setResponseCode(413)
+                return b""
+            try:
+                root = etree.fromstring(body, parser)
+            except etree.XMLSyntaxError:
+                request.setResponseCode(400)
+                return b""
+            if not isinstance(root.tag, str) or not root.tag.endswith("NCIPMessage"):
+                request.setResponseCode(400)
+                return b""
+            return CEILING_REPLY
+
+    site = server.Site(Ceiling())
+    site.displayTracebacks = False
+    listening = reactor.listenTCP(port, site, interface=LOOPBACK)  # type: ignore[attr-defined]
+    print(f"ceiling listening on {LOOPBACK}:{listening.getHost().port}", flush=True)
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def start_ceiling() -> Managed:
+    managed = _spawn("ncip-ceiling", [sys.executable, "-m", "bench.servers", "ceiling",
+                                      "--port", "0"], cwd=REPO,
+                     env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}, pump=True)
+    managed.wait_for(r"ceiling listening on", timeout=30)
+    managed.port = managed.ports["ceiling"]
+    return managed
+
+
+if __name__ == "__main__":
+    import argparse
+
+    cli = argparse.ArgumentParser(prog="python -m bench.servers")
+    sub = cli.add_subparsers(dest="command", required=True)
+    ceiling = sub.add_parser("ceiling", help="run the NCIP framework ceiling server")
+    ceiling.add_argument("--port", type=int, default=0)
+    arguments = cli.parse_args()
+    if arguments.command == "ceiling":
+        ceiling_main(arguments.port)

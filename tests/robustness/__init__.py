@@ -1,0 +1,1 @@
+"""Robustness proof: fuzzing, hostile input, crash safety and overload against a real daemon."""

@@ -1,0 +1,79 @@
+"""Smoke test of the benchmark suite: the Z39.50 load client completes a few cycles against
+yaz-ztest, and the report writer produces Markdown and JSON. Seconds, not minutes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import report, servers
+from bench.ncip_load import accept_item_body, lua_script
+from bench.z3950_load import build_requests, check_search, pdu_fields, run_load, verify_cycle
+
+
+@pytest.fixture
+def ztest(tmp_path: Path):
+    if shutil.which("yaz-ztest") is None:
+        pytest.skip("yaz-ztest not installed (Debian package yaz)")
+    server = servers.start_ztest(tmp_path / "ztest")
+    yield server
+    server.stop()
+    assert not server.alive()
+
+
+@pytest.mark.slow
+def test_load_client_cycles_against_yaz_ztest(ztest: servers.Managed) -> None:
+    reqs = build_requests("computer")
+    decoded = verify_cycle(ztest.port, reqs)
+    assert decoded["search"] == "searchResponse" and decoded["hits"] > 0
+    assert decoded["records"] == 1 and decoded["close"] == "close"
+    result = run_load(ztest.port, reqs, concurrency=2, max_cycles=10, max_seconds=10)
+    assert (result.completed, result.errors) == (10, 0), result.first_errors
+    kept = run_load(ztest.port, reqs, concurrency=2, max_cycles=10, max_seconds=10,
+                    keepalive=True)
+    assert (kept.completed, kept.errors) == (10, 0), kept.first_errors
+    assert 0 < result.percentile(50) <= result.percentile(99)
+
+
+def test_tlv_reader_reads_a_search_response() -> None:
+    from protocols.z3950.codec import encode_pdu, search_response
+
+    frame = encode_pdu(search_response(result_count=7))
+    tag, fields = pdu_fields(frame)
+    assert tag == 23 and 22 in fields
+    assert check_search(frame) == 7
+
+
+def test_accept_item_script_makes_unique_request_ids() -> None:
+    script = lua_script(accept_item_body(), unique_tag="T1")
+    assert "function request()" in script and "@@REQUEST_ID@@" not in script
+    assert 'wrk.format("POST"' in script
+
+
+def test_report_writer_produces_markdown(tmp_path: Path) -> None:
+    runs = [{"target": t, "repeat": r, "mode": "cycle", "concurrency": 1, "rate": rate,
+             "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "errors": 0}
+            for r, (g, z) in enumerate([(100.0, 50.0), (120.0, 60.0)])
+            for t, rate in (("gateway", g), ("yaz-ztest fork", z))]
+    ratio = report.ratios(runs, numerator="gateway", denominator="yaz-ztest fork",
+                          keys=("mode", "concurrency"))
+    assert ratio[("cycle", 1)]["median"] == pytest.approx(2.0)
+    results = {
+        "meta": {"mode": "quick", "started": "now", "runtime_s": 1.0, "cores": 2},
+        "targets": [{"description": "Z39.50 cycles ≥ 1.0× yaz-ztest fork", "met": True,
+                     "measured": "2.00×"}],
+        "z3950": {"description": "d", "aggregate": {"cycle| 1|gateway": {
+            "rate": report.mmm([100, 120]), "p50_ms": report.mmm([1.0]),
+            "p95_ms": report.mmm([2.0]), "p99_ms": report.mmm([3.0]), "errors": 0}},
+            "ratios": {"cycle| 1|yaz-ztest fork": ratio[("cycle", 1)]}},
+        "notes": ["a note"],
+    }
+    md, js = report.write(results, tmp_path)
+    text = md.read_text()
+    assert text.startswith("# Interlend benchmark report")
+    assert "| Z39.50 cycles ≥ 1.0× yaz-ztest fork | 2.00× | **met** |" in text
+    assert "110 (100–120)" in text and "2.00×" in text
+    assert json.loads(js.read_text())["meta"]["mode"] == "quick"
