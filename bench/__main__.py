@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import ncip_load, profiling, report, scale, servers
 from bench import memory as memory_mod
+from bench import ncip_load, profiling, report, scale, servers
 from bench.z3950_load import build_requests, run_load, verify_cycle, yaz_client_check
 
 REPO = Path(__file__).resolve().parents[1]

@@ -39,7 +39,7 @@ def start_with_ready(workdir: Path, database: Path, timeout: float = 120.0,
         while time.perf_counter() < deadline and gateway.alive():
             try:
                 data = sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if b"READY=1" in data.split(b"\n"):
                 ready = time.perf_counter() - t0
@@ -69,7 +69,7 @@ async def _hold(z_port: int, n_port: int, associations: int, ncip: int, rss: Any
             if frame is None:
                 raise LoadError("closed after Init")
             check_init(frame)
-        except (LoadError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, LoadError, OSError) as exc:
             z_failed += 1
             if len(z_errors) < 3:
                 z_errors.append(f"{type(exc).__name__}: {exc}")
@@ -99,7 +99,7 @@ async def _hold(z_port: int, n_port: int, associations: int, ncip: int, rss: Any
             await asyncio.wait_for(reader.readexactly(length), 20)
             if not head.startswith(b"HTTP/1.1 200"):
                 raise LoadError(head.split(b"\r\n")[0].decode())
-        except (LoadError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, LoadError, OSError, asyncio.IncompleteReadError):
             n_failed += 1
 
     for start in range(0, ncip, 50):

@@ -26,8 +26,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from protocols.z3950 import oids
@@ -329,7 +329,7 @@ async def _run(host: str, port: int, reqs: Requests, *, concurrency: int, max_cy
             t0 = clock()
             try:
                 await one_cycle(host, port, reqs, timeout)
-            except (LoadError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, LoadError, OSError) as exc:
                 failed(exc)
                 consecutive += 1
                 if consecutive >= 50:  # the server is gone: stop this worker
@@ -346,7 +346,7 @@ async def _run(host: str, port: int, reqs: Requests, *, concurrency: int, max_cy
             if frame is None:
                 raise LoadError("EOF after Init")
             check_init(frame)
-        except (LoadError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, LoadError, OSError) as exc:
             failed(exc)
             return
         try:
@@ -361,14 +361,14 @@ async def _run(host: str, port: int, reqs: Requests, *, concurrency: int, max_cy
                     if frame is None:
                         raise LoadError("EOF after Present")
                     check_present(frame)
-                except (LoadError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, LoadError, OSError) as exc:
                     failed(exc)
                     return
                 result.latencies_ms.append((clock() - t0) * 1000)
                 result.completed += 1
             try:
                 await conn.request(reqs.close, 2.0)
-            except (LoadError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, LoadError, OSError):
                 pass
         finally:
             conn.abort()

@@ -14,9 +14,11 @@ database) unless ``store_patron_ids`` is set. Bodies are ``full`` (secrets remov
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sqlite3
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,12 +26,11 @@ from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from gateway.secrets import keyed_hash
 from gateway.store import Store
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
-from protocols.ncip.safexml import parse_xml
+from protocols.ncip.safexml import DEFAULT_MAX_BYTES, parse_xml
 
 log = Logger()
 
@@ -73,15 +74,23 @@ def audit_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+_AUDIT_COLUMNS = ("protocol", "operation", "outcome", "peer", "remote", "dialect",
+                  "broker_request_id", "our_request_id", "item_barcode", "patron_hash",
+                  "duration_us", "request_size", "response_size", "request_body",
+                  "response_body", "time")
+assert _AUDIT_COLUMNS == tuple(f.name for f in fields(AuditEntry)), "AuditEntry changed"
+_INSERT_AUDIT = (f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})")
+
+
 def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
     """Insert one audit row in the caller's transaction; return its id."""
-    values = asdict(entry)
-    if not values["time"]:
-        values["time"] = audit_time(datetime.now(timezone.utc))
-    columns = ", ".join(values)
-    marks = ", ".join("?" * len(values))
-    cursor = conn.execute(f"INSERT INTO audit ({columns}) VALUES ({marks})",
-                          tuple(values.values()))
+    e = entry  # an explicit tuple, not dataclasses.asdict (a deep copy per row)
+    cursor = conn.execute(_INSERT_AUDIT, (
+        e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
+        e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
+        e.response_size, e.request_body, e.response_body,
+        e.time or audit_time(datetime.now(timezone.utc))))
     assert cursor.lastrowid is not None
     return cursor.lastrowid
 
@@ -98,16 +107,19 @@ def _problem_values_hidden(body: bytes, pseudonymize: Any) -> bytes | etree._Ele
         root = parse_xml(body).root
     except NCIPSyntaxError:
         return body  # redact() withholds an unparseable body altogether in personal mode
-    for problem in root.iter():
-        if not isinstance(problem.tag, str) or local_name(problem) != "Problem":
-            continue
+    _hide_problem_values(root, pseudonymize)
+    return root
+
+
+def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
+    """In place: ProblemValues that repeat a patron identifier pseudonymized."""
+    for problem in root.iter("{*}Problem"):  # local name Problem, any namespace (C-side match)
         children = {local_name(child): child for child in problem if isinstance(child.tag, str)}
         element, value = children.get("ProblemElement"), children.get("ProblemValue")
         if element is not None and value is not None and (
                 (element.text or "").strip() in _PATRON_PROBLEM_ELEMENTS):
             text = (value.text or "").strip()
             value.text = pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
-    return root
 
 
 class AuditLog:
@@ -117,9 +129,19 @@ class AuditLog:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._key: bytes | None = None
+        self._key = None
         self.written = 0
         self.failed = 0
+
+    @property
+    def _key(self) -> bytes | None:
+        return self._hash_key
+
+    @_key.setter
+    def _key(self, key: bytes | None) -> None:
+        # the HMAC keyed once: each hash copies it (no key padding/initial blocks per request)
+        self._hash_key = key
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
 
     def start(self) -> Deferred[bytes]:
         """Load (or create) the patron-hash key; call once the store is running."""
@@ -134,21 +156,55 @@ class AuditLog:
             return None
         if self.settings.store_patron_ids:
             return patron_id
-        if self._key is None:
+        keyed = self._hmac
+        if keyed is None:
             raise RuntimeError("AuditLog.start() has not completed")
-        return keyed_hash(self._key, patron_id)
+        mac = keyed.copy()  # == gateway.secrets.keyed_hash(key, patron_id)
+        mac.update(patron_id.encode("utf-8"))
+        return mac.hexdigest()[:32]
 
-    def ncip_bodies(self, request: bytes, response: bytes) -> tuple[str | None, str | None]:
-        """The bodies to keep for an NCIP exchange: never a PIN or password."""
+    def ncip_bodies(self, request: bytes, response: bytes, *,
+                    request_tree: etree._Element | None = None,
+                    response_tree: etree._Element | None = None) -> tuple[str | None, str | None]:
+        """The bodies to keep for an NCIP exchange: never a PIN or password.
+
+        ``request_tree``/``response_tree``: the body already parsed with the hardened parser
+        (``parse_xml``, e.g. by ``parse_request``), handed over to be redacted *in place*: the
+        caller must not use it afterwards. Same result as from the bytes, one parse fewer.
+        """
         mode = self.settings.bodies
         if mode == "none":
             return None, None
         personal = mode == "redacted"
-        pseudonymize = self.patron_ref if personal and self._key is not None else None
-        kept = [redact(_problem_values_hidden(body, pseudonymize) if personal else body,
-                       personal=personal, pseudonymize=pseudonymize)
-                for body in (request, response)]
+        pseudonymize = None
+        if personal and self._key is not None:
+            tokens: dict[str, str | None] = {}  # one exchange names its patron several times
+
+            def pseudonymize(value: str) -> str | None:
+                token = tokens.get(value)
+                if token is None:
+                    token = tokens[value] = self.patron_ref(value)
+                return token
+        kept = [self._redacted(body, tree, personal, pseudonymize)
+                for body, tree in ((request, request_tree), (response, response_tree))]
         return kept[0].decode("utf-8", "replace"), kept[1].decode("utf-8", "replace")
+
+    @staticmethod
+    def _redacted(body: bytes, tree: etree._Element | None, personal: bool,
+                  pseudonymize: Any) -> bytes:
+        if tree is not None and len(body) > DEFAULT_MAX_BYTES:
+            tree = None  # redact() refuses to parse a body this large: keep that outcome
+        if tree is None:
+            if not personal:
+                return redact(body)
+            try:
+                tree = parse_xml(body).root
+            except NCIPSyntaxError:
+                return redact(body, personal=True)  # unparseable: withheld altogether
+        if personal:
+            _hide_problem_values(tree, pseudonymize)
+        # the tree is ours to spend (parsed just now, or handed over): no deep copy
+        return redact(tree, personal=personal, pseudonymize=pseudonymize, in_place=True)
 
     def record(self, entry: AuditEntry) -> Deferred[None]:
         """Write a row through the writer's next batch; errors are logged, not raised."""

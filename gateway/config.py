@@ -9,6 +9,7 @@ with a safe default.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import tomllib
@@ -171,11 +172,19 @@ class Peer:
         """True if a request from ``host`` may be attributed to this peer."""
         if not self.allow_from:
             return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.allow_from)
+        return _allowed(self.allow_from, host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+             host: str) -> bool:
+    """``Peer.allows``, remembered per (networks, address): brokers call from a few addresses,
+    and parsing the address and testing the networks cost more than the rest of attribution."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in allow_from)
 
 
 @dataclass(frozen=True)

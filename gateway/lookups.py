@@ -107,7 +107,12 @@ class Lookups:
                     queries.loans_of_patron(conn, patron.id) if loans else [],
                     queries.holds_of_patron(conn, patron.id) if holds else [])
 
-        patron, pin_hash, loan_list, hold_list = await self.store.read(work)
+        # Without loans/holds this is a single-row read by a unique key (barcode or username,
+        # then the PIN hash by row id): run it on the reactor thread when SQLite answers at once
+        # (Store.read_now, bounded; see there); lists of loans/holds go to a reader thread.
+        read = self.store.read if loans or holds else getattr(  # (stand-in stores: read only)
+            self.store, "read_now", self.store.read)
+        patron, pin_hash, loan_list, hold_list = await read(work)
         if patron is None:
             raise UnknownPatron(element="UserIdentifierValue", value=identifier)
         if secret is not None:

@@ -57,6 +57,9 @@ class _LiveState(Collector):
                                 value=store.stats.last_commit_seconds)
         yield CounterMetricFamily("interlend_writer_commits", "Group commits made.",
                                   value=store.stats.commits)
+        yield CounterMetricFamily("interlend_writer_jobs",
+                                  "Writes committed (jobs / commits = mean group-commit batch).",
+                                  value=store.stats.jobs)
         yield CounterMetricFamily("interlend_writer_commit_seconds",
                                   "Time spent committing, in total.",
                                   value=store.stats.commit_seconds_total)

@@ -16,7 +16,6 @@ from gateway.backends.base import Item, NeededDataMissing, PatronBlocked
 from gateway.lookups import Lookups, PatronDetails, today_in
 from gateway.ncip_service import NcipCall
 from protocols.ncip.codes import Code
-from protocols.ncip.problems import NCIPProblem, ProblemType
 from protocols.ncip.messages import LookupItem, LookupItemSet, LookupUser
 from protocols.ncip.model import (
     BibliographicDescription,
@@ -26,6 +25,7 @@ from protocols.ncip.model import (
     RequestId,
     UserId,
 )
+from protocols.ncip.problems import NCIPProblem, ProblemType
 from protocols.ncip.responses import (
     BibInformation,
     BlockOrTrap,

@@ -11,9 +11,10 @@ Service``. The reply is always NCIP bytes: the HTTP layer sends it with status 2
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,7 @@ from gateway.peers import Credentials, PeerError, attribute
 from gateway.store import StoreError
 from protocols.ncip.dialect import PrefixStyle
 from protocols.ncip.messages import Envelope
-from protocols.ncip.parser import parse_message
+from protocols.ncip.parser import parse_message, parse_request
 from protocols.ncip.problems import NCIPProblem, NCIPSyntaxError, ProblemType
 from protocols.ncip.responses import NCIPResponse
 from protocols.ncip.writer import render_problem, render_response
@@ -77,10 +78,30 @@ def _patron_identifier(message: Any) -> str | None:
     return user
 
 
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 _AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
 
 PREFIX_STYLES = {"ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
                  "none": PrefixStyle.NONE}
+
+
+class ParsedTree:
+    """The request's parsed tree, handed to the audit log once (to redact in place, instead of
+    parsing the body again). ``take()`` gives it to the first caller only; later callers get
+    None and redact from the bytes -- a tree already redacted is never redacted twice."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: Any) -> None:
+        self._root = root
+
+    def take(self) -> Any:
+        root, self._root = self._root, None
+        return root
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,7 @@ class NcipCall:
     peer: Peer
     context: NcipRequestContext
     body: bytes
+    tree: ParsedTree | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,27 +139,33 @@ class NcipService:
 
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
-        reply, outcome, envelope, peer = await self._answer(body, context)
+        tree = ParsedTree(None)
+        reply_tree: list[Any] = []
+        reply, outcome, envelope, peer = await self._answer(body, context, tree, reply_tree)
         elapsed = time.monotonic() - started
         if outcome != _AUDITED:
-            self._audit(body, reply, outcome, envelope, peer, context, int(elapsed * 1_000_000))
+            self._audit(body, reply, outcome, envelope, peer, context, int(elapsed * 1_000_000),
+                        tree.take(), reply_tree[0] if len(reply_tree) == 1 else None)
         service = envelope.service if envelope and envelope.service in self.handlers else "other"
         self.gateway.metrics.observe("ncip", service, peer.name if peer else None,
                                      "success" if outcome == _AUDITED else outcome, elapsed)
         return reply
 
-    async def _answer(self, body: bytes, context: NcipRequestContext) -> tuple[
-            bytes, str, Envelope | None, Peer | None]:
-        """Reply bytes, outcome ("success" or the Problem type), and what was understood."""
+    async def _answer(self, body: bytes, context: NcipRequestContext, tree: ParsedTree,
+                      reply_tree: list[Any]) -> tuple[bytes, str, Envelope | None, Peer | None]:
+        """Reply bytes, outcome ("success" or the Problem type), and what was understood.
+        ``tree`` receives the parsed request tree and ``reply_tree`` the tree the reply was
+        serialized from (when written here), both for the audit log."""
         config = self.gateway.config
         agency = config.gateway.agency_id
         try:
-            envelope = parse_message(body, max_bytes=config.ncip.max_body_size,
-                                     tz=ZoneInfo(config.gateway.timezone))
+            envelope, tree._root = parse_request(body, max_bytes=config.ncip.max_body_size,
+                                                 tz=_zone(config.gateway.timezone))
         except NCIPSyntaxError as e:
             log.info("NCIP message from {host} refused: {reason}", host=context.remote_host,
                      reason=e.reason)
-            return render_problem(e, None, local_agency=agency), e.problem_type, None, None
+            return (render_problem(e, None, local_agency=agency, keep_tree=reply_tree),
+                    e.problem_type, None, None)
         header = envelope.message.header
         creds = Credentials(
             remote_host=context.remote_host,
@@ -157,18 +185,19 @@ class NcipService:
                 else ProblemType.AGENCY_AUTHENTICATION_FAILED,
                 element="FromAgencyId", value=e.value if e.unknown else None)
             reply = render_problem(problem, envelope, prefix_style=envelope.prefix_style,
-                                   local_agency=agency)
+                                   local_agency=agency, keep_tree=reply_tree)
             return reply, problem.problem_type, envelope, None
         style = PREFIX_STYLES[peer.namespace_style]
         try:
             handler = self.handlers.get(envelope.service)
             if handler is None:
                 raise NCIPProblem(ProblemType.UNSUPPORTED_SERVICE, element=envelope.service)
-            response = await handler(NcipCall(envelope, peer, context, body))
+            response = await handler(NcipCall(envelope, peer, context, body, tree))
             if isinstance(response, Rendered):
                 return (response.reply, _AUDITED if response.audited else "success",
                         envelope, peer)
-            reply = render_response(response, envelope, prefix_style=style, local_agency=agency)
+            reply = render_response(response, envelope, prefix_style=style, local_agency=agency,
+                                    keep_tree=reply_tree)
             return reply, "success", envelope, peer
         except NCIPProblem as raised:
             problem = raised  # an ``as`` name is unbound when its except block ends
@@ -185,14 +214,18 @@ class NcipService:
             log.failure("NCIP {service} from peer {peer} failed", service=envelope.service,
                         peer=peer.name)
             problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
-        reply = render_problem(problem, envelope, prefix_style=style, local_agency=agency)
+        del reply_tree[:]  # a render that failed half-way must not leave its tree here
+        reply = render_problem(problem, envelope, prefix_style=style, local_agency=agency,
+                               keep_tree=reply_tree)
         return reply, problem.problem_type, envelope, peer
 
     def _audit(self, body: bytes, reply: bytes, outcome: str, envelope: Envelope | None,
-               peer: Peer | None, context: NcipRequestContext, duration_us: int) -> None:
+               peer: Peer | None, context: NcipRequestContext, duration_us: int,
+               request_tree: Any = None, response_tree: Any = None) -> None:
         audit = self.gateway.audit
         message = envelope.message if envelope is not None else None
-        request_body, response_body = audit.ncip_bodies(body, reply)
+        request_body, response_body = audit.ncip_bodies(body, reply, request_tree=request_tree,
+                                                        response_tree=response_tree)
         audit.record(AuditEntry(
             protocol="ncip", operation=envelope.service if envelope else "unparseable",
             outcome=outcome, peer=peer.name if peer else None, remote=context.remote_host,

@@ -9,6 +9,7 @@ NCIP layer turns into ``Unknown Agency`` or ``Agency Authentication Failed``.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Sequence
@@ -85,6 +86,7 @@ def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
     return candidates[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def _source(host: str) -> str:
     """The client address as allow_from networks see it: an IPv4-mapped IPv6 address (what a
     dual-stack listener reports for IPv4 clients) becomes the plain IPv4 address."""

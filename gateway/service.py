@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-
 from twisted.web.server import Site
 
 from gateway import __version__, reports, sdnotify
@@ -35,8 +34,8 @@ from gateway.catalogue import CatalogueService
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
-from gateway.metrics import Metrics
 from gateway.lookups import LockoutPolicy, Lookups
+from gateway.metrics import Metrics
 from gateway.ncip_handlers import LookupHandlers
 from gateway.ncip_service import NcipService
 from gateway.store import Store

@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
+from gateway.catalogue import Bib1Error, ResultSet
 from gateway.config import Config, Peer, Z3950Settings
 from protocols.z3950 import oids, pqf
 from protocols.z3950.codec import (
@@ -27,9 +28,6 @@ from protocols.z3950.codec import (
     SurrogateDiagnostic,
 )
 from protocols.z3950.records import CirculationItem, Holding, OpacRecord
-
-from gateway.catalogue import Bib1Error, ResultSet
-
 
 __all__ = ["Bib1Error", "FakeAudit", "FakeCatalogue", "FakeGateway", "FakeRecord",
            "ResultSet", "iso2709", "DEMO_RECORDS"]

@@ -13,6 +13,7 @@ checking in an item not on loan is answered per the peer's setting, deleting a d
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -151,10 +152,12 @@ class Workflows:
             waiter.callback(Rendered(result.reply, audited=False))
         return result
 
-    def _render(self, response: NCIPResponse, call: NcipCall) -> bytes:
+    def _render(self, response: NCIPResponse, call: NcipCall,
+                keep_tree: list[Any] | None = None) -> bytes:
         return render_response(response, call.envelope,
                                prefix_style=PREFIX_STYLES[call.peer.namespace_style],
-                               local_agency=self.gateway.config.gateway.agency_id)
+                               local_agency=self.gateway.config.gateway.agency_id,
+                               keep_tree=keep_tree)
 
     def _job(self, conn: sqlite3.Connection, context: _Step,
              step: Callable[[sqlite3.Connection, _Step], NCIPResponse],
@@ -167,19 +170,23 @@ class Workflows:
                 return Rendered(bytes(row[0]), audited=False)
         call = context.call
         response = step(conn, context)
-        reply = self._render(response, call)
+        reply_tree: list[Any] = []
+        reply = self._render(response, call, reply_tree)
         if key is not None:
             conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
                          " VALUES (?, ?, ?, ?, ?)", (*key, reply, ops.iso(context.now)))
-        insert_entry(conn, self._audit_entry(call, response, reply, context))
+        insert_entry(conn, self._audit_entry(call, response, reply, context,
+                                             reply_tree[0] if reply_tree else None))
         return Rendered(reply, audited=True)
 
     def _audit_entry(self, call: NcipCall, response: NCIPResponse, reply: bytes,
-                     context: _Step) -> AuditEntry:
+                     context: _Step, reply_tree: Any = None) -> AuditEntry:
         audit = self.gateway.audit
         message = call.envelope.message
         body = call.body
-        request_body, response_body = audit.ncip_bodies(body, reply)
+        request_body, response_body = audit.ncip_bodies(
+            body, reply, request_tree=call.tree.take() if call.tree is not None else None,
+            response_tree=reply_tree)
         our_request = getattr(response, "request_id", None)
         item = getattr(response, "item_id", None) or getattr(message, "item_id", None)
         return AuditEntry(
@@ -346,8 +353,9 @@ class Workflows:
         else:
             base = request_id
         suffix = peer.code or peer.name
-        candidates = [base, f"{base}-{suffix}"] + [f"{base}-{suffix}-{n}" for n in range(2, 100)]
-        for candidate in candidates:
+        candidates = itertools.chain((base, f"{base}-{suffix}"),
+                                     (f"{base}-{suffix}-{n}" for n in range(2, 100)))
+        for candidate in candidates:  # built one at a time: the first is nearly always free
             if not ops.barcode_in_use(conn, candidate):
                 return candidate
         raise DuplicateRequest(element="ItemIdentifierValue", value=base)

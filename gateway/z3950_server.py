@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from gateway import __version__
 from gateway.audit import AuditEntry
+from gateway.catalogue import Bib1Error
 from protocols.z3950.association import (
     Action,
     Association,
@@ -41,10 +42,8 @@ from protocols.z3950.association import (
     State,
 )
 from protocols.z3950.ber import BERFramer
-from protocols.z3950.codec import Diagnostic, decode_pdu
+from protocols.z3950.codec import Diagnostic, decode_request
 from protocols.z3950.errors import CloseReason, Z3950ProtocolError
-
-from gateway.catalogue import Bib1Error
 
 log = Logger()
 
@@ -110,9 +109,12 @@ class Z3950Protocol(Protocol):
     def _handle_frame(self, frame: bytes) -> None:
         clock = self.factory.clock
         try:
-            pdu = decode_pdu(frame, framed=True,
-                             max_depth=self.factory.gateway.config.z3950.max_nesting_depth)
-        except Exception as exc:  # noqa: BLE001 - decode_pdu raises Z3950ProtocolError only
+            # Hot requests come back already read (text decoded with the association's
+            # current decoder, which only changes while an Init is handled, before the next
+            # frame is decoded); anything else as a pyasn1 PDU.
+            pdu = decode_request(frame, self.association.decoder,
+                                 max_depth=self.factory.gateway.config.z3950.max_nesting_depth)
+        except Exception as exc:  # noqa: BLE001 - decode_request raises Z3950ProtocolError only
             log.info("undecodable Z39.50 PDU from {remote}: {error}", remote=self.remote,
                      error=exc)
             self._perform(self.association.abort(CloseReason.protocolError, "Malformed package"))
@@ -245,10 +247,12 @@ class Z3950Protocol(Protocol):
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
             log.failure("Z39.50 audit row not written")
         metrics = getattr(self.factory.gateway, "metrics", None)
-        if metrics is not None and duration is not None:
+        if metrics is not None:
+            # Closes for malformed input carry no request tag (no duration) but must still be
+            # counted: they are how an attack shows up in /metrics.
             try:
                 metrics.observe("z3950", report.operation, peer, report.outcome,
-                                duration / 1_000_000)
+                                None if duration is None else duration / 1_000_000)
             except Exception:  # noqa: BLE001
                 log.failure("Z39.50 metrics not updated")
 

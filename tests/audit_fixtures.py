@@ -25,8 +25,13 @@ from xml.sax.saxutils import escape
 import pymarc
 from lxml import etree
 
-from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron, \
-    upsert_record
+from gateway.backends.embedded import (
+    ItemData,
+    PatronData,
+    upsert_item,
+    upsert_patron,
+    upsert_record,
+)
 from gateway.store import open_database
 
 T = TypeVar("T")
@@ -168,7 +173,7 @@ def ncip2(service: str, body: list[Any], *, prefixed: bool = True) -> bytes:
     else:
         p, root, end = "", f'<NCIPMessage xmlns="{NS}" version="{VERSION}">', "</NCIPMessage>"
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n{root}{_render([(service, body)], p)}{end}'
-            ).encode("utf-8")
+            ).encode()
 
 
 def _header(agency: str, secret: str | None = None) -> tuple[str, list[Any]]:

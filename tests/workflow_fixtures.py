@@ -23,8 +23,13 @@ from zoneinfo import ZoneInfo
 import pymarc
 from lxml import etree
 
-from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron, \
-    upsert_record
+from gateway.backends.embedded import (
+    ItemData,
+    PatronData,
+    upsert_item,
+    upsert_patron,
+    upsert_record,
+)
 from gateway.store import open_database
 from tests import z3950_clients as zc
 
@@ -594,7 +599,7 @@ def ncip1(service: str, inner: str, from_agency: str = "zv010", to_agency: str =
         '<NCIPMessage version="http://www.niso.org/ncip/v1_0/imp1/dtd/ncip_v1_0.dtd">'
         f"<{service}><InitiationHeader><FromAgencyId>{_ua(from_agency)}</FromAgencyId>"
         f"<ToAgencyId>{_ua(to_agency)}</ToAgencyId></InitiationHeader>{inner}</{service}>"
-        "</NCIPMessage>").encode("utf-8")
+        "</NCIPMessage>").encode()
 
 
 def _v1_item(barcode: str, agency: str) -> str:

@@ -22,8 +22,13 @@ import pymarc
 import pytest
 
 from gateway.backends import operations
-from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron, \
-    upsert_record
+from gateway.backends.embedded import (
+    ItemData,
+    PatronData,
+    upsert_item,
+    upsert_patron,
+    upsert_record,
+)
 from gateway.store import open_database
 from protocols.z3950 import codec
 from protocols.z3950.ber import BERFramer

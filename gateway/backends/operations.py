@@ -8,6 +8,7 @@ at all. Domain terms only.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,8 +23,14 @@ from gateway.backends.base import (
     Patron,
     UnknownItem,
 )
-from gateway.backends.embedded import ItemData, PatronData, delete_record, upsert_item, \
-    upsert_patron, upsert_record
+from gateway.backends.embedded import (
+    ItemData,
+    PatronData,
+    delete_record,
+    upsert_item,
+    upsert_patron,
+    upsert_record,
+)
 
 RS_STEPS = ("requested", "accepted", "shipped", "received", "checked_out", "returned",
             "checked_in", "completed", "cancelled")
@@ -31,7 +38,15 @@ RS_STEPS = ("requested", "accepted", "shipped", "received", "checked_out", "retu
 
 def iso(moment: datetime) -> str:
     """A timestamp as stored: UTC ISO 8601, seconds."""
+    if moment.tzinfo is timezone.utc:  # a request's "now": stamped on several rows, cached
+        return _iso_utc(moment)
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_utc(moment: datetime) -> str:
+    # only for tzinfo=timezone.utc: equal means the same instant (no fold, no local zone)
+    return moment.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,18 @@ VERSION_MESSAGE_VERSION = "http://www.niso.org/ncip/v1_0/imp1/xsd/ncip_version.x
 _SPACE = re.compile(r"\s+")
 
 
+_NORMALIZED: dict[str, str] = {}  # short values seen so far (the code lists are small)
+
+
 def normalize_code(value: str) -> str:
     """Fold a coded value for comparison: collapse whitespace, strip, casefold."""
-    return _SPACE.sub(" ", value).strip().casefold()
+    plain = value if type(value) is str else str.__str__(value)  # not Code.__hash__: recursion
+    folded = _NORMALIZED.get(plain)
+    if folded is None:
+        folded = _SPACE.sub(" ", plain).strip().casefold()
+        if len(plain) <= 64 and len(_NORMALIZED) < 4096:
+            _NORMALIZED[plain] = folded
+    return folded
 
 
 class Code(str):

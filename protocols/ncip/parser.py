@@ -9,6 +9,7 @@ C{Ext} content are ignored.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, tzinfo
 from typing import Any, TypeAlias
@@ -60,17 +61,57 @@ from .safexml import DEFAULT_MAX_BYTES, parse_xml
 Element: TypeAlias = etree._Element
 
 
+_ANY_NS: dict[str, str] = {}
+
+
+def _any_ns(name: str) -> str:
+    """C{{*}name}: lxml matches the local name in any namespace or none, in C."""
+    tag = _ANY_NS.get(name)
+    if tag is None:
+        tag = _ANY_NS[name] = f"{{*}}{name}"
+    return tag
+
+
 def _children(element: Element | None, name: str) -> Iterator[Element]:
     if element is None:
-        return
+        return iter(())
+    return element.iterchildren(_any_ns(name))
+
+
+class _Index(threading.local):
+    """Per thread, while ``parse_request`` reads a message: each element's first child per
+    local name, built once per element (the readers ask each element for many names, most
+    of them absent). Holding the elements keeps their proxies, hence the keys, stable."""
+
+    kids: dict[Element, dict[str, Element]] | None = None
+
+
+_INDEX = _Index()
+
+
+def _kids(element: Element) -> dict[str, Element]:
+    kids: dict[str, Element] = {}
     for child in element:
-        if local_name(child) == name:
-            yield child
+        tag = child.tag
+        if type(tag) is str:
+            name = tag.rpartition("}")[2]
+            if name not in kids:
+                kids[name] = child
+    return kids
 
 
 def _child(element: Element | None, *path: str) -> Element | None:
+    index = _INDEX.kids
     for name in path:
-        element = next(_children(element, name), None)
+        if element is None or not len(element):  # a leaf: nothing to look for
+            return None
+        if index is None:
+            element = next(element.iterchildren(_any_ns(name)), None)
+        else:
+            kids = index.get(element)
+            if kids is None:
+                kids = index[element] = _kids(element)
+            element = kids.get(name)
         if element is None:
             return None
     return element
@@ -444,10 +485,8 @@ class _Reader:
 
 def _children_any(element: Element | None, names: tuple[str, ...]) -> Iterator[Element]:
     if element is None:
-        return
-    for child in element:
-        if local_name(child) in names:
-            yield child
+        return iter(())
+    return element.iterchildren(*[_any_ns(name) for name in names])
 
 
 # per-service readers -------------------------------------------------------------------------
@@ -704,10 +743,25 @@ def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, tz: tzinfo 
     @raise NCIPSyntaxError: the body is not acceptable XML/NCIP; answer it with
         L{protocols.ncip.writer.render_problem}C{(exc, None)}.
     """
+    return parse_request(raw, max_bytes=max_bytes, tz=tz)[0]
+
+
+def parse_request(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                  tz: tzinfo = UTC) -> tuple[Envelope, Element]:
+    """L{parse_message}, also returning the parsed tree (the parser never modifies it), so a
+    caller can reuse it, e.g. to redact the request for the audit log without parsing again."""
     document = parse_xml(raw, max_bytes)
     root = document.root
+    outer, _INDEX.kids = _INDEX.kids, {}
+    try:
+        return _read_request(root, document.notes, tz), root
+    finally:
+        _INDEX.kids = outer
+
+
+def _read_request(root: Element, parsed_notes: tuple[str, ...], tz: tzinfo) -> Envelope:
     dialect, style, prefix = classify(root)
-    notes = list(document.notes)
+    notes = list(parsed_notes)
     element = _message_element(root, notes)
     service = local_name(element)
     reader = _Reader(tz)

@@ -98,6 +98,10 @@ def _clean(text: str) -> str:
     return _XML_INVALID.sub("", text)
 
 
+_TAGS: dict[str | None, dict[str, str]] = {}  # namespace -> local name -> Clark tag (cached)
+_SubElement = etree.SubElement
+
+
 class _Builder:
     """Element factory for one dialect and prefix style."""
 
@@ -106,9 +110,17 @@ class _Builder:
         self.ns = None if self.v1 or style is PrefixStyle.NONE else NCIP2_NS
         self.style = style
         self.local_agency = local_agency or ""
+        self._tags = _TAGS.setdefault(self.ns, {})
+        # An element given the text "" is written <X></X>, which parses back as <X/> (text
+        # None): a tree with such an element is not what parsing the reply would give, so it
+        # is not handed out through keep_tree.
+        self.empty_text = False
 
     def tag(self, name: str) -> str:
-        return f"{{{self.ns}}}{name}" if self.ns else name
+        tag = self._tags.get(name)
+        if tag is None:
+            tag = self._tags[name] = f"{{{self.ns}}}{name}" if self.ns else name
+        return tag
 
     def root(self, version: str | None) -> etree._Element:
         if self.v1:
@@ -128,9 +140,13 @@ class _Builder:
         return root
 
     def sub(self, parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-        element = etree.SubElement(parent, self.tag(name))
+        tag = self._tags.get(name) or self.tag(name)
+        element = _SubElement(parent, tag)
         if text is not None:
-            element.text = _clean(str(text))
+            cleaned = _clean(text if type(text) is str else str(text))
+            if not cleaned:
+                self.empty_text = True
+            element.text = cleaned
         return element
 
     def opt(self, parent: etree._Element, name: str, text: object | None) -> None:
@@ -146,7 +162,10 @@ class _Builder:
             self.sub(element, "Scheme", scheme or V1_DEFAULT_SCHEMES.get(name, V1_FALLBACK_SCHEME))
             self.sub(element, "Value", value)
         else:
-            element.text = _clean(str(value))
+            cleaned = _clean(str(value))
+            if not cleaned:
+                self.empty_text = True
+            element.text = cleaned
             if scheme:
                 element.set(self.tag("Scheme"), scheme)
         return element
@@ -539,8 +558,12 @@ _PAYLOADS: dict[type, Callable[[_Builder, etree._Element, Any], None]] = {
 }
 
 
-def _serialize(root: etree._Element, doctype: bool = False) -> bytes:
+def _serialize(root: etree._Element, doctype: bool = False,
+               keep_tree: list[etree._Element] | None = None,
+               builder: _Builder | None = None) -> bytes:
     body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+    if keep_tree is not None and builder is not None and not builder.empty_text:
+        keep_tree.append(root)
     prolog = _DECLARATION + (NCIP1_DOCTYPE.encode("ascii") + b"\n" if doctype else b"")
     return prolog + body + b"\n"
 
@@ -567,7 +590,7 @@ def _version_message(response: LookupVersionResponse, request: Envelope | None) 
         etree.SubElement(element, "VersionSupported").text = _clean(version)
     for service in response.services:
         etree.SubElement(element, "ServiceSupported").text = _clean(service)
-    return _serialize(root)
+    return _serialize(root)  # rare: its tree is not kept (it may hold empty texts)
 
 
 def render_response(
@@ -578,6 +601,7 @@ def render_response(
     version: str | None = None,
     local_agency: str | None = None,
     ncip1_doctype: bool = False,
+    keep_tree: list[etree._Element] | None = None,
 ) -> bytes:
     """Write a success response in the request's dialect.
 
@@ -588,6 +612,9 @@ def render_response(
     @param version: the C{version} attribute to write (defaults per dialect).
     @param local_agency: our agency id, used where the request gave none.
     @param ncip1_doctype: add the standard DOCTYPE to NCIP 1 replies.
+    @param keep_tree: if given, the element tree the reply was serialized from is appended to
+        it (the caller owns it, e.g. to redact it for the audit log without parsing the reply)
+        when that tree is exactly what parsing the reply would give; otherwise nothing is.
     @return: UTF-8 XML bytes.
     """
     if isinstance(response, LookupVersionResponse):
@@ -606,7 +633,7 @@ def render_response(
     element = b.sub(root, name)
     _header(b, element, request, local_agency)
     payload(b, element, response)
-    return _serialize(root, ncip1_doctype and b.v1)
+    return _serialize(root, ncip1_doctype and b.v1, keep_tree, b)
 
 
 # problems -----------------------------------------------------------------------------------
@@ -675,6 +702,7 @@ def render_problem(
     local_agency: str | None = None,
     message_level: bool = False,
     ncip1_doctype: bool = False,
+    keep_tree: list[etree._Element] | None = None,
 ) -> bytes:
     """Write one or more Problems as the reply to C{request}: the single error-to-reply path.
 
@@ -687,6 +715,7 @@ def render_problem(
     @param problems: what to report (L{NCIPProblem} or its subclasses).
     @param request: the parsed request, or None if parsing failed.
     @param service: override the service named by the request.
+    @param keep_tree: as for L{render_response}.
     @return: UTF-8 XML bytes.
     """
     items = [problems] if isinstance(problems, NCIPProblem) else list(problems)
@@ -703,7 +732,7 @@ def render_problem(
         root = b.root(version if dialect is Dialect.NCIP2 else None)
         for problem in items:
             _v2_problem(b, root, problem, name, secrets)
-        return _serialize(root)
+        return _serialize(root, keep_tree=keep_tree, builder=b)
     b = _Builder(dialect, prefix_style or PrefixStyle.NS1, local_agency)
     root = b.root(version)
     element = b.sub(root, name + "Response")
@@ -711,13 +740,13 @@ def render_problem(
     if not b.v1:
         for problem in items:
             _v2_problem(b, element, problem, name, secrets)
-        return _serialize(root)
+        return _serialize(root, keep_tree=keep_tree, builder=b)
     if name in NCIP1_NOTIFICATIONS:
         for problem in items:
             _v1_error(b, element, problem, name, secrets, "MessagingError")
-        return _serialize(root, ncip1_doctype)
+        return _serialize(root, ncip1_doctype, keep_tree, b)
     container = b.sub(element, "Problem")
     kind = "MessagingError" if is_messaging_problem(items[0].problem_type) else "ProcessingError"
     for problem in items:
         _v1_error(b, container, problem, name, secrets, kind)
-    return _serialize(root, ncip1_doctype)
+    return _serialize(root, ncip1_doctype, keep_tree, b)

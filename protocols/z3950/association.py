@@ -30,7 +30,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Protocol
 
-from . import oids, pqf
+from . import fastber, oids, pqf
 from .charset import TermDecoder, utf8_negotiation_response
 from .codec import (
     PDU,
@@ -47,15 +47,16 @@ from .codec import (
     SortKeyInfo,
     SortRequestInfo,
     SurrogateDiagnostic,
-    close,
     delete_result_set_response,
+    encode_close,
+    encode_init_response,
     encode_pdu,
-    init_response,
+    encode_present_response,
+    encode_search_response,
     pdu_arm,
     present_response,
     read_request,
     scan_response,
-    search_response,
     sort_response,
 )
 from .errors import CloseReason, Z3950ProtocolError
@@ -351,7 +352,7 @@ class Association:
             return []
         actions: list[Action] = []
         if self.state is State.UP and self.version >= 3:
-            actions.append(self._send(close(reason, diagnostic_information=message)))
+            actions.append(Send(encode_close(reason, diagnostic_information=message), "close"))
         self._enter_closing()
         actions.append(Report("close", reason.name, detail=message, tag=self._tag))
         actions.append(Disconnect(reason, message))
@@ -388,8 +389,10 @@ class Association:
             call = self._running.send(value)
         except StopIteration as stop:
             self._running = None
-            return [replace(a, tag=self._tag) if isinstance(a, Report) else a
-                    for a in stop.value]
+            tag = self._tag  # Reports get the request's tag (built directly: replace() is slow)
+            return [Report(a.operation, a.outcome, a.query, a.detail, tag)
+                    if type(a) is Report else replace(a, tag=tag) if isinstance(a, Report)
+                    else a for a in stop.value]
         except Z3950ProtocolError as exc:  # a response that would not encode
             self._running = None
             return self._abort(exc.close_reason, "Cannot encode response")
@@ -415,6 +418,14 @@ class Association:
     def _send(self, pdu: PDU) -> Send:
         return Send(encode_pdu(pdu), pdu_arm(pdu))
 
+    @staticmethod
+    def _send_search(**kwargs: Any) -> Send:
+        return Send(encode_search_response(**kwargs), "searchResponse")
+
+    @staticmethod
+    def _send_present(**kwargs: Any) -> Send:
+        return Send(encode_present_response(**kwargs), "presentResponse")
+
     # -- Init -------------------------------------------------------------------------------
 
     def _on_init(self, req: InitRequestInfo) -> _Op:
@@ -437,7 +448,7 @@ class Association:
         peer, refusal = self._authenticate(req.authentication)
         if refusal is None and not versions:
             refusal = Diagnostic(1, "no common protocol version", v2=True)
-        response = init_response(
+        response = dict(
             reference_id=req.reference_id, accepted=refusal is None,
             versions=sorted(versions) or (1, 2, 3), options=sorted(self.options),
             preferred_message_size=self.preferred_message_size,
@@ -447,15 +458,17 @@ class Association:
             diagnostic=refusal, other_info=other_info if refusal is None else ())
         if refusal is not None:
             self._enter_closing()
-            return [self._send(response), Report("init", f"diagnostic {refusal.condition}",
-                                                 detail=_diag_text(refusal)),
+            return [Send(encode_init_response(**response), "initResponse"),
+                    Report("init", f"diagnostic {refusal.condition}",
+                           detail=_diag_text(refusal)),
                     Disconnect(CloseReason.securityViolation, "Init refused")]
         self.peer = peer
         fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
             "utf-8", "utf8") else "latin-1"
         self.decoder = TermDecoder("utf-8", fallback)
         self.state = State.UP
-        return [self._send(response), Report("init", "success", detail=(
+        return [Send(encode_init_response(**response), "initResponse"),
+                Report("init", "success", detail=(
             f"v{self.version} options {' '.join(sorted(self.options))}"))]
         yield  # a generator, like every handler
 
@@ -498,10 +511,10 @@ class Association:
             if isinstance(result, Diagnostic):
                 diag = result
         if diag is not None:
-            return [self._send(search_response(
+            return [self._send_search(
                 reference_id=req.reference_id, result_count=0, search_status=False,
                 next_result_set_position=0, result_set_status=RESULT_SET_NONE,
-                diagnostics=[diag])),
+                diagnostics=[diag]),
                 Report("search", f"diagnostic {diag.condition}", query_text, _diag_text(diag))]
         self._store(name, result, req.database_names)
         hits = len(result.record_ids)
@@ -514,23 +527,23 @@ class Association:
             wanted, esn = 0, None
         wanted = max(0, wanted)
         if wanted == 0:
-            return [self._send(search_response(
+            return [self._send_search(
                 reference_id=req.reference_id, result_count=hits,
-                next_result_set_position=1 if hits else 0)),
+                next_result_set_position=1 if hits else 0),
                 Report("search", "success", query_text, f"{hits} hits")]
         limited = min(wanted, self.settings.max_present_records)
         fetched = yield FetchCall(result, 1, limited, req.preferred_record_syntax, esn,
                                   self._database(name))
         if isinstance(fetched, Diagnostic):
-            return [self._send(search_response(
+            return [self._send_search(
                 reference_id=req.reference_id, result_count=hits, next_result_set_position=1,
-                present_status=PRESENT_FAILURE, diagnostics=[fetched])),
+                present_status=PRESENT_FAILURE, diagnostics=[fetched]),
                 Report("search", "success", query_text,
                        f"{hits} hits; records: {_diag_text(fetched)}")]
         records, status, next_position = self._pack(list(fetched)[:limited], 1, wanted)
-        return [self._send(search_response(
+        return [self._send_search(
             reference_id=req.reference_id, result_count=hits, records=records,
-            next_result_set_position=next_position, present_status=status)),
+            next_result_set_position=next_position, present_status=status),
             Report("search", "success", query_text, f"{hits} hits, {len(records)} records")]
 
     def _store(self, name: str, result: Any, databases: Sequence[str]) -> None:
@@ -565,8 +578,8 @@ class Association:
                 diag = Diagnostic(13, str(hits + 1), v2=True)
         detail = f"{name} {req.start}+{req.count}"
         if diag is None and req.count == 0:
-            return [self._send(present_response(reference_id=req.reference_id,
-                                                next_result_set_position=req.start)),
+            return [self._send_present(reference_id=req.reference_id,
+                                       next_result_set_position=req.start),
                     Report("present", "success", None, f"{detail}: 0 records")]
         if diag is None:
             syntax = req.preferred_record_syntax or (
@@ -577,16 +590,16 @@ class Association:
             if isinstance(fetched, Diagnostic):
                 diag = fetched
         if diag is not None:
-            return [self._send(present_response(
+            return [self._send_present(
                 reference_id=req.reference_id, present_status=PRESENT_FAILURE,
-                next_result_set_position=0, diagnostics=[diag])),
+                next_result_set_position=0, diagnostics=[diag]),
                 Report("present", f"diagnostic {diag.condition}", None,
                        f"{detail}: {_diag_text(diag)}")]
         records, status, next_position = self._pack(list(fetched)[:limited], req.start,
                                                     req.count)
-        return [self._send(present_response(
+        return [self._send_present(
             reference_id=req.reference_id, present_status=status,
-            next_result_set_position=next_position, records=records)),
+            next_result_set_position=next_position, records=records),
             Report("present", "success", None,
                    f"{detail}: {len(records)} records, status {status}")]
 
@@ -717,10 +730,10 @@ class Association:
 
     def _on_close(self, req: CloseInfo) -> _Op:
         """Client Close: answer Close(finished) whatever the version (as GFS), then drop."""
-        reply = close(CloseReason.finished, reference_id=req.reference_id,
-                      diagnostic_information="Association terminated by client")
+        reply = encode_close(CloseReason.finished, reference_id=req.reference_id,
+                             diagnostic_information="Association terminated by client")
         self._enter_closing()
-        return [self._send(reply),
+        return [Send(reply, "close"),
                 Report("close", "success", None, f"client reason {req.reason}"),
                 Disconnect(CloseReason.finished, "Association terminated by client")]
         yield  # a generator, like every handler
@@ -744,5 +757,9 @@ def _empty_present_size() -> int:
 
 def encoded_record_size(record: ResponseRecord) -> int:
     """Bytes one record adds to a Present response (encodes it alone and measures)."""
+    if fastber.ENABLED:
+        size = fastber.record_size(record)
+        if size is not None:
+            return size
     full = len(encode_pdu(present_response(next_result_set_position=1, records=[record])))
     return full - _empty_present_size()

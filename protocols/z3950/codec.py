@@ -29,7 +29,7 @@ from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
 from pyasn1.type import univ
 
-from . import oids, pqf
+from . import fastber, oids, pqf
 from .asn1 import (
     PDU,
     PDU_ARMS,
@@ -84,6 +84,11 @@ __all__ = [
     "read_delete_result_set_request",
     "read_close",
     "read_request",
+    "decode_request",
+    "encode_init_response",
+    "encode_search_response",
+    "encode_present_response",
+    "encode_close",
     "RequestInfo",
     "reference_id",
     "init_request",
@@ -157,6 +162,11 @@ def decode_pdu(data: bytes, *, framed: bool = False, max_depth: int = DEFAULT_MA
     try:
         if len(data) < 2:
             raise Z3950ProtocolError("PDU too short")
+        if not bytes(data[:3]).startswith(_PDU_IDENTIFIERS):
+            # Checked here, not left to pyasn1: its "not in asn1Spec" error embeds the repr of
+            # the whole PDU schema (~260 KB, ~15 ms to build) in the message for every stray
+            # byte sequence -- a cheap way to burn CPU and flood the log.
+            raise Z3950ProtocolError(f"not a Z39.50 PDU (identifier {bytes(data[:3]).hex()})")
         definite = bytes(data) if framed else to_definite(bytes(data), max_depth=max_depth)
         pdu, rest = ber_decoder.decode(definite, asn1Spec=PDU())
         if rest:
@@ -165,7 +175,35 @@ def decode_pdu(data: bytes, *, framed: bool = False, max_depth: int = DEFAULT_MA
     except Z3950ProtocolError:
         raise
     except Exception as exc:  # noqa: BLE001 - the decode boundary: nothing else may escape
-        raise Z3950ProtocolError(f"undecodable PDU: {type(exc).__name__}: {exc}") from exc
+        raise Z3950ProtocolError(f"undecodable PDU: {_brief(exc)}") from exc
+
+
+MAX_ERROR_TEXT = 200
+"""Characters of a decoder's exception text kept in our error (pyasn1 puts schema reprs of
+hundreds of kilobytes in its messages; they would end up in the log)."""
+
+
+def _brief(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT] + "..."
+
+
+def _identifier(tag_class: int, tag_format: int, tag_id: int) -> bytes:
+    """The BER identifier octets of a tag."""
+    if tag_id < 31:
+        return bytes([tag_class | tag_format | tag_id])
+    octets = [tag_id & 0x7F]
+    tag_id >>= 7
+    while tag_id:
+        octets.append(0x80 | (tag_id & 0x7F))
+        tag_id >>= 7
+    return bytes([tag_class | tag_format | 0x1F, *reversed(octets)])
+
+
+_PDU_IDENTIFIERS: tuple[bytes, ...] = tuple(
+    _identifier(tag_set[-1].tagClass, tag_set[-1].tagFormat, tag_set[-1].tagId)
+    for tag_set in PDU().tagMap.presentTypes)
+"""Identifier octets of every PDU arm: anything else is refused before pyasn1 sees it."""
 
 
 def encode_pdu(pdu: PDU) -> bytes:
@@ -1280,4 +1318,61 @@ def read_request(pdu: PDU, decoder: TermDecoder | None = None) -> RequestInfo | 
     except Z3950ProtocolError:
         raise
     except Exception as exc:  # noqa: BLE001 - same boundary rule as decode_pdu
-        raise Z3950ProtocolError(f"unusable {pdu_arm(pdu)}: {type(exc).__name__}: {exc}") from exc
+        raise Z3950ProtocolError(f"unusable {pdu_arm(pdu)}: {_brief(exc)}") from exc
+
+
+# --------------------------------------------------------------------------------------
+# Fast path (protocols.z3950.fastber): the hot PDUs without pyasn1, same values and bytes.
+# fastber.ENABLED = False forces pyasn1 everywhere (tests, comparisons).
+
+
+def decode_request(
+    data: bytes, decoder: TermDecoder | None = None, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> PDU | RequestInfo:
+    """Decode one framed PDU (from L{BERFramer.feed}) for a server.
+
+    Init/Search/Present/Close requests the fast path handles come back already read (the
+    L{read_request} dataclass, text decoded with C{decoder}); everything else comes back as
+    L{decode_pdu} returns it, with the same errors.
+    """
+    if fastber.ENABLED:
+        info = fastber.read_request(data, decoder)
+        if info is not None:
+            return info
+    return decode_pdu(data, framed=True, max_depth=max_depth)
+
+
+def encode_init_response(**kwargs: Any) -> bytes:
+    """C{encode_pdu(init_response(**kwargs))}, through the fast path when it applies."""
+    if fastber.ENABLED:
+        data = fastber.init_response(**kwargs)
+        if data is not None:
+            return data
+    return encode_pdu(init_response(**kwargs))
+
+
+def encode_search_response(**kwargs: Any) -> bytes:
+    """C{encode_pdu(search_response(**kwargs))}, through the fast path when it applies."""
+    if fastber.ENABLED:
+        data = fastber.search_response(**kwargs)
+        if data is not None:
+            return data
+    return encode_pdu(search_response(**kwargs))
+
+
+def encode_present_response(**kwargs: Any) -> bytes:
+    """C{encode_pdu(present_response(**kwargs))}, through the fast path when it applies."""
+    if fastber.ENABLED:
+        data = fastber.present_response(**kwargs)
+        if data is not None:
+            return data
+    return encode_pdu(present_response(**kwargs))
+
+
+def encode_close(reason: CloseReason | int = CloseReason.finished, **kwargs: Any) -> bytes:
+    """C{encode_pdu(close(reason, **kwargs))}, through the fast path when it applies."""
+    if fastber.ENABLED:
+        data = fastber.close(reason, **kwargs)
+        if data is not None:
+            return data
+    return encode_pdu(close(reason, **kwargs))

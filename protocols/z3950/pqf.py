@@ -55,7 +55,7 @@ __all__ = [
 MAX_QUERY_DEPTH = 100
 """Deepest operator nesting accepted (parser and converters), to stay clear of recursion limits."""
 
-AttributeValue = Union[int, str, tuple[Union[int, str], ...]]
+AttributeValue = Union[int, str, tuple[int | str, ...]]
 
 
 class Attribute(NamedTuple):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
 import subprocess
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 

@@ -18,7 +18,6 @@ Each test runs a real daemon (``--log-level debug``, so every log line there is)
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any

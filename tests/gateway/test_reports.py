@@ -33,7 +33,6 @@ from gateway.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
 
-
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
@@ -359,8 +358,9 @@ class _SyncReactor(Clock):
 
 def _sync_store(gateway: Gateway) -> None:
     """Make the gateway's store run each write synchronously through its own commit code."""
-    from gateway.store import _Job, connect
     from twisted.internet.defer import Deferred
+
+    from gateway.store import _Job, connect
 
     conn = connect(gateway.store.path)
     store = gateway.store
