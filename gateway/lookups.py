@@ -24,7 +24,6 @@ from gateway.backends.base import (
     UnknownItem,
     UnknownPatron,
 )
-from gateway.identifiers import search_forms
 from gateway.secrets import verify_secret
 from gateway.store import Store
 
@@ -145,19 +144,12 @@ class Lookups:
         def work(conn: Any) -> list[tuple[tuple[str, str], int | None, list[Item]]]:
             result = []
             for kind, value in identifiers:
-                row = None
-                for form in search_forms(kind, value):
-                    row = conn.execute(
-                        "SELECT ri.record_id FROM record_identifiers ri JOIN records r"
-                        " ON r.id = ri.record_id WHERE ri.kind = ? AND ri.value = ?"
-                        " AND r.temporary = 0 LIMIT 1", (kind, form)).fetchone()
-                    if row:
-                        break
-                if row is None:
+                record_id = queries.record_by_identifier(conn, kind, value)
+                if record_id is None:
                     result.append(((kind, value), None, []))
                     continue
-                items = queries.items_of_records(conn, [row[0]])[row[0]]
-                result.append(((kind, value), row[0], [i for i in items if not i.temporary]))
+                items = queries.items_of_records(conn, [record_id])[record_id]
+                result.append(((kind, value), record_id, [i for i in items if not i.temporary]))
             return result
         return self.store.read(work)
 

@@ -45,7 +45,6 @@ from gateway.backends.base import (
     UnknownRequest,
 )
 from gateway.config import Peer
-from gateway.identifiers import search_forms
 from gateway.ncip_handlers import RECORD_ID_CODES
 from gateway.ncip_service import PREFIX_STYLES, NcipCall, Rendered
 from protocols.ncip import messages as m
@@ -634,14 +633,7 @@ class Workflows:
         record_id = None
         for bib_id in message.bibliographic_ids:
             kind = RECORD_ID_CODES.get((bib_id.code or "sysnumber").casefold(), "local")
-            for form in search_forms(kind, bib_id.identifier):
-                row = conn.execute(
-                    "SELECT ri.record_id FROM record_identifiers ri JOIN records r"
-                    " ON r.id = ri.record_id WHERE ri.kind = ? AND ri.value = ?"
-                    " AND r.temporary = 0 LIMIT 1", (kind, form)).fetchone()
-                if row is not None:
-                    record_id = row[0]
-                    break
+            record_id = queries.record_by_identifier(conn, kind, bib_id.identifier)
             if record_id is not None:
                 break
         if record_id is None:

@@ -11,6 +11,7 @@ import sqlite3
 from datetime import date, datetime
 
 from gateway.backends.base import Hold, Item, Loan, Patron
+from gateway.identifiers import search_forms
 
 _ITEM_SELECT = """
     SELECT i.id, i.barcode, i.record_id, r.local_id, r.title, r.author, r.publisher, r.pub_year,
@@ -99,6 +100,19 @@ def items_of_records(conn: sqlite3.Connection, record_ids: list[int]) -> dict[in
                                 " ORDER BY i.record_id, i.location, i.barcode", chunk):
             result[row["record_id"]].append(_item(row))
     return result
+
+
+def record_by_identifier(conn: sqlite3.Connection, kind: str, value: str) -> int | None:
+    """The id of the library's own (not temporary) record with this identifier, in any of the
+    forms it is indexed under (both ISBN forms, normalised ISSN and OCLC numbers)."""
+    for form in search_forms(kind, value):
+        row = conn.execute(
+            "SELECT ri.record_id FROM record_identifiers ri JOIN records r ON r.id = ri.record_id"
+            " WHERE ri.kind = ? AND ri.value = ? AND r.temporary = 0 LIMIT 1",
+            (kind, form)).fetchone()
+        if row is not None:
+            return int(row[0])
+    return None
 
 
 def loans_of_patron(conn: sqlite3.Connection, patron_id: int) -> list[Loan]:
