@@ -38,34 +38,13 @@ from gateway.identifiers import isbn_forms, normalise_issn, normalise_oclc
 from gateway.importers import ImportSummary, import_marc, marcfiles
 from gateway.importers.loader import CatalogueLoader, Done, StoredRecord
 from gateway.store import open_database
+from tests.marc_fixtures import datafield, iso2709
 
 TODAY = date(2026, 3, 2)
 FIELD_STATE = ("tag", "data", "_indicators", "subfields", "control_field")
 
 
-# -- ISO 2709 by hand (as in test_importers) ----------------------------------------------------
-
-def iso2709(fields: list[tuple[str, bytes]], *, coding: bytes = b"a") -> bytes:
-    """A hand-assembled ISO 2709 record from (tag, body) pairs, bodies without terminators."""
-    directory, data = b"", b""
-    for tag, body in fields:
-        body += b"\x1e"
-        directory += tag.encode() + b"%04d%05d" % (len(body), len(data))
-        data += body
-    directory += b"\x1e"
-    base = 24 + len(directory)
-    length = base + len(data) + 1
-    leader = b"%05dnam " % length + coding + b"22%05d   4500" % base
-    return leader + directory + data + b"\x1d"
-
-
-def datafield(indicators: str, *pairs: str) -> bytes:
-    """The body of a data field from (code, value) pairs, UTF-8."""
-    body = indicators.encode()
-    for i in range(0, len(pairs), 2):
-        body += b"\x1f" + pairs[i].encode() + pairs[i + 1].encode("utf-8")
-    return body
-
+# -- records --------------------------------------------------------------------------------------
 
 def book(local_id: str, title: str, *barcodes: str, branch: str = "MAIN",
          extra: Iterable[tuple[str, bytes]] = ()) -> bytes:

@@ -22,36 +22,12 @@ from gateway.importers.holdings import extract_items
 from gateway.importers.marcfiles import read_records
 from gateway.secrets import verify_secret
 from gateway.store import open_database
+from tests.marc_fixtures import datafield, iso2709
 
 MARCXML_NS = "http://www.loc.gov/MARC21/slim"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def iso2709(fields: list[tuple[str, bytes]], *, coding: bytes = b"a") -> bytes:
-    """A hand-assembled ISO 2709 record: (tag, body) pairs, bodies without terminators.
-
-    Built byte by byte rather than with pymarc so that MARC-8 and broken records can be made.
-    """
-    directory, data = b"", b""
-    for tag, body in fields:
-        body += b"\x1e"
-        directory += tag.encode() + b"%04d%05d" % (len(body), len(data))
-        data += body
-    directory += b"\x1e"
-    base = 24 + len(directory)
-    length = base + len(data) + 1
-    leader = b"%05dnam " % length + coding + b"22%05d   4500" % base
-    return leader + directory + data + b"\x1d"
-
-
-def datafield(indicators: str, *pairs: str) -> bytes:
-    """The body of a data field from (code, value) pairs, UTF-8."""
-    body = indicators.encode()
-    for i in range(0, len(pairs), 2):
-        body += b"\x1f" + pairs[i].encode() + pairs[i + 1].encode("utf-8")
-    return body
-
 
 def book(local_id: str, title: str, *holdings: bytes, tag: str = "852") -> bytes:
     """A small UTF-8 record with a 001, a 245 and holdings fields."""
