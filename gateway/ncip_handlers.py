@@ -8,11 +8,10 @@ domain errors propagate to :mod:`gateway.ncip_service`, which maps them to Probl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.backends.base import Item, NeededDataMissing, PatronBlocked
+from gateway.backends.base import Item, NeededDataMissing
 from gateway.lookups import Lookups, PatronDetails, today_in
 from gateway.ncip_service import NcipCall
 from protocols.ncip.codes import Code
@@ -199,8 +198,3 @@ def describe(item: Item) -> BibliographicDescription:
         title=item.title or None, author=item.author or None, publisher=item.publisher or None,
         publication_date=str(item.pub_year) if item.pub_year else None, ids=tuple(ids))
 
-
-def check_may_borrow(details: PatronDetails, today: date) -> None:
-    """Raise :class:`PatronBlocked` for a blocked or expired patron."""
-    if details.patron.is_blocked() or details.patron.is_expired(today):
-        raise PatronBlocked(element="UserId", value=details.patron.barcode)
