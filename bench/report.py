@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+PERFORMANCE_PASS = Path(__file__).with_name("performance_pass.toml")
 
 
 def mmm(values: Iterable[float]) -> dict[str, float] | None:
@@ -69,6 +72,20 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines + [""]
+
+
+def _performance_pass(path: Path = PERFORMANCE_PASS) -> list[str]:
+    """The "what each change bought" section, from the curated ``performance_pass.toml``."""
+    if not path.exists():
+        return []
+    changes = tomllib.loads(path.read_text(encoding="utf-8")).get("change", [])
+    out = ["## Performance pass: what each change bought", "",
+           "Targeted same-run A/B measurements made while changing (from "
+           "`bench/performance_pass.toml`); this report's own tables show where the whole "
+           "stands now.", ""]
+    return out + _table(["commit", "change", "measure", "before", "after", "command"],
+                        [[f"`{c['commit']}`", c["change"], c["measure"], c["before"], c["after"],
+                          f"`{c['command']}`"] for c in changes])
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -191,6 +208,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         rows = [[k, f"{v:,}" if isinstance(v, int) else v] for k, v in m.items()
                 if k not in ("database", "pid")]
         out += _table(["measure", "value"], rows)
+    out += _performance_pass()
     p = results.get("profiles")
     if p:
         out.append("## Profiles (py-spy on the gateway process under load)")

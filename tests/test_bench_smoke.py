@@ -77,3 +77,14 @@ def test_report_writer_produces_markdown(tmp_path: Path) -> None:
     assert "| Z39.50 cycles ≥ 1.0× yaz-ztest fork | 2.00× | **met** |" in text
     assert "110 (100–120)" in text and "2.00×" in text
     assert json.loads(js.read_text())["meta"]["mode"] == "quick"
+
+
+def test_report_lists_what_each_change_bought(tmp_path: Path) -> None:
+    curated = tmp_path / "performance_pass.toml"
+    curated.write_text('[[change]]\ncommit = "abc1234"\nchange = "a faster thing"\n'
+                       'measure = "ops/s"\nbefore = "10"\nafter = "20"\ncommand = "run it"\n')
+    lines = report._performance_pass(curated)
+    assert lines[0] == "## Performance pass: what each change bought"
+    assert "| `abc1234` | a faster thing | ops/s | 10 | 20 | `run it` |" in lines
+    assert report._performance_pass(tmp_path / "absent.toml") == []
+    assert report._performance_pass()  # the committed file parses and has entries
