@@ -355,8 +355,8 @@ def scale_section(cfg: dict[str, Any], scratch: Path, config: Path, gateway_ok: 
         "Catalogues of N demo records written with `write_demo_marc` and loaded with "
         "`interlend import marc` (a separate process, timed end to end: start-up included); "
         "search latency measured in-process through `gateway.search` (plan_query + run_plan on "
-        "a connection opened like the daemon's, every hit id fetched, i.e. the cost of a "
-        "Z39.50 Search before the response PDU); the cycle rate through the gateway over "
+        "a connection opened like the daemon's: exact count and the first page of hit ids, "
+        "i.e. the cost of a Z39.50 Search before the response PDU); the cycle rate through the gateway over "
         f"Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`)."),
         "imports": [], "search": [], "cycles": []}
     results["scale"] = section

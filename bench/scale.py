@@ -7,9 +7,10 @@ searches on them.
   ``write_demo(records=0)`` so NCIP lookups work on the same database.
 * :func:`search_latency` measures searches **in-process through the gateway's search module**
   (``gateway.search.plan_query`` + ``run_plan`` on a connection opened like the daemon's:
-  plan, compile to SQL, run, fetch every hit id — what a Z39.50 Search costs before the PDU is
-  built). Kinds: identifier (1=12 local id, 1=7 ISBN-13) and word (1=4 title word,
-  1=1016 any word).
+  plan, compile to SQL, count the hits exactly and read the first page of ids
+  (``gateway.search.FIRST_PAGE``), or every id where the statement cannot stream — what a
+  Z39.50 Search does before the PDU is built). Kinds: identifier (1=12 local id, 1=7 ISBN-13)
+  and word (1=4 title word, 1=1016 any word).
 """
 
 from __future__ import annotations
@@ -104,13 +105,14 @@ def _queries(records: int, count: int, rng: random.Random) -> dict[str, list[str
 def search_latency(database: Path, records: int, *, samples: int = 300,
                    max_seconds: float = 20.0, seed: int = 7) -> dict[str, Any]:
     """Latency percentiles per query kind, in-process (see the module docstring)."""
-    from gateway.search import plan_query, run_plan
+    from gateway.search import FIRST_PAGE, plan_query, run_plan
     from gateway.store import open_database
     from protocols.z3950.pqf import parse_pqf
 
     conn = open_database(database)
     out: dict[str, Any] = {"records": records, "method": "in-process gateway.search "
-                           "(plan_query + run_plan, all hit ids fetched)"}
+                           f"(plan_query + run_plan: exact count + first {FIRST_PAGE} hit ids, "
+                           "as a Z39.50 Search)"}
     try:
         rng = random.Random(seed)
         for kind, queries in _queries(records, samples, rng).items():
@@ -123,9 +125,9 @@ def search_latency(database: Path, records: int, *, samples: int = 300,
                 if time.perf_counter() > deadline:
                     break
                 t0 = time.perf_counter()
-                ids = run_plan(conn, plan_query(parse_pqf(q), {}))
+                found = run_plan(conn, plan_query(parse_pqf(q), {}))
                 times.append((time.perf_counter() - t0) * 1000)
-                hits.append(len(ids))
+                hits.append(found.count)
             out[kind] = {"n": len(times), "p50_ms": round(percentile(times, 50), 3),
                          "p95_ms": round(percentile(times, 95), 3),
                          "p99_ms": round(percentile(times, 99), 3),

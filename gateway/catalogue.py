@@ -9,7 +9,9 @@ its Bib-1 diagnostic (:class:`Bib1Error`), then does all SQL and record building
 The configuration is read from ``gateway.config`` at every call, so a SIGHUP reload (new
 databases, a peer's holdings tag or charset) applies to the next request.
 
-Result sets hold record ids in ascending id order (Search) or in sort order (Sort).
+A search's result set holds its exact hit count and reads its record ids (ascending id order)
+a page at a time, as Present asks for them (:class:`gateway.search.Hits`); Sort reads them all
+and holds them in sort order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -26,7 +27,7 @@ from twisted.logger import Logger
 from gateway import records as render
 from gateway.config import Config, Peer
 from gateway.scan import ScanResult, plan_scan, run_scan
-from gateway.search import Bib1Error, fold, plan_query, run_plan, use_of
+from gateway.search import Bib1Error, Hits, fold, plan_query, run_plan, use_of
 from gateway.store import Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (
@@ -63,12 +64,29 @@ _ARTICLES = ("the ", "a ", "an ")
 MAX_SCAN_TERMS = 1000
 
 
-@dataclass(frozen=True)
 class ResultSet:
-    """A named result set: the matching record ids in result order (hit count = len)."""
+    """A named result set: its hit count (``count``) and its hits, read as they are needed.
 
-    name: str
-    record_ids: tuple[int, ...]
+    ``ResultSet(name, ids)`` holds known ids in result order (a sorted set); a search's set is
+    built from the :class:`Hits` :func:`run_plan` returns.
+    """
+
+    def __init__(self, name: str, record_ids: Sequence[int] = (), *,
+                 hits: Hits | None = None) -> None:
+        self.name = name
+        self.hits = hits if hits is not None else Hits.of(record_ids)
+
+    @property
+    def count(self) -> int:
+        """The number of hits."""
+        return self.hits.count
+
+    def ids(self, conn: sqlite3.Connection, start: int, count: int) -> list[int]:
+        """Record ids at positions ``start`` (1-based) … ``start + count - 1`` (reader thread)."""
+        return self.hits.page(conn, start, count)
+
+    def __repr__(self) -> str:
+        return f"ResultSet({self.name!r}, count={self.count})"
 
 
 class CatalogueService:
@@ -108,10 +126,10 @@ class CatalogueService:
             if not isinstance(query, Query):
                 raise Bib1Error(107, type(query).__name__)
             self._check_databases(databases)
-            plan = plan_query(query, {k: v.record_ids for k, v in result_sets.items()})
+            plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
         except Bib1Error:
             return fail()
-        return self._store.read(lambda conn: ResultSet(name, run_plan(conn, plan)))
+        return self._store.read(lambda conn: ResultSet(name, hits=run_plan(conn, plan)))
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -135,20 +153,21 @@ class CatalogueService:
                 raise Bib1Error(239, oids.oid_to_dotted(wanted))
             if esn not in builders:
                 raise Bib1Error(25, element_set)
-            hits = len(result_set.record_ids)
-            if start < 1 or start > hits or count < 0:
+            if start < 1 or start > result_set.count or count < 0:
                 raise Bib1Error(13, str(start))
         except Bib1Error:
             return fail()
         builder, built_esn = builders[esn]
-        ids = result_set.record_ids[start - 1:start - 1 + count]
         view = self._view(peer)
 
         def work(conn: sqlite3.Connection) -> list[ResponseRecord | SurrogateDiagnostic]:
-            loaded = render.load_records(conn, ids)
+            ids: list[int | None] = list(result_set.ids(conn, start, count))
+            # A record deleted since the search leaves its position empty: diagnostic 14.
+            ids += [None] * (min(count, result_set.count - start + 1) - len(ids))
+            loaded = render.load_records(conn, [i for i in ids if i is not None])
             out: list[ResponseRecord | SurrogateDiagnostic] = []
             for record_id in ids:
-                record = loaded.get(record_id)
+                record = loaded.get(record_id) if record_id is not None else None
                 if record is None:
                     out.append(SurrogateDiagnostic(Diagnostic(14, "record no longer exists"),
                                                    database))
@@ -204,9 +223,9 @@ class CatalogueService:
             resolved = [(_sort_field(key), _sort_descending(key)) for key in keys]
         except Bib1Error:
             return fail()
-        ids = result_set.record_ids
 
         def work(conn: sqlite3.Connection) -> ResultSet:
+            ids = result_set.ids(conn, 1, result_set.count)
             values = {row[0]: row[1:] for row in conn.execute(
                 "SELECT r.id, r.title, r.author, r.pub_year, r.local_id FROM records r"
                 " WHERE r.id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))}

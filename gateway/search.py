@@ -5,9 +5,19 @@ A query is checked and planned without touching the database (:func:`plan_query`
 attribute fails fast with the right Bib-1 diagnostic; the plan is then compiled into one SQL
 statement (:func:`compile_plan`) that a reader thread runs. Every term becomes a sub-select of
 record ids; ``@and``/``@or``/``@not`` become ``INTERSECT``/``UNION``/``EXCEPT``; ``@set name``
-becomes the stored ids of that result set (a JSON array read with ``json_each``). The outer
-statement drops temporary (borrowed) records through the partial index ``records_temporary`` and
-orders the hits by record id, so results are deterministic.
+becomes that result set's own statement (or its ids, a JSON array read with ``json_each``, once
+sorted). The outer statement drops temporary (borrowed) records through the partial index
+``records_temporary`` and keeps only records that existed when the search ran (``id <=`` the
+highest id then), so later additions never shift a result set's positions; hits are in record
+id order, so results are deterministic.
+
+:func:`run_plan` does not read every hit of a word search (the FTS5 index yields its rowids in
+order): it counts them inside SQLite (the FTS5 vocabulary's document count for a single word,
+``count(*)`` otherwise; see :func:`_count`) and reads the first page of ids only;
+:meth:`Hits.page` reads later pages on demand (keyset: ``id > last id read``, ordered by id, so
+the FTS5 index serves the order and the ``LIMIT`` stops it early). Other plans (boolean
+combinations, identifiers, years, whole fields, ``@set``) are read whole, as their statements
+cannot stream in id order.
 
 Access paths:
 
@@ -51,7 +61,7 @@ import re
 import sqlite3
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.identifiers import search_forms
 from protocols.z3950 import oids
@@ -65,6 +75,9 @@ MAX_REGEX = 64
 
 MAX_DEPTH = 100
 """Deepest operator nesting compiled (the PQF parser allows the same)."""
+
+FIRST_PAGE = 10
+"""Ids a streamed search reads at once, for the Present (or piggy-backed records) that follows."""
 
 
 class Bib1Error(Exception):
@@ -124,6 +137,10 @@ PHRASE_STRUCTURES = frozenset({1, 3, 107, 108, 109, 110})
 
 # -- the plan -----------------------------------------------------------------------------------
 
+Sql = tuple[str, list[object]]
+"""An SQL statement and its parameters."""
+
+
 @dataclass(frozen=True)
 class WordTerm:
     """A word search in the FTS index."""
@@ -158,10 +175,10 @@ class YearTerm:
 
 @dataclass(frozen=True)
 class SetTerm:
-    """The ids of an existing result set."""
+    """The members of an existing result set: the statement selecting them."""
 
     name: str
-    record_ids: tuple[int, ...]
+    members: Sql
 
 
 @dataclass(frozen=True)
@@ -304,14 +321,18 @@ def _plan_year(value: str, relation: int) -> YearTerm:
     return YearTerm(_RELATIONS[relation], year, year)
 
 
-def plan_query(query: Query, result_sets: Mapping[str, Sequence[int]]) -> Plan:
-    """Plan the whole query; raises :class:`Bib1Error` for anything unsupported."""
+def plan_query(query: Query, result_sets: Mapping[str, Sql]) -> Plan:
+    """Plan the whole query; raises :class:`Bib1Error` for anything unsupported.
+
+    ``result_sets`` maps each result set name to the statement selecting its members
+    (:attr:`Hits.members`).
+    """
     if tuple(query.attribute_set) != oids.BIB1_ATTRSET:
         raise Bib1Error(121, oids.oid_to_dotted(tuple(query.attribute_set)))
     return _plan_node(query.root, query.attribute_set, result_sets, 0)
 
 
-def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sequence[int]],
+def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql],
                depth: int) -> Plan:
     if depth > MAX_DEPTH:
         raise Bib1Error(108, "query nested too deeply")
@@ -320,7 +341,7 @@ def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Se
     if isinstance(node, ResultSetRef):
         if node.name not in result_sets:
             raise Bib1Error(30, node.name)
-        return SetTerm(node.name, tuple(result_sets[node.name]))
+        return SetTerm(node.name, result_sets[node.name])
     ops = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
     op = ops.get(type(node))
     if op is None:
@@ -332,7 +353,6 @@ def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Se
 
 # -- compiling to SQL -------------------------------------------------------------------------
 
-Sql = tuple[str, list[object]]
 NOTHING: Sql = ("SELECT NULL AS id WHERE 0", [])
 
 
@@ -431,12 +451,18 @@ def field_value(text: str) -> str:
 
 
 def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
+    parts = _word_parts(conn, term)
+    return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+
+def _word_parts(conn: sqlite3.Connection, term: WordTerm) -> list[Sql]:
+    """Disjoint statements whose ids together are the term's hits (UNION ALL of them)."""
     if term.complete and term.column in ("title", "author"):
         value = field_value(term.raw)
         if term.truncation == 1:
-            return (f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
-                    f" AND {term.column} < ? COLLATE NOCASE", [value, value + "\U0010ffff"])
-        return f"SELECT id FROM records WHERE {term.column} = ? COLLATE NOCASE", [value]
+            return [(f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
+                     f" AND {term.column} < ? COLLATE NOCASE", [value, value + "\U0010ffff"])]
+        return [(f"SELECT id FROM records WHERE {term.column} = ? COLLATE NOCASE", [value])]
     expression = _fts_expression(conn, term)
     words: Sql = (("SELECT rowid AS id FROM records_fts WHERE records_fts MATCH ?", [expression])
                   if expression is not None else NOTHING)
@@ -446,9 +472,13 @@ def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
                  "char(10) || lower(r.subjects) || char(10), char(10) || ? || char(10)) > 0",
                  [*words[1], heading])
     if term.with_identifiers and term.truncation == 100:
+        # The identifier hits the words lack: with UNION ALL, SQLite merges them in id order
+        # without first collecting every word hit, as UNION would.
         ident = _identifier_sql(IdentifierTerm(IDENTIFIER_KINDS[1007], term.raw.strip(), False))
-        return f"{words[0]} UNION {ident[0]}", [*words[1], *ident[1]]
-    return words
+        return [words, (f"SELECT i.id FROM ({ident[0]}) i WHERE NOT EXISTS"
+                        f" (SELECT 1 FROM ({words[0]}) w WHERE w.id = i.id)",
+                        [*ident[1], *words[1]])]
+    return [words]
 
 
 def _identifier_sql(term: IdentifierTerm) -> Sql:
@@ -485,40 +515,155 @@ def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
         return (f"SELECT id FROM records INDEXED BY records_year WHERE pub_year {plan.op} ?",
                 [plan.low])
     if isinstance(plan, SetTerm):
-        return "SELECT value AS id FROM json_each(?)", [json.dumps(list(plan.record_ids))]
+        return plan.members
     left, right = _compile(conn, plan.left), _compile(conn, plan.right)
     return (f"SELECT id FROM ({left[0]}) {plan.op} SELECT id FROM ({right[0]})",
             [*left[1], *right[1]])
 
 
-def compile_plan(conn: sqlite3.Connection, plan: Plan) -> Sql:
-    """The complete statement: matching non-temporary record ids, in record id order."""
+def ids_sql(record_ids: Sequence[int]) -> Sql:
+    """A statement selecting the given ids (a result set read whole, or sorted)."""
+    return "SELECT value AS id FROM json_each(?)", [json.dumps(list(record_ids))]
+
+
+def compile_plan(conn: sqlite3.Connection, plan: Plan, bound: int) -> Sql:
+    """The members statement: matching non-temporary record ids up to ``bound``, unordered."""
     inner, params = _compile(conn, plan)
     # Temporary records are few (borrowed items in flight): excluding them through their
     # partial index is much cheaper than looking every hit up in ``records``.
-    return (f"SELECT id FROM ({inner}) WHERE id NOT IN"
-            " (SELECT id FROM records WHERE temporary = 1) ORDER BY id", params)
+    return (f"SELECT id FROM ({inner}) WHERE id <= ? AND id NOT IN"
+            " (SELECT id FROM records WHERE temporary = 1)", [*params, bound])
 
 
-def run_plan(conn: sqlite3.Connection, plan: Plan) -> tuple[int, ...]:
-    """Run a planned query on a (reader) connection; the hits in record id order."""
-    sql, params = compile_plan(conn, plan)
+def _streams(plan: Plan) -> bool:
+    """Whether the plan's ids come from the FTS5 index alone, in id order (see the docstring)."""
+    return isinstance(plan, WordTerm) and not (plan.complete and plan.column is not None)
+
+
+@dataclass
+class Hits:
+    """A search's hits: the exact count and the ids read so far, a prefix in result order.
+
+    ``members`` selects every hit (unordered); ``streamed`` says the ids are read from it a
+    page at a time, else ``ids`` holds them all. One operation at a time uses a result set (the
+    association queues requests), so the prefix needs no lock.
+    """
+
+    count: int
+    members: Sql
+    ids: list[int] = field(default_factory=list)
+    streamed: bool = False
+
+    @classmethod
+    def of(cls, record_ids: Sequence[int]) -> Hits:
+        """Hits that are all known (a sorted result set, a test's)."""
+        return cls(len(record_ids), ids_sql(record_ids), list(record_ids))
+
+    def page(self, conn: sqlite3.Connection, start: int, count: int) -> list[int]:
+        """The ids at positions ``start`` (1-based) to ``start + count - 1``, at most the last.
+
+        Positions past the ids read so far come from ``members``: the following ones extend
+        the prefix; a page further on is read on its own (``OFFSET``) and not kept.
+        """
+        end = min(start - 1 + count, self.count)
+        if end <= len(self.ids) or not self.streamed:
+            return self.ids[start - 1:end]
+        skip = max(0, start - 1 - len(self.ids))
+        after = self.ids[-1] if self.ids else 0
+        sql, params = self.members
+        rows = conn.execute(f"SELECT id FROM ({sql}) WHERE id > ? ORDER BY id LIMIT ? OFFSET ?",
+                            [*params, after, end - len(self.ids) - skip, skip])
+        fetched = [row[0] for row in rows]
+        if skip:
+            return fetched
+        self.ids.extend(fetched)
+        return self.ids[start - 1:end]
+
+
+def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE) -> Hits:
+    """Run a planned query on a (reader) connection: its count and its first ``first`` ids.
+
+    The highest record id, the count and the first page are read in one transaction, so they
+    agree; Bib-1 125 if FTS5 rejects the expression.
+    """
+    conn.execute("SAVEPOINT interlend_search")  # a read transaction, nested if one is open
     try:
-        return tuple(row[0] for row in conn.execute(sql, params))
+        bound = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
+        members = compile_plan(conn, plan, bound)
+        if not _streams(plan):
+            ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id", members[1])]
+            return Hits(len(ids), members, ids)
+        assert isinstance(plan, WordTerm)
+        hits = Hits(_count(conn, plan), members, streamed=True)
+        hits.page(conn, 1, first)
+        return hits
     except sqlite3.OperationalError as exc:
         if "fts5" in str(exc).lower():
             raise Bib1Error(125, str(exc)) from None
         raise
+    finally:
+        conn.execute("RELEASE interlend_search")
+
+
+def _count(conn: sqlite3.Connection, term: WordTerm) -> int:
+    """The number of the term's hits (within the search's transaction): its disjoint parts
+    counted one by one, less the temporary records among them.
+
+    ``count(*)`` straight over a part lets SQLite count FTS5 rows without a per-row filter
+    (measured at 1,000,000 records, 310,221 hits: 9.3 ms against 21 ms with the members'
+    ``id <= ? AND id NOT IN (temporary)``), and a single word is counted from the FTS5
+    vocabulary (:func:`_word_count_sql`); the few temporary records are then looked up in the
+    part one by one (FTS5 ``rowid =``). Every record is within the bound in this transaction.
+    """
+    words, *others = parts = _word_parts(conn, term)
+    counts = [_word_count_sql(term, words), *(_count_sql(part) for part in others)]
+    temporaries = [(f"SELECT count(*) FROM records t INDEXED BY records_temporary WHERE"
+                    f" t.temporary = 1 AND EXISTS (SELECT 1 FROM ({sql}) x WHERE x.id = t.id)",
+                    params) for sql, params in parts]
+    return (sum(conn.execute(*count).fetchone()[0] for count in counts)
+            - sum(conn.execute(*count).fetchone()[0] for count in temporaries))
+
+
+def _count_sql(part: Sql) -> Sql:
+    return f"SELECT count(*) FROM ({part[0]})", part[1]
+
+
+def _word_count_sql(term: WordTerm, words: Sql) -> Sql:
+    """A statement counting the rows of ``words`` (the term's FTS5 hits).
+
+    For one plain word, the FTS5 vocabulary's document count of that word (in the term's
+    column): it reads the word's doclist without a row per hit (measured at 1,000,000 records,
+    38,378 hits: 0.86 ms against 1.29 ms for ``count(*)``). A vocabulary term is what the
+    tokenizer makes, so when the word is one it matches exactly the rows counted; when it is
+    not (no row), ``count(*)`` decides.
+    """
+    plain = (len(term.tokens) == 1 and term.truncation == 100 and not term.first_in_field
+             and not term.complete)
+    count = _count_sql(words)
+    if not plain:
+        return count
+    if term.column is None:
+        vocabulary: Sql = ("SELECT doc FROM records_fts_vocab_row WHERE term = ?",
+                           [term.tokens[0]])
+    else:  # NULL for no row at all; 0 for a word found in other columns only
+        vocabulary = ("SELECT sum(CASE WHEN col = ? THEN doc ELSE 0 END)"
+                      " FROM records_fts_vocab_col WHERE term = ?", [term.column, term.tokens[0]])
+    # COALESCE stops at its first non-NULL argument: count(*) runs only for an unknown word.
+    return (f"SELECT coalesce(({vocabulary[0]}), ({count[0]}))", [*vocabulary[1], *count[1]])
 
 
 __all__ = [
+    "FIRST_PAGE",
     "Bib1Error",
+    "Hits",
     "Plan",
+    "Sql",
     "check_attributes",
     "compile_plan",
     "field_value",
     "numeric_attribute",
     "fold",
+    "ids_sql",
     "plan_query",
     "plan_term",
     "run_plan",

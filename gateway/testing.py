@@ -175,7 +175,7 @@ class FakeCatalogue:
         if isinstance(node, pqf.ResultSetRef):
             if node.name not in result_sets:
                 raise Bib1Error(30, node.name)
-            return list(result_sets[node.name].record_ids)
+            return list(result_sets[node.name].hits.ids)
         if isinstance(node, pqf.Term):
             for attr in node.attributes:
                 if attr.attrset not in (None, oids.BIB1_ATTRSET):
@@ -232,7 +232,7 @@ class FakeCatalogue:
             if element_set not in _ELEMENT_SETS:
                 raise Bib1Error(25, element_set)
             out: list[Any] = []
-            for record_id in result_set.record_ids[start - 1:start - 1 + count]:
+            for record_id in result_set.hits.ids[start - 1:start - 1 + count]:
                 rec = self.records.get(record_id)
                 if rec is None:
                     out.append(SurrogateDiagnostic(Diagnostic(14, str(record_id), v2=True),
@@ -269,7 +269,7 @@ class FakeCatalogue:
         """Sort by title (descending when the first key's relation is 1)."""
         def compute() -> Any:
             reverse = bool(keys) and keys[0].relation == 1
-            ids = sorted(result_set.record_ids,
+            ids = sorted(result_set.hits.ids,
                          key=lambda i: self.records[i].title.lower() if i in self.records
                          else "", reverse=reverse)
             return ResultSet(name, tuple(ids))

@@ -114,10 +114,13 @@ class State(Enum):
 
 
 class ResultSetLike(Protocol):
-    """What the association needs of a catalogue result set: its name and record ids."""
+    """What the association needs of a catalogue result set: its name and hit count."""
 
     name: str
-    record_ids: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """The number of hits (the records themselves are the catalogue's business)."""
 
 
 @dataclass(frozen=True)
@@ -517,7 +520,7 @@ class Association:
                 diagnostics=[diag]),
                 Report("search", f"diagnostic {diag.condition}", query_text, _diag_text(diag))]
         self._store(name, result, req.database_names)
-        hits = len(result.record_ids)
+        hits = result.count
         if hits <= req.small_set_upper_bound:
             wanted, esn = hits, req.small_set_element_set_name
         elif hits < req.large_set_lower_bound:
@@ -571,7 +574,7 @@ class Association:
         if result is None:
             diag = Diagnostic(30, name, v2=True)
         else:
-            hits = len(result.record_ids)
+            hits = result.count
             if req.start < 1 or req.start > hits or req.count < 0:
                 diag = Diagnostic(13, str(req.start), v2=True)
             elif req.start + req.count - 1 > hits:

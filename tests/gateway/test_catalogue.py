@@ -25,13 +25,14 @@ from gateway import catalogue as catalogue_module
 from gateway.backends.embedded import (
     ItemData,
     PatronData,
+    delete_record,
     upsert_item,
     upsert_patron,
     upsert_record,
 )
 from gateway.catalogue import Bib1Error, CatalogueService, ResultSet
 from gateway.config import Config, Peer, Z3950Settings
-from gateway.search import compile_plan, plan_query
+from gateway.search import Hits, compile_plan, plan_query, run_plan
 from gateway.store import Store, open_database
 from protocols.z3950 import oids
 from protocols.z3950.codec import ScanEntry, SortKeyInfo, SurrogateDiagnostic
@@ -170,7 +171,12 @@ async def hits(env: Env, pqf: str, databases: tuple[str, ...] = ("Default",),
     rs = await env.service.search(parse_pqf(pqf), list(databases), peer=None,
                                   result_sets=result_sets or {}, name="default")
     names = {v: k for k, v in env.seeded.ids.items()}
-    return {names[i] for i in rs.record_ids}
+    return {names[i] for i in await all_ids(env, rs)}
+
+
+async def all_ids(env: Env, rs: ResultSet) -> list[int]:
+    """Every record id of a result set, in result order."""
+    return await env.store.read(lambda conn: rs.ids(conn, 1, rs.count))
 
 
 async def diagnostic(env: Env, pqf: str | Query, databases: tuple[str, ...] = ("Default",)
@@ -332,7 +338,7 @@ async def test_named_result_sets(env: Env) -> None:
     """@set refers to an earlier result set; an unknown name is diagnostic 30."""
     austen = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
                                       result_sets={}, name="austen")
-    assert austen.name == "austen" and len(austen.record_ids) == 3
+    assert austen.name == "austen" and austen.count == 3
     sets = {"austen": austen}
     assert await hits(env, "@and @set austen @attr 1=31 1811", result_sets=sets) == {"sense"}
     assert await hits(env, "@set austen", result_sets=sets) == {"pride", "sense", "emma"}
@@ -347,7 +353,8 @@ async def test_results_are_in_record_id_order(env: Env) -> None:
     """Hits come back in ascending record id order, every time."""
     rs = await env.service.search(parse_pqf("@attr 1=1016 penguin"), ["Default"], peer=None,
                                   result_sets={}, name="default")
-    assert list(rs.record_ids) == sorted(rs.record_ids)
+    ids = await all_ids(env, rs)
+    assert ids == sorted(ids)
 
 
 @pytest_twisted.ensureDeferred
@@ -358,6 +365,12 @@ async def test_temporary_records_are_never_found(env: Env) -> None:
                 "@attr 1=4 @attr 5=2 rrowed", "@attr 1=1016 ILL-0001",
                 "@attr 1=4 @attr 6=3 \"Pride of the borrowed lands\""):
         assert await hits(env, pqf) == set(), pqf
+        rs = await env.service.search(parse_pqf(pqf), ["Default"], peer=None, result_sets={},
+                                      name="default")
+        assert rs.count == 0, pqf
+    rs = await env.service.search(parse_pqf("@attr 1=1016 pride"), ["Default"], peer=None,
+                                  result_sets={}, name="default")
+    assert rs.count == 1  # "Pride of the borrowed lands" is not counted
     assert await hits(env, "@attr 1=21 courtship") == {"pride"}
     assert await hits(env, "@attr 1=31 1813") == {"pride"}
 
@@ -436,7 +449,7 @@ def test_bib1_error_carries_code_and_addinfo() -> None:
 
 
 def _plan_of(conn: sqlite3.Connection, pqf: str) -> str:
-    sql, params = compile_plan(conn, plan_query(parse_pqf(pqf), {}))
+    sql, params = compile_plan(conn, plan_query(parse_pqf(pqf), {}), 10**9)
     return "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
@@ -454,7 +467,7 @@ def test_identifier_lookup_uses_the_index(tmp_path: Path) -> None:
     seed(conn)
     for pqf in ("@attr 1=7 0262011530", "@attr 1=12 rec0001", "@attr 1=1211 34117863"):
         plan = _plan_of(conn, pqf)
-        assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?)" in plan, plan
+        assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
         assert not _table_scans(plan), plan
         assert "USING INDEX records_temporary" in plan, plan
 
@@ -479,7 +492,7 @@ def test_user_terms_cannot_inject_fts_syntax(tmp_path: Path) -> None:
     for term in ('"pride" OR "emma"', "NEAR(pride emma)", "title:emma", "pride*", '"', "^emma",
                  "emma) OR (pride", "-emma", "{title}: emma"):
         plan = plan_query(Query(Term(term, (Attribute(None, 1, 4),))), {})
-        sql, params = compile_plan(conn, plan)
+        sql, params = compile_plan(conn, plan, 10**9)
         conn.execute(sql, params).fetchall()  # no FTS5 syntax error
 
 
@@ -490,13 +503,144 @@ async def test_search_runs_on_a_reader_thread(env: Env, monkeypatch: pytest.Monk
     threads: list[threading.Thread] = []
     real = catalogue_module.run_plan
 
-    def spy(conn: sqlite3.Connection, plan: Any) -> tuple[int, ...]:
+    def spy(conn: sqlite3.Connection, plan: Any) -> Hits:
         threads.append(threading.current_thread())
         return real(conn, plan)
 
     monkeypatch.setattr(catalogue_module, "run_plan", spy)
     assert await hits(env, "@attr 1=4 emma") == {"emma"}
     assert threads and threads[0] is not threading.main_thread()
+
+
+# -- lazy result sets -----------------------------------------------------------------------------
+
+
+def _austen(conn: sqlite3.Connection, first: int) -> Hits:
+    return run_plan(conn, plan_query(parse_pqf("@attr 1=1003 austen"), {}), first)
+
+
+def test_word_search_counts_and_reads_only_the_first_page(tmp_path: Path) -> None:
+    """A word search counts every hit but reads ``first`` ids; later pages come on demand:
+    the next page extends the ids read, a page further on is read alone."""
+    conn = open_database(tmp_path / "lazy.sqlite3")
+    seeded = seed(conn)
+    austen = sorted(seeded.ids[k] for k in ("pride", "sense", "emma"))
+    hits = _austen(conn, 1)
+    assert (hits.count, hits.ids, hits.streamed) == (3, austen[:1], True)
+    assert hits.page(conn, 3, 5) == austen[2:]
+    assert hits.ids == austen[:1]
+    assert hits.page(conn, 2, 1) == austen[1:2]
+    assert hits.ids == austen[:2]
+    assert hits.page(conn, 1, 3) == austen
+
+
+def test_a_result_set_keeps_its_positions(tmp_path: Path) -> None:
+    """Records added after the search (lendable or temporary) never enter its pages or count."""
+    conn = open_database(tmp_path / "lazy.sqlite3")
+    seeded = seed(conn)
+    hits = _austen(conn, 1)
+    for local_id, temporary in (("rec0100", False), ("ILL-0100", True)):
+        upsert_record(conn, make_record(local_id, "Persuasion", author="Austen, Jane"),
+                      temporary=temporary)
+    assert hits.page(conn, 1, 10) == sorted(seeded.ids[k] for k in ("pride", "sense", "emma"))
+    assert hits.count == 3
+    assert _austen(conn, 10).count == 4
+
+
+def test_word_counts_stay_exact_after_updates_and_deletes(tmp_path: Path) -> None:
+    """The count of a single word (read from the FTS5 vocabulary) is the number of ids read,
+    after records are updated and deleted, in any column and for "any"."""
+    conn = open_database(tmp_path / "lazy.sqlite3")
+    seeded = seed(conn)
+    for n in range(30):
+        upsert_record(conn, make_record(f"rec1{n:03d}", f"Persuasion {n}",
+                                        author="Austen, Jane" if n % 2 else "Brontë, Anne"))
+    upsert_record(conn, make_record("rec0006", "Emma revisited", author="Brontë, Anne"))
+    delete_record(conn, seeded.ids["sense"])
+    upsert_record(conn, make_record("ILL-0002", "Persuasion", author="Austen, Jane"),
+                  temporary=True)
+    for pqf in ("@attr 1=1003 austen", "@attr 1=4 persuasion", "@attr 1=1016 austen",
+                "@attr 1=1003 bronte", "@attr 1=4 emma", "@attr 1=1016 nosuchword",
+                "@attr 1=4 austen", "@attr 1=1003 persuasion"):
+        hits = run_plan(conn, plan_query(parse_pqf(pqf), {}))
+        assert hits.count == len(hits.page(conn, 1, 1000)), pqf
+    assert run_plan(conn, plan_query(parse_pqf("@attr 1=1003 austen"), {})).count == 16
+
+
+def test_a_non_word_search_reads_every_hit(tmp_path: Path) -> None:
+    """Plans that cannot stream in id order (here a boolean) are read whole at search time."""
+    conn = open_database(tmp_path / "lazy.sqlite3")
+    seeded = seed(conn)
+    plan = plan_query(parse_pqf("@or @attr 1=4 emma @attr 1=4 nature"), {})
+    hits = run_plan(conn, plan, 1)
+    assert not hits.streamed
+    assert hits.ids == sorted((seeded.ids["emma"], seeded.ids["nature"]))
+
+
+def _page_plan(conn: sqlite3.Connection, pqf: str) -> str:
+    hits = run_plan(conn, plan_query(parse_pqf(pqf), {}))
+    sql, params = hits.members
+    page = f"SELECT id FROM ({sql}) WHERE id > ? ORDER BY id LIMIT ? OFFSET ?"
+    return "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + page,
+                                                      [*params, 0, 10, 0]))
+
+
+def test_a_page_streams_from_the_fts_index(tmp_path: Path) -> None:
+    """A page of a word search reads the FTS5 index in rowid order: no sort of all the hits
+    (for "any" too, whose identifier hits are merged in)."""
+    conn = open_database(tmp_path / "plan.sqlite3")
+    seed(conn)
+    for pqf in ("@attr 1=4 pride", "@attr 1=1016 pride", "@attr 1=1003 @attr 5=1 aust"):
+        plan = _page_plan(conn, pqf)
+        words = plan.split("\nRIGHT\n")[0]  # "any": the identifier hits (a few) are sorted
+        assert "SCAN records_fts VIRTUAL TABLE INDEX" in words, plan
+        assert "TEMP B-TREE" not in words, plan
+        assert not [line for line in _table_scans(plan) if line != "SCAN i"], plan  # i: co-routine
+    assert "MERGE (UNION ALL)" in _page_plan(conn, "@attr 1=1016 pride")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_set_is_searched_through_its_statement(env: Env) -> None:
+    """@set uses the set's own statement (no list of its ids), and sees only its members."""
+    austen = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
+                                      result_sets={}, name="austen")
+    assert "json_each" not in austen.hits.members[0]
+    await env.store.write(lambda conn: upsert_record(
+        conn, make_record("rec0100", "Persuasion", author="Austen, Jane", year=1817)))
+    sets = {"austen": austen}
+    assert await hits(env, "@set austen", result_sets=sets) == {"pride", "sense", "emma"}
+    assert await hits(env, "@and @set austen @attr 1=4 emma", result_sets=sets) == {"emma"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_present_reads_pages_past_the_first(env: Env) -> None:
+    """Present of positions past the first page builds the right records."""
+    rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
+                                  result_sets={}, name="default")
+    rs.hits.ids[1:] = []  # as if the first page had been one id long
+    emma = ResultSet("emma", (env.seeded.ids["emma"],))
+    wanted: dict[str, Any] = dict(syntax=oids.SUTRS, element_set="F", database="Default",
+                                  peer=None)
+    assert (await env.service.fetch(rs, 3, 1, **wanted)
+            == await env.service.fetch(emma, 1, 1, **wanted))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_record_deleted_after_the_search_is_diagnostic_14(env: Env) -> None:
+    """A hit deleted since the search leaves a surrogate diagnostic 14, the count unchanged."""
+    rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
+                                  result_sets={}, name="default")
+    rs.hits.ids[1:] = []  # the deleted record's position is not read yet
+
+    def delete(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM records WHERE id = ?", (env.seeded.ids["sense"],))
+        conn.execute("DELETE FROM records_fts WHERE rowid = ?", (env.seeded.ids["sense"],))
+    await env.store.write(delete)
+    out = await env.service.fetch(rs, 1, 3, syntax=oids.SUTRS, element_set="F",
+                                  database="Default", peer=None)
+    assert rs.count == 3
+    assert [type(r).__name__ for r in out] == ["ResponseRecord", "ResponseRecord",
+                                              "SurrogateDiagnostic"]
 
 
 # -- scan -----------------------------------------------------------------------------------------
@@ -583,11 +727,12 @@ async def test_scan_diagnostics(env: Env) -> None:
 
 async def sorted_names(env: Env, keys: list[SortKeyInfo]) -> list[str]:
     """Sort every lendable record and return their names in order."""
-    all_ids = tuple(sorted(v for k, v in env.seeded.ids.items() if k != "borrowed"))
-    result = await env.service.sort(ResultSet("default", all_ids), keys, name="sorted")
-    assert result.name == "sorted" and sorted(result.record_ids) == list(all_ids)
+    lendable = tuple(sorted(v for k, v in env.seeded.ids.items() if k != "borrowed"))
+    result = await env.service.sort(ResultSet("default", lendable), keys, name="sorted")
+    order = await all_ids(env, result)
+    assert result.name == "sorted" and sorted(order) == list(lendable)
     names = {v: k for k, v in env.seeded.ids.items()}
-    return [names[i] for i in result.record_ids]
+    return [names[i] for i in order]
 
 
 @pytest_twisted.ensureDeferred

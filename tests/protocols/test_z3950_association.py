@@ -50,6 +50,11 @@ class RS:
     name: str
     record_ids: tuple[int, ...]
 
+    @property
+    def count(self) -> int:
+        """The hit count, as the catalogue's result set has it."""
+        return len(self.record_ids)
+
 
 def wire(pdu: codec.PDU) -> codec.PDU:
     """Encode and decode again, as the PDU would arrive from the network."""
