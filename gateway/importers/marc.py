@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.importers.holdings import extract_items
+from gateway.backends.embedded import extract_light_fields, light_fields
+from gateway.importers.holdings import extract_light_items
 from gateway.importers.loader import DEFAULT_BATCH_SIZE, CatalogueLoader, StoredRecord
 from gateway.importers.marcfiles import RecordRead, read_records
 
@@ -143,7 +144,8 @@ def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: 
         where += f" ({local_id})"
     for note in read.notes:
         report(f"{where}: {note}")
-    holdings = extract_items(read.record)
+    fields = light_fields(read.record)  # read once, for both extractors
+    holdings = extract_light_items(fields)
 
     def done(stored: StoredRecord | None, error: Exception | None) -> None:
         if error is not None:
@@ -164,6 +166,7 @@ def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: 
             summary.records_updated += 1
 
     try:
-        loader.add(read.record, holdings.items, marc=read.marc, done=done)
+        loader.add(read.record, holdings.items, marc=read.marc, done=done,
+                   fields=extract_light_fields(fields))
     except ValueError as exc:
         done(None, exc)

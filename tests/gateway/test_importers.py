@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ from gateway.importers import (
     PatronImportError,
     import_marc,
     import_patrons,
+    loader,
 )
 from gateway.importers.holdings import extract_items
+from gateway.importers.loader import CatalogueLoader
 from gateway.importers.marcfiles import read_records
 from gateway.secrets import verify_secret
 from gateway.store import open_database
@@ -367,6 +370,42 @@ def test_batches_commit_and_a_failing_record_is_isolated(
     assert count(conn, "records") == 24 and count(conn, "items") == 24
     assert count(conn, "records_fts") == 24
     assert progress[-1] == 25 and not conn.in_transaction
+
+
+def pragma(conn: sqlite3.Connection, name: str) -> int:
+    """The value of ``PRAGMA name``."""
+    return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_loader_settings_last_only_while_it_is_open(conn: sqlite3.Connection,
+                                                    fails: bool) -> None:
+    """A bigger page cache and a longer WAL during the load; the caller's settings after it."""
+    conn.execute("PRAGMA cache_size = -1234")
+    conn.execute("PRAGMA wal_autocheckpoint = 321")
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with CatalogueLoader(conn):
+            assert pragma(conn, "cache_size") == -loader.CACHE_KIB
+            assert pragma(conn, "wal_autocheckpoint") == \
+                loader.CHECKPOINT_KIB * 1024 // pragma(conn, "page_size")
+            if fails:
+                raise RuntimeError("interrupted")
+    assert (pragma(conn, "cache_size"), pragma(conn, "wal_autocheckpoint")) == (-1234, 321)
+
+
+def test_loader_checkpoints_what_it_wrote(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """The load's pages are in the database file when it ends, not left in the WAL."""
+    path = tmp_path / "books.mrc"
+    path.write_bytes(b"".join(book(f"n{i}", f"Book {i}", item_852(f"B{i}"))
+                              for i in range(1, 11)))
+    run_import(conn, path)
+    copy = tmp_path / "copy.sqlite3"  # the database file alone, as if the WAL were lost
+    copy.write_bytes((tmp_path / "gateway.sqlite3").read_bytes())
+    alone = sqlite3.connect(copy)
+    try:
+        assert count(alone, "records") == 10 and count(alone, "records_fts") == 10
+    finally:
+        alone.close()
 
 
 # -- patrons ----------------------------------------------------------------------------------
