@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from gateway import records as render
 from gateway.config import Config, Peer
 from gateway.scan import ScanResult, plan_scan, run_scan
-from gateway.search import Bib1Error, Hits, fold, plan_query, run_plan, use_of
+from gateway.search import Bib1Error, Hits, WordCounts, fold, plan_query, run_plan, use_of
 from gateway.store import Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (
@@ -94,6 +94,7 @@ class CatalogueService:
 
     def __init__(self, gateway: Any) -> None:
         self._gateway = gateway
+        self._word_counts = WordCounts()
 
     @property
     def _store(self) -> Store:
@@ -129,7 +130,8 @@ class CatalogueService:
             plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
         except Bib1Error:
             return fail()
-        return self._store.read(lambda conn: ResultSet(name, hits=run_plan(conn, plan)))
+        return self._store.read(lambda conn: ResultSet(
+            name, hits=run_plan(conn, plan, counts=self._word_counts)))
 
     # -- Present --------------------------------------------------------------------------------
 

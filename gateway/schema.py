@@ -194,6 +194,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX holds_patron_record_active ON holds(patron_id, record_id)
         WHERE status = 'active';
     """,
+    # 4: the catalogue's generation, one more on every change to a record (and so to the word
+    #    index, which is only ever written with its record): a word's hit count computed at one
+    #    generation holds until the next, so a searcher may keep it (gateway.search.WordCounts).
+    #    Triggers, so that every writer (the daemon, `interlend import`) keeps it.
+    """
+    CREATE TABLE catalogue_generation (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        value INTEGER NOT NULL
+    );
+    INSERT INTO catalogue_generation (id, value) VALUES (1, 0);
+    CREATE TRIGGER records_generation_insert AFTER INSERT ON records
+        BEGIN UPDATE catalogue_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER records_generation_update AFTER UPDATE ON records
+        BEGIN UPDATE catalogue_generation SET value = value + 1 WHERE id = 1; END;
+    CREATE TRIGGER records_generation_delete AFTER DELETE ON records
+        BEGIN UPDATE catalogue_generation SET value = value + 1 WHERE id = 1; END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -59,9 +59,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.identifiers import search_forms
 from protocols.z3950 import oids
@@ -580,11 +583,46 @@ class Hits:
         return self.ids[start - 1:end]
 
 
-def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE) -> Hits:
+class WordCounts:
+    """Word hit counts kept for as long as the catalogue stays as it was when they were made.
+
+    Counting a word's hits walks its whole FTS5 doclist (0.9 ms for 38,000 hits at 1,000,000
+    records), the one search cost that grows with the catalogue. The count of a word statement
+    is a function of the word index alone, and the index changes only with a record, which
+    moves the catalogue generation (schema migration 4's triggers, kept by every writer), so a
+    count is reused while the generation it was made at is current. Least recently used
+    statements are dropped past ``size``. Reader threads share one instance.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._counts: OrderedDict[tuple[str, tuple[Any, ...]], tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, conn: sqlite3.Connection, statement: Sql, generation: int) -> int:
+        """The statement's ``count`` at ``generation``, read in the caller's transaction."""
+        key = (statement[0], tuple(statement[1]))
+        with self._lock:
+            kept = self._counts.get(key)
+            if kept is not None and kept[0] == generation:
+                self._counts.move_to_end(key)
+                return kept[1]
+        value = int(conn.execute(*statement).fetchone()[0])
+        with self._lock:
+            self._counts[key] = (generation, value)
+            self._counts.move_to_end(key)
+            while len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        return value
+
+
+def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
+             counts: WordCounts | None = None) -> Hits:
     """Run a planned query on a (reader) connection: its count and its first ``first`` ids.
 
     The highest record id, the count and the first page are read in one transaction, so they
-    agree; Bib-1 125 if FTS5 rejects the expression.
+    agree; word counts come from ``counts`` when it has them for this generation of the
+    catalogue. Bib-1 125 if FTS5 rejects the expression.
     """
     conn.execute("SAVEPOINT interlend_search")  # a read transaction, nested if one is open
     try:
@@ -594,7 +632,7 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE) -> H
             ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id", members[1])]
             return Hits(len(ids), members, ids)
         assert isinstance(plan, WordTerm)
-        hits = Hits(_count(conn, plan), members, streamed=True)
+        hits = Hits(_count(conn, plan, counts), members, streamed=True)
         hits.page(conn, 1, first)
         return hits
     except sqlite3.OperationalError as exc:
@@ -605,7 +643,7 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE) -> H
         conn.execute("RELEASE interlend_search")
 
 
-def _count(conn: sqlite3.Connection, term: WordTerm) -> int:
+def _count(conn: sqlite3.Connection, term: WordTerm, counts: WordCounts | None) -> int:
     """The number of the term's hits (within the search's transaction): its disjoint parts
     counted one by one, less the temporary records among them.
 
@@ -616,11 +654,16 @@ def _count(conn: sqlite3.Connection, term: WordTerm) -> int:
     part one by one (FTS5 ``rowid =``). Every record is within the bound in this transaction.
     """
     words, *others = parts = _word_parts(conn, term)
-    counts = [_word_count_sql(term, words), *(_count_sql(part) for part in others)]
+    word_count = _word_count_sql(term, words)
+    if counts is None:
+        total = conn.execute(*word_count).fetchone()[0]
+    else:
+        generation = conn.execute("SELECT value FROM catalogue_generation").fetchone()[0]
+        total = counts.count(conn, word_count, generation)
     temporaries = [(f"SELECT count(*) FROM records t INDEXED BY records_temporary WHERE"
                     f" t.temporary = 1 AND EXISTS (SELECT 1 FROM ({sql}) x WHERE x.id = t.id)",
                     params) for sql, params in parts]
-    return (sum(conn.execute(*count).fetchone()[0] for count in counts)
+    return (total + sum(conn.execute(*_count_sql(part)).fetchone()[0] for part in others)
             - sum(conn.execute(*count).fetchone()[0] for count in temporaries))
 
 
@@ -658,6 +701,7 @@ __all__ = [
     "Hits",
     "Plan",
     "Sql",
+    "WordCounts",
     "check_attributes",
     "compile_plan",
     "field_value",

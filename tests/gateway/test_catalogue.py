@@ -32,7 +32,7 @@ from gateway.backends.embedded import (
 )
 from gateway.catalogue import Bib1Error, CatalogueService, ResultSet
 from gateway.config import Config, Peer, Z3950Settings
-from gateway.search import Hits, compile_plan, plan_query, run_plan
+from gateway.search import Hits, WordCounts, compile_plan, plan_query, run_plan
 from gateway.store import Store, open_database
 from protocols.z3950 import oids
 from protocols.z3950.codec import ScanEntry, SortKeyInfo, SurrogateDiagnostic
@@ -503,9 +503,9 @@ async def test_search_runs_on_a_reader_thread(env: Env, monkeypatch: pytest.Monk
     threads: list[threading.Thread] = []
     real = catalogue_module.run_plan
 
-    def spy(conn: sqlite3.Connection, plan: Any) -> Hits:
+    def spy(conn: sqlite3.Connection, plan: Any, **options: Any) -> Hits:
         threads.append(threading.current_thread())
-        return real(conn, plan)
+        return real(conn, plan, **options)
 
     monkeypatch.setattr(catalogue_module, "run_plan", spy)
     assert await hits(env, "@attr 1=4 emma") == {"emma"}
@@ -565,6 +565,73 @@ def test_word_counts_stay_exact_after_updates_and_deletes(tmp_path: Path) -> Non
         hits = run_plan(conn, plan_query(parse_pqf(pqf), {}))
         assert hits.count == len(hits.page(conn, 1, 1000)), pqf
     assert run_plan(conn, plan_query(parse_pqf("@attr 1=1003 austen"), {})).count == 16
+
+
+def _generation(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT value FROM catalogue_generation").fetchone()[0]
+
+
+def test_every_record_change_moves_the_catalogue_generation(tmp_path: Path) -> None:
+    """Insert, update, delete, temporary records: each moves the generation word counts are
+    kept by (the importer's bulk path writes the same table, so the same triggers fire)."""
+    conn = open_database(tmp_path / "generation.sqlite3")
+    seeded = seed(conn)
+    seen = [_generation(conn)]
+    upsert_record(conn, make_record("rec0100", "Persuasion", author="Austen, Jane"))
+    seen.append(_generation(conn))
+    upsert_record(conn, make_record("rec0100", "Persuasion revised", author="Austen, Jane"))
+    seen.append(_generation(conn))
+    upsert_record(conn, make_record("ILL-0100", "Persuasion"), temporary=True)
+    seen.append(_generation(conn))
+    delete_record(conn, seeded.ids["emma"])
+    seen.append(_generation(conn))
+    assert seen == sorted(set(seen)) and seen[0] > 0, seen
+
+
+def test_word_counts_are_reused_within_a_generation_only(tmp_path: Path) -> None:
+    """A kept count answers while the generation holds; a new generation counts again."""
+    conn = open_database(tmp_path / "counts.sqlite3")
+    seed(conn)
+    counts = WordCounts(size=2)
+    statement = ("SELECT count(*) FROM records_fts WHERE records_fts MATCH ?", ['"austen"'])
+    assert counts.count(conn, statement, 7) == 3
+    conn.execute("INSERT INTO records_fts (rowid, author) VALUES (999, 'Austen')")  # no record
+    assert counts.count(conn, statement, 7) == 3
+    assert counts.count(conn, statement, 8) == 4
+    for word in ("pride", "emma"):  # two more statements push the first out (size 2)
+        counts.count(conn, (statement[0], [word]), 8)
+    conn.execute("DELETE FROM records_fts WHERE rowid = 999")
+    assert counts.count(conn, statement, 8) == 3
+
+
+def test_kept_word_counts_follow_every_change(tmp_path: Path) -> None:
+    """Searches through one WordCounts stay exact across additions, updates, deletes and
+    temporary records: the same counts as without it, and as many as the ids read."""
+    conn = open_database(tmp_path / "kept.sqlite3")
+    seeded = seed(conn)
+    counts = WordCounts()
+    queries = ("@attr 1=1003 austen", "@attr 1=4 persuasion", "@attr 1=1016 austen",
+               "@attr 1=4 emma")
+
+    def check() -> list[int]:
+        found = []
+        for pqf in queries:
+            plan = plan_query(parse_pqf(pqf), {})
+            kept, fresh = run_plan(conn, plan, counts=counts), run_plan(conn, plan)
+            assert kept.count == fresh.count == len(kept.page(conn, 1, 1000)), pqf
+            found.append(kept.count)
+        return found
+
+    assert check() == [3, 0, 3, 1]
+    upsert_record(conn, make_record("rec0100", "Persuasion", author="Austen, Jane"))
+    assert check() == [4, 1, 4, 1]
+    upsert_record(conn, make_record("rec0100", "Emma", author="Austen, Jane"))
+    assert check() == [4, 0, 4, 2]
+    upsert_record(conn, make_record("ILL-0100", "Persuasion", author="Austen, Jane"),
+                  temporary=True)
+    assert check() == [4, 0, 4, 2]
+    delete_record(conn, seeded.ids["emma"])
+    assert check() == [3, 0, 3, 1]
 
 
 def test_a_non_word_search_reads_every_hit(tmp_path: Path) -> None:
