@@ -5,7 +5,8 @@ Rows for lookups and Z39.50 operations go through the store's writer, which batc
 whatever else is waiting (group commit); :meth:`AuditLog.record` never blocks the reactor and a
 failure to write is logged, never raised into the exchange. State-changing requests insert their
 row with :func:`insert_entry` inside their own transaction, so the change and its record commit
-together.
+together. Z39.50 rows are first gathered by an :class:`AuditBatch` for a few milliseconds and
+written as one job: several exchanges cost one Deferred and one ``executemany``.
 
 Patron identifiers are stored as a keyed hash (the key is generated once and kept in the
 database) unless ``store_patron_ids`` is set. Bodies are ``full`` (secrets removed),
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -74,6 +77,27 @@ def audit_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+_SECOND_TEXT: dict[float, str] = {}
+"""Whole seconds already written as ``YYYY-MM-DDTHH:MM:SS`` (rows come many per second)."""
+
+
+def audit_time_at(seconds: float) -> str:
+    """The audit time of a POSIX timestamp (a clock's ``seconds()``): the text of
+    :func:`audit_time` for it, with the whole seconds formatted once per second."""
+    fraction, whole = math.modf(seconds)
+    micro = round(fraction * 1e6)  # rounded half to even, as datetime.fromtimestamp does
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    text = _SECOND_TEXT.get(whole)
+    if text is None:
+        if len(_SECOND_TEXT) >= 64:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[whole] = datetime.fromtimestamp(whole, timezone.utc).isoformat()[:19]
+    return f"{text}.{micro:06d}+00:00"
+
+
 _AUDIT_COLUMNS = ("protocol", "operation", "outcome", "peer", "remote", "dialect",
                   "broker_request_id", "our_request_id", "item_barcode", "patron_hash",
                   "duration_us", "request_size", "response_size", "request_body",
@@ -83,16 +107,24 @@ _INSERT_AUDIT = (f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})")
 
 
+def _row(e: AuditEntry) -> tuple[Any, ...]:
+    """An entry's column values (an explicit tuple, not dataclasses.asdict: a deep copy)."""
+    return (e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
+            e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
+            e.response_size, e.request_body, e.response_body,
+            e.time or audit_time(datetime.now(timezone.utc)))
+
+
 def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
     """Insert one audit row in the caller's transaction; return its id."""
-    e = entry  # an explicit tuple, not dataclasses.asdict (a deep copy per row)
-    cursor = conn.execute(_INSERT_AUDIT, (
-        e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
-        e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
-        e.response_size, e.request_body, e.response_body,
-        e.time or audit_time(datetime.now(timezone.utc))))
+    cursor = conn.execute(_INSERT_AUDIT, _row(entry))
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+def insert_entries(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
+    """Insert several audit rows, in order, in the caller's transaction."""
+    conn.executemany(_INSERT_AUDIT, [_row(e) for e in entries])
 
 
 # A Problem names the element at fault and repeats its value: for these the value is a patron's
@@ -172,22 +204,25 @@ class AuditLog:
         (``parse_xml``, e.g. by ``parse_request``), handed over to be redacted *in place*: the
         caller must not use it afterwards. Same result as from the bytes, one parse fewer.
         """
+        return self.ncip_body(request, request_tree), self.ncip_body(response, response_tree)
+
+    def ncip_body(self, body: bytes, tree: etree._Element | None = None) -> str | None:
+        """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
+        not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
         if mode == "none":
-            return None, None
+            return None
         personal = mode == "redacted"
         pseudonymize = None
         if personal and self._key is not None:
-            tokens: dict[str, str | None] = {}  # one exchange names its patron several times
+            tokens: dict[str, str | None] = {}  # one body names its patron several times
 
             def pseudonymize(value: str) -> str | None:
                 token = tokens.get(value)
                 if token is None:
                     token = tokens[value] = self.patron_ref(value)
                 return token
-        kept = [self._redacted(body, tree, personal, pseudonymize)
-                for body, tree in ((request, request_tree), (response, response_tree))]
-        return kept[0].decode("utf-8", "replace"), kept[1].decode("utf-8", "replace")
+        return self._redacted(body, tree, personal, pseudonymize).decode("utf-8", "replace")
 
     @staticmethod
     def _redacted(body: bytes, tree: etree._Element | None, personal: bool,
@@ -206,10 +241,13 @@ class AuditLog:
         # the tree is ours to spend (parsed just now, or handed over): no deep copy
         return redact(tree, personal=personal, pseudonymize=pseudonymize, in_place=True)
 
+    def now(self) -> str:
+        """The audit time of this moment, by the log's clock."""
+        return audit_time_at(self.clock.seconds())
+
     def record(self, entry: AuditEntry) -> Deferred[None]:
         """Write a row through the writer's next batch; errors are logged, not raised."""
-        stamped = entry if entry.time else replace(entry, time=audit_time(
-            datetime.fromtimestamp(self.clock.seconds(), timezone.utc)))
+        stamped = entry if entry.time else replace(entry, time=self.now())
         d = self.store.write(lambda conn: insert_entry(conn, stamped))
 
         def done(_: Any) -> None:
@@ -222,3 +260,63 @@ class AuditLog:
                       error=failure.getErrorMessage())
 
         return d.addCallbacks(done, failed)
+
+    def record_many(self, entries: Sequence[AuditEntry]) -> Deferred[None]:
+        """Write several stamped rows as one writer job (all or none); errors are logged."""
+        rows = list(entries)
+        d = self.store.write(lambda conn: insert_entries(conn, rows))
+
+        def done(_: Any) -> None:
+            self.written += len(rows)
+
+        def failed(failure: Any) -> None:
+            self.failed += len(rows)
+            log.error("{count} audit rows not written: {error}", count=len(rows),
+                      error=failure.getErrorMessage())
+
+        return d.addCallbacks(done, failed)
+
+
+BATCH_DELAY = 0.01
+"""Seconds an :class:`AuditBatch` gathers rows before it hands them to the writer."""
+
+BATCH_ROWS = 256
+"""Rows after which an :class:`AuditBatch` hands its rows over at once (the writer's batch)."""
+
+
+class AuditBatch:
+    """Gathers rows for a short moment and writes them as one writer job.
+
+    For exchanges whose row does not commit with a state change (Z39.50): one Deferred, one
+    job and one ``executemany`` per batch instead of per row. Each row keeps the time it was
+    recorded at; :meth:`flush` hands everything over at once (call it before the store stops,
+    so a graceful stop loses nothing).
+    """
+
+    def __init__(self, log: AuditLog, clock: Any, *, delay: float = BATCH_DELAY,
+                 max_rows: int = BATCH_ROWS) -> None:
+        self.log = log
+        self.clock = clock
+        self.delay = delay
+        self.max_rows = max_rows
+        self._pending: list[AuditEntry] = []
+        self._call: Any = None
+
+    def record(self, entry: AuditEntry) -> None:
+        """Stamp the row now (unless it has a time) and write it with the next batch."""
+        pending = self._pending
+        pending.append(entry if entry.time else replace(entry, time=self.log.now()))
+        if len(pending) >= self.max_rows:
+            self.flush()
+        elif self._call is None:
+            self._call = self.clock.callLater(self.delay, self.flush)
+
+    def flush(self) -> None:
+        """Hand every gathered row to the writer now."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+        if self._pending:
+            entries, self._pending = self._pending, []
+            self.log.record_many(entries)

@@ -96,13 +96,24 @@ class Metrics:
             "interlend_audit_bodies_purged", "Audit bodies cleared by retention.",
             registry=self.registry)
         self.registry.register(_LiveState(gateway))
+        # label children bound once per label set: labels() validates and locks on every call
+        self._counters: dict[tuple[str, str, str, str], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
 
     def observe(self, protocol: str, service: str, peer: str | None, outcome: str,
                 seconds: float | None) -> None:
         """Count one answered exchange and its latency (None: count only, no latency known)."""
-        self.requests.labels(protocol, service, peer or "-", outcome).inc()
+        key = (protocol, service, peer or "-", outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(*key)
+        counter.inc()
         if seconds is not None:
-            self.latency.labels(protocol, service).observe(seconds)
+            timed = self._latencies.get((protocol, service))
+            if timed is None:
+                timed = self._latencies[protocol, service] = self.latency.labels(protocol,
+                                                                                 service)
+            timed.observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text for ``/metrics``."""

@@ -27,6 +27,7 @@ stale); in OPAC it is one ``HoldingsAndCircData`` with one ``CircRecord``. Tag l
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -249,6 +250,78 @@ def iso2709(marc: pymarc.Record) -> bytes:
     return data
 
 
+_LEADER_LENGTH = 24
+_UNCLEAN_SUBFIELD = re.compile(rb"\x1f[\x1e\x1f\x80-\xff]")
+"""An empty subfield or a non-ASCII subfield code: pymarc drops or rewrites these."""
+
+
+def _stored_fields(data: bytes) -> list[tuple[str, bytes]] | None:
+    """Each field's tag and bytes (with its terminator), when ``data`` is already exactly what
+    pymarc's ``as_marc`` writes for the record pymarc reads from it; None otherwise.
+
+    The importer and the demo store records that way: UTF-8, two ASCII indicators, no empty
+    subfields, ASCII subfield codes, fields contiguous in directory order. For those, leaving
+    fields out and writing the rest again is plain byte work; anything else (and anything
+    pymarc would refuse) takes pymarc's way, with its errors.
+    """
+    size = len(data)
+    if (size <= _LEADER_LENGTH or not data[:_LEADER_LENGTH].isascii()
+            or not data[0:5].isdigit() or int(data[0:5]) != size or data[-1] != 0x1D
+            or not data[12:17].isdigit()):
+        return None
+    base = int(data[12:17])
+    if base <= _LEADER_LENGTH or base >= size or data[base - 1] != 0x1E:
+        return None
+    directory = data[_LEADER_LENGTH:base - 1]
+    count, rest = divmod(len(directory), 12)
+    area = data[base:size - 1]
+    if not count or rest or not directory.isascii() or _UNCLEAN_SUBFIELD.search(area):
+        return None
+    try:
+        area.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    bodies = area.split(b"\x1e")
+    if len(bodies) != count + 1 or bodies[-1]:
+        return None  # a terminator inside a field, or none after the last one
+    fields: list[tuple[str, bytes]] = []
+    offset = 0
+    for index, body in enumerate(bodies[:-1]):
+        entry = directory[12 * index:12 * index + 12]
+        tag = entry[:3].decode("ascii")
+        if entry[3:] != b"%04d%05d" % (len(body) + 1, offset):
+            return None  # out of directory order, a gap or an overlap
+        if not (tag < "010" and tag.isdigit()):  # a data field: exactly two ASCII indicators
+            mark = body.find(b"\x1f")
+            if (mark if mark >= 0 else len(body)) != 2 or not body[:2].isascii():
+                return None
+        fields.append((tag, body + b"\x1e"))
+        offset += len(body) + 1
+    return fields
+
+
+def bibliographic_iso2709(record: CatalogueRecord, element_set: str = "F") -> bytes:
+    """``iso2709(bibliographic(record, element_set))``: the same bytes, without pymarc when the
+    stored record is in the form ``as_marc`` writes (see :func:`_stored_fields`)."""
+    fields = _stored_fields(record.marc)
+    if fields is None:
+        return iso2709(bibliographic(record, element_set))
+    brief = element_set == "B"
+    directory, bodies = [], []
+    offset = 0
+    for tag, body in fields:
+        if tag in HOLDINGS_TAGS or (brief and tag not in BRIEF_TAGS):
+            continue
+        directory.append(b"%s%04d%05d" % (tag.encode("ascii"), len(body), offset))
+        bodies.append(body)
+        offset += len(body)
+    base = _LEADER_LENGTH + 12 * len(directory) + 1
+    leader = record.marc  # no longer than the stored record: within ISO 2709's 99,999 bytes
+    return b"".join((b"%05d" % (base + offset + 1), leader[5:9], b"a", leader[10:12],
+                     b"%05d" % base, leader[17:_LEADER_LENGTH], *directory, b"\x1e", *bodies,
+                     b"\x1d"))
+
+
 def marc21(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
     """ISO 2709 MARC 21 (UTF-8) with live holdings (as many items as fit in 99,999 bytes)."""
     return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
@@ -290,8 +363,8 @@ def opac_holding(item: ItemState, agency_id: str) -> Holding:
 
 def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacRecord:
     """The OPAC record: the MARC record (without holdings fields) plus one holding per item."""
-    marc = bibliographic(record, "B" if element_set == "B" else "F")
-    return OpacRecord(bibliographic=iso2709(marc), bib_syntax=oids.USMARC,
+    marc = bibliographic_iso2709(record, "B" if element_set == "B" else "F")
+    return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC,
                       holdings=tuple(opac_holding(i, view.agency_id) for i in record.items))
 
 

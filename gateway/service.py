@@ -29,7 +29,7 @@ from twisted.web.server import Site
 
 from gateway import __version__, reports, sdnotify
 from gateway.admin import AdminResource
-from gateway.audit import AuditLog
+from gateway.audit import AuditBatch, AuditLog
 from gateway.catalogue import CatalogueService
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.http import GatewaySite, NcipResource
@@ -135,7 +135,7 @@ class Gateway:
         yield self.audit.start()
         z3950 = self.config.z3950
         ncip = self.config.ncip
-        self.z3950_factory = Z3950Factory(self)
+        self.z3950_factory = Z3950Factory(self, audit=AuditBatch(self.audit, self.reactor))
         self.factories["z3950"] = ConnectionLimitFactory(
             self.z3950_factory, max_total=z3950.max_connections,
             max_per_host=z3950.max_connections_per_peer, name="z39.50", clock=self.reactor,

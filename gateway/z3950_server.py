@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway import __version__
-from gateway.audit import AuditEntry
+from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.catalogue import Bib1Error
 from protocols.z3950.association import (
     Action,
@@ -50,6 +50,9 @@ log = Logger()
 CLOSE_GRACE = 20.0
 """Seconds a closing connection may take to drain before it is aborted (GFS waits 20 s)."""
 
+SETTINGS_CACHE_SIZE = 1024
+"""Source addresses whose association settings a factory remembers (then it starts over)."""
+
 __all__ = ["Z3950Factory", "Z3950Protocol"]
 
 
@@ -61,9 +64,10 @@ class Z3950Protocol(Protocol):
         settings = factory.gateway.config.z3950
         self._framer = BERFramer(max_pdu_size=settings.max_pdu_size,
                                  max_depth=settings.max_nesting_depth)
-        self.association = Association(AssociationSettings())
+        self.association: Association  # made in connectionMade, with the peer's settings
         self.remote = "?"
         self._timer: Any = None
+        self._deadline = 0.0  # when the association counts as idle (once Init is done)
         self._abort_timer: Any = None
         self._closing = False
         self._busy = False
@@ -150,9 +154,7 @@ class Z3950Protocol(Protocol):
         if self._closing:
             return
         self._closing = True
-        self._cancel_timer()
-        log.debug("Z39.50 association with {remote} closed: {reason} {message}",
-                  remote=self.remote, reason=action.reason.name, message=action.message or "")
+        self._cancel_timer()  # the reason and message are in the close's audit row
         self.transport.loseConnection()
         self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
 
@@ -169,8 +171,7 @@ class Z3950Protocol(Protocol):
         """Run one catalogue call; feed its outcome back to the association."""
         catalogue = self.factory.catalogue
         peer = self._peer()
-        self._busy = True
-        self._cancel_timer()
+        self._busy = True  # the idle timer, if it fires meanwhile, waits for the end
         self.factory.operation_started()
         pause = getattr(self.transport, "pauseProducing", None)
         if pause is not None and not self._closing:
@@ -231,22 +232,24 @@ class Z3950Protocol(Protocol):
     # -- audit and timers -------------------------------------------------------------------
 
     def _audit(self, report: Report) -> None:
-        clock = self.factory.clock
+        factory = self.factory
+        now = factory.clock.seconds()
         started, request_size = report.tag if report.tag else (None, None)
-        duration = None if started is None else int((clock.seconds() - started) * 1_000_000)
+        duration = None if started is None else int((now - started) * 1_000_000)
         response_size, self._sent = self._sent, 0
         peer = self.association.peer.name if self.association.peer else None
-        keep_bodies = self.factory.gateway.config.audit.bodies != "none"
+        keep_bodies = factory.gateway.config.audit.bodies != "none"
         entry = AuditEntry(protocol="z3950", operation=report.operation, outcome=report.outcome,
                            peer=peer, remote=self.remote, duration_us=duration,
                            request_size=request_size, response_size=response_size or None,
                            request_body=report.query if keep_bodies else None,
-                           response_body=report.detail if keep_bodies else None)
+                           response_body=report.detail if keep_bodies else None,
+                           time=audit_time_at(now))
         try:
-            self.factory.gateway.audit.record(entry)
+            factory.audit.record(entry)
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
             log.failure("Z39.50 audit row not written")
-        metrics = getattr(self.factory.gateway, "metrics", None)
+        metrics = getattr(factory.gateway, "metrics", None)
         if metrics is not None:
             # Closes for malformed input carry no request tag (no duration) but must still be
             # counted: they are how an attack shows up in /metrics.
@@ -257,15 +260,31 @@ class Z3950Protocol(Protocol):
                 log.failure("Z39.50 metrics not updated")
 
     def _arm_timer(self) -> None:
+        """Before Init: the Init deadline, from connect. After: the idle deadline, from now.
+
+        The idle timer is lazy: a request moves the deadline, and a timer that fires before
+        it (or while an operation runs) is armed again for the rest, so requests cost no
+        timer of their own.
+        """
         settings = self.factory.gateway.config.z3950
-        up = self.association.state is State.UP
-        seconds = settings.idle_timeout if up else settings.init_timeout
-        if self._timer is not None and self._timer.active():
-            if not up:
-                return  # the Init deadline runs from connect; it is not extended
-            self._timer.cancel()
-        if seconds and seconds > 0:
-            self._timer = self.factory.clock.callLater(seconds, self._timed_out)
+        timer = self._timer
+        active = timer is not None and timer.active()
+        if self.association.state is not State.UP:
+            if not active and settings.init_timeout and settings.init_timeout > 0:
+                self._timer = self.factory.clock.callLater(settings.init_timeout,
+                                                           self._timed_out)
+            return  # the Init deadline runs from connect; it is not extended
+        seconds = settings.idle_timeout
+        if not seconds or seconds <= 0:
+            self._cancel_timer()
+            return
+        clock = self.factory.clock
+        self._deadline = clock.seconds() + seconds
+        if active and timer.getTime() > self._deadline:
+            timer.cancel()  # the Init timer, or one armed with a longer idle_timeout
+            active = False
+        if not active:
+            self._timer = clock.callLater(seconds, self._timed_out)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -275,7 +294,12 @@ class Z3950Protocol(Protocol):
     def _timed_out(self) -> None:
         self._timer = None
         if self._busy or self._closing:
-            return
+            return  # an operation's end arms the idle timer again
+        if self.association.state is State.UP:
+            remaining = self._deadline - self.factory.clock.seconds()
+            if remaining > 0:
+                self._timer = self.factory.clock.callLater(remaining, self._timed_out)
+                return
         log.info("Z39.50 association with {remote} idle: closing", remote=self.remote)
         self._perform(self.association.timeout())
 
@@ -290,25 +314,45 @@ class Z3950Factory(Factory):
 
     @ivar catalogue: the C{CatalogueService} the associations search.
     @ivar clock: the reactor (or a L{twisted.internet.task.Clock}) for timeouts.
+    @ivar audit: where audit rows go: the gateway's audit log, or an L{AuditBatch} in front
+        of it (flushed by L{close_all}).
     """
 
     noisy = False
     protocol = Z3950Protocol
 
-    def __init__(self, gateway: Any, catalogue: Any = None, clock: Any = None) -> None:
+    def __init__(self, gateway: Any, catalogue: Any = None, clock: Any = None,
+                 audit: Any = None) -> None:
         self.gateway = gateway
         self.catalogue = catalogue if catalogue is not None else gateway.catalogue
         self.clock = clock if clock is not None else gateway.reactor
+        self.audit = audit if audit is not None else gateway.audit
         self.associations: set[Z3950Protocol] = set()
         self.in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
+        self._settings_config: Any = None
+        self._settings: dict[str, AssociationSettings] = {}
 
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
         return Z3950Protocol(self)
 
     def association_settings(self, remote: str) -> AssociationSettings:
-        """Limits, identity and peer credentials for a new association from C{remote}."""
+        """Limits, identity and peer credentials for a new association from C{remote}.
+
+        Remembered per address until the configuration changes (a reload replaces it).
+        """
         config = self.gateway.config
+        if config is not self._settings_config:
+            self._settings_config, self._settings = config, {}
+        settings = self._settings.get(remote)
+        if settings is None:
+            if len(self._settings) >= SETTINGS_CACHE_SIZE:
+                self._settings.clear()
+            settings = self._settings[remote] = self._make_settings(config, remote)
+        return settings
+
+    @staticmethod
+    def _make_settings(config: Any, remote: str) -> AssociationSettings:
         z = config.z3950
         peers = tuple(
             PeerIdentity(name=p.name, user=p.z3950_user, password=p.z3950_password,
@@ -346,6 +390,11 @@ class Z3950Factory(Factory):
         return waiter
 
     def close_all(self) -> None:
-        """Send Close(shutdown) on every open association and drop the connections."""
+        """Send Close(shutdown) on every open association and drop the connections.
+
+        Audit rows still gathered in a batch go to the writer now, before the store stops.
+        """
         for association in list(self.associations):
             association.shutdown()
+        if isinstance(self.audit, AuditBatch):
+            self.audit.flush()

@@ -8,6 +8,7 @@ client-server pair over ``twisted.test.iosim``.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from gateway import __version__
+from gateway.audit import AuditBatch
 from gateway.config import Peer
 from gateway.testing import Bib1Error, FakeCatalogue, FakeGateway
 from gateway.z3950_server import Z3950Factory, Z3950Protocol
@@ -541,3 +543,99 @@ def test_client_server_pair_over_iosim() -> None:
     assert int(body(client.answers[1])["resultCount"]) == 1
     [record] = codec.read_records(body(client.answers[2]))
     assert record.oid == oids.OPAC
+
+
+# -- audit batching and remembered settings -------------------------------------------------------
+
+
+class _BatchLog:
+    """What an AuditBatch needs of an AuditLog: the time now and record_many."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+    def now(self) -> str:
+        return "2031-01-01T00:00:00.000000+00:00"
+
+    def record_many(self, entries: list[Any]) -> None:
+        self.batches.append(list(entries))
+
+
+def test_audit_batch_rows_flushed_by_close_all() -> None:
+    """With an AuditBatch, rows wait for the batch delay; close_all (graceful stop) hands
+    every row over before it returns, the shutdown Close's included."""
+    gateway = FakeGateway()
+    log = _BatchLog()
+    factory = Z3950Factory(gateway, audit=AuditBatch(log, gateway.reactor, delay=5.0))
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(StringTransport(peerAddress=_Address("10.0.0.1")))
+    proto.dataReceived(codec.encode_pdu(codec.init_request())
+                       + codec.encode_pdu(codec.search_request("@attr 1=4 emma")))
+    assert log.batches == [] and gateway.audit.entries == []
+    factory.close_all()
+    [rows] = log.batches
+    assert [(r.operation, r.outcome) for r in rows] == [
+        ("init", "success"), ("search", "success"), ("close", "shutdown")]
+    assert all(r.remote == "10.0.0.1" and r.time for r in rows)
+
+
+def test_association_settings_remembered_until_reload() -> None:
+    """Settings are built once per address; a new configuration (reload) builds them again."""
+    gateway = FakeGateway(peers=[RESHARE])
+    factory = Z3950Factory(gateway)
+    first = factory.association_settings("10.0.0.1")
+    assert factory.association_settings("10.0.0.1") is first
+    assert factory.association_settings("10.0.0.2") is not first
+    assert [p.name for p in first.peers] == ["reshare"]
+    gateway.config = replace(gateway.config, peers=())
+    assert factory.association_settings("10.0.0.1").peers == ()
+
+
+# -- the lazy idle timer --------------------------------------------------------------------------
+
+
+def test_idle_deadline_before_a_longer_init_deadline() -> None:
+    """An idle_timeout shorter than init_timeout: after Init, idle_timeout counts (the Init
+    timer still pending is not waited for)."""
+    conn = Connection(FakeGateway(init_timeout=100.0, idle_timeout=10.0))
+    conn.init()
+    conn.clock.advance(9.5)
+    assert not conn.closed
+    conn.clock.advance(0.5)
+    assert conn.transport.value() == CLOSE_LACK_OF_ACTIVITY and conn.closed
+
+
+def test_requests_keep_one_timer() -> None:
+    """Requests move the idle deadline without a timer each: one delayed call stays pending,
+    and the association times out idle_timeout after the last request, not the first."""
+    conn = Connection(FakeGateway(idle_timeout=30.0))
+    conn.init()
+    for _ in range(10):
+        conn.clock.advance(20)
+        conn.ask(codec.search_request("@attr 1=4 computer"))
+        assert len(conn.clock.getDelayedCalls()) == 1
+    conn.clock.advance(29)
+    assert not conn.closed
+    conn.clock.advance(1)
+    assert conn.closed
+
+
+def test_shorter_idle_timeout_after_reload_applies_from_the_next_request() -> None:
+    """A reload that shortens idle_timeout: the next request's deadline uses the new value."""
+    gateway = FakeGateway(idle_timeout=900.0)
+    conn = Connection(gateway)
+    conn.init()
+    gateway.config = replace(gateway.config,
+                             z3950=replace(gateway.config.z3950, idle_timeout=5.0))
+    conn.ask(codec.search_request("@attr 1=4 computer"))
+    conn.clock.advance(5)
+    assert conn.closed
+
+
+def test_no_idle_timer_when_idle_timeout_is_off() -> None:
+    """idle_timeout 0: after Init no timer is left (the Init deadline is cancelled too)."""
+    conn = Connection(FakeGateway(idle_timeout=0.0))
+    conn.init()
+    assert conn.clock.getDelayedCalls() == []
+    conn.clock.advance(10_000)
+    assert not conn.closed
