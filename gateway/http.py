@@ -163,7 +163,7 @@ class NcipResource(resource.Resource):
             request.setHeader(b"retry-after", b"1")
             request.setHeader(b"content-type", b"text/plain")
             return b"too many requests\n"
-        return self._render_ncip(request, token)
+        return self._render_ncip(request, token, host)
 
     def set_timeout(self, seconds: float) -> None:
         """Change the per-request time budget (on reload); requests in flight keep theirs."""
@@ -185,7 +185,7 @@ class NcipResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         return json.dumps(state, indent=2, sort_keys=True).encode("utf-8") + b"\n"
 
-    def _render_ncip(self, request: Request, token: str) -> int:
+    def _render_ncip(self, request: Request, token: str, host: str) -> int:
         body = request.content.read()
         authorization = request.getHeader(b"authorization") or b""
         bearer = None
@@ -193,7 +193,7 @@ class NcipResource(resource.Resource):
             bearer = authorization[7:].strip().decode("utf-8", "replace")
         content_type = request.getHeader(b"content-type")
         context = NcipRequestContext(
-            remote_host=str(getattr(request.getClientAddress(), "host", "unix")), url_token=token or None, bearer_token=bearer,
+            remote_host=host, url_token=token or None, bearer_token=bearer,
             content_type=content_type.decode("latin-1") if content_type else None)
         self.in_flight += 1
         finished = False

@@ -15,13 +15,14 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from gateway.audit import AuditEntry
+from gateway.audit import AuditEntry, audit_time
 from gateway.backends import base as domain
 from gateway.config import Peer
 from gateway.http import NcipRequestContext
@@ -234,7 +235,9 @@ class NcipService:
             item_barcode=_value(getattr(message, "item_id", None)),
             patron_hash=audit.patron_ref(_patron_identifier(message)),
             duration_us=duration_us, request_size=len(body), response_size=len(reply),
-            request_body=request_body, response_body=response_body))
+            request_body=request_body, response_body=response_body,
+            # stamped as record() would, without copying the entry to stamp it there
+            time=audit_time(datetime.fromtimestamp(audit.clock.seconds(), timezone.utc))))
 
     def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
         """The reply when a request ran out of its time budget: Temporary Processing Failure."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -237,30 +238,49 @@ def next_request_number(conn: sqlite3.Connection) -> int:
 def create_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
                       broker_request_id: str | None, our_request_id: str, state: str,
                       step: str, now: datetime, item_id: int | None = None,
-                      item_barcode: str | None = None, patron_id: int | None = None) -> int:
-    """Start tracking a resource-sharing request at its first step."""
-    if step not in RS_STEPS:
-        raise ValueError(step)
-    columns = {"peer": peer, "role": role, "broker_request_id": broker_request_id,
-               "our_request_id": our_request_id, "item_id": item_id,
-               "item_barcode": item_barcode, "patron_id": patron_id, "state": state,
-               "requested_at": iso(now), f"{step}_at": iso(now)}
+                      item_barcode: str | None = None, patron_id: int | None = None,
+                      also_stamped: Sequence[str] = (), **columns: object) -> int:
+    """Start tracking a resource-sharing request at its first step.
+
+    ``also_stamped``: later steps already reached (stamped ``now`` too) and ``columns``
+    (``due_at``, ``renewable``): as :func:`advance_rs_request` would set them, in the one
+    INSERT (e.g. a borrowed item accepted and received at once).
+    """
+    steps = (step, *also_stamped)
+    for name in steps:
+        _check_step(name)
+    _check_rs_columns(columns)
+    stamps = {f"{name}_at": iso(now) for name in steps}
+    values = {"peer": peer, "role": role, "broker_request_id": broker_request_id,
+              "our_request_id": our_request_id, "item_id": item_id,
+              "item_barcode": item_barcode, "patron_id": patron_id, "state": state,
+              "requested_at": iso(now), **stamps, **columns}
     cursor = conn.execute(
-        f"INSERT INTO rs_requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-        tuple(columns.values()))
+        f"INSERT INTO rs_requests ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()))
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+_RS_COLUMNS = frozenset({"item_id", "item_barcode", "patron_id", "due_at", "renewable"})
+
+
+def _check_step(step: str) -> None:
+    if step not in RS_STEPS:
+        raise ValueError(step)
+
+
+def _check_rs_columns(columns: dict[str, object]) -> None:
+    extra = [name for name in columns if name not in _RS_COLUMNS]
+    if extra:
+        raise ValueError(f"unknown columns {extra}")
 
 
 def advance_rs_request(conn: sqlite3.Connection, request_id: int, *, state: str, step: str,
                        now: datetime, **columns: object) -> None:
     """Move a tracked request to ``state``, stamping ``step`` (kept if already stamped)."""
-    if step not in RS_STEPS:
-        raise ValueError(step)
-    allowed = {"item_id", "item_barcode", "patron_id", "due_at", "renewable"}
-    extra = [name for name in columns if name not in allowed]
-    if extra:
-        raise ValueError(f"unknown columns {extra}")
+    _check_step(step)
+    _check_rs_columns(columns)
     assignments = "".join(f", {name} = ?" for name in columns)
     conn.execute(
         f"UPDATE rs_requests SET state = ?, {step}_at = COALESCE({step}_at, ?){assignments}"

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from .dialect import local_name
 from .problems import NCIPSyntaxError
 from .safexml import DEFAULT_MAX_BYTES, parse_xml
 
@@ -55,8 +54,8 @@ _SECRET_TEXT = re.compile(
 
 
 def _replace(element: etree._Element, text: str) -> None:
-    for child in list(element):
-        element.remove(child)
+    if len(element):  # most redacted elements are leaves
+        del element[:]
     element.text = text
 
 
@@ -101,7 +100,7 @@ def redact(
     # Collected first: replacing an element's content detaches its descendants, and a match
     # among them no longer matters (it is not serialized), exactly as with a full walk.
     for element in list(root.iter(*(_PERSONAL_TAGS if personal else _SECRET_TAGS))):
-        name = local_name(element)
+        name = element.tag.rpartition("}")[2]  # local name (iter() yields elements only)
         if name in SECRET_ELEMENTS:
             _replace(element, SECRET_PLACEHOLDER)
         elif name in PERSONAL_ELEMENTS:

@@ -41,6 +41,7 @@ _STANDARD_DOCTYPE = re.compile(
 )
 _NCIP_SYSTEM_ID = re.compile(rb"ncip_v1_0?1?\.dtd$|ncip_version\.xsd$", re.I)
 _DECLARATION = re.compile(rb"^(\xef\xbb\xbf)?<\?xml[^>]*\?>")
+_MARKUP_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.I)  # as upper() would find
 _LATIN1 = re.compile(rb"""encoding\s*=\s*["'](?:iso-8859-1|iso8859-1|latin-?1)["']""", re.I)
 
 
@@ -58,6 +59,8 @@ class XmlDocument:
 
 
 def _strip_doctype(data: bytes, notes: list[str]) -> bytes:
+    if _MARKUP_DECLARATION.search(data) is None:  # the common case, without an upper() copy
+        return data
     upper = data.upper()
     if b"<!DOCTYPE" not in upper:
         if b"<!ENTITY" in upper:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from lxml import etree
 
@@ -56,6 +56,7 @@ from .responses import (
     RequestItemResponse,
     UserAddress,
 )
+from .safexml import DEFAULT_MAX_BYTES, PARSER
 
 CONTENT_TYPE = "application/xml; charset=utf-8"
 """The Content-Type to send with every NCIP reply."""
@@ -98,8 +99,34 @@ def _clean(text: str) -> str:
     return _XML_INVALID.sub("", text)
 
 
-_TAGS: dict[str | None, dict[str, str]] = {}  # namespace -> local name -> Clark tag (cached)
-_SubElement = etree.SubElement
+def _text(value: object) -> str:
+    """Element content as serialized: characters XML cannot carry dropped, markup escaped
+    (as lxml writes it: C{& < >} and carriage return)."""
+    text = value if type(value) is str else str(value)
+    if text.isascii() and text.isprintable():  # the common case: no control character
+        if "&" in text or "<" in text or ">" in text:
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return text
+    text = _clean(text)
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\r", "&#13;"))
+
+
+def _attribute(value: object) -> str:
+    """An attribute value as serialized (double-quoted, escaped as lxml writes it)."""
+    return (_text(value).replace('"', "&quot;").replace("\n", "&#10;")
+            .replace("\t", "&#9;"))
+
+
+# A reply is built as nested lists and written as text in one pass: creating and filling
+# lxml elements cost several times as much (namespace lookup and text checks per element).
+# A node: [qualified name, serialized attributes, escaped text or None, *children].
+_Node: TypeAlias = list[Any]
+
+_DECLARATIONS = {PrefixStyle.NS1: f' xmlns:ns1="{NCIP2_NS}"',
+                 PrefixStyle.DEFAULT: f' xmlns="{NCIP2_NS}" xmlns:ncip="{NCIP2_NS}"'}
+# attributes in the NCIP namespace need a prefix: "ncip" along with a default namespace
+_ATTRIBUTE_PREFIXES = {PrefixStyle.NS1: "ns1:", PrefixStyle.DEFAULT: "ncip:"}
 
 
 class _Builder:
@@ -107,83 +134,55 @@ class _Builder:
 
     def __init__(self, dialect: Dialect, style: PrefixStyle, local_agency: str | None) -> None:
         self.v1 = dialect is Dialect.NCIP1
-        self.ns = None if self.v1 or style is PrefixStyle.NONE else NCIP2_NS
-        self.style = style
+        namespaced = not self.v1 and style is not PrefixStyle.NONE
+        self.style = style if namespaced else PrefixStyle.NONE
+        self.prefix = "ns1:" if self.style is PrefixStyle.NS1 else ""
+        self.attribute_prefix = _ATTRIBUTE_PREFIXES.get(self.style, "")
         self.local_agency = local_agency or ""
-        self._tags = _TAGS.setdefault(self.ns, {})
-        # An element given the text "" is written <X></X>, which parses back as <X/> (text
-        # None): a tree with such an element is not what parsing the reply would give, so it
-        # is not handed out through keep_tree.
-        self.empty_text = False
 
-    def tag(self, name: str) -> str:
-        tag = self._tags.get(name)
-        if tag is None:
-            tag = self._tags[name] = f"{{{self.ns}}}{name}" if self.ns else name
-        return tag
+    def root(self, version: str | None, name: str = "NCIPMessage") -> _Node:
+        version = version or (NCIP1_VERSION if self.v1 else NCIP2_VERSION)
+        attributes = (f'{_DECLARATIONS.get(self.style, "")} {self.attribute_prefix}version='
+                      f'"{_attribute(version)}"')
+        return [self.prefix + name, attributes, None]
 
-    def root(self, version: str | None) -> etree._Element:
-        if self.v1:
-            root = etree.Element("NCIPMessage")
-            root.set("version", version or NCIP1_VERSION)
-            return root
-        if self.ns is None:
-            root = etree.Element("NCIPMessage")
-            root.set("version", version or NCIP2_VERSION)
-            return root
-        if self.style is PrefixStyle.DEFAULT:
-            nsmap: dict[str | None, str] = {None: NCIP2_NS, "ncip": NCIP2_NS}
-        else:
-            nsmap = {"ns1": NCIP2_NS}
-        root = etree.Element(self.tag("NCIPMessage"), nsmap=nsmap)
-        root.set(self.tag("version"), version or NCIP2_VERSION)
-        return root
-
-    def sub(self, parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-        tag = self._tags.get(name) or self.tag(name)
-        element = _SubElement(parent, tag)
-        if text is not None:
-            cleaned = _clean(text if type(text) is str else str(text))
-            if not cleaned:
-                self.empty_text = True
-            element.text = cleaned
+    def sub(self, parent: _Node, name: str, text: object | None = None) -> _Node:
+        element = [self.prefix + name, "", None if text is None else _text(text)]
+        parent.append(element)
         return element
 
-    def opt(self, parent: etree._Element, name: str, text: object | None) -> None:
+    def opt(self, parent: _Node, name: str, text: object | None) -> None:
         if text is not None and text != "":
             self.sub(parent, name, str(text))
 
     def pair(
-        self, parent: etree._Element, name: str, value: str, scheme: str | None = None
-    ) -> etree._Element:
+        self, parent: _Node, name: str, value: str, scheme: str | None = None
+    ) -> _Node:
         """A SchemeValuePair: text + Scheme attribute (NCIP 2) or Scheme/Value children (NCIP 1)."""
-        element = self.sub(parent, name)
         if self.v1:
+            element = self.sub(parent, name)
             self.sub(element, "Scheme", scheme or V1_DEFAULT_SCHEMES.get(name, V1_FALLBACK_SCHEME))
             self.sub(element, "Value", value)
-        else:
-            cleaned = _clean(str(value))
-            if not cleaned:
-                self.empty_text = True
-            element.text = cleaned
-            if scheme:
-                element.set(self.tag("Scheme"), scheme)
+            return element
+        attributes = f' {self.attribute_prefix}Scheme="{_attribute(scheme)}"' if scheme else ""
+        element = [self.prefix + name, attributes, _text(str(value))]
+        parent.append(element)
         return element
 
-    def opt_pair(self, parent: etree._Element, name: str, value: str | None) -> None:
+    def opt_pair(self, parent: _Node, name: str, value: str | None) -> None:
         if value:
             self.pair(parent, name, value)
 
-    def agency(self, parent: etree._Element, value: str | None, scheme: str | None = None) -> None:
+    def agency(self, parent: _Node, value: str | None, scheme: str | None = None) -> None:
         """AgencyId (NCIP 2) or UniqueAgencyId (NCIP 1)."""
         name = "UniqueAgencyId" if self.v1 else "AgencyId"
         self.pair(parent, name, value if value is not None else self.local_agency, scheme)
 
-    def date(self, parent: etree._Element, name: str, value: Any) -> None:
+    def date(self, parent: _Node, name: str, value: Any) -> None:
         if value is not None:
             self.sub(parent, name, format_ncip_datetime(value))
 
-    def user_id(self, parent: etree._Element, user: UserId) -> None:
+    def user_id(self, parent: _Node, user: UserId) -> None:
         if self.v1:
             element = self.sub(parent, "UniqueUserId")
             self.agency(element, user.agency)
@@ -196,7 +195,7 @@ class _Builder:
             self.pair(element, "UserIdentifierType", user.type)
         self.sub(element, "UserIdentifierValue", user.value)
 
-    def item_id(self, parent: etree._Element, item: ItemId) -> None:
+    def item_id(self, parent: _Node, item: ItemId) -> None:
         if self.v1:
             element = self.sub(parent, "UniqueItemId")
             self.agency(element, item.agency)
@@ -209,7 +208,7 @@ class _Builder:
             self.pair(element, "ItemIdentifierType", item.type)
         self.sub(element, "ItemIdentifierValue", item.value)
 
-    def request_id(self, parent: etree._Element, request: RequestId) -> None:
+    def request_id(self, parent: _Node, request: RequestId) -> None:
         if self.v1:
             element = self.sub(parent, "UniqueRequestId")
             self.agency(element, request.agency)
@@ -223,7 +222,7 @@ class _Builder:
         self.sub(element, "RequestIdentifierValue", request.value)
 
     def item_or_request(
-        self, parent: etree._Element, item: ItemId | None, request: RequestId | None
+        self, parent: _Node, item: ItemId | None, request: RequestId | None
     ) -> None:
         """The C{(ItemId | (RequestId, ItemId?))} choice."""
         if request is not None:
@@ -235,7 +234,7 @@ class _Builder:
         else:
             raise ValueError("an ItemId or a RequestId is required")
 
-    def bibliographic_id(self, parent: etree._Element, bib: BibliographicId, wrapper: str) -> None:
+    def bibliographic_id(self, parent: _Node, bib: BibliographicId, wrapper: str) -> None:
         element = self.sub(parent, wrapper) if wrapper else parent
         if bib.kind == "item":
             item = self.sub(element, "BibliographicItemId")
@@ -249,7 +248,7 @@ class _Builder:
         else:
             self.agency(record, bib.agency)
 
-    def description(self, parent: etree._Element, bib: BibliographicDescription) -> None:
+    def description(self, parent: _Node, bib: BibliographicDescription) -> None:
         element = self.sub(parent, "BibliographicDescription")
         self.opt(element, "Author", bib.author)
         items = [i for i in bib.ids if i.kind == "item"]
@@ -268,14 +267,14 @@ class _Builder:
         self.opt_pair(element, "Language", bib.language)
         self.opt_pair(element, "MediumType", bib.medium_type)
 
-    def location(self, parent: etree._Element, name: str) -> None:
+    def location(self, parent: _Node, name: str) -> None:
         element = self.sub(parent, "Location")
         self.pair(element, "LocationType", "Permanent Location")
         instance = self.sub(self.sub(element, "LocationName"), "LocationNameInstance")
         self.sub(instance, "LocationNameLevel", "1")
         self.sub(instance, "LocationNameValue", name)
 
-    def item_description(self, parent: etree._Element, call_number: str | None) -> None:
+    def item_description(self, parent: _Node, call_number: str | None) -> None:
         if call_number:
             self.sub(self.sub(parent, "ItemDescription"), "CallNumber", call_number)
 
@@ -284,7 +283,7 @@ class _Builder:
 
 
 def _header(
-    b: _Builder, parent: etree._Element, request: Envelope | None, local_agency: str | None
+    b: _Builder, parent: _Node, request: Envelope | None, local_agency: str | None
 ) -> None:
     header: Header | None = request.message.header if request is not None else None
     if header is None and local_agency is None and not b.v1:
@@ -307,7 +306,7 @@ def _header(
 # success payloads ---------------------------------------------------------------------------
 
 
-def _address(b: _Builder, parent: etree._Element, address: UserAddress) -> None:
+def _address(b: _Builder, parent: _Node, address: UserAddress) -> None:
     element = b.sub(parent, "UserAddressInformation")
     b.pair(element, "UserAddressRoleType", address.role)
     if address.electronic_data is not None:
@@ -322,7 +321,7 @@ def _address(b: _Builder, parent: etree._Element, address: UserAddress) -> None:
         b.pair(physical, "PhysicalAddressType", address.postal_type)
 
 
-def _lookup_user(b: _Builder, parent: etree._Element, r: LookupUserResponse) -> None:
+def _lookup_user(b: _Builder, parent: _Node, r: LookupUserResponse) -> None:
     b.user_id(parent, r.user_id)
     if not b.v1:
         for loan in r.loaned_items:
@@ -394,7 +393,7 @@ def _lookup_user(b: _Builder, parent: etree._Element, r: LookupUserResponse) -> 
 
 def _item_optional(
     b: _Builder,
-    parent: etree._Element,
+    parent: _Node,
     *,
     bibliographic: BibliographicDescription | None = None,
     circulation_status: str | None = None,
@@ -421,7 +420,7 @@ def _item_optional(
         b.date(element, "DateDue", date_due)
 
 
-def _lookup_item(b: _Builder, parent: etree._Element, r: LookupItemResponse) -> None:
+def _lookup_item(b: _Builder, parent: _Node, r: LookupItemResponse) -> None:
     b.item_or_request(parent, r.item_id, r.request_id)
     _item_optional(
         b,
@@ -435,7 +434,7 @@ def _lookup_item(b: _Builder, parent: etree._Element, r: LookupItemResponse) -> 
     )
 
 
-def _lookup_item_set(b: _Builder, parent: etree._Element, r: LookupItemSetResponse) -> None:
+def _lookup_item_set(b: _Builder, parent: _Node, r: LookupItemSetResponse) -> None:
     if not r.bibs:
         raise ValueError("LookupItemSetResponse needs at least one BibInformation")
     for bib in r.bibs:
@@ -470,7 +469,7 @@ def _lookup_item_set(b: _Builder, parent: etree._Element, r: LookupItemSetRespon
     b.opt(parent, "NextItemToken", r.next_item_token)
 
 
-def _lookup_request(b: _Builder, parent: etree._Element, r: LookupRequestResponse) -> None:
+def _lookup_request(b: _Builder, parent: _Node, r: LookupRequestResponse) -> None:
     b.item_or_request(parent, r.item_id, r.request_id)
     if r.user_id is not None:
         b.user_id(parent, r.user_id)
@@ -480,13 +479,13 @@ def _lookup_request(b: _Builder, parent: etree._Element, r: LookupRequestRespons
     b.opt(parent, "PickupLocation", r.pickup_location)
 
 
-def _accept_item(b: _Builder, parent: etree._Element, r: AcceptItemResponse) -> None:
+def _accept_item(b: _Builder, parent: _Node, r: AcceptItemResponse) -> None:
     b.request_id(parent, r.request_id)
     if r.item_id is not None:
         b.item_id(parent, r.item_id)
 
 
-def _check_out_item(b: _Builder, parent: etree._Element, r: CheckOutItemResponse) -> None:
+def _check_out_item(b: _Builder, parent: _Node, r: CheckOutItemResponse) -> None:
     b.item_id(parent, r.item_id)
     b.user_id(parent, r.user_id)
     if r.date_due is not None:
@@ -496,13 +495,13 @@ def _check_out_item(b: _Builder, parent: etree._Element, r: CheckOutItemResponse
     b.opt(parent, "RenewalCount", r.renewal_count)
 
 
-def _check_in_item(b: _Builder, parent: etree._Element, r: CheckInItemResponse) -> None:
+def _check_in_item(b: _Builder, parent: _Node, r: CheckInItemResponse) -> None:
     b.item_id(parent, r.item_id)
     if r.user_id is not None:
         b.user_id(parent, r.user_id)
 
 
-def _renew_item(b: _Builder, parent: etree._Element, r: RenewItemResponse) -> None:
+def _renew_item(b: _Builder, parent: _Node, r: RenewItemResponse) -> None:
     b.item_id(parent, r.item_id)
     if r.user_id is not None:
         b.user_id(parent, r.user_id)
@@ -510,7 +509,7 @@ def _renew_item(b: _Builder, parent: etree._Element, r: RenewItemResponse) -> No
     b.opt(parent, "RenewalCount", r.renewal_count)
 
 
-def _request_item(b: _Builder, parent: etree._Element, r: RequestItemResponse) -> None:
+def _request_item(b: _Builder, parent: _Node, r: RequestItemResponse) -> None:
     b.item_or_request(parent, r.item_id, r.request_id)
     b.user_id(parent, r.user_id)
     b.pair(parent, "RequestType", r.request_type)
@@ -518,29 +517,29 @@ def _request_item(b: _Builder, parent: etree._Element, r: RequestItemResponse) -
     b.date(parent, "DateAvailable", r.date_available)
 
 
-def _cancel_request_item(b: _Builder, parent: etree._Element, r: CancelRequestItemResponse) -> None:
+def _cancel_request_item(b: _Builder, parent: _Node, r: CancelRequestItemResponse) -> None:
     b.item_or_request(parent, r.item_id, r.request_id)
     b.user_id(parent, r.user_id)
 
 
 def _item_only(
-    b: _Builder, parent: etree._Element, r: CreateItemResponse | DeleteItemResponse
+    b: _Builder, parent: _Node, r: CreateItemResponse | DeleteItemResponse
 ) -> None:
     b.item_id(parent, r.item_id)
 
 
-def _fiscal(b: _Builder, parent: etree._Element, r: CreateUserFiscalTransactionResponse) -> None:
+def _fiscal(b: _Builder, parent: _Node, r: CreateUserFiscalTransactionResponse) -> None:
     b.user_id(parent, r.user_id)
     reference = b.sub(parent, "FiscalTransactionReferenceId")
     b.agency(reference, r.reference_agency)
     b.sub(reference, "FiscalTransactionIdentifierValue", r.reference_id)
 
 
-def _nothing(b: _Builder, parent: etree._Element, r: NotificationResponse) -> None:
+def _nothing(b: _Builder, parent: _Node, r: NotificationResponse) -> None:
     return None
 
 
-_PAYLOADS: dict[type, Callable[[_Builder, etree._Element, Any], None]] = {
+_PAYLOADS: dict[type, Callable[[_Builder, _Node, Any], None]] = {
     LookupUserResponse: _lookup_user,
     LookupItemResponse: _lookup_item,
     LookupItemSetResponse: _lookup_item_set,
@@ -558,12 +557,28 @@ _PAYLOADS: dict[type, Callable[[_Builder, etree._Element, Any], None]] = {
 }
 
 
-def _serialize(root: etree._Element, doctype: bool = False,
-               keep_tree: list[etree._Element] | None = None,
-               builder: _Builder | None = None) -> bytes:
-    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
-    if keep_tree is not None and builder is not None and not builder.empty_text:
-        keep_tree.append(root)
+def _markup(node: _Node, out: list[str]) -> None:
+    """Append the text of ``node`` and its descendants to ``out`` (as lxml would write it)."""
+    name, attributes, text = node[0], node[1], node[2]
+    if len(node) == 3:  # a leaf
+        out.append(f"<{name}{attributes}/>" if text is None
+                   else f"<{name}{attributes}>{text}</{name}>")
+        return
+    out.append(f"<{name}{attributes}>{text or ''}")
+    for index in range(3, len(node)):
+        _markup(node[index], out)
+    out.append(f"</{name}>")
+
+
+def _serialize(root: _Node, doctype: bool = False,
+               keep_tree: list[etree._Element] | None = None) -> bytes:
+    out: list[str] = []
+    _markup(root, out)
+    body = "".join(out).encode("utf-8")
+    if keep_tree is not None and len(body) < DEFAULT_MAX_BYTES:
+        # Parsed back with the request parser: the tree the audit log would get from the
+        # bytes (parse_xml drops a DOCTYPE too), and still cheaper than building with lxml.
+        keep_tree.append(etree.fromstring(body, PARSER))
     prolog = _DECLARATION + (NCIP1_DOCTYPE.encode("ascii") + b"\n" if doctype else b"")
     return prolog + body + b"\n"
 
@@ -575,22 +590,22 @@ def _dialect(request: Envelope | None) -> Dialect:
 
 
 def _version_message(response: LookupVersionResponse, request: Envelope | None) -> bytes:
-    root = etree.Element("NCIPVersionMessage")
-    root.set("version", VERSION_MESSAGE_VERSION)
-    element = etree.SubElement(root, "LookupVersionResponse")
+    b = _Builder(Dialect.NCIP1, PrefixStyle.NONE, None)  # unqualified names, like NCIP 1
+    root = b.root(VERSION_MESSAGE_VERSION, "NCIPVersionMessage")
+    element = b.sub(root, "LookupVersionResponse")
     header = request.message.header if request is not None else None
     for name, agency in (
         ("FromAgencyId", header.to_agency if header else None),
         ("ToAgencyId", header.from_agency if header else None),
     ):
-        unique = etree.SubElement(etree.SubElement(element, name), "UniqueAgencyId")
-        etree.SubElement(unique, "Scheme").text = _clean(agency.scheme or "") if agency else ""
-        etree.SubElement(unique, "Value").text = _clean(agency.value) if agency else ""
+        unique = b.sub(b.sub(element, name), "UniqueAgencyId")
+        b.sub(unique, "Scheme", (agency.scheme or "") if agency else "")
+        b.sub(unique, "Value", agency.value if agency else "")
     for version in response.versions:
-        etree.SubElement(element, "VersionSupported").text = _clean(version)
+        b.sub(element, "VersionSupported", version)
     for service in response.services:
-        etree.SubElement(element, "ServiceSupported").text = _clean(service)
-    return _serialize(root)  # rare: its tree is not kept (it may hold empty texts)
+        b.sub(element, "ServiceSupported", service)
+    return _serialize(root)  # rare: its tree is not kept
 
 
 def render_response(
@@ -612,9 +627,9 @@ def render_response(
     @param version: the C{version} attribute to write (defaults per dialect).
     @param local_agency: our agency id, used where the request gave none.
     @param ncip1_doctype: add the standard DOCTYPE to NCIP 1 replies.
-    @param keep_tree: if given, the element tree the reply was serialized from is appended to
-        it (the caller owns it, e.g. to redact it for the audit log without parsing the reply)
-        when that tree is exactly what parsing the reply would give; otherwise nothing is.
+    @param keep_tree: if given, the reply parsed back with L{parse_xml} is appended to it (the
+        caller owns it, e.g. to redact it for the audit log); nothing is when the reply is over
+        the parser's size limit.
     @return: UTF-8 XML bytes.
     """
     if isinstance(response, LookupVersionResponse):
@@ -633,7 +648,7 @@ def render_response(
     element = b.sub(root, name)
     _header(b, element, request, local_agency)
     payload(b, element, response)
-    return _serialize(root, ncip1_doctype and b.v1, keep_tree, b)
+    return _serialize(root, ncip1_doctype and b.v1, keep_tree)
 
 
 # problems -----------------------------------------------------------------------------------
@@ -655,7 +670,7 @@ def _scrub(problem: NCIPProblem, secrets: frozenset[str]) -> tuple[str | None, s
 
 def _v2_problem(
     b: _Builder,
-    parent: etree._Element,
+    parent: _Node,
     problem: NCIPProblem,
     service: str | None,
     secrets: frozenset[str],
@@ -672,7 +687,7 @@ def _v2_problem(
 
 def _v1_error(
     b: _Builder,
-    parent: etree._Element,
+    parent: _Node,
     problem: NCIPProblem,
     service: str | None,
     secrets: frozenset[str],
@@ -732,7 +747,7 @@ def render_problem(
         root = b.root(version if dialect is Dialect.NCIP2 else None)
         for problem in items:
             _v2_problem(b, root, problem, name, secrets)
-        return _serialize(root, keep_tree=keep_tree, builder=b)
+        return _serialize(root, keep_tree=keep_tree)
     b = _Builder(dialect, prefix_style or PrefixStyle.NS1, local_agency)
     root = b.root(version)
     element = b.sub(root, name + "Response")
@@ -740,13 +755,13 @@ def render_problem(
     if not b.v1:
         for problem in items:
             _v2_problem(b, element, problem, name, secrets)
-        return _serialize(root, keep_tree=keep_tree, builder=b)
+        return _serialize(root, keep_tree=keep_tree)
     if name in NCIP1_NOTIFICATIONS:
         for problem in items:
             _v1_error(b, element, problem, name, secrets, "MessagingError")
-        return _serialize(root, ncip1_doctype, keep_tree, b)
+        return _serialize(root, ncip1_doctype, keep_tree)
     container = b.sub(element, "Problem")
     kind = "MessagingError" if is_messaging_problem(items[0].problem_type) else "ProcessingError"
     for problem in items:
         _v1_error(b, container, problem, name, secrets, kind)
-    return _serialize(root, ncip1_doctype, keep_tree, b)
+    return _serialize(root, ncip1_doctype, keep_tree)

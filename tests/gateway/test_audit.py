@@ -37,6 +37,7 @@ from twisted.logger import globalLogPublisher
 from gateway.audit import AuditEntry, AuditLog, audit_time, insert_entry, load_or_create_key
 from gateway.secrets import keyed_hash
 from gateway.store import open_database
+from protocols.ncip.parser import parse_request
 from tests import audit_fixtures as af
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,6 +204,19 @@ def test_bodies_redacted_hides_patron_ids_repeated_in_problems(conn: sqlite3.Con
 def test_bodies_none_keeps_nothing(conn: sqlite3.Connection) -> None:
     """``bodies = "none"``: neither body is kept."""
     assert _started(conn, bodies="none").ncip_bodies(LOOKUP, USER_REPLY) == (None, None)
+
+
+@pytest.mark.parametrize("bodies", ["full", "redacted", "none"])
+def test_one_body_is_kept_as_with_both(conn: sqlite3.Connection, bodies: str) -> None:
+    """``ncip_body`` (a request redacted ahead of its transaction) keeps each body exactly as
+    ``ncip_bodies`` does, from the bytes or from a parsed tree handed over."""
+    audit = _started(conn, bodies=bodies)
+    both = audit.ncip_bodies(LOOKUP, USER_REPLY)
+    assert (audit.ncip_body(LOOKUP), audit.ncip_body(USER_REPLY)) == both
+    trees = [parse_request(body)[1] for body in (LOOKUP, USER_REPLY)]
+    assert (audit.ncip_body(LOOKUP, trees[0]), audit.ncip_body(USER_REPLY, trees[1])) == both
+    if bodies != "none":
+        assert both[0] is not None and "8302-PIN-alpha" not in both[0]
 
 
 def test_unparseable_bodies_lose_secrets_by_pattern(conn: sqlite3.Connection) -> None:

@@ -187,3 +187,12 @@ def test_two_doctypes_refused() -> None:
     """A standard DOCTYPE followed by a second one is refused."""
     standard = '<!DOCTYPE NCIPMessage SYSTEM "ncip_v1_0.dtd">'
     _refused((standard + "<!DOCTYPE x [<!ENTITY a 'b'>]>" + BODY.format(v="1") + BODY_END).encode())
+
+
+@pytest.mark.parametrize("declaration", ["<!doctype NCIPMessage>", "<!DocType NCIPMessage>",
+                                         "<!entity x 'y'>", "<!EnTiTy x 'y'>"])
+def test_declarations_found_in_any_case(declaration: str) -> None:
+    """The DOCTYPE/ENTITY pre-scan matches every spelling case, as lxml's own checks would."""
+    with pytest.raises(NCIPSyntaxError) as info:
+        parse_xml((declaration + BODY.format(v="1") + BODY_END).encode())
+    assert info.value.reason in ("DOCTYPE refused", "entity declaration")

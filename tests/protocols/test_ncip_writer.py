@@ -37,10 +37,12 @@ from protocols.ncip import (
     LookupRequestResponse,
     LookupUserResponse,
     LookupVersionResponse,
+    NCIPProblem,
     NCIPResponse,
     NotificationResponse,
     PersonalName,
     PrefixStyle,
+    ProblemType,
     RenewItemResponse,
     RequestedItem,
     RequestId,
@@ -49,6 +51,8 @@ from protocols.ncip import (
     UserId,
     UserPrivilege,
     parse_message,
+    parse_xml,
+    render_problem,
     render_response,
 )
 
@@ -427,3 +431,56 @@ def test_item_or_request_id_required() -> None:
     """A response whose choice (ItemId | RequestId) is empty is a programming error."""
     with pytest.raises(ValueError):
         render_response(LookupItemResponse(), v2_request())
+
+
+# Markup, quotes, line ends, a character XML forbids, non-ASCII and an astral character.
+AWKWARD = 'a&b <c> "d" \'e\' f\r\ng\th ]]> \x0b é \U0001f4da'
+
+
+@pytest.mark.parametrize("style", list(PrefixStyle))
+def test_escaping_matches_lxml_in_text_and_attributes(style: PrefixStyle) -> None:
+    """The reply text is what lxml would write for the same tree: escapes in element text and
+    in the Scheme attribute, forbidden characters dropped, the rest kept as UTF-8."""
+    item = ItemId(value=AWKWARD, agency=AWKWARD, type=AWKWARD)
+    reply = render_response(CheckInItemResponse(item_id=item), v2_request(), prefix_style=style)
+    root = etree.fromstring(reply)
+    assert etree.tostring(root, encoding="UTF-8") == reply.split(b"\n", 1)[1].rstrip(b"\n")
+    clean = AWKWARD.replace("\x0b", "")
+    ids = root.find("{*}CheckInItemResponse/{*}ItemId")
+    assert [child.text for child in ids] == [clean, clean, clean]
+    scheme = ids.find("{*}ItemIdentifierType")
+    assert scheme.attrib == {} and ids.find("{*}AgencyId").attrib == {}
+    problem = render_problem(NCIPProblem(ProblemType.UNKNOWN_ITEM, element="ItemId",
+                                         value=AWKWARD), v2_request(), prefix_style=style)
+    assert etree.tostring(etree.fromstring(problem), encoding="UTF-8") == (
+        problem.split(b"\n", 1)[1].rstrip(b"\n"))
+    assert b"&amp;b &lt;c&gt;" in problem and b"&#13;" in problem
+
+
+def test_scheme_attribute_escaped_like_lxml() -> None:
+    """A scheme (from the request header) with quotes, markup and whitespace survives."""
+    request = parse_message(V2_REQUEST.replace(
+        b'ns1:Scheme="urn:sym"', 'ns1:Scheme="s&amp;&lt;&quot;&#10;&#9;é"'.encode()))
+    reply = render_response(AcceptItemResponse(request_id=REQUEST), request)
+    root = etree.fromstring(reply)
+    assert etree.tostring(root, encoding="UTF-8") == reply.split(b"\n", 1)[1].rstrip(b"\n")
+    agency = root.find(f".//{{{NS}}}ToAgencyId/{{{NS}}}AgencyId")
+    assert agency.text == "BROKER"
+    assert agency.get(f"{{{NS}}}Scheme") == 's&<"\n\té'
+
+
+@pytest.mark.parametrize("style", list(PrefixStyle))
+def test_kept_tree_is_the_reply_parsed(style: PrefixStyle) -> None:
+    """keep_tree receives exactly the tree parsing the reply gives (empty elements included),
+    for successes, Problems and NCIP 1 replies with a DOCTYPE."""
+    for response in sample_responses():
+        for request, doctype in ((v2_request(), False), (v1_request(), True)):
+            kept: list[etree._Element] = []
+            reply = render_response(response, request, prefix_style=style, keep_tree=kept,
+                                    ncip1_doctype=doctype)
+            assert len(kept) == 1
+            assert etree.tostring(kept[0]) == etree.tostring(parse_xml(reply).root)
+    kept = []
+    reply = render_problem(NCIPProblem(ProblemType.UNKNOWN_USER, value=""), v2_request(),
+                           prefix_style=style, keep_tree=kept)
+    assert etree.tostring(kept[0]) == etree.tostring(parse_xml(reply).root)
