@@ -2,9 +2,9 @@
 """Connection limits per source address and in total, for every listener.
 
 Twisted's own ``LimitConnectionsByPeer`` is broken in current releases (it indexes an
-``IPv4Address``), so this is ours: a wrapping factory that refuses a connection over either
-limit by closing it at once, counts refusals for the metrics and logs them (at most once a
-minute per address, so an attack cannot flood the log).
+``IPv4Address``), so this is ours: a factory in front of the listener's own that refuses a
+connection over either limit by closing it at once, counts refusals for the metrics and logs them
+(at most once a minute per address, so an attack cannot flood the log).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 log = Logger()
 
@@ -59,13 +58,19 @@ class RateLimiter:
                          if now - value[1] < full_after}
 
 
-class ConnectionLimitFactory(WrappingFactory):
+class ConnectionLimitFactory(Factory):
     """Wraps a factory; refuses connections over ``max_total`` or ``max_per_host``, or
-    arriving from one host faster than ``max_rate_per_host`` a second."""
+    arriving from one host faster than ``max_rate_per_host`` a second.
+
+    Not a wrapping factory: the accepted connection gets the wrapped factory's own protocol,
+    whose ``connectionLost`` is hooked to give the slot back, so the connection's reads and
+    writes take no hop through a wrapper (a ``ProtocolWrapper`` cost ~4% of a short Z39.50
+    association's CPU).
+    """
 
     def __init__(self, wrapped: Factory, *, max_total: int, max_per_host: int,
                  name: str, clock: Any, max_rate_per_host: float = 0.0) -> None:
-        super().__init__(wrapped)
+        self.wrappedFactory = wrapped
         self.noisy = False
         self.max_total = max_total
         self.max_per_host = max_per_host
@@ -73,12 +78,22 @@ class ConnectionLimitFactory(WrappingFactory):
         self.name = name
         self._clock = clock
         self.per_host: Counter[str] = Counter()
+        self.open_connections = 0  # currently open through this listener
         self.refused = 0
         self._last_logged: dict[str, float] = {}
 
+    def logPrefix(self) -> str:
+        return self.wrappedFactory.logPrefix()
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         host = address_host(addr)
-        total = sum(self.per_host.values())
+        total = self.open_connections
         if total >= self.max_total or self.per_host[host] >= self.max_per_host:
             self._refuse(host, f"limit reached ({self.per_host[host]} from this host, "
                                f"{total} in total)")
@@ -86,10 +101,11 @@ class ConnectionLimitFactory(WrappingFactory):
         if not self.rate.allow(host):
             self._refuse(host, f"more than {self.rate.rate:g} connections a second")
             return None
-        protocol = super().buildProtocol(addr)
+        protocol: Any = self.wrappedFactory.buildProtocol(addr)
         if protocol is not None:
             self.per_host[host] += 1
-            protocol._limit_host = host  # type: ignore[attr-defined]
+            self.open_connections += 1
+            protocol.connectionLost = _Release(self, host, protocol)
         return protocol
 
     def _refuse(self, host: str, why: str) -> None:
@@ -101,15 +117,27 @@ class ConnectionLimitFactory(WrappingFactory):
             log.warn("{listener}: connection from {host} refused: {why}", listener=self.name,
                      host=host, why=why)
 
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        host = getattr(p, "_limit_host", None)
-        if host is not None:
-            self.per_host[host] -= 1
-            if self.per_host[host] <= 0:
-                del self.per_host[host]
-        super().unregisterProtocol(p)
+    def release(self, host: str) -> None:
+        """A connection from ``host`` closed: its slot is free."""
+        self.open_connections -= 1
+        self.per_host[host] -= 1
+        if self.per_host[host] <= 0:
+            del self.per_host[host]
 
-    @property
-    def open_connections(self) -> int:
-        """Connections currently open through this listener."""
-        return sum(self.per_host.values())
+
+class _Release:
+    """Hooked on a protocol as its ``connectionLost``: frees the connection's slot, unhooks
+    itself and calls the protocol's own (looked up then, as a wrapper would)."""
+
+    __slots__ = ("_factory", "_host", "_protocol")
+
+    def __init__(self, factory: ConnectionLimitFactory, host: str, protocol: Any) -> None:
+        self._factory = factory
+        self._host = host
+        self._protocol = protocol
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        protocol = self._protocol
+        del protocol.connectionLost  # once: the protocol's own method answers from now on
+        self._factory.release(self._host)
+        protocol.connectionLost(*args, **kwargs)

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.identifiers import search_forms
+from gateway.store import NotNow
 from protocols.z3950 import oids
 from protocols.z3950.pqf import And, AndNot, Node, Or, Query, ResultSetRef, Term
 
@@ -562,6 +563,12 @@ class Hits:
         """Hits that are all known (a sorted result set, a test's)."""
         return cls(len(record_ids), ids_sql(record_ids), list(record_ids))
 
+    def page_is_bounded(self, start: int, count: int) -> bool:
+        """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the page
+        extends the prefix (no ``OFFSET`` to walk)."""
+        return not self.streamed or start - 1 <= len(self.ids) or \
+            min(start - 1 + count, self.count) <= len(self.ids)
+
     def page(self, conn: sqlite3.Connection, start: int, count: int) -> list[int]:
         """The ids at positions ``start`` (1-based) to ``start + count - 1``, at most the last.
 
@@ -599,14 +606,20 @@ class WordCounts:
         self._counts: OrderedDict[tuple[str, tuple[Any, ...]], tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def count(self, conn: sqlite3.Connection, statement: Sql, generation: int) -> int:
-        """The statement's ``count`` at ``generation``, read in the caller's transaction."""
+    def count(self, conn: sqlite3.Connection, statement: Sql, generation: int, *,
+              cached_only: bool = False) -> int:
+        """The statement's ``count`` at ``generation``, read in the caller's transaction.
+
+        ``cached_only``: raise :class:`NotNow` instead of counting (a read on the reactor).
+        """
         key = (statement[0], tuple(statement[1]))
         with self._lock:
             kept = self._counts.get(key)
             if kept is not None and kept[0] == generation:
                 self._counts.move_to_end(key)
                 return kept[1]
+        if cached_only:
+            raise NotNow("word count not cached")
         value = int(conn.execute(*statement).fetchone()[0])
         with self._lock:
             self._counts[key] = (generation, value)
@@ -616,13 +629,23 @@ class WordCounts:
         return value
 
 
+def bounded(plan: Plan) -> bool:
+    """Whether the plan can run on the reactor (:func:`run_plan` with ``bounded_only``): one
+    plain word, whose hits stream from the FTS5 index a page at a time and whose count is a
+    single cached statement. Anything else (booleans, truncation, phrases, whole fields,
+    identifiers, years) may read an unbounded number of rows."""
+    return (isinstance(plan, WordTerm) and len(plan.tokens) == 1 and plan.truncation == 100
+            and not (plan.complete or plan.first_in_field or plan.with_identifiers))
+
+
 def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
-             counts: WordCounts | None = None) -> Hits:
+             counts: WordCounts | None = None, *, bounded_only: bool = False) -> Hits:
     """Run a planned query on a (reader) connection: its count and its first ``first`` ids.
 
     The highest record id, the count and the first page are read in one transaction, so they
     agree; word counts come from ``counts`` when it has them for this generation of the
-    catalogue. Bib-1 125 if FTS5 rejects the expression.
+    catalogue. Bib-1 125 if FTS5 rejects the expression. ``bounded_only`` (a :func:`bounded`
+    plan, on the reactor): :class:`NotNow` rather than count what ``counts`` lacks.
     """
     conn.execute("SAVEPOINT interlend_search")  # a read transaction, nested if one is open
     try:
@@ -632,7 +655,7 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
             ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id", members[1])]
             return Hits(len(ids), members, ids)
         assert isinstance(plan, WordTerm)
-        hits = Hits(_count(conn, plan, counts), members, streamed=True)
+        hits = Hits(_count(conn, plan, counts, bounded_only), members, streamed=True)
         hits.page(conn, 1, first)
         return hits
     except sqlite3.OperationalError as exc:
@@ -643,7 +666,8 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
         conn.execute("RELEASE interlend_search")
 
 
-def _count(conn: sqlite3.Connection, term: WordTerm, counts: WordCounts | None) -> int:
+def _count(conn: sqlite3.Connection, term: WordTerm, counts: WordCounts | None,
+           cached_only: bool = False) -> int:
     """The number of the term's hits (within the search's transaction): its disjoint parts
     counted one by one, less the temporary records among them.
 
@@ -656,10 +680,12 @@ def _count(conn: sqlite3.Connection, term: WordTerm, counts: WordCounts | None) 
     words, *others = parts = _word_parts(conn, term)
     word_count = _word_count_sql(term, words)
     if counts is None:
+        if cached_only:
+            raise NotNow("no word counts")
         total = conn.execute(*word_count).fetchone()[0]
     else:
         generation = conn.execute("SELECT value FROM catalogue_generation").fetchone()[0]
-        total = counts.count(conn, word_count, generation)
+        total = counts.count(conn, word_count, generation, cached_only=cached_only)
     temporaries = [(f"SELECT count(*) FROM records t INDEXED BY records_temporary WHERE"
                     f" t.temporary = 1 AND EXISTS (SELECT 1 FROM ({sql}) x WHERE x.id = t.id)",
                     params) for sql, params in parts]
@@ -702,6 +728,7 @@ __all__ = [
     "Plan",
     "Sql",
     "WordCounts",
+    "bounded",
     "check_attributes",
     "compile_plan",
     "field_value",

@@ -41,6 +41,11 @@ class SchemaTooNew(StoreError):
     """The database was written by a newer Interlend than this one."""
 
 
+class NotNow(Exception):
+    """Raised by a :meth:`Store.read_now` work that finds it cannot finish at once (a count not
+    cached, a page far into a result set): the read goes to a reader thread instead."""
+
+
 def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False,
             check_same_thread: bool = True) -> sqlite3.Connection:
     """Open a connection with the gateway's settings: WAL, ``synchronous=FULL``, busy timeout.
@@ -342,7 +347,8 @@ class Store:
         """Run ``work(conn)`` on a reader thread with a read-only connection."""
         return deferToThreadPool(self._reactor, self._pool, self._read, work)
 
-    def read_now(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+    def read_now(self, work: Callable[[sqlite3.Connection], T],
+                 fallback: Callable[[sqlite3.Connection], T] | None = None) -> Deferred[T]:
         """Like :meth:`read`, but run on the calling (reactor) thread when SQLite answers at once.
 
         Only for reads bounded by an index to a row or two (a patron by barcode or username):
@@ -356,9 +362,13 @@ class Store:
         instead, as :meth:`read` would run it. Reads see the same committed state either way
         (WAL snapshot per statement, autocommit). The remaining cost is a cache miss on a page
         not in the OS cache: a few page reads of the index and the row.
+
+        ``fallback`` is what a reader thread runs instead (default: ``work``); ``work`` may
+        raise :class:`NotNow` to send the read there, so it can refuse to do unbounded work
+        on the reactor and ``fallback`` does it without that check.
         """
         if self._stopped is not None:
-            return self.read(work)
+            return self.read(work if fallback is None else fallback)
         try:
             conn = self._inline
             if conn is None or self._inline_generation != self._generation:
@@ -374,8 +384,9 @@ class Store:
                 with self._lock:
                     self._reader_connections.append(conn)  # closed by stop()
             result = work(conn)
-        except sqlite3.Error:
-            return self.read(work)  # busy, locked or failing: the reader threads decide
+        except (sqlite3.Error, NotNow):
+            # busy, locked, failing or not bounded: the reader threads decide
+            return self.read(work if fallback is None else fallback)
         except BaseException:
             return fail()
         d: Deferred[T] = Deferred()

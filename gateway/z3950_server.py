@@ -71,6 +71,7 @@ class Z3950Protocol(Protocol):
         self._abort_timer: Any = None
         self._closing = False
         self._busy = False
+        self._paused = False  # the transport, while a call runs on a reader thread
         self._sent = 0
 
     # -- connection events ------------------------------------------------------------------
@@ -168,14 +169,27 @@ class Z3950Protocol(Protocol):
     # -- catalogue calls --------------------------------------------------------------------
 
     def _call(self, call: Any) -> None:
-        """Run one catalogue call; feed its outcome back to the association."""
-        catalogue = self.factory.catalogue
-        peer = self._peer()
+        """Run one catalogue call; feed its outcome back to the association.
+
+        The transport is paused while the call runs on a reader thread; a call answered at
+        once (a bounded read on the reactor) needs no pause.
+        """
         self._busy = True  # the idle timer, if it fires meanwhile, waits for the end
         self.factory.operation_started()
-        pause = getattr(self.transport, "pauseProducing", None)
-        if pause is not None and not self._closing:
-            pause()
+        d = self._start(call)
+        if not d.called and not self._closing:
+            pause = getattr(self.transport, "pauseProducing", None)
+            if pause is not None:
+                pause()
+                self._paused = True
+        d.addErrback(self._diagnostic, call)
+        d.addCallback(self._resume)
+        d.addErrback(lambda f: log.failure("Z39.50 call completion failed", f))
+
+    def _start(self, call: Any) -> Deferred[Any]:
+        """The catalogue method for one call, started."""
+        catalogue = self.factory.catalogue
+        peer = self._peer()
         if isinstance(call, SearchCall):
             d = maybeDeferred(catalogue.search, call.query, list(call.databases), peer=peer,
                               result_sets=call.result_sets, name=call.name)
@@ -191,9 +205,7 @@ class Z3950Protocol(Protocol):
             d = maybeDeferred(catalogue.sort, call.result_set, list(call.keys), name=call.name)
         else:  # pragma: no cover - every action type is handled above
             d = fail(TypeError(f"unknown action {call!r}"))
-        d.addErrback(self._diagnostic, call)
-        d.addCallback(self._resume)
-        d.addErrback(lambda f: log.failure("Z39.50 call completion failed", f))
+        return d
 
     def _diagnostic(self, failure: Failure, call: Any) -> Diagnostic:
         """The one place catalogue errors become Z39.50 diagnostics."""
@@ -209,8 +221,9 @@ class Z3950Protocol(Protocol):
         self._busy = False
         self.factory.operation_finished()
         resume = getattr(self.transport, "resumeProducing", None)
-        if resume is not None and not self._closing:
+        if self._paused and resume is not None and not self._closing:
             resume()
+        self._paused = False
         if self._closing:
             return  # the connection went away (or is going) while the call ran
         try:

@@ -451,9 +451,11 @@ class Association:
         peer, refusal = self._authenticate(req.authentication)
         if refusal is None and not versions:
             refusal = Diagnostic(1, "no common protocol version", v2=True)
+        reply_versions, reply_options = tuple(sorted(versions)) or (1, 2, 3), tuple(
+            sorted(self.options))
         response = dict(
             reference_id=req.reference_id, accepted=refusal is None,
-            versions=sorted(versions) or (1, 2, 3), options=sorted(self.options),
+            versions=reply_versions, options=reply_options,
             preferred_message_size=self.preferred_message_size,
             exceptional_record_size=self.exceptional_record_size,
             implementation_id=s.implementation_id, implementation_name=s.implementation_name,
@@ -470,7 +472,14 @@ class Association:
             "utf-8", "utf8") else "latin-1"
         self.decoder = TermDecoder("utf-8", fallback)
         self.state = State.UP
-        return [Send(encode_init_response(**response), "initResponse"),
+        if other_info or not _cacheable(req.reference_id):
+            reply = encode_init_response(**response)
+        else:
+            reply = _accepted_init_response(
+                req.reference_id, reply_versions, reply_options, self.preferred_message_size,
+                self.exceptional_record_size, s.implementation_id, s.implementation_name,
+                s.implementation_version)
+        return [Send(reply, "initResponse"),
                 Report("init", "success", detail=(
             f"v{self.version} options {' '.join(sorted(self.options))}"))]
         yield  # a generator, like every handler
@@ -733,8 +742,8 @@ class Association:
 
     def _on_close(self, req: CloseInfo) -> _Op:
         """Client Close: answer Close(finished) whatever the version (as GFS), then drop."""
-        reply = encode_close(CloseReason.finished, reference_id=req.reference_id,
-                             diagnostic_information="Association terminated by client")
+        reply = (_finished_close(req.reference_id) if _cacheable(req.reference_id)
+                 else _encode_finished_close(req.reference_id))
         self._enter_closing()
         return [Send(reply, "close"),
                 Report("close", "success", None, f"client reason {req.reason}"),
@@ -751,6 +760,40 @@ def _in_attribute_set(term: pqf.Term, attribute_set: oids.Oid | None) -> pqf.Ter
     return replace(term, attributes=tuple(
         a if a.attrset is not None else a._replace(attrset=tuple(attribute_set))
         for a in term.attributes))
+
+
+CACHED_REFERENCE_ID = 64
+"""Replies kept for reuse (Init, Close) echo a referenceId of at most this many bytes: a client
+cannot fill the caches with large ones."""
+
+
+def _cacheable(reference_id: bytes | None) -> bool:
+    return reference_id is None or len(reference_id) <= CACHED_REFERENCE_ID
+
+
+@lru_cache(maxsize=256)
+def _accepted_init_response(reference_id: bytes | None, versions: tuple[int, ...],
+                            options: tuple[str, ...], preferred_message_size: int,
+                            exceptional_record_size: int, implementation_id: str,
+                            implementation_name: str, implementation_version: str) -> bytes:
+    """An accepted InitResponse without charset negotiation: associations ask for the same few
+    versions, options and sizes, so each combination is encoded once."""
+    return encode_init_response(
+        reference_id=reference_id, accepted=True, versions=versions, options=options,
+        preferred_message_size=preferred_message_size,
+        exceptional_record_size=exceptional_record_size, implementation_id=implementation_id,
+        implementation_name=implementation_name, implementation_version=implementation_version,
+        diagnostic=None, other_info=())
+
+
+def _encode_finished_close(reference_id: bytes | None) -> bytes:
+    """The answer to a client's Close."""
+    return encode_close(CloseReason.finished, reference_id=reference_id,
+                        diagnostic_information="Association terminated by client")
+
+
+_finished_close = lru_cache(maxsize=64)(_encode_finished_close)
+"""The answer to a client's Close (the same on every association): encoded once."""
 
 
 @lru_cache(maxsize=1)

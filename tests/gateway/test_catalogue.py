@@ -496,20 +496,51 @@ def test_user_terms_cannot_inject_fts_syntax(tmp_path: Path) -> None:
         conn.execute(sql, params).fetchall()  # no FTS5 syntax error
 
 
-@pytest_twisted.ensureDeferred
-async def test_search_runs_on_a_reader_thread(env: Env, monkeypatch: pytest.MonkeyPatch
-                                              ) -> None:
-    """The SQL of a search never runs on the reactor thread."""
-    threads: list[threading.Thread] = []
+def _spy_run_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[threading.Thread, bool]]:
+    """Record the thread of every run_plan call and whether it was asked to stay bounded."""
+    calls: list[tuple[threading.Thread, bool]] = []
     real = catalogue_module.run_plan
 
     def spy(conn: sqlite3.Connection, plan: Any, **options: Any) -> Hits:
-        threads.append(threading.current_thread())
+        calls.append((threading.current_thread(), options.get("bounded_only", False)))
         return real(conn, plan, **options)
 
     monkeypatch.setattr(catalogue_module, "run_plan", spy)
+    return calls
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("pqf", ["@or @attr 1=4 emma @attr 1=4 pride", "@attr 5=1 @attr 1=4 emm",
+                                 '@attr 1=4 "pride and"', "@attr 1=7 0141439513",
+                                 "@attr 1=1016 emma"])
+async def test_an_unbounded_search_runs_on_a_reader_thread(
+        env: Env, monkeypatch: pytest.MonkeyPatch, pqf: str) -> None:
+    """Booleans, truncation, phrases, identifiers, "any": their SQL never runs on the reactor,
+    even when asked twice."""
+    calls = _spy_run_plan(monkeypatch)
+    for _ in range(2):
+        await hits(env, pqf)
+    assert calls and all(thread is not threading.main_thread() for thread, _ in calls)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_word_search_runs_inline_once_its_count_is_cached(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One word: counted on a reader thread the first time (the inline attempt refuses to
+    count), then answered on the reactor thread from the cached count; a new catalogue
+    generation sends it back to a reader thread once."""
+    calls = _spy_run_plan(monkeypatch)
+    main = threading.main_thread()
     assert await hits(env, "@attr 1=4 emma") == {"emma"}
-    assert threads and threads[0] is not threading.main_thread()
+    assert [(t is main, bounded) for t, bounded in calls] == [(True, True), (False, False)]
+    calls.clear()
+    assert await hits(env, "@attr 1=4 emma") == {"emma"}
+    assert [(t is main, bounded) for t, bounded in calls] == [(True, True)]
+    calls.clear()
+    await env.store.write(lambda conn: conn.execute(
+        "UPDATE records SET title = title WHERE id = ?", (env.seeded.ids["pride"],)))
+    assert await hits(env, "@attr 1=4 emma") == {"emma"}
+    assert [(t is main, bounded) for t, bounded in calls] == [(True, True), (False, False)]
 
 
 # -- lazy result sets -----------------------------------------------------------------------------
@@ -690,6 +721,66 @@ async def test_present_reads_pages_past_the_first(env: Env) -> None:
                                   peer=None)
     assert (await env.service.fetch(rs, 3, 1, **wanted)
             == await env.service.fetch(emma, 1, 1, **wanted))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_small_present_on_a_bounded_page_runs_inline(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Present of up to INLINE_RECORDS records whose page needs no OFFSET runs on the reactor
+    thread; a page further on, or more records, on a reader thread."""
+    threads: list[bool] = []
+    real = catalogue_module.render.load_records
+
+    def spy(conn: sqlite3.Connection, ids: list[int]) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(conn, ids)
+
+    monkeypatch.setattr(catalogue_module.render, "load_records", spy)
+    monkeypatch.setattr(catalogue_module, "INLINE_RECORDS", 2)
+    rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
+                                  result_sets={}, name="default")
+    wanted: dict[str, Any] = dict(syntax=oids.SUTRS, element_set="F", database="Default",
+                                  peer=None)
+    rs.hits.ids[1:] = []  # as if the first page had been one id long
+    assert len(await env.service.fetch(rs, 3, 1, **wanted)) == 1  # OFFSET 1: not bounded
+    assert len(await env.service.fetch(rs, 1, 3, **wanted)) == 3  # more than 2 records
+    assert len(await env.service.fetch(rs, 2, 2, **wanted)) == 2  # extends the ids read
+    assert len(await env.service.fetch(rs, 1, 1, **wanted)) == 1  # already read
+    assert threads == [False, False, True, True]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(("limit", "value", "inline"), [
+    ("INLINE_MARC_BYTES", 10**6, True), ("INLINE_MARC_BYTES", 100, False),
+    ("INLINE_ITEMS", 3, True), ("INLINE_ITEMS", 2, False)])
+async def test_an_inline_present_keeps_to_its_budget(
+        env: Env, monkeypatch: pytest.MonkeyPatch, limit: str, value: int, inline: bool) -> None:
+    """Records with more MARC or items than the inline budget are built on a reader thread
+    (Pride and Prejudice: three items, one of them temporary), with the same result."""
+    threads: list[bool] = []
+    real = catalogue_module.render.load_records
+
+    def spy(conn: sqlite3.Connection, ids: list[int]) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(conn, ids)
+
+    wanted: dict[str, Any] = dict(syntax=oids.OPAC, element_set="F", database="Default",
+                                  peer=None)
+    pride = ResultSet("pride", (env.seeded.ids["pride"],))
+    expected = await env.service.fetch(pride, 1, 1, **wanted)
+    monkeypatch.setattr(catalogue_module.render, "load_records", spy)
+    monkeypatch.setattr(catalogue_module, limit, value)
+    assert await env.service.fetch(pride, 1, 1, **wanted) == expected
+    assert threads == [inline]
+
+
+def test_hits_page_is_bounded() -> None:
+    """Known ids, or a page that extends the prefix; never one that skips ids (OFFSET)."""
+    streamed = Hits(100, ("SELECT 1", []), [1, 2, 3], streamed=True)
+    assert streamed.page_is_bounded(1, 3) and streamed.page_is_bounded(4, 10)
+    assert streamed.page_is_bounded(2, 50)
+    assert not streamed.page_is_bounded(5, 1)
+    assert Hits.of([1, 2, 3]).page_is_bounded(3, 1)
 
 
 @pytest_twisted.ensureDeferred

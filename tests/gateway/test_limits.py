@@ -78,3 +78,46 @@ def test_rate_limiter_forgets_idle_hosts() -> None:
     clock.advance(5)
     limiter.allow("192.0.2.9")
     assert len(limiter._buckets) < 100
+
+
+class _Recording(Protocol):
+    def __init__(self) -> None:
+        self.reasons: list[Failure] = []
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reasons.append(reason)
+
+
+def test_the_listeners_own_protocol_gets_the_connection() -> None:
+    """No wrapper between transport and protocol; losing the connection frees the slot once
+    and reaches the protocol's own connectionLost with its reason, every time it is called."""
+    wrapped = Factory.forProtocol(_Recording)
+    factory = ConnectionLimitFactory(wrapped, max_total=10, max_per_host=1, name="test",
+                                     clock=Clock())
+    protocol = connect(factory, "192.0.2.1")
+    assert type(protocol) is _Recording and protocol.factory is wrapped
+    assert isinstance(protocol.transport, StringTransport)
+    reason = Failure(ConnectionDone())
+    protocol.connectionLost(reason)
+    protocol.connectionLost(reason)
+    assert protocol.reasons == [reason, reason]
+    assert factory.open_connections == 0 and not factory.per_host
+    assert connect(factory, "192.0.2.1") is not None and factory.open_connections == 1
+
+
+def test_start_and_stop_reach_the_listeners_factory() -> None:
+    """Listening starts and stops the wrapped factory (the Z39.50 and HTTP factories' hooks)."""
+    calls: list[str] = []
+
+    class Wrapped(Factory):
+        def startFactory(self) -> None:
+            calls.append("start")
+
+        def stopFactory(self) -> None:
+            calls.append("stop")
+
+    factory = ConnectionLimitFactory(Wrapped(), max_total=1, max_per_host=1, name="test",
+                                     clock=Clock())
+    factory.doStart()
+    factory.doStop()
+    assert calls == ["start", "stop"]

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from gateway.store import Store
+from gateway.store import NotNow, Store
 
 
 @pytest.fixture
@@ -79,3 +79,29 @@ async def test_read_now_when_sqlite_is_busy_goes_to_a_reader_thread(store: Store
     count, thread = await store.read_now(work)
     assert calls[0] == here and thread != here and len(calls) == 2
     assert count == (await store.read(_count))[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_now_not_now_runs_the_fallback_on_a_reader_thread(store: Store) -> None:
+    """A work that raises NotNow (it would not stay bounded) hands the read to a reader
+    thread, which runs the fallback (or the work itself when there is none)."""
+    here = threading.current_thread().name
+    calls: list[str] = []
+
+    def bounded(conn: sqlite3.Connection) -> tuple[int, str]:
+        calls.append("bounded@" + threading.current_thread().name)
+        raise NotNow("count not cached")
+
+    def fallback(conn: sqlite3.Connection) -> tuple[int, str]:
+        calls.append("fallback")
+        return _count(conn)
+
+    count, thread = await store.read_now(bounded, fallback)
+    assert calls == [f"bounded@{here}", "fallback"] and thread != here
+
+    def once(conn: sqlite3.Connection) -> tuple[int, str]:
+        if threading.current_thread().name == here:
+            raise NotNow("not on the reactor")
+        return _count(conn)
+
+    assert (await store.read_now(once))[1] != here

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from protocols.z3950 import codec, oids
+from protocols.z3950 import association, codec, oids
 from protocols.z3950.asn1 import PDU_ARMS
 from protocols.z3950.association import (
     TRANSITIONS,
@@ -164,6 +164,46 @@ def test_init_options_versions_sizes_and_identity() -> None:
     assert str(body["implementationVersion"]) == "9.9"
     assert assoc.version == 3 and assoc.state is State.UP
     assert reports(actions)[0].outcome == "success"
+
+
+@pytest.mark.parametrize("reference_id", [None, b"REF-1", b"REF-2", b"R" * 65])
+def test_init_and_close_replies_are_encoded_once_and_exactly(reference_id: bytes | None
+                                                             ) -> None:
+    """Repeated Inits and client Closes get the very bytes a fresh encoding gives, each with
+    its own referenceId and negotiated values (the replies are kept per combination)."""
+    for pms, version in ((1000, "1"), (2000, "1"), (1000, "2"), (1000, "1")):
+        assoc = Association(AssociationSettings(preferred_message_size=pms,
+                                                implementation_version=version))
+        [init, _report] = assoc.receive(wire(codec.init_request(
+            reference_id=reference_id, options=("search", "present"),
+            preferred_message_size=pms * 10)))
+        assert init.data == codec.encode_init_response(
+            reference_id=reference_id, accepted=True, versions=[1, 2, 3],
+            options=["present", "search"], preferred_message_size=pms,
+            exceptional_record_size=assoc.exceptional_record_size,
+            implementation_id="Interlend", implementation_name="Interlend",
+            implementation_version=version, diagnostic=None, other_info=[])
+        close = assoc.receive(wire(codec.close(CloseReason.finished,
+                                               reference_id=reference_id)))[0]
+        assert close.data == codec.encode_close(
+            CloseReason.finished, reference_id=reference_id,
+            diagnostic_information="Association terminated by client")
+
+
+def test_replies_with_a_long_reference_id_are_not_kept() -> None:
+    """A referenceId over CACHED_REFERENCE_ID bytes is answered but never kept, so clients
+    cannot fill the reply caches with large ones."""
+    before = (association._accepted_init_response.cache_info().currsize,
+              association._finished_close.cache_info().currsize)
+    for n in range(3):
+        reference_id = b"%d" % n + b"R" * association.CACHED_REFERENCE_ID
+        assoc = Association(AssociationSettings())
+        [init, _report] = assoc.receive(wire(codec.init_request(reference_id=reference_id)))
+        assert codec.pdu_body(codec.decode_pdu(init.data))["referenceId"].asOctets() == \
+            reference_id
+        assoc.receive(wire(codec.close(CloseReason.finished, reference_id=reference_id)))
+    assert (association._accepted_init_response.cache_info().currsize,
+            association._finished_close.cache_info().currsize) == before
 
 
 def test_size_zero_means_server_maximum() -> None:
