@@ -15,6 +15,7 @@ database) unless ``store_patron_ids`` is set. Bodies are ``full`` (secrets remov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -34,6 +35,7 @@ from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
 from protocols.ncip.safexml import DEFAULT_MAX_BYTES, parse_xml
+from protocols.ncip.writer import ReplyTree
 
 log = Logger()
 
@@ -133,14 +135,13 @@ _PATRON_PROBLEM_ELEMENTS = frozenset({"UserIdentifierValue", "UserId", "VisibleU
                                       "AuthenticationInputData", "AuthenticationInput"})
 
 
-def _problem_values_hidden(body: bytes, pseudonymize: Any) -> bytes | etree._Element:
-    """``body`` parsed, with ProblemValues that repeat a patron identifier pseudonymized."""
-    try:
-        root = parse_xml(body).root
-    except NCIPSyntaxError:
-        return body  # redact() withholds an unparseable body altogether in personal mode
-    _hide_problem_values(root, pseudonymize)
-    return root
+def _problem_value(element: str, value: str, pseudonymize: Any) -> str | None:
+    """What a Problem's ProblemValue becomes when its ProblemElement names a patron
+    identifier (pseudonymized, or the placeholder); None: not about a patron, kept."""
+    if element.strip() not in _PATRON_PROBLEM_ELEMENTS:
+        return None
+    text = value.strip()
+    return pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
 
 
 def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
@@ -148,10 +149,10 @@ def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
     for problem in root.iter("{*}Problem"):  # local name Problem, any namespace (C-side match)
         children = {local_name(child): child for child in problem if isinstance(child.tag, str)}
         element, value = children.get("ProblemElement"), children.get("ProblemValue")
-        if element is not None and value is not None and (
-                (element.text or "").strip() in _PATRON_PROBLEM_ELEMENTS):
-            text = (value.text or "").strip()
-            value.text = pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
+        if element is not None and value is not None:
+            hidden = _problem_value(element.text or "", value.text or "", pseudonymize)
+            if hidden is not None:
+                value.text = hidden
 
 
 class AuditLog:
@@ -197,16 +198,18 @@ class AuditLog:
 
     def ncip_bodies(self, request: bytes, response: bytes, *,
                     request_tree: etree._Element | None = None,
-                    response_tree: etree._Element | None = None) -> tuple[str | None, str | None]:
+                    response_tree: ReplyTree | None = None) -> tuple[str | None, str | None]:
         """The bodies to keep for an NCIP exchange: never a PIN or password.
 
-        ``request_tree``/``response_tree``: the body already parsed with the hardened parser
-        (``parse_xml``, e.g. by ``parse_request``), handed over to be redacted *in place*: the
-        caller must not use it afterwards. Same result as from the bytes, one parse fewer.
+        ``request_tree``: the request already parsed with the hardened parser (``parse_xml``,
+        e.g. by ``parse_request``), handed over to be redacted *in place*: the caller must not
+        use it afterwards. ``response_tree``: the :class:`ReplyTree` the writer kept
+        (``keep_tree``), redacted without parsing the reply. Same results as from the bytes.
         """
         return self.ncip_body(request, request_tree), self.ncip_body(response, response_tree)
 
-    def ncip_body(self, body: bytes, tree: etree._Element | None = None) -> str | None:
+    def ncip_body(self, body: bytes,
+                  tree: etree._Element | ReplyTree | None = None) -> str | None:
         """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
         not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
@@ -225,10 +228,14 @@ class AuditLog:
         return self._redacted(body, tree, personal, pseudonymize).decode("utf-8", "replace")
 
     @staticmethod
-    def _redacted(body: bytes, tree: etree._Element | None, personal: bool,
+    def _redacted(body: bytes, tree: etree._Element | ReplyTree | None, personal: bool,
                   pseudonymize: Any) -> bytes:
         if tree is not None and len(body) > DEFAULT_MAX_BYTES:
             tree = None  # redact() refuses to parse a body this large: keep that outcome
+        if isinstance(tree, ReplyTree):  # a reply we wrote: redacted from its nodes
+            return tree.redacted(personal=personal, pseudonymize=pseudonymize, problem_value=(
+                functools.partial(_problem_value, pseudonymize=pseudonymize)
+                if personal else None))
         if tree is None:
             if not personal:
                 return redact(body)

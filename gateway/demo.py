@@ -51,7 +51,7 @@ from pathlib import Path
 
 import pymarc
 
-from gateway.backends.embedded import ItemData, PatronData, extract_light_fields
+from gateway.backends.embedded import ItemData, PatronData, extract_light_fields, iso2709
 from gateway.identifiers import isbn10_check_digit, isbn13_check_digit
 from gateway.importers.holdings import extract_light_items
 from gateway.importers.loader import DEFAULT_BATCH_SIZE, AfterStore, CatalogueLoader, StoredRecord
@@ -227,25 +227,6 @@ def demo_record(number: int) -> pymarc.Record:
     return record
 
 
-def _demo_marc(leader: str, fields: list[_DemoField]) -> bytes:
-    """The record as ISO 2709 (UTF-8), byte for byte what pymarc's ``as_marc`` writes."""
-    bodies = [data + "\x1e" if data is not None else
-              ind + "".join(["\x1f" + code + value for code, value in pairs]) + "\x1e"
-              for _tag, data, pairs, ind in fields]
-    directory = []
-    offset = 0
-    for field, body in zip(fields, bodies, strict=True):
-        length = len(body) if body.isascii() else len(body.encode())
-        directory.append(f"{field[0]}{length:04d}{offset:05d}")
-        offset += length
-    head = "".join(directory) + "\x1e"
-    base = 24 + len(head)
-    # pymarc.Record() puts "22" and "4500" in the leader, as_marc the length and base address
-    leader = leader[0:9] + "a22" + leader[12:20] + "4500"
-    return (f"{base + offset + 1:05d}{leader[5:12]}{base:05d}{leader[17:]}{head}"
-            + "".join(bodies) + "\x1d").encode()
-
-
 @functools.cache
 def _entered(day: int) -> tuple[str, str]:
     """The date a record was entered (``day`` of 2024) as YYYYMMDD and YYMMDD."""
@@ -359,7 +340,7 @@ def write_demo_marc(path: Path, records: int = 2000) -> int:
     """
     with Path(path).open("wb") as handle:
         for number in range(1, records + 1):
-            handle.write(_demo_marc(*_demo_fields(number)))
+            handle.write(iso2709(*_demo_fields(number)))
     return records
 
 
@@ -519,7 +500,7 @@ def write_demo(conn: sqlite3.Connection, *, records: int = 2000,
             loader.add(None, [item for item, _state in states],
                        then=circulate(states) if circulating else None,
                        done=count, fields=extract_light_fields(fields),
-                       marc=_demo_marc(leader, fields), skippable=())
+                       marc=iso2709(leader, fields), skippable=())
             if progress is not None and number % 1000 == 0:
                 loader.defer(functools.partial(progress, number))
     if progress is not None:

@@ -72,6 +72,32 @@ _EXTRACTED_TAGS = (_AUTHOR_MAIN_TAGS | _AUTHOR_ADDED_TAGS | _SUBJECT_TAGS | _PUB
                    | _OTHER_TAGS | _IDENTIFIER_TAGS | {"001", "008", "245"})
 
 
+# A field to write as ISO 2709: (tag, data, subfields, indicators), a LightField that also
+# carries its two indicator characters ("" for a control field).
+MarcField = tuple[str, "str | None", Sequence[tuple[str, str]], str]
+
+
+def iso2709(leader: str, fields: Sequence[MarcField]) -> bytes:
+    """The record as ISO 2709 (UTF-8), byte for byte what pymarc's ``as_marc`` writes for a
+    ``pymarc.Record(leader=leader)`` holding these fields -- without building pymarc objects
+    (writing temporary records and demo catalogues is a hot path)."""
+    bodies = [data + "\x1e" if data is not None else
+              ind + "".join(["\x1f" + code + value for code, value in pairs]) + "\x1e"
+              for _tag, data, pairs, ind in fields]
+    directory = []
+    offset = 0
+    for (tag, *_rest), body in zip(fields, bodies, strict=True):
+        length = len(body) if body.isascii() else len(body.encode())
+        directory.append(f"{tag}{length:04d}{offset:05d}")
+        offset += length
+    head = "".join(directory) + "\x1e"
+    base = 24 + len(head)
+    # pymarc.Record() puts "22" and "4500" in the leader, as_marc the length and base address
+    leader = leader[0:9] + "a22" + leader[12:20] + "4500"
+    return (f"{base + offset + 1:05d}{leader[5:12]}{base:05d}{leader[17:]}{head}"
+            + "".join(bodies) + "\x1d").encode()
+
+
 def light_fields(record: pymarc.Record) -> list[LightField]:
     """The fields of ``record`` as (tag, data, subfields) tuples, in record order."""
     return [(f.tag, f.data, ()) if f.is_control_field() else (f.tag, None, f.subfields)
@@ -198,9 +224,14 @@ def upsert_record(conn: sqlite3.Connection, record: pymarc.Record, *,
     The search fields, identifier index and word index are rewritten with it. ``marc``, when
     given, must be ``record.as_marc()`` (an importer that read those very bytes passes them).
     """
-    fields = extract_fields(record)
-    if marc is None:
-        marc = record.as_marc()
+    return upsert_extracted(conn, extract_fields(record),
+                            record.as_marc() if marc is None else marc, temporary=temporary)
+
+
+def upsert_extracted(conn: sqlite3.Connection, fields: RecordFields, marc: bytes, *,
+                     temporary: bool = False) -> tuple[int, bool]:
+    """:func:`upsert_record` for a record already written as ``marc`` (ISO 2709) with its
+    search ``fields`` already extracted from it."""
     now = now_iso()
     row = conn.execute("SELECT id FROM records WHERE local_id = ?", (fields.local_id,)).fetchone()
     values = (marc, fields.title, fields.author, "\n".join(fields.subjects), fields.publisher,
@@ -344,21 +375,13 @@ def upsert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> tup
 
     An item with an open loan stays on loan: an import must not silently end a loan.
     """
-    if item.status not in ITEM_STATUSES:
-        raise ValueError(f"unknown item status {item.status!r}")
-    now = now_iso()
     row = conn.execute("SELECT id, status FROM items WHERE barcode = ?",
                        (item.barcode,)).fetchone()
     if row is None:
-        item_id = conn.execute(
-            "INSERT INTO items (barcode, record_id, location, shelving_location, call_number,"
-            " copy_number, status, temporary, owning_peer, loan_policy, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (item.barcode, record_id, item.location, item.shelving_location, item.call_number,
-             item.copy_number, item.status, int(item.temporary), item.owning_peer,
-             item.loan_policy, now, now)).lastrowid
-        assert item_id is not None
-        return item_id, True
+        return insert_item(conn, record_id, item), True
+    if item.status not in ITEM_STATUSES:
+        raise ValueError(f"unknown item status {item.status!r}")
+    now = now_iso()
     on_loan = conn.execute("SELECT 1 FROM loans WHERE item_id = ? AND returned_at IS NULL",
                            (row["id"],)).fetchone()
     status = "on_loan" if on_loan else item.status
@@ -368,6 +391,23 @@ def upsert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> tup
         (record_id, item.location, item.shelving_location, item.call_number, item.copy_number,
          status, item.loan_policy, now, row["id"]))
     return row["id"], False
+
+
+def insert_item(conn: sqlite3.Connection, record_id: int, item: ItemData) -> int:
+    """Insert a new item; return its id. For a caller that knows the barcode is free (the
+    UNIQUE constraint refuses one in use with ``sqlite3.IntegrityError``)."""
+    if item.status not in ITEM_STATUSES:
+        raise ValueError(f"unknown item status {item.status!r}")
+    now = now_iso()
+    item_id = conn.execute(
+        "INSERT INTO items (barcode, record_id, location, shelving_location, call_number,"
+        " copy_number, status, temporary, owning_peer, loan_policy, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (item.barcode, record_id, item.location, item.shelving_location, item.call_number,
+         item.copy_number, item.status, int(item.temporary), item.owning_peer,
+         item.loan_policy, now, now)).lastrowid
+    assert item_id is not None
+    return item_id
 
 
 def upsert_items(conn: sqlite3.Connection, batch: Sequence[tuple[int, ItemData]]

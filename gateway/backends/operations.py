@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import pymarc
-
 from gateway.backends import queries
 from gateway.backends.base import (
     ItemNotCheckedOut,
@@ -26,11 +24,14 @@ from gateway.backends.base import (
 )
 from gateway.backends.embedded import (
     ItemData,
+    MarcField,
     PatronData,
     delete_record,
-    upsert_item,
+    extract_light_fields,
+    insert_item,
+    iso2709,
+    upsert_extracted,
     upsert_patron,
-    upsert_record,
 )
 
 RS_STEPS = ("requested", "accepted", "shipped", "received", "checked_out", "returned",
@@ -61,26 +62,30 @@ class BriefRecord:
     isbn: str = ""
 
 
-def create_brief_record(conn: sqlite3.Connection, local_id: str, brief: BriefRecord) -> int:
-    """A minimal MARC21 record for a temporary item; hidden from searches (temporary=1)."""
-    record = pymarc.Record(force_utf8=True, leader="     nam a22     7a 4500")
-    record.add_field(pymarc.Field(tag="001", data=local_id))
+BRIEF_LEADER = "     nam a22     7a 4500"
+
+
+def brief_fields(local_id: str, brief: BriefRecord) -> list[MarcField]:
+    """The MARC21 fields of a temporary item's brief record (001, 020, 100, 245, 264)."""
+    fields: list[MarcField] = [("001", local_id, (), "")]
     if brief.isbn:
-        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
-                                      subfields=[pymarc.Subfield("a", brief.isbn)]))
+        fields.append(("020", None, (("a", brief.isbn),), "  "))
     if brief.author:
-        record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
-                                      subfields=[pymarc.Subfield("a", brief.author)]))
-    record.add_field(pymarc.Field(tag="245", indicators=["0", "0"],
-                                  subfields=[pymarc.Subfield("a", brief.title or "[no title]")]))
-    if brief.publisher or brief.date:
-        subfields = []
-        if brief.publisher:
-            subfields.append(pymarc.Subfield("b", brief.publisher))
-        if brief.date:
-            subfields.append(pymarc.Subfield("c", brief.date))
-        record.add_field(pymarc.Field(tag="264", indicators=[" ", "1"], subfields=subfields))
-    record_id, _ = upsert_record(conn, record, temporary=True)
+        fields.append(("100", None, (("a", brief.author),), "1 "))
+    fields.append(("245", None, (("a", brief.title or "[no title]"),), "00"))
+    imprint = tuple((code, value) for code, value in (("b", brief.publisher), ("c", brief.date))
+                    if value)
+    if imprint:
+        fields.append(("264", None, imprint, " 1"))
+    return fields
+
+
+def create_brief_record(conn: sqlite3.Connection, local_id: str, brief: BriefRecord) -> int:
+    """A minimal MARC21 record for a temporary item; hidden from searches (temporary=1).
+    Written straight to ISO 2709 (no pymarc objects: one per AcceptItem, in the writer)."""
+    fields = brief_fields(local_id, brief)
+    record_id, _ = upsert_extracted(conn, extract_light_fields(fields),
+                                    iso2709(BRIEF_LEADER, fields), temporary=True)
     return record_id
 
 
@@ -91,13 +96,11 @@ def barcode_in_use(conn: sqlite3.Connection, barcode: str) -> bool:
 
 def create_temporary_item(conn: sqlite3.Connection, *, barcode: str, record_id: int,
                           peer: str, location: str, call_number: str = "") -> int:
-    """A temporary item for a borrowed book, owned by the lending peer."""
-    item_id, created = upsert_item(conn, record_id, ItemData(
+    """A temporary item for a borrowed book, owned by the lending peer. The caller has made
+    sure the barcode is free (see :func:`barcode_in_use`); one in use raises IntegrityError."""
+    return insert_item(conn, record_id, ItemData(
         barcode=barcode, location=location, call_number=call_number, status="on_hold_shelf",
         temporary=True, owning_peer=peer, loan_policy="interlibrary-loan"))
-    if not created:
-        raise ValueError(f"barcode {barcode} already in use")
-    return item_id
 
 
 def place_hold(conn: sqlite3.Connection, *, patron_id: int, record_id: int,

@@ -14,8 +14,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from lxml import etree
-
 from .codes import (
     NCIP1_DOCTYPE,
     NCIP1_VERSION,
@@ -37,6 +35,13 @@ from .problems import (
     is_messaging_problem,
     problem_scheme,
 )
+from .redact import (
+    IDENTIFIER_ELEMENTS,
+    PERSONAL_ELEMENTS,
+    PERSONAL_PLACEHOLDER,
+    SECRET_ELEMENTS,
+    SECRET_PLACEHOLDER,
+)
 from .responses import (
     AcceptItemResponse,
     CancelRequestItemResponse,
@@ -56,7 +61,7 @@ from .responses import (
     RequestItemResponse,
     UserAddress,
 )
-from .safexml import DEFAULT_MAX_BYTES, PARSER
+from .safexml import DEFAULT_MAX_BYTES
 
 CONTENT_TYPE = "application/xml; charset=utf-8"
 """The Content-Type to send with every NCIP reply."""
@@ -570,15 +575,113 @@ def _markup(node: _Node, out: list[str]) -> None:
     out.append(f"</{name}>")
 
 
+_UNESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&#13;", "\r"), ("&amp;", "&"))
+_LXML_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"  # etree.tostring's
+
+
+def _unescape(text: str | None) -> str:
+    """The characters of escaped element content (what a parser gives as ``.text``)."""
+    if not text:
+        return ""
+    if "&" in text:
+        for escaped, character in _UNESCAPES:
+            text = text.replace(escaped, character)
+    return text
+
+
+_LOCAL_NAMES: dict[str, str] = {}  # qualified name -> local name (the writer's vocabulary)
+
+
+def _local(node: _Node) -> str:
+    name = node[0]
+    local = _LOCAL_NAMES.get(name)
+    if local is None:
+        local = _LOCAL_NAMES[name] = name.rpartition(":")[2]
+    return local
+
+
+class ReplyTree:
+    """A reply as the writer built it, kept for the audit log: :meth:`redacted` gives what
+    :func:`~protocols.ncip.redact.redact` gives for the reply's bytes (parsed, redacted,
+    serialized by lxml), from the nodes -- without parsing the reply back."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: _Node) -> None:
+        self._root = root
+
+    def redacted(self, *, personal: bool = False,
+                 pseudonymize: Callable[[str], str | None] | None = None,
+                 problem_value: Callable[[str, str], str | None] | None = None) -> bytes:
+        """The reply redacted as ``redact(reply, personal=..., pseudonymize=...)`` writes it.
+
+        ``problem_value(element, value)``: applied first (as the audit log does to a parsed
+        tree) to each Problem's ProblemElement/ProblemValue texts; a non-empty string
+        replaces the value, None keeps it."""
+        out = [_LXML_DECLARATION]
+        _redacted_markup(self._root, out, _PERSONAL_NAMES if personal else SECRET_ELEMENTS,
+                         pseudonymize, problem_value)
+        return "".join(out).encode("utf-8")
+
+
+def _redacted_markup(node: _Node, out: list[str], hidden: frozenset[str],
+                     pseudonymize: Callable[[str], str | None] | None,
+                     problem_value: Callable[[str, str], str | None] | None) -> None:
+    """:func:`_markup` as lxml writes the node parsed and redacted: parsed, empty content is
+    no text (``<a></a>`` comes back as ``<a/>``)."""
+    name = node[0]
+    local = _LOCAL_NAMES.get(name) or _local(node)
+    if local in hidden:
+        replaced = _replacement(local, node[2], pseudonymize)
+        out.append(f"<{name}{node[1]}/>" if replaced is None
+                   else f"<{name}{node[1]}>{_text(replaced)}</{name}>")
+        return
+    if local == "Problem" and problem_value is not None:
+        node = node[:3] + _problem_hidden(node[3:], problem_value)
+    text = node[2]
+    if len(node) == 3 and not text:
+        out.append(f"<{name}{node[1]}/>")
+        return
+    out.append(f"<{name}{node[1]}>{text or ''}")
+    for index in range(3, len(node)):
+        _redacted_markup(node[index], out, hidden, pseudonymize, problem_value)
+    out.append(f"</{name}>")
+
+
+_PERSONAL_NAMES = SECRET_ELEMENTS | PERSONAL_ELEMENTS | IDENTIFIER_ELEMENTS
+
+
+def _replacement(local: str, text: str | None,
+                 pseudonymize: Callable[[str], str | None] | None) -> str | None:
+    """The text a redacted element gets (its children are dropped)."""
+    if local in SECRET_ELEMENTS:
+        return SECRET_PLACEHOLDER
+    if local in PERSONAL_ELEMENTS or pseudonymize is None:
+        return PERSONAL_PLACEHOLDER
+    return pseudonymize(_unescape(text).strip())  # an identifier
+
+
+def _problem_hidden(children: list[_Node],
+                    problem_value: Callable[[str, str], str | None]) -> list[_Node]:
+    """A Problem's children with its ProblemValue as ``problem_value`` rewrites it."""
+    named = {_local(child): child for child in children}
+    element, value = named.get("ProblemElement"), named.get("ProblemValue")
+    if element is None or value is None:
+        return children
+    replaced = problem_value(_unescape(element[2]), _unescape(value[2]))
+    if replaced is None:
+        return children
+    rewritten = [value[0], value[1], _text(replaced), *value[3:]]
+    return [rewritten if child is value else child for child in children]
+
+
 def _serialize(root: _Node, doctype: bool = False,
-               keep_tree: list[etree._Element] | None = None) -> bytes:
+               keep_tree: list[ReplyTree] | None = None) -> bytes:
     out: list[str] = []
     _markup(root, out)
     body = "".join(out).encode("utf-8")
     if keep_tree is not None and len(body) < DEFAULT_MAX_BYTES:
-        # Parsed back with the request parser: the tree the audit log would get from the
-        # bytes (parse_xml drops a DOCTYPE too), and still cheaper than building with lxml.
-        keep_tree.append(etree.fromstring(body, PARSER))
+        keep_tree.append(ReplyTree(root))
     prolog = _DECLARATION + (NCIP1_DOCTYPE.encode("ascii") + b"\n" if doctype else b"")
     return prolog + body + b"\n"
 
@@ -616,7 +719,7 @@ def render_response(
     version: str | None = None,
     local_agency: str | None = None,
     ncip1_doctype: bool = False,
-    keep_tree: list[etree._Element] | None = None,
+    keep_tree: list[ReplyTree] | None = None,
 ) -> bytes:
     """Write a success response in the request's dialect.
 
@@ -627,9 +730,9 @@ def render_response(
     @param version: the C{version} attribute to write (defaults per dialect).
     @param local_agency: our agency id, used where the request gave none.
     @param ncip1_doctype: add the standard DOCTYPE to NCIP 1 replies.
-    @param keep_tree: if given, the reply parsed back with L{parse_xml} is appended to it (the
-        caller owns it, e.g. to redact it for the audit log); nothing is when the reply is over
-        the parser's size limit.
+    @param keep_tree: if given, the L{ReplyTree} the reply was written from is appended to it
+        (to redact it for the audit log without parsing the reply back); nothing is when the
+        reply is over the parser's size limit.
     @return: UTF-8 XML bytes.
     """
     if isinstance(response, LookupVersionResponse):
@@ -717,7 +820,7 @@ def render_problem(
     local_agency: str | None = None,
     message_level: bool = False,
     ncip1_doctype: bool = False,
-    keep_tree: list[etree._Element] | None = None,
+    keep_tree: list[ReplyTree] | None = None,
 ) -> bytes:
     """Write one or more Problems as the reply to C{request}: the single error-to-reply path.
 

@@ -40,6 +40,7 @@ from protocols.ncip.redact import (
 )
 from protocols.ncip.safexml import DEFAULT_MAX_BYTES, parse_xml
 from protocols.ncip.testing import canned_response
+from protocols.ncip.writer import ReplyTree
 from tests import audit_fixtures as af
 from tests.protocols.test_ncip_corpus import BROKEN, load_samples
 
@@ -117,10 +118,9 @@ def _exchanges(shared: Path | None) -> Iterator[tuple[str, bytes]]:
             yield sample.name, sample.path.read_bytes()
 
 
-def _replies(body: bytes) -> Iterator[tuple[bytes, etree._Element | None]]:
+def _replies(body: bytes) -> Iterator[tuple[bytes, ReplyTree | None]]:
     """Replies to ``body`` as the gateway writes them, each with the tree it was written from
-    (None when the writer does not hand it out: a reply with an empty element, a version
-    message)."""
+    (None when the writer does not hand it out: a version message)."""
     envelope = parse_message(body)
     styles = list(PrefixStyle) if envelope.dialect is Dialect.NCIP2 else [PrefixStyle.NS1]
     answer = None if envelope.is_response else canned_response(envelope)
@@ -130,7 +130,7 @@ def _replies(body: bytes) -> Iterator[tuple[bytes, etree._Element | None]]:
                 NCIPProblem(ProblemType.USER_BLOCKED, element="UserId", value="PBAR-7")]
     for style in styles:
         for doctype in (False, True):
-            kept: list[etree._Element] = []
+            kept: list[ReplyTree] = []
             if isinstance(answer, NCIPProblem) or answer is None:
                 reply = render_problem(answer or problems[0], envelope, prefix_style=style,
                                        keep_tree=kept, ncip1_doctype=doctype)
@@ -186,8 +186,7 @@ def test_redact_matches_the_full_walk(conn: sqlite3.Connection, personal: bool,
         return keyed_hash(key, value)
 
     for name, body in _exchanges(shared_or_none):
-        for raw in [body, *(reply for reply, _ in _replies(body)),
-                    *(tree for _, tree in _replies(body) if tree is not None)]:
+        for raw in [body, *(reply for reply, _ in _replies(body))]:
             for pseudonymize in (None, token):
                 expected = _old_redact(raw, personal=personal, pseudonymize=pseudonymize)
                 assert redact(raw, personal=personal, pseudonymize=pseudonymize) == expected, name
@@ -200,6 +199,46 @@ def test_redact_matches_the_full_walk(conn: sqlite3.Connection, personal: bool,
                 assert etree.tostring(tree) == before  # not modified without in_place
                 assert redact(tree, personal=personal, pseudonymize=pseudonymize,
                               in_place=True) == expected
+
+
+@pytest.mark.parametrize("personal", [False, True])
+def test_reply_tree_redacts_as_redact_does(personal: bool,
+                                           shared_or_none: Path | None) -> None:
+    """The writer's ReplyTree, redacted from its nodes, gives what ``redact`` gives for the
+    reply's bytes: every corpus reply, every style, with pseudonyms that are tokens, None or
+    empty (``<a/>`` and ``<a></a>`` as lxml writes them)."""
+    pseudonymizers = (None, lambda v: f"tok<{v}>&", lambda v: None, lambda v: "")
+    checked = 0
+    for name, body in _exchanges(shared_or_none):
+        for reply, tree in _replies(body):
+            if tree is None:
+                continue
+            for pseudonymize in pseudonymizers:
+                expected = redact(reply, personal=personal, pseudonymize=pseudonymize)
+                assert tree.redacted(personal=personal, pseudonymize=pseudonymize) == expected, \
+                    name
+                checked += 1
+    assert checked >= 40
+
+
+def test_reply_tree_hides_problem_values_as_the_audit_log_does() -> None:
+    """``problem_value`` rewrites a Problem's value as the audit log's rewrite of the parsed
+    reply does (Unknown User repeats the barcode); other Problems are left alone."""
+    def hide(element: str, value: str) -> str | None:
+        return f"h({value})" if element == "UserIdentifierValue" else None
+
+    for problem, hidden in ((NCIPProblem(ProblemType.UNKNOWN_USER,
+                                         element="UserIdentifierValue", value="P&1"), True),
+                            (NCIPProblem(ProblemType.UNKNOWN_ITEM, element="ItemIdentifierValue",
+                                         value="I1"), False)):
+        kept: list[Any] = []
+        reply = render_problem(problem, None, keep_tree=kept)
+        root = parse_xml(reply).root
+        for element in root.iter("{*}ProblemValue"):
+            element.text = f"h({element.text})" if hidden else element.text
+        expected = redact(root, personal=True)
+        got = kept[0].redacted(personal=True, problem_value=hide)
+        assert got == expected and (b"h(P&amp;1)" in got) is hidden
 
 
 def test_patron_ref_is_the_keyed_hash(conn: sqlite3.Connection) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pymarc
 import pytest
 
 from gateway.backends import operations as ops
+from gateway.backends.embedded import upsert_record
 from gateway.store import open_database
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -52,3 +55,80 @@ def test_unknown_steps_and_columns_refused(conn: sqlite3.Connection) -> None:
         ops.create_rs_request(conn, also_stamped=("recieved",), **base)
     with pytest.raises(ValueError):
         ops.create_rs_request(conn, due=DUE, **base)
+
+
+def _pymarc_brief(local_id: str, brief: ops.BriefRecord) -> pymarc.Record:
+    """The brief record as pymarc objects: what create_brief_record built before it wrote
+    ISO 2709 directly (the reference its bytes and search fields are compared with)."""
+    record = pymarc.Record(force_utf8=True, leader=ops.BRIEF_LEADER)
+    record.add_field(pymarc.Field(tag="001", data=local_id))
+    if brief.isbn:
+        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+                                      subfields=[pymarc.Subfield("a", brief.isbn)]))
+    if brief.author:
+        record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+                                      subfields=[pymarc.Subfield("a", brief.author)]))
+    record.add_field(pymarc.Field(tag="245", indicators=["0", "0"],
+                                  subfields=[pymarc.Subfield("a", brief.title or "[no title]")]))
+    imprint = [pymarc.Subfield(code, value) for code, value in
+               (("b", brief.publisher), ("c", brief.date)) if value]
+    if imprint:
+        record.add_field(pymarc.Field(tag="264", indicators=[" ", "1"], subfields=imprint))
+    return record
+
+
+BRIEFS = [
+    ops.BriefRecord(title="Borrowed for the benchmark", author="Bench, Load"),
+    ops.BriefRecord(title=""),
+    ops.BriefRecord(title="Œuvres complètes / 全集", author="Müller, Jörg", publisher="Ça Éditions",
+                    date="c2019.", isbn="978-0-306-40615-7"),
+    ops.BriefRecord(title="Only a date", date="1999"),
+    ops.BriefRecord(title="Only a publisher :", publisher="Penguin,", isbn="0306406152"),
+]
+
+
+def _stored(db: sqlite3.Connection, record_id: int) -> tuple[object, ...]:
+    """A record's row (without its timestamps), identifiers and word-index row."""
+    db.row_factory = None
+    row = db.execute("SELECT marc, title, author, subjects, publisher, pub_year, temporary,"
+                     " local_id FROM records WHERE id = ?", (record_id,)).fetchone()
+    identifiers = db.execute("SELECT kind, value FROM record_identifiers WHERE record_id = ?"
+                             " ORDER BY kind, value", (record_id,)).fetchall()
+    fts = db.execute("SELECT title, author, subject, anywords FROM records_fts WHERE rowid = ?",
+                     (record_id,)).fetchall()
+    return row, identifiers, fts
+
+
+@pytest.mark.parametrize("brief", BRIEFS)
+def test_brief_record_is_what_pymarc_wrote(conn: sqlite3.Connection, brief: ops.BriefRecord,
+                                           tmp_path: Path) -> None:
+    """The directly written brief record: pymarc's bytes, and the same search fields,
+    identifiers and word-index row as upsert_record stores for the pymarc record; valid for
+    pymarc and yaz-marcdump."""
+    reference = _pymarc_brief("ill-p-1", brief)
+    stored = _stored(conn, ops.create_brief_record(conn, "ill-p-1", brief))
+    other = open_database(tmp_path / "reference.sqlite3")
+    expected = _stored(other, upsert_record(other, reference, temporary=True)[0])
+    assert stored == expected
+    marc = bytes(stored[0][0])
+    assert marc == reference.as_marc()
+    assert pymarc.Record(data=marc, force_utf8=True).as_marc() == marc
+    path = tmp_path / "brief.mrc"
+    path.write_bytes(marc)
+    dump = subprocess.run(["yaz-marcdump", "-i", "marc", "-o", "line", str(path)],
+                          capture_output=True, text=True, check=True)
+    assert "001 ill-p-1" in dump.stdout and not dump.stderr
+
+
+def test_temporary_item_on_a_barcode_in_use_is_refused(conn: sqlite3.Connection) -> None:
+    """create_temporary_item only inserts: a barcode already taken is an error, never an
+    update of the existing item."""
+    record = ops.create_brief_record(conn, "ill-p-1", ops.BriefRecord(title="T"))
+    first = ops.create_temporary_item(conn, barcode="TMP1", record_id=record, peer="p",
+                                      location="MAIN")
+    assert ops.barcode_in_use(conn, "TMP1")
+    with pytest.raises(sqlite3.IntegrityError):
+        ops.create_temporary_item(conn, barcode="TMP1", record_id=record, peer="q",
+                                  location="ELSEWHERE")
+    assert conn.execute("SELECT id, owning_peer, location FROM items WHERE barcode = 'TMP1'"
+                        ).fetchone()[:] == (first, "p", "MAIN")
