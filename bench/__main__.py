@@ -349,15 +349,16 @@ def ncip_section(cfg: dict[str, Any], gateway: servers.Managed, database: Path,
         ceiling.stop()
 
 
-def scale_section(cfg: dict[str, Any], scratch: Path, config: Path, gateway_ok: bool,
+def scale_section(cfg: dict[str, Any], scratch: Path, config: Path,
                   results: dict[str, Any], after_size: Any = None) -> dict[int, Path]:
     section: dict[str, Any] = {"description": (
         "Catalogues of N demo records written with `write_demo_marc` and loaded with "
         "`interlend import marc` (a separate process, timed end to end: start-up included); "
         "search latency measured in-process through `gateway.search` (plan_query + run_plan on "
         "a connection opened like the daemon's: exact count and the first page of hit ids, "
-        "i.e. the cost of a Z39.50 Search before the response PDU); the cycle rate through the gateway over "
-        f"Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`)."),
+        "i.e. the cost of a Z39.50 Search before the response PDU); the cycle rate through the "
+        f"gateway over Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`), one gateway per "
+        "size, the sizes taken in turn within each repeat."),
         "imports": [], "search": [], "cycles": []}
     results["scale"] = section
     databases: dict[int, Path] = {}
@@ -377,31 +378,48 @@ def scale_section(cfg: dict[str, Any], scratch: Path, config: Path, gateway_ok: 
                     f"(n={v['n']}, mean hits {v['mean_hits']})")
         if after_size is not None:
             after_size(size, databases[size])
-        gw = servers.start_gateway(scratch / f"gw-{size}", databases[size])
-        try:
+    section["cycles"] = scale_cycles(cfg, scratch, databases)
+    return databases
+
+
+def scale_cycles(cfg: dict[str, Any], scratch: Path,
+                 databases: dict[int, Path]) -> list[dict[str, Any]]:
+    """The cycle rate on each catalogue: one gateway per size, all checked first, then the
+    sizes taken in turn within each repeat, so a disturbance of the machine falls on every
+    size alike rather than on one."""
+    gateways: dict[int, servers.Managed] = {}
+    cycles: dict[int, dict[str, Any]] = {}
+    rates: dict[int, list[float]] = {size: [] for size in databases}
+    last: dict[int, dict[str, Any]] = {}
+    try:
+        for size, database in databases.items():
+            gw = gateways[size] = servers.start_gateway(scratch / f"gw-{size}", database)
             check = check_z3950(f"gateway {size:,}", gw.ports["z3950"])
             if not check["ok"]:
-                section["cycles"].append({"records": size, "note": "check failed: "
-                                          + check["decoded"]["summary"][:100]})
-                continue
-            reqs = build_requests(TERM)
-            rates = []
-            last: dict[str, Any] = {}
-            for _rep in range(cfg["repeats"]):
-                last = run_load(gw.ports["z3950"], reqs, concurrency=cfg["scale_conc"],
-                                max_cycles=cfg["scale_cycles"],
-                                max_seconds=cfg["scale_seconds"]).summary()
-                rates.append(last["rate"])
-            stat = report.mmm(rates)
-            section["cycles"].append({"records": size, "concurrency": cfg["scale_conc"],
-                                      "rate": report.fmt_mmm(stat, 0), "rate_median":
-                                      stat["median"] if stat else 0, "p50_ms": last["p50_ms"],
-                                      "p99_ms": last["p99_ms"], "errors": last["errors"],
-                                      "hits": check["decoded"].get("hits")})
-            log(f"  scale: {size:,} gateway cycles {report.fmt_mmm(stat, 0)}/s")
-        finally:
+                cycles[size] = {"records": size, "note": "check failed: "
+                                + check["decoded"]["summary"][:100]}
+                gw.stop()
+                del gateways[size]
+            else:
+                cycles[size] = {"records": size, "hits": check["decoded"].get("hits")}
+        reqs = build_requests(TERM)
+        for _rep in range(cfg["repeats"]):
+            for size, gw in gateways.items():
+                last[size] = run_load(gw.ports["z3950"], reqs, concurrency=cfg["scale_conc"],
+                                      max_cycles=cfg["scale_cycles"],
+                                      max_seconds=cfg["scale_seconds"]).summary()
+                rates[size].append(last[size]["rate"])
+    finally:
+        for gw in gateways.values():
             gw.stop()
-    return databases
+    for size in gateways:
+        stat = report.mmm(rates[size])
+        cycles[size].update({"concurrency": cfg["scale_conc"], "rate": report.fmt_mmm(stat, 0),
+                             "rate_median": stat["median"] if stat else 0,
+                             "p50_ms": last[size]["p50_ms"], "p99_ms": last[size]["p99_ms"],
+                             "errors": last[size]["errors"]})
+        log(f"  scale: {size:,} gateway cycles {report.fmt_mmm(stat, 0)}/s")
+    return [cycles[size] for size in databases]
 
 
 def memory_section(cfg: dict[str, Any], scratch: Path, config: Path,

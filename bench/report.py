@@ -98,8 +98,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     out.append("")
     out.append("## Machine")
     out.append("")
-    for key in ("machine", "cpu", "cores", "load_before", "load_average", "python", "twisted", "pyasn1", "lxml",
-                "sqlite", "yaz", "zebra", "wrk", "git_commit", "command"):
+    for key in ("machine", "cpu", "cores", "load_before", "load_average", "python", "twisted",
+                "pyasn1", "lxml", "sqlite", "yaz", "zebra", "wrk", "git_commit", "command"):
         if key in meta:
             out.append(f"* {key}: {meta[key]}")
     out.append("")

@@ -3,15 +3,15 @@
 
 Word lists come from the FTS5 vocabulary tables of schema migration 2 (``records_fts_vocab_col``
 per column, ``records_fts_vocab_row`` for *any*), so a scan reads a few vocabulary entries, not
-the records. Counts are numbers of records; the (few) temporary records are subtracted, and a word
-found only in temporary records is not listed. A phrase scan (structure 1/3 or complete field)
-on title or author lists whole field values through the NOCASE indexes instead.
+the records. Counts are numbers of records; temporary (borrowed) records are not in the word
+index (schema migration 5), so they are never counted or listed. A phrase scan (structure 1/3
+or complete field) on title or author lists whole field values through the NOCASE indexes
+instead.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass
 
 from gateway.search import (
@@ -30,8 +30,6 @@ from gateway.search import (
 from protocols.z3950 import oids
 from protocols.z3950.codec import ScanEntry
 from protocols.z3950.pqf import Term
-
-FTS_COLUMNS = ("title", "author", "subject", "anywords")
 
 
 class ScanResult(list[ScanEntry]):
@@ -65,20 +63,6 @@ def plan_scan(term: Term, attribute_set: oids.Oid = oids.BIB1_ATTRSET) -> ScanPl
         return ScanPlan(start=field_value(term.value), field=column)
     tokens = tokenize(term.value)
     return ScanPlan(start=tokens[0] if tokens else "", column=column)
-
-
-def _temporary_words(conn: sqlite3.Connection, column: str | None) -> Counter[str]:
-    """How many temporary records hold each word (in ``column``, or anywhere)."""
-    counts: Counter[str] = Counter()
-    for row in conn.execute(
-            "SELECT f.title, f.author, f.subject, f.anywords FROM records_fts f WHERE f.rowid IN"
-            " (SELECT id FROM records WHERE temporary = 1)"):
-        texts = [row[FTS_COLUMNS.index(column)]] if column else list(row)
-        words: set[str] = set()
-        for text in texts:
-            words.update(tokenize(text or ""))
-        counts.update(words)
-    return counts
 
 
 def _vocabulary(conn: sqlite3.Connection, plan: ScanPlan, low: str | None, high: str | None,
@@ -117,25 +101,18 @@ def _lower_bounds(start: str) -> list[str]:
     return bounds
 
 
-def _counted(rows: list[tuple[str, int]], temporary: Counter[str]) -> list[ScanEntry]:
-    out = []
-    for term, docs in rows:
-        count = docs - temporary.get(term, 0)
-        if count > 0:
-            out.append(ScanEntry(term, count))
-    return out
+def _entries(rows: list[tuple[str, int]]) -> list[ScanEntry]:
+    return [ScanEntry(term, docs) for term, docs in rows if docs > 0]
 
 
-def _words(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int,
-           temporary: Counter[str]) -> list[ScanEntry]:
+def _words(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
     """Up to ``limit`` word entries from the start term on, or (before) just below it, nearest
     first."""
     if not before:
-        rows = _vocabulary(conn, plan, plan.start, None, limit + len(temporary))
-        return _counted(rows, temporary)[:limit]
+        return _entries(_vocabulary(conn, plan, plan.start, None, limit))
     entries: list[ScanEntry] = []
     for bound in _lower_bounds(plan.start):
-        entries = _counted(_vocabulary(conn, plan, bound, plan.start, None), temporary)
+        entries = _entries(_vocabulary(conn, plan, bound, plan.start, None))
         if len(entries) >= limit:
             break
     return list(reversed(entries))[:limit]
@@ -162,9 +139,8 @@ def run_scan(conn: sqlite3.Connection, plan: ScanPlan, count: int, preferred_pos
         after = _fields(conn, plan, False, want_after * stride)
         before = _fields(conn, plan, True, want_before * stride) if want_before else []
     else:
-        temporary = _temporary_words(conn, plan.column)
-        after = _words(conn, plan, False, want_after * stride, temporary)
-        before = _words(conn, plan, True, want_before * stride, temporary) if want_before else []
+        after = _words(conn, plan, False, want_after * stride)
+        before = _words(conn, plan, True, want_before * stride) if want_before else []
     after = after[::stride][:want_after]
     before = before[stride - 1::stride][:want_before]
     return ScanResult(list(reversed(before)) + after, position_of_term=len(before) + 1)

@@ -211,6 +211,11 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER records_generation_delete AFTER DELETE ON records
         BEGIN UPDATE catalogue_generation SET value = value + 1 WHERE id = 1; END;
     """,
+    # 5: temporary (borrowed) records leave the word index: no search ever shows them, and with
+    #    thousands in flight subtracting them from every word count and scan cost O(their number).
+    """
+    DELETE FROM records_fts WHERE rowid IN (SELECT id FROM records WHERE temporary = 1);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -221,7 +221,8 @@ def upsert_record(conn: sqlite3.Connection, record: pymarc.Record, *,
                   temporary: bool = False, marc: bytes | None = None) -> tuple[int, bool]:
     """Insert a record, or update the one with the same local id; return ``(id, created)``.
 
-    The search fields, identifier index and word index are rewritten with it. ``marc``, when
+    The search fields, identifier index and word index (lendable records only) are rewritten
+    with it. ``marc``, when
     given, must be ``record.as_marc()`` (an importer that read those very bytes passes them).
     """
     return upsert_extracted(conn, extract_fields(record),
@@ -254,9 +255,12 @@ def upsert_extracted(conn: sqlite3.Connection, fields: RecordFields, marc: bytes
     conn.executemany(
         "INSERT OR IGNORE INTO record_identifiers (kind, value, record_id) VALUES (?, ?, ?)",
         [(kind, value, record_id) for kind, value in fields.identifiers])
-    conn.execute(
-        "INSERT INTO records_fts (rowid, title, author, subject, anywords) VALUES (?, ?, ?, ?, ?)",
-        (record_id, fields.title, fields.author, "\n".join(fields.subjects), fields.other_words))
+    if not temporary:  # a borrowed item's record is never searched: kept out of the word index
+        conn.execute(
+            "INSERT INTO records_fts (rowid, title, author, subject, anywords)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record_id, fields.title, fields.author, "\n".join(fields.subjects),
+             fields.other_words))
     return record_id, created
 
 

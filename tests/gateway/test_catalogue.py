@@ -635,6 +635,30 @@ def test_word_counts_are_reused_within_a_generation_only(tmp_path: Path) -> None
     assert counts.count(conn, statement, 8) == 3
 
 
+def test_temporary_records_stay_out_of_the_word_index(tmp_path: Path) -> None:
+    """A borrowed item's record is never in records_fts (so no search or scan pays for it);
+    migration 5 takes out those an older database holds; turning lendable re-indexes it."""
+    path = tmp_path / "temporary.sqlite3"
+    conn = open_database(path)
+    seed(conn)
+    record_id, _ = upsert_record(conn, make_record("ILL-0100", "Persuasion"), temporary=True)
+
+    def indexed() -> bool:
+        return conn.execute("SELECT count(*) FROM records_fts WHERE rowid = ?",
+                            (record_id,)).fetchone()[0] == 1
+
+    assert not indexed()
+    conn.execute("INSERT INTO records_fts (rowid, title) VALUES (?, 'Persuasion')", (record_id,))
+    conn.execute("PRAGMA user_version = 4")  # as a database from before migration 5
+    conn.close()
+    conn = open_database(path)
+    assert not indexed()
+    assert run_plan(conn, plan_query(parse_pqf("@attr 1=4 persuasion"), {})).count == 0
+    upsert_record(conn, make_record("ILL-0100", "Persuasion"))
+    assert indexed()
+    assert run_plan(conn, plan_query(parse_pqf("@attr 1=4 persuasion"), {})).count == 1
+
+
 def test_kept_word_counts_follow_every_change(tmp_path: Path) -> None:
     """Searches through one WordCounts stay exact across additions, updates, deletes and
     temporary records: the same counts as without it, and as many as the ids read."""
