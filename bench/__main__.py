@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if "scale" in sections:
             log("catalogue scale")
-            databases = scale_section(cfg, scratch, config, gateway_ok, results,
+            databases = scale_section(cfg, scratch, config, results,
                                       after_size=memory_now)
             _load(results, "after scale")
         if "memory" in sections and "memory" not in results:
