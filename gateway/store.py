@@ -48,7 +48,8 @@ class NotNow(Exception):
 
 def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False,
             check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open a connection with the gateway's settings: WAL, ``synchronous=FULL``, busy timeout.
+    """Open a connection with the gateway's settings: WAL, ``synchronous=FULL``, busy timeout,
+    temporary storage in memory.
 
     The connection is in autocommit mode (``isolation_level=None``): callers open transactions
     explicitly, which keeps ``BEGIN IMMEDIATE`` and SAVEPOINT under our control.
@@ -58,6 +59,10 @@ def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = Fal
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Statement journals (every record write fires the catalogue-generation trigger) and
+    # temporary B-trees in memory, not in a temporary file opened and removed per statement:
+    # that doubled an import's system time.
+    conn.execute("PRAGMA temp_store = MEMORY")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:

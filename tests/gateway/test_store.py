@@ -20,11 +20,13 @@ from gateway.store import SchemaTooNew, Store, StoreError, connect, migrate, ope
 
 
 def test_migrate_creates_current_schema(tmp_path: Path) -> None:
-    """A new database is brought to the current version in WAL mode with synchronous=FULL."""
+    """A new database is brought to the current version in WAL mode with synchronous=FULL
+    (and temporary storage in memory)."""
     conn = open_database(tmp_path / "db.sqlite3")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"records", "items", "patrons", "holds", "loans", "rs_requests", "audit",
             "idempotency", "records_fts"} <= tables
