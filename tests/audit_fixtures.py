@@ -417,3 +417,25 @@ def run_scenario(daemon: Any) -> list[Sent]:
 
 def _lower(headers: Any) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
+
+
+class SyncStore:
+    """The store's ``write``, run at once in a transaction on a real connection; counts jobs."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.jobs = 0
+
+    def write(self, work: Any) -> Any:
+        """Run ``work(conn)`` in ``BEGIN IMMEDIATE`` … ``COMMIT``; a fired Deferred."""
+        from twisted.internet.defer import fail, succeed
+
+        self.jobs += 1
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self.conn)
+        except Exception:
+            self.conn.execute("ROLLBACK")
+            return fail()
+        self.conn.execute("COMMIT")
+        return succeed(result)

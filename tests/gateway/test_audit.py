@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import sqlite_utils
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
@@ -41,23 +41,6 @@ from protocols.ncip.parser import parse_request
 from tests import audit_fixtures as af
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class SyncStore:
-    """The store's ``write``, run at once in a transaction on a real connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def write(self, work: Any) -> Deferred[Any]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(self.conn)
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            return fail()
-        self.conn.execute("COMMIT")
-        return succeed(result)
 
 
 def _settings(bodies: str = "redacted", store_patron_ids: bool = False) -> Any:
@@ -72,7 +55,7 @@ def conn(tmp_path: Path) -> Any:
 
 
 def _started(conn: sqlite3.Connection, clock: Any = None, **settings: Any) -> AuditLog:
-    audit = AuditLog(SyncStore(conn), _settings(**settings), clock or Clock())
+    audit = AuditLog(af.SyncStore(conn), _settings(**settings), clock or Clock())
     audit.start()
     return audit
 
@@ -140,7 +123,7 @@ def test_patron_reference_is_a_keyed_hash_unless_configured(conn: sqlite3.Connec
     conn.execute("COMMIT")
     assert _started(conn, store_patron_ids=True).patron_ref("PBAR-100") == "PBAR-100"
     with pytest.raises(RuntimeError):
-        AuditLog(SyncStore(conn), _settings(), Clock()).patron_ref("PBAR-100")
+        AuditLog(af.SyncStore(conn), _settings(), Clock()).patron_ref("PBAR-100")
 
 
 LOOKUP = af.lookup_user(None, barcode_input="PBAR-100", pin="8302-PIN-alpha",

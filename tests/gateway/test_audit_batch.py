@@ -14,31 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from gateway.audit import AuditBatch, AuditEntry, AuditLog, audit_time, audit_time_at
 from gateway.store import open_database
-
-
-class CountingStore:
-    """The store's ``write``, run at once in a transaction; counts the jobs."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.jobs = 0
-
-    def write(self, work: Any) -> Deferred[Any]:
-        self.jobs += 1
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(self.conn)
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            return fail()
-        self.conn.execute("COMMIT")
-        return succeed(result)
+from tests.audit_fixtures import SyncStore
 
 
 @pytest.fixture
@@ -48,10 +30,10 @@ def conn(tmp_path: Path) -> Any:
     connection.close()
 
 
-def _batch(conn: sqlite3.Connection, **options: Any) -> tuple[AuditBatch, CountingStore, Clock]:
+def _batch(conn: sqlite3.Connection, **options: Any) -> tuple[AuditBatch, SyncStore, Clock]:
     clock = Clock()
     clock.advance(datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc).timestamp())
-    store = CountingStore(conn)
+    store = SyncStore(conn)
     log = AuditLog(store, SimpleNamespace(bodies="redacted", store_patron_ids=False), clock)
     return AuditBatch(log, clock, **options), store, clock
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from gateway.audit import AuditLog
@@ -45,21 +44,6 @@ from tests import audit_fixtures as af
 from tests.protocols.test_ncip_corpus import BROKEN, load_samples
 
 
-class SyncStore:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def write(self, work: Any) -> Deferred[Any]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(self.conn)
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            return fail()
-        self.conn.execute("COMMIT")
-        return succeed(result)
-
-
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     connection = open_database(tmp_path / "db.sqlite3")
@@ -68,7 +52,7 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _audit(conn: sqlite3.Connection, bodies: str) -> AuditLog:
-    audit = AuditLog(SyncStore(conn), SimpleNamespace(bodies=bodies, store_patron_ids=False),
+    audit = AuditLog(af.SyncStore(conn), SimpleNamespace(bodies=bodies, store_patron_ids=False),
                      Clock())
     audit.start()
     return audit
