@@ -63,15 +63,6 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert tables == {"a"}
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "db.sqlite3", reactor)
-    s.start()
-    yield s
-    if s.running:
-        pytest_twisted.blockon(s.stop())
-
-
 @pytest_twisted.ensureDeferred
 async def test_group_commit_batches_concurrent_writes(store: Store) -> None:
     """Many writes queued together commit in fewer transactions, each acknowledged after COMMIT."""

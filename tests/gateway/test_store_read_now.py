@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 
 from gateway.store import NotNow, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "db.sqlite3", reactor)
-    s.start()
-    yield s
-    if s.running:
-        pytest_twisted.blockon(s.stop())
 
 
 def _count(conn: sqlite3.Connection) -> tuple[int, str]:
