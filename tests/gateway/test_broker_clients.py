@@ -18,6 +18,7 @@ sets in ``tests.workflow_fixtures.CONFIG`` (ILLiad ``ns1``, DCB ``default``).
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,12 @@ def test_reshare_lender_multi_volume_and_cancel(launch) -> None:
         ("LEND-030", "shipped"), ("LEND-031", "shipped")]
     assert [h["status"] for h in wf.rows(d.database, "SELECT status FROM holds")] == \
         ["fulfilled"]
+    # the same RequestId and ItemId for another of ReShare's patrons: refused, by name
+    before = state(d.database)
+    conflict = step(d, wf.reshare_check_out("LEND-031", "INST-WEST", rid))
+    [problem] = ReShare.problems(conflict)
+    assert problem["type"] == "Duplicate Request" and "another patron" in problem["detail"]
+    assert b"INST-EAST" not in conflict and state(d.database) == before
 
     for barcode in ("LEND-030", "LEND-031"):
         back = step(d, wf.reshare_check_in(barcode))
@@ -513,3 +520,84 @@ def test_innreach_ncip1_lending(launch) -> None:
     assert InnReach.answered(reply, "ItemRequested")
     assert [r["broker_request_id"] for r in wf.rows(
         d.database, "SELECT * FROM rs_requests ORDER BY id")] == ["TR-10", "TR-11"]
+
+
+# -- a peer acts only on what is its own (issue 12.5) -------------------------------------------
+
+
+def _local_loan(path: Path) -> None:
+    """LEND-001 on loan to the local patron P100 (made at the desk, not over NCIP)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("UPDATE items SET status = 'on_loan' WHERE barcode = 'LEND-001'")
+        conn.execute(
+            "INSERT INTO loans (item_id, patron_id, checked_out_at, due_at) SELECT i.id, p.id,"
+            " '2026-01-01T10:00:00+00:00', '2099-01-01T23:59:59+00:00' FROM items i, patrons p"
+            " WHERE i.barcode = 'LEND-001' AND p.barcode = 'P100'")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_peer_cannot_touch_what_is_not_its_own(launch) -> None:
+    """``tipasa`` tries to check in, renew (also with a past date), re-lend, delete and
+    charge against ``reshare``'s borrowed item, the item lent to ``reshare``'s institutional
+    patron and a local patron's loan, and to lend to ``reshare``'s institutional patron or a
+    local patron, and to cancel ``reshare``'s request: every reply is the very Problem an
+    item (request) that does not exist gets, no reply names a patron tipasa did not name,
+    and nothing changes. ``reshare`` renewing its own loan with a past date gets a Problem
+    that names nobody."""
+    d = launch("isolation", _local_loan)
+    h = wf.TIPASA_HEADERS
+    assert ReShare.ok(call(d, wf.reshare_accept_item("RS-ISO-1", "P101", barcode="RS-ISO-1")))
+    assert ReShare.ok(call(d, wf.reshare_check_out("RS-ISO-1", "P101")))
+    reply = call(d, wf.reshare_request_item("RS-ISO-2", sysnumber="b1002"))
+    hold_id = ReShare.field(reply, "RequestId", "RequestIdentifierValue")
+    assert ReShare.ok(call(d, wf.reshare_check_out("LEND-010", "INST-EAST", "RS-ISO-2")))
+    before = state(d.database)
+
+    past = wf.local_day(-3).isoformat()
+    attacks: list[Callable[[str], bytes]] = [
+        wf.tipasa_check_in,
+        lambda x: tipasa_ns1("CheckInItem", [wf.item_id(x, "TIPASA", "Barcode")]),
+        lambda x: tipasa_renew(x, "P101"),
+        lambda x: tipasa_renew(x, "P101", past),
+        lambda x: wf.tipasa_check_out(x, "P101"),
+        lambda x: tipasa_lend(x, "NDOSU"),
+        tipasa_delete,
+        lambda x: tipasa_fee("NDOSU", item=x),
+        lambda x: tipasa_ns1("LookupRequest", [wf.item_id(x, "TIPASA")]),
+    ]
+    absent = "NOSUCH-9"
+    secrets = ("P100", "P101", "INST-EAST", "Reader", "Borrower", "Alice", "Bob")
+    for target in ("RS-ISO-1", "LEND-010", "LEND-001"):
+        for attack in attacks:
+            body = attack(target)
+            reply = call(d, body, h)
+            assert Tipasa.problem(reply) is not None, (target, reply)
+            expected = call(d, attack(absent), h)
+            assert reply.replace(target.encode(), absent.encode()) == expected, (target, reply)
+            for secret in secrets:
+                assert secret.encode() not in reply or secret.encode() in body, (secret, reply)
+
+    # people: reshare's institutional patron and a local patron are nobody tipasa knows
+    for patron in ("INST-EAST", "P100"):
+        reply = call(d, tipasa_lend("LEND-040", patron), h)
+        assert Tipasa.problem(reply) == "Unknown User"
+        assert Tipasa.xpath(reply, "//n:ProblemValue/text()") == [patron]
+        reply = call(d, tipasa_fee(patron), h)
+        expected = call(d, tipasa_fee("NOSUCH-P"), h)
+        assert reply.replace(patron.encode(), b"NOSUCH-P") == expected
+    # requests: reshare's, by our id and by its own, are unknown to tipasa
+    for request in (hold_id, "RS-ISO-2"):
+        reply = call(d, tipasa_ns1("CancelRequestItem", [
+            wf.user_id("NDOSU", "TIPASA"), wf.request_id(request, "TIPASA"),
+            ("RequestType", "Loan")]), h)
+        assert Tipasa.problem(reply) == "Unknown Request"
+    assert state(d.database) == before
+
+    # the owner itself: a renewal to a past date is refused without naming the borrower
+    reply = call(d, wf.reshare_renew("RS-ISO-1", "P101", past).replace(b"P101", b"P10X"))
+    assert [p["type"] for p in ReShare.problems(reply)] == ["Item Not Renewable"]
+    assert b"P101" not in reply
+    assert state(d.database) == before
