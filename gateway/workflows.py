@@ -3,12 +3,18 @@
 
 Each request runs as one job of the store's writer: the idempotency check, every circulation
 change, the request tracking, the rendered reply, its idempotency record and its audit row commit
-in one transaction before the reply leaves. A repeat of a request that succeeded (same peer,
-service and RequestId) gets the stored reply and changes nothing; a repeat that arrives while the
-first is still in flight waits for it and gets the same reply. Requests without a RequestId are
-idempotent by state: checking out an item already on loan to the same patron returns that loan,
-checking in an item not on loan is answered per the peer's setting, deleting a deleted item is
-``Unknown Item``.
+in one transaction before the reply leaves. A repeat of a request that succeeded -- same peer,
+service and RequestId *and* the same item, user and dates (its fingerprint) -- gets the stored
+reply and changes nothing; a repeat that arrives while the first is still in flight waits for it
+and gets the same reply. A different request under the same RequestId (one per volume) is a new
+operation; the same RequestId and item for another patron is a ``Duplicate Request`` that says
+so. CheckInItem, DeleteItem and RenewItem without a RequestId are keyed by the item they name
+(until the item starts a new life: created, or lent again); checking out an item already on loan
+to the same patron returns that loan (or, with another DesiredDateDue, renews it).
+
+A peer acts only on what is its own (temporary items it brought in, found by our barcode or by
+its own ItemId; our items lent to or requested for its institutional patron; its requests);
+anything else is ``Unknown Item``, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -169,8 +175,11 @@ class Workflows:
             parts.append(day.astimezone(ZoneInfo(self.gateway.config.gateway.timezone))
                          .date().isoformat())
         digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-        return _Key(call.peer.name, service, f"{request}#{digest}", request, item,
-                    self.gateway.audit.patron_ref(user) if user else None)
+        user_key = None
+        if user:   # never the id itself (patron_ref keeps it in clear when so configured)
+            ref = self.gateway.audit.patron_ref(user) or ""
+            user_key = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:32]
+        return _Key(call.peer.name, service, f"{request}#{digest}", request, item, user_key)
 
     async def _run(self, call: NcipCall, step: Callable[[sqlite3.Connection, _Step], NCIPResponse],
                    writes: bool) -> Rendered:
