@@ -429,7 +429,7 @@ class Workflows:
         broker_item = _value(message.item_id)
         patron = self._patron(conn, message.user_id)
         if patron.is_blocked() or patron.is_expired(s.now.astimezone(s.tz).date()):
-            raise PatronBlocked(element="UserIdentifierValue", value=patron.barcode)
+            raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
         # One RequestId names one volume per ItemId (ReShare's multi-volume loans).
         existing = ops.find_volume(conn, peer=peer.name, role="borrower",
                                    broker_request_id=broker_id, broker_item_id=broker_item)
@@ -524,7 +524,7 @@ class Workflows:
         else:
             patron = self._institutional_patron(conn, s.call, message.user_id)
         if patron.is_blocked() or patron.is_expired(s.now.astimezone(s.tz).date()):
-            raise PatronBlocked(element="UserIdentifierValue", value=patron.barcode)
+            raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
         loan = queries.open_loan(conn, item.id)
         if loan is not None and loan.patron_id != patron.id:
             raise ItemAlreadyCheckedOut(element="ItemIdentifierValue", value=named)
@@ -780,7 +780,7 @@ class Workflows:
                 "SELECT 1 FROM rs_requests WHERE peer = ? AND patron_id = ? LIMIT 1",
                 (peer.name, patron.id)).fetchone() is None:
             raise UnknownPatron(element="UserIdentifierValue",
-                                value=_value(message.user_id) or None)
+                                value=_value(message.user_id))
         item_id = None
         if _value(fiscal.item_id):
             item_id = self._find_item(conn, s, fiscal.item_id).id
@@ -814,7 +814,7 @@ class Workflows:
                         value=broker_id)
                 raise DuplicateRequest(element="RequestIdentifierValue", value=broker_id)
         if patron.is_blocked():
-            raise PatronBlocked(element="UserIdentifierValue", value=patron.barcode)
+            raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
         item, record_id = self._choose_item(conn, message)
         request_type = str(message.request_type or "Hold")
         scope = str(message.request_scope_type or ("Item" if message.item_ids
