@@ -175,3 +175,41 @@ def test_an_item_answers_to_the_brokers_names_for_that_broker_only(
                               our_request_id="B-X", state="s", step="accepted", now=NOW,
                               broker_item_id="VOL-2")
     conn.execute("ROLLBACK")
+
+
+def test_an_older_database_keeps_its_requests_and_replies(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database from before the per-volume requests and fingerprinted replies (migration
+    6) is migrated with its tracked requests and stored replies intact; the old unique
+    (peer, role, RequestId) rule becomes one row per volume."""
+    import gateway.store as store_module
+    from gateway.schema import MIGRATIONS, SCHEMA_VERSION
+
+    index = next(n for n, script in enumerate(MIGRATIONS) if "broker_item_id" in script)
+    path = tmp_path / "old.sqlite3"
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:index])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", index)
+    old = open_database(path)
+    old.execute("INSERT INTO rs_requests (peer, role, broker_request_id, our_request_id, state)"
+                " VALUES ('reshare', 'borrower', 'R-1', 'B-1', 'awaiting_pickup')")
+    old.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
+                " VALUES ('reshare', 'AcceptItem', 'R-1', x'00', '2030-01-01T00:00:00+00:00')")
+    old.commit()
+    old.close()
+    monkeypatch.undo()
+    conn = open_database(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM rs_requests").fetchone())
+    assert (row["broker_request_id"], row["broker_item_id"], row["end_reason"]) == \
+        ("R-1", None, None)
+    assert dict(conn.execute("SELECT key, request_key FROM idempotency").fetchone()) == \
+        {"key": "R-1", "request_key": None}
+    conn.execute("BEGIN")
+    ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                          our_request_id="B-2", state="s", step="accepted", now=NOW,
+                          broker_item_id="VOL-2")
+    with pytest.raises(sqlite3.IntegrityError):
+        ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                              our_request_id="B-3", state="s", step="accepted", now=NOW)
+    conn.execute("ROLLBACK")
