@@ -212,11 +212,15 @@ def tipasa_renew(barcode: str, patron: str, desired: str | None = None) -> bytes
     return tipasa_ns1("RenewItem", body)
 
 
-def tipasa_lend(barcode: str, institution: str) -> bytes:
-    """CheckOutItemToInstitutionForILL: the borrowing library by its OCLC symbol."""
-    return tipasa_ns1("CheckOutItem", [
-        wf.user_id(institution, "TIPASA", "OCLC Institution Symbol"),
-        wf.item_id(barcode, wf.AGENCY)])
+def tipasa_lend(barcode: str, institution: str, rid: str | None = None) -> bytes:
+    """CheckOutItemToInstitutionForILL: mandated (already shipped), the borrowing library by
+    its OCLC symbol, the ILL request id as RequestId."""
+    body: list[wf.Node] = [("MandatedAction", [("DateEventOccurred", "2026-01-12T11:37:00Z")]),
+                           wf.user_id(institution, "TIPASA", "OCLC Institution Symbol"),
+                           wf.item_id(barcode, wf.AGENCY, "Barcode")]
+    if rid is not None:
+        body.append(wf.request_id(rid, "TIPASA", "ILL Request Id"))
+    return tipasa_ns1("CheckOutItem", body)
 
 
 def tipasa_fee(patron: str, amount: str = "500", item: str | None = None) -> bytes:
@@ -378,7 +382,8 @@ def test_tipasa_borrowing_and_lending(launch) -> None:
     the prefixed policy makes our barcode ``TIP-…``, yet Tipasa's CheckOutItem and RenewItem
     by the lender's barcode find it, and its CheckInItem by "ILL Request Id" finds and
     (delete_on_checkin) deletes it. Tipasa lending: CheckOutItem to an institution by its OCLC
-    symbol gives back that symbol as the UserId (not our INST- barcode)."""
+    symbol gives back that symbol as the UserId (not our INST- barcode), and its check-in by
+    the ILL request id (CheckInRequestedItem) or by barcode ends the loan."""
     d = launch("tipasa")
     h = wf.TIPASA_HEADERS
     limit = f"{wf.local_day(10).isoformat()}T23:59:59"          # the lender's DateForReturn
@@ -410,15 +415,22 @@ def test_tipasa_borrowing_and_lending(launch) -> None:
     rs = volumes(d, "tipasa", "borrower", "TIP-900")[0]
     assert rs["state"] == "completed" and rs["item_id"] is None
 
-    reply = step(d, tipasa_lend("LEND-010", "NDOSU"), h)
+    reply = step(d, tipasa_lend("LEND-010", "NDOSU", "12345"), h)
     assert Tipasa.problem(reply) is None
     assert Tipasa.xpath(reply, "//n:CheckOutItemResponse/n:UserId/n:UserIdentifierValue/"
                                "text()") == ["NDOSU"]
     assert loan_of(d, "LEND-010")["patron"] == "INST-NDOSU"
     institution = wf.one(d.database, "SELECT * FROM patrons WHERE barcode = 'INST-NDOSU'")
     assert institution["institutional_peer"] == "tipasa"
-    reply = step(d, tipasa_ns1("CheckInItem", [wf.item_id("LEND-010", wf.AGENCY, "Barcode")]), h)
+    assert volumes(d, "tipasa", "lender", "12345")[0]["state"] == "shipped"
+    # CheckInRequestedItem: the item that filled ILL request 12345, named by that id
+    reply = step(d, tipasa_check_in_by_request("12345"), h)
     assert Tipasa.problem(reply) is None and loan_of(d, "LEND-010") is None
+    assert volumes(d, "tipasa", "lender", "12345")[0]["state"] == "completed"
+    reply = step(d, tipasa_lend("LEND-020", "NDOSU"), h)              # CheckOutItemToInstitution
+    assert Tipasa.problem(reply) is None
+    reply = step(d, tipasa_ns1("CheckInItem", [wf.item_id("LEND-020", wf.AGENCY, "Barcode")]), h)
+    assert Tipasa.problem(reply) is None and loan_of(d, "LEND-020") is None
 
 
 # -- ILLiad --------------------------------------------------------------------------------------
