@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from gateway.backends import queries
+from gateway.backends import operations, queries
 from gateway.backends.base import (
     Hold,
     Item,
@@ -129,10 +129,12 @@ class Lookups:
             self.lockout.succeeded(peer, patron.id)
         return PatronDetails(patron, tuple(loan_list), tuple(hold_list))
 
-    def item(self, barcode: str) -> Deferred[Item]:
-        """The item with this barcode, or :class:`UnknownItem`."""
+    def item(self, barcode: str, peer: str | None = None) -> Deferred[Item]:
+        """The item with this barcode (or, for ``peer``, the temporary item it named by its
+        own ItemId when it brought it in), or :class:`UnknownItem`."""
         def work(conn: Any) -> Item:
-            found = queries.item_by_barcode(conn, barcode)
+            found = (operations.item_named(conn, peer=peer, value=barcode) if peer
+                     else queries.item_by_barcode(conn, barcode))
             if found is None:
                 raise UnknownItem(element="ItemIdentifierValue", value=barcode)
             return found

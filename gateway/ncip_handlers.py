@@ -140,9 +140,10 @@ class LookupHandlers:
         assert isinstance(message, LookupItem)
         if message.item_id is None or not message.item_id.value:
             raise NeededDataMissing(element="ItemId")
-        item = await self.lookups.item(message.item_id.value)
+        item = await self.lookups.item(message.item_id.value.strip(), call.peer.name)
         return LookupItemResponse(
-            item_id=ItemId(value=item.barcode, agency=message.item_id.agency or self.agency),
+            item_id=ItemId(value=message.item_id.value.strip(),
+                           agency=message.item_id.agency or self.agency),
             bibliographic=describe(item), circulation_status=CIRCULATION_STATUS[item.status],
             hold_queue_length=item.active_holds, call_number=item.call_number or None,
             location=item.location or None, date_due=item.due_at)

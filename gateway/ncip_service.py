@@ -45,6 +45,7 @@ DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] =
     (domain.UnknownItem, ProblemType.UNKNOWN_ITEM),
     (domain.UnknownRecord, ProblemType.UNKNOWN_ITEM),
     (domain.ItemNotCheckedOut, ProblemType.ITEM_NOT_CHECKED_OUT),
+    (domain.MaximumRenewalsExceeded, ProblemType.MAXIMUM_RENEWALS_EXCEEDED),
     (domain.ItemNotRenewable, ProblemType.ITEM_NOT_RENEWABLE),
     (domain.ItemNotAvailable, ProblemType.RESOURCE_CANNOT_BE_PROVIDED),
     (domain.ItemAlreadyCheckedOut, ProblemType.USER_INELIGIBLE_TO_CHECK_OUT_THIS_ITEM),
@@ -60,7 +61,9 @@ def problem_for(error: domain.CirculationError) -> NCIPProblem:
     """The NCIP Problem for a known domain error."""
     for cls, problem_type in DOMAIN_PROBLEMS:
         if isinstance(error, cls):
-            return NCIPProblem(problem_type, element=error.element, value=error.value)
+            detail = str(error) if isinstance(error, domain.ConflictingRequest) else None
+            return NCIPProblem(problem_type, element=error.element, value=error.value,
+                               detail=detail)
     return NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
 
 

@@ -216,6 +216,27 @@ MIGRATIONS: list[str] = [
     """
     DELETE FROM records_fts WHERE rowid IN (SELECT id FROM records WHERE temporary = 1);
     """,
+    # 6: the broker's own names and request fingerprints (issue 13). A tracked request keeps the
+    #    broker's ItemId (a temporary item answers to it whatever barcode we chose) and why it
+    #    ended; one broker RequestId may name several volumes (one row per ItemId); a stored
+    #    reply is keyed by the request's fingerprint, with its RequestId, item and a keyed hash of
+    #    its user beside it, so that a different request reusing a RequestId is told apart from a
+    #    retry (and a genuine conflict is found).
+    """
+    ALTER TABLE rs_requests ADD COLUMN broker_item_id TEXT;
+    ALTER TABLE rs_requests ADD COLUMN end_reason TEXT;
+    DROP INDEX rs_requests_broker;
+    CREATE UNIQUE INDEX rs_requests_broker_item
+        ON rs_requests(peer, role, broker_request_id, COALESCE(broker_item_id, ''))
+        WHERE broker_request_id IS NOT NULL;
+    CREATE INDEX rs_requests_item_name ON rs_requests(peer, broker_item_id)
+        WHERE broker_item_id IS NOT NULL;
+    ALTER TABLE idempotency ADD COLUMN request_key TEXT;
+    ALTER TABLE idempotency ADD COLUMN item_key TEXT;
+    ALTER TABLE idempotency ADD COLUMN user_key TEXT;
+    CREATE INDEX idempotency_request ON idempotency(peer, request_key)
+        WHERE request_key IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -389,8 +389,8 @@ def scenario() -> list[Sent]:
         Sent("CheckInItem", "reshare", check_in("LEND-1"), None, "LEND-1"),
         Sent("RequestItem", "reshare", request_item("RS-L-2", "b2"), "RS-L-2", "LEND-3",
              patron="INST-EAST"),
-        Sent("CancelRequestItem", "reshare", cancel_request("RS-L-2"), "RS-L-2", None,
-             patron="INST-EAST"),
+        Sent("CancelRequestItem", "reshare", cancel_request("RS-L-2"), "RS-L-2", "LEND-3",
+             patron="INST-EAST"),                  # the reply names the item (issue 13.4)
         Sent("CheckOutItem", "reshare", check_out("NOPE-1", "PBAR-100"), None, "NOPE-1",
              outcome="Unknown Item", patron="PBAR-100"),
         Sent("RequestItem", "reshare", request_item("RS-L-3", "b1"), "RS-L-3", "LEND-1",

@@ -194,6 +194,7 @@ from_system_ids = ["DCB"]
 namespace_style = "default"
 code = "DCB"
 temporary_barcode = "lender-barcode"
+institutional_patron = "dcb-vpatron-{{agency}}"   # the virtual patron DCB names at a supplier
 default_pickup_location = "MAIN"
 
 [[peers]]

@@ -159,3 +159,11 @@ class NeededDataMissing(CirculationError):
 
 class NotTemporaryItem(CirculationError):
     """The item is part of the library's own collection, not a temporary item."""
+
+
+class MaximumRenewalsExceeded(ItemNotRenewable):
+    """The loan has been renewed as often as local policy allows."""
+
+
+class ConflictingRequest(DuplicateRequest):
+    """This RequestId already names this item for a different patron."""

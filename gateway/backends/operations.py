@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from gateway.backends import queries
 from gateway.backends.base import (
+    Item,
     ItemNotCheckedOut,
     Loan,
     NotTemporaryItem,
@@ -233,6 +234,44 @@ def find_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
     return None
 
 
+def find_volume(conn: sqlite3.Connection, *, peer: str, role: str, broker_request_id: str,
+                broker_item_id: str | None) -> sqlite3.Row | None:
+    """The tracked request for one volume: the broker's RequestId and ItemId together (one
+    RequestId names one volume per ItemId)."""
+    return conn.execute(
+        "SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND broker_request_id = ? AND"
+        " COALESCE(broker_item_id, '') = ?",
+        (peer, role, broker_request_id, broker_item_id or "")).fetchone()
+
+
+def item_named(conn: sqlite3.Connection, *, peer: str, value: str,
+               by_request: bool = False) -> Item | None:
+    """The item a broker names: by the ItemId it gave us with a temporary item (whatever
+    barcode we chose), by our barcode, or by its own request id (Tipasa's "ILL Request Id";
+    only when that request holds one item). ``by_request`` tries the request id first.
+    Whether the peer may act on it is the caller's question."""
+    def alias() -> Item | None:
+        row = conn.execute("SELECT item_id FROM rs_requests WHERE peer = ? AND"
+                           " broker_item_id = ? AND item_id IS NOT NULL ORDER BY id DESC"
+                           " LIMIT 1", (peer, value)).fetchone()
+        return queries.item_by_id(conn, row[0]) if row is not None else None
+
+    def request() -> Item | None:
+        rows = conn.execute("SELECT DISTINCT item_id FROM rs_requests WHERE peer = ? AND"
+                            " broker_request_id = ? AND item_id IS NOT NULL LIMIT 2",
+                            (peer, value)).fetchall()
+        return queries.item_by_id(conn, rows[0][0]) if len(rows) == 1 else None
+
+    def barcode() -> Item | None:
+        return queries.item_by_barcode(conn, value)
+
+    for find in (request, alias, barcode) if by_request else (alias, barcode, request):
+        found = find()
+        if found is not None:
+            return found
+    return None
+
+
 def next_request_number(conn: sqlite3.Connection) -> int:
     """The number the next tracked request will get (safe: one writer at a time)."""
     return conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rs_requests").fetchone()[0]
@@ -265,7 +304,8 @@ def create_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
     return cursor.lastrowid
 
 
-_RS_COLUMNS = frozenset({"item_id", "item_barcode", "patron_id", "due_at", "renewable"})
+_RS_COLUMNS = frozenset({"item_id", "item_barcode", "patron_id", "due_at", "renewable",
+                         "broker_item_id", "end_reason"})
 
 
 def _check_step(step: str) -> None:

@@ -608,11 +608,12 @@ def test_keyed_message_retried_sequentially_and_concurrently(retries, name, buil
 
 
 def test_keyless_messages_are_idempotent_by_state(retries) -> None:
-    """Messages without a RequestId are idempotent by state (docs/ncip.md §14): a repeated
-    CheckOutItem to the same patron returns the same loan; a repeated RenewItem does not renew
-    again; a repeated CheckInItem (borrowed item, our item, or a temporary item deleted on
-    check-in) and a repeated CancelRequestItem by ItemId get the same bytes without a second
-    change; a repeated DeleteItem is Unknown Item (§13/§14), sequentially or concurrently.
+    """Messages without a RequestId are idempotent by the item they name: a repeated
+    CheckOutItem to the same patron returns the same loan; a RenewItem that cannot move the
+    date is a Problem, repeated alike; a repeated CheckInItem (borrowed item, our item, or a
+    temporary item deleted on check-in), a repeated CancelRequestItem by ItemId and a
+    repeated DeleteItem get the same bytes without a second change, sequentially or
+    concurrently.
     """
     d = retries
     path = d.database
@@ -622,8 +623,11 @@ def test_keyless_messages_are_idempotent_by_state(retries) -> None:
     reply2, changed = retried_concurrently(d, wf.reshare_check_out("KL-1", "P101"))
     assert reply2 == reply and changed == {}
 
-    renewed, changed = retried_sequentially(d, wf.reshare_renew("KL-1", "P101"))
-    assert changed == {}
+    # Just lent for a full borrowed-loan period: a renewal cannot move the date.
+    before = wf.counts(path)
+    refusals = [call(d, wf.reshare_renew("KL-1", "P101")) for _ in range(2)]
+    assert refusals[0] == refusals[1] and wf.problem(refusals[0]) == "Item Not Renewable"
+    assert wf.counts(path) == before
     assert wf.one(path, "SELECT renewals FROM loans WHERE returned_at IS NULL AND item_id ="
                         " (SELECT id FROM items WHERE barcode = 'KL-1')")["renewals"] == 0
 
@@ -639,7 +643,8 @@ def test_keyless_messages_are_idempotent_by_state(retries) -> None:
     ok(d, wf.reshare_request_item("KL-L1", barcode="LEND-065", scope="Item"))
     ok(d, wf.reshare_check_out("LEND-065", "INST-EAST", "KL-L1"))
     reply, changed = retried_sequentially(d, wf.reshare_check_in("LEND-065"))
-    assert wf.text(reply, "UserIdentifierValue") == "INST-EAST" and changed == {}
+    assert wf.text(reply, "UserIdentifierValue") == "INST-EAST"
+    assert changed == {"idempotency": 1}                     # its reply kept, by the item
     ok(d, wf.reshare_request_item("KL-L2", barcode="LEND-066", scope="Item"))
     reply, changed = retried_sequentially(d, wf.reshare_cancel_request(barcode="LEND-066"))
     assert wf.text(reply, "ItemIdentifierValue") == "LEND-066" and changed == {}
@@ -657,10 +662,11 @@ def test_keyless_messages_are_idempotent_by_state(retries) -> None:
         [reply] * 10
 
     replies = concurrently(d, wf.reshare_delete_item("KL-1"))
-    outcomes = sorted(wf.problem(r) or "ok" for r in replies)
-    assert outcomes == ["Unknown Item"] * 9 + ["ok"]
+    assert len(set(replies)) == 1 and wf.problem(replies[0]) is None
     assert wf.one(path, "SELECT * FROM items WHERE barcode = 'KL-1'") is None
-    assert wf.problem(call(d, wf.reshare_delete_item("KL-1"))) == "Unknown Item"
+    before = wf.counts(path)
+    assert call(d, wf.reshare_delete_item("KL-1")) == replies[0]
+    assert wf.counts(path) == before
 
 
 def test_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> None:
@@ -689,7 +695,7 @@ def test_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> None:
         ]
         first = [call(daemon, body) for body in steps]
         assert [wf.problem(r) for r in first] == [None] * 6 + [
-            "Request Already Processed", None, None, None, None, "Item Not Checked Out"]
+            "Request Already Processed", None, None, None, None, "Unknown Item"]
         before = wf.counts(daemon.database)
         daemon.kill()                                        # SIGKILL right after the replies
         daemon = start_daemon(tmp_path, wf.CONFIG, database=daemon.database)

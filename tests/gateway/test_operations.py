@@ -132,3 +132,84 @@ def test_temporary_item_on_a_barcode_in_use_is_refused(conn: sqlite3.Connection)
                                   location="ELSEWHERE")
     assert conn.execute("SELECT id, owning_peer, location FROM items WHERE barcode = 'TMP1'"
                         ).fetchone()[:] == (first, "p", "MAIN")
+
+
+def _temporary(conn: sqlite3.Connection, barcode: str, peer: str, rid: str,
+               name: str | None) -> int:
+    record = ops.create_brief_record(conn, f"ill-{barcode}", ops.BriefRecord(title="T"))
+    item = ops.create_temporary_item(conn, barcode=barcode, record_id=record, peer=peer,
+                                     location="MAIN")
+    ops.create_rs_request(conn, peer=peer, role="borrower", broker_request_id=rid,
+                          our_request_id=f"B-{barcode}", state="awaiting_pickup",
+                          step="accepted", now=NOW, item_id=item, item_barcode=barcode,
+                          broker_item_id=name)
+    return item
+
+
+def test_an_item_answers_to_the_brokers_names_for_that_broker_only(
+        conn: sqlite3.Connection) -> None:
+    """A temporary item is found by our barcode, by the ItemId its peer gave (whatever
+    barcode we chose) and, when the request holds one item only, by the peer's request id;
+    another peer's names find nothing of it."""
+    conn.execute("BEGIN")
+    one = _temporary(conn, "R-1", "reshare", "R-1", "VOL-1")
+    two = _temporary(conn, "R-1-RS", "reshare", "R-1", "VOL-2")     # same request, volume 2
+    solo = _temporary(conn, "TIP-99", "tipasa", "TIP-REQ", "99")
+
+    def found(peer: str, value: str, by_request: bool = False) -> int | None:
+        item = ops.item_named(conn, peer=peer, value=value, by_request=by_request)
+        return item.id if item is not None else None
+
+    assert found("reshare", "VOL-1") == one and found("reshare", "VOL-2") == two
+    assert found("reshare", "R-1-RS") == two and found("reshare", "R-1") == one   # barcodes
+    assert found("reshare", "R-1", by_request=True) == one   # two volumes: not by request...
+    assert found("tipasa", "TIP-REQ", by_request=True) == solo   # ...one item: by request
+    assert found("tipasa", "99") == solo and found("reshare", "99") is None
+    assert found("tipasa", "VOL-1") is None
+    assert ops.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                           broker_item_id="VOL-2")["item_id"] == two
+    assert ops.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                           broker_item_id="VOL-3") is None
+    with pytest.raises(sqlite3.IntegrityError):                # one row per volume
+        ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                              our_request_id="B-X", state="s", step="accepted", now=NOW,
+                              broker_item_id="VOL-2")
+    conn.execute("ROLLBACK")
+
+
+def test_an_older_database_keeps_its_requests_and_replies(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database from before the per-volume requests and fingerprinted replies (migration
+    6) is migrated with its tracked requests and stored replies intact; the old unique
+    (peer, role, RequestId) rule becomes one row per volume."""
+    import gateway.store as store_module
+    from gateway.schema import MIGRATIONS, SCHEMA_VERSION
+
+    index = next(n for n, script in enumerate(MIGRATIONS) if "broker_item_id" in script)
+    path = tmp_path / "old.sqlite3"
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:index])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", index)
+    old = open_database(path)
+    old.execute("INSERT INTO rs_requests (peer, role, broker_request_id, our_request_id, state)"
+                " VALUES ('reshare', 'borrower', 'R-1', 'B-1', 'awaiting_pickup')")
+    old.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
+                " VALUES ('reshare', 'AcceptItem', 'R-1', x'00', '2030-01-01T00:00:00+00:00')")
+    old.commit()
+    old.close()
+    monkeypatch.undo()
+    conn = open_database(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM rs_requests").fetchone())
+    assert (row["broker_request_id"], row["broker_item_id"], row["end_reason"]) == \
+        ("R-1", None, None)
+    assert dict(conn.execute("SELECT key, request_key FROM idempotency").fetchone()) == \
+        {"key": "R-1", "request_key": None}
+    conn.execute("BEGIN")
+    ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                          our_request_id="B-2", state="s", step="accepted", now=NOW,
+                          broker_item_id="VOL-2")
+    with pytest.raises(sqlite3.IntegrityError):
+        ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                              our_request_id="B-3", state="s", step="accepted", now=NOW)
+    conn.execute("ROLLBACK")

@@ -336,9 +336,11 @@ def test_purge_audit_function_clears_bodies_then_rows(tmp_path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     for days in (1, 29, 31, 100, 364, 366, 400):
         _audit_row(conn, now - timedelta(days=days), f"d{days}")
-    conn.execute("INSERT INTO idempotency VALUES ('p', 's', 'old', x'00', ?)",
+    conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
+                 " VALUES ('p', 's', 'old', x'00', ?)",
                  (ops.iso(now - timedelta(days=31)),))
-    conn.execute("INSERT INTO idempotency VALUES ('p', 's', 'new', x'00', ?)",
+    conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
+                 " VALUES ('p', 's', 'new', x'00', ?)",
                  (ops.iso(now - timedelta(days=2)),))
     cleared, deleted = reports.purge_audit(conn, now=now, body_days=30, row_days=365)
     conn.execute("COMMIT")

@@ -132,8 +132,9 @@ def test_needed_data_missing(borrower) -> None:
 
 def test_renewal_not_permitted_and_lender_limit(borrower) -> None:
     """RenewItem of a borrowed item: refused with Item Not Renewable when the lender sent
-    RenewalNotPermitted; otherwise capped at the lender's DateForReturn (no renewal counted
-    when the cap leaves the date as it is).
+    RenewalNotPermitted; without a date, capped at the lender's DateForReturn, and a renewal
+    the cap leaves where it is is a Problem (never a success with the old date); with the
+    lending peer's DesiredDateDue the due date (and the lender's limit) moves to it.
     """
     d = borrower
     ok(d, wf.reshare_accept_item("RNP-1", "P100", barcode="RNP-1", renewal_not_permitted=True))
@@ -148,16 +149,25 @@ def test_renewal_not_permitted_and_lender_limit(borrower) -> None:
     ok(d, wf.reshare_accept_item("RNL-1", "P100", barcode="RNL-1", date_for_return=limit))
     reply = ok(d, wf.reshare_check_out("RNL-1", "P100"))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(5))
-    reply = ok(d, wf.reshare_renew("RNL-1", "P100", wf.local_day(30).isoformat()))
-    assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(5))
+    before = open_loan(d, "RNL-1")
+    refused(d, wf.reshare_renew("RNL-1", "P100"), "Item Not Renewable")
+    assert open_loan(d, "RNL-1") == before
+    reply = ok(d, wf.reshare_renew("RNL-1", "P100", wf.local_day(12).isoformat()))
+    assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(12))
     loan = open_loan(d, "RNL-1")
-    assert loan["due_at"] == wf.stored(wf.end_of_day(5)) and loan["renewals"] == 0
+    assert loan["due_at"] == wf.stored(wf.end_of_day(12)) and loan["renewals"] == 1
+    rs = wf.one(d.database, "SELECT due_at FROM rs_requests WHERE broker_request_id = 'RNL-1'")
+    assert rs["due_at"] == wf.stored(wf.end_of_day(12))
+    # Past the local maximum (a borrowed loan period from today): as far as that, no further.
+    reply = ok(d, wf.reshare_renew("RNL-1", "P100", wf.local_day(60).isoformat()))
+    assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(wf.BORROWED_DAYS))
 
 
 def test_checkin_of_item_not_on_loan_follows_peer_setting(borrower) -> None:
-    """CheckInItem of a temporary item that was never checked out: success for a peer with
-    checkin_not_on_loan = "success" (ReShare), Item Not Checked Out for "problem" (ILLiad),
-    and success with deletion for a delete_on_checkin peer (Tipasa)."""
+    """CheckInItem of a temporary item that was never picked up ends its hold (the request
+    records why) for every peer; a check-in of an item neither on loan nor waiting is success
+    for checkin_not_on_loan = "success" (ReShare), Item Not Checked Out for "problem"
+    (ILLiad); a delete_on_checkin peer (Tipasa) deletes it."""
     d = borrower
     ok(d, wf.reshare_accept_item("NOL-1", "P100", barcode="NOL-1"))
     reply = ok(d, wf.reshare_check_in("NOL-1"))
@@ -166,9 +176,21 @@ def test_checkin_of_item_not_on_loan_follows_peer_setting(borrower) -> None:
     rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'NOL-1'")
     assert rs["state"] == "checked_in" and wf.rows(d.database, "SELECT * FROM loans WHERE"
                                                    " item_id = ?", rs["item_id"]) == []
+    assert rs["end_reason"] == "not picked up"
+    assert [h["status"] for h in wf.rows(d.database, "SELECT * FROM holds WHERE item_id = ?",
+                                         rs["item_id"])] == ["cancelled"]
+    assert item(d, "NOL-1")["status"] == "in_transit"
+    assert ok(d, wf.reshare_check_in("NOL-1")) == reply      # a repeat: the same bytes
 
     ok(d, wf.illiad_accept_item("NOL-2", "P100"))
-    reply = refused(d, wf.illiad_check_in("NOL-2", "P100", "NOL-2"), "Item Not Checked Out")
+    first = ok(d, wf.illiad_check_in("NOL-2", "P100", "NOL-2"))
+    assert wf.one(d.database, "SELECT * FROM holds h JOIN items i ON i.id = h.item_id"
+                              " WHERE i.barcode = 'NOL-2' AND h.status = 'active'") is None
+    before = wf.counts(d.database)
+    assert call(d, wf.illiad_check_in("NOL-2", "P100", "NOL-2")) == first
+    assert wf.counts(d.database) == before
+    reply = refused(d, wf.illiad_check_in("NOL-2", "P100", "NOL-2-AGAIN"),
+                    "Item Not Checked Out")
     assert wf.text(reply, "ProblemValue") == "NOL-2"
 
     ok(d, wf.tipasa_accept_item("NOL-3", "P100", "NOL3"), wf.TIPASA_HEADERS)
@@ -177,29 +199,32 @@ def test_checkin_of_item_not_on_loan_follows_peer_setting(borrower) -> None:
 
 
 def test_delete_item_refuses_real_items_and_unknown_ones(borrower) -> None:
-    """DeleteItem never removes a real item (Problem, item intact); a deleted or never-seen
-    temporary item is Unknown Item."""
+    """DeleteItem never removes a real item (Unknown Item, as if it did not exist; item
+    intact); a never-seen temporary item is Unknown Item; a repeated DeleteItem replays its
+    success."""
     d = borrower
     real = item(d, "LEND-040")
-    reply = refused(d, wf.reshare_delete_item("LEND-040"), "Item Access Denied")
+    reply = refused(d, wf.reshare_delete_item("LEND-040"), "Unknown Item")
     assert wf.text(reply, "ProblemValue") == "LEND-040"
     assert item(d, "LEND-040") == real
     ok(d, wf.reshare_accept_item("DEL-1", "P100", barcode="DEL-1"))
-    ok(d, wf.reshare_delete_item("DEL-1"))
-    refused(d, wf.reshare_delete_item("DEL-1"), "Unknown Item")
+    first = ok(d, wf.reshare_delete_item("DEL-1"))
+    before = wf.counts(d.database)
+    assert call(d, wf.reshare_delete_item("DEL-1")) == first
+    assert wf.counts(d.database) == before
     refused(d, wf.reshare_delete_item("NEVER-SEEN"), "Unknown Item")
 
 
 def test_peers_cannot_delete_each_others_temporary_items(borrower) -> None:
     """A temporary item belongs to the peer that lent it: another peer's DeleteItem is refused
-    (Item Access Denied) and its delete-on-check-in does not remove it; the item, its record,
-    hold and request stay as they were."""
+    (Unknown Item, as for an item that does not exist) and so is its check-in; the item, its
+    record, hold and request stay as they were."""
     d = borrower
     ok(d, wf.reshare_accept_item("OWN-1", "P100", barcode="OWN-1"))
     temp = item(d, "OWN-1")
     hold = wf.one(d.database, "SELECT * FROM holds WHERE item_id = ?", temp["id"])
-    refused(d, wf.relais_delete_item("OWN-1"), "Item Access Denied")
-    refused(d, wf.tipasa_check_in("OWN-1"), "Item Not Checked Out", wf.TIPASA_HEADERS)
+    refused(d, wf.relais_delete_item("OWN-1"), "Unknown Item")
+    refused(d, wf.tipasa_check_in("OWN-1"), "Unknown Item", wf.TIPASA_HEADERS)
     assert item(d, "OWN-1") == temp
     assert wf.one(d.database, "SELECT * FROM holds WHERE id = ?", hold["id"]) == hold
     rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'OWN-1'")
@@ -262,8 +287,9 @@ def test_fees_from_accept_item_and_fiscal_transaction(borrower) -> None:
 
 
 def test_renew_limited_by_max_renewals(borrower) -> None:
-    """Local policy allows max_renewals renewals of a lent item; the next is Item Not
-    Renewable; a repeat of an accepted renewal is answered the same without counting."""
+    """Local policy allows max_renewals renewals of a lent item; the next is Maximum
+    Renewals Exceeded; a repeat of an accepted renewal is answered the same without
+    counting."""
     d = borrower
     ok(d, wf.illiad_check_out("LEND-060", "ILLPSEUDO", "MR-1", wf.local_day(3).isoformat()))
     first = ok(d, wf.illiad_renew("LEND-060", "ILLPSEUDO", wf.local_day(5).isoformat()))
@@ -273,7 +299,7 @@ def test_renew_limited_by_max_renewals(borrower) -> None:
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(7))
     assert open_loan(d, "LEND-060")["renewals"] == wf.MAX_RENEWALS
     refused(d, wf.illiad_renew("LEND-060", "ILLPSEUDO", wf.local_day(9).isoformat()),
-            "Item Not Renewable")
+            "Maximum Renewals Exceeded")
     assert open_loan(d, "LEND-060")["due_at"] == wf.stored(wf.end_of_day(7))
 
 
