@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENDPOINT_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
 AUTH_KINDS = ("none", "shared-secret", "url-token", "bearer")
-NAMESPACE_STYLES = ("ns1", "default", "none")
+NAMESPACE_STYLES = ("request", "ns1", "default", "none")
 BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
 AUDIT_BODIES = ("full", "redacted", "none")
@@ -158,7 +158,7 @@ class Peer:
     z3950_password: str | None = field(default=None, repr=False)
     z3950_charset: str = "utf-8"
     holdings_tag: str = "852"
-    namespace_style: str = "ns1"
+    namespace_style: str = "request"  # answer in the request's own style
     code: str = ""
     temporary_barcode: str = "request-id"
     institutional_patron: str = "INST-{agency}"

@@ -86,8 +86,10 @@ def _zone(name: str) -> ZoneInfo:
 
 _AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
 
-PREFIX_STYLES = {"ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
-                 "none": PrefixStyle.NONE}
+# A peer's namespace_style as the writer takes it: None answers in the request's own style.
+PREFIX_STYLES: dict[str, PrefixStyle | None] = {
+    "request": None, "ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
+    "none": PrefixStyle.NONE}
 
 
 class ParsedTree:
