@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENDPOINT_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
 AUTH_KINDS = ("none", "shared-secret", "url-token", "bearer")
+TOKEN_AUTH_KINDS = ("url-token", "bearer")  # a request carries the token: it names its peer
 NAMESPACE_STYLES = ("request", "ns1", "default", "none")
 BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
@@ -513,13 +514,39 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
                   peers=tuple(peers), source=source)
 
 
+def told_apart(a: Peer, b: Peer) -> bool:
+    """Whether two peers that share an agency id can never both match one request: one
+    authenticates by token (tokens are unique, and a request without one is no token peer's),
+    or both configure an application_profile (different ones), or both configure
+    from_system_ids (none in common). What ``gateway.peers.identify`` relies on."""
+    if a.auth.kind in TOKEN_AUTH_KINDS or b.auth.kind in TOKEN_AUTH_KINDS:
+        return True
+    profile_a = (a.application_profile or "").strip().casefold()
+    profile_b = (b.application_profile or "").strip().casefold()
+    if profile_a and profile_b and profile_a != profile_b:
+        return True
+    systems_a = {s.strip().casefold() for s in a.from_system_ids}
+    systems_b = {s.strip().casefold() for s in b.from_system_ids}
+    return bool(systems_a and systems_b and not systems_a & systems_b)
+
+
 def _check_unique(check: _Checker, peers: list[Peer]) -> None:
-    """Names, agency ids, tokens and Z39.50 users must each identify one peer."""
+    """Names, tokens and Z39.50 users must each identify one peer; peers may share an agency
+    id only when something else tells them apart (:func:`told_apart`)."""
     seen: dict[tuple[str, str], int] = {}
+    agencies: dict[str, list[int]] = {}
     for index, peer in enumerate(peers):
+        for agency in dict.fromkeys(a.strip().casefold() for a in peer.ncip_agency_ids):
+            for other in agencies.setdefault(agency, []):
+                if not told_apart(peers[other], peer):
+                    check.error(f"peers[{index}].ncip_agency_ids",
+                                f"{agency!r} is already used by peers[{other}] and nothing tells"
+                                " them apart: give both a different application_profile, or"
+                                " from_system_ids with none in common, or authenticate one by"
+                                ' auth.kind = "url-token" or "bearer"')
+            agencies[agency].append(index)
         keys = [("name", peer.name)]
-        keys += [("ncip_agency_ids", a.casefold()) for a in peer.ncip_agency_ids]
-        if peer.auth.kind in ("url-token", "bearer") and peer.auth.token:
+        if peer.auth.kind in TOKEN_AUTH_KINDS and peer.auth.token:
             keys.append(("auth.token", peer.auth.token))
         if peer.z3950_user:
             keys.append(("z3950_user", peer.z3950_user))

@@ -2,8 +2,8 @@
 """Write NCIP replies in the request's dialect: schema-valid 2.02 or DTD-shaped NCIP 1.
 
 NCIP 2 replies use the peer's prefix style (C{ns1:}, a default namespace, or no namespace at
-all), or by default the request's own style and prefix; NCIP 1 replies use C{<Scheme>/<Value>} pairs and C{Unique*} ids. The
-ResponseHeader swaps From and To. Every reply is UTF-8 with a double-quoted declaration.
+all), or by default the request's own style and prefix; NCIP 1 replies use C{<Scheme>/<Value>}
+pairs and C{Unique*} ids. The ResponseHeader swaps From and To. Every reply is UTF-8 with a double-quoted declaration.
 L{render_response} writes success payloads; L{render_problem} is the one place that turns an
 L{NCIPProblem} into bytes, and it never writes a PIN, password or agency secret.
 """
