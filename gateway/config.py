@@ -158,6 +158,7 @@ class Peer:
     z3950_user: str | None = None
     z3950_password: str | None = field(default=None, repr=False)
     z3950_charset: str = "utf-8"
+    fallback_charset: str = ""  # NCIP bodies that are not what they declare: e.g. windows-1252
     holdings_tag: str = "852"
     namespace_style: str = "request"  # answer in the request's own style
     code: str = ""
@@ -364,7 +365,8 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     values: dict[str, Any] = {"name": name}
     defaults = Peer(name=name)
     for key in ("ncip_agency_ids", "from_system_ids", "application_profile", "z3950_user",
-                "z3950_password", "z3950_charset", "holdings_tag", "namespace_style", "code",
+                "z3950_password", "z3950_charset", "fallback_charset", "holdings_tag",
+                "namespace_style", "code",
                 "temporary_barcode", "institutional_patron", "default_pickup_location",
                 "delete_on_checkin", "checkin_not_on_loan", "title_prefix"):
         if key in table:
@@ -383,6 +385,12 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
         "".encode(peer.z3950_charset)
     except LookupError:
         check.error(_join(path, "z3950_charset"), f"unknown character set {peer.z3950_charset!r}")
+    if peer.fallback_charset:
+        try:
+            "".encode(peer.fallback_charset)
+        except LookupError:
+            check.error(_join(path, "fallback_charset"),
+                        f"unknown character set {peer.fallback_charset!r}")
     if peer.temporary_barcode == "prefixed" and not peer.code:
         check.error(_join(path, "code"), 'required when temporary_barcode = "prefixed"')
     if (peer.z3950_user is None) != (peer.z3950_password is None):
@@ -393,7 +401,7 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     except (KeyError, IndexError, ValueError):
         check.error(_join(path, "institutional_patron"),
                     "may only use the placeholder {agency}")
-    extra = {"auth": _auth(check, table.get("auth"), _join(path, "auth")),
+    extra: dict[str, Any] = {"auth": _auth(check, table.get("auth"), _join(path, "auth")),
              "allow_from": _networks(check, table.get("allow_from"), _join(path, "allow_from")),
              "pickup_locations": _string_map(check, table.get("pickup_locations"),
                                              _join(path, "pickup_locations"))}

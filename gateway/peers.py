@@ -138,3 +138,29 @@ def attribute(peers: Sequence[Peer], creds: Credentials) -> Peer:
     peer = identify(peers, creds)
     authenticate(peer, creds)
     return peer
+
+
+def admit_version_lookup(peers: Sequence[Peer], creds: Credentials) -> Peer | None:
+    """Admit a version-discovery request (C{NCIPVersionMessage} has no authentication element):
+    no agency authentication, but source networks still apply. The peer it names (when one
+    does) must allow the address; otherwise some peer must. A URL or bearer token that matches
+    no peer is still refused.
+
+    @return: the peer named, or None when the request names none (or several) of them.
+    """
+    source = _source(creds.remote_host)
+    try:
+        peer: Peer | None = identify(peers, creds)
+    except PeerError:
+        if creds.url_token is not None or creds.bearer_token is not None:
+            raise
+        peer = None
+    if peer is not None:
+        if not peer.allows(source):
+            raise PeerError(f"source address {creds.remote_host} not allowed for peer"
+                            f" {peer.name}", unknown=False)
+        return peer
+    if not any(p.allows(source) for p in peers):
+        raise PeerError(f"source address {creds.remote_host} is allowed for no peer",
+                        unknown=False)
+    return None

@@ -216,6 +216,11 @@ MIGRATIONS: list[str] = [
     """
     DELETE FROM records_fts WHERE rowid IN (SELECT id FROM records WHERE temporary = 1);
     """,
+    # 6: audit notes: what the gateway repaired or flagged in a request before reading it (a body
+    #    decoded with the peer's fallback charset, a stripped DOCTYPE...), comma-separated.
+    """
+    ALTER TABLE audit ADD COLUMN notes TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

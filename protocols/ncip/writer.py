@@ -3,9 +3,10 @@
 
 NCIP 2 replies use the peer's prefix style (C{ns1:}, a default namespace, or no namespace at
 all), or by default the request's own style and prefix; NCIP 1 replies use C{<Scheme>/<Value>}
-pairs and C{Unique*} ids. The ResponseHeader swaps From and To. Every reply is UTF-8 with a double-quoted declaration.
-L{render_response} writes success payloads; L{render_problem} is the one place that turns an
-L{NCIPProblem} into bytes, and it never writes a PIN, password or agency secret.
+pairs and C{Unique*} ids. The ResponseHeader swaps From and To. Every reply is UTF-8 with a
+double-quoted declaration. L{render_response} writes success payloads; L{render_problem} is the
+one place that turns an L{NCIPProblem} into bytes, and it never writes a PIN, password or agency
+secret.
 """
 
 from __future__ import annotations
@@ -721,18 +722,19 @@ def _builder(dialect: Dialect, prefix_style: PrefixStyle | None, request: Envelo
     return _Builder(dialect, style, local_agency, prefix)
 
 
-def _version_message(response: LookupVersionResponse, request: Envelope | None) -> bytes:
+def _version_message(response: LookupVersionResponse, request: Envelope | None,
+                     local_agency: str | None) -> bytes:
     b = _Builder(Dialect.NCIP1, PrefixStyle.NONE, None)  # unqualified names, like NCIP 1
     root = b.root(VERSION_MESSAGE_VERSION, "NCIPVersionMessage")
     element = b.sub(root, "LookupVersionResponse")
     header = request.message.header if request is not None else None
-    for name, agency in (
-        ("FromAgencyId", header.to_agency if header else None),
-        ("ToAgencyId", header.from_agency if header else None),
+    for name, agency, fallback in (
+        ("FromAgencyId", header.to_agency if header else None, local_agency),
+        ("ToAgencyId", header.from_agency if header else None, None),
     ):
         unique = b.sub(b.sub(element, name), "UniqueAgencyId")
         b.sub(unique, "Scheme", (agency.scheme or "") if agency else "")
-        b.sub(unique, "Value", agency.value if agency else "")
+        b.sub(unique, "Value", agency.value if agency and agency.value else fallback or "")
     for version in response.versions:
         b.sub(element, "VersionSupported", version)
     for service in response.services:
@@ -765,7 +767,7 @@ def render_response(
     @return: UTF-8 XML bytes.
     """
     if isinstance(response, LookupVersionResponse):
-        return _version_message(response, request)
+        return _version_message(response, request, local_agency)
     payload = _PAYLOADS.get(type(response))
     if payload is None:
         raise TypeError(f"no writer for {type(response).__name__}")

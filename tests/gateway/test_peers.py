@@ -9,7 +9,14 @@ import pytest
 
 from gateway import peers as peers_module
 from gateway.config import Peer, PeerAuth
-from gateway.peers import Credentials, PeerError, attribute, authenticate, identify
+from gateway.peers import (
+    Credentials,
+    PeerError,
+    admit_version_lookup,
+    attribute,
+    authenticate,
+    identify,
+)
 
 
 def net(*cidrs: str) -> tuple:  # type: ignore[type-arg]
@@ -287,3 +294,29 @@ def test_single_peer_attribution_unchanged_by_disambiguators() -> None:
     assert "URL token" in info.value.reason
     assert identify((ILLIAD,), creds(from_agency="01XXX_INST", application_profile="x")) \
         is ILLIAD
+
+
+# -- version discovery (13.10) ------------------------------------------------------------------
+
+
+def test_version_lookup_needs_no_agency_authentication() -> None:
+    """An NCIPVersionMessage cannot carry credentials: the shared-secret peer it names is
+    admitted without its secret; an unknown or shared agency id is admitted anonymously."""
+    assert admit_version_lookup(ALL, creds(from_agency="RESHARE")) is RESHARE
+    assert admit_version_lookup(ALL, creds(from_agency="NOBODY")) is None
+    assert admit_version_lookup((ILLIAD, TIPASA_WSILL), creds(from_agency="01XXX_INST")) is None
+
+
+def test_version_lookup_still_checks_source_networks() -> None:
+    """The named peer's allow_from applies; an anonymous request needs some peer that allows
+    its address; a URL or bearer token that matches nobody is refused."""
+    with pytest.raises(PeerError):
+        admit_version_lookup(ALL, creds(from_agency="FAR", remote_host="192.0.2.1"))
+    assert admit_version_lookup(ALL, creds(from_agency="FAR", remote_host="10.99.1.2")) is FAR
+    fenced = (RESHARE, FAR)
+    with pytest.raises(PeerError):
+        admit_version_lookup(fenced, creds(from_agency="NOBODY", remote_host="192.0.2.1"))
+    assert admit_version_lookup(fenced, creds(from_agency="NOBODY",
+                                              remote_host="10.99.0.7")) is None
+    with pytest.raises(PeerError):
+        admit_version_lookup(ALL, creds(from_agency="NOBODY", bearer_token="forged"))
