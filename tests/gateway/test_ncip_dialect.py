@@ -352,3 +352,67 @@ def test_innreach_accept_item_by_visible_user_id_and_notifications(daemon: Daemo
     assert problem_types(post(daemon, renewed)) == []
     assert query(daemon, "SELECT due_at FROM rs_requests WHERE id = ?",
                  rs["id"])[0]["due_at"] == "2026-08-01T22:59:59+00:00"
+
+
+# -- 13.14 the demo configuration: each broker as it authenticates in practice -------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """The daemon on config/interlend.toml as shipped (an empty database)."""
+    d = start_daemon(tmp_path_factory.mktemp("ncip-demo-peers"))
+    yield d
+    d.stop()
+
+
+def innreach_lookup_user() -> bytes:
+    return innreach("LookupUser", f"<VisibleUserId>{_sv('VisibleUserIdentifierType', 'Barcode')}"
+                    '<VisibleUserIdentifier datatype="string">NOBODY-1</VisibleUserIdentifier>'
+                    f"</VisibleUserId>{_sv('UserElementType', 'Name Information')}")
+
+
+DEMO_BROKERS = [  # (peer, request as that broker sends it, URL path, headers)
+    ("reshare", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="RESHARE",
+                      profile="EZBORROW", to_agency="DEMO"), "/ncip", {}),
+    ("crosslink", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="CROSSLINK",
+                        secret="demo-crosslink-secret", to_agency="DEMO"), "/ncip", {}),
+    ("d2d", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="Relais",
+                  profile="EZBORROW", style="default", to_agency="DEMO"),
+     "/ncip/demo-d2d-url-token", {}),
+    ("illiad", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="DEMO",
+                     profile="ILLiad", style="default", to_agency="DEMO"), "/ncip", {}),
+    ("tipasa", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="DEMO",
+                     from_system="WSILL", to_agency="DEMO"), "/ncip/demo-tipasa-url-token", {}),
+    ("tipasa", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency=None,
+                     to_agency="DEMO"), "/ncip/demo-tipasa-url-token", {}),
+    ("dcb", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="DCB",
+                  from_system="DCB", style="default", to_agency="DEMO"), "/ncip", {}),
+    ("innreach", innreach_lookup_user().replace(b"zv247", b"zv010"), "/ncip", {}),
+]
+
+
+@pytest.mark.parametrize(("peer", "body", "path", "headers"), DEMO_BROKERS,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(DEMO_BROKERS)])
+def test_demo_configuration_admits_each_broker_as_it_sends(
+        demo: Daemon, peer: str, body: bytes, path: str, headers: dict[str, str]) -> None:
+    """Each demo peer, sending what that broker sends (no secret for ReShare's default
+    profile, ILLiad, DCB and INN-Reach; a URL token for D2D and Tipasa; a secret for
+    CrossLink), is attributed to its own peer and served (Unknown User: no such patron)."""
+    before = query(demo, "SELECT COALESCE(MAX(id), 0) AS n FROM audit")[0]["n"]
+    status, reply = demo.post(body, path=path, headers=headers)
+    assert status == 200
+    assert problem_types(reply) == ["Unknown User"], reply
+    rows = wait_until(lambda: query(demo, "SELECT * FROM audit WHERE id > ?", before))
+    assert rows[-1]["peer"] == peer
+
+
+def test_demo_configuration_refuses_what_it_should(demo: Daemon) -> None:
+    """CrossLink without its secret, and a request with the library's agency id that neither
+    has ILLiad's ApplicationProfileType nor carries Tipasa's URL token, are not served."""
+    no_secret = ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="CROSSLINK",
+                      to_agency="DEMO")
+    wrong_profile = ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="DEMO",
+                          profile="Somebody", to_agency="DEMO")
+    for body in (no_secret, wrong_profile):
+        status, reply = demo.post(body)
+        assert status == 200 and problem_types(reply) == ["Agency Authentication Failed"]
