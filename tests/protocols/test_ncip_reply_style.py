@@ -16,6 +16,7 @@ from protocols.ncip import (
     AcceptItemResponse,
     Dialect,
     ItemId,
+    LookupVersionResponse,
     NCIPProblem,
     PrefixStyle,
     ProblemType,
@@ -120,3 +121,17 @@ def test_ncip1_and_version_requests_stay_unqualified() -> None:
         b"</UniqueRequestId></AcceptItem></NCIPMessage>")
     reply = render_response(AcceptItemResponse(request_id=RequestId(value="R")), v1)
     assert b"xmlns" not in reply and b"<AcceptItemResponse>" in reply
+
+
+def test_version_reply_names_us_when_the_ping_does_not(schemas: Schemas) -> None:
+    """A LookupVersion with no ToAgencyId (DCB's ping inside an NCIPMessage) is answered in
+    the version-discovery form with our agency id as FromAgencyId, valid against
+    ncip_version.xsd."""
+    ping = parse_message(f'<NCIPMessage xmlns="{NS}"><LookupVersion><InitiationHeader>'
+                         "<FromAgencyId><AgencyId>dcb</AgencyId></FromAgencyId>"
+                         "</InitiationHeader></LookupVersion></NCIPMessage>".encode())
+    reply = render_response(LookupVersionResponse(services=("LookupUser",)), ping,
+                            local_agency="LIB")
+    root = schemas.check(reply, Dialect.VERSION)
+    assert root.findtext("LookupVersionResponse/FromAgencyId/UniqueAgencyId/Value") == "LIB"
+    assert root.findtext("LookupVersionResponse/ToAgencyId/UniqueAgencyId/Value") == "dcb"
