@@ -203,8 +203,8 @@ class NcipService:
                 ProblemType.UNKNOWN_AGENCY if e.unknown
                 else ProblemType.AGENCY_AUTHENTICATION_FAILED,
                 element="FromAgencyId", value=e.value if e.unknown else None)
-            reply = render_problem(problem, envelope, prefix_style=envelope.prefix_style,
-                                   local_agency=agency, keep_tree=reply_tree)
+            reply = render_problem(problem, envelope, local_agency=agency,  # in its own style
+                                   keep_tree=reply_tree)
             return reply, problem.problem_type, envelope, None
         if version_lookup:
             # Version discovery, answered in its own form (ncip_version.xsd), before any
@@ -307,5 +307,4 @@ class NcipService:
             envelope = parse_message(body, max_bytes=self.gateway.config.ncip.max_body_size)
         except NCIPProblem:
             return render_problem(problem, None, local_agency=agency)
-        return render_problem(problem, envelope, prefix_style=envelope.prefix_style,
-                              local_agency=agency)
+        return render_problem(problem, envelope, local_agency=agency)  # in its own style
