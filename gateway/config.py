@@ -386,11 +386,9 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     except LookupError:
         check.error(_join(path, "z3950_charset"), f"unknown character set {peer.z3950_charset!r}")
     if peer.fallback_charset:
-        try:
-            "".encode(peer.fallback_charset)
-        except LookupError:
-            check.error(_join(path, "fallback_charset"),
-                        f"unknown character set {peer.fallback_charset!r}")
+        problem = _fallback_charset_problem(peer.fallback_charset)
+        if problem:
+            check.error(_join(path, "fallback_charset"), problem)
     if peer.temporary_barcode == "prefixed" and not peer.code:
         check.error(_join(path, "code"), 'required when temporary_barcode = "prefixed"')
     if (peer.z3950_user is None) != (peer.z3950_password is None):
@@ -406,6 +404,22 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
              "pickup_locations": _string_map(check, table.get("pickup_locations"),
                                              _join(path, "pickup_locations"))}
     return replace(peer, **extra)
+
+
+def _fallback_charset_problem(charset: str) -> str | None:
+    """Why a peer's fallback_charset is unusable, or None. ASCII-compatible charsets only
+    (windows-1252, iso-8859-15...): one that turns other bytes into markup (utf-7 reads
+    "+ADw-" as "<"; utf-16) would slip past the DOCTYPE checks made on the raw bytes."""
+    probe = bytes(range(128)) + b"+ADw-"
+    try:
+        decoded = probe.decode(charset)
+    except LookupError:
+        return f"unknown character set {charset!r}"
+    except UnicodeDecodeError:
+        decoded = None
+    if decoded != probe.decode("ascii"):
+        return f"{charset!r} is not ASCII-compatible"
+    return None
 
 
 def _auth(check: _Checker, raw: Any, path: str) -> PeerAuth:

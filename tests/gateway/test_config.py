@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import Config, ConfigErrors, load_config, parse_config
+from gateway.config import Config, ConfigErrors, Peer, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,3 +182,17 @@ def test_ambiguous_shared_agency_ids_are_refused() -> None:
         {"name": "c", "ncip_agency_ids": shared, "application_profile": "a"}]})
     assert len(three) == 1 and three[0].startswith(
         "peers[2].ncip_agency_ids: '01xxx_inst' is already used by peers[0]")
+
+
+def test_fallback_charset_must_be_known_and_ascii_compatible() -> None:
+    """A peer's fallback_charset (13.13) is an ASCII-compatible character set: one that could
+    turn other bytes into markup (utf-7, utf-16) is refused, as is an unknown name."""
+    config = parse_config({"peers": [{"name": "illiad", "fallback_charset": "windows-1252"}]})
+    assert config.peers[0].fallback_charset == "windows-1252"
+    assert Peer(name="x").fallback_charset == "" and Peer(name="x").namespace_style == "request"
+    errors = errors_of({"peers": [{"name": "a", "fallback_charset": "utf-7"},
+                                  {"name": "b", "fallback_charset": "utf-16"},
+                                  {"name": "c", "fallback_charset": "klingon"}]})
+    assert errors == ["peers[0].fallback_charset: 'utf-7' is not ASCII-compatible",
+                      "peers[1].fallback_charset: 'utf-16' is not ASCII-compatible",
+                      "peers[2].fallback_charset: unknown character set 'klingon'"]
