@@ -62,6 +62,7 @@ class AuditEntry:
     request_body: str | None = None
     response_body: str | None = None
     time: str = ""
+    notes: str | None = None  # repairs and flags, e.g. "charset-fallback:windows-1252"
 
 
 def load_or_create_key(conn: sqlite3.Connection) -> bytes:
@@ -103,7 +104,7 @@ def audit_time_at(seconds: float) -> str:
 _AUDIT_COLUMNS = ("protocol", "operation", "outcome", "peer", "remote", "dialect",
                   "broker_request_id", "our_request_id", "item_barcode", "patron_hash",
                   "duration_us", "request_size", "response_size", "request_body",
-                  "response_body", "time")
+                  "response_body", "time", "notes")
 assert _AUDIT_COLUMNS == tuple(f.name for f in fields(AuditEntry)), "AuditEntry changed"
 _INSERT_AUDIT = (f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})")
@@ -114,7 +115,7 @@ def _row(e: AuditEntry) -> tuple[Any, ...]:
     return (e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
             e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
             e.response_size, e.request_body, e.response_body,
-            e.time or audit_time(datetime.now(timezone.utc)))
+            e.time or audit_time(datetime.now(timezone.utc)), e.notes)
 
 
 def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENDPOINT_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
 AUTH_KINDS = ("none", "shared-secret", "url-token", "bearer")
-NAMESPACE_STYLES = ("ns1", "default", "none")
+TOKEN_AUTH_KINDS = ("url-token", "bearer")  # a request carries the token: it names its peer
+NAMESPACE_STYLES = ("request", "ns1", "default", "none")
 BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
 AUDIT_BODIES = ("full", "redacted", "none")
@@ -157,8 +158,9 @@ class Peer:
     z3950_user: str | None = None
     z3950_password: str | None = field(default=None, repr=False)
     z3950_charset: str = "utf-8"
+    fallback_charset: str = ""  # NCIP bodies that are not what they declare: e.g. windows-1252
     holdings_tag: str = "852"
-    namespace_style: str = "ns1"
+    namespace_style: str = "request"  # answer in the request's own style
     code: str = ""
     temporary_barcode: str = "request-id"
     institutional_patron: str = "INST-{agency}"
@@ -363,7 +365,8 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     values: dict[str, Any] = {"name": name}
     defaults = Peer(name=name)
     for key in ("ncip_agency_ids", "from_system_ids", "application_profile", "z3950_user",
-                "z3950_password", "z3950_charset", "holdings_tag", "namespace_style", "code",
+                "z3950_password", "z3950_charset", "fallback_charset", "holdings_tag",
+                "namespace_style", "code",
                 "temporary_barcode", "institutional_patron", "default_pickup_location",
                 "delete_on_checkin", "checkin_not_on_loan", "title_prefix"):
         if key in table:
@@ -382,6 +385,10 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
         "".encode(peer.z3950_charset)
     except LookupError:
         check.error(_join(path, "z3950_charset"), f"unknown character set {peer.z3950_charset!r}")
+    if peer.fallback_charset:
+        problem = _fallback_charset_problem(peer.fallback_charset)
+        if problem:
+            check.error(_join(path, "fallback_charset"), problem)
     if peer.temporary_barcode == "prefixed" and not peer.code:
         check.error(_join(path, "code"), 'required when temporary_barcode = "prefixed"')
     if (peer.z3950_user is None) != (peer.z3950_password is None):
@@ -392,11 +399,27 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     except (KeyError, IndexError, ValueError):
         check.error(_join(path, "institutional_patron"),
                     "may only use the placeholder {agency}")
-    extra = {"auth": _auth(check, table.get("auth"), _join(path, "auth")),
+    extra: dict[str, Any] = {"auth": _auth(check, table.get("auth"), _join(path, "auth")),
              "allow_from": _networks(check, table.get("allow_from"), _join(path, "allow_from")),
              "pickup_locations": _string_map(check, table.get("pickup_locations"),
                                              _join(path, "pickup_locations"))}
     return replace(peer, **extra)
+
+
+def _fallback_charset_problem(charset: str) -> str | None:
+    """Why a peer's fallback_charset is unusable, or None. ASCII-compatible charsets only
+    (windows-1252, iso-8859-15...): one that turns other bytes into markup (utf-7 reads
+    "+ADw-" as "<"; utf-16) would slip past the DOCTYPE checks made on the raw bytes."""
+    probe = bytes(range(128)) + b"+ADw-"
+    try:
+        decoded = probe.decode(charset)
+    except LookupError:
+        return f"unknown character set {charset!r}"
+    except UnicodeDecodeError:
+        decoded = None
+    if decoded != probe.decode("ascii"):
+        return f"{charset!r} is not ASCII-compatible"
+    return None
 
 
 def _auth(check: _Checker, raw: Any, path: str) -> PeerAuth:
@@ -513,13 +536,39 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
                   peers=tuple(peers), source=source)
 
 
+def told_apart(a: Peer, b: Peer) -> bool:
+    """Whether two peers that share an agency id can never both match one request: one
+    authenticates by token (tokens are unique, and a request without one is no token peer's),
+    or both configure an application_profile (different ones), or both configure
+    from_system_ids (none in common). What ``gateway.peers.identify`` relies on."""
+    if a.auth.kind in TOKEN_AUTH_KINDS or b.auth.kind in TOKEN_AUTH_KINDS:
+        return True
+    profile_a = (a.application_profile or "").strip().casefold()
+    profile_b = (b.application_profile or "").strip().casefold()
+    if profile_a and profile_b and profile_a != profile_b:
+        return True
+    systems_a = {s.strip().casefold() for s in a.from_system_ids}
+    systems_b = {s.strip().casefold() for s in b.from_system_ids}
+    return bool(systems_a and systems_b and not systems_a & systems_b)
+
+
 def _check_unique(check: _Checker, peers: list[Peer]) -> None:
-    """Names, agency ids, tokens and Z39.50 users must each identify one peer."""
+    """Names, tokens and Z39.50 users must each identify one peer; peers may share an agency
+    id only when something else tells them apart (:func:`told_apart`)."""
     seen: dict[tuple[str, str], int] = {}
+    agencies: dict[str, list[int]] = {}
     for index, peer in enumerate(peers):
+        for agency in dict.fromkeys(a.strip().casefold() for a in peer.ncip_agency_ids):
+            for other in agencies.setdefault(agency, []):
+                if not told_apart(peers[other], peer):
+                    check.error(f"peers[{index}].ncip_agency_ids",
+                                f"{agency!r} is already used by peers[{other}] and nothing tells"
+                                " them apart: give both a different application_profile, or"
+                                " from_system_ids with none in common, or authenticate one by"
+                                ' auth.kind = "url-token" or "bearer"')
+            agencies[agency].append(index)
         keys = [("name", peer.name)]
-        keys += [("ncip_agency_ids", a.casefold()) for a in peer.ncip_agency_ids]
-        if peer.auth.kind in ("url-token", "bearer") and peer.auth.token:
+        if peer.auth.kind in TOKEN_AUTH_KINDS and peer.auth.token:
             keys.append(("auth.token", peer.auth.token))
         if peer.z3950_user:
             keys.append(("z3950_user", peer.z3950_user))

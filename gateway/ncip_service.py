@@ -6,7 +6,9 @@ message-level ``Invalid Message Syntax Error``; a request that cannot be attribu
 ``Unknown Agency`` or ``Agency Authentication Failed`` and nothing is done; a known domain error
 (:class:`NCIPProblem`) is written in the request's dialect; anything unexpected is logged and
 answered with ``Temporary Processing Failure``. Services not handled yet get ``Unsupported
-Service``. The reply is always NCIP bytes: the HTTP layer sends it with status 200.
+Service``. Version discovery (an ``NCIPVersionMessage``, which has no room for credentials) is
+answered before agency authentication, source networks still applying. The reply is always NCIP
+bytes: the HTTP layer sends it with status 200.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from gateway.audit import AuditEntry, audit_time
 from gateway.backends import base as domain
 from gateway.config import Peer
 from gateway.http import NcipRequestContext
-from gateway.peers import Credentials, PeerError, attribute
+from gateway.peers import Credentials, PeerError, admit_version_lookup, attribute, identify
 from gateway.store import StoreError
-from protocols.ncip.dialect import PrefixStyle
+from protocols.ncip.dialect import Dialect, PrefixStyle
 from protocols.ncip.messages import Envelope
 from protocols.ncip.parser import parse_message, parse_request
 from protocols.ncip.problems import NCIPProblem, NCIPSyntaxError, ProblemType
-from protocols.ncip.responses import NCIPResponse
+from protocols.ncip.responses import LookupVersionResponse, NCIPResponse
+from protocols.ncip.safexml import declares_latin1, needs_fallback
 from protocols.ncip.writer import render_problem, render_response
 
 log = Logger()
@@ -87,10 +90,30 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def _credentials(envelope: Envelope, context: NcipRequestContext) -> Credentials:
+    """What a parsed request offers to identify and authenticate its sender."""
+    header = envelope.message.header
+    return Credentials(
+        remote_host=context.remote_host,
+        from_agency=header.from_agency.value if header and header.from_agency else None,
+        from_system=header.from_system.value if header and header.from_system else None,
+        application_profile=str(header.application_profile)
+        if header and header.application_profile else None,
+        agency_secret=header.from_agency_authentication if header else None,
+        url_token=context.url_token, bearer_token=context.bearer_token)
+
+
+def audit_notes(envelope: Envelope | None) -> str | None:
+    """What the parser repaired or flagged in a request, for its audit row (None: nothing)."""
+    return ",".join(envelope.notes) if envelope is not None and envelope.notes else None
+
+
 _AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
 
-PREFIX_STYLES = {"ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
-                 "none": PrefixStyle.NONE}
+# A peer's namespace_style as the writer takes it: None answers in the request's own style.
+PREFIX_STYLES: dict[str, PrefixStyle | None] = {
+    "request": None, "ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
+    "none": PrefixStyle.NONE}
 
 
 class ParsedTree:
@@ -136,6 +159,8 @@ class NcipService:
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
         self.handlers: dict[str, Handler] = {}
+        self._charsets: tuple[str, ...] = ()  # the peers' fallback charsets, per configuration
+        self._charsets_for: Any = None
 
     def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
         """The reply to one request body (never fails: errors are written as Problems)."""
@@ -163,24 +188,17 @@ class NcipService:
         config = self.gateway.config
         agency = config.gateway.agency_id
         try:
-            envelope, tree._root = parse_request(body, max_bytes=config.ncip.max_body_size,
-                                                 tz=_zone(config.gateway.timezone))
+            envelope, tree._root = self._parse(body, context)
         except NCIPSyntaxError as e:
             log.info("NCIP message from {host} refused: {reason}", host=context.remote_host,
                      reason=e.reason)
             return (render_problem(e, None, local_agency=agency, keep_tree=reply_tree),
                     e.problem_type, None, None)
-        header = envelope.message.header
-        creds = Credentials(
-            remote_host=context.remote_host,
-            from_agency=header.from_agency.value if header and header.from_agency else None,
-            from_system=header.from_system.value if header and header.from_system else None,
-            application_profile=str(header.application_profile)
-            if header and header.application_profile else None,
-            agency_secret=header.from_agency_authentication if header else None,
-            url_token=context.url_token, bearer_token=context.bearer_token)
+        creds = _credentials(envelope, context)
+        version_lookup = envelope.dialect is Dialect.VERSION
         try:
-            peer = attribute(config.peers, creds)
+            peer = (admit_version_lookup(config.peers, creds) if version_lookup
+                    else attribute(config.peers, creds))
         except PeerError as e:
             log.warn("NCIP {service} from {host} refused: {reason}", service=envelope.service,
                      host=context.remote_host, reason=e.reason)
@@ -188,9 +206,15 @@ class NcipService:
                 ProblemType.UNKNOWN_AGENCY if e.unknown
                 else ProblemType.AGENCY_AUTHENTICATION_FAILED,
                 element="FromAgencyId", value=e.value if e.unknown else None)
-            reply = render_problem(problem, envelope, prefix_style=envelope.prefix_style,
-                                   local_agency=agency, keep_tree=reply_tree)
+            reply = render_problem(problem, envelope, local_agency=agency,  # in its own style
+                                   keep_tree=reply_tree)
             return reply, problem.problem_type, envelope, None
+        if version_lookup:
+            # Version discovery, answered in its own form (ncip_version.xsd), before any
+            # agency authentication: that form has no place for credentials.
+            reply = render_response(self.version_response(), envelope, local_agency=agency)
+            return reply, "success", envelope, peer
+        assert peer is not None
         style = PREFIX_STYLES[peer.namespace_style]
         try:
             handler = self.handlers.get(envelope.service)
@@ -223,6 +247,42 @@ class NcipService:
                                keep_tree=reply_tree)
         return reply, problem.problem_type, envelope, peer
 
+    def _parse(self, body: bytes, context: NcipRequestContext) -> tuple[Envelope, Any]:
+        """The request parsed; a body that is not what it declares (ILLiad's Windows-1252 sent
+        as UTF-8) is decoded with the fallback charset of the peer it then turns out to come
+        from -- only that peer's, so one peer's setting never rewrites another's requests."""
+        config = self.gateway.config
+        limit, tz = config.ncip.max_body_size, _zone(config.gateway.timezone)
+        error: NCIPSyntaxError | None = None
+        try:
+            parsed = parse_request(body, max_bytes=limit, tz=tz)
+        except NCIPSyntaxError as e:
+            error = e
+        if self._charsets_for is not config:
+            self._charsets_for = config
+            self._charsets = tuple(dict.fromkeys(
+                p.fallback_charset for p in config.peers if p.fallback_charset))
+        if self._charsets and (error is not None or declares_latin1(body)) \
+                and needs_fallback(body):
+            for charset in self._charsets:
+                try:
+                    repaired = parse_request(body, max_bytes=limit, tz=tz,
+                                             fallback_charset=charset)
+                    peer = identify(config.peers, _credentials(repaired[0], context))
+                except (NCIPSyntaxError, PeerError):
+                    continue
+                if peer.fallback_charset == charset:
+                    log.info("NCIP body from peer {peer} decoded as {charset}: not the"
+                             " encoding it declares", peer=peer.name, charset=charset)
+                    return repaired
+        if error is not None:
+            raise error
+        return parsed
+
+    def version_response(self) -> LookupVersionResponse:
+        """The NCIP versions we speak and every service we answer (LookupVersion)."""
+        return LookupVersionResponse(services=tuple(sorted(self.handlers)))
+
     def _audit(self, body: bytes, reply: bytes, outcome: str, envelope: Envelope | None,
                peer: Peer | None, context: NcipRequestContext, duration_us: int,
                request_tree: Any = None, response_tree: Any = None) -> None:
@@ -238,7 +298,7 @@ class NcipService:
             item_barcode=_value(getattr(message, "item_id", None)),
             patron_hash=audit.patron_ref(_patron_identifier(message)),
             duration_us=duration_us, request_size=len(body), response_size=len(reply),
-            request_body=request_body, response_body=response_body,
+            request_body=request_body, response_body=response_body, notes=audit_notes(envelope),
             # stamped as record() would, without copying the entry to stamp it there
             time=audit_time(datetime.fromtimestamp(audit.clock.seconds(), timezone.utc))))
 
@@ -250,5 +310,4 @@ class NcipService:
             envelope = parse_message(body, max_bytes=self.gateway.config.ncip.max_body_size)
         except NCIPProblem:
             return render_problem(problem, None, local_agency=agency)
-        return render_problem(problem, envelope, prefix_style=envelope.prefix_style,
-                              local_agency=agency)
+        return render_problem(problem, envelope, local_agency=agency)  # in its own style

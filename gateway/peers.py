@@ -2,9 +2,12 @@
 """Attributing a request to a configured peer, and authenticating it per that peer's settings.
 
 A request is attributed by what it carries, most specific first: a URL token, a bearer token,
-then FromAgencyId (with FromSystemId and ApplicationProfileType to choose between peers), and
-finally the source address. Attribution and authentication failures are domain errors that the
-NCIP layer turns into ``Unknown Agency`` or ``Agency Authentication Failed``.
+then FromAgencyId, and finally the source address. Several peers may share an agency id (ILLiad
+and Tipasa both send the library's own): the one whose configured ApplicationProfileType and
+FromSystemId the request matches is chosen, and the configuration check refuses sets where a
+request could match two (:func:`gateway.config.told_apart`). Attribution and authentication
+failures are domain errors that the NCIP layer turns into ``Unknown Agency`` or ``Agency
+Authentication Failed``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config import Peer
+from gateway.config import TOKEN_AUTH_KINDS, Peer
 
 
 class PeerError(Exception):
@@ -73,17 +76,34 @@ def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
         # Nothing in the message names the sender: peers allow-listed by source network.
         source = _source(creds.remote_host)
         candidates = [p for p in peers if p.allow_from and p.allows(source)]
-    if len(candidates) > 1 and creds.application_profile:
-        profile = _fold(creds.application_profile)
-        candidates = [p for p in candidates if _fold(p.application_profile) == profile] or \
-            candidates
     if not candidates:
         raise PeerError("no peer has this agency id", unknown=True, value=creds.from_agency)
     if len(candidates) > 1:
+        sharing = candidates
+        candidates = [p for p in sharing if could_have_sent(p, creds)]
+        if not candidates:
+            raise PeerError("peers " + ", ".join(p.name for p in sharing) + " share this"
+                            " identity and none has this ApplicationProfileType/FromSystemId",
+                            unknown=False)
+    if len(candidates) > 1:
         # Never guess: the wrong peer's policies and audit attribution would apply.
         raise PeerError("several peers match: " + ", ".join(p.name for p in candidates)
-                        + " (ApplicationProfileType does not tell them apart)", unknown=False)
+                        + " (ApplicationProfileType and FromSystemId do not tell them apart)",
+                        unknown=False)
     return candidates[0]
+
+
+def could_have_sent(peer: Peer, creds: Credentials) -> bool:
+    """Whether a request with no URL or bearer token, naming an identity ``peer`` shares with
+    others, may be ``peer``'s: each of its configured disambiguators must match (a token peer
+    always sends its token; a configured ApplicationProfileType or FromSystemId is sent)."""
+    if peer.auth.kind in TOKEN_AUTH_KINDS:
+        return False
+    if peer.application_profile and \
+            _fold(peer.application_profile) != _fold(creds.application_profile):
+        return False
+    return not peer.from_system_ids or \
+        _fold(creds.from_system) in map(_fold, peer.from_system_ids)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -118,3 +138,29 @@ def attribute(peers: Sequence[Peer], creds: Credentials) -> Peer:
     peer = identify(peers, creds)
     authenticate(peer, creds)
     return peer
+
+
+def admit_version_lookup(peers: Sequence[Peer], creds: Credentials) -> Peer | None:
+    """Admit a version-discovery request (C{NCIPVersionMessage} has no authentication element):
+    no agency authentication, but source networks still apply. The peer it names (when one
+    does) must allow the address; otherwise some peer must. A URL or bearer token that matches
+    no peer is still refused.
+
+    @return: the peer named, or None when the request names none (or several) of them.
+    """
+    source = _source(creds.remote_host)
+    try:
+        peer: Peer | None = identify(peers, creds)
+    except PeerError:
+        if creds.url_token is not None or creds.bearer_token is not None:
+            raise
+        peer = None
+    if peer is not None:
+        if not peer.allows(source):
+            raise PeerError(f"source address {creds.remote_host} not allowed for peer"
+                            f" {peer.name}", unknown=False)
+        return peer
+    if not any(p.allows(source) for p in peers):
+        raise PeerError(f"source address {creds.remote_host} is allowed for no peer",
+                        unknown=False)
+    return None

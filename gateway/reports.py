@@ -21,7 +21,7 @@ from gateway.backends import operations as ops
 
 AUDIT_COLUMNS = ("id", "time", "protocol", "peer", "remote", "operation", "dialect",
                  "broker_request_id", "our_request_id", "item_barcode", "patron_hash", "outcome",
-                 "duration_us", "request_size", "response_size")
+                 "duration_us", "request_size", "response_size", "notes")
 REQUEST_STEPS = ("requested_at", "accepted_at", "shipped_at", "received_at", "checked_out_at",
                  "returned_at", "checked_in_at", "completed_at", "cancelled_at")
 

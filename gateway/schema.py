@@ -237,6 +237,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX idempotency_request ON idempotency(peer, request_key)
         WHERE request_key IS NOT NULL;
     """,
+    # 7: audit notes: what the gateway repaired or flagged in a request before reading it (a body
+    #    decoded with the peer's fallback charset, a stripped DOCTYPE...), comma-separated.
+    """
+    ALTER TABLE audit ADD COLUMN notes TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -55,7 +55,7 @@ from gateway.backends.base import (
 )
 from gateway.config import Peer
 from gateway.ncip_handlers import RECORD_ID_CODES
-from gateway.ncip_service import PREFIX_STYLES, NcipCall, Rendered
+from gateway.ncip_service import PREFIX_STYLES, NcipCall, Rendered, audit_notes
 from protocols.ncip import messages as m
 from protocols.ncip.model import ItemId, RequestId, UserId
 from protocols.ncip.responses import (
@@ -282,7 +282,8 @@ class Workflows:
             duration_us=int((time.monotonic() - context.started) * 1_000_000),
             request_size=len(body), response_size=len(reply),
             request_body=context.request_body,
-            response_body=audit.ncip_body(reply, reply_tree), time=audit_time(context.now))
+            response_body=audit.ncip_body(reply, reply_tree), time=audit_time(context.now),
+            notes=audit_notes(call.envelope))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -310,6 +311,12 @@ class Workflows:
         if not identifier:
             raise NeededDataMissing(element="UserId")
         patron = queries.find_patron(conn, identifier)
+        # NCIP 1 (INN-Reach) may name the patron by its local barcode, a VisibleUserId in
+        # UserOptionalFields, while its UniqueUserId is another system's id.
+        for other in getattr(message, "user_ids", ()) if patron is None else ():
+            patron = queries.find_patron(conn, other.value)
+            if patron is not None:
+                break
         if patron is None:
             raise UnknownPatron(element="UserIdentifierValue", value=identifier)
         return patron
@@ -427,7 +434,7 @@ class Workflows:
         if not broker_id:
             raise NeededDataMissing(element="RequestId")
         broker_item = _value(message.item_id)
-        patron = self._patron(conn, message.user_id)
+        patron = self._patron(conn, message.user_id, message)
         if patron.is_blocked() or patron.is_expired(s.now.astimezone(s.tz).date()):
             raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
         # One RequestId names one volume per ItemId (ReShare's multi-volume loans).
@@ -990,7 +997,17 @@ class Workflows:
                 hold_id = self._hold_of_request(conn, rs)
                 if hold_id is not None:
                     ops.set_hold_status(conn, hold_id, "cancelled", s.now)
-            ops.advance_rs_request(conn, rs["id"], state=step, step=step, now=s.now)
+            # The step happened when the message says (DateShipped...), never in the future.
+            event = message.date_event
+            when = min(event, s.now) if isinstance(event, datetime) else s.now
+            due = self._as_due(message.date_due, s)
+            extra = {"due_at": ops.iso(due)} if due is not None else {}
+            ops.advance_rs_request(conn, rs["id"], state=step, step=step, now=when, **extra)
+        elif rs is not None and service == "ItemRenewed" and message.date_due is not None:
+            due = self._as_due(message.date_due, s)
+            assert due is not None
+            conn.execute("UPDATE rs_requests SET due_at = ? WHERE id = ?",
+                         (ops.iso(due), rs["id"]))
         return NotificationResponse(service=service)
 
 

@@ -29,7 +29,8 @@ class PrefixStyle(Enum):
     """How NCIP 2 elements are namespaced; per-peer choice for replies."""
 
     NS1 = "ns1"
-    """C{<ns1:NCIPMessage xmlns:ns1="...">} (XC toolkit, Alma, FOLIO): the default."""
+    """C{<ns1:NCIPMessage xmlns:ns1="...">} (XC toolkit, Alma, FOLIO); a request may use
+    another prefix, which a reply in the request's style repeats."""
     DEFAULT = "default-namespace"
     """C{<NCIPMessage xmlns="...">} (ILLiad, Koha, DCB)."""
     NONE = "none"

@@ -132,6 +132,9 @@ class AcceptItem(NCIPRequest):
     pickup_expiry_date: DateValue | None = None
     fiscal_transaction: FiscalTransaction | None = None
     shipping: ShippingAddress | None = None
+    user_ids: tuple[UserId, ...] = ()
+    """Patron ids in C{UserOptionalFields} (NCIP 1: the local barcode as C{VisibleUserId});
+    C{user_id} is the first of them when the message has no C{UserId}/C{UniqueUserId}."""
 
     @property
     def bibliographic(self) -> BibliographicDescription | None:

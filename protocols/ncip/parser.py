@@ -552,12 +552,20 @@ def _lookup_request(r: _Reader, m: Element, header: Header | None) -> NCIPReques
     )
 
 
+def _optional_user_ids(r: _Reader, m: Element) -> tuple[UserId, ...]:
+    """Patron ids inside C{UserOptionalFields} (INN-Reach's local barcode, a VisibleUserId)."""
+    found = _children_any(_child(m, "UserOptionalFields"), ("UserId", "VisibleUserId"))
+    return tuple(u for u in (r.one_user_id(e) for e in found) if u is not None)
+
+
 def _accept_item(r: _Reader, m: Element, header: Header | None) -> NCIPRequest:
+    optional_users = _optional_user_ids(r, m)
     return AcceptItem(
         header=header,
         request_id=r.request_id(m),
         requested_action_type=_code(_child(m, "RequestedActionType")),
-        user_id=r.user_id(m),
+        user_id=r.user_id(m) or (optional_users[0] if optional_users else None),
+        user_ids=optional_users,
         item_id=r.item_id(m),
         date_for_return=r.date(_child(m, "DateForReturn")),
         indeterminate_loan_period=_flag(m, "IndeterminateLoanPeriodFlag"),
@@ -670,14 +678,7 @@ _EVENT_DATES = (
 def _notification(cls: type[Notification]) -> Any:
     def read(r: _Reader, m: Element, header: Header | None) -> NCIPRequest:
         event = _first(m, *_EVENT_DATES)
-        optional_users = _child(m, "UserOptionalFields")
-        extra = tuple(
-            u
-            for u in (
-                r.one_user_id(e) for e in _children_any(optional_users, ("UserId", "VisibleUserId"))
-            )
-            if u is not None
-        )
+        extra = _optional_user_ids(r, m)
         return cls(
             header=header,
             user_id=r.user_id(m),
@@ -747,10 +748,12 @@ def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, tz: tzinfo 
 
 
 def parse_request(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                  tz: tzinfo = UTC) -> tuple[Envelope, Element]:
+                  tz: tzinfo = UTC, fallback_charset: str | None = None
+                  ) -> tuple[Envelope, Element]:
     """L{parse_message}, also returning the parsed tree (the parser never modifies it), so a
-    caller can reuse it, e.g. to redact the request for the audit log without parsing again."""
-    document = parse_xml(raw, max_bytes)
+    caller can reuse it, e.g. to redact the request for the audit log without parsing again.
+    C{fallback_charset}: see L{protocols.ncip.safexml.parse_xml}."""
+    document = parse_xml(raw, max_bytes, fallback_charset=fallback_charset)
     root = document.root
     outer, _INDEX.kids = _INDEX.kids, {}
     try:

@@ -43,6 +43,9 @@ _NCIP_SYSTEM_ID = re.compile(rb"ncip_v1_0?1?\.dtd$|ncip_version\.xsd$", re.I)
 _DECLARATION = re.compile(rb"^(\xef\xbb\xbf)?<\?xml[^>]*\?>")
 _MARKUP_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.I)  # as upper() would find
 _LATIN1 = re.compile(rb"""encoding\s*=\s*["'](?:iso-8859-1|iso8859-1|latin-?1)["']""", re.I)
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._:-]*)["']""")
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8"})
+_C1 = re.compile(rb"[\x80-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class XmlDocument:
 
     @ivar root: the root element.
     @ivar notes: things worth flagging in the audit record (e.g. C{"doctype-stripped"},
-        C{"latin1-declared-utf8-sent"}).
+        C{"latin1-declared-utf8-sent"}, C{"charset-fallback:windows-1252"}).
     """
 
     root: etree._Element
@@ -95,11 +98,56 @@ def _fix_encoding(data: bytes, notes: list[str]) -> bytes:
     return fixed + data[declaration.end() :]
 
 
-def parse_xml(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> XmlDocument:
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def declares_latin1(data: bytes) -> bool:
+    """Whether a body's XML declaration names ISO-8859-1 (cheap: the declaration only)."""
+    declaration = _DECLARATION.match(data)
+    return declaration is not None and _LATIN1.search(declaration.group(0)) is not None
+
+
+def needs_fallback(data: bytes) -> bool:
+    """Whether a body's bytes are not what it declares: not UTF-8 while declaring UTF-8 or no
+    encoding at all, or declaring ISO-8859-1 while carrying bytes 0x80-0x9F (control
+    characters in Latin-1; Windows-1252's quotes, dashes and euro sign) that are not UTF-8.
+    Such a body is decoded with the sender's fallback charset (L{parse_xml})."""
+    declaration = _DECLARATION.match(data)
+    match = _ENCODING.search(declaration.group(0)) if declaration else None
+    declared = match.group(1).lower() if match else b""
+    if not declared or declared in _UTF8_NAMES:
+        return not _utf8(data)
+    if _LATIN1.search(declaration.group(0) if declaration else b""):
+        return _C1.search(data) is not None and not _utf8(data)
+    return False
+
+
+def _decode_fallback(data: bytes, charset: str, notes: list[str]) -> bytes:
+    """The body re-encoded as UTF-8 from ``charset`` (its declaration replaced)."""
+    declaration = _DECLARATION.match(data)
+    body = data[declaration.end():] if declaration else data
+    try:
+        text = body.decode(charset)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise NCIPSyntaxError(f"neither UTF-8 nor {charset}") from exc
+    notes.append(f"charset-fallback:{charset}")
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + text.encode("utf-8")
+
+
+def parse_xml(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES, *,
+              fallback_charset: str | None = None) -> XmlDocument:
     """Parse an NCIP body under the hardening rules above.
 
     @param raw: the HTTP body as received.
     @param max_bytes: refuse larger bodies before any parsing.
+    @param fallback_charset: how the sender really encodes when its bytes are not what it
+        declares (L{needs_fallback}), e.g. C{"windows-1252"} for ILLiad; noted as
+        C{"charset-fallback:<charset>"} when used.
     @raise NCIPSyntaxError: the body is too large, not well-formed, or carries a DOCTYPE or
         entities we refuse.
     """
@@ -112,6 +160,8 @@ def parse_xml(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> XmlDocument:
         raise NCIPSyntaxError("empty body")
     notes: list[str] = []
     data = _strip_doctype(data, notes)
+    if fallback_charset and needs_fallback(data):
+        data = _decode_fallback(data, fallback_charset, notes)
     data = _fix_encoding(data, notes)
     try:
         root = etree.fromstring(data, PARSER)

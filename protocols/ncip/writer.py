@@ -1,11 +1,12 @@
 # -*- test-case-name: tests.protocols.test_ncip_writer,tests.protocols.test_ncip_corpus -*-
 """Write NCIP replies in the request's dialect: schema-valid 2.02 or DTD-shaped NCIP 1.
 
-NCIP 2 replies use the peer's prefix style (C{ns1:} by default, a default namespace, or no
-namespace at all); NCIP 1 replies use C{<Scheme>/<Value>} pairs and C{Unique*} ids. The
-ResponseHeader swaps From and To. Every reply is UTF-8 with a double-quoted declaration.
-L{render_response} writes success payloads; L{render_problem} is the one place that turns an
-L{NCIPProblem} into bytes, and it never writes a PIN, password or agency secret.
+NCIP 2 replies use the peer's prefix style (C{ns1:}, a default namespace, or no namespace at
+all), or by default the request's own style and prefix; NCIP 1 replies use C{<Scheme>/<Value>}
+pairs and C{Unique*} ids. The ResponseHeader swaps From and To. Every reply is UTF-8 with a
+double-quoted declaration. L{render_response} writes success payloads; L{render_problem} is the
+one place that turns an L{NCIPProblem} into bytes, and it never writes a PIN, password or agency
+secret.
 """
 
 from __future__ import annotations
@@ -134,20 +135,43 @@ _DECLARATIONS = {PrefixStyle.NS1: f' xmlns:ns1="{NCIP2_NS}"',
 _ATTRIBUTE_PREFIXES = {PrefixStyle.NS1: "ns1:", PrefixStyle.DEFAULT: "ncip:"}
 
 
-class _Builder:
-    """Element factory for one dialect and prefix style."""
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
-    def __init__(self, dialect: Dialect, style: PrefixStyle, local_agency: str | None) -> None:
+
+def reply_style(prefix_style: PrefixStyle | None,
+                request: Envelope | None) -> tuple[PrefixStyle, str]:
+    """The (style, prefix) a reply is written in: the peer's explicit style, else the request's
+    own (its prefix, its default namespace, or none), else C{ns1:} when nothing was read."""
+    if prefix_style is None:
+        if request is None:
+            return PrefixStyle.NS1, "ns1"
+        prefix = request.prefix if request.prefix_style is PrefixStyle.NS1 else None
+        if prefix is None or prefix == "xml" or not _NCNAME.fullmatch(prefix):
+            prefix = "ns1"
+        return request.prefix_style, prefix
+    return prefix_style, "ns1"
+
+
+class _Builder:
+    """Element factory for one dialect and prefix style (and, for a prefixed style, the
+    prefix: C{ns1} unless the reply follows a request that used another)."""
+
+    def __init__(self, dialect: Dialect, style: PrefixStyle, local_agency: str | None,
+                 prefix: str = "ns1") -> None:
         self.v1 = dialect is Dialect.NCIP1
         namespaced = not self.v1 and style is not PrefixStyle.NONE
         self.style = style if namespaced else PrefixStyle.NONE
-        self.prefix = "ns1:" if self.style is PrefixStyle.NS1 else ""
-        self.attribute_prefix = _ATTRIBUTE_PREFIXES.get(self.style, "")
+        prefixed = self.style is PrefixStyle.NS1
+        self.prefix = f"{prefix}:" if prefixed else ""
+        self.attribute_prefix = self.prefix if prefixed else _ATTRIBUTE_PREFIXES.get(
+            self.style, "")
+        self.declaration = (f' xmlns:{prefix}="{NCIP2_NS}"' if prefixed
+                            else _DECLARATIONS.get(self.style, ""))
         self.local_agency = local_agency or ""
 
     def root(self, version: str | None, name: str = "NCIPMessage") -> _Node:
         version = version or (NCIP1_VERSION if self.v1 else NCIP2_VERSION)
-        attributes = (f'{_DECLARATIONS.get(self.style, "")} {self.attribute_prefix}version='
+        attributes = (f'{self.declaration} {self.attribute_prefix}version='
                       f'"{_attribute(version)}"')
         return [self.prefix + name, attributes, None]
 
@@ -692,18 +716,25 @@ def _dialect(request: Envelope | None) -> Dialect:
     return request.dialect
 
 
-def _version_message(response: LookupVersionResponse, request: Envelope | None) -> bytes:
+def _builder(dialect: Dialect, prefix_style: PrefixStyle | None, request: Envelope | None,
+             local_agency: str | None) -> _Builder:
+    style, prefix = reply_style(prefix_style, request)
+    return _Builder(dialect, style, local_agency, prefix)
+
+
+def _version_message(response: LookupVersionResponse, request: Envelope | None,
+                     local_agency: str | None) -> bytes:
     b = _Builder(Dialect.NCIP1, PrefixStyle.NONE, None)  # unqualified names, like NCIP 1
     root = b.root(VERSION_MESSAGE_VERSION, "NCIPVersionMessage")
     element = b.sub(root, "LookupVersionResponse")
     header = request.message.header if request is not None else None
-    for name, agency in (
-        ("FromAgencyId", header.to_agency if header else None),
-        ("ToAgencyId", header.from_agency if header else None),
+    for name, agency, fallback in (
+        ("FromAgencyId", header.to_agency if header else None, local_agency),
+        ("ToAgencyId", header.from_agency if header else None, None),
     ):
         unique = b.sub(b.sub(element, name), "UniqueAgencyId")
         b.sub(unique, "Scheme", (agency.scheme or "") if agency else "")
-        b.sub(unique, "Value", agency.value if agency else "")
+        b.sub(unique, "Value", agency.value if agency and agency.value else fallback or "")
     for version in response.versions:
         b.sub(element, "VersionSupported", version)
     for service in response.services:
@@ -725,8 +756,8 @@ def render_response(
 
     @param response: the typed payload (L{LookupUserResponse}, L{AcceptItemResponse}, ...).
     @param request: the parsed request (dialect, header to swap); None means NCIP 2.
-    @param prefix_style: NCIP 2 namespace style for this peer; default C{ns1:}. Pass
-        C{request.prefix_style} to answer in the request's own style.
+    @param prefix_style: NCIP 2 namespace style for this peer; None (the default) answers in
+        the request's own style and prefix (C{ns1:} when there is no request).
     @param version: the C{version} attribute to write (defaults per dialect).
     @param local_agency: our agency id, used where the request gave none.
     @param ncip1_doctype: add the standard DOCTYPE to NCIP 1 replies.
@@ -736,12 +767,12 @@ def render_response(
     @return: UTF-8 XML bytes.
     """
     if isinstance(response, LookupVersionResponse):
-        return _version_message(response, request)
+        return _version_message(response, request, local_agency)
     payload = _PAYLOADS.get(type(response))
     if payload is None:
         raise TypeError(f"no writer for {type(response).__name__}")
     dialect = _dialect(request)
-    b = _Builder(dialect, prefix_style or PrefixStyle.NS1, local_agency)
+    b = _builder(dialect, prefix_style, request, local_agency)
     root = b.root(version)
     name = (
         response.response_element
@@ -846,12 +877,12 @@ def render_problem(
     if request is not None and request.is_response and service is None:
         known = False
     if message_level or not known or name is None:
-        b = _Builder(Dialect.NCIP2, prefix_style or PrefixStyle.NS1, local_agency)
+        b = _builder(Dialect.NCIP2, prefix_style, request, local_agency)
         root = b.root(version if dialect is Dialect.NCIP2 else None)
         for problem in items:
             _v2_problem(b, root, problem, name, secrets)
         return _serialize(root, keep_tree=keep_tree)
-    b = _Builder(dialect, prefix_style or PrefixStyle.NS1, local_agency)
+    b = _builder(dialect, prefix_style, request, local_agency)
     root = b.root(version)
     element = b.sub(root, name + "Response")
     _header(b, element, request, local_agency)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import Config, ConfigErrors, load_config, parse_config
+from gateway.config import Config, ConfigErrors, Peer, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,10 +85,13 @@ def test_peer_keys_and_preferences() -> None:
 
 
 def test_agency_ids_must_be_unique_across_peers() -> None:
-    """Two peers claiming one agency id would make attribution ambiguous."""
+    """Two peers claiming one agency id, with nothing else to tell them apart, would make
+    attribution ambiguous."""
     errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"]},
                                   {"name": "b", "ncip_agency_ids": ["x"]}]})
-    assert errors == ["peers[1].ncip_agency_ids: 'x' is already used by peers[0]"]
+    assert len(errors) == 1
+    assert errors[0].startswith("peers[1].ncip_agency_ids: 'x' is already used by peers[0] and"
+                                " nothing tells them apart")
 
 
 def test_syntax_error_names_the_file(tmp_path: Path) -> None:
@@ -130,3 +133,66 @@ def test_overrides_apply_for_one_run() -> None:
     assert str(config.gateway.database) == "/tmp/x.db"
     assert config.z3950.listen == ("tcp:0",)
     assert config.ncip.listen == ("tcp:0", "tcp6:0")
+
+
+def test_peers_may_share_an_agency_id_when_told_apart() -> None:
+    """ILLiad and Tipasa both send the library's own agency id: accepted when a different
+    ApplicationProfileType, disjoint FromSystemIds or a token auth tells them apart (13.11)."""
+    shared = ["01XXX_INST"]
+    accepted = [
+        [{"name": "illiad", "ncip_agency_ids": shared, "application_profile": "ILLiad"},
+         {"name": "tipasa", "ncip_agency_ids": ["01xxx_inst"], "application_profile": "2.00"}],
+        [{"name": "illiad", "ncip_agency_ids": shared, "from_system_ids": ["ILLiad"]},
+         {"name": "tipasa", "ncip_agency_ids": shared, "from_system_ids": ["WSILL"]}],
+        [{"name": "illiad", "ncip_agency_ids": shared},
+         {"name": "tipasa", "ncip_agency_ids": shared,
+          "auth": {"kind": "bearer", "token": "t-1"}}],
+        [{"name": "illiad", "ncip_agency_ids": shared,
+          "auth": {"kind": "url-token", "token": "u-1"}},
+         {"name": "tipasa", "ncip_agency_ids": shared,
+          "auth": {"kind": "bearer", "token": "t-1"}}],
+    ]
+    for peers in accepted:
+        parse_config({"peers": peers})
+
+
+def test_ambiguous_shared_agency_ids_are_refused() -> None:
+    """A set where one request could match two peers is refused, each clash with its path:
+    the same profile, a profile on one side only, or FromSystemIds in common."""
+    shared = ["01XXX_INST"]
+    refused = [
+        [{"name": "a", "ncip_agency_ids": shared, "application_profile": "ILLiad"},
+         {"name": "b", "ncip_agency_ids": shared, "application_profile": "illiad"}],
+        [{"name": "a", "ncip_agency_ids": shared, "application_profile": "ILLiad"},
+         {"name": "b", "ncip_agency_ids": shared, "from_system_ids": ["WSILL"]}],
+        [{"name": "a", "ncip_agency_ids": shared, "from_system_ids": ["WSILL", "X"]},
+         {"name": "b", "ncip_agency_ids": shared, "from_system_ids": ["wsill"]}],
+        [{"name": "a", "ncip_agency_ids": shared,
+          "auth": {"kind": "shared-secret", "secret": "one"}},
+         {"name": "b", "ncip_agency_ids": shared,
+          "auth": {"kind": "shared-secret", "secret": "two"}}],
+    ]
+    for peers in refused:
+        errors = errors_of({"peers": peers})
+        assert len(errors) == 1 and errors[0].startswith(
+            "peers[1].ncip_agency_ids: '01xxx_inst' is already used by peers[0]"), errors
+    three = errors_of({"peers": [
+        {"name": "a", "ncip_agency_ids": shared, "application_profile": "A"},
+        {"name": "b", "ncip_agency_ids": shared, "application_profile": "B"},
+        {"name": "c", "ncip_agency_ids": shared, "application_profile": "a"}]})
+    assert len(three) == 1 and three[0].startswith(
+        "peers[2].ncip_agency_ids: '01xxx_inst' is already used by peers[0]")
+
+
+def test_fallback_charset_must_be_known_and_ascii_compatible() -> None:
+    """A peer's fallback_charset (13.13) is an ASCII-compatible character set: one that could
+    turn other bytes into markup (utf-7, utf-16) is refused, as is an unknown name."""
+    config = parse_config({"peers": [{"name": "illiad", "fallback_charset": "windows-1252"}]})
+    assert config.peers[0].fallback_charset == "windows-1252"
+    assert Peer(name="x").fallback_charset == "" and Peer(name="x").namespace_style == "request"
+    errors = errors_of({"peers": [{"name": "a", "fallback_charset": "utf-7"},
+                                  {"name": "b", "fallback_charset": "utf-16"},
+                                  {"name": "c", "fallback_charset": "klingon"}]})
+    assert errors == ["peers[0].fallback_charset: 'utf-7' is not ASCII-compatible",
+                      "peers[1].fallback_charset: 'utf-16' is not ASCII-compatible",
+                      "peers[2].fallback_charset: unknown character set 'klingon'"]

@@ -9,7 +9,14 @@ import pytest
 
 from gateway import peers as peers_module
 from gateway.config import Peer, PeerAuth
-from gateway.peers import Credentials, PeerError, attribute, authenticate, identify
+from gateway.peers import (
+    Credentials,
+    PeerError,
+    admit_version_lookup,
+    attribute,
+    authenticate,
+    identify,
+)
 
 
 def net(*cidrs: str) -> tuple:  # type: ignore[type-arg]
@@ -233,3 +240,83 @@ def test_non_ascii_secrets() -> None:
     authenticate(peer, creds(agency_secret="pässwörd"))
     with pytest.raises(PeerError):
         authenticate(peer, creds(agency_secret="passwort"))
+
+
+# -- peers sharing an agency id (13.11) ---------------------------------------------------------
+
+LIBRARY = ("01XXX_INST",)
+ILLIAD = Peer(name="illiad", ncip_agency_ids=LIBRARY, application_profile="ILLiad",
+              auth=PeerAuth(kind="shared-secret", secret="ill-secret"))
+TIPASA_WSILL = Peer(name="tipasa", ncip_agency_ids=LIBRARY, application_profile="2.00",
+                    from_system_ids=("WSILL",))
+TIPASA_BEARER = Peer(name="tipasa-bearer", ncip_agency_ids=LIBRARY,
+                     auth=PeerAuth(kind="bearer", token="tip-tok"))
+ILLIAD_URL = Peer(name="illiad-url", ncip_agency_ids=LIBRARY,
+                  auth=PeerAuth(kind="url-token", token="ill-url"))
+
+
+def test_shared_agency_id_told_apart_by_profile_and_system() -> None:
+    """ILLiad and Tipasa both send the library's agency id: the request's
+    ApplicationProfileType and FromSystemId pick the one whose configuration it matches."""
+    pair = (ILLIAD, TIPASA_WSILL)
+    assert identify(pair, creds(from_agency="01xxx_inst", application_profile="illiad")) \
+        is ILLIAD
+    assert identify(pair, creds(from_agency="01XXX_INST", application_profile="2.00",
+                                from_system="wsill")) is TIPASA_WSILL
+    # Tipasa's configured FromSystemId is part of its identity: without it, it is not Tipasa.
+    with pytest.raises(PeerError) as info:
+        identify(pair, creds(from_agency="01XXX_INST", application_profile="2.00"))
+    assert not info.value.unknown and "share this identity" in info.value.reason
+    with pytest.raises(PeerError):
+        identify(pair, creds(from_agency="01XXX_INST"))
+
+
+def test_shared_agency_id_told_apart_by_token() -> None:
+    """A token peer is the one that sent its token; a request without a token is never a
+    token peer's, so it goes to the peer that authenticates otherwise."""
+    trio = (ILLIAD, TIPASA_BEARER, ILLIAD_URL)
+    assert identify(trio, creds(from_agency="01XXX_INST", bearer_token="tip-tok")) \
+        is TIPASA_BEARER
+    assert identify(trio, creds(from_agency="01XXX_INST", url_token="ill-url")) is ILLIAD_URL
+    plain = {"from_agency": "01XXX_INST", "application_profile": "ILLiad"}
+    assert identify(trio, creds(**plain)) is ILLIAD
+    assert attribute(trio, creds(**plain, agency_secret="ill-secret")) is ILLIAD
+    with pytest.raises(PeerError):  # attributed, then its own authentication still applies
+        attribute(trio, creds(**plain, agency_secret="wrong"))
+
+
+def test_single_peer_attribution_unchanged_by_disambiguators() -> None:
+    """With one peer per agency id nothing changes: a token peer without its token is still
+    attributed (and then fails authentication), a profile mismatch is still that peer's."""
+    assert identify((ILLIAD_URL,), creds(from_agency="01XXX_INST")) is ILLIAD_URL
+    with pytest.raises(PeerError) as info:
+        attribute((ILLIAD_URL,), creds(from_agency="01XXX_INST"))
+    assert "URL token" in info.value.reason
+    assert identify((ILLIAD,), creds(from_agency="01XXX_INST", application_profile="x")) \
+        is ILLIAD
+
+
+# -- version discovery (13.10) ------------------------------------------------------------------
+
+
+def test_version_lookup_needs_no_agency_authentication() -> None:
+    """An NCIPVersionMessage cannot carry credentials: the shared-secret peer it names is
+    admitted without its secret; an unknown or shared agency id is admitted anonymously."""
+    assert admit_version_lookup(ALL, creds(from_agency="RESHARE")) is RESHARE
+    assert admit_version_lookup(ALL, creds(from_agency="NOBODY")) is None
+    assert admit_version_lookup((ILLIAD, TIPASA_WSILL), creds(from_agency="01XXX_INST")) is None
+
+
+def test_version_lookup_still_checks_source_networks() -> None:
+    """The named peer's allow_from applies; an anonymous request needs some peer that allows
+    its address; a URL or bearer token that matches nobody is refused."""
+    with pytest.raises(PeerError):
+        admit_version_lookup(ALL, creds(from_agency="FAR", remote_host="192.0.2.1"))
+    assert admit_version_lookup(ALL, creds(from_agency="FAR", remote_host="10.99.1.2")) is FAR
+    fenced = (RESHARE, FAR)
+    with pytest.raises(PeerError):
+        admit_version_lookup(fenced, creds(from_agency="NOBODY", remote_host="192.0.2.1"))
+    assert admit_version_lookup(fenced, creds(from_agency="NOBODY",
+                                              remote_host="10.99.0.7")) is None
+    with pytest.raises(PeerError):
+        admit_version_lookup(ALL, creds(from_agency="NOBODY", bearer_token="forged"))
