@@ -54,7 +54,7 @@ td.t{min-width:14em;overflow-wrap:anywhere}
 .tag{display:inline-block;border-radius:3px;padding:0 5px;font-size:13px;font-weight:600;
 background:#fde8e6;color:#8c1d18;margin-left:4px}
 .legend span{display:inline-block;margin-right:12px} .sw{display:inline-block;width:10px;height:10px;margin-right:4px}
-svg{display:block;max-width:100%;height:auto}
+svg{display:block;width:100%;max-width:560px;height:auto}
 svg text{font:12px system-ui,sans-serif;fill:#1d2733}
 .empty{color:#5b6a7a;font-style:italic}
 .actions{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr))}
@@ -68,20 +68,23 @@ input,select,button{font:inherit;padding:5px 8px;border:1px solid #8a99a8;border
 background:#fff;color:#1d2733;max-width:100%}
 button{background:#1d3557;color:#fff;border-color:#1d3557;cursor:pointer}
 .pager{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;margin-top:8px}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
+dl.facts{display:grid;grid-template-columns:fit-content(45%) minmax(0,1fr);gap:4px 16px;margin:0}
 dl.facts dt{font-weight:600;color:#3b4b5b} dl.facts dd{margin:0;overflow-wrap:anywhere}
 details{margin:2px 0} pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px;
 background:#f5f7fa;padding:6px;margin:4px 0}
 @media (max-width:700px){
 header{padding:10px 12px} main{padding:10px 8px;gap:10px} section{padding:10px}
 table.cards thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
-table.cards tr{display:block;border-bottom:2px solid #d5dde6;padding:4px 0}
-table.cards th,table.cards td{display:flex;gap:12px;justify-content:space-between;border:0;
-padding:2px 4px;text-align:right;min-width:0;overflow-wrap:anywhere}
-table.cards th::before,table.cards td::before{content:attr(data-label);font-weight:600;
-color:#3b4b5b;text-align:left;flex:none}
+table.cards tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:4px 12px;
+border-bottom:2px solid #d5dde6;padding:6px 0}
+table.cards th,table.cards td{display:block;border:0;padding:0 2px;text-align:left;min-width:0;
+overflow-wrap:anywhere}
+table.cards th::before,table.cards td::before{content:attr(data-label);display:block;
+font-size:12px;font-weight:600;color:#4a5a6a}
+table.cards th,table.cards td.t{grid-column:1/-1}
+table.cards th::before{display:none}
+table.cards td.t::before{display:inline;margin-right:6px}
 table.cards td.t{min-width:0}
-dl.facts{grid-template-columns:1fr}
 }
 """
 
@@ -144,8 +147,8 @@ def _bars(title: str, rows: list[tuple[str, list[float]]], colours: list[str],
         return '<p class="empty">No data yet.</p>'
     peak = max((v for _, values in rows for v in values), default=0) or 1
     longest = max(len(label) for label, _ in rows)
-    label_chars = min(longest, 22)
-    bar, gap, width = 14, 10, 300
+    label_chars = min(longest, 18)
+    bar, gap, width = 14, 10, 240
     label_width = 8 + 7 * label_chars
     value_width = 8 + 7 * max(len(f"{v:g}{unit}") for _, values in rows for v in values)
     total = label_width + width + value_width
@@ -306,7 +309,7 @@ def _listing(listing: Listing, page: worklist.Page, zone: tzinfo, peers: list[st
              states: list[str]) -> str:
     rows = [[_request_link(r), Markup(escape(r["title"]) or '<span class="empty">—</span>'),
              r["patron"], r["peer"], r["role"], _state(r),
-             Markup(f'<span class="nw">{escape(local_time(r["due"], zone))}</span>'),
+             Markup(f'<span class="nw">{escape(local_time(r["due"], zone) or "—")}</span>'),
              age(r["age_seconds"])] for r in page.rows]
     first = (listing.page - 1) * PAGE_SIZE + 1
     last = first + len(page.rows) - 1
@@ -417,7 +420,8 @@ def render_request(*, name: str, now: datetime, zone: tzinfo, request: dict[str,
              ("broker's request id", request["broker_request_id"] or "—"),
              ("partner", request["peer"]),
              ("role", "we borrow" if request["role"] == "borrower" else "we lend"),
-             ("state", _state(request)), ("title", title), ("patron", request["patron"] or "—"),
+             ("state", _state(request)), ("title", title), ("patron (keyed hash, as in the audit log)" if request["patron"].startswith("#")
+              else "patron", request["patron"] or "—"),
              ("item", request["item_barcode"] or "—"),
              ("due", local_time(request["due"], zone) or "—")]
     if request["role"] == "borrower":

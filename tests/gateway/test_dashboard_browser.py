@@ -184,7 +184,9 @@ LAYOUT = """({
     scrolled: [...document.querySelectorAll('section, .scroll, pre')]
         .filter(e => e.scrollWidth > e.clientWidth + 1)
         .map(e => `${e.parentElement.closest('[id]')?.id} ${e.tagName} by `
-                  + (e.scrollWidth - e.clientWidth)),
+                  + (e.scrollWidth - e.clientWidth) + ': ' + [...e.querySelectorAll('*')]
+                  .filter(d => d.getBoundingClientRect().right > e.getBoundingClientRect().right)
+                  .map(d => d.tagName + '.' + d.className).slice(0, 5).join(' ')),
     scripts: document.scripts.length,
 })"""
 
@@ -288,6 +290,9 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
                 exchanges: [...document.querySelectorAll('#exchanges tbody tr')]
                     .map(tr => tr.cells[2].textContent),
             })""")
+            tab.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+            views[label]["bodies"] = tab.evaluate(
+                "[...document.querySelectorAll('#exchanges pre')].map(p => p.textContent)")
             views[label]["detailLayout"] = tab.evaluate(LAYOUT)
             views[label]["detailA11y"] = tab.evaluate(ACCESSIBILITY)
             shots[f"request-{label}"] = tab.screenshot(artifacts / f"request-{label}.png")
@@ -327,5 +332,8 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
         assert view["detail"]["heading"].startswith("B-") and view["detail"][
             "heading"].endswith("· [ILL] Tipasa book")
         assert view["detail"]["exchanges"] == ["AcceptItem"]
+        # the AcceptItem and its response, as the audit log keeps them (patron redacted)
+        assert len(view["bodies"]) == 2 and "AcceptItem" in view["bodies"][0]
+        assert "PBAR-101" not in "".join(view["bodies"])
         assert view["detail"]["steps"] == ["requested", "accepted", "received"]
     assert _complaints(browser) == []
