@@ -408,7 +408,7 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
     if args.format != "table":
         _print_rows(rows, args.format, out, [
             "id", "our_request_id", "broker_request_id", "peer", "role", "state", "overdue",
-            "title", "patron", "item_barcode", "due", "age_seconds", "due_at", "renewable",
+            "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_seconds", "renewable",
             *reports.REQUEST_STEPS])
         return
     zone = ZoneInfo(config.gateway.timezone)
@@ -416,8 +416,8 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
               "item": row["item_barcode"], "title": row["title"], "patron": row["patron"],
               "partner": row["peer"], "role": row["role"],
               "state": row["state"] + (" OVERDUE" if row["overdue"] else ""),
-              "due": local_time(row["due"], zone) if args.wide
-              else local_time(row["due"], zone)[:10],
+              "due": local_time(row["due_at"], zone) if args.wide
+              else local_time(row["due_at"], zone)[:10],
               "age": age(row["age_seconds"]),
               **{step[:-3]: local_time(row[step], zone) for step in reports.REQUEST_STEPS}}
              for row in rows]
@@ -427,8 +427,8 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
             "age", *(step[:-3] for step in reports.REQUEST_STEPS)])
     else:
         for line in table:  # long partner names and patron labels give way too
-            line["partner"] = shorten(line["partner"], 16)
-            line["patron"] = shorten(line["patron"], 16)
+            line["partner"] = shorten(line["partner"], 14)
+            line["patron"] = shorten(line["patron"], 14)
         _print_rows(fit_columns(table, REQUEST_TABLE, 120, "title"), "table", out,
                     REQUEST_TABLE)
 

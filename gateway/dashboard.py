@@ -256,8 +256,8 @@ def _zone_note(now: datetime, zone: tzinfo) -> str:
 def _actions(actions: worklist.ActionItems, zone: tzinfo, now: datetime) -> str:
     overdue = actions.overdue
     overdue_rows = [[_request_link(r), shorten(r["title"], 60), r["patron"], r["peer"],
-                     Markup(f'<span class="nw">{escape(local_time(r["due"], zone))}</span> '
-                            f'<span class="tag">{escape(age(_since(r["due"], now)))} late</span>')]
+                     Markup(f'<span class="nw">{escape(local_time(r["due_at"], zone))}</span> '
+                            f'<span class="tag">{escape(age(_since(r["due_at"], now)))} late</span>')]
                     for r in overdue.rows]
     more = (f'<p><a href="/?{escape(Listing(overdue=True).params())}#requests">All '
             f'{overdue.total} overdue</a></p>' if overdue.total > len(overdue.rows) else "")
@@ -309,7 +309,7 @@ def _listing(listing: Listing, page: worklist.Page, zone: tzinfo, peers: list[st
              states: list[str]) -> str:
     rows = [[_request_link(r), Markup(escape(r["title"]) or '<span class="empty">—</span>'),
              r["patron"], r["peer"], r["role"], _state(r),
-             Markup(f'<span class="nw">{escape(local_time(r["due"], zone) or "—")}</span>'),
+             Markup(f'<span class="nw">{escape(local_time(r["due_at"], zone) or "—")}</span>'),
              age(r["age_seconds"])] for r in page.rows]
     first = (listing.page - 1) * PAGE_SIZE + 1
     last = first + len(page.rows) - 1
@@ -423,9 +423,9 @@ def render_request(*, name: str, now: datetime, zone: tzinfo, request: dict[str,
              ("state", _state(request)), ("title", title), ("patron (keyed hash, as in the audit log)" if request["patron"].startswith("#")
               else "patron", request["patron"] or "—"),
              ("item", request["item_barcode"] or "—"),
-             ("due", local_time(request["due"], zone) or "—")]
+             ("due", local_time(request["due_at"], zone) or "—")]
     if request["role"] == "borrower":
-        facts.append(("lender's due date", local_time(request["due_at"], zone) or "—"))
+        facts.append(("lender's due date", local_time(request["lender_due_at"], zone) or "—"))
     facts += [("renewable", "yes" if request["renewable"] else "no"),
               ("age", age(request["age_seconds"]))]
     fact_html = "".join(f"<dt>{escape(label)}</dt><dd>{_html(value)}</dd>"

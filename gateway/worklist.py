@@ -138,9 +138,12 @@ def _decorate(row: sqlite3.Row, now: datetime, patrons: PatronPolicy) -> dict[st
     loan_due = _parse(data.pop("loan_due"))
     data["title"] = data["title"] or ""
     data["patron"] = patrons.label(data.pop("patron_barcode"), data.pop("patron_institution"))
-    # The open loan's due date (ours to the borrowing library, or our patron's for a borrowed
-    # item); else the lender's date for a borrowed item not yet out.
-    data["due"] = ops.iso(loan_due) if loan_due is not None else data["due_at"]
+    # ``due_at``: the open loan's due date (of our item with the borrowing library, or of a
+    # borrowed item with our patron); else the lender's date for a borrowed item not yet out,
+    # which is also kept apart (the date the lender wants it back: it caps renewals).
+    lender_due = data.pop("due_at")
+    data["lender_due_at"] = lender_due if data["role"] == "borrower" else None
+    data["due_at"] = ops.iso(loan_due) if loan_due is not None else lender_due
     data["overdue"] = loan_due is not None and loan_due < now
     started = _parse(data["requested_at"] or data["accepted_at"] or data["shipped_at"])
     ended = _parse(data["completed_at"] or data["cancelled_at"]) if closed else None
@@ -205,7 +208,7 @@ def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPoli
     exchanges failed within it (the last one, or at least half of them)."""
     overdue = request_page(conn, RequestQuery(overdue=True, open_only=True, limit=None),
                            now=now, patrons=patrons)
-    overdue.rows.sort(key=lambda r: r["due"] or "")
+    overdue.rows.sort(key=lambda r: r["due_at"] or "")
     overdue.rows = overdue.rows[:limit]
     waiting = request_page(conn, RequestQuery(state="awaiting_pickup", role="borrower",
                                               limit=None), now=now, patrons=patrons)
@@ -262,7 +265,7 @@ def exchange_bodies(conn: sqlite3.Connection,
 STEP_COLUMNS = ("requested_at", "accepted_at", "shipped_at", "received_at", "checked_out_at",
                 "returned_at", "checked_in_at", "completed_at", "cancelled_at")
 CSV_COLUMNS = ("our_request_id", "broker_request_id", "peer", "role", "state", "overdue",
-               "title", "patron", "item_barcode", "due", "age_days", *STEP_COLUMNS)
+               "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_days", *STEP_COLUMNS)
 """The work list as CSV: times ISO 8601 with the configured zone's offset."""
 
 
@@ -274,5 +277,6 @@ def csv_rows(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
     return [{**row, "overdue": "yes" if row["overdue"] else "no",
              "age_days": "" if row["age_seconds"] is None
              else f"{row['age_seconds'] / 86400:.1f}",
-             "due": local(row["due"]), **{c: local(row[c]) for c in STEP_COLUMNS}}
+             "due_at": local(row["due_at"]), "lender_due_at": local(row["lender_due_at"]),
+             **{c: local(row[c]) for c in STEP_COLUMNS}}
             for row in rows]

@@ -46,6 +46,7 @@ def seed_worklist(conn: sqlite3.Connection, count: int = 60, *,
     (some overdue), borrowed items awaiting pickup (some past their hold's expiry), checked
     out to a person (some overdue), and a few completed or cancelled, all within 40 days
     before ``now``. Committed."""
+    now = now.replace(microsecond=0)  # as stored
     conn.execute("BEGIN IMMEDIATE")
     people = [upsert_patron(conn, PatronData(barcode=f"PW-{n:03d}"))[0] for n in range(4)]
     institutions = {peer: upsert_patron(conn, PatronData(
