@@ -57,6 +57,7 @@ background:#fde8e6;color:#8c1d18;margin-left:4px}
 svg{display:block;width:100%;max-width:560px;height:auto}
 svg text{font:12px system-ui,sans-serif;fill:#1d2733}
 .empty{color:#5b6a7a;font-style:italic}
+.sub{display:block;font-size:13px;font-weight:400;color:#4a5a6a;overflow-wrap:anywhere}
 .actions{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr))}
 .actions table{font-size:14px} .actions td.t{min-width:7em}
 .actions>div{border:1px solid #e3e8ee;border-radius:6px;padding:8px 12px;min-width:0}
@@ -227,7 +228,10 @@ class Listing:
 
 
 def _request_link(row: Mapping[str, Any]) -> Markup:
-    return Markup(f'<a href="/requests/{int(row["id"])}">{escape(row["our_request_id"])}</a>')
+    """Our id, linking to the request's page, over the broker's id (the one partners use)."""
+    broker = row.get("broker_request_id")
+    return Markup(f'<a href="/requests/{int(row["id"])}">{escape(row["our_request_id"])}</a>'
+                  + (f'<span class="sub">{escape(broker)}</span>' if broker else ""))
 
 
 def _state(row: Mapping[str, Any]) -> Markup:

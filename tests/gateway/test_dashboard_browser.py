@@ -280,7 +280,7 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
             tab.open(daemon.admin_url + "/?overdue=1")
             views[label]["overdue"] = tab.evaluate(
                 "[...document.querySelectorAll('#request-table tbody tr')]"
-                ".map(tr => tr.cells[0].textContent)")
+                ".map(tr => tr.cells[0].querySelector('a').textContent)")
             tab.open(daemon.admin_url + "/?q=TIP-1&state=all")
             tab.follow("#request-table tbody a")
             views[label]["detail"] = tab.evaluate("""({
