@@ -26,6 +26,8 @@ from gateway.formatting import write_rows
 
 log = Logger()
 
+_Route = Callable[[Request], "Deferred[tuple[bytes, bytes]]"]
+
 
 class AdminResource(resource.Resource):
     """Every admin path, dispatched by name; read-only, GET only."""
@@ -129,7 +131,7 @@ class AdminResource(resource.Resource):
 
     # -- the staff work screen (gateway.dashboard, gateway.worklist) --------------------------
 
-    def _request_route(self, path: bytes) -> Callable[[Request], Deferred[tuple[bytes, bytes]]] | None:
+    def _request_route(self, path: bytes) -> _Route | None:
         """``/requests/<row id>``: one request's page."""
         prefix, _, ident = path.partition(b"/requests/")
         if prefix or not ident.isdigit() or len(ident) > 18:
@@ -214,5 +216,6 @@ class _NotFoundPage(Exception):
 
 def _params(request: Request) -> dict[str, str]:
     """The query's parameters (the first value of each), as text."""
+    args: dict[bytes, list[bytes]] = request.args or {}
     return {key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
-            for key, values in (request.args or {}).items() if values}
+            for key, values in args.items() if values}

@@ -408,8 +408,8 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
     if args.format != "table":
         _print_rows(rows, args.format, out, [
             "id", "our_request_id", "broker_request_id", "peer", "role", "state", "overdue",
-            "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_seconds", "renewable",
-            *reports.REQUEST_STEPS])
+            "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_seconds",
+            "renewable", *reports.REQUEST_STEPS])
         return
     zone = ZoneInfo(config.gateway.timezone)
     table = [{"request": row["our_request_id"], "broker id": row["broker_request_id"],

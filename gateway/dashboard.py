@@ -269,7 +269,10 @@ def _actions(actions: worklist.ActionItems, zone: tzinfo, now: datetime) -> str:
                     Markup(f'<span class="nw">{escape(local_time(r["pickup_deadline"], zone))}'
                            f'</span> <span class="tag">'
                            f'{escape(age(_since(r["pickup_deadline"], now)))} late</span>')]
-                   for r in actions.pickup_overdue]
+                   for r in actions.pickup_overdue.rows]
+    more_pickup = (f'<p><a href="/?{escape(Listing(state="awaiting_pickup", role="borrower").params())}'
+                   f'#requests">Every item awaiting pickup</a></p>'
+                   if actions.pickup_overdue.total > len(pickup_rows) else "")
     problem_rows = [[local_time(r["time"], zone), r["peer"] or "", r["operation"],
                      r["outcome"], r["broker_request_id"] or r["item_barcode"] or ""]
                     for r in actions.problems]
@@ -284,10 +287,10 @@ def _actions(actions: worklist.ActionItems, zone: tzinfo, now: datetime) -> str:
 {_table("Open loans past their due date, the longest overdue first",
         [Column("request"), Column("title", "t"), Column("patron"), Column("partner"),
          Column("due")], overdue_rows)}{more}</div>
-<div id="pickup"><h3>Waiting too long for pickup <span class="count">({len(pickup_rows)})</span></h3>
+<div id="pickup"><h3>Waiting too long for pickup <span class="count">({actions.pickup_overdue.total})</span></h3>
 {_table("Borrowed items on the hold shelf past their pickup date",
         [Column("request"), Column("title", "t"), Column("patron"), Column("partner"),
-         Column("pick up by")], pickup_rows)}</div>
+         Column("pick up by")], pickup_rows)}{more_pickup}</div>
 <div id="recent-problems"><h3>Problems in the last day <span class="count">({actions.problem_count})</span></h3>
 {_table("Exchanges answered with a Problem or diagnostic in the last 24 hours, newest first",
         [Column("time", "nw"), Column("partner"), Column("operation"), Column("outcome"),
@@ -445,8 +448,8 @@ def render_request(*, name: str, now: datetime, zone: tzinfo, request: dict[str,
             if body)
         exchange_rows.append([
             local_time(row["time"], zone, seconds=True), row["protocol"], row["operation"],
-            Markup(('<span class="ok">success</span>' if row["outcome"] == "success"
-                    else f'<span class="bad">{escape(row["outcome"])}</span>')),
+            Markup('<span class="ok">success</span>' if row["outcome"] == "success"
+                    else f'<span class="bad">{escape(row["outcome"])}</span>'),
             "" if row["duration_us"] is None else f"{row['duration_us'] / 1000:.1f}",
             Markup(folded or '<span class="empty">not kept</span>')])
     heading = f"{escape(request['our_request_id'])} · {escape(shorten(title, 90))}"

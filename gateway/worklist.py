@@ -11,6 +11,7 @@ keyed hash the audit log stores (so a row can be matched with ``interlend audit`
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
@@ -36,11 +37,18 @@ _LOAN_DUE = ("(SELECT l.due_at FROM loans l WHERE l.item_id = r.item_id AND l.re
              " AND r.state NOT IN ('completed', 'cancelled')"
              " AND (r.patron_id IS NULL OR l.patron_id = r.patron_id))")
 
+_PICKUP_EXPIRES = ("(SELECT MIN(h.pickup_expires) FROM holds h WHERE h.item_id = r.item_id"
+                   " AND h.status = 'active' AND r.role = 'borrower')")
+
+_PICKUP_DEADLINE = (f"datetime(COALESCE({_PICKUP_EXPIRES}, datetime(COALESCE(r.received_at,"
+                    " r.accepted_at), ?)))")
+"""When a borrowed item on the hold shelf should have been picked up (UTC, SQLite's form);
+its one parameter is the pickup period as a modifier (``+7 days``)."""
+
 _SELECT = f"""
 SELECT r.*, rec.title AS title, p.barcode AS patron_barcode,
        p.institutional_peer AS patron_institution, {_LOAN_DUE} AS loan_due,
-       (SELECT MIN(h.pickup_expires) FROM holds h WHERE h.item_id = r.item_id
-          AND h.status = 'active' AND r.role = 'borrower') AS pickup_expires
+       {_PICKUP_EXPIRES} AS pickup_expires
 FROM rs_requests r
 LEFT JOIN items i ON i.id = r.item_id
 LEFT JOIN records rec ON rec.id = i.record_id
@@ -64,7 +72,12 @@ class PatronPolicy:
             return barcode
         if self.key is None:
             return "(hidden)"
-        return "#" + keyed_hash(self.key, barcode)[:PATRON_HASH_CHARS]
+        return _hashed_label(self.key, barcode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashed_label(key: bytes, barcode: str) -> str:
+    return "#" + keyed_hash(key, barcode)[:PATRON_HASH_CHARS]
 
 
 def patron_policy(conn: sqlite3.Connection, audit_settings: Any) -> PatronPolicy:
@@ -86,6 +99,12 @@ class RequestQuery:
     overdue: bool = False
     search: str = ""
     open_only: bool = False
+    pickup_late_days: int | None = None
+    """Only borrowed items still on the hold shelf past their hold's expiry, or this many
+    days after they arrived when the hold has none."""
+    order: str = "newest"
+    """``newest`` (first), ``due`` (the earliest due date first) or ``pickup`` (the earliest
+    pickup deadline first: with ``pickup_late_days``)."""
     offset: int = 0
     limit: int | None = 100
 
@@ -102,6 +121,10 @@ class RequestQuery:
         if self.overdue:
             clauses.append(f"{_LOAN_DUE} < ?")
             params.append(now_text)
+        if self.pickup_late_days is not None:
+            clauses.append("r.role = 'borrower' AND r.state = 'awaiting_pickup' AND"
+                           f" {_PICKUP_DEADLINE} < datetime(?)")
+            params += [f"+{int(self.pickup_late_days)} days", now_text]
         text = self.search.strip()
         if text:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -164,7 +187,16 @@ def request_page(conn: sqlite3.Connection, query: RequestQuery, *, now: datetime
     if query.limit is not None:
         paging = " LIMIT ? OFFSET ?"
         page_params = [query.limit, max(0, query.offset)]
-    rows = conn.execute(base + " ORDER BY r.id DESC" + paging, params + page_params).fetchall()
+    order_params: list[Any] = []
+    if query.order == "due":
+        order = " ORDER BY loan_due, r.id"
+    elif query.order == "pickup" and query.pickup_late_days is not None:
+        order = f" ORDER BY {_PICKUP_DEADLINE}, r.id"
+        order_params = [f"+{int(query.pickup_late_days)} days"]
+    else:
+        order = " ORDER BY r.id DESC"
+    rows = conn.execute(base + order + paging,
+                        params + order_params + page_params).fetchall()
     return Page([_decorate(row, now, patrons) for row in rows], total, query)
 
 
@@ -194,7 +226,7 @@ class ActionItems:
     """What staff should look at first, as of ``now``."""
 
     overdue: Page
-    pickup_overdue: list[dict[str, Any]]
+    pickup_overdue: Page
     problems: list[dict[str, Any]]
     problem_count: int
     failing_partners: list[dict[str, Any]]
@@ -206,20 +238,15 @@ def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPoli
     """Overdue loans (oldest due first), borrowed items waiting for pickup past their hold's
     expiry (or ``pickup_days`` after arrival), Problems within ``window`` and partners whose
     exchanges failed within it (the last one, or at least half of them)."""
-    overdue = request_page(conn, RequestQuery(overdue=True, open_only=True, limit=None),
-                           now=now, patrons=patrons)
-    overdue.rows.sort(key=lambda r: r["due_at"] or "")
-    overdue.rows = overdue.rows[:limit]
-    waiting = request_page(conn, RequestQuery(state="awaiting_pickup", role="borrower",
-                                              limit=None), now=now, patrons=patrons)
-    pickup_overdue = []
-    for row in waiting.rows:
+    overdue = request_page(conn, RequestQuery(overdue=True, open_only=True, order="due",
+                                              limit=limit), now=now, patrons=patrons)
+    late = request_page(conn, RequestQuery(pickup_late_days=pickup_days, order="pickup",
+                                           limit=limit), now=now, patrons=patrons)
+    for row in late.rows:
         arrived = _parse(row["received_at"] or row["accepted_at"])
         deadline = _parse(row["pickup_expires"]) or (
             arrived + timedelta(days=pickup_days) if arrived is not None else None)
-        if deadline is not None and deadline < now:
-            pickup_overdue.append({**row, "pickup_deadline": ops.iso(deadline)})
-    pickup_overdue.sort(key=lambda r: r["pickup_deadline"])
+        row["pickup_deadline"] = ops.iso(deadline) if deadline is not None else ""
     since = (now - window).isoformat(timespec="microseconds")
     problem_count = conn.execute("SELECT count(*) FROM audit WHERE time >= ? AND"
                                  " outcome != 'success'", (since,)).fetchone()[0]
@@ -239,7 +266,7 @@ def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPoli
                                   or entry["last_failure"] > entry["last_success"]
                                   or 2 * entry["failures"] >= entry["exchanges"]):
             failing.append(entry)
-    return ActionItems(overdue, pickup_overdue[:limit], problems, problem_count, failing)
+    return ActionItems(overdue, late, problems, problem_count, failing)
 
 
 def with_page(query: RequestQuery, offset: int) -> RequestQuery:
@@ -265,7 +292,8 @@ def exchange_bodies(conn: sqlite3.Connection,
 STEP_COLUMNS = ("requested_at", "accepted_at", "shipped_at", "received_at", "checked_out_at",
                 "returned_at", "checked_in_at", "completed_at", "cancelled_at")
 CSV_COLUMNS = ("our_request_id", "broker_request_id", "peer", "role", "state", "overdue",
-               "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_days", *STEP_COLUMNS)
+               "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_days",
+               *STEP_COLUMNS)
 """The work list as CSV: times ISO 8601 with the configured zone's offset."""
 
 

@@ -364,7 +364,7 @@ def test_basic_auth_and_admin_listen_override(tmp_path: Path) -> None:
 
 
 def _empty_actions() -> Any:
-    return worklist.ActionItems(worklist.Page([], 0), [], [], 0, [])
+    return worklist.ActionItems(worklist.Page([], 0), worklist.Page([], 0), [], 0, [])
 
 
 def test_dashboard_renders_without_any_data() -> None:

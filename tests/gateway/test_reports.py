@@ -781,8 +781,11 @@ def test_worklist_action_items(worklist_db: Any, tmp_path: Path) -> None:
     assert actions.overdue.total == len(overdue)
     assert [r["our_request_id"] for r in actions.overdue.rows] == [
         s.our_request_id for s in sorted(overdue, key=lambda s: s.due)]
-    assert sorted(r["our_request_id"] for r in actions.pickup_overdue) == sorted(
-        s.our_request_id for s in seeded if s.pickup_expired)
+    late = sorted((s for s in seeded if s.pickup_expired), key=lambda s: s.requested)
+    assert actions.pickup_overdue.total == len(late)
+    assert [r["our_request_id"] for r in actions.pickup_overdue.rows] == [
+        s.our_request_id for s in late]
+    assert all(r["pickup_deadline"] for r in actions.pickup_overdue.rows)
     assert actions.problem_count == 4
     assert [p["outcome"] for p in actions.problems] == [
         "Unknown Item", "Invalid Message Syntax Error", "Unknown User", "Unknown Item"]
