@@ -416,3 +416,24 @@ def test_dashboard_listing_addresses() -> None:
     query = Listing(state="", page=2).query()
     assert query.open_only and query.offset == PAGE_SIZE and query.limit == PAGE_SIZE
     assert Listing(state="shipped").query(paged=False).limit is None
+
+
+def test_chart_labels_fit_and_are_named() -> None:
+    """A bar chart keeps every label and value inside its drawing (long partner names are
+    shortened there, whole in their tooltip and in the chart's description), and is named
+    for assistive technology by its title and a description of every value."""
+    from gateway.dashboard import _bars
+
+    long_name = "illiad-consortium-of-the-east-and-west"
+    svg = _bars("Lent <and> borrowed", [(long_name, [123456.0, 2.0]), ("b", [0.0, 1.0])],
+                ["#000", "#fff"], ["lent", "borrowed"], " h")
+    width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
+    label_width = float(re.search(r'<rect x="([\d.]+)"', svg).group(1))
+    texts = re.findall(r'<text x="([\d.]+)"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', svg)
+    for x, text in texts:
+        right = float(x) + 7 * len(text)      # 12px text: at most 7px a character
+        assert right <= (label_width if float(x) == 0 else width), (text, right, width)
+    assert "<title>illiad-consortium-of-the-east-and-west</title>" in svg
+    assert 'role="img" aria-labelledby="chart-lent--and--borrowed-t chart-lent--and--' in svg
+    assert "<title id=\"chart-lent--and--borrowed-t\">Lent &lt;and&gt; borrowed</title>" in svg
+    assert f"{long_name}: lent 123456 h, borrowed 2 h; b: lent 0 h, borrowed 1 h" in svg

@@ -17,12 +17,13 @@ import select
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.audit import AuditEntry, audit_time, insert_entry
 from gateway.store import open_database
 from tests import audit_fixtures as af
 from tests import worklist_fixtures as wl
@@ -196,6 +197,10 @@ ACCESSIBILITY = """({
     headersWithoutScope: [...document.querySelectorAll('th')]
         .filter(th => !['col', 'row'].includes(th.getAttribute('scope'))).length,
     charts: [...document.querySelectorAll('svg')].map(svg => ({
+        clipped: [...svg.querySelectorAll('text')].filter(t => {
+            const box = t.getBBox();
+            return box.x < 0 || box.x + box.width > svg.viewBox.baseVal.width;
+        }).map(t => t.textContent),
         role: svg.getAttribute('role'),
         name: (svg.getAttribute('aria-labelledby') || '').split(' ')
             .map(id => document.getElementById(id)?.textContent || '').join(' | ')})),
@@ -218,13 +223,15 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
 
     * reports no console message, uncaught exception or failed load (no script, no external
       asset: nothing may go wrong);
-    * shows what needs action (every overdue loan counted, the Problem of the scenario), the
+    * shows what needs action (every overdue loan counted, the Problem of the scenario, the
+      partner whose every exchange failed in the last hour), the
       first 50 open requests with title, patron, partner, state, due date and age, and a pager
       whose next page holds the rest; the overdue filter keeps exactly the overdue ones;
     * lays out without horizontal overflow at both widths: no element reaches past the
       viewport, nothing scrolls sideways (the page, a section, a table, a message body);
-    * names every chart (SVG role img with a title and a description), gives every table a
-      caption and every header a scope, labels every control;
+    * names every chart (SVG role img with a title and a description) and draws no chart
+      text outside it, gives every table a caption and every header a scope, labels every
+      control;
     * answers the keyboard: the first Tab reaches the skip link, Enter follows it;
     * a request's page (followed from the list) shows its steps and its exchanges;
     * keeps a full-page screenshot of each view in the artifacts directory it prints.
@@ -238,7 +245,15 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
     database = tmp_path / "interlend.sqlite3"
     af.seed_database(database)
     conn = open_database(database)
-    seeded = wl.seed_worklist(conn, now=datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    seeded = wl.seed_worklist(conn, now=now)
+    conn.execute("BEGIN IMMEDIATE")
+    for minutes in (30, 20, 10):   # a partner whose every exchange failed this last hour
+        insert_entry(conn, AuditEntry(protocol="ncip", peer="illiad-consortium-east",
+                                      operation="AcceptItem", outcome="Unknown User",
+                                      broker_request_id=f"ILL-FAIL-{minutes}",
+                                      time=audit_time(now - timedelta(minutes=minutes))))
+    conn.execute("COMMIT")
     conn.close()
     daemon = start_daemon(tmp_path, af.config_text().replace(
         'timezone = "Europe/London"', f'timezone = "{ZONE}"'))
@@ -259,6 +274,8 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
                 overdueCount: document.querySelector('#overdue .count').textContent,
                 recentProblems: [...document.querySelectorAll('#recent-problems tbody tr')]
                     .map(tr => tr.cells[3].textContent),
+                failing: [...document.querySelectorAll('#failing tbody tr')]
+                    .map(tr => [...tr.cells].map(c => c.textContent)),
                 requests: [...document.querySelectorAll('#request-table tbody tr')]
                     .map(tr => [...tr.cells].map(c => c.textContent)),
                 summary: document.querySelector('#listing-summary').textContent,
@@ -310,7 +327,9 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
         assert view["partners"] == ["illiad-consortium-east", "reshare", "tipasa"]
         assert view["bars"] == 3 * 2
         assert view["overdueCount"] == f"({len(overdue)})"
-        assert view["recentProblems"] == ["Unknown Item"]
+        assert view["recentProblems"] == ["Unknown Item"] + ["Unknown User"] * 3
+        assert [row[:2] for row in view["failing"]] == [["illiad-consortium-east", "3 of 3"]]
+        assert view["failing"][0][3] == ""   # never a success
         # the scenario leaves RS-L-3 and TIP-1 open: 2 more than the work list's open ones
         assert view["summary"].startswith(f"Showing 1–50 of {len(open_rows) + 2} open requests")
         assert len(view["requests"]) == 50 and view["page2"] == len(open_rows) + 2 - 50
@@ -326,6 +345,7 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
             assert a11y["tablesWithoutCaption"] == 0 and a11y["headersWithoutScope"] == 0
             assert a11y["unlabelledControls"] == 0
         assert [c["role"] for c in view["a11y"]["charts"]] == ["img", "img"]
+        assert [c["clipped"] for c in view["a11y"]["charts"]] == [[], []]
         assert view["a11y"]["charts"][0]["name"].startswith(
             "Lent and borrowed by partner | illiad-consortium-east: lent")
         assert view["focused"] == "Skip to content" and view["hash"] == "#content"
