@@ -84,6 +84,7 @@ table.cards th::before,table.cards td::before{content:attr(data-label);display:b
 font-size:12px;font-weight:600;color:#4a5a6a}
 table.cards th,table.cards td.t{grid-column:1/-1}
 table.cards th::before{display:none}
+table.cards th .sub{display:inline;margin-left:10px}
 table.cards td.t::before{display:inline;margin-right:6px}
 table.cards td.t{min-width:0}
 }
