@@ -382,7 +382,7 @@ def _requests(args: argparse.Namespace, config: Config, path: Path | None,
             _print_rows(history["exchanges"], "table", out,
                         ["time", "protocol", "operation", "outcome", "duration_us"])
             return EXIT_OK
-        _list_requests(conn, args, config, out)
+        _list_requests(conn, args, config, out, err)
         return EXIT_OK
     finally:
         conn.close()
@@ -392,9 +392,10 @@ REQUEST_TABLE = ("request", "title", "patron", "partner", "role", "state", "due"
 """The ``interlend requests`` table: fits 120 columns (the title gives way)."""
 
 
-def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[str]) -> None:
+def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[str],
+                   err: IO[str]) -> None:
     """``interlend requests``: newest first; times in the configured zone in tables, stored
-    (UTC ISO 8601) in CSV and JSON."""
+    (UTC ISO 8601) in CSV and JSON. When ``--limit`` leaves requests out, stderr says so."""
     from zoneinfo import ZoneInfo
 
     from gateway import reports, worklist
@@ -403,8 +404,12 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
     now = reports.now_utc()
     query = worklist.RequestQuery(peer=args.peer, role=args.role, state=args.state,
                                   overdue=args.overdue, limit=args.limit)
-    rows = worklist.request_page(conn, query, now=now,
-                                 patrons=worklist.patron_policy(conn, config.audit)).rows
+    page = worklist.request_page(conn, query, now=now,
+                                 patrons=worklist.patron_policy(conn, config.audit))
+    rows = page.rows
+    if page.total > len(rows):
+        print(f"{len(rows)} of {page.total} requests shown (newest first); --limit N for more",
+              file=err)
     if args.format != "table":
         _print_rows(rows, args.format, out, [
             "id", "our_request_id", "broker_request_id", "peer", "role", "state", "overdue",

@@ -352,7 +352,7 @@ def _listing(listing: Listing, page: worklist.Page, zone: tzinfo, peers: list[st
 <label class="check"><input type="checkbox" name="overdue" value="1"{" checked" if listing.overdue else ""}> overdue only</label>
 <button type="submit">Show</button> <a href="/#requests">Clear</a>
 </form>
-<p id="listing-summary" role="status">{escape(summary)} · <a href="/requests.csv{'?' + escape(csv_query) if csv_query else ''}" download>CSV of this view</a></p>
+<p id="listing-summary">{escape(summary)} · <a href="/requests.csv{'?' + escape(csv_query) if csv_query else ''}" download>CSV of this view</a></p>
 {_table("Requests, newest first", [Column("request"), Column("title", "t"), Column("patron"), Column("partner"), Column("role"), Column("state"), Column("due"), Column("age", "nw")], rows, empty="nothing to show", table_id="request-table")}
 <nav class="pager" aria-label="Pages of requests">{" ".join(nav)}</nav>
 </section>"""

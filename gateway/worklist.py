@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -267,11 +267,6 @@ def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPoli
                                   or 2 * entry["failures"] >= entry["exchanges"]):
             failing.append(entry)
     return ActionItems(overdue, late, problems, problem_count, failing)
-
-
-def with_page(query: RequestQuery, offset: int) -> RequestQuery:
-    """The same query at another offset."""
-    return replace(query, offset=max(0, offset))
 
 
 def exchange_bodies(conn: sqlite3.Connection,

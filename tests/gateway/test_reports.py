@@ -670,6 +670,19 @@ def wl_long_title() -> str:
     return wl.LONG_TITLE
 
 
+def test_requests_limit_says_what_it_left_out(worklist_db: Any) -> None:
+    """``--limit`` shows the newest N and says on stderr how many more there are (nothing
+    is cut silently); stdout stays the table alone."""
+    database, config, seeded, _ = worklist_db
+    status, out, err = af.cli("requests", "--limit", "10", "-c", str(config),
+                              "--database", str(database))
+    assert status == 0 and len(out.splitlines()) == 11
+    assert err == f"10 of {len(seeded)} requests shown (newest first); --limit N for more\n"
+    status, out, err = af.cli("requests", "--limit", "100", "-c", str(config),
+                              "--database", str(database))
+    assert status == 0 and err == ""
+
+
 def test_requests_wide_shows_every_step_time(worklist_db: Any) -> None:
     """``--wide``: ids, item, whole title and every step's time in the configured zone."""
     from zoneinfo import ZoneInfo
