@@ -23,6 +23,9 @@ from gateway.formatting import age, local_time, shorten
 PAGE_SIZE = 50
 """Requests per page of the work list."""
 
+ORDER_NAMES = {"newest": "newest first", "oldest": "oldest first",
+               "due": "the earliest due date first"}
+
 _STYLE = """
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
@@ -192,12 +195,14 @@ class Listing:
     role: str = ""
     state: str = ""          # "" = every open request, "all" = every request, else one state
     overdue: bool = False
+    order: str = "newest"
     page: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Listing:
         """Read the address's parameters; a value out of range is the default."""
         role = params.get("role", "")
+        order = params.get("sort", "newest")
         try:
             page = max(1, int(params.get("page", "1")))
         except ValueError:
@@ -205,20 +210,21 @@ class Listing:
         return cls(search=params.get("q", "").strip()[:200], peer=params.get("peer", ""),
                    role=role if role in worklist.ROLES else "",
                    state=params.get("state", ""), overdue=params.get("overdue") == "1",
-                   page=page)
+                   order=order if order in worklist.ORDERS else "newest", page=page)
 
     def query(self, *, paged: bool = True) -> worklist.RequestQuery:
         return worklist.RequestQuery(
             peer=self.peer or None, role=self.role or None,
             state=None if self.state in ("", "all") else self.state, overdue=self.overdue,
-            search=self.search, open_only=self.state == "", offset=(self.page - 1) * PAGE_SIZE,
-            limit=PAGE_SIZE if paged else None)
+            search=self.search, open_only=self.state == "", order=self.order,
+            offset=(self.page - 1) * PAGE_SIZE, limit=PAGE_SIZE if paged else None)
 
     def params(self, **changes: Any) -> str:
         """The address's query string for this listing with ``changes`` (empty values left
         out)."""
         values = {"q": self.search, "peer": self.peer, "role": self.role, "state": self.state,
-                  "overdue": "1" if self.overdue else "", "page": str(self.page)}
+                  "overdue": "1" if self.overdue else "",
+                  "sort": "" if self.order == "newest" else self.order, "page": str(self.page)}
         values.update({k: str(v) for k, v in changes.items()})
         if values["page"] == "1":
             values["page"] = ""
@@ -349,11 +355,12 @@ def _listing(listing: Listing, page: worklist.Page, zone: tzinfo, peers: list[st
 <label>Partner <select name="peer">{_options("peer", listing.peer, peer_choices)}</select></label>
 <label>Role <select name="role">{_options("role", listing.role, [("", "both"), ("borrower", "we borrow"), ("lender", "we lend")])}</select></label>
 <label>State <select name="state">{_options("state", listing.state, state_choices)}</select></label>
+<label>Order <select name="sort">{_options("sort", listing.order, [("newest", "newest first"), ("oldest", "oldest first"), ("due", "due soonest")])}</select></label>
 <label class="check"><input type="checkbox" name="overdue" value="1"{" checked" if listing.overdue else ""}> overdue only</label>
 <button type="submit">Show</button> <a href="/#requests">Clear</a>
 </form>
 <p id="listing-summary">{escape(summary)} · <a href="/requests.csv{'?' + escape(csv_query) if csv_query else ''}" download>CSV of this view</a></p>
-{_table("Requests, newest first", [Column("request"), Column("title", "t"), Column("patron"), Column("partner"), Column("role"), Column("state"), Column("due"), Column("age", "nw")], rows, empty="nothing to show", table_id="request-table")}
+{_table(f"Requests, {ORDER_NAMES.get(listing.order, 'newest first')}", [Column("request"), Column("title", "t"), Column("patron"), Column("partner"), Column("role"), Column("state"), Column("due"), Column("age", "nw")], rows, empty="nothing to show", table_id="request-table")}
 <nav class="pager" aria-label="Pages of requests">{" ".join(nav)}</nav>
 </section>"""
 

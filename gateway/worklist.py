@@ -28,6 +28,8 @@ KNOWN_STATES = ("requested", "filled", "shipped", "awaiting_pickup", "checked_ou
 """Every state the workflows give a request, in the order a request goes through them."""
 
 ROLES = ("borrower", "lender")
+ORDERS = ("newest", "oldest", "due")
+"""The orders a listing may ask for (``pickup`` is the action list's own)."""
 PATRON_HASH_CHARS = 10
 """Hex digits of the keyed patron hash shown (a prefix of the audit row's ``patron_hash``)."""
 
@@ -103,8 +105,8 @@ class RequestQuery:
     """Only borrowed items still on the hold shelf past their hold's expiry, or this many
     days after they arrived when the hold has none."""
     order: str = "newest"
-    """``newest`` (first), ``due`` (the earliest due date first) or ``pickup`` (the earliest
-    pickup deadline first: with ``pickup_late_days``)."""
+    """``newest`` (first), ``oldest``, ``due`` (the earliest due date first, undated last) or
+    ``pickup`` (the earliest pickup deadline first: with ``pickup_late_days``)."""
     offset: int = 0
     limit: int | None = 100
 
@@ -189,7 +191,9 @@ def request_page(conn: sqlite3.Connection, query: RequestQuery, *, now: datetime
         page_params = [query.limit, max(0, query.offset)]
     order_params: list[Any] = []
     if query.order == "due":
-        order = " ORDER BY loan_due, r.id"
+        order = " ORDER BY COALESCE(loan_due, r.due_at) IS NULL, COALESCE(loan_due, r.due_at), r.id"
+    elif query.order == "oldest":
+        order = " ORDER BY r.id"
     elif query.order == "pickup" and query.pickup_late_days is not None:
         order = f" ORDER BY {_PICKUP_DEADLINE}, r.id"
         order_params = [f"+{int(query.pickup_late_days)} days"]

@@ -267,6 +267,9 @@ def test_dashboard_filters_and_search(traffic: Any) -> None:
     assert listed("q=Tipasa+book") == listed("q=TIP-1")
     assert listed("q=PBAR-101") == listed("q=TIP-1")   # a patron by the whole barcode
     assert listed("peer=nobody&role=x&page=zz") == []
+    assert listed("state=all&sort=oldest") == everything[::-1]
+    # due soonest: RS-L-3 (out on loan) before TIP-1 (on the hold shelf, no date yet)
+    assert listed("sort=due") == listed("q=RS-L-3") + listed("q=TIP-1")
     status, _, body = af.admin_get(daemon, "/?state=all&role=lender&page=2")
     assert status == 200 and "Page 2 of 1" in body.decode()
 
@@ -412,6 +415,8 @@ def test_dashboard_listing_addresses() -> None:
     assert (listing.search, listing.peer, listing.role, listing.page) == ("Dune", "reshare",
                                                                           "", 1)
     assert listing.params(page=3) == "q=Dune&peer=reshare&state=all&overdue=1&page=3"
+    assert Listing.from_params({"sort": "due"}).params() == "sort=due"
+    assert Listing.from_params({"sort": "drop table"}).order == "newest"
     assert Listing().params() == ""
     query = Listing(state="", page=2).query()
     assert query.open_only and query.offset == PAGE_SIZE and query.limit == PAGE_SIZE

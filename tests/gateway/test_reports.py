@@ -744,6 +744,10 @@ def test_worklist_filters_search_and_paging(worklist_db: Any) -> None:
         assert ids(search="PW-001") == want(lambda s: s.patron == "PW-001")
         assert ids(search="PW-00") == []          # a patron is found by the whole barcode
         assert ids(search="%") == [] and ids(search="_") == []
+        by_due = worklist.request_page(conn, worklist.RequestQuery(order="due", limit=None),
+                                       now=now, patrons=patrons).rows
+        dated = [r["due_at"] for r in by_due if r["due_at"]]
+        assert dated == sorted(dated) and not any(r["due_at"] for r in by_due[len(dated):])
         pages, offset = [], 0
         while True:
             page = worklist.request_page(conn, worklist.RequestQuery(offset=offset, limit=25),
