@@ -67,6 +67,7 @@ svg text{font:12px system-ui,sans-serif;fill:#1d2733}
 .count{font-variant-numeric:tabular-nums}
 form.filters{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:flex-end;margin:0 0 10px}
 form.filters label{display:flex;flex-direction:column;font-size:13px;color:#3b4b5b}
+form.filters label.grow{flex:1 1 16em} form.filters label.grow input{width:100%}
 form.filters label.check{flex-direction:row;align-items:center;gap:6px;min-height:34px}
 input,select,button{font:inherit;padding:5px 8px;border:1px solid #8a99a8;border-radius:4px;
 background:#fff;color:#1d2733;max-width:100%}
@@ -284,7 +285,8 @@ def _actions(actions: worklist.ActionItems, zone: tzinfo, now: datetime) -> str:
                      r["outcome"], r["broker_request_id"] or r["item_barcode"] or ""]
                     for r in actions.problems]
     failing_rows = [[p["peer"], f'{p["failures"]} of {p["exchanges"]}',
-                     local_time(p["last_failure"], zone), local_time(p["last_success"], zone)]
+                     local_time(p["last_failure"], zone),
+                     local_time(p["last_success"], zone) or "none in 24 h"]
                     for p in actions.failing_partners]
     nothing = not (overdue.rows or pickup_rows or problem_rows or failing_rows)
     return f"""<section id="action" class="wide" aria-labelledby="action-h">
@@ -351,7 +353,7 @@ def _listing(listing: Listing, page: worklist.Page, zone: tzinfo, peers: list[st
     return f"""<section id="requests" class="wide" aria-labelledby="requests-h">
 <h2 id="requests-h">Requests</h2>
 <form class="filters" method="get" action="/#requests" role="search" aria-label="Find requests">
-<label>Search <input type="search" name="q" value="{escape(listing.search)}" placeholder="id, title, item or patron barcode"></label>
+<label class="grow">Search <input type="search" name="q" value="{escape(listing.search)}" placeholder="id, title, item or patron barcode"></label>
 <label>Partner <select name="peer">{_options("peer", listing.peer, peer_choices)}</select></label>
 <label>Role <select name="role">{_options("role", listing.role, [("", "both"), ("borrower", "we borrow"), ("lender", "we lend")])}</select></label>
 <label>State <select name="state">{_options("state", listing.state, state_choices)}</select></label>

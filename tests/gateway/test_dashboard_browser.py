@@ -329,7 +329,7 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
         assert view["overdueCount"] == f"({len(overdue)})"
         assert view["recentProblems"] == ["Unknown Item"] + ["Unknown User"] * 3
         assert [row[:2] for row in view["failing"]] == [["illiad-consortium-east", "3 of 3"]]
-        assert view["failing"][0][3] == ""   # never a success
+        assert view["failing"][0][3] == "none in 24 h"
         # the scenario leaves RS-L-3 and TIP-1 open: 2 more than the work list's open ones
         assert view["summary"].startswith(f"Showing 1–50 of {len(open_rows) + 2} open requests")
         assert len(view["requests"]) == 50 and view["page2"] == len(open_rows) + 2 - 50
