@@ -296,12 +296,25 @@ CSV_COLUMNS = ("our_request_id", "broker_request_id", "peer", "role", "state", "
 """The work list as CSV: times ISO 8601 with the configured zone's offset."""
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _not_a_formula(value: Any) -> Any:
+    """Text a broker sent (a title, an id) that a spreadsheet would run as a formula, quoted
+    so that it is shown as text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_rows(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
-    """Listing rows as :data:`CSV_COLUMNS` for a spreadsheet."""
+    """Listing rows as :data:`CSV_COLUMNS` for a spreadsheet: times with the zone's offset,
+    text that would start a formula quoted."""
     def local(value: str | None) -> str:
         moment = _parse(value)
         return moment.astimezone(zone).isoformat() if moment is not None else ""
-    return [{**row, "overdue": "yes" if row["overdue"] else "no",
+    return [{**{key: _not_a_formula(value) for key, value in row.items()},
+             "overdue": "yes" if row["overdue"] else "no",
              "age_days": "" if row["age_seconds"] is None
              else f"{row['age_seconds'] / 86400:.1f}",
              "due_at": local(row["due_at"]), "lender_due_at": local(row["lender_due_at"]),

@@ -875,3 +875,27 @@ def test_checked_out_borrow_has_its_due_date(tmp_path: Path) -> None:
         assert wf.local_day(wf.BORROWED_DAYS).isoformat() in line and "checked_out" in line
     finally:
         daemon.stop()
+
+
+def test_worklist_csv_rows_are_safe_for_spreadsheets() -> None:
+    """The CSV export: times in the configured zone with its offset, the overdue flag as
+    yes/no, age in days; a title or id a broker sent that a spreadsheet would run as a
+    formula (``=``, ``+``, ``-``, ``@``) is quoted as text, other text left as it is."""
+    from zoneinfo import ZoneInfo
+
+    from gateway import worklist
+
+    row = {"our_request_id": "B-1", "broker_request_id": "+1-555", "peer": "p",
+           "role": "borrower", "state": "checked_out", "overdue": True,
+           "title": '=HYPERLINK("http://x.test","click")', "patron": "#0123456789",
+           "item_barcode": "@SUM(A1)", "due_at": "2030-01-01T04:59:59+00:00",
+           "lender_due_at": None, "age_seconds": 129600,
+           **{step: None for step in worklist.STEP_COLUMNS},
+           "requested_at": "2029-12-30T12:00:00+00:00"}
+    [out] = worklist.csv_rows([row], ZoneInfo("America/New_York"))
+    assert out["title"] == "'=HYPERLINK(\"http://x.test\",\"click\")"
+    assert out["broker_request_id"] == "'+1-555" and out["item_barcode"] == "'@SUM(A1)"
+    assert out["our_request_id"] == "B-1" and out["patron"] == "#0123456789"
+    assert out["due_at"] == "2029-12-31T23:59:59-05:00" and out["lender_due_at"] == ""
+    assert out["requested_at"] == "2029-12-30T07:00:00-05:00" and out["completed_at"] == ""
+    assert out["overdue"] == "yes" and out["age_days"] == "1.5"
