@@ -8,6 +8,7 @@ the admin's own credentials (never a peer's). Database reads run on the store's 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import io
 import json
@@ -21,7 +22,7 @@ from twisted.web import resource, server
 from twisted.web.http import Request
 
 from gateway import reports, worklist
-from gateway.dashboard import Listing, render_dashboard, render_missing, render_request
+from gateway.dashboard import PAGE_SIZE, Listing, render_dashboard, render_missing, render_request
 from gateway.formatting import write_rows
 
 log = Logger()
@@ -156,12 +157,16 @@ class AdminResource(resource.Resource):
             actions = worklist.action_items(
                 conn, now=now, patrons=patrons,
                 pickup_days=config.circulation.pickup_period_days)
-            page = worklist.request_page(conn, listing.query(), now=now, patrons=patrons)
+            shown = listing
+            page = worklist.request_page(conn, shown.query(), now=now, patrons=patrons)
+            if not page.rows and page.total:  # past the last page: show the last one
+                shown = dataclasses.replace(listing, page=-(-page.total // PAGE_SIZE))
+                page = worklist.request_page(conn, shown.query(), now=now, patrons=patrons)
             problems = reports.audit_rows(conn, reports.AuditFilter(), limit=500)
             problems = [row for row in problems if row["outcome"] != "success"][:20]
             body = render_dashboard(
                 name=config.gateway.name, now=now, zone=self._zone(), stats=stats,
-                actions=actions, listing=listing, page=page,
+                actions=actions, listing=shown, page=page,
                 peers=worklist.peers_in_use(conn), states=worklist.states_in_use(conn),
                 problems=problems, health=health, currency=config.stats.currency)
             return b"text/html; charset=utf-8", body
