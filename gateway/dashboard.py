@@ -155,8 +155,9 @@ def _bars(title: str, rows: list[tuple[str, list[float]]], colours: list[str],
     longest = max(len(label) for label, _ in rows)
     label_chars = min(longest, 18)
     bar, gap, width = 14, 10, 240
-    label_width = 8 + 7 * label_chars
-    value_width = 8 + 7 * max(len(f"{v:g}{unit}") for _, values in rows for v in values)
+    # Room for 12px text at 8px a character (wider than most: capitals and digits fit).
+    label_width = 8 + 8 * label_chars
+    value_width = 8 + 8 * max(len(f"{v:g}{unit}") for _, values in rows for v in values)
     total = label_width + width + value_width
     height = len(rows) * (bar * len(colours) + gap) + gap
     ident = "chart-" + "".join(ch if ch.isalnum() else "-" for ch in title.lower())
