@@ -294,7 +294,8 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
             tab.open(views[label]["next"])
             views[label]["page2"] = tab.evaluate(
                 "[...document.querySelectorAll('#request-table tbody tr')].length")
-            tab.open(daemon.admin_url + "/?overdue=1")
+            tab.open(daemon.admin_url + "/?overdue=1&state=all&sort=due")
+            views[label]["overdueLayout"] = tab.evaluate(LAYOUT)
             views[label]["overdue"] = tab.evaluate(
                 "[...document.querySelectorAll('#request-table tbody tr')]"
                 ".map(tr => tr.cells[0].querySelector('a').textContent)")
@@ -335,7 +336,9 @@ def test_dashboard_renders_in_chromium(tmp_path: Path) -> None:
         assert len(view["requests"]) == 50 and view["page2"] == len(open_rows) + 2 - 50
         newest = view["requests"][0]
         assert newest[1] == "[ILL] Tipasa book" and newest[2].startswith("#")  # TIP-1, hashed
-        assert sorted(view["overdue"]) == overdue
+        assert view["overdue"] == [s.our_request_id for s in sorted(
+            (s for s in seeded if s.overdue), key=lambda s: s.due)]   # due soonest first
+        assert view["overdueLayout"]["wider"] == [] and view["overdueLayout"]["scrolled"] == []
         layout = view["layout"]
         assert layout["pageOverflow"] <= 0 and layout["wider"] == [] and layout[
             "scrolled"] == [] and layout["scripts"] == 0, (label, layout)
