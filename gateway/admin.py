@@ -8,7 +8,9 @@ the admin's own credentials (never a peer's). Database reads run on the store's 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
+import io
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,10 +21,13 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.http import Request
 
-from gateway import reports
-from gateway.dashboard import render_dashboard
+from gateway import reports, worklist
+from gateway.dashboard import PAGE_SIZE, Listing, render_dashboard, render_missing, render_request
+from gateway.formatting import write_rows
 
 log = Logger()
+
+_Route = Callable[[Request], "Deferred[tuple[bytes, bytes]]"]
 
 
 class AdminResource(resource.Resource):
@@ -37,6 +42,7 @@ class AdminResource(resource.Resource):
             b"/": self._dashboard, b"/stats": self._stats, b"/rs/statistics": self._rs_stats,
             b"/metrics": self._metrics, b"/healthz": self._health,
         }
+        self._routes[b"/requests.csv"] = self._requests_csv
 
     def render(self, request: Request) -> bytes | int:
         if not self._authorised(request):
@@ -45,7 +51,7 @@ class AdminResource(resource.Resource):
             request.setHeader(b"content-type", b"text/plain")
             return b"authentication required\n"
         path = request.path.rstrip(b"/") or b"/"
-        route = self._routes.get(path)
+        route = self._routes.get(path) or self._request_route(path)
         if route is None:
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain")
@@ -63,6 +69,12 @@ class AdminResource(resource.Resource):
             request.finish()
 
         def failed(failure: Any) -> None:
+            if failure.check(_NotFoundPage):
+                request.setResponseCode(404)
+                request.setHeader(b"content-type", b"text/html; charset=utf-8")
+                request.write(failure.value.args[0])
+                request.finish()
+                return
             log.failure("admin page {path} failed", failure, path=path.decode("latin-1"))
             request.setResponseCode(503)
             request.setHeader(b"content-type", b"text/plain")
@@ -118,20 +130,97 @@ class AdminResource(resource.Resource):
     async def _health_json(self) -> tuple[bytes, bytes]:
         return self._json(self.gateway.health())
 
+    # -- the staff work screen (gateway.dashboard, gateway.worklist) --------------------------
+
+    def _request_route(self, path: bytes) -> _Route | None:
+        """``/requests/<row id>``: one request's page."""
+        prefix, _, ident = path.partition(b"/requests/")
+        if prefix or not ident.isdigit() or len(ident) > 18:
+            return None
+        return lambda request: self._request_page(int(ident))
+
+    def _zone(self) -> Any:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.gateway.config.gateway.timezone)
+
     def _dashboard(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         now = self._now()
         config = self.gateway.config
         health = self.gateway.health()
+        listing = Listing.from_params(_params(request))
 
         def build(conn: Any) -> tuple[bytes, bytes]:
+            patrons = worklist.patron_policy(conn, config.audit)
             stats = reports.partner_stats(conn, now=now,
                                           cost_per_request=config.stats.document_supply_cost)
-            in_flight = [r for r in reports.requests(conn, limit=None)
-                         if r["state"] not in ("completed", "cancelled")][:50]
+            actions = worklist.action_items(
+                conn, now=now, patrons=patrons,
+                pickup_days=config.circulation.pickup_period_days)
+            shown = listing
+            page = worklist.request_page(conn, shown.query(), now=now, patrons=patrons)
+            if not page.rows and page.total:  # past the last page: show the last one
+                shown = dataclasses.replace(listing, page=-(-page.total // PAGE_SIZE))
+                page = worklist.request_page(conn, shown.query(), now=now, patrons=patrons)
             problems = reports.audit_rows(conn, reports.AuditFilter(), limit=500)
             problems = [row for row in problems if row["outcome"] != "success"][:20]
-            page = render_dashboard(name=config.gateway.name, now=now, stats=stats,
-                                    in_flight=in_flight, problems=problems, health=health,
-                                    currency=config.stats.currency)
-            return b"text/html; charset=utf-8", page
+            body = render_dashboard(
+                name=config.gateway.name, now=now, zone=self._zone(), stats=stats,
+                actions=actions, listing=shown, page=page,
+                peers=worklist.peers_in_use(conn), states=worklist.states_in_use(conn),
+                problems=problems, health=health, currency=config.stats.currency)
+            return b"text/html; charset=utf-8", body
         return self.gateway.store.read(build)
+
+    def _requests_csv(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
+        """The work list's current view (its filters, every page) as CSV."""
+        now = self._now()
+        config = self.gateway.config
+        listing = Listing.from_params(_params(request))
+        request.setHeader(b"content-disposition", b'attachment; filename="requests.csv"')
+
+        def build(conn: Any) -> tuple[bytes, bytes]:
+            page = worklist.request_page(conn, listing.query(paged=False), now=now,
+                                         patrons=worklist.patron_policy(conn, config.audit))
+            out = io.StringIO()
+            write_rows(worklist.csv_rows(page.rows, self._zone()), "csv", out,
+                       worklist.CSV_COLUMNS)
+            return b"text/csv; charset=utf-8", out.getvalue().encode("utf-8")
+        return self.gateway.store.read(build)
+
+    def _request_page(self, row_id: int) -> Deferred[tuple[bytes, bytes]]:
+        now = self._now()
+        config = self.gateway.config
+
+        def build(conn: Any) -> tuple[bytes, bytes]:
+            patrons = worklist.patron_policy(conn, config.audit)
+            found = worklist.request_detail(conn, row_id, now=now, patrons=patrons)
+            if found is None:
+                raise _NotFound(str(row_id))
+            history = reports.request_history(conn, str(found["our_request_id"]))
+            assert history is not None
+            bodies = worklist.exchange_bodies(conn, [row["id"] for row in history["exchanges"]])
+            return b"text/html; charset=utf-8", render_request(
+                name=config.gateway.name, now=now, zone=self._zone(), request=found,
+                history=history, bodies=bodies)
+
+        def missing(failure: Any) -> tuple[bytes, bytes]:
+            failure.trap(_NotFound)
+            raise _NotFoundPage(render_missing(name=config.gateway.name,
+                                               identifier=failure.value.args[0]))
+        return self.gateway.store.read(build).addErrback(missing)
+
+
+class _NotFound(Exception):
+    """No request with that row id."""
+
+
+class _NotFoundPage(Exception):
+    """Answer 404 with this page."""
+
+
+def _params(request: Request) -> dict[str, str]:
+    """The query's parameters (the first value of each), as text."""
+    args: dict[bytes, list[bytes]] = request.args or {}
+    return {key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
+            for key, values in args.items() if values}

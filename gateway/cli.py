@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     requests.add_argument("--state")
     requests.add_argument("--limit", type=int, default=100)
     requests.add_argument("--format", choices=FORMATS, default="table")
+    requests.add_argument("--overdue", action="store_true",
+                          help="only open loans past their due date")
+    requests.add_argument("--wide", action="store_true",
+                          help="every identifier and step time (the table is then wider "
+                               "than 120 columns)")
     request_commands = requests.add_subparsers(dest="requests_command", metavar="ACTION")
     show = request_commands.add_parser("show", parents=[common],
                                        help="one request's whole history")
@@ -377,15 +382,60 @@ def _requests(args: argparse.Namespace, config: Config, path: Path | None,
             _print_rows(history["exchanges"], "table", out,
                         ["time", "protocol", "operation", "outcome", "duration_us"])
             return EXIT_OK
-        rows = reports.requests(conn, peer=args.peer, role=args.role, state=args.state,
-                                limit=args.limit)
-        _print_rows(rows, args.format, out,
-                    ["our_request_id", "peer", "role", "broker_request_id", "item_barcode",
-                     "state", *[step for step in reports.REQUEST_STEPS]]
-                    if args.format == "table" else None)
+        _list_requests(conn, args, config, out, err)
         return EXIT_OK
     finally:
         conn.close()
+
+
+REQUEST_TABLE = ("request", "title", "patron", "partner", "role", "state", "due", "age")
+"""The ``interlend requests`` table: fits 120 columns (the title gives way)."""
+
+
+def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[str],
+                   err: IO[str]) -> None:
+    """``interlend requests``: newest first; times in the configured zone in tables, stored
+    (UTC ISO 8601) in CSV and JSON. When ``--limit`` leaves requests out, stderr says so."""
+    from zoneinfo import ZoneInfo
+
+    from gateway import reports, worklist
+    from gateway.formatting import age, fit_columns, local_time, shorten
+
+    now = reports.now_utc()
+    query = worklist.RequestQuery(peer=args.peer, role=args.role, state=args.state,
+                                  overdue=args.overdue, limit=args.limit)
+    page = worklist.request_page(conn, query, now=now,
+                                 patrons=worklist.patron_policy(conn, config.audit))
+    rows = page.rows
+    if page.total > len(rows):
+        print(f"{len(rows)} of {page.total} requests shown (newest first); --limit N for more",
+              file=err)
+    if args.format != "table":
+        _print_rows(rows, args.format, out, [
+            "id", "our_request_id", "broker_request_id", "peer", "role", "state", "overdue",
+            "title", "patron", "item_barcode", "due_at", "lender_due_at", "age_seconds",
+            "renewable", *reports.REQUEST_STEPS])
+        return
+    zone = ZoneInfo(config.gateway.timezone)
+    table = [{"request": row["our_request_id"], "broker id": row["broker_request_id"],
+              "item": row["item_barcode"], "title": row["title"], "patron": row["patron"],
+              "partner": row["peer"], "role": row["role"],
+              "state": row["state"] + (" OVERDUE" if row["overdue"] else ""),
+              "due": local_time(row["due_at"], zone) if args.wide
+              else local_time(row["due_at"], zone)[:10],
+              "age": age(row["age_seconds"]),
+              **{step[:-3]: local_time(row[step], zone) for step in reports.REQUEST_STEPS}}
+             for row in rows]
+    if args.wide:
+        _print_rows(table, "table", out, [
+            "request", "broker id", "item", "title", "patron", "partner", "role", "state", "due",
+            "age", *(step[:-3] for step in reports.REQUEST_STEPS)])
+    else:
+        for line in table:  # long partner names and patron labels give way too
+            line["partner"] = shorten(line["partner"], 14)
+            line["patron"] = shorten(line["patron"], 14)
+        _print_rows(fit_columns(table, REQUEST_TABLE, 120, "title"), "table", out,
+                    REQUEST_TABLE)
 
 
 def _stats(args: argparse.Namespace, config: Config, path: Path | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from datetime import datetime, timezone, tzinfo
 from typing import IO, Any
 
 
@@ -46,3 +47,55 @@ def _cell(value: Any) -> str:
         return ""
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def local_time(value: str | None, zone: tzinfo, *, seconds: bool = False) -> str:
+    """A stored (UTC, ISO 8601) time in ``zone``, short: ``2026-11-29 04:06``.
+
+    Text that is no time is returned as it is; a time without an offset is taken as UTC.
+    """
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def age(seconds: float | None) -> str:
+    """A duration for people, two units at most: ``3d 4h``, ``5h 10m``, ``12m``, ``40s``."""
+    if seconds is None:
+        return ""
+    total = int(max(0, seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    if len(text) <= width:
+        return text
+    return text[:max(0, width - 1)] + "…"
+
+
+def fit_columns(rows: list[dict[str, Any]], columns: Sequence[str], total: int,
+                flexible: str) -> list[dict[str, Any]]:
+    """Rows whose ``flexible`` column is shortened so that the aligned table of ``columns``
+    (two spaces between columns) is at most ``total`` characters wide, if it can be."""
+    if not rows or flexible not in columns:
+        return rows
+    fixed = sum(max(len(c), *(len(_cell(row.get(c))) for row in rows))
+                for c in columns if c != flexible) + 2 * (len(columns) - 1)
+    room = max(len(flexible), total - fixed)
+    return [{**row, flexible: shorten(_cell(row.get(flexible)), room)} for row in rows]

@@ -8,18 +8,25 @@ Metric values are checked against what the test sent (the broker scenario of
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
+import re
 import socket
 import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import worklist
 from gateway.audit import AuditEntry, audit_time, insert_entry
+from gateway.dashboard import PAGE_SIZE, Listing, render_dashboard
+from gateway.secrets import keyed_hash
 from gateway.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
@@ -196,23 +203,121 @@ def test_unknown_paths_and_methods(traffic: Any) -> None:
         assert e.code == 405 and e.headers["allow"] == "GET"
 
 
+def _patron_label(daemon: Any, barcode: str) -> str:
+    """How the dashboard shows a person: the start of the audit log's keyed hash."""
+    [row] = af.query(daemon.database,
+                     "SELECT value FROM gateway_meta WHERE key = 'patron_hash_key'")
+    return "#" + keyed_hash(bytes.fromhex(row["value"]), barcode)[:10]
+
+
+def _section(page: str, ident: str) -> str:
+    start = page.index(f'<section id="{ident}"')
+    return page[start:page.index("</section>", start)]
+
+
 def test_dashboard_page_has_the_data_and_escapes_it(traffic: Any) -> None:
-    """``/`` is the dashboard: HTML naming each partner, the requests in flight (RS-L-3 and
-    TIP-1, not the completed or cancelled ones), the recent Problems — where an item barcode
-    full of markup appears escaped, never as markup — and health."""
+    """``/`` is the work screen: HTML naming each partner, the open requests (RS-L-3 and
+    TIP-1, not the completed or cancelled ones) with title, patron — a person by the start of
+    the audit log's keyed hash, never the barcode — partner and state, the Problem of the
+    last day where an item barcode full of markup appears escaped, never as markup, and
+    health. Times are in the configured zone (Europe/London) and say so."""
     daemon, sent, z3950 = traffic
     status, headers, body = af.admin_get(daemon, "/")
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     page = body.decode()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page
     for text in ("Audit test library", "reshare", "tipasa", "RS-L-3", "TIP-1", "NOPE-1",
-                 "Unknown Item", "Health: <span class=\"ok\">ok</span>"):
+                 "Unknown Item", "Health: <span class=\"ok\">ok</span>",
+                 "times in Europe/London"):
         assert text in page, text
-    in_flight = page[page.index('id="in-flight"'):page.index('id="problems"')]
-    assert "RS-L-3" in in_flight and "TIP-1" in in_flight
-    assert "RS-L-1" not in in_flight and "RS-L-2" not in in_flight
+    listing = _section(page, "requests")
+    rows = re.findall(r"<tr>(.*?)</tr>", listing.split("<tbody>")[1])
+    assert len(rows) == 2
+    tipasa, reshare = rows   # newest first
+    assert ">[ILL] Tipasa book<" in tipasa and _patron_label(daemon, "PBAR-101") in tipasa
+    assert "awaiting pickup" in tipasa and ">tipasa<" in tipasa
+    assert ">Structure and interpretation<" in reshare and "INST-EAST" in reshare
+    assert "Showing 1–2 of 2 open requests" in listing
+    assert "RS-L-1" not in listing and "RS-L-2" not in listing
+    for barcode in ("PBAR-100", "PBAR-101"):
+        assert barcode not in page
+    action = _section(page, "action")
+    assert "Problems in the last day <span class=\"count\">(2)</span>" in action
     assert NASTY not in page
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_dashboard_filters_and_search(traffic: Any) -> None:
+    """The work list's form: every state (closed too), a partner, a role, a search, the
+    overdue box; a filter value that is no choice gives an empty list, not an error."""
+    daemon, _, _ = traffic
+
+    def listed(query: str) -> list[str]:
+        status, _, body = af.admin_get(daemon, "/?" + query)
+        assert status == 200
+        listing = _section(body.decode(), "requests")
+        return re.findall(r'<a href="/requests/\d+">([^<]+)</a>', listing)
+
+    everything = listed("state=all")
+    assert len(everything) == 5
+    assert len(listed("state=all&role=lender")) == 3
+    assert listed("state=all&peer=tipasa") == listed("q=TIP-1") and len(listed("q=TIP-1")) == 1
+    assert len(listed("state=cancelled")) == 1
+    assert listed("overdue=1") == []
+    assert listed("q=Tipasa+book") == listed("q=TIP-1")
+    assert listed("q=PBAR-101") == listed("q=TIP-1")   # a patron by the whole barcode
+    assert listed("peer=nobody&role=x&page=zz") == []
+    assert listed("state=all&sort=oldest") == everything[::-1]
+    # due soonest: RS-L-3 (out on loan) before TIP-1 (on the hold shelf, no date yet)
+    assert listed("sort=due") == listed("q=RS-L-3") + listed("q=TIP-1")
+    status, _, body = af.admin_get(daemon, "/?state=all&role=lender&page=2")
+    page = body.decode()   # past the last page: the last page
+    assert status == 200 and "Page 1 of 1" in page and "Showing 1–3 of 3 requests" in page
+
+
+def test_request_page_history_and_exchanges(traffic: Any) -> None:
+    """``/requests/<row id>``: the request's facts, every step and every exchange with its
+    stored (redacted) bodies, as ``interlend requests show`` has them; an unknown row is a
+    404 page, a path that is no row id 404 too."""
+    daemon, _, _ = traffic
+    [row] = af.query(daemon.database, "SELECT id, our_request_id FROM rs_requests WHERE"
+                     " broker_request_id = 'RS-B-1'")
+    status, headers, body = af.admin_get(daemon, f"/requests/{row['id']}")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    assert f"<h1>{row['our_request_id']} · (temporary record removed)</h1>" in page
+    steps = re.findall(r'<th scope="row" data-label="step">([^<]+)</th>', page)
+    assert steps == ["requested", "accepted", "received", "checked out", "returned",
+                     "checked in", "completed"]
+    exchanges = _section(page, "exchanges")
+    assert re.findall(r'data-label="operation">(\w+)<', exchanges) == [
+        "AcceptItem", "CheckOutItem", "CheckInItem", "DeleteItem"]
+    assert exchanges.count("<pre>") == 8 and "PBAR-100" not in page
+    assert "&lt;AcceptItem" in exchanges or "AcceptItem&gt;" in exchanges
+    status, _, body = af.admin_get(daemon, "/requests/999999")
+    assert status == 404 and b"There is no request 999999." in body
+    assert af.admin_get(daemon, "/requests/RS-B-1")[0] == 404
+    assert af.admin_get(daemon, "/requests/")[0] == 404
+
+
+def test_requests_csv_is_the_current_view(traffic: Any) -> None:
+    """``/requests.csv`` with the page's filters: every matching request (all pages), the
+    documented columns, patrons as on the page, times with the configured zone's offset."""
+    daemon, _, _ = traffic
+    status, headers, body = af.admin_get(daemon, "/requests.csv?state=all&role=lender")
+    assert status == 200 and headers["content-type"] == "text/csv; charset=utf-8"
+    assert headers["content-disposition"] == 'attachment; filename="requests.csv"'
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    assert tuple(rows[0]) == worklist.CSV_COLUMNS
+    assert sorted(r["broker_request_id"] for r in rows) == ["RS-L-1", "RS-L-2", "RS-L-3"]
+    assert {r["patron"] for r in rows} == {"INST-EAST"}
+    assert all(r["requested_at"].endswith("+00:00") for r in rows)  # London in winter
+    open_rows = list(csv.DictReader(io.StringIO(af.admin_get(daemon, "/requests.csv")[2]
+                                                .decode())))
+    assert sorted(r["broker_request_id"] for r in open_rows) == ["RS-L-3", "TIP-1"]
+    [tip] = [r for r in open_rows if r["broker_request_id"] == "TIP-1"]
+    assert tip["patron"] == _patron_label(daemon, "PBAR-101") and tip["overdue"] == "no"
+    assert tip["title"] == "[ILL] Tipasa book"
 
 
 # -- authentication and the listen override -------------------------------------------------------
@@ -234,14 +339,15 @@ def test_basic_auth_and_admin_listen_override(tmp_path: Path) -> None:
         daemon = start_daemon(tmp_path, config)
         try:
             assert daemon.ports["admin"] != port
-            for path in ("/", "/stats", "/rs/statistics", "/metrics", "/healthz"):
+            for path in ("/", "/stats", "/rs/statistics", "/metrics", "/healthz",
+                         "/requests.csv", "/requests/1"):
                 status, headers, _ = af.admin_get(daemon, path)
                 assert status == 401 and headers["www-authenticate"] == (
                     'Basic realm="Interlend admin"'), path
                 for auth in (("staff", "wrong"), ("admin", "s3cret-admin"), ("staff", "")):
                     assert af.admin_get(daemon, path, auth=auth)[0] == 401, (path, auth)
                 status, _, _ = af.admin_get(daemon, path, auth=("staff", "s3cret-admin"))
-                assert status == 200, path
+                assert status == (404 if path == "/requests/1" else 200), path  # no request
             broken = urllib.request.Request(daemon.admin_url + "/stats", headers={
                 "Authorization": "Basic " + base64.b64encode(b"\xff\xfe:x").decode()})
             try:
@@ -261,15 +367,79 @@ def test_basic_auth_and_admin_listen_override(tmp_path: Path) -> None:
         taken.close()
 
 
+def _empty_actions() -> Any:
+    return worklist.ActionItems(worklist.Page([], 0), worklist.Page([], 0), [], 0, [])
+
+
 def test_dashboard_renders_without_any_data() -> None:
     """With no partner, request, Problem or listener yet, the page still renders, saying so
     ("No data yet." for the charts, "None." for the tables), and shows a degraded health."""
-    from gateway.dashboard import render_dashboard
-
     stats = {"partners": [], "totals": {"lent": 0, "borrowed": 0, "net_balance": 0}}
-    page = render_dashboard(name="Empty <library>", now=datetime(2030, 1, 1, tzinfo=timezone.utc),
-                            stats=stats, in_flight=[], problems=[],
-                            health={"status": "degraded"}).decode()
-    assert page.count("No data yet.") == 2 and page.count("None.") == 4
-    assert "Empty &lt;library&gt;" in page and "as at 2030-01-01 00:00:00 UTC" in page
+    page = render_dashboard(
+        name="Empty <library>", now=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        zone=ZoneInfo("UTC"), stats=stats, actions=_empty_actions(), listing=Listing(),
+        page=worklist.Page([], 0), peers=[], states=[], problems=[],
+        health={"status": "degraded"}).decode()
+    assert page.count("No data yet.") == 2 and page.count(": None.") == 7
+    assert "Needs action: nothing now" in page and "No open requests match" in page
+    assert "Empty &lt;library&gt;" in page and "as at 2030-01-01 00:00" in page
     assert '<span class="bad">degraded</span>' in page
+
+
+def test_dashboard_times_are_in_the_configured_zone() -> None:
+    """Every time on the page is shown in the configured zone (New York: UTC−5 in winter),
+    and the header names the zone."""
+    stats = {"partners": [], "totals": {"lent": 0, "borrowed": 0, "net_balance": 0}}
+    request = {"id": 7, "our_request_id": "B-7", "broker_request_id": "R-7", "peer": "p",
+               "role": "borrower", "state": "checked_out", "overdue": True, "title": "T",
+               "patron": "#0123456789", "due_at": "2030-01-01T04:59:59+00:00",
+               "age_seconds": 90000}
+    problem = {"time": "2030-01-02T17:30:00.000001+00:00", "protocol": "ncip", "peer": "p",
+               "operation": "CheckOutItem", "outcome": "Unknown Item",
+               "broker_request_id": None, "item_barcode": "X"}
+    page = render_dashboard(
+        name="L", now=datetime(2030, 1, 2, 18, 0, tzinfo=timezone.utc),
+        zone=ZoneInfo("America/New_York"), stats=stats, actions=_empty_actions(),
+        listing=Listing(), page=worklist.Page([request], 1), peers=["p"],
+        states=["checked_out"], problems=[problem], health={"status": "ok"}).decode()
+    assert "as at 2030-01-02 13:00 · times in America/New_York (EST)" in page
+    assert "2029-12-31 23:59" in page and "2030-01-02 12:30" in page
+    assert "T04:59" not in page and "17:30" not in page
+    assert '<span class="tag">overdue</span>' in page and ">1d 1h<" in page
+
+
+def test_dashboard_listing_addresses() -> None:
+    """The work list's address: read leniently (unknown role, bad page: defaults) and
+    written back with the filters kept and empty values left out."""
+    listing = Listing.from_params({"q": " Dune ", "peer": "reshare", "role": "boss",
+                                   "state": "all", "overdue": "1", "page": "x"})
+    assert (listing.search, listing.peer, listing.role, listing.page) == ("Dune", "reshare",
+                                                                          "", 1)
+    assert listing.params(page=3) == "q=Dune&peer=reshare&state=all&overdue=1&page=3"
+    assert Listing.from_params({"sort": "due"}).params() == "sort=due"
+    assert Listing.from_params({"sort": "drop table"}).order == "newest"
+    assert Listing().params() == ""
+    query = Listing(state="", page=2).query()
+    assert query.open_only and query.offset == PAGE_SIZE and query.limit == PAGE_SIZE
+    assert Listing(state="shipped").query(paged=False).limit is None
+
+
+def test_chart_labels_fit_and_are_named() -> None:
+    """A bar chart keeps every label and value inside its drawing (long partner names are
+    shortened there, whole in their tooltip and in the chart's description), and is named
+    for assistive technology by its title and a description of every value."""
+    from gateway.dashboard import _bars
+
+    long_name = "illiad-consortium-of-the-east-and-west"
+    svg = _bars("Lent <and> borrowed", [(long_name, [123456.0, 2.0]), ("b", [0.0, 1.0])],
+                ["#000", "#fff"], ["lent", "borrowed"], " h")
+    width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
+    label_width = float(re.search(r'<rect x="([\d.]+)"', svg).group(1))
+    texts = re.findall(r'<text x="([\d.]+)"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', svg)
+    for x, text in texts:
+        right = float(x) + 7 * len(text)      # 12px text: at most 7px a character
+        assert right <= (label_width if float(x) == 0 else width), (text, right, width)
+    assert "<title>illiad-consortium-of-the-east-and-west</title>" in svg
+    assert 'role="img" aria-labelledby="chart-lent--and--borrowed-t chart-lent--and--' in svg
+    assert "<title id=\"chart-lent--and--borrowed-t\">Lent &lt;and&gt; borrowed</title>" in svg
+    assert f"{long_name}: lent 123456 h, borrowed 2 h; b: lent 0 h, borrowed 1 h" in svg

@@ -596,3 +596,308 @@ def test_gateway_purge_failure_is_logged_and_the_timer_survives(tmp_path: Path) 
     failures = [e for e in events if e.get("log_format", "").startswith("audit retention failed")]
     assert [e["error"] for e in failures] == ["database is locked"] * 2
     assert gateway.metrics.registry.get_sample_value("interlend_audit_rows_purged_total") == 0
+
+
+# -- the work list: interlend requests and gateway.worklist ---------------------------------------
+
+WORK_ZONE = "America/New_York"
+
+
+@pytest.fixture(scope="module")
+def worklist_db(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """(database, config file, seeded requests, patron-hash key): the work list of
+    :mod:`tests.worklist_fixtures`, 60 requests up to 40 days old, as of now."""
+    from gateway.audit import load_or_create_key
+    from tests import worklist_fixtures as wl
+
+    tmp = tmp_path_factory.mktemp("worklist")
+    database = tmp / "interlend.sqlite3"
+    conn = open_database(database)
+    conn.execute("BEGIN IMMEDIATE")
+    key = load_or_create_key(conn)
+    conn.execute("COMMIT")
+    seeded = wl.seed_worklist(conn, now=datetime.now(timezone.utc))
+    conn.close()
+    config = tmp / "interlend.toml"
+    config.write_text(f'[gateway]\nname = "Work list library"\ntimezone = "{WORK_ZONE}"\n')
+    return database, config, seeded, key
+
+
+def _wl_cli(worklist_db: Any, *args: str) -> str:
+    database, config, _, _ = worklist_db
+    status, out, err = af.cli(*args, "-c", str(config), "--database", str(database))
+    assert status == 0, err
+    return out
+
+
+def _label(key: bytes, barcode: str) -> str:
+    """A person's label: the start of the audit log's keyed hash of the barcode."""
+    return "#" + hmac.new(key, barcode.encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def test_requests_table_fits_120_columns(worklist_db: Any) -> None:
+    """``interlend requests``: one line per request, newest first, at most 120 characters
+    wide, with title (shortened with an ellipsis when long), patron (a person as the start of
+    the audit log's keyed hash, a library's institutional patron by barcode), partner (long
+    names shortened), state (OVERDUE marked), due date in the configured zone and age."""
+    from zoneinfo import ZoneInfo
+
+    _, _, seeded, key = worklist_db
+    lines = _wl_cli(worklist_db, "requests", "--limit", "200").splitlines()
+    assert lines[0].split() == ["request", "title", "patron", "partner", "role", "state",
+                                     "due", "age"]
+    assert max(len(line) for line in lines) <= 120
+    assert len(lines) == 1 + len(seeded)
+    by_id = {s.our_request_id: s for s in seeded}
+    assert [line.split()[0] for line in lines[1:]] == sorted(by_id, reverse=True)
+    zone = ZoneInfo(WORK_ZONE)
+    for line in lines[1:]:
+        s = by_id[line.split()[0]]
+        patron = s.patron if s.institutional else _label(key, s.patron)
+        assert (patron[:13] + "…" if len(patron) > 14 else patron) in line, (line, patron)
+        assert (s.peer[:13] + "…" if len(s.peer) > 14 else s.peer) in line
+        assert ("OVERDUE" in line) == s.overdue, line
+        if s.due is not None and s.state not in ("completed", "cancelled"):
+            assert s.due.astimezone(zone).date().isoformat() in line, line
+        if s.title == wl_long_title():
+            assert "Proceedings of the Interna" in line and "…" in line
+        elif s.title:
+            assert s.title in line
+        assert "PW-" not in line  # no patron barcode in clear
+
+
+def wl_long_title() -> str:
+    from tests import worklist_fixtures as wl
+
+    return wl.LONG_TITLE
+
+
+def test_requests_limit_says_what_it_left_out(worklist_db: Any) -> None:
+    """``--limit`` shows the newest N and says on stderr how many more there are (nothing
+    is cut silently); stdout stays the table alone."""
+    database, config, seeded, _ = worklist_db
+    status, out, err = af.cli("requests", "--limit", "10", "-c", str(config),
+                              "--database", str(database))
+    assert status == 0 and len(out.splitlines()) == 11
+    assert err == f"10 of {len(seeded)} requests shown (newest first); --limit N for more\n"
+    status, out, err = af.cli("requests", "--limit", "100", "-c", str(config),
+                              "--database", str(database))
+    assert status == 0 and err == ""
+
+
+def test_requests_wide_shows_every_step_time(worklist_db: Any) -> None:
+    """``--wide``: ids, item, whole title and every step's time in the configured zone."""
+    from zoneinfo import ZoneInfo
+
+    _, _, seeded, _ = worklist_db
+    lines = _wl_cli(worklist_db, "requests", "--wide", "--limit", "200").splitlines()
+    header = lines[0].split()
+    for step in reports.REQUEST_STEPS:
+        assert step[:-3] in header
+    shipped = next(s for s in seeded if s.state == "shipped")
+    [line] = [line for line in lines if line.startswith(shipped.our_request_id + " ")]
+    local = shipped.requested.astimezone(ZoneInfo(WORK_ZONE)).strftime("%Y-%m-%d %H:%M")
+    assert line.count(local) == 2  # requested and shipped at the same moment
+    assert shipped.broker_request_id in line
+
+
+def test_requests_overdue_lists_exactly_the_overdue(worklist_db: Any) -> None:
+    """``--overdue`` lists the open loans past their due date and nothing else; JSON gives
+    each one's due date (UTC) and ``overdue: true``."""
+    _, _, seeded, _ = worklist_db
+    rows = json.loads(_wl_cli(worklist_db, "requests", "--overdue", "--format", "json"))
+    expected = {s.our_request_id: s for s in seeded if s.overdue}
+    assert expected and {r["our_request_id"] for r in rows} == set(expected)
+    for row in rows:
+        assert row["overdue"] is True
+        assert datetime.fromisoformat(row["due_at"]) == expected[row["our_request_id"]].due
+    table = _wl_cli(worklist_db, "requests", "--overdue").splitlines()
+    assert len(table) == 1 + len(expected) and all("OVERDUE" in line for line in table[1:])
+
+
+def test_worklist_filters_search_and_paging(worklist_db: Any) -> None:
+    """gateway.worklist: open-only, partner, role, state and overdue filters; search by id,
+    title words, item barcode and exact patron barcode (LIKE wildcards are literal); pages
+    that add up to the total."""
+    from gateway import worklist
+
+    database, _, seeded, key = worklist_db
+    now = datetime.now(timezone.utc)
+    patrons = worklist.PatronPolicy(key=key)
+    conn = open_database(database)
+    try:
+        def ids(**query: Any) -> list[str]:
+            page = worklist.request_page(conn, worklist.RequestQuery(limit=None, **query),
+                                         now=now, patrons=patrons)
+            assert page.total == len(page.rows)
+            return sorted(r["our_request_id"] for r in page.rows)
+
+        def want(check: Any) -> list[str]:
+            return sorted(s.our_request_id for s in seeded if check(s))
+
+        assert ids(open_only=True) == want(lambda s: s.state not in ("completed", "cancelled"))
+        assert ids(peer="tipasa", role="borrower") == want(
+            lambda s: s.peer == "tipasa" and s.role == "borrower")
+        assert ids(state="awaiting_pickup") == want(lambda s: s.state == "awaiting_pickup")
+        assert ids(overdue=True) == want(lambda s: s.overdue)
+        assert ids(search="symposium") == want(lambda s: s.title == wl_long_title())
+        assert ids(search="BRK-007") == ["W-007"]
+        assert ids(search="TMP-002") == ["W-002"]
+        assert ids(search="PW-001") == want(lambda s: s.patron == "PW-001")
+        assert ids(search="PW-00") == []          # a patron is found by the whole barcode
+        assert ids(search="%") == [] and ids(search="_") == []
+        by_due = worklist.request_page(conn, worklist.RequestQuery(order="due", limit=None),
+                                       now=now, patrons=patrons).rows
+        dated = [r["due_at"] for r in by_due if r["due_at"]]
+        assert dated == sorted(dated) and not any(r["due_at"] for r in by_due[len(dated):])
+        pages, offset = [], 0
+        while True:
+            page = worklist.request_page(conn, worklist.RequestQuery(offset=offset, limit=25),
+                                         now=now, patrons=patrons)
+            assert page.total == len(seeded)
+            if not page.rows:
+                break
+            pages.append([r["our_request_id"] for r in page.rows])
+            offset += 25
+        assert [len(p) for p in pages] == [25, 25, 10]
+        assert sum(pages, []) == sorted((s.our_request_id for s in seeded), reverse=True)
+    finally:
+        conn.close()
+
+
+def test_worklist_action_items(worklist_db: Any, tmp_path: Path) -> None:
+    """What needs action: every overdue loan (longest overdue first), borrowed items past
+    their pickup date, Problems of the last day (older ones left out) and the partners whose
+    last exchange failed or half of whose exchanges failed (a partner with one old failure
+    and later successes is not failing)."""
+    import shutil
+
+    from gateway import worklist
+
+    database, _, seeded, key = worklist_db
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copy(database, copy)
+    now = datetime.now(timezone.utc)
+    conn = open_database(copy)
+    conn.execute("BEGIN IMMEDIATE")
+    for minutes, peer, outcome in ((30 * 60, "reshare", "Unknown Item"),   # a day and more ago
+                                   (50, "reshare", "Unknown Item"), (40, "reshare", "success"),
+                                   (30, "reshare", "success"),
+                                   (20, "tipasa", "success"), (10, "tipasa", "Unknown User"),
+                                   (5, "illiad-consortium-east", "Invalid Message Syntax Error"),
+                                   (4, "illiad-consortium-east", "success"),
+                                   (3, "illiad-consortium-east", "Unknown Item")):
+        insert_entry(conn, AuditEntry(protocol="ncip", peer=peer, operation="CheckOutItem",
+                                      outcome=outcome,
+                                      time=audit_time(now - timedelta(minutes=minutes))))
+    conn.execute("COMMIT")
+    try:
+        actions = worklist.action_items(conn, now=now, patrons=worklist.PatronPolicy(key=key),
+                                        pickup_days=7, limit=100)
+    finally:
+        conn.close()
+    overdue = [s for s in seeded if s.overdue]
+    assert actions.overdue.total == len(overdue)
+    assert [r["our_request_id"] for r in actions.overdue.rows] == [
+        s.our_request_id for s in sorted(overdue, key=lambda s: s.due)]
+    late = sorted((s for s in seeded if s.pickup_expired), key=lambda s: s.requested)
+    assert actions.pickup_overdue.total == len(late)
+    assert [r["our_request_id"] for r in actions.pickup_overdue.rows] == [
+        s.our_request_id for s in late]
+    assert all(r["pickup_deadline"] for r in actions.pickup_overdue.rows)
+    assert actions.problem_count == 4
+    assert [p["outcome"] for p in actions.problems] == [
+        "Unknown Item", "Invalid Message Syntax Error", "Unknown User", "Unknown Item"]
+    assert [(p["peer"], p["failures"], p["exchanges"]) for p in actions.failing_partners] == [
+        ("illiad-consortium-east", 2, 3), ("tipasa", 1, 2)]
+
+
+def test_patron_policy_follows_the_audit_settings(worklist_db: Any) -> None:
+    """Patrons in clear only where the audit log keeps them in clear anyway
+    (``store_patron_ids`` or ``bodies = "full"``); otherwise the start of the keyed hash the
+    audit log stores; institutional patrons always in clear; no key yet: hidden."""
+    from gateway import worklist
+    from gateway.config import AuditSettings
+
+    database, _, _, key = worklist_db
+    conn = open_database(database)
+    try:
+        hashed = worklist.patron_policy(conn, AuditSettings())
+        assert hashed.label("PW-001") == _label(key, "PW-001")
+        assert hashed.label("INST-X", "x") == "INST-X"
+        for settings in (AuditSettings(store_patron_ids=True), AuditSettings(bodies="full")):
+            assert worklist.patron_policy(conn, settings).label("PW-001") == "PW-001"
+    finally:
+        conn.close()
+    assert worklist.PatronPolicy().label("PW-001") == "(hidden)"
+    assert worklist.PatronPolicy().label(None) == ""
+
+
+def test_checked_out_borrow_has_its_due_date(tmp_path: Path) -> None:
+    """A borrowed item checked out to our patron (a real daemon, ReShare's AcceptItem then
+    CheckOutItem) is listed with its loan's due date, with or without a lender's
+    DateForReturn (kept apart as ``lender_due_at``); after a renewal, the new date."""
+    from tests import workflow_fixtures as wf
+
+    wf.seed_database(tmp_path / "interlend.sqlite3")
+    daemon = start_daemon(tmp_path, wf.CONFIG)
+    try:
+        limit = wf.local_day(10).isoformat()
+        for rid, date_for_return in (("DUE-1", None), ("DUE-2", limit)):
+            for body in (wf.reshare_accept_item(rid, "P100", barcode=rid,
+                                                date_for_return=date_for_return),
+                         wf.reshare_check_out(rid, "P100")):
+                status, reply = daemon.post(body)
+                assert status == 200 and wf.problem(reply) is None, reply
+        listed = {r["broker_request_id"]: r for r in json.loads(
+            _cli(daemon, "requests", "--format", "json"))}
+        loans = {row["barcode"]: row["due_at"] for row in wf.rows(
+            daemon.database, "SELECT i.barcode, l.due_at FROM loans l JOIN items i ON"
+            " i.id = l.item_id WHERE l.returned_at IS NULL")}
+        assert listed["DUE-1"]["state"] == "checked_out"
+        assert listed["DUE-1"]["due_at"] == loans["DUE-1"] == wf.stored(
+            wf.end_of_day(wf.BORROWED_DAYS))
+        assert listed["DUE-1"]["lender_due_at"] is None
+        assert listed["DUE-2"]["due_at"] == loans["DUE-2"] == wf.stored(wf.end_of_day(10))
+        assert listed["DUE-2"]["lender_due_at"] is not None
+        # Two weeks on (the loan moved back as if it had been), the patron renews: the
+        # request's due date is the renewed loan's.
+        conn = sqlite3.connect(daemon.database)
+        with conn:
+            conn.execute("UPDATE loans SET due_at = ? WHERE due_at = ?",
+                         (wf.stored(wf.end_of_day(3)), loans["DUE-1"]))
+        conn.close()
+        status, reply = daemon.post(wf.reshare_renew("DUE-1", "P100"))
+        assert status == 200 and wf.problem(reply) is None, reply
+        renewed = {r["broker_request_id"]: r for r in json.loads(
+            _cli(daemon, "requests", "--format", "json"))}
+        assert renewed["DUE-1"]["due_at"] == wf.stored(wf.end_of_day(wf.BORROWED_DAYS))
+        [line] = [line for line in _cli(daemon, "requests").splitlines()
+                  if line.startswith(renewed["DUE-1"]["our_request_id"] + " ")]
+        assert wf.local_day(wf.BORROWED_DAYS).isoformat() in line and "checked_out" in line
+    finally:
+        daemon.stop()
+
+
+def test_worklist_csv_rows_are_safe_for_spreadsheets() -> None:
+    """The CSV export: times in the configured zone with its offset, the overdue flag as
+    yes/no, age in days; a title or id a broker sent that a spreadsheet would run as a
+    formula (``=``, ``+``, ``-``, ``@``) is quoted as text, other text left as it is."""
+    from zoneinfo import ZoneInfo
+
+    from gateway import worklist
+
+    row = {"our_request_id": "B-1", "broker_request_id": "+1-555", "peer": "p",
+           "role": "borrower", "state": "checked_out", "overdue": True,
+           "title": '=HYPERLINK("http://x.test","click")', "patron": "#0123456789",
+           "item_barcode": "@SUM(A1)", "due_at": "2030-01-01T04:59:59+00:00",
+           "lender_due_at": None, "age_seconds": 129600,
+           **{step: None for step in worklist.STEP_COLUMNS},
+           "requested_at": "2029-12-30T12:00:00+00:00"}
+    [out] = worklist.csv_rows([row], ZoneInfo("America/New_York"))
+    assert out["title"] == "'=HYPERLINK(\"http://x.test\",\"click\")"
+    assert out["broker_request_id"] == "'+1-555" and out["item_barcode"] == "'@SUM(A1)"
+    assert out["our_request_id"] == "B-1" and out["patron"] == "#0123456789"
+    assert out["due_at"] == "2029-12-31T23:59:59-05:00" and out["lender_due_at"] == ""
+    assert out["requested_at"] == "2029-12-30T07:00:00-05:00" and out["completed_at"] == ""
+    assert out["overdue"] == "yes" and out["age_days"] == "1.5"
