@@ -7,9 +7,10 @@ injected reactor; ``interlend serve`` runs it under the real reactor and wires t
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from twisted.internet.defer import (
     gatherResults,
     inlineCallbacks,
     maybeDeferred,
+    succeed,
 )
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.server import Site
+from twisted.python.systemd import ListenFDs
+from twisted.web.server import Request, Site
 
 from gateway import __version__, reports, sdnotify
 from gateway.admin import AdminResource
@@ -43,6 +46,10 @@ from gateway.workflows import Workflows
 from gateway.z3950_server import Z3950Factory
 
 log = Logger()
+
+
+class StartupFailed(Exception):
+    """Start-up could not complete; the reasons have already been logged, one line each."""
 
 
 @dataclass
@@ -90,6 +97,98 @@ def with_backlog(endpoint: str) -> str:
     return endpoint
 
 
+def systemd_endpoint_problem(endpoint: str, environ: dict[str, str]) -> str | None:
+    """Why a ``systemd:`` endpoint cannot be used in this process, in words a sysadmin can act
+    on (Twisted itself fails with a bare ``KeyError: 'ncip'``); None when the socket is there
+    or the endpoint is not a ``systemd:`` one."""
+    kind, _, rest = endpoint.partition(":")
+    if kind.strip().lower() != "systemd":
+        return None
+    options = dict(part.split("=", 1) for part in rest.split(":") if "=" in part)
+    inherited = ListenFDs.fromEnvironment(environ)
+    if "name" in options:
+        names = inherited.inheritedNamedDescriptors()
+        if options["name"] in names:
+            return None
+        passed = ", ".join(sorted(names)) or "none"
+        return (f"no socket named {options['name']!r} was passed by systemd (passed: {passed}); "
+                f"start the service through its .socket units (FileDescriptorName="
+                f"{options['name']}) or listen on a tcp: endpoint")
+    try:
+        index = int(options.get("index", ""))
+    except ValueError:
+        return "needs index= or name="
+    count = len(inherited.inheritedDescriptors())
+    if index < count:
+        return None
+    return (f"no socket at index {index} was passed by systemd ({count} passed); start the "
+            f"service through its .socket units or listen on a tcp: endpoint")
+
+
+class AdminSite(Site):
+    """The admin listener's site: its GETs (dashboard views, each Prometheus scrape) are
+    routine, so they are logged at debug level, not at info."""
+
+    noisy = False
+
+    def log(self, request: Request) -> None:
+        log.debug("admin {method} {uri} {code}",
+                  method=request.method.decode("latin-1", "replace"),
+                  uri=request.uri.decode("latin-1", "replace").split("?", 1)[0],
+                  code=request.code)
+
+
+@dataclass
+class ReloadOutcome:
+    """The last reload, as ``/healthz`` and ``interlend reload`` report it."""
+
+    generation: int = 0
+    ok: bool | None = None
+    at: float | None = None
+    errors: list[str] | None = None
+    changes: list[str] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"generation": self.generation,
+                "outcome": None if self.ok is None else "applied" if self.ok else "refused",
+                "at": (None if self.at is None else
+                       datetime.fromtimestamp(self.at, timezone.utc).isoformat()),
+                "errors": list(self.errors or ()), "changes": list(self.changes or ())}
+
+
+STAGED_CONFIG_FILE = "staged-config.toml"
+"""The configuration ``interlend reload -c FILE`` copies into ``$RUNTIME_DIRECTORY`` for the
+daemon's next reload."""
+
+RELOAD_STATUS_FILE = "reload-status.json"
+"""Where the daemon writes each reload's outcome in ``$RUNTIME_DIRECTORY`` (``/run/interlend``
+under systemd), for ``interlend reload`` (the unit's ExecReload) to wait on."""
+
+
+def peer_changes(old: Config, new: Config) -> list[str]:
+    """What a reload changes in the peers, as log lines that never show a secret: peers added,
+    removed, and for a changed peer the names of its changed settings only."""
+    before = {peer.name: peer for peer in old.peers}
+    after = {peer.name: peer for peer in new.peers}
+    lines = [f"peer {name} added" for name in after if name not in before]
+    lines += [f"peer {name} removed" for name in before if name not in after]
+    for name in after:
+        if name in before and after[name] != before[name]:
+            changed = [f.name for f in fields(after[name])
+                       if getattr(after[name], f.name) != getattr(before[name], f.name)]
+            lines.append(f"peer {name} changed: {', '.join(changed)}")
+    for section in ("z3950", "ncip", "audit", "circulation", "admin", "stats", "gateway"):
+        old_settings, new_settings = getattr(old, section), getattr(new, section)
+        if old_settings != new_settings:
+            changed = [f"{section}.{f.name}" for f in fields(new_settings)
+                       if getattr(new_settings, f.name) != getattr(old_settings, f.name)]
+            lines.append(f"settings changed: {', '.join(changed)}")
+    return lines
+
+
+PROBE_INTERVAL = 0.5
+"""Seconds between database probes while the last commit failed (see ``_probe_database``)."""
+
 PURGE_INTERVAL = 24 * 3600.0
 """Seconds between audit retention runs inside the daemon."""
 
@@ -123,7 +222,10 @@ class Gateway:
         self.z3950_factory: Z3950Factory | None = None
         self._watchdog: LoopingCall | None = None
         self._purge: LoopingCall | None = None
+        self._probe: LoopingCall | None = None
         self.state = "new"
+        self.last_reload = ReloadOutcome()
+        self.failed_reloads = 0
 
     # -- start ------------------------------------------------------------------------------
 
@@ -149,8 +251,7 @@ class Gateway:
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
-        admin = Site(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
-        admin.noisy = False
+        admin = AdminSite(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["admin"] = ConnectionLimitFactory(
             admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
@@ -162,15 +263,23 @@ class Gateway:
             yield self._stop_listening()
             yield self.store.stop()
             self.state = "failed"
-            raise RuntimeError("; ".join(f"{l.protocol} {l.endpoint}: {l.error}" for l in failed))
+            # each failed listener has had its own line; this one sums up
+            raise StartupFailed(f"{len(failed)} of {len(self.listeners)} listener(s) could not "
+                                f"be opened; nothing is served")
         self.state = "running"
         for listener in self.listeners:
             log.info("{protocol} listening on {address} ({endpoint})", **listener.describe())
+        for line in self.where_to_go():
+            log.info("{where}", where=line)
         log.info("Interlend {version} ready: agency {agency}, {peers} peer(s), database {db}",
                  version=__version__, agency=self.config.gateway.agency_id,
                  peers=len(self.config.peers), db=str(self.config.gateway.database))
         sdnotify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving", self.environ)
+        self._write_reload_status()
         self._start_watchdog()
+        self._probe = LoopingCall(self._probe_database)
+        self._probe.clock = self.reactor
+        self._probe.start(PROBE_INTERVAL, now=False)
         self._purge = LoopingCall(self.purge_audit)
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
@@ -200,9 +309,41 @@ class Gateway:
 
         return self.store.write(purge).addCallbacks(done, failed)
 
+    def where_to_go(self) -> list[str]:
+        """One line per listener saying how to reach it: the NCIP URL with its path, the
+        Z39.50 address with a database name, the dashboard URL."""
+        lines = []
+        for listener in self.listeners:
+            if listener.port is None:
+                continue
+            host = listener.port.getHost()
+            address = getattr(host, "host", None)
+            port = getattr(host, "port", None)
+            if address is None:  # a Unix socket
+                where = f"unix:{getattr(host, 'name', '')}"
+            else:
+                if address in ("0.0.0.0", "::"):
+                    address = "127.0.0.1" if address == "0.0.0.0" else "::1"
+                where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            if listener.protocol == "ncip":
+                lines.append(f"NCIP: POST to http://{where}{self.config.ncip.path}")
+            elif listener.protocol == "z3950":
+                lines.append(f"Z39.50: {where}/{self.config.z3950.databases[0]} "
+                             f"(e.g. yaz-client {where}/{self.config.z3950.databases[0]})")
+            else:
+                lines.append(f"dashboard: http://{where}/ (metrics at /metrics, health at "
+                             f"/healthz)")
+        return lines
+
     def _listen(self, protocol: str, endpoint: str) -> Deferred[None]:
         listener = Listener(protocol, endpoint)
         self.listeners.append(listener)
+        problem = systemd_endpoint_problem(endpoint, self.environ)
+        if problem is not None:
+            listener.error = problem
+            log.error("cannot listen on {endpoint} for {protocol}: {error}",
+                      endpoint=endpoint, protocol=protocol, error=problem)
+            return succeed(None)
         d = maybeDeferred(lambda: serverFromString(
             self.reactor, with_backlog(endpoint)).listen(self.factories[protocol]))
 
@@ -215,6 +356,17 @@ class Gateway:
                       endpoint=endpoint, protocol=protocol, error=listener.error)
 
         return d.addCallbacks(listening, failed)
+
+    def _probe_database(self) -> None:
+        """After a failed commit, and while nothing else is being written, try a real (tiny)
+        write: health recovers by itself as soon as the database takes writes again, not
+        only when the next request happens to write. (An empty transaction would commit on a
+        full disk too.)"""
+        if self.store.running and self.store.stats.last_error and not self.store.pending:
+            moment = str(self.reactor.seconds())
+            self.store.write(lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO gateway_meta (key, value) VALUES ('health_probe', ?)",
+                (moment,))).addErrback(lambda _: None)
 
     def _start_watchdog(self) -> None:
         interval = sdnotify.watchdog_interval(self.environ)
@@ -235,42 +387,84 @@ class Gateway:
 
         An invalid file keeps the old configuration and logs every error. Listen endpoints and
         the database path need a restart; a change to them is logged and otherwise ignored.
+        The outcome is kept for ``/healthz``, counted in the metrics, sent to systemd as the
+        unit's status and written for ``interlend reload`` (the unit's ExecReload) to report.
         """
         if self.config_path is None:
             log.info("SIGHUP: no configuration file to reload (running on built-in defaults)")
-            return False
+            return self._reloaded(False, ["no configuration file to reload"], [])
         sdnotify.notify("RELOADING=1", self.environ)
         try:
-            try:
-                new = load_config(self.config_path)
-            except ConfigErrors as e:
-                for line in e.errors:
-                    log.error("reload refused, {source}: {error}", source=e.source, error=line)
-                log.error("configuration not reloaded: {count} error(s); keeping the old one",
-                          count=len(e.errors))
-                return False
-            new = new.with_overrides(database=self.overrides.database,
-                                     z3950_listen=self.overrides.z3950_listen,
-                                     ncip_listen=self.overrides.ncip_listen,
-                                     admin_listen=self.overrides.admin_listen)
-            old = self.config
-            for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
-                                 ("admin", "listen"), ("gateway", "database")):
-                if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
-                    log.warn("{section}.{key} changed: takes effect after a restart",
-                             section=section, key=key)
-            # Keep what cannot change without a restart; take everything else.
-            new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
-                          z3950=replace(new.z3950, listen=old.z3950.listen),
-                          ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
-                          admin=replace(new.admin, listen=old.admin.listen))
-            self.config = new
-            self._apply_limits()
-            log.info("configuration reloaded from {path}: {peers} peer(s)",
-                     path=str(self.config_path), peers=len(new.peers))
-            return True
-        finally:
-            sdnotify.notify("READY=1", self.environ)
+            new = load_config(self.reload_source())
+        except ConfigErrors as e:
+            for line in e.errors:
+                log.error("reload refused, {source}: {error}", source=e.source, error=line)
+            log.error("configuration not reloaded: {count} error(s); keeping the old one",
+                      count=len(e.errors))
+            return self._reloaded(False, list(e.errors), [])
+        new = new.with_overrides(database=self.overrides.database,
+                                 z3950_listen=self.overrides.z3950_listen,
+                                 ncip_listen=self.overrides.ncip_listen,
+                                 admin_listen=self.overrides.admin_listen)
+        old = self.config
+        for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
+                             ("admin", "listen"), ("gateway", "database")):
+            if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
+                log.warn("{section}.{key} changed: takes effect after a restart",
+                         section=section, key=key)
+        # Keep what cannot change without a restart; take everything else.
+        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
+                      z3950=replace(new.z3950, listen=old.z3950.listen),
+                      ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
+                      admin=replace(new.admin, listen=old.admin.listen))
+        changes = peer_changes(old, new)
+        self.config = new
+        self._apply_limits()
+        for line in changes:
+            log.info("reload: {change}", change=line)
+        log.info("configuration reloaded from {path}: {peers} peer(s), {count} change(s)",
+                 path=str(self.reload_source()), peers=len(new.peers), count=len(changes))
+        return self._reloaded(True, [], changes)
+
+    def reload_source(self) -> Path | None:
+        """The file a reload reads: the copy ``interlend reload -c FILE`` staged in
+        ``$RUNTIME_DIRECTORY`` when there is one (under systemd the service reads its start-up
+        configuration from a credential, which systemd copies only at start), else the file
+        the daemon started with."""
+        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        if directory:
+            staged = Path(directory) / STAGED_CONFIG_FILE
+            if staged.exists():
+                return staged
+        return self.config_path
+
+    def _reloaded(self, ok: bool, errors: list[str], changes: list[str]) -> bool:
+        """Record a reload's outcome where systemd, ``/healthz`` and ``interlend reload``
+        see it."""
+        if not ok:
+            self.failed_reloads += 1
+        self.last_reload = ReloadOutcome(generation=self.last_reload.generation + 1, ok=ok,
+                                         at=self.reactor.seconds(), errors=errors,
+                                         changes=changes)
+        status = ("serving" if ok else
+                  f"serving; last reload refused ({len(errors)} error(s), old configuration "
+                  f"kept)")
+        sdnotify.notify(f"READY=1\nSTATUS={status}", self.environ)
+        self._write_reload_status()
+        return ok
+
+    def _write_reload_status(self) -> None:
+        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        if not directory:
+            return
+        path = Path(directory) / RELOAD_STATUS_FILE
+        try:
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.last_reload.describe()))
+            temporary.replace(path)
+        except OSError as e:
+            log.warn("cannot write the reload status to {path}: {error}", path=str(path),
+                     error=str(e))
 
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
@@ -296,8 +490,8 @@ class Gateway:
     @inlineCallbacks
     def stop(self) -> Any:
         """Stop accepting, let requests in flight finish (bounded), close the store."""
-        if self.state in ("stopping", "stopped"):
-            return
+        if self.state in ("stopping", "stopped", "failed"):
+            return  # a failed start has already closed what it opened
         self.state = "stopping"
         sdnotify.notify("STOPPING=1", self.environ)
         log.info("stopping: no new connections; waiting up to {grace}s for requests in flight",
@@ -322,13 +516,19 @@ class Gateway:
                 timeout.cancel()
         if self.z3950_factory is not None:
             self.z3950_factory.close_all()
+        if self._probe is not None and self._probe.running:
+            self._probe.stop()
+        yield self.audit.drain()
         yield self.store.stop()
         self.state = "stopped"
         log.info("stopped")
 
     def _stop_listening(self) -> Deferred[Any]:
         ports = [listener.port for listener in self.listeners if listener.port is not None]
-        return gatherResults([port.stopListening() for port in ports])
+        for listener in self.listeners:
+            listener.port = None
+        # stopListening returns None for a port already closed: maybeDeferred copes
+        return gatherResults([maybeDeferred(port.stopListening) for port in ports])
 
     # -- health -----------------------------------------------------------------------------
 
@@ -345,6 +545,7 @@ class Gateway:
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "database": database,
             "listeners": listeners,
+            "reload": self.last_reload.describe(),
             "connections": {name: factory.open_connections
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused
