@@ -501,6 +501,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     if not 1 <= z3950.max_nesting_depth <= 100:
         check.error("z3950.max_nesting_depth", "must be between 1 and 100")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")
+    if audit.max_pending_rows == 0:
+        check.error("audit.max_pending_rows", "must be greater than zero")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
     check.choice(backend.kind, ("embedded",), "backend.kind")

@@ -17,10 +17,11 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
@@ -69,7 +70,7 @@ def _plain(value: Any) -> Any:
 def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
     """One event as the JSON object written for it."""
     record: dict[str, Any] = {
-        "time": datetime.fromtimestamp(event.get("log_time") or 0, timezone.utc)
+        "time": datetime.fromtimestamp(float(event.get("log_time") or 0), timezone.utc)
         .isoformat(timespec="milliseconds"),
         "level": _level(event).name,
         "logger": event.get("log_namespace") or "-",
@@ -106,7 +107,7 @@ class LineObserver:
             text = json.dumps(event_as_json(event), ensure_ascii=False) + "\n"
         else:
             text = formatEventAsClassicLogText(
-                dict(event), formatTime=lambda t: datetime.fromtimestamp(t).astimezone()
+                dict(event), formatTime=lambda t: datetime.fromtimestamp(t or 0).astimezone()
                 .strftime("%Y-%m-%dT%H:%M:%S%z")) or ""
             if not text:
                 return
@@ -147,7 +148,8 @@ def make_observer(stream: IO[str], *, log_format: str = "text", level: str = "in
     def not_noise(event: Mapping[str, Any]) -> PredicateResult:
         return PredicateResult.no if is_noise(event) else PredicateResult.maybe
 
-    return FilteringLogObserver(observer, [not_noise, predicate])
+    predicates = [cast(ILogFilterPredicate, not_noise), cast(ILogFilterPredicate, predicate)]
+    return cast(ILogObserver, FilteringLogObserver(cast(ILogObserver, observer), predicates))
 
 
 def start_logging(stream: IO[str], *, log_format: str = "text", level: str = "info") -> None:

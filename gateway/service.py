@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import (
     Deferred,
@@ -28,7 +28,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.systemd import ListenFDs
-from twisted.web.server import Request, Site
+from twisted.web.http import Request
+from twisted.web.server import Site
 
 from gateway import __version__, reports, sdnotify
 from gateway.admin import AdminResource
@@ -65,7 +66,11 @@ class Listener:
         address = None
         if self.port is not None:
             host = self.port.getHost()
-            address = f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}".strip(":")
+            name, number = getattr(host, "host", None), getattr(host, "port", None)
+            if name is None:  # a Unix socket
+                address = str(getattr(host, "name", ""))
+            else:
+                address = f"[{name}]:{number}" if ":" in name else f"{name}:{number}"
         return {"protocol": self.protocol, "endpoint": self.endpoint, "address": address,
                 "state": "listening" if self.port is not None else "failed",
                 "error": self.error}
@@ -97,7 +102,22 @@ def with_backlog(endpoint: str) -> str:
     return endpoint
 
 
-def systemd_endpoint_problem(endpoint: str, environ: dict[str, str]) -> str | None:
+def inherited_sockets(environ: dict[str, str] | None = None) -> ListenFDs:
+    """The sockets systemd passed: those Twisted's ``systemd:`` endpoints will use (read, and
+    removed from the environment, when Twisted's endpoints module was imported), or those
+    ``environ`` describes (a copy is read, for tests)."""
+    if environ is None:
+        from twisted.internet import endpoints
+
+        parser = getattr(endpoints, "_SystemdParser", None)
+        found = getattr(parser, "_sddaemon", None)
+        if isinstance(found, ListenFDs):
+            return found
+        environ = dict(os.environ)
+    return ListenFDs.fromEnvironment(dict(environ))
+
+
+def systemd_endpoint_problem(endpoint: str, inherited: ListenFDs) -> str | None:
     """Why a ``systemd:`` endpoint cannot be used in this process, in words a sysadmin can act
     on (Twisted itself fails with a bare ``KeyError: 'ncip'``); None when the socket is there
     or the endpoint is not a ``systemd:`` one."""
@@ -105,7 +125,6 @@ def systemd_endpoint_problem(endpoint: str, environ: dict[str, str]) -> str | No
     if kind.strip().lower() != "systemd":
         return None
     options = dict(part.split("=", 1) for part in rest.split(":") if "=" in part)
-    inherited = ListenFDs.fromEnvironment(environ)
     if "name" in options:
         names = inherited.inheritedNamedDescriptors()
         if options["name"] in names:
@@ -123,6 +142,12 @@ def systemd_endpoint_problem(endpoint: str, environ: dict[str, str]) -> str | No
         return None
     return (f"no socket at index {index} was passed by systemd ({count} passed); start the "
             f"service through its .socket units or listen on a tcp: endpoint")
+
+
+def _stop_port(port: IListeningPort) -> Deferred[None]:
+    """``port.stopListening()`` as a Deferred: it returns None for a port already closed."""
+    d: Deferred[None] | None = port.stopListening()
+    return d if d is not None else succeed(None)
 
 
 class AdminSite(Site):
@@ -204,6 +229,7 @@ class Gateway:
         self.config_path = config_path
         self.overrides = overrides
         self.environ = dict(os.environ) if environ is None else environ
+        self._listen_environ = environ  # None: the sockets Twisted itself found
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
@@ -253,7 +279,7 @@ class Gateway:
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
         admin = AdminSite(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["admin"] = ConnectionLimitFactory(
-            admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
+            cast(Any, admin), max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
@@ -338,7 +364,7 @@ class Gateway:
     def _listen(self, protocol: str, endpoint: str) -> Deferred[None]:
         listener = Listener(protocol, endpoint)
         self.listeners.append(listener)
-        problem = systemd_endpoint_problem(endpoint, self.environ)
+        problem = systemd_endpoint_problem(endpoint, inherited_sockets(self._listen_environ))
         if problem is not None:
             listener.error = problem
             log.error("cannot listen on {endpoint} for {protocol}: {error}",
@@ -527,8 +553,7 @@ class Gateway:
         ports = [listener.port for listener in self.listeners if listener.port is not None]
         for listener in self.listeners:
             listener.port = None
-        # stopListening returns None for a port already closed: maybeDeferred copes
-        return gatherResults([maybeDeferred(port.stopListening) for port in ports])
+        return gatherResults([_stop_port(port) for port in ports])
 
     # -- health -----------------------------------------------------------------------------
 
