@@ -51,9 +51,10 @@ def preflight(args: argparse.Namespace, config: Config) -> tuple[int, str] | Non
         return EXIT_USAGE, (f"interlend stats: --since {since!r} is not an ISO date or time "
                             f"(valid: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM])")
     peer = getattr(args, "peer", None)
-    if peer is not None and peer not in {p.name for p in config.peers}:
+    configured = {p.name.casefold() for p in config.peers}
+    if peer is not None and peer.casefold() not in configured:  # peer filters ignore case
         known = sorted({p.name for p in config.peers} | set(_recorded_peers(database)))
-        if peer not in known:
+        if peer.casefold() not in {name.casefold() for name in known}:
             return EXIT_USAGE, (f"interlend {command}: --peer {peer!r} is neither configured "
                                 f"nor recorded; valid: {', '.join(known) or '(none yet)'}")
     state = getattr(args, "state", None)

@@ -314,10 +314,11 @@ def test_audit_formats_parse(prepared: tuple[str, ...]) -> None:
                             *prepared)
     assert [(r["request_body"], r["response_body"]) for r in json.loads(out)] == [
         ("<q n='0'/>", "<r/>"), ("<q n='10'/>", "<r/>")]
-    status, out, _ = af.cli("audit", "--format", "csv", "--peer", "nobody", *prepared)
+    # (an unknown --peer is a usage error now: an item no row has selects nothing)
+    status, out, _ = af.cli("audit", "--format", "csv", "--item", "nothing", *prepared)
     reader = csv.reader(io.StringIO(out))
     assert next(reader)[:3] == ["id", "time", "protocol"] and list(reader) == []
-    status, out, _ = af.cli("audit", "--format", "json", "--peer", "nobody", *prepared)
+    status, out, _ = af.cli("audit", "--format", "json", "--item", "nothing", *prepared)
     assert json.loads(out) == []
 
 
