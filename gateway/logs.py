@@ -44,9 +44,10 @@ _NOISE = re.compile(r"^(\S+ starting on \S+|\(\S+ Port \S+ Closed\)|Starting fac
 """Twisted's per-listener messages, logged at info for every port and factory."""
 
 
-def _level(event: Mapping[str, Any]) -> LogLevel:
+def _level(event: Mapping[str, Any]) -> Any:
+    """The event's level (a ``LogLevel`` constant); info when it has none."""
     level = event.get("log_level")
-    return level if isinstance(level, LogLevel) else LogLevel.info
+    return level if level in SYSLOG_PRIORITY else LogLevel.info
 
 
 def is_noise(event: Mapping[str, Any]) -> bool:
