@@ -88,6 +88,8 @@ OPTION_HELP = {
     "limit": "at most this many rows (default %(default)s)",
     "format": "output format",
     "log_level": "lowest level logged",
+    "files": "MARC files: ISO 2709 (.mrc) or MARCXML, MARC-8 or UTF-8 (several allowed)",
+    "file": "the CSV file, with a header line naming the columns",
 }
 
 

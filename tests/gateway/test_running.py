@@ -174,7 +174,7 @@ def test_json_lines_carry_the_event(tmp_path: Path) -> None:
     log = Logger(namespace="gateway.test", observer=publisher)
     log.warn("peer {peer} refused: {reason}", peer="reshare", reason="wrong secret")
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         log.failure("it broke for {peer}", peer="tipasa")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
