@@ -348,6 +348,10 @@ class _Lines:
         return lines
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_audit_follow_prints_new_rows(tmp_path: Path) -> None:
     """``interlend audit --follow --format csv --peer reshare`` (a real subprocess) prints the
@@ -360,7 +364,11 @@ def test_audit_follow_prints_new_rows(tmp_path: Path) -> None:
         [sys.executable, "-m", "gateway.cli", "audit", "--follow", "--format", "csv", "--peer",
          "reshare", "-c", str(config), "--database", str(database)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+        # a suite run in the background (or by a runner that ignores SIGINT) hands the child
+        # SIGINT ignored, and Python then never raises KeyboardInterrupt: give it back the
+        # default disposition, as a terminal would
+        preexec_fn=_default_sigint)
     try:
         lines = _Lines(process)
         first = lines.take(4)          # header + AcceptItem, CheckOutItem, search
