@@ -259,6 +259,7 @@ class Gateway:
     def start(self) -> Any:
         """Open the store and listen on every endpoint; READY=1 once all listeners are up."""
         self.state = "starting"
+        self._forget_staged_config()
         self.store.start()
         yield self.audit.start()
         z3950 = self.config.z3950
@@ -463,6 +464,16 @@ class Gateway:
             if staged.exists():
                 return staged
         return self.config_path
+
+    def _forget_staged_config(self) -> None:
+        """A copy staged for an earlier run's reload is older than the file just read."""
+        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        if directory:
+            try:
+                (Path(directory) / STAGED_CONFIG_FILE).unlink(missing_ok=True)
+            except OSError as e:
+                log.warn("cannot remove the staged configuration in {dir}: {error}",
+                         dir=directory, error=str(e))
 
     def _reloaded(self, ok: bool, errors: list[str], changes: list[str]) -> bool:
         """Record a reload's outcome where systemd, ``/healthz`` and ``interlend reload``
