@@ -118,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--runtime-directory", metavar="DIR",
                         help="where the daemon writes its reload outcome (default: "
                              "$RUNTIME_DIRECTORY, /run/interlend under systemd)")
-    reload.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="how long to wait for the outcome (default 30)")
+    from gateway.cli_docs import document
+    from gateway.cli_ops import RELOAD_TIMEOUT
+
+    reload.add_argument("--timeout", type=float, default=RELOAD_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for the outcome (default %(default)g)")
     commands.add_parser("manpage", help="print the interlend(1) manual page (roff), generated "
                                         "from these definitions")
-    from gateway.cli_docs import document
 
     document(parser)
     return parser

@@ -147,7 +147,7 @@ def reload_daemon(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     Exit 0 when the daemon applied it, 1 when it was refused (by this check or by the daemon)
     or no outcome came in time: ``systemctl reload`` then fails, visibly.
     """
-    from gateway.service import RELOAD_STATUS_FILE, STAGED_CONFIG_FILE
+    from gateway.reloading import RELOAD_STATUS_FILE, STAGED_CONFIG_FILE
 
     runtime = _runtime_directory(args)
     if args.config is not None:

@@ -7,10 +7,9 @@ injected reactor; ``interlend serve`` runs it under the real reactor and wires t
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -27,11 +26,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.systemd import ListenFDs
 from twisted.web.http import Request
 from twisted.web.server import Site
 
-from gateway import __version__, reports, sdnotify
+from gateway import __version__, reloading, reports, sdnotify
 from gateway.admin import AdminResource
 from gateway.audit import AuditBatch, AuditLog
 from gateway.catalogue import CatalogueService
@@ -102,48 +100,6 @@ def with_backlog(endpoint: str) -> str:
     return endpoint
 
 
-def inherited_sockets(environ: dict[str, str] | None = None) -> ListenFDs:
-    """The sockets systemd passed: those Twisted's ``systemd:`` endpoints will use (read, and
-    removed from the environment, when Twisted's endpoints module was imported), or those
-    ``environ`` describes (a copy is read, for tests)."""
-    if environ is None:
-        from twisted.internet import endpoints
-
-        parser = getattr(endpoints, "_SystemdParser", None)
-        found = getattr(parser, "_sddaemon", None)
-        if isinstance(found, ListenFDs):
-            return found
-        environ = dict(os.environ)
-    return ListenFDs.fromEnvironment(dict(environ))
-
-
-def systemd_endpoint_problem(endpoint: str, inherited: ListenFDs) -> str | None:
-    """Why a ``systemd:`` endpoint cannot be used in this process, in words a sysadmin can act
-    on (Twisted itself fails with a bare ``KeyError: 'ncip'``); None when the socket is there
-    or the endpoint is not a ``systemd:`` one."""
-    kind, _, rest = endpoint.partition(":")
-    if kind.strip().lower() != "systemd":
-        return None
-    options = dict(part.split("=", 1) for part in rest.split(":") if "=" in part)
-    if "name" in options:
-        names = inherited.inheritedNamedDescriptors()
-        if options["name"] in names:
-            return None
-        passed = ", ".join(sorted(names)) or "none"
-        return (f"no socket named {options['name']!r} was passed by systemd (passed: {passed}); "
-                f"start the service through its .socket units (FileDescriptorName="
-                f"{options['name']}) or listen on a tcp: endpoint")
-    try:
-        index = int(options.get("index", ""))
-    except ValueError:
-        return "needs index= or name="
-    count = len(inherited.inheritedDescriptors())
-    if index < count:
-        return None
-    return (f"no socket at index {index} was passed by systemd ({count} passed); start the "
-            f"service through its .socket units or listen on a tcp: endpoint")
-
-
 def _stop_port(port: IListeningPort) -> Deferred[None]:
     """``port.stopListening()`` as a Deferred: it returns None for a port already closed."""
     d: Deferred[None] | None = port.stopListening()
@@ -161,54 +117,6 @@ class AdminSite(Site):
                   method=request.method.decode("latin-1", "replace"),
                   uri=request.uri.decode("latin-1", "replace").split("?", 1)[0],
                   code=request.code)
-
-
-@dataclass
-class ReloadOutcome:
-    """The last reload, as ``/healthz`` and ``interlend reload`` report it."""
-
-    generation: int = 0
-    ok: bool | None = None
-    at: float | None = None
-    errors: list[str] | None = None
-    changes: list[str] | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {"generation": self.generation,
-                "outcome": None if self.ok is None else "applied" if self.ok else "refused",
-                "at": (None if self.at is None else
-                       datetime.fromtimestamp(self.at, timezone.utc).isoformat()),
-                "errors": list(self.errors or ()), "changes": list(self.changes or ())}
-
-
-STAGED_CONFIG_FILE = "staged-config.toml"
-"""The configuration ``interlend reload -c FILE`` copies into ``$RUNTIME_DIRECTORY`` for the
-daemon's next reload."""
-
-RELOAD_STATUS_FILE = "reload-status.json"
-"""Where the daemon writes each reload's outcome in ``$RUNTIME_DIRECTORY`` (``/run/interlend``
-under systemd), for ``interlend reload`` (the unit's ExecReload) to wait on."""
-
-
-def peer_changes(old: Config, new: Config) -> list[str]:
-    """What a reload changes in the peers, as log lines that never show a secret: peers added,
-    removed, and for a changed peer the names of its changed settings only."""
-    before = {peer.name: peer for peer in old.peers}
-    after = {peer.name: peer for peer in new.peers}
-    lines = [f"peer {name} added" for name in after if name not in before]
-    lines += [f"peer {name} removed" for name in before if name not in after]
-    for name in after:
-        if name in before and after[name] != before[name]:
-            changed = [f.name for f in fields(after[name])
-                       if getattr(after[name], f.name) != getattr(before[name], f.name)]
-            lines.append(f"peer {name} changed: {', '.join(changed)}")
-    for section in ("z3950", "ncip", "audit", "circulation", "admin", "stats", "gateway"):
-        old_settings, new_settings = getattr(old, section), getattr(new, section)
-        if old_settings != new_settings:
-            changed = [f"{section}.{f.name}" for f in fields(new_settings)
-                       if getattr(new_settings, f.name) != getattr(old_settings, f.name)]
-            lines.append(f"settings changed: {', '.join(changed)}")
-    return lines
 
 
 PROBE_INTERVAL = 0.5
@@ -250,7 +158,7 @@ class Gateway:
         self._purge: LoopingCall | None = None
         self._probe: LoopingCall | None = None
         self.state = "new"
-        self.last_reload = ReloadOutcome()
+        self.last_reload = reloading.ReloadOutcome()
         self.failed_reloads = 0
 
     # -- start ------------------------------------------------------------------------------
@@ -259,7 +167,7 @@ class Gateway:
     def start(self) -> Any:
         """Open the store and listen on every endpoint; READY=1 once all listeners are up."""
         self.state = "starting"
-        self._forget_staged_config()
+        reloading.forget_staged_config(self.environ)
         self.store.start()
         yield self.audit.start()
         z3950 = self.config.z3950
@@ -365,7 +273,8 @@ class Gateway:
     def _listen(self, protocol: str, endpoint: str) -> Deferred[None]:
         listener = Listener(protocol, endpoint)
         self.listeners.append(listener)
-        problem = systemd_endpoint_problem(endpoint, inherited_sockets(self._listen_environ))
+        problem = sdnotify.endpoint_problem(endpoint,
+                                           sdnotify.inherited_sockets(self._listen_environ))
         if problem is not None:
             listener.error = problem
             log.error("cannot listen on {endpoint} for {protocol}: {error}",
@@ -444,7 +353,7 @@ class Gateway:
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
                       admin=replace(new.admin, listen=old.admin.listen))
-        changes = peer_changes(old, new)
+        changes = reloading.peer_changes(old, new)
         self.config = new
         self._apply_limits()
         for line in changes:
@@ -454,35 +363,19 @@ class Gateway:
         return self._reloaded(True, [], changes)
 
     def reload_source(self) -> Path | None:
-        """The file a reload reads: the copy ``interlend reload -c FILE`` staged in
-        ``$RUNTIME_DIRECTORY`` when there is one (under systemd the service reads its start-up
-        configuration from a credential, which systemd copies only at start), else the file
-        the daemon started with."""
-        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-        if directory:
-            staged = Path(directory) / STAGED_CONFIG_FILE
-            if staged.exists():
-                return staged
-        return self.config_path
-
-    def _forget_staged_config(self) -> None:
-        """A copy staged for an earlier run's reload is older than the file just read."""
-        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-        if directory:
-            try:
-                (Path(directory) / STAGED_CONFIG_FILE).unlink(missing_ok=True)
-            except OSError as e:
-                log.warn("cannot remove the staged configuration in {dir}: {error}",
-                         dir=directory, error=str(e))
+        """The file a reload reads: the copy ``interlend reload -c FILE`` staged (under
+        systemd the service reads its start-up configuration from a credential, which systemd
+        copies only at start), else the file the daemon started with."""
+        return reloading.staged_config(self.environ) or self.config_path
 
     def _reloaded(self, ok: bool, errors: list[str], changes: list[str]) -> bool:
         """Record a reload's outcome where systemd, ``/healthz`` and ``interlend reload``
         see it."""
         if not ok:
             self.failed_reloads += 1
-        self.last_reload = ReloadOutcome(generation=self.last_reload.generation + 1, ok=ok,
-                                         at=self.reactor.seconds(), errors=errors,
-                                         changes=changes)
+        self.last_reload = reloading.ReloadOutcome(
+            generation=self.last_reload.generation + 1, ok=ok, at=self.reactor.seconds(),
+            errors=errors, changes=changes)
         status = ("serving" if ok else
                   f"serving; last reload refused ({len(errors)} error(s), old configuration "
                   f"kept)")
@@ -491,17 +384,7 @@ class Gateway:
         return ok
 
     def _write_reload_status(self) -> None:
-        directory = self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-        if not directory:
-            return
-        path = Path(directory) / RELOAD_STATUS_FILE
-        try:
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(self.last_reload.describe()))
-            temporary.replace(path)
-        except OSError as e:
-            log.warn("cannot write the reload status to {path}: {error}", path=str(path),
-                     error=str(e))
+        reloading.write_status(self.environ, self.last_reload)
 
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
