@@ -113,6 +113,17 @@ def test_readme_install_steps_match_the_units() -> None:
                for s in steps)
 
 
+def test_readme_cli_alias_matches_the_unit() -> None:
+    """The documented way to run the CLI against the service's database uses the unit's own
+    user, state directory and credential (so it sees the same file with the same owner)."""
+    section = _readme_section("Operations")
+    alias = next(line for line in section.splitlines() if line.startswith("alias interlend-svc"))
+    assert "systemd-run" in alias and "-p DynamicUser=yes" in alias
+    for key in ("User", "StateDirectory", "LoadCredential"):
+        assert f"-p {key}={_unit_value(key)}" in alias, key
+    assert alias.rstrip("'").endswith("/usr/local/bin/interlend")
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_verify(tmp_path: Path) -> None:
     """systemd-analyze verify accepts the three units as shipped (binary path pointed at this
@@ -204,6 +215,13 @@ def test_service_user_reads_its_config_as_a_credential(service_root: Path) -> No
                              text=True, timeout=60, env=env)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"{credentials}/interlend.toml: OK")
+    # ...and nobody else: another unprivileged uid can read neither
+    other = ["setpriv", f"--reuid={SERVICE_UID + 1}", f"--regid={SERVICE_UID + 1}",
+             "--clear-groups", "--"]
+    for path in (config, credentials / "interlend.toml"):
+        denied = subprocess.run([*other, str(INTERLEND), "check-config", "-c", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert denied.returncode == 2 and "Permission denied" in denied.stderr
 
 
 def _free_port() -> int:
