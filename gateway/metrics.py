@@ -28,9 +28,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 
 from gateway import __version__
 from protocols.z3950.diagnostics import diagnostic_name
+
+log = Logger()
 
 DATABASE_FIGURES_SECONDS = 10.0
 """How long figures read from the database (requests by state, overdue loans, last exchange
@@ -257,7 +260,11 @@ class Metrics:
         reactor = getattr(self.gateway, "reactor", None)
         if not getattr(store, "running", False) or reactor is None:
             return succeed(None)
-        return self.figures.refresh(store, reactor.seconds())
+        def failed(failure: Any) -> None:  # the scrape still answers, with the last figures
+            log.warn("metrics: database figures not read: {error}",
+                     error=failure.getErrorMessage())
+
+        return self.figures.refresh(store, reactor.seconds()).addErrback(failed)
 
     def render(self) -> bytes:
         """The exposition text for ``/metrics``."""
