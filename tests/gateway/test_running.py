@@ -91,6 +91,11 @@ def test_reload_reports_its_outcome(tmp_path: Path) -> None:
         assert health["reload"]["outcome"] == "refused" and health["reload"]["errors"]
         metrics = _admin(d, "/metrics").decode()
         assert "interlend_config_reloads_failed_total 1.0" in metrics
+        # the figures read from the database on a scrape are there too
+        for family in ("interlend_rs_requests", "interlend_overdue_loans",
+                       "interlend_peer_last_exchange_timestamp_seconds", "interlend_build_info",
+                       "process_resident_memory_bytes", "interlend_database_size_bytes"):
+            assert f"# TYPE {family} " in metrics, family
         assert d.stop() == 0
     finally:
         d.kill()
