@@ -6,6 +6,7 @@ LookupUser rows, the Z39.50 rows and a failed request's own row), the retry queu
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -108,6 +109,38 @@ def test_fifteen_second_lock_loses_no_audit_row(tmp_path: Path) -> None:
         health = json.loads(daemon.get("/healthz")[1])
         assert health["database"]["last_error"] is None
         assert daemon.stop() == 0
+        assert not tracebacks(daemon), "\n".join(daemon.lines[-60:])
+    finally:
+        locker.kill()
+        daemon.kill()
+
+
+def test_kept_rows_are_written_on_stop(tmp_path: Path) -> None:
+    """SIGTERM while rows are kept and the database is still locked: the stop waits for the
+    database (a bounded number of attempts) and writes them before it exits."""
+    daemon = launch(tmp_path, config(gateway="busy_timeout = 1.0\n",
+                                     ncip="max_requests_per_second_per_peer = 0\n"))
+    database = daemon.database
+    before = _count(database, "SELECT count(*) FROM audit WHERE operation = 'LookupUser'")
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        for _ in range(3):
+            status, reply = daemon.post(wf.reshare_lookup_user("P100"), timeout=30)
+            assert status == 200 and wf.problem(reply) is None, reply
+        wait_until(lambda: _metric(daemon.admin_url, "interlend_audit_rows_pending") >= 3, 10,
+                   "rows kept while the database is locked")
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for(r"stopping: no new connections")
+        assert locker.stdin is not None
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip() == "released"
+        assert daemon.process.wait(timeout=30) == 0
+        assert _count(database, "SELECT count(*) FROM audit WHERE operation = 'LookupUser'") \
+            == before + 3
+        assert not [line for line in daemon.lines if "lost at stop" in line]
         assert not tracebacks(daemon), "\n".join(daemon.lines[-60:])
     finally:
         locker.kill()
