@@ -295,6 +295,14 @@ def test_socket_activated_service(service_root: Path) -> None:
         assert "Traceback" not in output
         if prefix:
             assert (state / "interlend.sqlite3").stat().st_uid == SERVICE_UID
+            # the CLI as the service's user, configured by the credential (what the README's
+            # systemd-run alias sets up): it reads the service's database, creates nothing
+            report = subprocess.run(
+                [*prefix, str(INTERLEND), "requests", "--format", "json"], capture_output=True,
+                text=True, timeout=60,
+                env={"PATH": os.environ["PATH"], "CREDENTIALS_DIRECTORY": str(credentials)})
+            assert report.returncode == 0 and report.stderr == "", report.stderr
+            assert sorted(p.name for p in state.iterdir()) == ["interlend.sqlite3"]
     finally:
         if process.poll() is None:
             process.kill()
