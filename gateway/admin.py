@@ -122,6 +122,7 @@ class AdminResource(resource.Resource):
         return Deferred.fromCoroutine(self._metrics_text())
 
     async def _metrics_text(self) -> tuple[bytes, bytes]:
+        await self.gateway.metrics.refresh()  # figures read from the database, when stale
         return b"text/plain; version=0.0.4; charset=utf-8", self.gateway.metrics.render()
 
     def _health(self, request: Request) -> Deferred[tuple[bytes, bytes]]:

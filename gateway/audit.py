@@ -15,6 +15,7 @@ database) unless ``store_patron_ids`` is set. Bodies are ``full`` (secrets remov
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import hmac
@@ -27,10 +28,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lxml import etree
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from gateway.store import Store
+from gateway.store import Store, StoreError
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
@@ -166,6 +168,11 @@ class AuditLog:
         self._key = None
         self.written = 0
         self.failed = 0
+        self.retried = 0                       # rows written again after a busy database
+        self.dropped = 0                       # rows lost because the retry queue was full
+        self._pending: collections.deque[AuditEntry] = collections.deque()
+        self._retrying = False
+        self._retry_call: Any = None
 
     @property
     def _key(self) -> bytes | None:
@@ -254,7 +261,10 @@ class AuditLog:
         return audit_time_at(self.clock.seconds())
 
     def record(self, entry: AuditEntry) -> Deferred[None]:
-        """Write a row through the writer's next batch; errors are logged, not raised."""
+        """Write a row through the writer's next batch; errors are logged, not raised.
+
+        When the database is busy or locked (the commit failed, not the row), the row is kept
+        and written again later: see :meth:`_keep`."""
         stamped = entry if entry.time else replace(entry, time=self.now())
         d = self.store.write(lambda conn: insert_entry(conn, stamped))
 
@@ -262,6 +272,8 @@ class AuditLog:
             self.written += 1
 
         def failed(failure: Any) -> None:
+            if self._keep(failure, [stamped]):
+                return
             self.failed += 1
             log.error("audit row for {protocol} {operation} not written: {error}",
                       protocol=entry.protocol, operation=entry.operation,
@@ -270,7 +282,8 @@ class AuditLog:
         return d.addCallbacks(done, failed)
 
     def record_many(self, entries: Sequence[AuditEntry]) -> Deferred[None]:
-        """Write several stamped rows as one writer job (all or none); errors are logged."""
+        """Write several stamped rows as one writer job (all or none); errors are logged, and
+        rows refused by a busy database are kept for a retry as in :meth:`record`."""
         rows = list(entries)
         d = self.store.write(lambda conn: insert_entries(conn, rows))
 
@@ -278,12 +291,114 @@ class AuditLog:
             self.written += len(rows)
 
         def failed(failure: Any) -> None:
+            if self._keep(failure, rows):
+                return
             self.failed += len(rows)
             log.error("{count} audit rows not written: {error}", count=len(rows),
                       error=failure.getErrorMessage())
 
         return d.addCallbacks(done, failed)
 
+    # -- rows kept while the database is busy ---------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting to be written again (the database was busy or locked)."""
+        return len(self._pending)
+
+    def _keep(self, failure: Any, rows: list[AuditEntry]) -> bool:
+        """Keep ``rows`` for a retry when the store failed the commit (busy, locked, I/O) while
+        running; False when the rows themselves were at fault or the store has stopped.
+
+        The queue is bounded by ``[audit] max_pending_rows``: past it the oldest rows are
+        dropped, counted and logged (memory must not grow without bound during a long lock).
+        """
+        if not failure.check(StoreError) or not self.store.running:
+            return False
+        was_empty = not self._pending
+        self._pending.extend(rows)
+        limit = max(1, getattr(self.settings, "max_pending_rows", 100000))
+        overflow = len(self._pending) - limit
+        if overflow > 0:
+            for _ in range(overflow):
+                self._pending.popleft()
+            self.dropped += overflow
+            log.error("audit retry queue full ({limit} rows): {count} oldest row(s) dropped",
+                      limit=limit, count=overflow)
+        if was_empty:
+            log.warn("database busy: audit rows kept in memory and written when it answers "
+                     "({error})", error=failure.getErrorMessage())
+        self._schedule_retry()
+        return True
+
+    def _schedule_retry(self) -> None:
+        if self._retry_call is None and not self._retrying and self._pending:
+            self._retry_call = self.clock.callLater(RETRY_INTERVAL, self.retry)
+
+    def retry(self) -> Deferred[None]:
+        """Write the kept rows (a bounded batch per attempt); the next attempt is scheduled
+        while rows remain. Fires when this attempt is over."""
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        if self._retrying or not self._pending:
+            return succeed(None)
+        batch = [self._pending.popleft()
+                 for _ in range(min(RETRY_BATCH_ROWS, len(self._pending)))]
+        self._retrying = True
+        d = self.store.write(lambda conn: insert_entries(conn, batch))
+
+        def done(_: Any) -> None:
+            self.written += len(batch)
+            self.retried += len(batch)
+            if not self._pending:
+                log.info("database answers again: {count} kept audit row(s) written",
+                         count=self.retried)
+
+        def failed(failure: Any) -> None:
+            if failure.check(StoreError) and self.store.running:
+                self._pending.extendleft(reversed(batch))  # back in front, in order
+                return
+            self.failed += len(batch)
+            log.error("{count} kept audit rows not written: {error}", count=len(batch),
+                      error=failure.getErrorMessage())
+
+        def again(_: Any) -> None:
+            self._retrying = False
+            self._schedule_retry()
+
+        return d.addCallbacks(done, failed).addBoth(again)
+
+    @inlineCallbacks
+    def drain(self, attempts: int = 2) -> Any:
+        """On stop, before the store closes: write every kept row (a few attempts, each
+        waiting up to the busy timeout); what still cannot be written is counted and logged."""
+        while self.store.pending and self.store.running:  # rows handed over just now
+            yield deferLater(self.clock, 0.01, lambda: None)
+        tries = 0
+        while self._pending and tries < attempts and self.store.running:
+            before = len(self._pending)
+            yield self.retry()
+            while self._retrying:
+                yield deferLater(self.clock, 0.01, lambda: None)
+            if len(self._pending) >= before:
+                tries += 1
+        if self._pending:
+            count = len(self._pending)
+            self._pending.clear()
+            self.failed += count
+            log.error("{count} kept audit row(s) lost at stop: the database stayed busy",
+                      count=count)
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+
+
+RETRY_INTERVAL = 0.5
+"""Seconds between attempts to write audit rows kept while the database was busy."""
+
+RETRY_BATCH_ROWS = 1000
+"""Kept rows written per attempt (one writer job)."""
 
 BATCH_DELAY = 0.01
 """Seconds an :class:`AuditBatch` gathers rows before it hands them to the writer."""

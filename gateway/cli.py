@@ -28,6 +28,7 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", metavar="FILE", type=Path,
                         help="configuration file (default: $INTERLEND_CONFIG, then "
+                             "$CREDENTIALS_DIRECTORY/interlend.toml, then "
                              "/etc/interlend/interlend.toml, then built-in defaults)")
     common.add_argument("--database", metavar="PATH",
                         help="SQLite database file, overriding [gateway] database")
@@ -111,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="catalogue size (default 2000, at most 1000000)")
     demo.add_argument("--if-absent", action="store_true",
                       help="do nothing when the database already holds records")
+
+    reload = commands.add_parser("reload", help="reload a running daemon and report the outcome "
+                                                "(the systemd unit's ExecReload)")
+    reload.add_argument("--pid", type=int, required=True, help="the daemon's process id "
+                        "($MAINPID in the unit)")
+    reload.add_argument("-c", "--config", metavar="FILE", type=Path,
+                        help="check this file first and hand it to the daemon (a refused "
+                             "file is never signalled)")
+    reload.add_argument("--runtime-directory", metavar="DIR",
+                        help="where the daemon writes its reload outcome (default: "
+                             "$RUNTIME_DIRECTORY, /run/interlend under systemd)")
+    from gateway.cli_docs import document
+    from gateway.cli_ops import RELOAD_TIMEOUT
+
+    reload.add_argument("--timeout", type=float, default=RELOAD_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for the outcome (default %(default)g)")
+    commands.add_parser("manpage", help="print the interlend(1) manual page (roff), generated "
+                                        "from these definitions")
+
+    document(parser)
     return parser
 
 
@@ -140,6 +161,9 @@ def resolve_config_path(given: Path | None, environ: dict[str, str]) -> Path | N
         return given
     if environ.get("INTERLEND_CONFIG"):
         return Path(environ["INTERLEND_CONFIG"])
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / "interlend.toml").exists():
+        return Path(credentials) / "interlend.toml"   # LoadCredential=interlend.toml:...
     return next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
 
 
@@ -148,7 +172,33 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
     """Entry point of the ``interlend`` console script."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("reload", "manpage"):
+        from gateway import cli_ops
+
+        return cli_ops.run(args, parser, out, err)
+    try:
+        return _main(args, parser, out, err)
+    except BrokenPipeError:
+        # `interlend requests show ID | head`: the reader has gone; end quietly, and keep
+        # Python from complaining again when it flushes stdout at exit
+        _quiet_stdout()
+        return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser, out: IO[str],
+          err: IO[str]) -> int:
+    from gateway import cli_ops
+
     config_path = resolve_config_path(args.config, dict(os.environ))
     try:
         config = load_config(config_path).with_overrides(
@@ -159,16 +209,31 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
     except ConfigErrors as e:
         print(str(e), file=err)
         return EXIT_USAGE
+    problem = cli_ops.preflight(args, config)
+    if problem is not None:
+        status, message = problem
+        print(message, file=err)
+        return status
     handler: Callable[..., int] = {
         "serve": _serve, "check-config": _check_config, "import": _import, "demo": _demo,
         "audit": _audit, "requests": _requests, "stats": _stats, "sweep": _sweep,
     }[args.command]
-    return handler(args, config, config_path, out, err)
+    try:
+        return handler(args, config, config_path, out, err)
+    except cli_ops.DATABASE_BUSY as e:
+        print(cli_ops.busy_message(config, e), file=err)
+        return EXIT_FAILED
 
 
 def _check_config(args: argparse.Namespace, config: Config, path: Path | None,
                   out: IO[str], err: IO[str]) -> int:
+    from gateway.config import deployment_problems
+
     source = str(path) if path else "built-in defaults"
+    problems = deployment_problems(config)
+    if problems:
+        print(str(ConfigErrors(source, problems)), file=err)
+        return EXIT_USAGE
     print(f"{source}: OK ({len(config.peers)} peer(s); database {config.gateway.database})",
           file=out)
     return EXIT_OK

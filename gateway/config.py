@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,10 @@ BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
 AUDIT_BODIES = ("full", "redacted", "none")
 HOLDINGS_TAGS = ("852", "926", "952", "982")
+SECRET_KEYS = frozenset({"secret", "token", "password", "z3950_password"})
+"""Keys whose values no error message may show (they would land in journald)."""
+PLACEHOLDER = "change-me"
+"""Secrets in the shipped example configuration contain this: it must be replaced."""
 
 
 class ConfigErrors(Exception):
@@ -100,6 +105,7 @@ class AuditSettings:
     body_retention_days: int = 30
     row_retention_days: int = 365
     store_patron_ids: bool = False
+    max_pending_rows: int = 100000
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,9 @@ class _Checker:
         return self._bad(path, "must be a string", raw)
 
     def _bad(self, path: str, message: str, raw: Any) -> object:
+        if path.rsplit(".", 1)[-1] in SECRET_KEYS:  # never echo a secret, even a mistyped one
+            self.error(path, f"{message} (got a {type(raw).__name__}; value not shown)")
+            return _INVALID
         self.error(path, f"{message} (got {raw!r})" if not isinstance(raw, (dict, list)) else
                    f"{message} (got a {type(raw).__name__})")
         return _INVALID
@@ -515,6 +524,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     if not 1 <= z3950.max_nesting_depth <= 100:
         check.error("z3950.max_nesting_depth", "must be between 1 and 100")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")
+    if audit.max_pending_rows == 0:
+        check.error("audit.max_pending_rows", "must be greater than zero")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
     check.choice(backend.kind, ("embedded",), "backend.kind")
@@ -574,8 +585,9 @@ def _check_unique(check: _Checker, peers: list[Peer]) -> None:
             keys.append(("z3950_user", peer.z3950_user))
         for key in keys:
             if key in seen:
+                shown = ("the same token" if key[0] == "auth.token" else f"{key[1]!r}")
                 check.error(f"peers[{index}].{key[0]}",
-                            f"{key[1]!r} is already used by peers[{seen[key]}]")
+                            f"{shown} is already used by peers[{seen[key]}]")
             else:
                 seen[key] = index
 
@@ -596,3 +608,93 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigErrors(source, [f"not valid TOML: not UTF-8 text ({e.reason} at byte "
                                     f"{e.start})"]) from None
     return parse_config(raw, source)
+
+
+# -- what would fail at start (check-config) -----------------------------------------------------
+
+
+def deployment_problems(config: Config) -> list[str]:
+    """What a valid file would still fail at (or should not go live with), as ``path: message``
+    lines: two listeners on one port, a database directory that is missing and cannot be
+    created or is not writable, placeholder secrets left in. Never shows a secret."""
+    problems = _port_clashes(config)
+    problems += _database_problems(Path(config.gateway.database))
+    problems += [f"{path}: still the example placeholder ({PLACEHOLDER}...); set a real secret"
+                 for path in _placeholder_paths(config)]
+    return problems
+
+
+def _listen_key(description: str) -> tuple[str, str, str] | None:
+    """(family, interface, port) of a tcp/tcp6/ssl endpoint, ("systemd", "", name-or-index)
+    of a passed socket, ("unix", "", path); None for port 0 (the system picks one)."""
+    kind, _, rest = description.partition(":")
+    parts = re.split(r"(?<!\\):", rest)
+    options = dict(part.split("=", 1) for part in parts if "=" in part)
+    if kind == "systemd":
+        return "systemd", "", options.get("name") or f"index={options.get('index')}"
+    if kind == "unix":
+        return "unix", "", parts[0]
+    port = options.get("port") or (parts[0] if parts and "=" not in parts[0] else "")
+    if not port.isdigit() or int(port) == 0:
+        return None
+    interface = options.get("interface", "").replace("\\:", ":").strip("[]")
+    return "tcp", interface, str(int(port))
+
+
+def _port_clashes(config: Config) -> list[str]:
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    problems = []
+    for section in ("z3950", "ncip", "admin"):
+        for index, description in enumerate(getattr(config, section).listen):
+            key = _listen_key(description)
+            if key is None:
+                continue
+            family, interface, port = key
+            path = f"{section}.listen[{index}]"
+            for (other_family, other_port), (other_path, other_interface) in seen.items():
+                if (family, port) != (other_family, other_port):
+                    continue
+                wildcard = ("", "0.0.0.0", "::")
+                if (family != "tcp" or interface == other_interface or interface in wildcard
+                        or other_interface in wildcard):
+                    what = "socket" if family == "systemd" else "path" if family == "unix" \
+                        else "port"
+                    problems.append(f"{path}: {description!r} uses the same {what} as "
+                                    f"{other_path}")
+                    break
+            seen.setdefault((family, port), (path, interface))
+    return problems
+
+
+def _database_problems(database: Path) -> list[str]:
+    directory = database.parent if str(database.parent) else Path(".")
+    if database.is_dir():
+        return [f"gateway.database: {database} is a directory, not a database file"]
+    if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+        return [f"gateway.database: {database} is not readable and writable by this user"]
+    if directory.is_dir():
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return [f"gateway.database: directory {directory} is not writable by this user "
+                    f"(SQLite writes its -wal and -shm files beside the database)"]
+        return []
+    ancestor = directory
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        return [f"gateway.database: directory {directory} does not exist and cannot be "
+                f"created by this user (under systemd, StateDirectory= creates "
+                f"/var/lib/interlend)"]
+    return []
+
+
+def _placeholder_paths(config: Config) -> list[str]:
+    paths = []
+    if PLACEHOLDER in (config.admin.password or "").lower():
+        paths.append("admin.password")
+    for index, peer in enumerate(config.peers):
+        for path, value in ((f"peers[{index}].auth.secret", peer.auth.secret),
+                            (f"peers[{index}].auth.token", peer.auth.token),
+                            (f"peers[{index}].z3950_password", peer.z3950_password)):
+            if value and PLACEHOLDER in value.lower():
+                paths.append(path)
+    return paths

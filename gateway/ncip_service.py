@@ -28,6 +28,7 @@ from gateway.audit import AuditEntry, audit_time
 from gateway.backends import base as domain
 from gateway.config import Peer
 from gateway.http import NcipRequestContext
+from gateway.metrics import claimed_peer
 from gateway.peers import Credentials, PeerError, admit_version_lookup, attribute, identify
 from gateway.store import StoreError
 from protocols.ncip.dialect import Dialect, PrefixStyle
@@ -202,6 +203,8 @@ class NcipService:
         except PeerError as e:
             log.warn("NCIP {service} from {host} refused: {reason}", service=envelope.service,
                      host=context.remote_host, reason=e.reason)
+            self.gateway.metrics.auth_failure(claimed_peer(config.peers, creds),
+                                              "unknown" if e.unknown else "refused")
             problem = NCIPProblem(
                 ProblemType.UNKNOWN_AGENCY if e.unknown
                 else ProblemType.AGENCY_AUTHENTICATION_FAILED,

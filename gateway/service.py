@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import (
     Deferred,
@@ -20,14 +20,16 @@ from twisted.internet.defer import (
     gatherResults,
     inlineCallbacks,
     maybeDeferred,
+    succeed,
 )
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.http import Request
 from twisted.web.server import Site
 
-from gateway import __version__, reports, sdnotify
+from gateway import __version__, reloading, reports, sdnotify
 from gateway.admin import AdminResource
 from gateway.audit import AuditBatch, AuditLog
 from gateway.catalogue import CatalogueService
@@ -45,6 +47,10 @@ from gateway.z3950_server import Z3950Factory
 log = Logger()
 
 
+class StartupFailed(Exception):
+    """Start-up could not complete; the reasons have already been logged, one line each."""
+
+
 @dataclass
 class Listener:
     """One listening endpoint and its state, as ``/healthz`` reports it."""
@@ -58,7 +64,11 @@ class Listener:
         address = None
         if self.port is not None:
             host = self.port.getHost()
-            address = f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}".strip(":")
+            name, number = getattr(host, "host", None), getattr(host, "port", None)
+            if name is None:  # a Unix socket
+                address = str(getattr(host, "name", ""))
+            else:
+                address = f"[{name}]:{number}" if ":" in name else f"{name}:{number}"
         return {"protocol": self.protocol, "endpoint": self.endpoint, "address": address,
                 "state": "listening" if self.port is not None else "failed",
                 "error": self.error}
@@ -90,6 +100,28 @@ def with_backlog(endpoint: str) -> str:
     return endpoint
 
 
+def _stop_port(port: IListeningPort) -> Deferred[None]:
+    """``port.stopListening()`` as a Deferred: it returns None for a port already closed."""
+    d: Deferred[None] | None = port.stopListening()
+    return d if d is not None else succeed(None)
+
+
+class AdminSite(Site):
+    """The admin listener's site: its GETs (dashboard views, each Prometheus scrape) are
+    routine, so they are logged at debug level, not at info."""
+
+    noisy = False
+
+    def log(self, request: Request) -> None:
+        log.debug("admin {method} {uri} {code}",
+                  method=request.method.decode("latin-1", "replace"),
+                  uri=request.uri.decode("latin-1", "replace").split("?", 1)[0],
+                  code=request.code)
+
+
+PROBE_INTERVAL = 0.5
+"""Seconds between database probes while the last commit failed (see ``_probe_database``)."""
+
 PURGE_INTERVAL = 24 * 3600.0
 """Seconds between audit retention runs inside the daemon."""
 
@@ -105,6 +137,7 @@ class Gateway:
         self.config_path = config_path
         self.overrides = overrides
         self.environ = dict(os.environ) if environ is None else environ
+        self._listen_environ = environ  # None: the sockets Twisted itself found
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
@@ -123,7 +156,10 @@ class Gateway:
         self.z3950_factory: Z3950Factory | None = None
         self._watchdog: LoopingCall | None = None
         self._purge: LoopingCall | None = None
+        self._probe: LoopingCall | None = None
         self.state = "new"
+        self.last_reload = reloading.ReloadOutcome()
+        self.failed_reloads = 0
 
     # -- start ------------------------------------------------------------------------------
 
@@ -131,6 +167,7 @@ class Gateway:
     def start(self) -> Any:
         """Open the store and listen on every endpoint; READY=1 once all listeners are up."""
         self.state = "starting"
+        reloading.forget_staged_config(self.environ)
         self.store.start()
         yield self.audit.start()
         z3950 = self.config.z3950
@@ -149,10 +186,9 @@ class Gateway:
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
-        admin = Site(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
-        admin.noisy = False
+        admin = AdminSite(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["admin"] = ConnectionLimitFactory(
-            admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
+            cast(Any, admin), max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
@@ -162,15 +198,23 @@ class Gateway:
             yield self._stop_listening()
             yield self.store.stop()
             self.state = "failed"
-            raise RuntimeError("; ".join(f"{l.protocol} {l.endpoint}: {l.error}" for l in failed))
+            # each failed listener has had its own line; this one sums up
+            raise StartupFailed(f"{len(failed)} of {len(self.listeners)} listener(s) could not "
+                                f"be opened; nothing is served")
         self.state = "running"
         for listener in self.listeners:
             log.info("{protocol} listening on {address} ({endpoint})", **listener.describe())
+        for line in self.where_to_go():
+            log.info("{where}", where=line)
         log.info("Interlend {version} ready: agency {agency}, {peers} peer(s), database {db}",
                  version=__version__, agency=self.config.gateway.agency_id,
                  peers=len(self.config.peers), db=str(self.config.gateway.database))
         sdnotify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving", self.environ)
+        self._write_reload_status()
         self._start_watchdog()
+        self._probe = LoopingCall(self._probe_database)
+        self._probe.clock = self.reactor
+        self._probe.start(PROBE_INTERVAL, now=False)
         self._purge = LoopingCall(self.purge_audit)
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
@@ -200,9 +244,42 @@ class Gateway:
 
         return self.store.write(purge).addCallbacks(done, failed)
 
+    def where_to_go(self) -> list[str]:
+        """One line per listener saying how to reach it: the NCIP URL with its path, the
+        Z39.50 address with a database name, the dashboard URL."""
+        lines = []
+        for listener in self.listeners:
+            if listener.port is None:
+                continue
+            host = listener.port.getHost()
+            address = getattr(host, "host", None)
+            port = getattr(host, "port", None)
+            if address is None:  # a Unix socket
+                where = f"unix:{getattr(host, 'name', '')}"
+            else:
+                if address in ("0.0.0.0", "::"):
+                    address = "127.0.0.1" if address == "0.0.0.0" else "::1"
+                where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            if listener.protocol == "ncip":
+                lines.append(f"NCIP: POST to http://{where}{self.config.ncip.path}")
+            elif listener.protocol == "z3950":
+                lines.append(f"Z39.50: {where}/{self.config.z3950.databases[0]} "
+                             f"(e.g. yaz-client {where}/{self.config.z3950.databases[0]})")
+            else:
+                lines.append(f"dashboard: http://{where}/ (metrics at /metrics, health at "
+                             f"/healthz)")
+        return lines
+
     def _listen(self, protocol: str, endpoint: str) -> Deferred[None]:
         listener = Listener(protocol, endpoint)
         self.listeners.append(listener)
+        problem = sdnotify.endpoint_problem(endpoint,
+                                           sdnotify.inherited_sockets(self._listen_environ))
+        if problem is not None:
+            listener.error = problem
+            log.error("cannot listen on {endpoint} for {protocol}: {error}",
+                      endpoint=endpoint, protocol=protocol, error=problem)
+            return succeed(None)
         d = maybeDeferred(lambda: serverFromString(
             self.reactor, with_backlog(endpoint)).listen(self.factories[protocol]))
 
@@ -215,6 +292,17 @@ class Gateway:
                       endpoint=endpoint, protocol=protocol, error=listener.error)
 
         return d.addCallbacks(listening, failed)
+
+    def _probe_database(self) -> None:
+        """After a failed commit, and while nothing else is being written, try a real (tiny)
+        write: health recovers by itself as soon as the database takes writes again, not
+        only when the next request happens to write. (An empty transaction would commit on a
+        full disk too.)"""
+        if self.store.running and self.store.stats.last_error and not self.store.pending:
+            moment = str(self.reactor.seconds())
+            self.store.write(lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO gateway_meta (key, value) VALUES ('health_probe', ?)",
+                (moment,))).addErrback(lambda _: None)
 
     def _start_watchdog(self) -> None:
         interval = sdnotify.watchdog_interval(self.environ)
@@ -235,42 +323,68 @@ class Gateway:
 
         An invalid file keeps the old configuration and logs every error. Listen endpoints and
         the database path need a restart; a change to them is logged and otherwise ignored.
+        The outcome is kept for ``/healthz``, counted in the metrics, sent to systemd as the
+        unit's status and written for ``interlend reload`` (the unit's ExecReload) to report.
         """
         if self.config_path is None:
             log.info("SIGHUP: no configuration file to reload (running on built-in defaults)")
-            return False
+            return self._reloaded(False, ["no configuration file to reload"], [])
         sdnotify.notify("RELOADING=1", self.environ)
         try:
-            try:
-                new = load_config(self.config_path)
-            except ConfigErrors as e:
-                for line in e.errors:
-                    log.error("reload refused, {source}: {error}", source=e.source, error=line)
-                log.error("configuration not reloaded: {count} error(s); keeping the old one",
-                          count=len(e.errors))
-                return False
-            new = new.with_overrides(database=self.overrides.database,
-                                     z3950_listen=self.overrides.z3950_listen,
-                                     ncip_listen=self.overrides.ncip_listen,
-                                     admin_listen=self.overrides.admin_listen)
-            old = self.config
-            for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
-                                 ("admin", "listen"), ("gateway", "database")):
-                if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
-                    log.warn("{section}.{key} changed: takes effect after a restart",
-                             section=section, key=key)
-            # Keep what cannot change without a restart; take everything else.
-            new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
-                          z3950=replace(new.z3950, listen=old.z3950.listen),
-                          ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
-                          admin=replace(new.admin, listen=old.admin.listen))
-            self.config = new
-            self._apply_limits()
-            log.info("configuration reloaded from {path}: {peers} peer(s)",
-                     path=str(self.config_path), peers=len(new.peers))
-            return True
-        finally:
-            sdnotify.notify("READY=1", self.environ)
+            new = load_config(self.reload_source())
+        except ConfigErrors as e:
+            for line in e.errors:
+                log.error("reload refused, {source}: {error}", source=e.source, error=line)
+            log.error("configuration not reloaded: {count} error(s); keeping the old one",
+                      count=len(e.errors))
+            return self._reloaded(False, list(e.errors), [])
+        new = new.with_overrides(database=self.overrides.database,
+                                 z3950_listen=self.overrides.z3950_listen,
+                                 ncip_listen=self.overrides.ncip_listen,
+                                 admin_listen=self.overrides.admin_listen)
+        old = self.config
+        for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
+                             ("admin", "listen"), ("gateway", "database")):
+            if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
+                log.warn("{section}.{key} changed: takes effect after a restart",
+                         section=section, key=key)
+        # Keep what cannot change without a restart; take everything else.
+        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
+                      z3950=replace(new.z3950, listen=old.z3950.listen),
+                      ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
+                      admin=replace(new.admin, listen=old.admin.listen))
+        changes = reloading.peer_changes(old, new)
+        self.config = new
+        self._apply_limits()
+        for line in changes:
+            log.info("reload: {change}", change=line)
+        log.info("configuration reloaded from {path}: {peers} peer(s), {count} change(s)",
+                 path=str(self.reload_source()), peers=len(new.peers), count=len(changes))
+        return self._reloaded(True, [], changes)
+
+    def reload_source(self) -> Path | None:
+        """The file a reload reads: the copy ``interlend reload -c FILE`` staged (under
+        systemd the service reads its start-up configuration from a credential, which systemd
+        copies only at start), else the file the daemon started with."""
+        return reloading.staged_config(self.environ) or self.config_path
+
+    def _reloaded(self, ok: bool, errors: list[str], changes: list[str]) -> bool:
+        """Record a reload's outcome where systemd, ``/healthz`` and ``interlend reload``
+        see it."""
+        if not ok:
+            self.failed_reloads += 1
+        self.last_reload = reloading.ReloadOutcome(
+            generation=self.last_reload.generation + 1, ok=ok, at=self.reactor.seconds(),
+            errors=errors, changes=changes)
+        status = ("serving" if ok else
+                  f"serving; last reload refused ({len(errors)} error(s), old configuration "
+                  f"kept)")
+        sdnotify.notify(f"READY=1\nSTATUS={status}", self.environ)
+        self._write_reload_status()
+        return ok
+
+    def _write_reload_status(self) -> None:
+        reloading.write_status(self.environ, self.last_reload)
 
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
@@ -296,8 +410,8 @@ class Gateway:
     @inlineCallbacks
     def stop(self) -> Any:
         """Stop accepting, let requests in flight finish (bounded), close the store."""
-        if self.state in ("stopping", "stopped"):
-            return
+        if self.state in ("stopping", "stopped", "failed"):
+            return  # a failed start has already closed what it opened
         self.state = "stopping"
         sdnotify.notify("STOPPING=1", self.environ)
         log.info("stopping: no new connections; waiting up to {grace}s for requests in flight",
@@ -322,13 +436,18 @@ class Gateway:
                 timeout.cancel()
         if self.z3950_factory is not None:
             self.z3950_factory.close_all()
+        if self._probe is not None and self._probe.running:
+            self._probe.stop()
+        yield self.audit.drain()
         yield self.store.stop()
         self.state = "stopped"
         log.info("stopped")
 
     def _stop_listening(self) -> Deferred[Any]:
         ports = [listener.port for listener in self.listeners if listener.port is not None]
-        return gatherResults([port.stopListening() for port in ports])
+        for listener in self.listeners:
+            listener.port = None
+        return gatherResults([_stop_port(port) for port in ports])
 
     # -- health -----------------------------------------------------------------------------
 
@@ -345,6 +464,7 @@ class Gateway:
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "database": database,
             "listeners": listeners,
+            "reload": self.last_reload.describe(),
             "connections": {name: factory.open_connections
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 from datetime import datetime, timezone
@@ -113,6 +114,8 @@ def test_brief_record_is_what_pymarc_wrote(conn: sqlite3.Connection, brief: ops.
     marc = bytes(stored[0][0])
     assert marc == reference.as_marc()
     assert pymarc.Record(data=marc, force_utf8=True).as_marc() == marc
+    if shutil.which("yaz-marcdump") is None:
+        pytest.skip("yaz-marcdump (Debian package yaz) not installed; the pymarc checks passed")
     path = tmp_path / "brief.mrc"
     path.write_bytes(marc)
     dump = subprocess.run(["yaz-marcdump", "-i", "marc", "-o", "line", str(path)],

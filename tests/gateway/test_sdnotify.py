@@ -36,3 +36,26 @@ def test_watchdog_interval() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "2000000",
                               "WATCHDOG_PID": str(os.getpid())}) == 1.0
+
+
+def test_passed_socket_checks() -> None:
+    """A systemd: endpoint whose socket was not passed is named in words (Twisted says only
+    ``KeyError: 'ncip'``); passed ones, and other endpoint kinds, are fine."""
+    from gateway.sdnotify import endpoint_problem, inherited_sockets
+
+    passed = inherited_sockets({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2",
+                                "LISTEN_FDNAMES": "z3950:ncip"})
+    none = inherited_sockets({})
+    assert endpoint_problem("systemd:domain=INET6:name=ncip", passed) is None
+    assert endpoint_problem("systemd:domain=INET:index=1", passed) is None
+    assert endpoint_problem("tcp:2100", none) is None
+    problem = endpoint_problem("systemd:domain=INET6:name=ncip", none)
+    assert problem is not None and "no socket named 'ncip' was passed by systemd" in problem
+    assert "(passed: none)" in problem
+    problem = endpoint_problem("systemd:domain=INET6:name=admin", passed)
+    assert problem is not None and "(passed: ncip, z3950)" in problem
+    problem = endpoint_problem("systemd:domain=INET:index=2", passed)
+    assert problem is not None and "no socket at index 2" in problem and "2 passed" in problem
+    # another process's LISTEN_PID: not ours to use
+    other = inherited_sockets({"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "ncip"})
+    assert endpoint_problem("systemd:domain=INET6:name=ncip", other) is not None
