@@ -396,12 +396,22 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
              "allow_from": _networks(check, table.get("allow_from"), _join(path, "allow_from")),
              "pickup_locations": _string_map(check, table.get("pickup_locations"),
                                              _join(path, "pickup_locations"))}
+    if extra["auth"].kind == "none" and "auth" in table and not extra["allow_from"]:
+        check.error(_join(path, "allow_from"), 'required when auth kind = "none": the source '
+                    "networks are then the peer's only authentication")
     return replace(peer, **extra)
 
 
 def _auth(check: _Checker, raw: Any, path: str) -> PeerAuth:
+    if raw is None:
+        # No default: a peer without credentials must say so (kind = "none" with allow_from).
+        check.error(path, 'required: { kind = "shared-secret" | "url-token" | "bearer", ... }, '
+                    'or { kind = "none" } with allow_from networks')
+        return PeerAuth()
     table = check.table(raw, path)
     check.unknown_keys(table, {"kind", "secret", "token"}, path)
+    if "kind" not in table:
+        check.error(_join(path, "kind"), f"required, one of {', '.join(AUTH_KINDS)}")
     kind = table.get("kind", "none")
     if not isinstance(kind, str):
         check.error(_join(path, "kind"), "must be a string")

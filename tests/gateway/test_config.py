@@ -61,7 +61,8 @@ def test_every_error_is_reported_with_its_path() -> None:
 def test_unknown_keys_are_errors() -> None:
     """A misspelt key is an error, never silently ignored."""
     errors = errors_of({"gateway": {"agency": "X"}, "nicp": {}, "peers": [
-        {"name": "a", "delete_on_check_in": True, "auth": {"kind": "none", "secrit": "x"}}]})
+        {"name": "a", "delete_on_check_in": True, "auth": {"kind": "none", "secrit": "x"},
+         "allow_from": ["127.0.0.1"]}]})
     assert errors == ["nicp: unknown key", "gateway.agency: unknown key",
                       "peers[0].delete_on_check_in: unknown key",
                       "peers[0].auth.secrit: unknown key"]
@@ -86,8 +87,9 @@ def test_peer_keys_and_preferences() -> None:
 
 def test_agency_ids_must_be_unique_across_peers() -> None:
     """Two peers claiming one agency id would make attribution ambiguous."""
-    errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"]},
-                                  {"name": "b", "ncip_agency_ids": ["x"]}]})
+    secret = {"kind": "shared-secret", "secret": "s"}
+    errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"], "auth": secret},
+                                  {"name": "b", "ncip_agency_ids": ["x"], "auth": secret}]})
     assert errors == ["peers[1].ncip_agency_ids: 'x' is already used by peers[0]"]
 
 
@@ -130,3 +132,17 @@ def test_overrides_apply_for_one_run() -> None:
     assert str(config.gateway.database) == "/tmp/x.db"
     assert config.z3950.listen == ("tcp:0",)
     assert config.ncip.listen == ("tcp:0", "tcp6:0")
+
+
+def test_peer_without_auth_is_an_error() -> None:
+    """A peer with no ``auth`` is refused (it used to mean no authentication at all); ``kind =
+    "none"`` must be explicit and comes with ``allow_from`` networks."""
+    errors = errors_of({"peers": [
+        {"name": "silent", "ncip_agency_ids": ["S"]},
+        {"name": "open", "ncip_agency_ids": ["O"], "auth": {"kind": "none"}},
+        {"name": "nokind", "ncip_agency_ids": ["N"], "auth": {"secret": "x"},
+         "allow_from": ["10.0.0.0/8"]},
+        {"name": "fenced", "ncip_agency_ids": ["F"], "auth": {"kind": "none"},
+         "allow_from": ["192.0.2.0/24"]}]})
+    assert [e.split(":")[0] for e in errors] == [
+        "peers[0].auth", "peers[1].allow_from", "peers[2].auth.kind"]

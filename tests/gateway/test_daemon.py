@@ -51,7 +51,8 @@ def test_sighup_reloads_peers_and_keeps_connections(daemon) -> None:
     connection.request("GET", "/healthz")
     assert connection.getresponse().read()
     daemon.config_path.write_text(DEFAULT_CONFIG + '\n[[peers]]\nname = "relais"\n'
-                                  'ncip_agency_ids = ["RELAIS"]\n')
+                                  'ncip_agency_ids = ["RELAIS"]\n'
+                                  'auth = { kind = "shared-secret", secret = "relais-s" }\n')
     daemon.signal(signal.SIGHUP)
     daemon.wait_for(r"configuration reloaded from .*: 3 peer\(s\)")
     connection.request("GET", "/healthz")
