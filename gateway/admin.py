@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -23,6 +24,26 @@ from gateway import reports
 from gateway.dashboard import render_dashboard
 
 log = Logger()
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
+"""Host names the admin listener always answers to."""
+
+
+def host_name(value: str) -> str:
+    """A Host header (or configured name) compared as the admin listener compares them:
+    without port, brackets or trailing dot, lower case, IPv4-mapped addresses as IPv4."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    text = text.rstrip(".")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
 
 
 class AdminResource(resource.Resource):
@@ -39,6 +60,12 @@ class AdminResource(resource.Resource):
         }
 
     def render(self, request: Request) -> bytes | int:
+        if not self._host_allowed(request):
+            # DNS rebinding: a page on an attacker's name that resolves to us must not read
+            # the admin pages with the staff's browser. Only names we answer to are served.
+            request.setResponseCode(421)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"unknown host name; add it to [admin] allowed_hosts\n"
         if not self._authorised(request):
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Basic realm="Interlend admin"')
@@ -71,6 +98,20 @@ class AdminResource(resource.Resource):
 
         route(request).addCallbacks(send, failed)
         return server.NOT_DONE_YET
+
+    def _host_allowed(self, request: Request) -> bool:
+        """True when the Host header names us: a loopback name, the address the request
+        arrived on, or one of ``[admin] allowed_hosts``."""
+        header = request.getHeader(b"host")
+        if header is None:
+            return False
+        name = host_name(header.decode("latin-1"))
+        if name in LOOPBACK_NAMES:
+            return True
+        if name in {host_name(h) for h in self.gateway.config.admin.allowed_hosts}:
+            return True
+        local = getattr(request.getHost(), "host", None)
+        return local is not None and name == host_name(str(local))
 
     def _authorised(self, request: Request) -> bool:
         settings = self.gateway.config.admin

@@ -145,7 +145,9 @@ class Gateway:
             health=self.health, clock=self.reactor,
             max_requests_per_second=ncip.max_requests_per_second_per_peer)
         site = GatewaySite(self.ncip_resource, max_body_size=ncip.max_body_size,
-                           idle_timeout=ncip.idle_timeout, reactor=self.reactor)
+                           idle_timeout=ncip.idle_timeout,
+                           request_arrival_timeout=ncip.request_arrival_timeout,
+                           reactor=self.reactor)
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
@@ -290,6 +292,7 @@ class Gateway:
         site = self.factories.get("ncip")
         if site is not None:
             site.wrappedFactory.max_body_size = self.config.ncip.max_body_size
+            site.wrappedFactory.request_arrival_timeout = self.config.ncip.request_arrival_timeout
 
     # -- stop -------------------------------------------------------------------------------
 

