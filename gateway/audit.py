@@ -30,6 +30,7 @@ from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from gateway.limits import RateLimiter
 from gateway.store import Store
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
@@ -155,6 +156,10 @@ def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
                 value.text = hidden
 
 
+DISK_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the free space under the database (when bodies are kept)."""
+
+
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
@@ -165,6 +170,55 @@ class AuditLog:
         self._key = None
         self.written = 0
         self.failed = 0
+        self.refused_dropped = 0
+        self._refused = RateLimiter(0.0, 1.0, clock)
+        self.bodies_suspended = False
+        self.disk_free_bytes: int | None = None
+        self._disk_checked = -math.inf
+
+    def allow_refused(self, source: str) -> bool:
+        """Whether a row for one more unauthenticated or refused request from ``source`` may be
+        written (``refused_rows_per_minute_per_source``); False: counted only."""
+        per_minute = self.settings.refused_rows_per_minute_per_source
+        limiter = self._refused
+        limiter.rate, limiter.burst = per_minute / 60.0, max(1.0, per_minute)
+        if limiter.allow(source):
+            return True
+        self.refused_dropped += 1
+        if self.refused_dropped % 1000 == 1:
+            log.warn("audit rows for refused NCIP requests from {source} over {limit} a "
+                     "minute: counted, not stored ({count} so far)", source=source,
+                     limit=per_minute, count=self.refused_dropped)
+        return False
+
+    def keep_bodies(self) -> bool:
+        """False while the database's file system has less free space than
+        ``min_free_disk_mb``: rows are still written, bodies are not (checked once a second)."""
+        now = self.clock.seconds()
+        if now - self._disk_checked >= DISK_CHECK_INTERVAL:
+            self._disk_checked = now
+            self._check_disk()
+        return not self.bodies_suspended
+
+    def _check_disk(self) -> None:
+        path = str(getattr(self.store, "path", ":memory:"))  # (stand-in stores have none)
+        if path == ":memory:":
+            return
+        try:
+            stats = os.statvfs(os.path.dirname(os.path.abspath(path)) or ".")
+        except OSError:
+            return
+        free = self.disk_free_bytes = stats.f_bavail * stats.f_frsize
+        floor = getattr(self.settings, "min_free_disk_mb", 0) * 1024 * 1024
+        if free < floor and not self.bodies_suspended:
+            self.bodies_suspended = True
+            log.error("free space under {path}: {free} MiB, below audit.min_free_disk_mb "
+                      "({floor} MiB): audit bodies are no longer kept", path=path,
+                      free=free // 1048576, floor=self.settings.min_free_disk_mb)
+        elif free >= floor and self.bodies_suspended:
+            self.bodies_suspended = False
+            log.info("free space under {path}: {free} MiB, above audit.min_free_disk_mb "
+                     "again: audit bodies are kept", path=path, free=free // 1048576)
 
     @property
     def _key(self) -> bytes | None:
@@ -213,7 +267,7 @@ class AuditLog:
         """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
         not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
-        if mode == "none":
+        if mode == "none" or not self.keep_bodies():
             return None
         personal = mode == "redacted"
         pseudonymize = None

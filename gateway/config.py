@@ -100,6 +100,11 @@ class AuditSettings:
     body_retention_days: int = 30
     row_retention_days: int = 365
     store_patron_ids: bool = False
+    # Unauthenticated or refused NCIP requests: rows kept per source address and minute (no
+    # bodies, ever); past it they are counted, not stored, so one address cannot fill the disk.
+    refused_rows_per_minute_per_source: float = 60.0
+    # Below this much free space (MiB) on the database's file system no bodies are kept.
+    min_free_disk_mb: int = 256
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,19 @@ class _LiveState(Collector):
         yield CounterMetricFamily("interlend_audit_write_failures",
                                   "Audit rows that could not be written.",
                                   value=gateway.audit.failed)
+        audit = gateway.audit
+        yield CounterMetricFamily("interlend_audit_refused_rows_dropped",
+                                  "Rows of refused NCIP requests not stored (per-address bound).",
+                                  value=getattr(audit, "refused_dropped", 0))
+        yield GaugeMetricFamily("interlend_audit_bodies_suspended",
+                                "1 while free disk space is under audit.min_free_disk_mb "
+                                "(audit bodies not kept).",
+                                value=int(getattr(audit, "bodies_suspended", False)))
+        free = getattr(audit, "disk_free_bytes", None)
+        if free is not None:
+            yield GaugeMetricFamily("interlend_database_disk_free_bytes",
+                                    "Free space on the database's file system (last look).",
+                                    value=free)
 
 
 class Metrics:

@@ -293,3 +293,82 @@ def test_public_healthz_says_ok_only(daemon: Daemon) -> None:
     details = daemon.admin_health()
     assert details["database"]["path"] == str(daemon.database)
     assert {entry["protocol"] for entry in details["listeners"]} == {"admin", "ncip", "z3950"}
+
+
+# -- point 3: refused requests must not fill the disk --------------------------------------------
+
+
+def wrong_secret_lookup(padding: int) -> bytes:
+    """A LookupUser with a wrong FromAgencyAuthentication, padded to ``padding`` bytes of
+    personal-looking text (what a refused request used to keep for 30 days)."""
+    body = af.ncip2("LookupUser", [af._header("RESHARE", "not-the-secret"),
+                                   af._id("User", "PBAR-100"),
+                                   ("UserElementType", "Name Information")])
+    filler = b"<!-- " + b"x" * padding + b" -->"
+    return body.replace(b"?>", b"?>" + filler, 1)
+
+
+def test_refused_requests_keep_no_body_and_are_bounded_per_address(tmp_path: Path) -> None:
+    """Point 3: one address sends 60 NCIP requests of ~200 KB with a wrong secret (and a few
+    unparseable ones). Every one is refused; the audit rows kept for them have no body (their
+    size is kept), there are at most ``refused_rows_per_minute_per_source`` (10) of them plus
+    what the bucket refilled, the rest are counted in a metric, and the database grows by far
+    less than the 12 MB sent (it used to keep every body)."""
+    from tests.robustness.helpers import metric
+
+    af.seed_database(tmp_path / "interlend.sqlite3")
+    running = start_daemon(tmp_path, config(extra_audit="refused_rows_per_minute_per_source = "
+                                                        "10\nbodies = \"full\"\n").replace(
+        'bodies = "redacted"\n', ""))
+    try:
+        def size() -> int:
+            return sum(p.stat().st_size for p in tmp_path.glob("interlend.sqlite3*"))
+        before = size()
+        started = time.monotonic()
+        request = wrong_secret_lookup(200_000)
+        for n in range(60):
+            status, reply = running.post(request if n % 10 else b"<not-xml" * 25_000)
+            assert status == 200 and af.problem(reply) in (
+                "Agency Authentication Failed", "Invalid Message Syntax Error"), reply[:300]
+        minutes = (time.monotonic() - started) / 60
+        af.wait_until(lambda: metric(running, "interlend_audit_refused_rows_dropped_total") > 0)
+        rows = af.query(running.database, "SELECT request_body, response_body, request_size, "
+                        "outcome FROM audit WHERE peer IS NULL")
+        assert 1 <= len(rows) <= 10 + 10 * minutes + 1, len(rows)
+        assert all(r["request_body"] is None and r["response_body"] is None for r in rows)
+        assert all(r["request_size"] >= 200_000 for r in rows)
+        dropped = metric(running, "interlend_audit_refused_rows_dropped_total")
+        assert dropped == 60 - len(rows)
+        assert size() - before < 1_000_000, size() - before
+        # an authenticated peer's exchanges are still audited with their bodies
+        assert af.problem(af.send(running, af.lookup_user("PBAR-100"))) is None
+        kept = af.wait_until(lambda: af.query(
+            running.database, "SELECT request_body FROM audit WHERE peer = 'reshare'"))
+        assert kept[0]["request_body"] and "LookupUser" in kept[0]["request_body"]
+    finally:
+        running.kill()
+
+
+def test_bodies_stop_before_the_disk_fills(tmp_path: Path) -> None:
+    """Point 3, the free-space floor: with ``min_free_disk_mb`` above the free space of the
+    file system, the daemon logs that audit bodies are no longer kept, shows it in
+    ``interlend_audit_bodies_suspended`` and keeps rows without bodies -- while it keeps
+    answering."""
+    from tests.robustness.helpers import metric
+
+    free_mb = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize // 1048576
+    af.seed_database(tmp_path / "interlend.sqlite3")
+    running = start_daemon(tmp_path, config(
+        extra_audit=f"min_free_disk_mb = {free_mb + 1_000_000}\n"))
+    try:
+        assert af.problem(af.send(running, af.lookup_user("PBAR-100"))) is None
+        running.wait_for(r"below audit\.min_free_disk_mb .*: audit bodies are no longer kept")
+        assert metric(running, "interlend_audit_bodies_suspended") == 1
+        assert metric(running, "interlend_database_disk_free_bytes") > 0
+        rows = af.wait_until(lambda: af.query(
+            running.database, "SELECT request_body, response_body, request_size FROM audit "
+            "WHERE operation = 'LookupUser'"))
+        assert rows[0]["request_body"] is None and rows[0]["response_body"] is None
+        assert rows[0]["request_size"] > 0
+    finally:
+        running.kill()
