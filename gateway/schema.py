@@ -216,6 +216,15 @@ MIGRATIONS: list[str] = [
     """
     DELETE FROM records_fts WHERE rowid IN (SELECT id FROM records WHERE temporary = 1);
     """,
+    # PIN lock-out per patron, across peers and restarts: wrong PINs counted, locks kept here
+    # (was in memory, per broker).
+    """
+    CREATE TABLE pin_failures (
+        patron_id     INTEGER PRIMARY KEY REFERENCES patrons(id) ON DELETE CASCADE,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        locked_until  REAL NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

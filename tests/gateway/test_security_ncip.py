@@ -372,3 +372,50 @@ def test_bodies_stop_before_the_disk_fills(tmp_path: Path) -> None:
         assert rows[0]["request_size"] > 0
     finally:
         running.kill()
+
+
+# -- point 10: PIN lock-out per patron, across peers and restarts --------------------------------
+
+
+def pin_login(pin: str, *, via: str) -> tuple[bytes, dict[str, str]]:
+    """A LookupUser by barcode and PIN for PBAR-101, sent as ``via`` (reshare or tipasa)."""
+    if via == "reshare":
+        return af.lookup_user(None, barcode_input="PBAR-101", pin=pin), {}
+    header = ("InitiationHeader", [("FromAgencyId", [("AgencyId", "TIPASA")]),
+                                   ("ToAgencyId", [("AgencyId", af.AGENCY)])])
+    body = af.ncip2("LookupUser", [header] + [
+        ("AuthenticationInput", [("AuthenticationInputData", value),
+                                 ("AuthenticationDataFormatType", "text"),
+                                 ("AuthenticationInputType", kind)])
+        for kind, value in (("Barcode Id", "PBAR-101"), ("PIN", pin))], prefixed=False)
+    return body, af.TIPASA_HEADERS
+
+
+def test_pin_lockout_holds_across_peers_and_restarts(tmp_path: Path) -> None:
+    """Point 10: three wrong PINs for one patron through ``reshare`` lock the patron out:
+    the right PIN is then refused through ``tipasa`` too, and still after a restart of the
+    daemon (the lock is in the database). Another patron is not affected."""
+    right = af.PATRONS[1].pin
+    database = tmp_path / "interlend.sqlite3"
+    af.seed_database(database)
+    text = config(extra_ncip="auth_failures_before_lockout = 3\nlockout_seconds = 600\n")
+    running = start_daemon(tmp_path, text)
+    try:
+        body, headers = pin_login(right, via="tipasa")
+        assert af.problem(af.send(running, body, headers)) is None   # the PIN is right
+        for _ in range(3):
+            body, headers = pin_login("0000-wrong", via="reshare")
+            assert af.problem(af.send(running, body, headers)) == "User Authentication Failed"
+        for via in ("reshare", "tipasa"):
+            body, headers = pin_login(right, via=via)
+            assert af.problem(af.send(running, body, headers)) == "User Authentication Failed"
+    finally:
+        assert running.stop() == 0
+    running = start_daemon(tmp_path, text, database=database)
+    try:
+        body, headers = pin_login(right, via="tipasa")
+        assert af.problem(af.send(running, body, headers)) == "User Authentication Failed"
+        other = af.lookup_user(None, barcode_input="PBAR-100", pin=af.PATRONS[0].pin)
+        assert af.problem(af.send(running, other)) is None
+    finally:
+        running.kill()
