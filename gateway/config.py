@@ -51,6 +51,9 @@ class GatewaySettings:
     timezone: str = "UTC"
     shutdown_grace: float = 10.0
     busy_timeout: float = 5.0
+    # The gateway key (patron-id hashes, sealed replies): created 0600 on first start.
+    # Empty: "<database>.key" beside the database.
+    key_file: str = ""
 
 
 @dataclass(frozen=True)

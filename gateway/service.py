@@ -108,7 +108,9 @@ class Gateway:
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
-        self.audit = AuditLog(self.store, config.audit, reactor)
+        self.audit = AuditLog(self.store, config.audit, reactor,
+                              key_file=Path(config.gateway.key_file)
+                              if config.gateway.key_file else None)
         self.metrics = Metrics(self)
         self.catalogue = CatalogueService(self)
         self.ncip = NcipService(self)

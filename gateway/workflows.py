@@ -170,15 +170,18 @@ class Workflows:
         if key is not None:
             row = conn.execute("SELECT response FROM idempotency WHERE peer = ? AND service = ?"
                                " AND key = ?", key).fetchone()
-            if row is not None:
-                return Rendered(bytes(row[0]), audited=False)
+            stored = (self.gateway.audit.open_reply(conn, key, row[0]) if row is not None
+                      else None)
+            if stored is not None:
+                return Rendered(stored, audited=False)
         call = context.call
         response = step(conn, context)
         reply_tree: list[Any] = []
         reply = self._render(response, call, reply_tree)
         if key is not None:
             conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
-                         " VALUES (?, ?, ?, ?, ?)", (*key, reply, ops.iso(context.now)))
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (*key, self.gateway.audit.seal_reply(key, reply), ops.iso(context.now)))
         insert_entry(conn, self._audit_entry(call, response, reply, context,
                                              reply_tree[0] if reply_tree else None))
         return Rendered(reply, audited=True)

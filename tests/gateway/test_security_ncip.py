@@ -15,6 +15,8 @@ import io
 import json
 import os
 import socket
+import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -419,3 +421,60 @@ def test_pin_lockout_holds_across_peers_and_restarts(tmp_path: Path) -> None:
         assert af.problem(af.send(running, other)) is None
     finally:
         running.kill()
+
+
+# -- point 12: privacy ---------------------------------------------------------------------------
+
+
+def test_privacy_of_pins_replies_key_and_files(tmp_path: Path) -> None:
+    """Point 12, over the network: (a) a PIN sent in non-standard elements (an ``Ext`` with
+    ``UserPIN``, a ``pin`` attribute) and echoed in a note reaches no byte of the database
+    files, although bodies are kept (``full``); (b) the exactly-once reply of an AcceptItem
+    is kept sealed -- the patron's barcode is not in the table -- and a retry still gets the
+    very same reply; (c) the gateway key is in its own file, mode 0600, not in the database;
+    (d) the database and its -wal/-shm files are 0600 although the daemon's umask is 022."""
+    pin = "7319-NONSTD-pin"
+    database = tmp_path / "interlend.sqlite3"
+    text = config(extra_audit='bodies = "full"\n').replace('bodies = "redacted"\n', "")
+    old_umask = os.umask(0o022)
+    try:
+        running = start_daemon(tmp_path, text)
+    finally:
+        os.umask(old_umask)
+    try:
+        af.seed_database(database)  # the daemon created it: add the patrons and records
+        body = af.lookup_user("PBAR-100").replace(
+            b"</ns1:LookupUser>",
+            f'<ns1:Ext><ns1:UserPIN>{pin}</ns1:UserPIN><ns1:Login pin="{pin}"/>'
+            f"<ns1:Note>my pin is {pin}</ns1:Note></ns1:Ext></ns1:LookupUser>".encode())
+        assert body.count(pin.encode()) == 3
+        af.send(running, body)
+        accept = af.accept_item("PRIV-1", "PBAR-100")
+        first = af.send(running, accept)
+        assert af.problem(first) is None
+        assert af.send(running, accept) == first          # replayed from the sealed row
+        stored = af.wait_until(lambda: af.query(
+            database, "SELECT response FROM idempotency WHERE key = 'PRIV-1'"))
+        assert stored[0]["response"].startswith(b"IE1:")
+        assert b"PBAR-100" not in stored[0]["response"]
+        assert af.wait_until(lambda: af.query(
+            database, "SELECT request_body FROM audit WHERE operation = 'LookupUser'"))
+    finally:
+        assert running.stop() == 0
+    files = sorted(tmp_path.glob("interlend.sqlite3*"))
+    for path in files:
+        assert pin.encode() not in path.read_bytes(), path
+    key_file = tmp_path / "interlend.sqlite3.key"
+    assert key_file in files and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(key_file.read_text())) == 32
+    assert not af.query(database, "SELECT * FROM gateway_meta WHERE key = 'patron_hash_key'")
+    # -wal and -shm exist while a connection is open: look at them under a reader
+    reader = sqlite3.connect(database)
+    try:
+        reader.execute("SELECT count(*) FROM audit").fetchone()
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(f"{database}{suffix}")
+            if path.exists():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        reader.close()
