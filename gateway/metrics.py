@@ -73,6 +73,11 @@ class _LiveState(Collector):
                                   "NCIP requests refused with 413.",
                                   value=getattr(getattr(site, "wrappedFactory", None),
                                                 "body_too_large", 0))
+        yield CounterMetricFamily("interlend_ncip_arrival_timeouts",
+                                  "NCIP requests closed with 408: not received within "
+                                  "ncip.request_arrival_timeout.",
+                                  value=getattr(getattr(site, "wrappedFactory", None),
+                                                "arrival_timeouts", 0))
         yield CounterMetricFamily("interlend_audit_write_failures",
                                   "Audit rows that could not be written.",
                                   value=gateway.audit.failed)

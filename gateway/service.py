@@ -31,7 +31,7 @@ from gateway import __version__, reports, sdnotify
 from gateway.admin import AdminResource
 from gateway.audit import AuditBatch, AuditLog
 from gateway.catalogue import CatalogueService
-from gateway.config import Config, ConfigErrors, load_config
+from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
 from gateway.lookups import LockoutPolicy, Lookups
@@ -246,17 +246,17 @@ class Gateway:
         sdnotify.notify("RELOADING=1", self.environ)
         try:
             try:
-                new = load_config(self.config_path)
+                new = load_config(self.config_path).with_overrides(
+                    database=self.overrides.database,
+                    z3950_listen=self.overrides.z3950_listen,
+                    ncip_listen=self.overrides.ncip_listen,
+                    admin_listen=self.overrides.admin_listen)
             except ConfigErrors as e:
                 for line in e.errors:
                     log.error("reload refused, {source}: {error}", source=e.source, error=line)
                 log.error("configuration not reloaded: {count} error(s); keeping the old one",
                           count=len(e.errors))
                 return False
-            new = new.with_overrides(database=self.overrides.database,
-                                     z3950_listen=self.overrides.z3950_listen,
-                                     ncip_listen=self.overrides.ncip_listen,
-                                     admin_listen=self.overrides.admin_listen)
             old = self.config
             for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
                                  ("admin", "listen"), ("gateway", "database")):
@@ -268,6 +268,11 @@ class Gateway:
                           z3950=replace(new.z3950, listen=old.z3950.listen),
                           ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
                           admin=replace(new.admin, listen=old.admin.listen))
+            # The admin listeners stay where they are: the password rule applies to them.
+            for path, message in admin_problems(new.admin):
+                log.error("reload refused, {path}: {message} (listening on {listen})",
+                          path=path, message=message, listen=", ".join(new.admin.listen))
+                return False
             self.config = new
             self._apply_limits()
             log.info("configuration reloaded from {path}: {peers} peer(s)",

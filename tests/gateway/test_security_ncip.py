@@ -478,3 +478,75 @@ def test_privacy_of_pins_replies_key_and_files(tmp_path: Path) -> None:
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         reader.close()
+
+
+def test_reload_cannot_drop_the_admin_password(tmp_path: Path) -> None:
+    """Point 7 on reload: the admin listeners stay where they were started (here all
+    interfaces, with a password); a reloaded file that removes the password -- moving its own
+    listen to loopback, which alone would pass -- is refused and the password stays."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from gateway.config import load_config
+    from gateway.service import Gateway
+
+    cfg = tmp_path / "interlend.toml"
+    cfg.write_text(config(tail='\n[admin]\nlisten = ["tcp:8081"]\npassword = "adm-pw"\n'))
+    gateway = Gateway(load_config(cfg), reactor=MemoryReactorClock(), config_path=cfg,
+                      environ={})
+    cfg.write_text(config(tail='\n[admin]\nlisten = ["tcp:8081:interface=127.0.0.1"]\n'))
+    assert gateway.reload() is False
+    assert gateway.config.admin.password == "adm-pw"
+    cfg.write_text(config(tail='\n[admin]\nlisten = ["tcp:8081"]\npassword = "new-pw"\n'))
+    assert gateway.reload() is True and gateway.config.admin.password == "new-pw"
+
+
+LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_replies_carry_no_internal_error_text(tmp_path: Path) -> None:
+    """Point 14: while another process holds the database locked, an AcceptItem fails; its
+    NCIP reply and the public ``/healthz`` carry no SQLite text ("database is locked") and
+    no path; the admin ``/healthz`` does say what is wrong."""
+    af.seed_database(tmp_path / "interlend.sqlite3")
+    running = start_daemon(tmp_path, config().replace("[gateway]\n",
+                                                      "[gateway]\nbusy_timeout = 1.0\n"))
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(running.database)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        status, reply = running.post(af.accept_item("LOCKED-1", "PBAR-100"))
+        assert status == 200 and af.problem(reply) is not None
+        status, health = running.get("/healthz")
+        for body in (reply, health):
+            lowered = body.lower()
+            for internal in (b"locked", b"sqlite", b"database", b"operationalerror",
+                             str(tmp_path).encode()):
+                assert internal not in lowered, (internal, body)
+        assert json.loads(health) in ({"status": "degraded"}, {"status": "ok"})
+        assert "locked" in json.dumps(running.admin_health())
+    finally:
+        locker.kill()
+        running.kill()
+
+
+def test_z3950_diagnostics_carry_no_internal_error_text(daemon: Daemon, tmp_path: Path) -> None:
+    """Point 14, Z39.50: an anonymous yaz-client search with a broken regular expression
+    (truncation 102) gets a Bib-1 diagnostic (125 today) without the regex engine's message
+    as addinfo."""
+    from tests.z3950_clients import YAZ_CLIENT, need, steps, yaz_client
+
+    need(("yaz-client", YAZ_CLIENT))
+    out = steps(yaz_client(tmp_path, daemon.ports["z3950"],
+                           ['find @attr 1=4 @attr 5=102 "(("', "find @attr 1=4 @attr 5=102 a[z"]))
+    for step in out[1:]:
+        [(code, addinfo)] = step.diagnostics
+        assert code > 0, step.lines
+        for internal in ("missing", "unterminated", "position", "error", "sqlite"):
+            assert internal not in addinfo.lower(), step.lines
