@@ -270,7 +270,9 @@ class Z3950Protocol(Protocol):
         duration = None if started is None else int((now - started) * 1_000_000)
         response_size, self._sent = self._sent, 0
         peer = self.association.peer.name if self.association.peer else None
-        keep_bodies = factory.gateway.config.audit.bodies != "none"
+        floor = getattr(getattr(factory.audit, "log", None), "keep_bodies", None)
+        keep_bodies = factory.gateway.config.audit.bodies != "none" and (
+            floor is None or floor())  # no bodies under the free-space floor
         entry = AuditEntry(protocol="z3950", operation=report.operation, outcome=report.outcome,
                            peer=peer, remote=self.remote, duration_us=duration,
                            request_size=request_size, response_size=response_size or None,

@@ -181,7 +181,7 @@ def test_requests_over_the_rate_get_429() -> None:
     assert request.responseCode in (None, 200)
 
 
-# -- the arrival deadline (issue 12 point 6) --------------------------------------------------------
+# -- the arrival deadline (issue 12 point 6) ------------------------------------------------
 
 
 def _channel(clock: Clock, handler: RecordingHandler, arrival: float = 2.0) -> tuple[Any, Any]:
