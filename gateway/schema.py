@@ -219,7 +219,7 @@ MIGRATIONS: list[str] = [
     # PIN lock-out per patron, across peers and restarts: wrong PINs counted, locks kept here
     # (was in memory, per broker).
     """
-    CREATE TABLE pin_failures (
+    CREATE TABLE IF NOT EXISTS pin_failures (
         patron_id     INTEGER PRIMARY KEY REFERENCES patrons(id) ON DELETE CASCADE,
         failures      INTEGER NOT NULL DEFAULT 0,
         locked_until  REAL NOT NULL DEFAULT 0
