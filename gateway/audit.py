@@ -284,6 +284,11 @@ class AuditLog:
         """Load (or create) the gateway key, and seal replies stored in clear by an older
         version; call once the store is running."""
         def load(conn: sqlite3.Connection) -> bytes:
+            # A real write first: a database the daemon cannot write is refused at start-up
+            # (the key no longer lives in the database to prove it).
+            conn.execute("INSERT INTO gateway_meta (key, value) VALUES ('last_start', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                         (self.now(),))
             key = load_or_create_key(conn, self.key_file)
             sealed = seal_stored_replies(conn, Sealer(derived_key(key, "replies")))
             if sealed:
