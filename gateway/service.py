@@ -298,8 +298,9 @@ class Gateway:
             self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
-            site.wrappedFactory.max_body_size = self.config.ncip.max_body_size
-            site.wrappedFactory.request_arrival_timeout = self.config.ncip.request_arrival_timeout
+            ncip_site: Any = site.wrappedFactory  # the GatewaySite
+            ncip_site.max_body_size = self.config.ncip.max_body_size
+            ncip_site.request_arrival_timeout = self.config.ncip.request_arrival_timeout
 
     # -- stop -------------------------------------------------------------------------------
 
