@@ -155,7 +155,15 @@ class DeadlineChannel(HTTPChannel):
         transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
                              b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
                              % (len(body), body))
-        self.timeoutConnection()  # close now; abort if the client does not let go
+        # Close now and abort if the client does not let go -- as timeoutConnection() does,
+        # without its log line per connection (an anonymous client could repeat it at will).
+        self.loseConnection()
+        self._abortingCall = self.callLater(self.abortTimeout or 15, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._abortingCall = None
+        transport: Any = self.transport
+        transport.abortConnection()
 
 
 class GatewaySite(server.Site):
