@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import hmac
 import io
+import ipaddress
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -28,6 +29,25 @@ from gateway.formatting import write_rows
 log = Logger()
 
 _Route = Callable[[Request], "Deferred[tuple[bytes, bytes]]"]
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
+"""Host names the admin listener always answers to."""
+
+
+def host_name(value: str) -> str:
+    """A Host header (or configured name) compared as the admin listener compares them:
+    without port, brackets or trailing dot, lower case, IPv4-mapped addresses as IPv4."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    text = text.rstrip(".")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
 
 
 class AdminResource(resource.Resource):
@@ -45,6 +65,12 @@ class AdminResource(resource.Resource):
         self._routes[b"/requests.csv"] = self._requests_csv
 
     def render(self, request: Request) -> bytes | int:
+        if not self._host_allowed(request):
+            # DNS rebinding: a page on an attacker's name that resolves to us must not read
+            # the admin pages with the staff's browser. Only names we answer to are served.
+            request.setResponseCode(421)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"unknown host name; add it to [admin] allowed_hosts\n"
         if not self._authorised(request):
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Basic realm="Interlend admin"')
@@ -83,6 +109,20 @@ class AdminResource(resource.Resource):
 
         route(request).addCallbacks(send, failed)
         return server.NOT_DONE_YET
+
+    def _host_allowed(self, request: Request) -> bool:
+        """True when the Host header names us: a loopback name, the address the request
+        arrived on, or one of ``[admin] allowed_hosts``."""
+        header = request.getHeader(b"host")
+        if header is None:
+            return False
+        name = host_name(header.decode("latin-1"))
+        if name in LOOPBACK_NAMES:
+            return True
+        if name in {host_name(h) for h in self.gateway.config.admin.allowed_hosts}:
+            return True
+        local = getattr(request.getHost(), "host", None)
+        return local is not None and name == host_name(str(local))
 
     def _authorised(self, request: Request) -> bool:
         settings = self.gateway.config.admin
@@ -152,7 +192,7 @@ class AdminResource(resource.Resource):
         listing = Listing.from_params(_params(request))
 
         def build(conn: Any) -> tuple[bytes, bytes]:
-            patrons = worklist.patron_policy(conn, config.audit)
+            patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             stats = reports.partner_stats(conn, now=now,
                                           cost_per_request=config.stats.document_supply_cost)
             actions = worklist.action_items(
@@ -181,8 +221,9 @@ class AdminResource(resource.Resource):
         request.setHeader(b"content-disposition", b'attachment; filename="requests.csv"')
 
         def build(conn: Any) -> tuple[bytes, bytes]:
+            patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             page = worklist.request_page(conn, listing.query(paged=False), now=now,
-                                         patrons=worklist.patron_policy(conn, config.audit))
+                                         patrons=patrons)
             out = io.StringIO()
             write_rows(worklist.csv_rows(page.rows, self._zone()), "csv", out,
                        worklist.CSV_COLUMNS)
@@ -194,7 +235,7 @@ class AdminResource(resource.Resource):
         config = self.gateway.config
 
         def build(conn: Any) -> tuple[bytes, bytes]:
-            patrons = worklist.patron_policy(conn, config.audit)
+            patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             found = worklist.request_detail(conn, row_id, now=now, patrons=patrons)
             if found is None:
                 raise _NotFound(str(row_id))

@@ -8,9 +8,10 @@ row with :func:`insert_entry` inside their own transaction, so the change and it
 together. Z39.50 rows are first gathered by an :class:`AuditBatch` for a few milliseconds and
 written as one job: several exchanges cost one Deferred and one ``executemany``.
 
-Patron identifiers are stored as a keyed hash (the key is generated once and kept in the
-database) unless ``store_patron_ids`` is set. Bodies are ``full`` (secrets removed),
-``redacted`` (secrets removed, personal data replaced) or ``none``.
+Patron identifiers are stored as a keyed hash (the key is generated once and kept in its own
+file, mode 0600, beside the database by default) unless ``store_patron_ids`` is set. Bodies
+are ``full`` (secrets removed), ``redacted`` (secrets removed, personal data replaced) or
+``none``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
@@ -32,6 +34,15 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from gateway.limits import RateLimiter
+from gateway.secrets import (
+    KEY_BYTES,
+    SEALED,
+    Sealer,
+    derived_key,
+    read_key_file,
+    write_key_file,
+)
 from gateway.store import Store, StoreError
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
@@ -67,14 +78,51 @@ class AuditEntry:
     notes: str | None = None  # repairs and flags, e.g. "charset-fallback:windows-1252"
 
 
-def load_or_create_key(conn: sqlite3.Connection) -> bytes:
-    """The database's patron-hash key, created on first use (inside the caller's transaction)."""
+def default_key_file(conn: sqlite3.Connection) -> Path | None:
+    """Where the gateway key lives by default: ``<database>.key`` beside the database file
+    (None for a database in memory)."""
+    for row in conn.execute("PRAGMA database_list"):
+        if row[1] == "main":
+            return Path(row[2] + ".key") if row[2] else None
+    return None
+
+
+def load_or_create_key(conn: sqlite3.Connection, key_file: Path | None = None) -> bytes:
+    """The gateway key from its file (``key_file``, or :func:`default_key_file`), created
+    with mode 0600 on first use. A key an older version kept in the database moves to the file
+    (so earlier patron hashes still match) and leaves the database. Runs in the caller's
+    transaction; a database in memory gets a key for this run only."""
     row = conn.execute("SELECT value FROM gateway_meta WHERE key = ?", (_KEY_NAME,)).fetchone()
-    if row is not None:
-        return bytes.fromhex(row[0])
-    key = os.urandom(32)
-    conn.execute("INSERT INTO gateway_meta (key, value) VALUES (?, ?)", (_KEY_NAME, key.hex()))
+    legacy = bytes.fromhex(row[0]) if row is not None else None
+    path = key_file or default_key_file(conn)
+    if path is None:
+        return legacy or os.urandom(KEY_BYTES)
+    key = read_key_file(path)
+    if key is None:
+        key = legacy or os.urandom(KEY_BYTES)
+        write_key_file(path, key)
+        log.info("gateway key created in {path} (mode 0600)", path=str(path))
+    if legacy is not None:
+        conn.execute("DELETE FROM gateway_meta WHERE key = ?", (_KEY_NAME,))
     return key
+
+
+def _reply_context(key: tuple[str, str, str]) -> bytes:
+    return "\0".join(key).encode("utf-8")
+
+
+def seal_stored_replies(conn: sqlite3.Connection, sealer: Sealer) -> int:
+    """Seal exactly-once replies an older version stored in clear; return how many."""
+    rows = conn.execute("SELECT peer, service, key, response FROM idempotency").fetchall()
+    sealed = 0
+    for peer, service, key, response in rows:
+        if not bytes(response).startswith(SEALED):
+            conn.execute("UPDATE idempotency SET response = ? WHERE peer = ? AND service = ? "
+                         "AND key = ?", (sealer.seal(bytes(response),
+                                                     _reply_context((peer, service, key))),
+                                         peer, service, key))
+            sealed += 1
+    return sealed
 
 
 def audit_time(moment: datetime) -> str:
@@ -158,13 +206,20 @@ def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
                 value.text = hidden
 
 
+DISK_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the free space under the database (when bodies are kept)."""
+
+
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
-    def __init__(self, store: Store, settings: Any, clock: Any) -> None:
+    def __init__(self, store: Store, settings: Any, clock: Any, *,
+                 key_file: Path | None = None) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.key_file = key_file
+        self._sealer: Sealer | None = None
         self._key = None
         self.written = 0
         self.failed = 0
@@ -173,6 +228,55 @@ class AuditLog:
         self._pending: collections.deque[AuditEntry] = collections.deque()
         self._retrying = False
         self._retry_call: Any = None
+        self.refused_dropped = 0
+        self._refused = RateLimiter(0.0, 1.0, clock)
+        self.bodies_suspended = False
+        self.disk_free_bytes: int | None = None
+        self._disk_checked = -math.inf
+
+    def allow_refused(self, source: str) -> bool:
+        """Whether a row for one more unauthenticated or refused request from ``source`` may be
+        written (``refused_rows_per_minute_per_source``); False: counted only."""
+        per_minute = self.settings.refused_rows_per_minute_per_source
+        limiter = self._refused
+        limiter.rate, limiter.burst = per_minute / 60.0, max(1.0, per_minute)
+        if limiter.allow(source):
+            return True
+        self.refused_dropped += 1
+        if self.refused_dropped % 1000 == 1:
+            log.warn("audit rows for refused NCIP requests from {source} over {limit} a "
+                     "minute: counted, not stored ({count} so far)", source=source,
+                     limit=per_minute, count=self.refused_dropped)
+        return False
+
+    def keep_bodies(self) -> bool:
+        """False while the database's file system has less free space than
+        ``min_free_disk_mb``: rows are still written, bodies are not (checked once a second)."""
+        now = self.clock.seconds()
+        if now - self._disk_checked >= DISK_CHECK_INTERVAL:
+            self._disk_checked = now
+            self._check_disk()
+        return not self.bodies_suspended
+
+    def _check_disk(self) -> None:
+        path = str(getattr(self.store, "path", ":memory:"))  # (stand-in stores have none)
+        if path == ":memory:":
+            return
+        try:
+            stats = os.statvfs(os.path.dirname(os.path.abspath(path)) or ".")
+        except OSError:
+            return
+        free = self.disk_free_bytes = stats.f_bavail * stats.f_frsize
+        floor = getattr(self.settings, "min_free_disk_mb", 0) * 1024 * 1024
+        if free < floor and not self.bodies_suspended:
+            self.bodies_suspended = True
+            log.error("free space under {path}: {free} MiB, below audit.min_free_disk_mb "
+                      "({floor} MiB): audit bodies are no longer kept", path=path,
+                      free=free // 1048576, floor=self.settings.min_free_disk_mb)
+        elif free >= floor and self.bodies_suspended:
+            self.bodies_suspended = False
+            log.info("free space under {path}: {free} MiB, above audit.min_free_disk_mb "
+                     "again: audit bodies are kept", path=path, free=free // 1048576)
 
     @property
     def _key(self) -> bytes | None:
@@ -185,11 +289,48 @@ class AuditLog:
         self._hmac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
 
     def start(self) -> Deferred[bytes]:
-        """Load (or create) the patron-hash key; call once the store is running."""
+        """Load (or create) the gateway key, and seal replies stored in clear by an older
+        version; call once the store is running."""
+        def load(conn: sqlite3.Connection) -> bytes:
+            # A real write first: a database the daemon cannot write is refused at start-up
+            # (the key no longer lives in the database to prove it).
+            conn.execute("INSERT INTO gateway_meta (key, value) VALUES ('last_start', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                         (self.now(),))
+            key = load_or_create_key(conn, self.key_file)
+            sealed = seal_stored_replies(conn, Sealer(derived_key(key, "replies")))
+            if sealed:
+                log.info("{count} stored exactly-once replies sealed", count=sealed)
+            return key
+
         def loaded(key: bytes) -> bytes:
             self._key = key
+            self._sealer = Sealer(derived_key(key, "replies"))
             return key
-        return self.store.write(load_or_create_key).addCallback(loaded)
+        return self.store.write(load).addCallback(loaded)
+
+    def seal_reply(self, key: tuple[str, str, str], reply: bytes) -> bytes:
+        """An exactly-once reply as the idempotency table keeps it: encrypted, bound to its
+        (peer, service, key), so the database alone does not reveal the patrons in it."""
+        if self._sealer is None:
+            raise RuntimeError("AuditLog.start() has not completed")
+        return self._sealer.seal(reply, _reply_context(key))
+
+    def open_reply(self, conn: sqlite3.Connection, key: tuple[str, str, str],
+                   stored: bytes) -> bytes | None:
+        """The reply sealed by :meth:`seal_reply`; None (and the row removed, in the caller's
+        transaction) when it cannot be opened -- the gateway key was replaced -- so that the
+        request is answered afresh rather than never."""
+        if self._sealer is None:
+            raise RuntimeError("AuditLog.start() has not completed")
+        try:
+            return self._sealer.open(bytes(stored), _reply_context(key))
+        except ValueError:
+            log.warn("stored reply for {service} {key} from {peer} cannot be opened (gateway "
+                     "key changed?): answered afresh", peer=key[0], service=key[1], key=key[2])
+            conn.execute("DELETE FROM idempotency WHERE peer = ? AND service = ? AND key = ?",
+                         key)
+            return None
 
     def patron_ref(self, patron_id: str | None) -> str | None:
         """What the audit row keeps of a patron id: a keyed hash, or the id if configured."""
@@ -221,7 +362,7 @@ class AuditLog:
         """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
         not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
-        if mode == "none":
+        if mode == "none" or not self.keep_bodies():
             return None
         personal = mode == "redacted"
         pseudonymize = None

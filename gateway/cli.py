@@ -469,8 +469,8 @@ def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[
     now = reports.now_utc()
     query = worklist.RequestQuery(peer=args.peer, role=args.role, state=args.state,
                                   overdue=args.overdue, limit=args.limit)
-    page = worklist.request_page(conn, query, now=now,
-                                 patrons=worklist.patron_policy(conn, config.audit))
+    patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
+    page = worklist.request_page(conn, query, now=now, patrons=patrons)
     rows = page.rows
     if page.total > len(rows):
         print(f"{len(rows)} of {page.total} requests shown (newest first); --limit N for more",

@@ -57,6 +57,9 @@ class GatewaySettings:
     timezone: str = "UTC"
     shutdown_grace: float = 10.0
     busy_timeout: float = 5.0
+    # The gateway key (patron-id hashes, sealed replies): created 0600 on first start.
+    # Empty: "<database>.key" beside the database.
+    key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class NcipSettings:
     max_requests_per_second_per_peer: float = 200.0
     auth_failures_before_lockout: int = 5
     lockout_seconds: float = 900.0
+    request_arrival_timeout: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,11 @@ class AuditSettings:
     row_retention_days: int = 365
     store_patron_ids: bool = False
     max_pending_rows: int = 100000
+    # Unauthenticated or refused NCIP requests: rows kept per source address and minute (no
+    # bodies, ever); past it they are counted, not stored, so one address cannot fill the disk.
+    refused_rows_per_minute_per_source: float = 60.0
+    # Below this much free space (MiB) on the database's file system no bodies are kept.
+    min_free_disk_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,9 @@ class AdminSettings:
     listen: tuple[str, ...] = ("tcp:8081:interface=127.0.0.1",)
     username: str = "admin"
     password: str = field(default="", repr=False)
+    # Host header values the admin listener answers (DNS rebinding). Loopback names and the
+    # address a request arrived on are always accepted; add the names staff browse to.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,6 +240,11 @@ class Config:
             config = replace(config, ncip=replace(config.ncip, listen=tuple(ncip_listen)))
         if admin_listen:
             config = replace(config, admin=replace(config.admin, listen=tuple(admin_listen)))
+            # The same rule as for the file: a command line must not open what it forbids.
+            errors = [f"{path}: {message} (--admin-listen {', '.join(admin_listen)})"
+                      for path, message in admin_problems(config.admin)]
+            if errors:
+                raise ConfigErrors(config.source, errors)
         return config
 
 
@@ -361,6 +378,14 @@ def _loopback_only(description: str) -> bool:
         return host == "localhost"
 
 
+def admin_problems(admin: AdminSettings) -> list[tuple[str, str]]:
+    """What is wrong with the admin listener's settings, as (path, message): the one rule for
+    the file, the command line and a reload."""
+    if not admin.password and not all(_loopback_only(e) for e in admin.listen):
+        return [("admin.password", "required when the admin listener is not loopback-only")]
+    return []
+
+
 _PEER_KEYS = {f.name for f in fields(Peer)}
 
 
@@ -408,10 +433,15 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     except (KeyError, IndexError, ValueError):
         check.error(_join(path, "institutional_patron"),
                     "may only use the placeholder {agency}")
-    extra: dict[str, Any] = {"auth": _auth(check, table.get("auth"), _join(path, "auth")),
-             "allow_from": _networks(check, table.get("allow_from"), _join(path, "allow_from")),
-             "pickup_locations": _string_map(check, table.get("pickup_locations"),
-                                             _join(path, "pickup_locations"))}
+    auth = _auth(check, table.get("auth"), _join(path, "auth"))
+    extra: dict[str, Any] = {
+        "auth": auth,
+        "allow_from": _networks(check, table.get("allow_from"), _join(path, "allow_from")),
+        "pickup_locations": _string_map(check, table.get("pickup_locations"),
+                                        _join(path, "pickup_locations"))}
+    if auth.kind == "none" and "auth" in table and not extra["allow_from"]:
+        check.error(_join(path, "allow_from"), 'required when auth kind = "none": the source '
+                    "networks are then the peer's only authentication")
     return replace(peer, **extra)
 
 
@@ -432,8 +462,15 @@ def _fallback_charset_problem(charset: str) -> str | None:
 
 
 def _auth(check: _Checker, raw: Any, path: str) -> PeerAuth:
+    if raw is None:
+        # No default: a peer without credentials must say so (kind = "none" with allow_from).
+        check.error(path, 'required: { kind = "shared-secret" | "url-token" | "bearer", ... }, '
+                    'or { kind = "none" } with allow_from networks')
+        return PeerAuth()
     table = check.table(raw, path)
     check.unknown_keys(table, {"kind", "secret", "token"}, path)
+    if "kind" not in table:
+        check.error(_join(path, "kind"), f"required, one of {', '.join(AUTH_KINDS)}")
     kind = table.get("kind", "none")
     if not isinstance(kind, str):
         check.error(_join(path, "kind"), "must be a string")
@@ -493,8 +530,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     circulation = sections["circulation"]
     admin, stats = sections["admin"], sections["stats"]
     check.endpoints(admin.listen, "admin.listen")
-    if not admin.password and not all(_loopback_only(e) for e in admin.listen):
-        check.error("admin.password", "required when the admin listener is not loopback-only")
+    for problem_path, message in admin_problems(admin):
+        check.error(problem_path, message)
     for key in ("loan_period_days", "borrowed_loan_period_days", "pickup_period_days"):
         if getattr(circulation, key) == 0:
             check.error(f"circulation.{key}", "must be greater than zero")
@@ -515,7 +552,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
                               "max_result_sets", "max_present_records", "max_connections",
                               "max_connections_per_peer", "idle_timeout", "init_timeout")),
             ("ncip", ncip, ("max_body_size", "max_nesting_depth", "request_timeout",
-                            "max_connections", "max_connections_per_peer"))):
+                            "max_connections", "max_connections_per_peer",
+                            "request_arrival_timeout"))):
         for key in keys:
             if getattr(settings, key) == 0:
                 check.error(f"{section}.{key}", "must be greater than zero")

@@ -29,7 +29,7 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
         writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
         if header:
             writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: csv_cell(row.get(c)) for c in columns} for row in rows)
     else:
         if not rows:
             out.write("(no rows)\n")
@@ -42,10 +42,35 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
             out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string beginning with ``=``, ``+``,
+    ``-``, ``@``, tab or CR (a formula, from unauthenticated input) gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters (escape sequences, CR,
+    newlines, bidirectional overrides) written as visible ``\\xNN``/``\\uNNNN`` escapes, so
+    a stored value can neither forge a row nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    text = str(value).replace("\n", " ")
+    text = printable(str(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -10,7 +10,6 @@ limit (answered as soon as the headers say so, or as soon as a streamed body pas
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
-from twisted.web.http import Request
+from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 
 from gateway.limits import RateLimiter
 
@@ -102,17 +101,89 @@ def _host(transport: Any) -> str:
         return "?"
 
 
+class DeadlineChannel(HTTPChannel):
+    """An HTTP channel where each request must arrive whole (request line, headers and body)
+    within the site's ``request_arrival_timeout`` of its first byte.
+
+    The idle timeout restarts with every byte, so a client trickling one byte every few
+    seconds would hold the connection for ever; this deadline does not move. Time spent
+    handling a request (and pipelined bytes buffered meanwhile) does not count.
+    """
+
+    _arrival: Any = None
+    site: Any  # set by the Site that builds the channel
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._arrival is None and data and not self._handlingRequest:
+            self._start_arrival()
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._stop_arrival()
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        if self.requests and not self._handlingRequest:  # a pipelined request half-arrived
+            self._start_arrival()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._stop_arrival()
+        super().connectionLost(reason)
+
+    def _start_arrival(self) -> None:
+        self._stop_arrival()
+        self._arrival = self.callLater(self.site.request_arrival_timeout, self._arrival_expired)
+
+    def _stop_arrival(self) -> None:
+        if self._arrival is not None:
+            if self._arrival.active():
+                self._arrival.cancel()
+            self._arrival = None
+
+    def _arrival_expired(self) -> None:
+        """Answer 408 and close: the request never arrived in time."""
+        self._arrival = None
+        site = self.site
+        site.arrival_timeouts += 1
+        if site.arrival_timeouts % 100 == 1:  # an anonymous client can repeat this: bounded
+            log.warn("NCIP request from {peer} not received within {limit}s: closed with 408 "
+                     "({count} so far)", peer=_host(self.transport),
+                     limit=site.request_arrival_timeout, count=site.arrival_timeouts)
+        body = b"request not received in time\n"
+        transport: Any = self.transport
+        transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+                             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+        # Close now and abort if the client does not let go -- as timeoutConnection() does,
+        # without its log line per connection (an anonymous client could repeat it at will).
+        self.loseConnection()
+        self._abortingCall = self.callLater(self.abortTimeout or 15, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._abortingCall = None
+        transport: Any = self.transport
+        transport.abortConnection()
+
+
 class GatewaySite(server.Site):
-    """A Site with the NCIP body limit, an idle timeout and counters for health and metrics."""
+    """A Site with the NCIP body limit, an idle timeout, a deadline for each request to arrive
+    and counters for health and metrics."""
 
     requestFactory = LimitedRequest
 
     def __init__(self, root: resource.IResource, *, max_body_size: int, idle_timeout: float,
-                 reactor: Any = None) -> None:
+                 request_arrival_timeout: float = 20.0, reactor: Any = None) -> None:
         super().__init__(root, timeout=idle_timeout, reactor=reactor)
         self.max_body_size = max_body_size
+        self.request_arrival_timeout = request_arrival_timeout
         self.body_too_large = 0
+        self.arrival_timeouts = 0
         self.noisy = False
+
+    def protocol(self) -> Any:
+        """The channel with the arrival deadline, in Twisted's HTTP/1.1-or-2 wrapper."""
+        return _GenericHTTPChannelProtocol(DeadlineChannel())
 
     def log(self, request: Request) -> None:
         """Access logging is the audit log's job; keep stdout for events that matter."""
@@ -179,11 +250,13 @@ class NcipResource(resource.Resource):
         return None
 
     def _render_health(self, request: Request) -> bytes:
-        state = self._health()
-        request.setResponseCode(200 if state.get("status") == "ok" else 503)
+        """ok or degraded, nothing else: anyone can reach this listener, and the database
+        path, endpoints and version are for the admin listener's ``/healthz``."""
+        ok = self._health().get("status") == "ok"
+        request.setResponseCode(200 if ok else 503)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(state, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        return b'{"status": "ok"}\n' if ok else b'{"status": "degraded"}\n'
 
     def _render_ncip(self, request: Request, token: str, host: str) -> int:
         body = request.content.read()

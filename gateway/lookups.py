@@ -2,12 +2,14 @@
 """Patron and item lookups on the circulation system, in domain terms.
 
 Patron authentication lives here: the PIN is checked against its salted hash on a reader thread
-(scrypt is deliberately slow), and repeated failures lock a patron out per peer for a while, so a
-broker cannot be used to guess PINs.
+(scrypt is deliberately slow), and repeated failures lock a patron out for a while whichever
+broker sent them (kept in the database, across peers and restarts), so no broker can be used
+to guess PINs.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -37,54 +39,70 @@ class PatronDetails:
     holds: tuple[Hold, ...] = ()
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
-    pending: int = 0  # verifications started and not finished yet
+_LOCK_STATE = "SELECT failures, locked_until FROM pin_failures WHERE patron_id = ?"
 
 
 @dataclass
 class LockoutPolicy:
-    """Locks a patron out (per peer) after ``limit`` wrong PINs, for ``seconds``."""
+    """Locks a patron out after ``limit`` wrong PINs, for ``seconds``, whichever peer sent them.
+
+    The failures and the lock are kept in the database (``pin_failures``), so another broker
+    or a restart does not clear them. Verifications still running are reserved in memory, so
+    that concurrent guesses cannot get past the limit before the first of them has failed.
+    """
 
     limit: int
     seconds: float
     clock: Any
-    _failures: dict[tuple[str, int], _Failures] = field(default_factory=dict)
+    _pending: dict[int, int] = field(default_factory=dict)
 
-    def locked(self, peer: str, patron_id: int) -> bool:
-        state = self._failures.get((peer, patron_id))
-        return state is not None and state.locked_until > self.clock.seconds()
+    def reserve(self, patron_id: int) -> int:
+        """Reserve one PIN verification; return how many others were running already (they
+        count as failures until they are decided: at worst a guess is refused too early)."""
+        others = self._pending.get(patron_id, 0)
+        self._pending[patron_id] = others + 1
+        return others
 
-    def begin(self, peer: str, patron_id: int) -> bool:
-        """Reserve one PIN verification; False when locked out, or when the failures so far
-        plus the verifications still running reach the limit (so that concurrent guesses
-        cannot get past the limit before the first of them has failed)."""
-        if self.locked(peer, patron_id):
+    def release(self, patron_id: int) -> None:
+        """A reserved verification is decided (its outcome recorded) or abandoned."""
+        left = self._pending.get(patron_id, 0) - 1
+        if left > 0:
+            self._pending[patron_id] = left
+        else:
+            self._pending.pop(patron_id, None)
+
+    def allows(self, state: tuple[int, float], others: int) -> bool:
+        """Whether a verification may run, given the stored (failures, locked_until)."""
+        failures, locked_until = state
+        if locked_until > self.clock.seconds():
             return False
-        state = self._failures.setdefault((peer, patron_id), _Failures())
-        if state.count + state.pending >= max(self.limit, 1):
-            return False
-        state.pending += 1
-        return True
+        return failures + others < max(self.limit, 1)
 
-    def release(self, peer: str, patron_id: int) -> None:
-        """A reserved verification ended without a verdict (e.g. a store error)."""
-        state = self._failures.get((peer, patron_id))
-        if state is not None and state.pending > 0:
-            state.pending -= 1
+    @staticmethod
+    def state(conn: sqlite3.Connection, patron_id: int) -> tuple[int, float]:
+        """The patron's stored (failures, locked_until)."""
+        row = conn.execute(_LOCK_STATE, (patron_id,)).fetchone()
+        return (int(row[0]), float(row[1])) if row is not None else (0, 0.0)
 
-    def failed(self, peer: str, patron_id: int) -> None:
-        self.release(peer, patron_id)
-        state = self._failures.setdefault((peer, patron_id), _Failures())
-        state.count += 1
-        if state.count >= self.limit:
-            state.locked_until = self.clock.seconds() + self.seconds
-            state.count = 0
+    def record_failure(self, conn: sqlite3.Connection, patron_id: int) -> None:
+        """One more wrong PIN (in the writer's transaction); at the limit, lock."""
+        conn.execute("INSERT INTO pin_failures (patron_id, failures, locked_until) "
+                     "VALUES (?, 1, 0) ON CONFLICT (patron_id) DO UPDATE SET "
+                     "failures = failures + 1", (patron_id,))
+        failures = self.state(conn, patron_id)[0]
+        if failures >= self.limit:
+            conn.execute("UPDATE pin_failures SET failures = 0, locked_until = ? "
+                         "WHERE patron_id = ?", (self.clock.seconds() + self.seconds,
+                                                 patron_id))
 
-    def succeeded(self, peer: str, patron_id: int) -> None:
-        self._failures.pop((peer, patron_id), None)
+    @staticmethod
+    def record_success(conn: sqlite3.Connection, patron_id: int) -> None:
+        """The right PIN: the count starts again."""
+        conn.execute("DELETE FROM pin_failures WHERE patron_id = ?", (patron_id,))
+
+    def locked(self, conn: sqlite3.Connection, patron_id: int) -> bool:
+        """True while the patron is locked out (for reports and tests)."""
+        return self.state(conn, patron_id)[1] > self.clock.seconds()
 
 
 class Lookups:
@@ -115,19 +133,28 @@ class Lookups:
         if patron is None:
             raise UnknownPatron(element="UserIdentifierValue", value=identifier)
         if secret is not None:
-            if not self.lockout.begin(peer, patron.id):
+            await self._check_pin(patron.id, secret, pin_hash)
+        return PatronDetails(patron, tuple(loan_list), tuple(hold_list))
+
+    async def _check_pin(self, patron_id: int, secret: str, pin_hash: str | None) -> None:
+        """Verify a PIN under the lock-out policy; raise PatronAuthenticationFailed if wrong
+        or locked out. The outcome is committed before the reply leaves."""
+        lockout = self.lockout
+        others = lockout.reserve(patron_id)
+        try:
+            read = getattr(self.store, "read_now", self.store.read)  # a one-row read by key
+            state = await read(lambda conn: lockout.state(conn, patron_id))
+            if not lockout.allows(state, others):
                 raise PatronAuthenticationFailed("locked out after repeated failures",
                                                  element="AuthenticationInputData")
-            try:
-                ok = await self.store.read(lambda _conn: verify_secret(secret, pin_hash))
-            except BaseException:
-                self.lockout.release(peer, patron.id)
-                raise
+            ok = await self.store.read(lambda _conn: verify_secret(secret, pin_hash))
             if not ok:
-                self.lockout.failed(peer, patron.id)
+                await self.store.write(lambda conn: lockout.record_failure(conn, patron_id))
                 raise PatronAuthenticationFailed(element="AuthenticationInputData")
-            self.lockout.succeeded(peer, patron.id)
-        return PatronDetails(patron, tuple(loan_list), tuple(hold_list))
+            if state[0]:
+                await self.store.write(lambda conn: lockout.record_success(conn, patron_id))
+        finally:
+            lockout.release(patron_id)
 
     def item(self, barcode: str, peer: str | None = None) -> Deferred[Item]:
         """The item with this barcode (or, for ``peer``, the temporary item it named by its
@@ -144,7 +171,7 @@ class Lookups:
             list[tuple[tuple[str, str], int | None, list[Item]]]]:
         """For each (kind, value) record identifier: the record id and its own items."""
         def work(conn: Any) -> list[tuple[tuple[str, str], int | None, list[Item]]]:
-            result = []
+            result: list[tuple[tuple[str, str], int | None, list[Item]]] = []
             for kind, value in identifiers:
                 record_id = queries.record_by_identifier(conn, kind, value)
                 if record_id is None:

@@ -97,6 +97,11 @@ class _LiveState(Collector):
                                   "NCIP requests refused with 413.",
                                   value=getattr(getattr(site, "wrappedFactory", None),
                                                 "body_too_large", 0))
+        yield CounterMetricFamily("interlend_ncip_arrival_timeouts",
+                                  "NCIP requests closed with 408: not received within "
+                                  "ncip.request_arrival_timeout.",
+                                  value=getattr(getattr(site, "wrappedFactory", None),
+                                                "arrival_timeouts", 0))
         yield CounterMetricFamily("interlend_audit_write_failures",
                                   "Audit rows that could not be written.",
                                   value=gateway.audit.failed)
@@ -123,6 +128,18 @@ class _LiveState(Collector):
             except OSError:
                 size.add_metric([label], 0)
         yield size
+        yield CounterMetricFamily("interlend_audit_refused_rows_dropped",
+                                  "Rows of refused NCIP requests not stored (per-address bound).",
+                                  value=getattr(audit, "refused_dropped", 0))
+        yield GaugeMetricFamily("interlend_audit_bodies_suspended",
+                                "1 while free disk space is under audit.min_free_disk_mb "
+                                "(audit bodies not kept).",
+                                value=int(getattr(audit, "bodies_suspended", False)))
+        free = getattr(audit, "disk_free_bytes", None)
+        if free is not None:
+            yield GaugeMetricFamily("interlend_database_disk_free_bytes",
+                                    "Free space on the database's file system (last look).",
+                                    value=free)
 
 
 def read_figures(conn: sqlite3.Connection, now: float) -> DatabaseFigures:

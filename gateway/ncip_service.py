@@ -291,8 +291,15 @@ class NcipService:
                request_tree: Any = None, response_tree: Any = None) -> None:
         audit = self.gateway.audit
         message = envelope.message if envelope is not None else None
-        request_body, response_body = audit.ncip_bodies(body, reply, request_tree=request_tree,
-                                                        response_tree=response_tree)
+        if peer is None:
+            # Unparseable, unattributed or unauthenticated: anyone can send these, so no body
+            # is kept (the size is) and each source address gets a bounded number of rows.
+            if not audit.allow_refused(context.remote_host):
+                return
+            request_body = response_body = None
+        else:
+            request_body, response_body = audit.ncip_bodies(
+                body, reply, request_tree=request_tree, response_tree=response_tree)
         audit.record(AuditEntry(
             protocol="ncip", operation=envelope.service if envelope else "unparseable",
             outcome=outcome, peer=peer.name if peer else None, remote=context.remote_host,

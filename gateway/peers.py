@@ -124,6 +124,11 @@ def authenticate(peer: Peer, creds: Credentials) -> None:
         raise PeerError(f"source address {creds.remote_host} not allowed for peer {peer.name}",
                         unknown=False)
     kind = peer.auth.kind
+    if kind == "none" and not peer.allow_from:
+        # The configuration refuses this (peers[n].allow_from); a peer built otherwise fails
+        # closed rather than accept anyone who names its agency.
+        raise PeerError(f"peer {peer.name} has neither credentials nor allow_from networks",
+                        unknown=False)
     if kind == "shared-secret" and not _same(peer.auth.secret, creds.agency_secret):
         raise PeerError(f"wrong or missing FromAgencyAuthentication for peer {peer.name}",
                         unknown=False)

@@ -242,6 +242,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE audit ADD COLUMN notes TEXT;
     """,
+    # 8: PIN lock-out per patron, across peers and restarts: wrong PINs counted, locks kept here
+    # (was in memory, per broker).
+    """
+    CREATE TABLE IF NOT EXISTS pin_failures (
+        patron_id     INTEGER PRIMARY KEY REFERENCES patrons(id) ON DELETE CASCADE,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        locked_until  REAL NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

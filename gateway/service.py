@@ -33,7 +33,7 @@ from gateway import __version__, reloading, reports, sdnotify
 from gateway.admin import AdminResource
 from gateway.audit import AuditBatch, AuditLog
 from gateway.catalogue import CatalogueService
-from gateway.config import Config, ConfigErrors, load_config
+from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.http import GatewaySite, NcipResource
 from gateway.limits import ConnectionLimitFactory
 from gateway.lookups import LockoutPolicy, Lookups
@@ -141,7 +141,9 @@ class Gateway:
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
                            busy_timeout=config.gateway.busy_timeout)
-        self.audit = AuditLog(self.store, config.audit, reactor)
+        self.audit = AuditLog(self.store, config.audit, reactor,
+                              key_file=Path(config.gateway.key_file)
+                              if config.gateway.key_file else None)
         self.metrics = Metrics(self)
         self.catalogue = CatalogueService(self)
         self.ncip = NcipService(self)
@@ -182,7 +184,9 @@ class Gateway:
             health=self.health, clock=self.reactor,
             max_requests_per_second=ncip.max_requests_per_second_per_peer)
         site = GatewaySite(self.ncip_resource, max_body_size=ncip.max_body_size,
-                           idle_timeout=ncip.idle_timeout, reactor=self.reactor)
+                           idle_timeout=ncip.idle_timeout,
+                           request_arrival_timeout=ncip.request_arrival_timeout,
+                           reactor=self.reactor)
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
@@ -353,6 +357,13 @@ class Gateway:
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
                       admin=replace(new.admin, listen=old.admin.listen))
+        # The admin listeners stay where they are: the password rule applies to them.
+        problems = [f"{path}: {message} (listening on {', '.join(new.admin.listen)})"
+                    for path, message in admin_problems(new.admin)]
+        if problems:
+            for line in problems:
+                log.error("reload refused, {problem}", problem=line)
+            return self._reloaded(False, problems, [])
         changes = reloading.peer_changes(old, new)
         self.config = new
         self._apply_limits()
@@ -403,7 +414,9 @@ class Gateway:
             self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
-            site.wrappedFactory.max_body_size = self.config.ncip.max_body_size
+            ncip_site: Any = site.wrappedFactory  # the GatewaySite
+            ncip_site.max_body_size = self.config.ncip.max_body_size
+            ncip_site.request_arrival_timeout = self.config.ncip.request_arrival_timeout
 
     # -- stop -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ so the reactor never waits on SQLite.
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -54,6 +55,8 @@ def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = Fal
     The connection is in autocommit mode (``isolation_level=None``): callers open transactions
     explicitly, which keeps ``BEGIN IMMEDIATE`` and SAVEPOINT under our control.
     """
+    if not readonly:
+        _create_private(path)
     conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
                            check_same_thread=check_same_thread)
     conn.row_factory = sqlite3.Row
@@ -71,6 +74,19 @@ def connect(path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = Fal
             raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode})")
     conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+def _create_private(path: str | Path) -> None:
+    """Create a new database file with mode 0600 (whatever the umask): it holds patron data.
+    SQLite gives the ``-wal`` and ``-shm`` files the mode of the database file."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        pass  # no such directory: sqlite3.connect reports it
 
 
 def migrate(conn: sqlite3.Connection) -> int:

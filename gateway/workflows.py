@@ -226,10 +226,13 @@ class Workflows:
              key: _Key | None) -> Rendered:
         """Runs in the writer thread: replay, or change + reply + idempotency + audit."""
         if key is not None:
+            ident = (key.peer, key.service, key.key)
             row = conn.execute("SELECT response FROM idempotency WHERE peer = ? AND service = ?"
-                               " AND key = ?", (key.peer, key.service, key.key)).fetchone()
-            if row is not None:
-                return Rendered(bytes(row[0]), audited=False)
+                               " AND key = ?", ident).fetchone()
+            stored = (self.gateway.audit.open_reply(conn, ident, row[0]) if row is not None
+                      else None)
+            if stored is not None:
+                return Rendered(stored, audited=False)
             self._check_conflict(conn, key)
         call = context.call
         response = step(conn, context)
@@ -243,8 +246,9 @@ class Workflows:
         if key is not None:
             conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at,"
                          " request_key, item_key, user_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key.peer, key.service, key.key, reply, ops.iso(context.now),
-                          key.request, key.item, key.user))
+                         (key.peer, key.service, key.key,
+                          self.gateway.audit.seal_reply((key.peer, key.service, key.key), reply),
+                          ops.iso(context.now), key.request, key.item, key.user))
         insert_entry(conn, self._audit_entry(call, response, reply, context,
                                              reply_tree[0] if reply_tree else None))
         return Rendered(reply, audited=True)

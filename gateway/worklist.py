@@ -15,10 +15,12 @@ import functools
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any
 
+from gateway.audit import default_key_file
 from gateway.backends import operations as ops
-from gateway.secrets import keyed_hash
+from gateway.secrets import KeyFileError, keyed_hash, read_key_file
 
 CLOSED_STATES = ("completed", "cancelled")
 """States after which a request needs nothing more from staff."""
@@ -32,8 +34,6 @@ ORDERS = ("newest", "oldest", "due")
 """The orders a listing may ask for (``pickup`` is the action list's own)."""
 PATRON_HASH_CHARS = 10
 """Hex digits of the keyed patron hash shown (a prefix of the audit row's ``patron_hash``)."""
-
-_KEY_NAME = "patron_hash_key"
 
 _LOAN_DUE = ("(SELECT l.due_at FROM loans l WHERE l.item_id = r.item_id AND l.returned_at IS NULL"
              " AND r.state NOT IN ('completed', 'cancelled')"
@@ -82,13 +82,19 @@ def _hashed_label(key: bytes, barcode: str) -> str:
     return "#" + keyed_hash(key, barcode)[:PATRON_HASH_CHARS]
 
 
-def patron_policy(conn: sqlite3.Connection, audit_settings: Any) -> PatronPolicy:
+def patron_policy(conn: sqlite3.Connection, audit_settings: Any,
+                  key_file: str = "") -> PatronPolicy:
     """The policy for ``[audit]`` settings: patrons in clear when the audit log keeps patron
-    ids (``store_patron_ids``) or whole bodies (``bodies = "full"``) in clear anyway."""
+    ids (``store_patron_ids``) or whole bodies (``bodies = "full"``) in clear anyway; else
+    hashed with the gateway key (``[gateway] key_file``, by default beside the database)."""
     if audit_settings.store_patron_ids or audit_settings.bodies == "full":
         return PatronPolicy(in_clear=True)
-    row = conn.execute("SELECT value FROM gateway_meta WHERE key = ?", (_KEY_NAME,)).fetchone()
-    return PatronPolicy(key=bytes.fromhex(row[0]) if row is not None else None)
+    path = Path(key_file) if key_file else default_key_file(conn)
+    try:
+        key = read_key_file(path) if path is not None else None
+    except KeyFileError:        # not ours to read (another user): nobody is shown
+        key = None
+    return PatronPolicy(key=key)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ connection is just dropped, as GFS does).
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -46,6 +48,23 @@ from protocols.z3950.codec import Diagnostic, decode_request
 from protocols.z3950.errors import CloseReason, Z3950ProtocolError
 
 log = Logger()
+
+
+def public_addinfo(error: Bib1Error) -> str | None:
+    """A diagnostic's addinfo as the client may see it: never the text of the internal error
+    it was raised from (an SQLite or regular-expression message names our internals)."""
+    addinfo = getattr(error, "addinfo", None)
+    if addinfo is None:
+        return None
+    text = str(addinfo)
+    cause = error.__cause__ or error.__context__
+    if cause is not None and not isinstance(cause, Bib1Error):
+        inner = str(cause)
+        if isinstance(cause, (sqlite3.Error, re.error)) or (inner and inner in text):
+            log.debug("diagnostic {code}: addinfo withheld ({addinfo})", code=error.code,
+                      addinfo=text)
+            return None
+    return text
 
 CLOSE_GRACE = 20.0
 """Seconds a closing connection may take to drain before it is aborted (GFS waits 20 s)."""
@@ -211,8 +230,8 @@ class Z3950Protocol(Protocol):
         """The one place catalogue errors become Z39.50 diagnostics."""
         if failure.check(Bib1Error):
             error = failure.value
-            addinfo = getattr(error, "addinfo", None)
-            return Diagnostic(int(error.code), None if addinfo is None else str(addinfo), v2=True)
+            addinfo = public_addinfo(error)
+            return Diagnostic(int(error.code), addinfo, v2=True)
         log.failure("catalogue {call} failed for {remote}", failure,
                     call=type(call).__name__, remote=self.remote)
         return Diagnostic(2, None, v2=True)
@@ -251,7 +270,9 @@ class Z3950Protocol(Protocol):
         duration = None if started is None else int((now - started) * 1_000_000)
         response_size, self._sent = self._sent, 0
         peer = self.association.peer.name if self.association.peer else None
-        keep_bodies = factory.gateway.config.audit.bodies != "none"
+        floor = getattr(getattr(factory.audit, "log", None), "keep_bodies", None)
+        keep_bodies = factory.gateway.config.audit.bodies != "none" and (
+            floor is None or floor())  # no bodies under the free-space floor
         entry = AuditEntry(protocol="z3950", operation=report.operation, outcome=report.outcome,
                            peer=peer, remote=self.remote, duration_us=duration,
                            request_size=request_size, response_size=response_size or None,

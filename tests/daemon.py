@@ -90,6 +90,11 @@ class Daemon:
         status, body = self.get("/healthz")
         return json.loads(body)
 
+    def admin_health(self, timeout: float = 10.0) -> dict:
+        """The admin listener's detailed ``/healthz`` (database, listeners, version)."""
+        with urllib.request.urlopen(self.admin_url + "/healthz", timeout=timeout) as response:
+            return json.loads(response.read())
+
     def post(self, body: bytes, path: str = "/ncip", headers: dict[str, str] | None = None,
              timeout: float = 30.0) -> tuple[int, bytes]:
         request = urllib.request.Request(self.base_url + path, data=body, method="POST",

@@ -84,6 +84,8 @@ default_pickup_location = "MAIN"
 
 [[peers]]
 name = "plain"
+auth = {{ kind = "none" }}
+allow_from = ["127.0.0.0/8", "::1/128"]
 ncip_agency_ids = ["PLAIN"]
 namespace_style = "none"
 default_pickup_location = "MAIN"

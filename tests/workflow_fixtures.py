@@ -170,6 +170,8 @@ title_prefix = "[TIPASA]"
 
 [[peers]]
 name = "illiad"
+auth = {{ kind = "none" }}
+allow_from = ["127.0.0.0/8", "::1/128"]
 ncip_agency_ids = ["01XXX_INST"]
 application_profile = "ILLiad"
 namespace_style = "ns1"
@@ -180,6 +182,8 @@ checkin_not_on_loan = "problem"
 
 [[peers]]
 name = "relais"
+auth = {{ kind = "none" }}
+allow_from = ["127.0.0.0/8", "::1/128"]
 ncip_agency_ids = ["Relais"]
 namespace_style = "default"
 code = "REL"
@@ -189,6 +193,8 @@ default_pickup_location = "MAIN"
 
 [[peers]]
 name = "dcb"
+auth = {{ kind = "none" }}
+allow_from = ["127.0.0.0/8", "::1/128"]
 ncip_agency_ids = ["dcb-host"]
 from_system_ids = ["DCB"]
 namespace_style = "default"
@@ -199,6 +205,8 @@ default_pickup_location = "MAIN"
 
 [[peers]]
 name = "innreach"
+auth = {{ kind = "none" }}
+allow_from = ["127.0.0.0/8", "::1/128"]
 ncip_agency_ids = ["zv010", "zv247"]
 namespace_style = "none"
 code = "IR"

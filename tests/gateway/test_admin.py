@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import worklist
 from gateway.audit import AuditEntry, audit_time, insert_entry
 from gateway.dashboard import PAGE_SIZE, Listing, render_dashboard
-from gateway.secrets import keyed_hash
+from gateway.secrets import keyed_hash, read_key_file
 from gateway.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
@@ -208,9 +208,9 @@ def test_unknown_paths_and_methods(traffic: Any) -> None:
 
 def _patron_label(daemon: Any, barcode: str) -> str:
     """How the dashboard shows a person: the start of the audit log's keyed hash."""
-    [row] = af.query(daemon.database,
-                     "SELECT value FROM gateway_meta WHERE key = 'patron_hash_key'")
-    return "#" + keyed_hash(bytes.fromhex(row["value"]), barcode)[:10]
+    key = read_key_file(Path(f"{daemon.database}.key"))
+    assert key is not None
+    return "#" + keyed_hash(key, barcode)[:10]
 
 
 def _section(page: str, ident: str) -> str:

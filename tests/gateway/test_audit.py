@@ -19,6 +19,7 @@ import queue
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -106,12 +107,16 @@ def test_record_failure_is_logged_and_counted_not_raised() -> None:
         "ncip", "CheckInItem", "disk full")
 
 
-def test_patron_reference_is_a_keyed_hash_unless_configured(conn: sqlite3.Connection) -> None:
-    """Patron ids are stored as an HMAC under a per-database key (created once, then reused);
-    ``store_patron_ids`` keeps the id itself; nothing is computed before the key is loaded."""
+def test_patron_reference_is_a_keyed_hash_unless_configured(conn: sqlite3.Connection,
+                                                           tmp_path: Path) -> None:
+    """Patron ids are stored as an HMAC under the gateway key (created once, mode 0600, in a
+    file beside the database, never in it; then reused); ``store_patron_ids`` keeps the id
+    itself; nothing is computed before the key is loaded."""
     audit = _started(conn)
-    key = bytes.fromhex(conn.execute(
-        "SELECT value FROM gateway_meta WHERE key = 'patron_hash_key'").fetchone()[0])
+    key_file = tmp_path / "db.sqlite3.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = bytes.fromhex(key_file.read_text())
+    assert not conn.execute("SELECT 1 FROM gateway_meta WHERE key = 'patron_hash_key'").fetchall()
     assert len(key) == 32
     assert audit.patron_ref("PBAR-100") == keyed_hash(key, "PBAR-100")
     assert audit.patron_ref("PBAR-100") != audit.patron_ref("PBAR-101")
@@ -420,3 +425,37 @@ def test_database_is_readable_by_ordinary_sqlite_tools(prepared: tuple[str, ...]
             [shell, str(database), "select time, peer, operation, outcome from audit order by"
              " id desc limit 20"], capture_output=True, text=True, check=True, timeout=30).stdout
         assert out.splitlines()[0].split("|")[2:] == ["init", "bib1:1010"]
+
+
+def test_key_in_the_database_moves_to_its_file(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """A key an older version kept in ``gateway_meta`` moves to the key file (earlier hashes
+    still match) and leaves the database; a key file others could read is made 0600."""
+    old = bytes(range(32))
+    with conn:
+        conn.execute("INSERT INTO gateway_meta (key, value) VALUES ('patron_hash_key', ?)",
+                     (old.hex(),))
+    audit = _started(conn)
+    assert audit.patron_ref("PBAR-100") == keyed_hash(old, "PBAR-100")
+    key_file = tmp_path / "db.sqlite3.key"
+    assert bytes.fromhex(key_file.read_text()) == old
+    assert not conn.execute("SELECT 1 FROM gateway_meta WHERE key = 'patron_hash_key'").fetchall()
+    key_file.chmod(0o644)
+    assert _started(conn).patron_ref("PBAR-100") == keyed_hash(old, "PBAR-100")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_replies_are_sealed_and_bound_to_their_row(conn: sqlite3.Connection) -> None:
+    """An exactly-once reply is kept encrypted: the stored bytes do not contain the reply,
+    open only for the same (peer, service, key), and a row that cannot be opened is dropped
+    (answered afresh) rather than replayed wrong."""
+    audit = _started(conn)
+    reply = b"<UserIdentifierValue>PBAR-100</UserIdentifierValue>"
+    key = ("reshare", "CheckOutItem", "R-1")
+    sealed = audit.seal_reply(key, reply)
+    assert b"PBAR-100" not in sealed
+    with conn:
+        conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at) VALUES (?, ?, ?, ?, 'now')", (*key, sealed))
+        assert audit.open_reply(conn, key, sealed) == reply
+        assert audit.open_reply(conn, ("reshare", "CheckOutItem", "R-2"), sealed) is None
+        assert audit.open_reply(conn, key, b"<clear/>") is None
+        assert conn.execute("SELECT count(*) FROM idempotency").fetchone()[0] == 0

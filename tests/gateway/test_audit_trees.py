@@ -36,6 +36,7 @@ from protocols.ncip.redact import (
     SECRET_ELEMENTS,
     SECRET_PLACEHOLDER,
     redact,
+    secret_name,
 )
 from protocols.ncip.safexml import DEFAULT_MAX_BYTES, parse_xml
 from protocols.ncip.testing import canned_response
@@ -74,15 +75,47 @@ def _old_redact(raw: bytes | etree._Element, *, personal: bool = False,
             element.remove(child)
         element.text = text
 
+    secrets: set[str] = set()
     for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        for attribute in list(element.attrib):
+            if secret_name(etree.QName(attribute).localname):
+                secrets.add(element.attrib[attribute].strip())
+                element.attrib[attribute] = SECRET_PLACEHOLDER
         name = local_name(element)
-        if name in SECRET_ELEMENTS:
+        parent = element.getparent()
+        in_auth_input = (parent is not None and local_name(parent) == "AuthenticationInput"
+                         and name not in ("AuthenticationInputType",
+                                          "AuthenticationDataFormatType"))
+        if name in SECRET_ELEMENTS or secret_name(name) or in_auth_input:
+            secrets.add("".join(element.itertext()).strip())
             replace(element, SECRET_PLACEHOLDER)
         elif personal and name in PERSONAL_ELEMENTS:
             replace(element, PERSONAL_PLACEHOLDER)
         elif personal and name in IDENTIFIER_ELEMENTS:
             value = (element.text or "").strip()
             replace(element, pseudonymize(value) if pseudonymize else PERSONAL_PLACEHOLDER)
+    # a secret's value is then hidden wherever else it appears (PINs echoed by broken peers)
+    found = sorted(secrets - {"", SECRET_PLACEHOLDER}, key=len, reverse=True)
+
+    def hide(text: str | None) -> str | None:
+        for secret in found if text else ():
+            if text.strip() == secret:
+                return SECRET_PLACEHOLDER
+            if len(secret) >= 4:
+                text = text.replace(secret, SECRET_PLACEHOLDER)
+        return text
+
+    for node in root.iter():
+        if isinstance(node.tag, str) and node.text == SECRET_PLACEHOLDER and not len(node):
+            pass
+        else:
+            node.text = hide(node.text)
+        node.tail = hide(node.tail)
+        if isinstance(node.tag, str):
+            for attribute, value in node.attrib.items():
+                node.attrib[attribute] = hide(value) or value
     return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 

@@ -20,6 +20,14 @@ def errors_of(raw: dict) -> list[str]:
     return caught.value.errors
 
 
+
+OPEN = {"auth": {"kind": "none"}, "allow_from": ["127.0.0.0/8"]}
+
+
+def authenticated(peers: list[dict]) -> list[dict]:
+    """Peers given explicit ``auth`` (required) where the case leaves it out."""
+    return [peer if "auth" in peer else {**OPEN, **peer} for peer in peers]
+
 def test_defaults_are_safe() -> None:
     """An empty file gives loopback listeners and bounded limits."""
     config = parse_config({})
@@ -61,7 +69,8 @@ def test_every_error_is_reported_with_its_path() -> None:
 def test_unknown_keys_are_errors() -> None:
     """A misspelt key is an error, never silently ignored."""
     errors = errors_of({"gateway": {"agency": "X"}, "nicp": {}, "peers": [
-        {"name": "a", "delete_on_check_in": True, "auth": {"kind": "none", "secrit": "x"}}]})
+        {"name": "a", "delete_on_check_in": True, "auth": {"kind": "none", "secrit": "x"},
+         "allow_from": ["127.0.0.1"]}]})
     assert errors == ["nicp: unknown key", "gateway.agency: unknown key",
                       "peers[0].delete_on_check_in: unknown key",
                       "peers[0].auth.secrit: unknown key"]
@@ -87,8 +96,9 @@ def test_peer_keys_and_preferences() -> None:
 def test_agency_ids_must_be_unique_across_peers() -> None:
     """Two peers claiming one agency id, with nothing else to tell them apart, would make
     attribution ambiguous."""
-    errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"]},
-                                  {"name": "b", "ncip_agency_ids": ["x"]}]})
+    secret = {"kind": "shared-secret", "secret": "s"}
+    errors = errors_of({"peers": [{"name": "a", "ncip_agency_ids": ["X"], "auth": secret},
+                                  {"name": "b", "ncip_agency_ids": ["x"], "auth": secret}]})
     assert len(errors) == 1
     assert errors[0].startswith("peers[1].ncip_agency_ids: 'x' is already used by peers[0] and"
                                 " nothing tells them apart")
@@ -153,7 +163,7 @@ def test_peers_may_share_an_agency_id_when_told_apart() -> None:
           "auth": {"kind": "bearer", "token": "t-1"}}],
     ]
     for peers in accepted:
-        parse_config({"peers": peers})
+        parse_config({"peers": authenticated(peers)})
 
 
 def test_ambiguous_shared_agency_ids_are_refused() -> None:
@@ -173,13 +183,13 @@ def test_ambiguous_shared_agency_ids_are_refused() -> None:
           "auth": {"kind": "shared-secret", "secret": "two"}}],
     ]
     for peers in refused:
-        errors = errors_of({"peers": peers})
+        errors = errors_of({"peers": authenticated(peers)})
         assert len(errors) == 1 and errors[0].startswith(
             "peers[1].ncip_agency_ids: '01xxx_inst' is already used by peers[0]"), errors
-    three = errors_of({"peers": [
+    three = errors_of({"peers": authenticated([
         {"name": "a", "ncip_agency_ids": shared, "application_profile": "A"},
         {"name": "b", "ncip_agency_ids": shared, "application_profile": "B"},
-        {"name": "c", "ncip_agency_ids": shared, "application_profile": "a"}]})
+        {"name": "c", "ncip_agency_ids": shared, "application_profile": "a"}])})
     assert len(three) == 1 and three[0].startswith(
         "peers[2].ncip_agency_ids: '01xxx_inst' is already used by peers[0]")
 
@@ -187,12 +197,27 @@ def test_ambiguous_shared_agency_ids_are_refused() -> None:
 def test_fallback_charset_must_be_known_and_ascii_compatible() -> None:
     """A peer's fallback_charset (13.13) is an ASCII-compatible character set: one that could
     turn other bytes into markup (utf-7, utf-16) is refused, as is an unknown name."""
-    config = parse_config({"peers": [{"name": "illiad", "fallback_charset": "windows-1252"}]})
+    config = parse_config({"peers": authenticated(
+        [{"name": "illiad", "fallback_charset": "windows-1252"}])})
     assert config.peers[0].fallback_charset == "windows-1252"
     assert Peer(name="x").fallback_charset == "" and Peer(name="x").namespace_style == "request"
-    errors = errors_of({"peers": [{"name": "a", "fallback_charset": "utf-7"},
-                                  {"name": "b", "fallback_charset": "utf-16"},
-                                  {"name": "c", "fallback_charset": "klingon"}]})
+    errors = errors_of({"peers": authenticated([{"name": "a", "fallback_charset": "utf-7"},
+                                                {"name": "b", "fallback_charset": "utf-16"},
+                                                {"name": "c", "fallback_charset": "klingon"}])})
     assert errors == ["peers[0].fallback_charset: 'utf-7' is not ASCII-compatible",
                       "peers[1].fallback_charset: 'utf-16' is not ASCII-compatible",
                       "peers[2].fallback_charset: unknown character set 'klingon'"]
+
+
+def test_peer_without_auth_is_an_error() -> None:
+    """A peer with no ``auth`` is refused (it used to mean no authentication at all); ``kind =
+    "none"`` must be explicit and comes with ``allow_from`` networks."""
+    errors = errors_of({"peers": [
+        {"name": "silent", "ncip_agency_ids": ["S"]},
+        {"name": "open", "ncip_agency_ids": ["O"], "auth": {"kind": "none"}},
+        {"name": "nokind", "ncip_agency_ids": ["N"], "auth": {"secret": "x"},
+         "allow_from": ["10.0.0.0/8"]},
+        {"name": "fenced", "ncip_agency_ids": ["F"], "auth": {"kind": "none"},
+         "allow_from": ["192.0.2.0/24"]}]})
+    assert [e.split(":")[0] for e in errors] == [
+        "peers[0].auth", "peers[1].allow_from", "peers[2].auth.kind"]

@@ -27,10 +27,11 @@ def daemon(tmp_path: Path):
 
 
 def test_healthz_reports_database_and_listeners(daemon) -> None:
-    """GET /healthz on the NCIP listener answers 200 with the store and both listeners."""
+    """GET /healthz on the NCIP listener answers 200 and says ok, nothing more; the admin
+    listener's /healthz has the store and the listeners."""
     status, body = daemon.get("/healthz")
-    assert status == 200
-    state = json.loads(body)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    state = daemon.admin_health()
     assert state["status"] == "ok" and state["state"] == "running"
     assert state["database"]["writer"] == "running"
     assert state["database"]["path"] == str(daemon.database)
@@ -51,7 +52,8 @@ def test_sighup_reloads_peers_and_keeps_connections(daemon) -> None:
     connection.request("GET", "/healthz")
     assert connection.getresponse().read()
     daemon.config_path.write_text(DEFAULT_CONFIG + '\n[[peers]]\nname = "relais"\n'
-                                  'ncip_agency_ids = ["RELAIS"]\n')
+                                  'ncip_agency_ids = ["RELAIS"]\n'
+                                  'auth = { kind = "shared-secret", secret = "relais-s" }\n')
     daemon.signal(signal.SIGHUP)
     peers = DEFAULT_CONFIG.count("[[peers]]") + 1
     daemon.wait_for(rf"configuration reloaded from .*: {peers} peer\(s\)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import socket
+from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
@@ -178,3 +179,52 @@ def test_requests_over_the_rate_get_429() -> None:
     request.method, request.path, request.content = b"POST", b"/ncip", io.BytesIO(b"<x/>")
     resource.render(request)
     assert request.responseCode in (None, 200)
+
+
+# -- the arrival deadline (issue 12 point 6) ------------------------------------------------
+
+
+def _channel(clock: Clock, handler: RecordingHandler, arrival: float = 2.0) -> tuple[Any, Any]:
+    """A GatewaySite channel on a StringTransport, with ``clock`` as its reactor."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from gateway.http import GatewaySite
+
+    site = GatewaySite(make(handler, clock), max_body_size=1024, idle_timeout=3.0,
+                       request_arrival_timeout=arrival, reactor=clock)
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+REQUEST = (b"POST /ncip HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n<a>b</a>")
+
+
+def test_trickled_request_gets_408_at_the_deadline() -> None:
+    """Bytes every second keep the idle timeout (3 s) from firing, but the request must have
+    arrived 2 s after its first byte: then 408 and the connection closes."""
+    clock, handler = Clock(), RecordingHandler()
+    protocol, transport = _channel(clock, handler)
+    for byte in REQUEST[:3]:       # at 0, 0.5 and 1 s
+        protocol.dataReceived(bytes([byte]))
+        clock.advance(0.5)
+    assert not transport.disconnecting and transport.value() == b""
+    protocol.dataReceived(REQUEST[3:4])
+    clock.advance(0.5)             # 2 s after the first byte
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.disconnecting and handler.seen == []
+    assert protocol.factory.arrival_timeouts == 1
+
+
+def test_deadline_is_per_request_not_per_connection() -> None:
+    """Requests that each arrive at once are served on one connection for longer than the
+    deadline; time spent answering does not count."""
+    clock, handler = Clock(), RecordingHandler()
+    protocol, transport = _channel(clock, handler)
+    for _ in range(5):
+        protocol.dataReceived(REQUEST)
+        clock.advance(1.5)
+    assert len(handler.seen) == 5 and not transport.disconnecting
+    assert transport.value().count(b"HTTP/1.1 200 ") == 5

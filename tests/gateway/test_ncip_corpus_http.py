@@ -102,6 +102,7 @@ max_requests_per_second_per_peer = 0
 
 [[peers]]
 name = "catch-all"
+auth = {{ kind = "none" }}
 ncip_agency_ids = {agencies}
 from_system_ids = {systems}
 allow_from = ["127.0.0.0/8", "::1/128"]

@@ -182,9 +182,15 @@ def test_bearer_and_url_token_peers_need_their_token() -> None:
     assert attribute(ALL, creds(url_token="url-tok")) is KOHA
 
 
-def test_open_peer_needs_nothing() -> None:
-    """A peer with auth kind "none" and no allow_from is attributed by agency id alone."""
-    assert attribute(ALL, creds(from_agency="open", remote_host="203.0.113.9")) is OPEN
+def test_open_peer_without_networks_fails_closed() -> None:
+    """A peer with auth kind "none" and no allow_from (which the configuration refuses) is
+    never authenticated by its agency id alone; with allow_from, its networks are its
+    credential."""
+    with pytest.raises(PeerError) as info:
+        attribute(ALL, creds(from_agency="open", remote_host="203.0.113.9"))
+    assert not info.value.unknown
+    fenced = Peer(name="fenced", ncip_agency_ids=("FENCED",), allow_from=net("203.0.113.0/24"))
+    assert attribute((fenced,), creds(from_agency="FENCED", remote_host="203.0.113.9")) is fenced
 
 
 def test_allow_from() -> None:

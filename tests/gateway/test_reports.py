@@ -71,13 +71,13 @@ def test_one_audit_row_per_exchange_with_exact_fields(traffic: Any) -> None:
     Protocol, peer, service, dialect, broker request id, our request id (RequestItem only),
     item barcode, outcome (a Problem's type for the Problem), request and response sizes in
     bytes as they crossed the wire, a positive duration, the patron as the keyed hash of the
-    id the test sent (under the key the database holds) — and no row for anything else.
+    id the test sent (under the gateway key, in its file beside the database) — and no row
+    for anything else.
     """
     daemon, sent, start, end = traffic
     rows = af.query(daemon.database, "SELECT * FROM audit ORDER BY id")
     assert len(rows) == len(sent)
-    key = bytes.fromhex(af.query(daemon.database, "SELECT value FROM gateway_meta WHERE key ="
-                                 " 'patron_hash_key'")[0]["value"])
+    key = bytes.fromhex(Path(f"{daemon.database}.key").read_text())  # the gateway key file
     for row, exchange in zip(rows, sent):
         expected_hash = (hmac.new(key, exchange.patron.encode(), hashlib.sha256).hexdigest()[:32]
                          if exchange.patron else None)

@@ -69,14 +69,14 @@ def test_reload_reports_its_outcome(tmp_path: Path) -> None:
         assert "peer openrs added" in done.stdout
         assert "peer crosslink changed: auth" in done.stdout
         d.wait_for(r"reload: peer openrs added")
-        health = d.health()
+        health = d.admin_health()
         assert health["reload"]["outcome"] == "applied" and health["reload"]["generation"] == 1
 
         d.config_path.write_text(DEMO + "[bogus]\n")
         refused = _cli(*reload, "-c", str(d.config_path))
         assert refused.returncode == 1
         assert "bogus: unknown key" in refused.stderr and "nothing signalled" in refused.stderr
-        assert d.health()["reload"]["generation"] == 1          # the daemon was not asked
+        assert d.admin_health()["reload"]["generation"] == 1          # the daemon was not asked
 
         duplicate = DEMO + NEW_PEER + NEW_PEER.replace('"openrs"', '"openrs2"').replace(
             '"OPENRS"', '"OPENRS2"')
@@ -88,7 +88,7 @@ def test_reload_reports_its_outcome(tmp_path: Path) -> None:
         openrs = DEMO.count("[[peers]]")               # the index NEW_PEER gets
         assert f"the same token is already used by peers[{openrs}]" in by_daemon.stderr
         assert "refused by the daemon" in by_daemon.stderr
-        health = d.health()
+        health = d.admin_health()
         assert health["reload"]["outcome"] == "refused" and health["reload"]["errors"]
         metrics = _admin(d, "/metrics").decode()
         assert "interlend_config_reloads_failed_total 1.0" in metrics

@@ -277,11 +277,8 @@ def test_socket_activated_service(service_root: Path) -> None:
             except OSError:
                 time.sleep(0.2)
         assert status == 200, body
-        health = json.loads(body)
-        by_protocol = {entry["protocol"]: entry for entry in health["listeners"]}
-        assert by_protocol["z3950"]["endpoint"] == "systemd:domain=INET6:name=z3950"
-        assert by_protocol["z3950"]["address"] == f"[::1]:{z3950}"
-        assert by_protocol["ncip"]["address"] == f"[::1]:{ncip}"
+        # the public health says ok only; where each passed socket listens is in the output
+        assert json.loads(body)["status"] == "ok"
         with socket.create_connection(("::1", z3950), timeout=10) as conn:
             from protocols.z3950 import codec
 
@@ -302,7 +299,8 @@ def test_socket_activated_service(service_root: Path) -> None:
                 text=True, timeout=60,
                 env={"PATH": os.environ["PATH"], "CREDENTIALS_DIRECTORY": str(credentials)})
             assert report.returncode == 0 and report.stderr == "", report.stderr
-            assert sorted(p.name for p in state.iterdir()) == ["interlend.sqlite3"]
+            assert sorted(p.name for p in state.iterdir()) == ["interlend.sqlite3",
+                                                               "interlend.sqlite3.key"]
     finally:
         if process.poll() is None:
             process.kill()

@@ -63,3 +63,23 @@ def test_unparseable_bodies() -> None:
     broken = b"<NCIPMessage><AuthenticationInputData>8642</AuthenticationInputData> & oops"
     assert b"8642" not in redact(broken)
     assert redact(broken, personal=True) == b"<!-- unparseable body withheld -->"
+
+
+def test_pins_are_redacted_by_meaning() -> None:
+    """A PIN in a non-standard element (an Ext's ``UserPIN``, ``pin_code``), a ``password``
+    attribute, or a non-standard child of AuthenticationInput is removed, and so is the same
+    value wherever else it is echoed (text, attribute, comment); look-alike names are kept."""
+    body = (b'<NCIPMessage xmlns="http://www.niso.org/2008/ncip"><LookupUser>'
+            b"<AuthenticationInput><AuthenticationInputType>PIN</AuthenticationInputType>"
+            b"<Value>4711-secret</Value></AuthenticationInput>"
+            b'<Ext><UserPIN>9931</UserPIN><pin_code>5566</pin_code><Login password="pw-77x"/>'
+            b"<Note>pin was 9931, or 4711-secret; pw-77x</Note><!-- 5566 -->"
+            b"<Shipping>Spinner 12</Shipping><Token>tok-abc</Token></Ext>"
+            b"<UserElementType>Name Information</UserElementType></LookupUser></NCIPMessage>")
+    out = redact(body)
+    for secret in (b"4711-secret", b"9931", b"5566", b"pw-77x", b"tok-abc"):
+        assert secret not in out, secret
+    for kept in (b"<AuthenticationInputType>PIN</AuthenticationInputType>",
+                 b"<Shipping>Spinner 12</Shipping>", b"Name Information", b"pin was"):
+        assert kept in out, kept
+    assert redact(body, personal=True).count(b"9931") == 0

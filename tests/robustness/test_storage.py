@@ -7,7 +7,6 @@ reason where mounting is not permitted)."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import sqlite3
@@ -35,8 +34,9 @@ def lookup_item(barcode: str) -> bytes:
 
 
 def health(daemon: Daemon) -> tuple[int, dict]:
-    status, body = daemon.get("/healthz")
-    return status, json.loads(body)
+    """The NCIP listener's /healthz status code, and the admin listener's details."""
+    status, _ = daemon.get("/healthz")
+    return status, daemon.admin_health()
 
 
 def accept(daemon: Daemon, rid: str) -> str | None:
