@@ -38,9 +38,10 @@ from gateway.search import (
     fold,
     plan_query,
     run_plan,
+    tokenize,
     use_of,
 )
-from gateway.store import NotNow, Store
+from gateway.store import NotNow, ReadInterrupted, Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (
     Diagnostic,
@@ -49,7 +50,7 @@ from protocols.z3950.codec import (
     SortKeyInfo,
     SurrogateDiagnostic,
 )
-from protocols.z3950.pqf import Attribute, Query, Term
+from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term
 
 __all__ = ["Bib1Error", "CatalogueService", "ResultSet", "ScanResult"]
 
@@ -124,6 +125,16 @@ class CatalogueService:
     def _config(self) -> Config:
         return self._gateway.config
 
+    def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
+        """Run catalogue work on a catalogue reader thread under ``operation_time_limit``;
+        past it (or when the gateway stops) Bib-1 31, resources exhausted."""
+        d = self._store.read_budgeted(work, self._config.z3950.operation_time_limit,
+                                      self._stopping)
+        return d.addErrback(_interrupted)
+
+    def _stopping(self) -> bool:
+        return getattr(self._gateway, "state", "running") in ("stopping", "stopped")
+
     # -- checks ---------------------------------------------------------------------------------
 
     def _check_databases(self, databases: Sequence[str]) -> None:
@@ -147,6 +158,8 @@ class CatalogueService:
             if not isinstance(query, Query):
                 raise Bib1Error(107, type(query).__name__)
             self._check_databases(databases)
+            z = self._config.z3950
+            check_terms(query.root, z.max_term_length, z.max_term_words)
             plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
         except Bib1Error:
             return fail()
@@ -156,11 +169,12 @@ class CatalogueService:
             return ResultSet(name, hits=run_plan(conn, plan, counts=counts))
 
         if not bounded(plan):
-            return self._store.read(work)
+            return self._read(work)
         # One word whose count is cached: a few indexed reads, on the reactor; the first
         # search of a word (or of a new catalogue generation) counts on a reader thread.
         return self._store.read_now(lambda conn: ResultSet(
-            name, hits=run_plan(conn, plan, counts=counts, bounded_only=True)), work)
+            name, hits=run_plan(conn, plan, counts=counts, bounded_only=True)), work,
+            slow=self._read)
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -217,8 +231,9 @@ class CatalogueService:
             return out
 
         if count <= INLINE_RECORDS and result_set.hits.page_is_bounded(start, count):
-            return self._store.read_now(lambda conn: work(conn, inline=True), work)
-        return self._store.read(work)
+            return self._store.read_now(lambda conn: work(conn, inline=True), work,
+                                        slow=self._read)
+        return self._read(work)
 
     # -- Scan -----------------------------------------------------------------------------------
 
@@ -235,14 +250,15 @@ class CatalogueService:
                 raise Bib1Error(234, str(count))
             if count and not 1 <= preferred_position <= count + 1:
                 raise Bib1Error(233, str(preferred_position))
-            if step_size < 0:
+            if step_size < 0 or step_size > self._config.z3950.max_scan_step:
                 raise Bib1Error(206, str(step_size))
+            check_terms(term, self._config.z3950.max_term_length, None)
             plan = plan_scan(term)
         except Bib1Error:
             return fail()
         if count == 0:
-            return self._store.read(lambda conn: ScanResult([], position_of_term=1))
-        return self._store.read(
+            return self._read(lambda conn: ScanResult([], position_of_term=1))
+        return self._read(
             lambda conn: run_scan(conn, plan, count, preferred_position, step_size))
 
     # -- Sort -----------------------------------------------------------------------------------
@@ -257,6 +273,8 @@ class CatalogueService:
         try:
             if not keys:
                 raise Bib1Error(207, "no sort keys")
+            if result_set.count > self._config.z3950.max_sort_records:
+                raise Bib1Error(230, f"at most {self._config.z3950.max_sort_records} records")
             resolved = [(_sort_field(key), _sort_descending(key)) for key in keys]
         except Bib1Error:
             return fail()
@@ -272,7 +290,29 @@ class CatalogueService:
                            reverse=descending)
             return ResultSet(name, tuple(order))
 
-        return self._store.read(work)
+        return self._read(work)
+
+
+def _interrupted(failure: Any) -> Any:
+    """A budgeted read stopped (time limit, or the gateway stopping): Bib-1 31."""
+    failure.trap(ReadInterrupted)
+    raise Bib1Error(31, str(failure.value))
+
+
+def check_terms(node: Node, max_length: int, max_words: int | None) -> None:
+    """Refuse a query (or scan term) whose terms are longer than ``max_length`` characters
+    (Bib-1 11) or hold more than ``max_words`` words (Bib-1 5), before any planning: a term's
+    cost in the word index grows with both."""
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (And, Or, AndNot)):
+            pending += (item.left, item.right)
+        elif isinstance(item, Term):
+            if len(item.value) > max_length:
+                raise Bib1Error(11, f"a term is longer than {max_length} characters")
+            if max_words is not None and len(tokenize(item.value, keep_masks=True)) > max_words:
+                raise Bib1Error(5, f"a term has more than {max_words} words")
 
 
 def _small(conn: sqlite3.Connection, record_ids: list[int]) -> bool:

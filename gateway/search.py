@@ -66,6 +66,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+try:
+    import re2  # google-re2: linear-time matching for regular-expression terms
+except ImportError:  # pragma: no cover - a dependency; without it such terms are refused
+    re2 = None
+
 from gateway.identifiers import search_forms
 from gateway.store import NotNow
 from protocols.z3950 import oids
@@ -76,6 +81,9 @@ MAX_EXPANSION = 1000
 
 MAX_REGEX = 64
 """Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
+
+REGEX_MEMORY = 1 << 20
+"""Bytes RE2 may use to compile one regular expression (a larger automaton is refused)."""
 
 MAX_DEPTH = 100
 """Deepest operator nesting compiled (the PQF parser allows the same)."""
@@ -368,12 +376,7 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
                         truncation: int) -> list[str]:
     """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
     if truncation in (102, 103):
-        if len(token) > MAX_REGEX:
-            raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
-        try:
-            regex = re.compile(token)
-        except re.error as exc:
-            raise Bib1Error(125, f"{token}: {exc}") from None
+        regex = compile_regex(token)
         conn.create_function("interlend_regexp", 1,
                              lambda term: regex.fullmatch(term) is not None)
         matches = _vocabulary(conn, column, "interlend_regexp(term)", [])
@@ -389,6 +392,27 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
     if len(matches) > MAX_EXPANSION:
         raise Bib1Error(31, f"{token} matches more than {MAX_EXPANSION} words")
     return matches
+
+
+def compile_regex(token: str) -> Any:
+    """A regular-expression term compiled by RE2, whose matching time is linear in the word.
+
+    Python's ``re`` backtracks: one crafted pattern held the interpreter for minutes. RE2 has
+    no backreferences or look-around, so a pattern using them is refused (125), as is one
+    longer than :data:`MAX_REGEX` or needing more than :data:`REGEX_MEMORY` to compile.
+    """
+    if len(token) > MAX_REGEX:
+        raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
+    if re2 is None:
+        raise Bib1Error(120, "regular expressions are not available (google-re2 missing)")
+    options = re2.Options()
+    options.log_errors = False      # an anonymous client must not be able to write to stderr
+    options.max_mem = REGEX_MEMORY
+    options.never_capture = True
+    try:
+        return re2.compile(token, options)
+    except re2.error:
+        raise Bib1Error(125, f"unsupported regular expression: {token}") from None
 
 
 def _glob(token: str, truncation: int) -> str:

@@ -107,7 +107,8 @@ class Gateway:
         self.environ = dict(os.environ) if environ is None else environ
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
-                           busy_timeout=config.gateway.busy_timeout)
+                           busy_timeout=config.gateway.busy_timeout,
+                           catalogue_readers=config.gateway.catalogue_readers)
         self.audit = AuditLog(self.store, config.audit, reactor)
         self.metrics = Metrics(self)
         self.catalogue = CatalogueService(self)
