@@ -91,6 +91,11 @@ MAX_DEPTH = 100
 FIRST_PAGE = 10
 """Ids a streamed search reads at once, for the Present (or piggy-backed records) that follows."""
 
+HELD_IDS = 256
+"""Most record ids a result set keeps in memory (a window of consecutive positions): a larger
+result set is counted inside SQLite and read a page at a time by keyset (``id >`` the last id
+read), so a saved result set of 100,000 hits holds no more than this."""
+
 
 class Bib1Error(Exception):
     """A Bib-1 diagnostic (diagnostic set 1.2.840.10003.4.1) to send instead of a result."""
@@ -579,17 +584,20 @@ def _streams(plan: Plan) -> bool:
 
 @dataclass
 class Hits:
-    """A search's hits: the exact count and the ids read so far, a prefix in result order.
+    """A search's hits: the exact count and the ids read last, a window in result order.
 
     ``members`` selects every hit (unordered); ``streamed`` says the ids are read from it a
-    page at a time, else ``ids`` holds them all. One operation at a time uses a result set (the
-    association queues requests), so the prefix needs no lock.
+    page at a time, else ``ids`` holds them all. A streamed set keeps at most
+    :data:`HELD_IDS` ids: those at positions ``offset + 1`` … ``offset + len(ids)``. One
+    operation at a time uses a result set (the association queues requests), so the window
+    needs no lock.
     """
 
     count: int
     members: Sql
     ids: list[int] = field(default_factory=list)
     streamed: bool = False
+    offset: int = 0
 
     @classmethod
     def of(cls, record_ids: Sequence[int]) -> Hits:
@@ -597,30 +605,41 @@ class Hits:
         return cls(len(record_ids), ids_sql(record_ids), list(record_ids))
 
     def page_is_bounded(self, start: int, count: int) -> bool:
-        """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the page
-        extends the prefix (no ``OFFSET`` to walk)."""
-        return not self.streamed or start - 1 <= len(self.ids) or \
-            min(start - 1 + count, self.count) <= len(self.ids)
+        """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the id
+        before the page is (keyset, no ``OFFSET`` to walk)."""
+        return not self.streamed or start == 1 or \
+            self.offset < start - 1 <= self.offset + len(self.ids)
 
     def page(self, conn: sqlite3.Connection, start: int, count: int) -> list[int]:
         """The ids at positions ``start`` (1-based) to ``start + count - 1``, at most the last.
 
-        Positions past the ids read so far come from ``members``: the following ones extend
-        the prefix; a page further on is read on its own (``OFFSET``) and not kept.
+        Positions outside the window come from ``members``: after the id before ``start``
+        when the window holds it (the window then extends, trimmed to :data:`HELD_IDS`);
+        otherwise after the nearest id known before them, skipping the rest (``OFFSET``),
+        and not kept.
         """
         end = min(start - 1 + count, self.count)
-        if end <= len(self.ids) or not self.streamed:
-            return self.ids[start - 1:end]
-        skip = max(0, start - 1 - len(self.ids))
-        after = self.ids[-1] if self.ids else 0
+        held_end = self.offset + len(self.ids)
+        if not self.streamed or (self.offset < start and end <= held_end):
+            return self.ids[start - 1 - self.offset:end - self.offset]
+        extends = start - 1 >= self.offset and start - 1 <= held_end
+        if start == 1 or (extends and start - 1 > self.offset):
+            after, skip = (self.ids[start - 2 - self.offset] if start > 1 else 0), 0
+        elif start - 1 > held_end and self.ids:
+            after, skip = self.ids[-1], start - 1 - held_end
+        else:                                         # before the window: from the start
+            after, skip, extends = 0, start - 1, False
         sql, params = self.members
         rows = conn.execute(f"SELECT id FROM ({sql}) WHERE id > ? ORDER BY id LIMIT ? OFFSET ?",
-                            [*params, after, end - len(self.ids) - skip, skip])
+                            [*params, after, end - start + 1, skip])
         fetched = [row[0] for row in rows]
-        if skip:
+        if not extends:
             return fetched
-        self.ids.extend(fetched)
-        return self.ids[start - 1:end]
+        # Extends the window (the page starts inside it or right after it).
+        kept = self.ids[:start - 1 - self.offset] + fetched
+        drop = max(0, len(kept) - HELD_IDS)
+        self.ids, self.offset = kept[drop:], self.offset + drop
+        return fetched
 
 
 class WordCounts:
@@ -685,8 +704,13 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
         bound = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
         members = compile_plan(conn, plan, bound)
         if not _streams(plan):
-            ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id", members[1])]
-            return Hits(len(ids), members, ids)
+            ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id LIMIT ?",
+                                                  [*members[1], HELD_IDS + 1])]
+            if len(ids) <= HELD_IDS:
+                return Hits(len(ids), members, ids)
+            # Too many to hold: counted inside SQLite, then read by keyset (Hits.page).
+            total = conn.execute(*_count_sql(members)).fetchone()[0]
+            return Hits(total, members, ids[:HELD_IDS], streamed=True)
         assert isinstance(plan, WordTerm)
         hits = Hits(_count(conn, plan, counts, bounded_only), members, streamed=True)
         hits.page(conn, 1, first)
