@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from gateway import records as render
 from gateway.config import Config, Peer
 from gateway.scan import ScanResult, plan_scan, run_scan
 from gateway.search import (
+    HELD_IDS,
     Bib1Error,
     Hits,
     WordCounts,
@@ -41,6 +43,7 @@ from gateway.search import (
     tokenize,
     use_of,
 )
+from gateway.limits import LogLimiter, MemoryBudget
 from gateway.store import NotNow, ReadInterrupted, Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (
@@ -116,6 +119,19 @@ class CatalogueService:
     def __init__(self, gateway: Any) -> None:
         self._gateway = gateway
         self._word_counts = WordCounts()
+        self.memory = MemoryBudget(gateway.config.z3950.memory_budget)
+        """Bytes saved result sets may hold, with the Z39.50 listener's partial PDUs."""
+        self._log_limiter = LogLimiter(gateway.reactor)
+
+    def _keep(self, result_set: ResultSet) -> ResultSet:
+        """Charge a new result set to the memory budget until it is dropped (Bib-1 31 when
+        the budget cannot hold it)."""
+        self.memory.limit = self._config.z3950.memory_budget
+        size = held_bytes(result_set.hits)
+        if not self.memory.take(size):
+            raise Bib1Error(31, "memory for result sets is exhausted")
+        weakref.finalize(result_set, self.memory.give, size)
+        return result_set
 
     @property
     def _store(self) -> Store:
@@ -169,12 +185,12 @@ class CatalogueService:
             return ResultSet(name, hits=run_plan(conn, plan, counts=counts))
 
         if not bounded(plan):
-            return self._read(work)
+            return self._read(work).addCallback(self._keep)
         # One word whose count is cached: a few indexed reads, on the reactor; the first
         # search of a word (or of a new catalogue generation) counts on a reader thread.
         return self._store.read_now(lambda conn: ResultSet(
             name, hits=run_plan(conn, plan, counts=counts, bounded_only=True)), work,
-            slow=self._read)
+            slow=self._read).addCallback(self._keep)
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -224,8 +240,9 @@ class CatalogueService:
                 try:
                     out.append(ResponseRecord(wanted, builder(record, built_esn, view), database))
                 except Exception as exc:
-                    log.warn("cannot build record {local_id}: {error}",
-                             local_id=record.local_id, error=str(exc))
+                    if self._log_limiter.allow("record") is not None:
+                        log.warn("cannot build record {local_id}: {error}",
+                                 local_id=record.local_id, error=str(exc))
                     out.append(SurrogateDiagnostic(
                         Diagnostic(14, f"record {record.local_id} cannot be built"), database))
             return out
@@ -290,7 +307,22 @@ class CatalogueService:
                            reverse=descending)
             return ResultSet(name, tuple(order))
 
-        return self._read(work)
+        return self._read(work).addCallback(self._keep)
+
+
+RESULT_SET_BYTES = 2048
+"""What a result set costs besides its ids and statement (objects, dictionary slots)."""
+ID_BYTES = 40
+"""What one record id held in a list costs (the int object and its slot)."""
+
+
+def held_bytes(hits: Hits) -> int:
+    """The most memory a result set's hits can hold: its window (or all its ids) and the
+    statement selecting them."""
+    ids = HELD_IDS if hits.streamed else len(hits.ids)
+    sql, params = hits.members
+    return (RESULT_SET_BYTES + ID_BYTES * ids + len(sql)
+            + sum(len(p) for p in params if isinstance(p, str)))
 
 
 def _interrupted(failure: Any) -> Any:
