@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from gateway import records as render
 from gateway.config import Config, Peer
+from gateway.limits import LogLimiter, MemoryBudget
 from gateway.scan import ScanResult, plan_scan, run_scan
 from gateway.search import (
     HELD_IDS,
@@ -43,7 +44,6 @@ from gateway.search import (
     tokenize,
     use_of,
 )
-from gateway.limits import LogLimiter, MemoryBudget
 from gateway.store import NotNow, ReadInterrupted, Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 log = Logger()
 
 
-def address_host(address: IAddress) -> str:
+def address_host(address: IAddress | None) -> str:
     """The host part of a transport address (``"unix"`` for Unix sockets)."""
     return str(getattr(address, "host", None) or "unix")
 
@@ -84,6 +84,7 @@ class ConnectionLimitFactory(Factory):
         self.open_connections = 0  # currently open through this listener
         self.refused = 0
         self._last_logged: dict[str, float] = {}
+        self._log_limiter = LogLimiter(clock, per_minute=30)  # across every address
 
     def logPrefix(self) -> str:
         return self.wrappedFactory.logPrefix()
@@ -94,7 +95,7 @@ class ConnectionLimitFactory(Factory):
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         host = address_host(addr)
         total = self.open_connections
         if total >= self.max_total or self.per_host[host] >= self.max_per_host:
@@ -112,13 +113,19 @@ class ConnectionLimitFactory(Factory):
         return protocol
 
     def _refuse(self, host: str, why: str) -> None:
-        """Count a refusal; log it at most once a minute per host."""
+        """Count a refusal; log it at most once a minute per host, and at most 30 lines a
+        minute in all (an attack from many addresses)."""
         self.refused += 1
         now = self._clock.seconds()
         if now - self._last_logged.get(host, -3600.0) >= 60:
+            if len(self._last_logged) > 10_000:
+                self._last_logged = {k: v for k, v in self._last_logged.items() if now - v < 60}
             self._last_logged[host] = now
-            log.warn("{listener}: connection from {host} refused: {why}", listener=self.name,
-                     host=host, why=why)
+            dropped = self._log_limiter.allow("refused")
+            if dropped is not None:
+                log.warn("{listener}: connection from {host} refused: {why}{more}",
+                         listener=self.name, host=host, why=why,
+                         more=f" ({dropped} similar lines not logged)" if dropped else "")
 
     def release(self, host: str) -> None:
         """A connection from ``host`` closed: its slot is free."""
