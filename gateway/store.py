@@ -439,8 +439,9 @@ class Store:
         being the GIL hand-back after SQLite releases it, which any syscall of the reactor pays
         too -- instead of the hand-off to a reader thread and back (a queue, two thread
         switches, the reactor's waker; ~8% of a LookupUser's CPU in py-spy). The reactor is
-        never made to wait on a lock: this connection has no busy timeout, so a database that is busy (WAL recovery, a
-        checkpoint holding a lock) or any other SQLite error sends the read to a reader thread
+        never made to wait on a lock: this connection has no busy timeout, so a database that
+        is busy (WAL recovery, a checkpoint holding a lock) or any other SQLite error sends the
+        read to a reader thread
         instead, as :meth:`read` would run it. Reads see the same committed state either way
         (WAL snapshot per statement, autocommit). The remaining cost is a cache miss on a page
         not in the OS cache: a few page reads of the index and the row.
