@@ -85,6 +85,9 @@ MAX_REGEX = 64
 REGEX_MEMORY = 1 << 20
 """Bytes RE2 may use to compile one regular expression (a larger automaton is refused)."""
 
+VOCABULARY_CHUNK = 2048
+"""Vocabulary words matched by one RE2 call (see :func:`_regex_vocabulary`)."""
+
 MAX_DEPTH = 100
 """Deepest operator nesting compiled (the PQF parser allows the same)."""
 
@@ -381,10 +384,7 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
                         truncation: int) -> list[str]:
     """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
     if truncation in (102, 103):
-        regex = compile_regex(token)
-        conn.create_function("interlend_regexp", 1,
-                             lambda term: regex.fullmatch(term) is not None)
-        matches = _vocabulary(conn, column, "interlend_regexp(term)", [])
+        matches = _regex_vocabulary(conn, column, compile_regex(token))
     else:
         pattern = _glob(token, truncation)
         clauses: list[str] = ["term GLOB ?"]
@@ -400,7 +400,8 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
 
 
 def compile_regex(token: str) -> Any:
-    """A regular-expression term compiled by RE2, whose matching time is linear in the word.
+    """A regular-expression term compiled by RE2, whose matching time is linear in the text,
+    anchored to whole lines (to match a vocabulary of one word a line at once).
 
     Python's ``re`` backtracks: one crafted pattern held the interpreter for minutes. RE2 has
     no backreferences or look-around, so a pattern using them is refused (125), as is one
@@ -414,8 +415,10 @@ def compile_regex(token: str) -> Any:
     options.log_errors = False      # an anonymous client must not be able to write to stderr
     options.max_mem = REGEX_MEMORY
     options.never_capture = True
+    options.never_nl = True         # a match never spans two words of the vocabulary
     try:
-        return re2.compile(token, options)
+        re2.compile(token, options)  # a valid expression alone, hence safe inside a group
+        return re2.compile(f"(?m)^(?:{token})$", options)
     except re2.error:
         raise Bib1Error(125, f"unsupported regular expression: {token}") from None
 
@@ -433,6 +436,29 @@ def _glob(token: str, truncation: int) -> str:
     if truncation == 3:
         escaped += "*"
     return escaped
+
+
+def _regex_vocabulary(conn: sqlite3.Connection, column: str | None, regex: Any) -> list[str]:
+    """Up to MAX_EXPANSION + 1 vocabulary words (of ``column``, or any) ``regex`` matches.
+
+    The words are read :data:`VOCABULARY_CHUNK` at a time and matched a chunk (one word a
+    line) per RE2 call, not one Python call per word from SQLite: the interpreter lock is held
+    for short stretches, so the reactor keeps answering while a reader scans the vocabulary.
+    """
+    table = "records_fts_vocab_row" if column is None else "records_fts_vocab_col"
+    sql, params = f"SELECT term FROM {table}", []
+    if column is not None:
+        sql, params = sql + " WHERE col = ?", [column]
+    cursor = conn.execute(sql, params)
+    matches: list[str] = []
+    while len(matches) <= MAX_EXPANSION:
+        rows = cursor.fetchmany(VOCABULARY_CHUNK)
+        if not rows:
+            break
+        text = "\n".join(row[0] for row in rows)
+        matches += [word for word in (m.group(0) for m in regex.finditer(text)) if word]
+    cursor.close()
+    return matches[:MAX_EXPANSION + 1]
 
 
 def _vocabulary(conn: sqlite3.Connection, column: str | None, condition: str,

