@@ -19,7 +19,9 @@ and holds them in sort order.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sqlite3
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +43,6 @@ from gateway.search import (
     fold,
     plan_query,
     run_plan,
-    tokenize,
     use_of,
 )
 from gateway.store import NotNow, ReadInterrupted, Store
@@ -343,8 +344,16 @@ def check_terms(node: Node, max_length: int, max_words: int | None) -> None:
         elif isinstance(item, Term):
             if len(item.value) > max_length:
                 raise Bib1Error(11, f"a term is longer than {max_length} characters")
-            if max_words is not None and len(tokenize(item.value, keep_masks=True)) > max_words:
+            if max_words is not None and _more_words(item.value, max_words):
                 raise Bib1Error(5, f"a term has more than {max_words} words")
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _more_words(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` words (counted up to ``limit + 1`` only)."""
+    return next(itertools.islice(_WORD.finditer(text), limit, None), None) is not None
 
 
 def _small(conn: sqlite3.Connection, record_ids: list[int]) -> bool:
