@@ -345,3 +345,117 @@ def test_sigterm_is_honoured_while_readers_are_busy(tmp_path: Path, catalogue: P
         for client in clients:
             client.close()
         daemon.kill()
+
+
+# -- point 4: memory -----------------------------------------------------------------------------
+
+class RssSampler:
+    """The daemon's peak RSS while the body runs (sampled every 50 ms in a thread)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.pid = daemon.process.pid
+        self.peak = rss_kib(self.pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_kib(self.pid))
+            except (OSError, AssertionError):
+                return
+            self._stop.wait(0.05)   # sampling period, not a synchronisation
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def half_sent_pdu(sock: socket.socket, size: int) -> None:
+    """Send all of a PDU declaring ``size`` bytes of content but its last 16 bytes."""
+    header = b"\xb6\x84" + size.to_bytes(4, "big")
+    sock.sendall(header + b"\x04\x84" + (size - 6).to_bytes(4, "big"))
+    chunk = b"\0" * 65536
+    left = size - 6 - 16
+    while left > 0:
+        sock.sendall(chunk[:min(left, len(chunk))])
+        left -= len(chunk)
+
+
+def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
+    """The memory attack of issue 12, point 4, from single addresses: 50 associations each
+    saving 10 result sets of 20,000 hits (boolean searches, which used to be read whole), then
+    50 associations each sending all but the end of a 4 MiB PDU. RSS stays under the unit's
+    MemoryMax throughout (and within the memory budget plus 64 MiB of its start); the
+    budget refuses the PDUs past it with Close(resources); once the clients leave, RSS comes
+    back within 48 MiB of where it started."""
+    memory_max = _memory_max_kib()
+    port = daemon.ports["z3950"]
+    warm = Z3950Client(port, source=attacker_address(199))
+    assert search(warm, "@or common w1")[0] == RECORDS
+    warm.close()
+    baseline = rss_kib(daemon.process.pid)
+    savers: list[socket.socket] = []
+    holders: list[socket.socket] = []
+    closed_for_resources = 0
+    with RssSampler(daemon) as sampler:
+        try:
+            for n in range(50):
+                sock = connect_from(port, attacker_address(200), timeout=60)
+                sock.sendall(INIT)
+                framer = BERFramer()
+                frames: list[bytes] = []
+
+                def receive() -> bytes:
+                    while not frames:
+                        chunk = sock.recv(65536)
+                        assert chunk, "connection closed"
+                        frames.extend(framer.feed(chunk))
+                    return frames.pop(0)
+
+                receive()
+                for k in range(10):
+                    sock.sendall(codec.encode_pdu(codec.search_request(
+                        f"@or common w{k}", result_set_name=f"s{k}")))
+                    body = codec.pdu_body(codec.decode_pdu(receive()))
+                    assert int(body["resultCount"]) == RECORDS
+                savers.append(sock)
+            saved_peak = sampler.peak
+            for n in range(50):
+                sock = connect_from(port, attacker_address(201), timeout=60)
+                holders.append(sock)
+                sock.sendall(INIT)
+                BERFramer().feed(sock.recv(65536))
+                try:
+                    half_sent_pdu(sock, 4 * MiB - 64)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            for sock in holders:
+                framer = BERFramer()
+                sock.settimeout(10)
+                try:
+                    data = sock.recv(65536)
+                except (ConnectionResetError, TimeoutError):
+                    continue
+                frames = framer.feed(data) if data else []
+                if frames and codec.read_close(codec.decode_pdu(frames[0])).reason == \
+                        CloseReason.resources:
+                    closed_for_resources += 1
+        finally:
+            for sock in savers + holders:
+                sock.close()
+    print(f"\nRSS {baseline} KiB at start, {saved_peak} KiB with 500 saved result sets, peak"
+          f" {sampler.peak} KiB (MemoryMax {memory_max} KiB); {closed_for_resources} of 50"
+          " half-sent PDUs closed for resources")
+    assert sampler.peak < memory_max
+    assert saved_peak - baseline < 32 * 1024
+    assert sampler.peak - baseline < 128 * 1024 + 64 * 1024
+    assert closed_for_resources >= 10
+    wait_until(lambda: rss_kib(daemon.process.pid) - baseline < 48 * 1024, 30,
+               "RSS to come back near its start")
+    assert any("memory budget spent" in line for line in daemon.lines)
+    assert daemon.process.poll() is None and not tracebacks(daemon)
