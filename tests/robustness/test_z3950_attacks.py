@@ -459,3 +459,160 @@ def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
                "RSS to come back near its start")
     assert any("memory budget spent" in line for line in daemon.lines)
     assert daemon.process.poll() is None and not tracebacks(daemon)
+
+
+def _drain(sock: socket.socket, replies: dict[int, bytes], key: int) -> bool:
+    """Read what the daemon sent without waiting; True when it closed the connection."""
+    sock.setblocking(False)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+            replies[key] = replies.get(key, b"") + data
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+# -- point 6: a whole PDU within its deadline ------------------------------------------------------
+
+def test_trickled_pdus_are_cut_at_the_pdu_deadline(daemon: Daemon) -> None:
+    """40 connections trickling a search PDU one byte every 2 s (after Init), and 10 trickling
+    their Init, with a 3 s pdu_timeout and the default 900 s idle timeout: every one is closed
+    within 3 s of its first byte plus slack (Close(lackOfActivity) after Init), although bytes
+    keep arriving; the closes are logged within the log rate limit."""
+    port = daemon.ports["z3950"]
+    request = search_pdu("common")
+    socks: list[tuple[socket.socket, bool]] = []
+    first = len(daemon.lines)
+    try:
+        for n in range(50):
+            sock = connect_from(port, attacker_address(300 + n % 10), timeout=10)
+            after_init = n < 40
+            if after_init:
+                sock.sendall(INIT)
+                assert BERFramer().feed(sock.recv(65536))
+            socks.append((sock, after_init))
+        started = time.monotonic()
+        closed: dict[int, float] = {}
+        replies: dict[int, bytes] = {}
+        sent = 0
+        while len(closed) < len(socks) and time.monotonic() - started < 12:
+            for i, (sock, _) in enumerate(socks):
+                if i not in closed:
+                    try:
+                        sock.sendall(request[sent:sent + 1])
+                    except (BrokenPipeError, ConnectionResetError):
+                        closed[i] = time.monotonic() - started
+            sent += 1
+            # one byte every 2 s per connection: the attack's own pace, not a synchronisation
+            threading.Event().wait(2.0)
+            for i, (sock, _) in enumerate(socks):
+                if i not in closed and _drain(sock, replies, i):
+                    closed[i] = time.monotonic() - started
+        assert sent < len(request)    # the PDU was never complete
+        assert len(closed) == len(socks), f"{len(socks) - len(closed)} still open"
+        assert max(closed.values()) < 3.0 + 2.0 + 2.0, closed
+        for i, (_, after_init) in enumerate(socks):
+            if after_init:
+                assert i in replies, f"connection {i}: closed without Close"
+                reply = codec.decode_pdu(BERFramer().feed(replies[i])[0])
+                assert codec.read_close(reply).reason == CloseReason.lackOfActivity
+        print(f"\n50 trickling connections closed after {min(closed.values()):.1f} to "
+              f"{max(closed.values()):.1f} s, {sent} bytes each")
+    finally:
+        for sock, _ in socks:
+            sock.close()
+    lines = [line for line in daemon.lines[first:] if "not complete within" in line]
+    assert 1 <= len(lines) <= 12, lines
+
+
+
+# -- point 11: Scan steps and log volume ------------------------------------------------------------
+
+def scan_diagnostics(reply) -> list[int]:
+    body = codec.pdu_body(reply)
+    if int(body["scanStatus"]) != 6:
+        return []
+    return [codec.Diagnostic.from_asn1(rec["defaultFormat"]).condition
+            for rec in body["entries"]["nonsurrogateDiagnostics"]]
+
+
+def test_scan_with_a_huge_step_and_repeated_errors_log_within_limits(daemon: Daemon) -> None:
+    """Scan with step sizes 2^62 and max_scan_step + 1, 30 times each: every one answers
+    Bib-1 206 on a working association, with no traceback and no line in the log; then 60
+    connections each sending a malformed PDU: each is closed, but at most the rate limit of
+    "framing error" lines (10 a minute, plus one noting those dropped) reaches the log."""
+    first = len(daemon.lines)
+    client = Z3950Client(daemon.ports["z3950"], source=attacker_address(350))
+    try:
+        for step in (2**62, 101) * 30:
+            reply = client.ask(codec.encode_pdu(codec.scan_request(
+                "@attr 1=4 common", number_of_terms=10, step_size=step)))
+            assert reply is not None and scan_diagnostics(reply) == [206]
+        reply = client.ask(codec.encode_pdu(codec.scan_request("@attr 1=4 common",
+                                                               number_of_terms=3)))
+        assert reply is not None and int(codec.pdu_body(reply)["scanStatus"]) == 0
+    finally:
+        client.close()
+    assert daemon.lines[first:] == [], daemon.lines[first:][:5]
+    for n in range(60):
+        sock = connect_from(daemon.ports["z3950"], attacker_address(360 + n % 20))
+        sock.sendall(INIT + b"\xb4\x88" + b"\xff" * 8)
+        assert closed_by_peer(sock, 5.0)
+        sock.close()
+    framing = [line for line in daemon.lines[first:] if "framing error" in line]
+    print(f"\n60 malformed PDUs: {len(framing)} log lines")
+    assert 1 <= len(framing) <= 12, framing
+    assert not tracebacks(daemon)
+    assert not [line for line in daemon.lines if "critical" in line.lower()]
+
+
+# -- point 13: IPv4 clients of a dual-stack listener ----------------------------------------------
+
+PEER = """
+[[peers]]
+name = "zpeer"
+ncip_agency_ids = ["ZPEER"]
+auth = { kind = "shared-secret", secret = "zpeer-secret" }
+allow_from = ["127.0.0.1/32"]
+z3950_user = "zuser"
+z3950_password = "zpass"
+"""
+
+
+def test_allow_from_sees_ipv4_clients_of_an_ipv6_listener(tmp_path: Path) -> None:
+    """On an IPv6 listener (bound to ::ffff:127.0.0.1, so loopback only), an IPv4 client
+    arrives as ::ffff:127.0.0.1: a peer whose allow_from is 127.0.0.1/32 is accepted from
+    127.0.0.1 (it used to be refused: the mapped address matched no IPv4 network) and still
+    refused from 127.0.0.2; the audit log names the plain IPv4 address."""
+    wf.seed_database(tmp_path / "interlend.sqlite3")
+    daemon = start_daemon(tmp_path, config(z3950="require_auth = true\n") + PEER,
+                          database=tmp_path / "interlend.sqlite3",
+                          extra_args=["--z3950-listen", r"tcp6:0:interface=\:\:ffff\:127.0.0.1"])
+    try:
+        line = daemon.wait_for(r"z3950 listening on \S*ffff:127\.0\.0\.1:\d+")
+        found = re.search(r"ffff:127\.0\.0\.1:(\d+)", line)
+        assert found is not None
+        port = int(found.group(1))
+        outcomes = {}
+        for source in ("127.0.0.1", "127.0.0.2"):
+            sock = connect_from(port, source)
+            try:
+                sock.sendall(codec.encode_pdu(codec.init_request(
+                    authentication=codec.Authentication("open", "zuser", "zpass"))))
+                reply = codec.decode_pdu(BERFramer().feed(sock.recv(65536))[0])
+                outcomes[source] = bool(codec.pdu_body(reply)["result"])
+            finally:
+                sock.close()
+        assert outcomes == {"127.0.0.1": True, "127.0.0.2": False}
+    finally:
+        daemon.stop()
+    with open_database(tmp_path / "interlend.sqlite3") as conn:
+        remotes = {row[0] for row in conn.execute(
+            "SELECT remote FROM audit WHERE protocol = 'z3950'")}
+    assert "127.0.0.1" in remotes and not any(r.startswith("::ffff:") for r in remotes)
