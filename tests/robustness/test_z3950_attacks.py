@@ -173,30 +173,35 @@ def run_all(jobs: list, timeout: float) -> list:
 INIT = codec.encode_pdu(codec.init_request())
 
 
+class RawClient:
+    """A Z39.50 connection sending pre-encoded PDUs and returning raw replies (little Python
+    work, so that probes in this process measure the daemon, not this interpreter's lock)."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.sock = connect_from(port, source, timeout=60)
+        self._framer = BERFramer()
+        self._frames: list[bytes] = []
+        self.ask(INIT)
+
+    def ask(self, request: bytes) -> bytes:
+        self.sock.sendall(request)
+        while not self._frames:
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            self._frames.extend(self._framer.feed(chunk))
+        return self._frames.pop(0)
+
+
 def one_search(daemon: Daemon, request: bytes, source: int
                ) -> tuple[int | None, int | None, float]:
-    """Init, then one pre-encoded search (the attack threads do little Python, so that the
-    probes in this process measure the daemon, not this process's interpreter lock)."""
-    sock = connect_from(daemon.ports["z3950"], attacker_address(source), timeout=60)
-    framer = BERFramer()
-    frames: list[bytes] = []
-
-    def receive() -> bytes:
-        while not frames:
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed"
-            frames.extend(framer.feed(chunk))
-        return frames.pop(0)
-
+    """Init, then one pre-encoded search: (hits, diagnostic, seconds)."""
+    client = RawClient(daemon.ports["z3950"], attacker_address(source))
     try:
-        sock.sendall(INIT)
-        receive()
         started = time.monotonic()
-        sock.sendall(request)
-        reply = receive()
+        reply = client.ask(request)
         elapsed = time.monotonic() - started
     finally:
-        sock.close()
+        client.sock.close()
     body = codec.pdu_body(codec.decode_pdu(reply))
     diagnostics = codec.read_diagnostics(body)
     if diagnostics:
@@ -243,7 +248,7 @@ def test_regex_and_10kb_terms_do_not_freeze_the_daemon(daemon: Daemon) -> None:
     for count, diagnostic, seconds in results[:10]:
         assert diagnostic is None and count is not None and count >= 1, (count, diagnostic)
         assert seconds < 10
-    for count, diagnostic, seconds in results[10:]:
+    for _, diagnostic, seconds in results[10:]:
         assert diagnostic == 11 and seconds < 2
     print(f"\n/healthz: {len(health)} requests, max {max(health):.1f} ms; LookupItem max "
           f"{max(lookups):.1f} ms; regex searches max {max(r[2] for r in results[:10]):.2f} s")
@@ -404,28 +409,16 @@ def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
     closed_for_resources = 0
     with RssSampler(daemon) as sampler:
         try:
-            for n in range(50):
-                sock = connect_from(port, attacker_address(200), timeout=60)
-                sock.sendall(INIT)
-                framer = BERFramer()
-                frames: list[bytes] = []
-
-                def receive() -> bytes:
-                    while not frames:
-                        chunk = sock.recv(65536)
-                        assert chunk, "connection closed"
-                        frames.extend(framer.feed(chunk))
-                    return frames.pop(0)
-
-                receive()
-                for k in range(10):
-                    sock.sendall(codec.encode_pdu(codec.search_request(
-                        f"@or common w{k}", result_set_name=f"s{k}")))
-                    body = codec.pdu_body(codec.decode_pdu(receive()))
+            requests = [codec.encode_pdu(codec.search_request(
+                f"@or common w{k}", result_set_name=f"s{k}")) for k in range(10)]
+            for _ in range(50):
+                client = RawClient(port, attacker_address(200))
+                savers.append(client.sock)
+                for request in requests:
+                    body = codec.pdu_body(codec.decode_pdu(client.ask(request)))
                     assert int(body["resultCount"]) == RECORDS
-                savers.append(sock)
             saved_peak = sampler.peak
-            for n in range(50):
+            for _ in range(50):
                 sock = connect_from(port, attacker_address(201), timeout=60)
                 holders.append(sock)
                 sock.sendall(INIT)
@@ -484,7 +477,7 @@ def test_trickled_pdus_are_cut_at_the_pdu_deadline(daemon: Daemon) -> None:
     """40 connections trickling a search PDU one byte every 2 s (after Init), and 10 trickling
     their Init, with a 3 s pdu_timeout and the default 900 s idle timeout: every one is closed
     within 3 s of its first byte plus slack (Close(lackOfActivity) after Init), although bytes
-    keep arriving; the closes are logged within the log rate limit."""
+    keep arriving; the closes are logged within the log rate limit, not once each."""
     port = daemon.ports["z3950"]
     request = search_pdu("common")
     socks: list[tuple[socket.socket, bool]] = []
@@ -527,12 +520,14 @@ def test_trickled_pdus_are_cut_at_the_pdu_deadline(daemon: Daemon) -> None:
     finally:
         for sock, _ in socks:
             sock.close()
+    # at most the rate limit (10 a minute, shared with earlier tests on this daemon), never
+    # one line per connection
     lines = [line for line in daemon.lines[first:] if "not complete within" in line]
-    assert 1 <= len(lines) <= 12, lines
+    assert len(lines) <= 11, lines
 
 
 
-# -- point 11: Scan steps and log volume ------------------------------------------------------------
+# -- point 11: Scan steps and log volume --------------------------------------------------------
 
 def scan_diagnostics(reply) -> list[int]:
     body = codec.pdu_body(reply)
