@@ -165,3 +165,22 @@ def test_allow_from_sees_mapped_ipv4_clients() -> None:
         reply = conn.init(authentication=codec.Authentication("open", "u", "p"))
         outcomes.append(bool(body(reply)["result"]))
     assert outcomes == [True, False]
+
+
+def test_limits_are_validated_with_their_paths() -> None:
+    """The new limits have safe defaults and are checked at start-up like every other key."""
+    from gateway.config import ConfigErrors, parse_config
+
+    config = parse_config({})
+    assert (config.z3950.max_term_length, config.z3950.max_term_words) == (1024, 32)
+    assert config.z3950.memory_budget >= 2 * config.z3950.max_pdu_size
+    assert config.gateway.catalogue_readers == 2
+    with pytest.raises(ConfigErrors) as errors:
+        parse_config({"gateway": {"catalogue_readers": 0},
+                      "z3950": {"operation_time_limit": 0, "pdu_timeout": 0,
+                                "max_term_words": -1, "memory_budget": 1024,
+                                "max_scan_step": "big"}})
+    text = str(errors.value)
+    for path in ("gateway.catalogue_readers", "z3950.operation_time_limit", "z3950.pdu_timeout",
+                 "z3950.max_term_words", "z3950.memory_budget", "z3950.max_scan_step"):
+        assert path in text, path
