@@ -212,3 +212,21 @@ async def test_scan_step_and_sort_size_limits(env: SimpleNamespace) -> None:
     rs = await _search(env, "common")
     key = SortKeyInfo(sort_field="title", attributes=(), relation=0)
     assert (await _diagnostic(env.service.sort(rs, [key], name="s"))).code == 230
+
+
+@pytest_twisted.ensureDeferred
+async def test_result_sets_are_charged_to_the_memory_budget(env: SimpleNamespace) -> None:
+    """Each saved result set takes its size from the memory budget and gives it back when it
+    is dropped; a search the budget cannot hold answers Bib-1 31 (resources exhausted)."""
+    service = env.service
+    first = await _search(env, "@or common writer1")
+    used = service.memory.used
+    assert used > 0
+    env.gateway.config = replace(env.gateway.config, z3950=replace(
+        env.gateway.config.z3950, memory_budget=used + 100))
+    error = await _diagnostic(env.service.search(parse_pqf("@or common writer2"), ["Default"],
+                                                 peer=None, result_sets={}, name="2"))
+    assert error.code == 31 and service.memory.refused == 1
+    del first
+    assert service.memory.used == 0
+    assert (await _search(env, "@or common writer2")).count == RECORDS
