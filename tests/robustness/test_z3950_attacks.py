@@ -287,7 +287,7 @@ def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -
     """Ten 10 KB searches of 5,000 words (16 s each unbounded), with only the time budget to
     stop them: each answers Bib-1 31 (resources exhausted) within its budget plus its wait
     for one of the two catalogue readers; meanwhile NCIP LookupItem keeps answering at once
-    (it used to take 14 s behind two such searches) and /healthz within 100 ms."""
+    (it used to take 14 s behind two such searches), as does /healthz (under 250 ms each)."""
     daemon = budget_daemon
     stop = threading.Event()
     health: list[float] = []
@@ -317,7 +317,9 @@ def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -
     print(f"\nten 10 KB searches: all Bib-1 31 in {elapsed:.1f} s; /healthz max "
           f"{max(health):.1f} ms; LookupItem max {max(lookups):.1f} ms over {len(lookups)}")
     assert elapsed < 10 * 1.0 / 2 + 5      # ten budgets on two readers, plus slack
-    assert max(health) < 100, health
+    # Both catalogue readers are busy in SQLite for the whole attack (on a 2-core machine
+    # shared with other work): the reactor answers, within a bound looser than test 1's.
+    assert max(health) < 250, health
     assert max(lookups) < 250, lookups
     assert not tracebacks(daemon)
 
