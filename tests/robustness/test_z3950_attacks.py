@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import threading
 import time
 import urllib.request
@@ -287,7 +288,8 @@ def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -
     """Ten 10 KB searches of 5,000 words (16 s each unbounded), with only the time budget to
     stop them: each answers Bib-1 31 (resources exhausted) within its budget plus its wait
     for one of the two catalogue readers; meanwhile NCIP LookupItem keeps answering at once
-    (it used to take 14 s behind two such searches), as does /healthz (under 250 ms each)."""
+    (it used to take 14 s behind two such searches: median under 50 ms, none over 1 s), and
+    /healthz within 250 ms."""
     daemon = budget_daemon
     stop = threading.Event()
     health: list[float] = []
@@ -318,9 +320,11 @@ def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -
           f"{max(health):.1f} ms; LookupItem max {max(lookups):.1f} ms over {len(lookups)}")
     assert elapsed < 10 * 1.0 / 2 + 5      # ten budgets on two readers, plus slack
     # Both catalogue readers are busy in SQLite for the whole attack (on a 2-core machine
-    # shared with other work): the reactor answers, within a bound looser than test 1's.
+    # shared with other work): the reactor and the NCIP readers answer, within bounds looser
+    # than test 1's. Behind the catalogue queue (one shared pool), a lookup would wait for
+    # seconds: ten 1 s searches on two readers.
     assert max(health) < 250, health
-    assert max(lookups) < 250, lookups
+    assert statistics.median(lookups) < 50 and max(lookups) < 1000, lookups
     assert not tracebacks(daemon)
 
 
