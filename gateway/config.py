@@ -51,7 +51,7 @@ class GatewaySettings:
     timezone: str = "UTC"
     shutdown_grace: float = 10.0
     busy_timeout: float = 5.0
-    catalogue_readers: int = 2
+    catalogue_readers: int = 1
 
 
 @dataclass(frozen=True)

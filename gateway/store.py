@@ -153,7 +153,7 @@ class Store:
     """The gateway's database: one writer thread (group commit) and a pool of reader threads."""
 
     def __init__(self, path: str | Path, reactor: Any, *, busy_timeout: float = 5.0,
-                 readers: int = 2, max_batch: int = 256, catalogue_readers: int = 2) -> None:
+                 readers: int = 2, max_batch: int = 256, catalogue_readers: int = 1) -> None:
         self.path = Path(path)
         self._reactor = reactor
         self._busy_timeout = busy_timeout

@@ -174,7 +174,7 @@ def test_limits_are_validated_with_their_paths() -> None:
     config = parse_config({})
     assert (config.z3950.max_term_length, config.z3950.max_term_words) == (1024, 32)
     assert config.z3950.memory_budget >= 2 * config.z3950.max_pdu_size
-    assert config.gateway.catalogue_readers == 2
+    assert config.gateway.catalogue_readers == 1
     with pytest.raises(ConfigErrors) as errors:
         parse_config({"gateway": {"catalogue_readers": 0},
                       "z3950": {"operation_time_limit": 0, "pdu_timeout": 0,
