@@ -419,11 +419,11 @@ class Z3950Factory(Factory):
         self._idle_waiters: list[Deferred[None]] = []
         self._settings_config: Any = None
         self._settings: dict[str, AssociationSettings] = {}
-        limit = gateway.config.z3950.memory_budget
         # one budget for partial PDUs and the catalogue's saved result sets
         memory = getattr(self.catalogue, "memory", None)
-        self.memory: MemoryBudget = memory if isinstance(memory, MemoryBudget) \
-            else MemoryBudget(limit)
+        if not isinstance(memory, MemoryBudget):  # a stand-in catalogue keeps no result sets
+            memory = MemoryBudget(gateway.config.z3950.memory_budget)
+        self.memory: MemoryBudget = memory
         self.log_limiter = LogLimiter(self.clock)
 
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
