@@ -456,6 +456,7 @@ def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
     assert closed_for_resources >= 10
     wait_until(lambda: rss_kib(daemon.process.pid) - baseline < 48 * 1024, 30,
                "RSS to come back near its start")
+    print(f"RSS after the clients left: {rss_kib(daemon.process.pid)} KiB")
     assert any("memory budget spent" in line for line in daemon.lines)
     assert daemon.process.poll() is None and not tracebacks(daemon)
 
