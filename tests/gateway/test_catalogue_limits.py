@@ -230,3 +230,26 @@ async def test_result_sets_are_charged_to_the_memory_budget(env: SimpleNamespace
     del first
     assert service.memory.used == 0
     assert (await _search(env, "@or common writer2")).count == RECORDS
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_catalogue_operation_is_under_the_time_budget(
+        env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Search, Scan, Sort and Present all run under operation_time_limit: with a budget
+    too small for any of them, each answers Bib-1 31 instead of running on."""
+    monkeypatch.setattr(search_module, "HELD_IDS", 50)
+    rs = await _search(env, "@or common @attr 1=1003 writer3")       # a set to present/sort
+    env.gateway.config = replace(env.gateway.config, z3950=replace(
+        env.gateway.config.z3950, operation_time_limit=1e-6))
+    calls = {
+        "search": env.service.search(parse_pqf("@or common @attr 1=1003 writer2"), ["Default"],
+                                     peer=None, result_sets={}, name="2"),
+        "scan": env.service.scan(Term("common", (Attribute(None, 1, 4),)), ["Default"],
+                                 count=50, preferred_position=25, step_size=5, peer=None),
+        "sort": env.service.sort(rs, [SortKeyInfo(sort_field="title")], name="s"),
+        "present": env.service.fetch(rs, RECORDS - 20, 20, syntax=None, element_set="F",
+                                     database="Default", peer=None),
+    }
+    for name, call in calls.items():
+        error = await _diagnostic(call)
+        assert error.code == 31, name
