@@ -257,7 +257,8 @@ class Z3950Protocol(Protocol):
                 self._paused = True
         d.addErrback(self._diagnostic, call)
         d.addCallback(self._resume)
-        d.addErrback(lambda f: log.failure("Z39.50 call completion failed", f))
+        d.addErrback(lambda f: self._log("completion", "Z39.50 call completion failed for "
+                                          "{remote}", level="failure", failure=f))
 
     def _start(self, call: Any) -> Deferred[Any]:
         """The catalogue method for one call, started."""
@@ -335,7 +336,7 @@ class Z3950Protocol(Protocol):
         try:
             factory.audit.record(entry)
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
-            log.failure("Z39.50 audit row not written")
+            self._log("audit", "Z39.50 audit row not written", level="failure")
         metrics = getattr(factory.gateway, "metrics", None)
         if metrics is not None:
             # Closes for malformed input carry no request tag (no duration) but must still be
@@ -344,7 +345,7 @@ class Z3950Protocol(Protocol):
                 metrics.observe("z3950", report.operation, peer, report.outcome,
                                 None if duration is None else duration / 1_000_000)
             except Exception:  # noqa: BLE001
-                log.failure("Z39.50 metrics not updated")
+                self._log("metrics", "Z39.50 metrics not updated", level="failure")
 
     def _arm_timer(self) -> None:
         """Before Init: the Init deadline, from connect. After: the idle deadline, from now.
