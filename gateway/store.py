@@ -442,8 +442,9 @@ class Store:
         never made to wait on a lock: this connection has no busy timeout, so a database that
         is busy (WAL recovery, a checkpoint holding a lock) or any other SQLite error sends the
         read to a reader thread instead, as :meth:`read` would run it. Reads see the same
-        committed state either way (WAL snapshot per statement, autocommit). The remaining cost is a cache miss on a page
-        not in the OS cache: a few page reads of the index and the row.
+        committed state either way (WAL snapshot per statement, autocommit). The remaining
+        cost is a cache miss on a page not in the OS cache: a few page reads of the index and
+        the row.
 
         ``fallback`` is what a reader thread runs instead (default: ``work``); ``work`` may
         raise :class:`NotNow` to send the read there, so it can refuse to do unbounded work
