@@ -19,8 +19,11 @@ and holds them in sort order.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sqlite3
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,8 +32,10 @@ from twisted.logger import Logger
 
 from gateway import records as render
 from gateway.config import Config, Peer
+from gateway.limits import LogLimiter, MemoryBudget
 from gateway.scan import ScanResult, plan_scan, run_scan
 from gateway.search import (
+    HELD_IDS,
     Bib1Error,
     Hits,
     WordCounts,
@@ -40,7 +45,7 @@ from gateway.search import (
     run_plan,
     use_of,
 )
-from gateway.store import NotNow, Store
+from gateway.store import NotNow, ReadInterrupted, Store
 from protocols.z3950 import oids
 from protocols.z3950.codec import (
     Diagnostic,
@@ -49,7 +54,7 @@ from protocols.z3950.codec import (
     SortKeyInfo,
     SurrogateDiagnostic,
 )
-from protocols.z3950.pqf import Attribute, Query, Term
+from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term
 
 __all__ = ["Bib1Error", "CatalogueService", "ResultSet", "ScanResult"]
 
@@ -115,6 +120,19 @@ class CatalogueService:
     def __init__(self, gateway: Any) -> None:
         self._gateway = gateway
         self._word_counts = WordCounts()
+        self.memory = MemoryBudget(gateway.config.z3950.memory_budget)
+        """Bytes saved result sets may hold, with the Z39.50 listener's partial PDUs."""
+        self._log_limiter = LogLimiter(gateway.reactor)
+
+    def _keep(self, result_set: ResultSet) -> ResultSet:
+        """Charge a new result set to the memory budget until it is dropped (Bib-1 31 when
+        the budget cannot hold it)."""
+        self.memory.limit = self._config.z3950.memory_budget
+        size = held_bytes(result_set.hits)
+        if not self.memory.take(size):
+            raise Bib1Error(31, "memory for result sets is exhausted")
+        weakref.finalize(result_set, self.memory.give, size)
+        return result_set
 
     @property
     def _store(self) -> Store:
@@ -123,6 +141,16 @@ class CatalogueService:
     @property
     def _config(self) -> Config:
         return self._gateway.config
+
+    def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
+        """Run catalogue work on a catalogue reader thread under ``operation_time_limit``;
+        past it (or when the gateway stops) Bib-1 31, resources exhausted."""
+        d = self._store.read_budgeted(work, self._config.z3950.operation_time_limit,
+                                      self._stopping)
+        return d.addErrback(_interrupted)
+
+    def _stopping(self) -> bool:
+        return getattr(self._gateway, "state", "running") in ("stopping", "stopped")
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -147,6 +175,8 @@ class CatalogueService:
             if not isinstance(query, Query):
                 raise Bib1Error(107, type(query).__name__)
             self._check_databases(databases)
+            z = self._config.z3950
+            check_terms(query.root, z.max_term_length, z.max_term_words)
             plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
         except Bib1Error:
             return fail()
@@ -156,11 +186,12 @@ class CatalogueService:
             return ResultSet(name, hits=run_plan(conn, plan, counts=counts))
 
         if not bounded(plan):
-            return self._store.read(work)
+            return self._read(work).addCallback(self._keep)
         # One word whose count is cached: a few indexed reads, on the reactor; the first
         # search of a word (or of a new catalogue generation) counts on a reader thread.
         return self._store.read_now(lambda conn: ResultSet(
-            name, hits=run_plan(conn, plan, counts=counts, bounded_only=True)), work)
+            name, hits=run_plan(conn, plan, counts=counts, bounded_only=True)), work,
+            slow=self._read).addCallback(self._keep)
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -210,15 +241,17 @@ class CatalogueService:
                 try:
                     out.append(ResponseRecord(wanted, builder(record, built_esn, view), database))
                 except Exception as exc:
-                    log.warn("cannot build record {local_id}: {error}",
-                             local_id=record.local_id, error=str(exc))
+                    if self._log_limiter.allow("record") is not None:
+                        log.warn("cannot build record {local_id}: {error}",
+                                 local_id=record.local_id, error=str(exc))
                     out.append(SurrogateDiagnostic(
                         Diagnostic(14, f"record {record.local_id} cannot be built"), database))
             return out
 
         if count <= INLINE_RECORDS and result_set.hits.page_is_bounded(start, count):
-            return self._store.read_now(lambda conn: work(conn, inline=True), work)
-        return self._store.read(work)
+            return self._store.read_now(lambda conn: work(conn, inline=True), work,
+                                        slow=self._read)
+        return self._read(work)
 
     # -- Scan -----------------------------------------------------------------------------------
 
@@ -235,14 +268,15 @@ class CatalogueService:
                 raise Bib1Error(234, str(count))
             if count and not 1 <= preferred_position <= count + 1:
                 raise Bib1Error(233, str(preferred_position))
-            if step_size < 0:
+            if step_size < 0 or step_size > self._config.z3950.max_scan_step:
                 raise Bib1Error(206, str(step_size))
+            check_terms(term, self._config.z3950.max_term_length, None)
             plan = plan_scan(term)
         except Bib1Error:
             return fail()
         if count == 0:
-            return self._store.read(lambda conn: ScanResult([], position_of_term=1))
-        return self._store.read(
+            return self._read(lambda conn: ScanResult([], position_of_term=1))
+        return self._read(
             lambda conn: run_scan(conn, plan, count, preferred_position, step_size))
 
     # -- Sort -----------------------------------------------------------------------------------
@@ -257,6 +291,8 @@ class CatalogueService:
         try:
             if not keys:
                 raise Bib1Error(207, "no sort keys")
+            if result_set.count > self._config.z3950.max_sort_records:
+                raise Bib1Error(230, f"at most {self._config.z3950.max_sort_records} records")
             resolved = [(_sort_field(key), _sort_descending(key)) for key in keys]
         except Bib1Error:
             return fail()
@@ -272,7 +308,52 @@ class CatalogueService:
                            reverse=descending)
             return ResultSet(name, tuple(order))
 
-        return self._store.read(work)
+        return self._read(work).addCallback(self._keep)
+
+
+RESULT_SET_BYTES = 2048
+"""What a result set costs besides its ids and statement (objects, dictionary slots)."""
+ID_BYTES = 40
+"""What one record id held in a list costs (the int object and its slot)."""
+
+
+def held_bytes(hits: Hits) -> int:
+    """The most memory a result set's hits can hold: its window (or all its ids) and the
+    statement selecting them."""
+    ids = HELD_IDS if hits.streamed else len(hits.ids)
+    sql, params = hits.members
+    return (RESULT_SET_BYTES + ID_BYTES * ids + len(sql)
+            + sum(len(p) for p in params if isinstance(p, str)))
+
+
+def _interrupted(failure: Any) -> Any:
+    """A budgeted read stopped (time limit, or the gateway stopping): Bib-1 31."""
+    failure.trap(ReadInterrupted)
+    raise Bib1Error(31, str(failure.value))
+
+
+def check_terms(node: Node, max_length: int, max_words: int | None) -> None:
+    """Refuse a query (or scan term) whose terms are longer than ``max_length`` characters
+    (Bib-1 11) or hold more than ``max_words`` words (Bib-1 5), before any planning: a term's
+    cost in the word index grows with both."""
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (And, Or, AndNot)):
+            pending += (item.left, item.right)
+        elif isinstance(item, Term):
+            if len(item.value) > max_length:
+                raise Bib1Error(11, f"a term is longer than {max_length} characters")
+            if max_words is not None and _more_words(item.value, max_words):
+                raise Bib1Error(5, f"a term has more than {max_words} words")
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _more_words(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` words (counted up to ``limit + 1`` only)."""
+    return next(itertools.islice(_WORD.finditer(text), limit, None), None) is not None
 
 
 def _small(conn: sqlite3.Connection, record_ids: list[int]) -> bool:

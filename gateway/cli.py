@@ -602,6 +602,9 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
                           ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
     _raise_file_limit(log)
+    # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms
+    # instead of Python's default 5 ms: it needs it several times per request it answers.
+    sys.setswitchinterval(0.001)
     gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     status = [EXIT_OK]
 

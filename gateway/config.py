@@ -60,6 +60,7 @@ class GatewaySettings:
     # The gateway key (patron-id hashes, sealed replies): created 0600 on first start.
     # Empty: "<database>.key" beside the database.
     key_file: str = ""
+    catalogue_readers: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ class Z3950Settings:
     max_connections_per_peer: int = 50
     max_connection_rate_per_peer: float = 100.0
     require_auth: bool = False
+    max_term_length: int = 1024
+    max_term_words: int = 32
+    operation_time_limit: float = 5.0
+    pdu_timeout: float = 30.0
+    memory_budget: int = 128 * 1024 * 1024
+    max_scan_step: int = 100
+    max_sort_records: int = 10000
 
 
 @dataclass(frozen=True)
@@ -561,6 +569,14 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("z3950.max_pdu_size", "must not exceed 16 MiB (16777216)")
     if not 1 <= z3950.max_nesting_depth <= 100:
         check.error("z3950.max_nesting_depth", "must be between 1 and 100")
+    for key in ("max_term_length", "max_term_words", "operation_time_limit", "pdu_timeout",
+                "memory_budget", "max_sort_records"):
+        if getattr(z3950, key) == 0:
+            check.error(f"z3950.{key}", "must be greater than zero")
+    if z3950.memory_budget < 2 * z3950.max_pdu_size:
+        check.error("z3950.memory_budget", "must hold at least two PDUs of max_pdu_size")
+    if gateway.catalogue_readers == 0:
+        check.error("gateway.catalogue_readers", "must be greater than zero")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")
     if audit.max_pending_rows == 0:
         check.error("audit.max_pending_rows", "must be greater than zero")

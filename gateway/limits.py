@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.gateway.test_limits -*-
-"""Connection limits per source address and in total, for every listener.
+"""Connection limits per source address and in total, for every listener; the memory budget
+of the Z39.50 listener; a rate limit for log lines clients can cause.
 
 Twisted's own ``LimitConnectionsByPeer`` is broken in current releases (it indexes an
 ``IPv4Address``), so this is ours: a factory in front of the listener's own that refuses a
@@ -9,6 +10,8 @@ connection over either limit by closing it at once, counts refusals for the metr
 
 from __future__ import annotations
 
+import ipaddress
+import threading
 from collections import Counter
 from typing import Any
 
@@ -19,7 +22,7 @@ from twisted.logger import Logger
 log = Logger()
 
 
-def address_host(address: IAddress) -> str:
+def address_host(address: IAddress | None) -> str:
     """The host part of a transport address (``"unix"`` for Unix sockets)."""
     return str(getattr(address, "host", None) or "unix")
 
@@ -81,6 +84,7 @@ class ConnectionLimitFactory(Factory):
         self.open_connections = 0  # currently open through this listener
         self.refused = 0
         self._last_logged: dict[str, float] = {}
+        self._log_limiter = LogLimiter(clock, per_minute=30)  # across every address
 
     def logPrefix(self) -> str:
         return self.wrappedFactory.logPrefix()
@@ -91,7 +95,7 @@ class ConnectionLimitFactory(Factory):
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         host = address_host(addr)
         total = self.open_connections
         if total >= self.max_total or self.per_host[host] >= self.max_per_host:
@@ -109,13 +113,19 @@ class ConnectionLimitFactory(Factory):
         return protocol
 
     def _refuse(self, host: str, why: str) -> None:
-        """Count a refusal; log it at most once a minute per host."""
+        """Count a refusal; log it at most once a minute per host, and at most 30 lines a
+        minute in all (an attack from many addresses)."""
         self.refused += 1
         now = self._clock.seconds()
         if now - self._last_logged.get(host, -3600.0) >= 60:
+            if len(self._last_logged) > 10_000:
+                self._last_logged = {k: v for k, v in self._last_logged.items() if now - v < 60}
             self._last_logged[host] = now
-            log.warn("{listener}: connection from {host} refused: {why}", listener=self.name,
-                     host=host, why=why)
+            dropped = self._log_limiter.allow("refused")
+            if dropped is not None:
+                log.warn("{listener}: connection from {host} refused: {why}{more}",
+                         listener=self.name, host=host, why=why,
+                         more=f" ({dropped} similar lines not logged)" if dropped else "")
 
     def release(self, host: str) -> None:
         """A connection from ``host`` closed: its slot is free."""
@@ -141,3 +151,61 @@ class _Release:
         del protocol.connectionLost  # once: the protocol's own method answers from now on
         self._factory.release(self._host)
         protocol.connectionLost(*args, **kwargs)
+
+
+def source_address(host: str) -> str:
+    """A client address as ``allow_from`` networks and the logs see it: an IPv4-mapped IPv6
+    address (``::ffff:a.b.c.d``, what a dual-stack listener reports for an IPv4 client)
+    becomes the plain IPv4 address."""
+    if not host.startswith("::ffff:") and not host.startswith("::FFFF:"):
+        return host  # the common case costs no parsing
+    try:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+    except ValueError:
+        return host
+    return str(mapped) if mapped is not None else host
+
+
+class MemoryBudget:
+    """Bytes the daemon may hold on behalf of Z39.50 clients, all of them together: saved
+    result sets and partially received PDUs. A holder takes its size before keeping it and
+    gives it back when it lets go; a take that would pass ``limit`` is refused (the caller
+    answers resources exhausted). Any thread may take or give."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (nothing reserved) when the budget cannot hold them."""
+        with self._lock:
+            if self.used + size > self.limit:
+                self.refused += 1
+                return False
+            self.used += size
+            return True
+
+    def give(self, size: int) -> None:
+        """Return ``size`` bytes taken earlier."""
+        with self._lock:
+            self.used -= size
+
+
+class LogLimiter:
+    """Lines of one kind (an event an anonymous client can cause at will: a malformed PDU, an
+    idle or slow connection, a failed request) logged at most ``per_minute`` times a minute,
+    whatever their source addresses; the next line let through says how many were dropped."""
+
+    def __init__(self, clock: Any, per_minute: float = 10.0) -> None:
+        self._rate = RateLimiter(per_minute / 60.0, per_minute, clock)
+        self._suppressed: Counter[str] = Counter()
+
+    def allow(self, kind: str) -> int | None:
+        """None: drop this line. Otherwise log it, noting the returned number of lines of
+        this kind dropped since the last one logged."""
+        if not self._rate.allow(kind):
+            self._suppressed[kind] += 1
+            return None
+        return self._suppressed.pop(kind, 0)

@@ -66,6 +66,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+try:
+    import re2  # google-re2: linear-time matching for regular-expression terms
+except ImportError:  # pragma: no cover - a dependency; without it such terms are refused
+    re2 = None
+
 from gateway.identifiers import search_forms
 from gateway.store import NotNow
 from protocols.z3950 import oids
@@ -77,11 +82,22 @@ MAX_EXPANSION = 1000
 MAX_REGEX = 64
 """Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
 
+REGEX_MEMORY = 1 << 20
+"""Bytes RE2 may use to compile one regular expression (a larger automaton is refused)."""
+
+VOCABULARY_CHUNK = 2048
+"""Vocabulary words matched by one RE2 call (see :func:`_regex_vocabulary`)."""
+
 MAX_DEPTH = 100
 """Deepest operator nesting compiled (the PQF parser allows the same)."""
 
 FIRST_PAGE = 10
 """Ids a streamed search reads at once, for the Present (or piggy-backed records) that follows."""
+
+HELD_IDS = 256
+"""Most record ids a result set keeps in memory (a window of consecutive positions): a larger
+result set is counted inside SQLite and read a page at a time by keyset (``id >`` the last id
+read), so a saved result set of 100,000 hits holds no more than this."""
 
 
 class Bib1Error(Exception):
@@ -368,15 +384,7 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
                         truncation: int) -> list[str]:
     """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
     if truncation in (102, 103):
-        if len(token) > MAX_REGEX:
-            raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
-        try:
-            regex = re.compile(token)
-        except re.error as exc:
-            raise Bib1Error(125, f"{token}: {exc}") from None
-        conn.create_function("interlend_regexp", 1,
-                             lambda term: regex.fullmatch(term) is not None)
-        matches = _vocabulary(conn, column, "interlend_regexp(term)", [])
+        matches = _regex_vocabulary(conn, column, compile_regex(token))
     else:
         pattern = _glob(token, truncation)
         clauses: list[str] = ["term GLOB ?"]
@@ -389,6 +397,30 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
     if len(matches) > MAX_EXPANSION:
         raise Bib1Error(31, f"{token} matches more than {MAX_EXPANSION} words")
     return matches
+
+
+def compile_regex(token: str) -> Any:
+    """A regular-expression term compiled by RE2, whose matching time is linear in the text,
+    anchored to whole lines (to match a vocabulary of one word a line at once).
+
+    Python's ``re`` backtracks: one crafted pattern held the interpreter for minutes. RE2 has
+    no backreferences or look-around, so a pattern using them is refused (125), as is one
+    longer than :data:`MAX_REGEX` or needing more than :data:`REGEX_MEMORY` to compile.
+    """
+    if len(token) > MAX_REGEX:
+        raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
+    if re2 is None:
+        raise Bib1Error(120, "regular expressions are not available (google-re2 missing)")
+    options = re2.Options()
+    options.log_errors = False      # an anonymous client must not be able to write to stderr
+    options.max_mem = REGEX_MEMORY
+    options.never_capture = True
+    options.never_nl = True         # a match never spans two words of the vocabulary
+    try:
+        re2.compile(token, options)  # a valid expression alone, hence safe inside a group
+        return re2.compile(f"(?m)^(?:{token})$", options)
+    except re2.error:
+        raise Bib1Error(125, f"unsupported regular expression: {token}") from None
 
 
 def _glob(token: str, truncation: int) -> str:
@@ -404,6 +436,29 @@ def _glob(token: str, truncation: int) -> str:
     if truncation == 3:
         escaped += "*"
     return escaped
+
+
+def _regex_vocabulary(conn: sqlite3.Connection, column: str | None, regex: Any) -> list[str]:
+    """Up to MAX_EXPANSION + 1 vocabulary words (of ``column``, or any) ``regex`` matches.
+
+    The words are read :data:`VOCABULARY_CHUNK` at a time and matched a chunk (one word a
+    line) per RE2 call, not one Python call per word from SQLite: the interpreter lock is held
+    for short stretches, so the reactor keeps answering while a reader scans the vocabulary.
+    """
+    table = "records_fts_vocab_row" if column is None else "records_fts_vocab_col"
+    sql, params = f"SELECT term FROM {table}", []
+    if column is not None:
+        sql, params = sql + " WHERE col = ?", [column]
+    cursor = conn.execute(sql, params)
+    matches: list[str] = []
+    while len(matches) <= MAX_EXPANSION:
+        rows = cursor.fetchmany(VOCABULARY_CHUNK)
+        if not rows:
+            break
+        text = "\n".join(row[0] for row in rows)
+        matches += [word for word in (m.group(0) for m in regex.finditer(text)) if word]
+    cursor.close()
+    return matches[:MAX_EXPANSION + 1]
 
 
 def _vocabulary(conn: sqlite3.Connection, column: str | None, condition: str,
@@ -555,17 +610,20 @@ def _streams(plan: Plan) -> bool:
 
 @dataclass
 class Hits:
-    """A search's hits: the exact count and the ids read so far, a prefix in result order.
+    """A search's hits: the exact count and the ids read last, a window in result order.
 
     ``members`` selects every hit (unordered); ``streamed`` says the ids are read from it a
-    page at a time, else ``ids`` holds them all. One operation at a time uses a result set (the
-    association queues requests), so the prefix needs no lock.
+    page at a time, else ``ids`` holds them all. A streamed set keeps at most
+    :data:`HELD_IDS` ids: those at positions ``offset + 1`` … ``offset + len(ids)``. One
+    operation at a time uses a result set (the association queues requests), so the window
+    needs no lock.
     """
 
     count: int
     members: Sql
     ids: list[int] = field(default_factory=list)
     streamed: bool = False
+    offset: int = 0
 
     @classmethod
     def of(cls, record_ids: Sequence[int]) -> Hits:
@@ -573,30 +631,41 @@ class Hits:
         return cls(len(record_ids), ids_sql(record_ids), list(record_ids))
 
     def page_is_bounded(self, start: int, count: int) -> bool:
-        """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the page
-        extends the prefix (no ``OFFSET`` to walk)."""
-        return not self.streamed or start - 1 <= len(self.ids) or \
-            min(start - 1 + count, self.count) <= len(self.ids)
+        """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the id
+        before the page is (keyset, no ``OFFSET`` to walk)."""
+        return not self.streamed or start == 1 or \
+            self.offset < start - 1 <= self.offset + len(self.ids)
 
     def page(self, conn: sqlite3.Connection, start: int, count: int) -> list[int]:
         """The ids at positions ``start`` (1-based) to ``start + count - 1``, at most the last.
 
-        Positions past the ids read so far come from ``members``: the following ones extend
-        the prefix; a page further on is read on its own (``OFFSET``) and not kept.
+        Positions outside the window come from ``members``: after the id before ``start``
+        when the window holds it (the window then extends, trimmed to :data:`HELD_IDS`);
+        otherwise after the nearest id known before them, skipping the rest (``OFFSET``),
+        and not kept.
         """
         end = min(start - 1 + count, self.count)
-        if end <= len(self.ids) or not self.streamed:
-            return self.ids[start - 1:end]
-        skip = max(0, start - 1 - len(self.ids))
-        after = self.ids[-1] if self.ids else 0
+        held_end = self.offset + len(self.ids)
+        if not self.streamed or (self.offset < start and end <= held_end):
+            return self.ids[start - 1 - self.offset:end - self.offset]
+        extends = start - 1 >= self.offset and start - 1 <= held_end
+        if start == 1 or (extends and start - 1 > self.offset):
+            after, skip = (self.ids[start - 2 - self.offset] if start > 1 else 0), 0
+        elif start - 1 > held_end and self.ids:
+            after, skip = self.ids[-1], start - 1 - held_end
+        else:                                         # before the window: from the start
+            after, skip, extends = 0, start - 1, False
         sql, params = self.members
         rows = conn.execute(f"SELECT id FROM ({sql}) WHERE id > ? ORDER BY id LIMIT ? OFFSET ?",
-                            [*params, after, end - len(self.ids) - skip, skip])
+                            [*params, after, end - start + 1, skip])
         fetched = [row[0] for row in rows]
-        if skip:
+        if not extends:
             return fetched
-        self.ids.extend(fetched)
-        return self.ids[start - 1:end]
+        # Extends the window (the page starts inside it or right after it).
+        kept = self.ids[:start - 1 - self.offset] + fetched
+        drop = max(0, len(kept) - HELD_IDS)
+        self.ids, self.offset = kept[drop:], self.offset + drop
+        return fetched
 
 
 class WordCounts:
@@ -661,8 +730,13 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
         bound = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
         members = compile_plan(conn, plan, bound)
         if not _streams(plan):
-            ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id", members[1])]
-            return Hits(len(ids), members, ids)
+            ids = [row[0] for row in conn.execute(f"{members[0]} ORDER BY id LIMIT ?",
+                                                  [*members[1], HELD_IDS + 1])]
+            if len(ids) <= HELD_IDS:
+                return Hits(len(ids), members, ids)
+            # Too many to hold: counted inside SQLite, then read by keyset (Hits.page).
+            total = conn.execute(*_count_sql(members)).fetchone()[0]
+            return Hits(total, members, ids[:HELD_IDS], streamed=True)
         assert isinstance(plan, WordTerm)
         hits = Hits(_count(conn, plan, counts, bounded_only), members, streamed=True)
         hits.page(conn, 1, first)

@@ -140,7 +140,8 @@ class Gateway:
         self._listen_environ = environ  # None: the sockets Twisted itself found
         self.started_at = time.time()
         self.store = Store(config.gateway.database, reactor,
-                           busy_timeout=config.gateway.busy_timeout)
+                           busy_timeout=config.gateway.busy_timeout,
+                           catalogue_readers=config.gateway.catalogue_readers)
         self.audit = AuditLog(self.store, config.audit, reactor,
                               key_file=Path(config.gateway.key_file)
                               if config.gateway.key_file else None)

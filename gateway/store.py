@@ -7,7 +7,10 @@ once (group commit). A job's Deferred fires only after that COMMIT returned, wit
 ``synchronous=FULL`` in WAL mode, so a reply sent from its callback means "durably done".
 
 Reads go through :meth:`Store.read` on a small pool of reader threads with their own connections,
-so the reactor never waits on SQLite.
+so the reactor never waits on SQLite. Catalogue work (Z39.50 search, scan, sort, present), which
+anonymous clients can make expensive, runs on a pool of its own under a time budget
+(:meth:`Store.read_budgeted`), so an NCIP lookup never waits behind it; stopping the store
+interrupts every reader.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class StoreError(Exception):
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer Interlend than this one."""
+
+
+class ReadInterrupted(Exception):
+    """A budgeted read (:meth:`Store.read_budgeted`) ran past its time budget, or the store
+    is stopping: SQLite stopped it between two steps of its virtual machine."""
 
 
 class NotNow(Exception):
@@ -152,12 +160,16 @@ class WriterStats:
 
 _STOP = object()
 
+PROGRESS_STEPS = 1000
+"""SQLite virtual-machine steps between two checks of a budgeted read's deadline (a few tens
+of microseconds of work; the check itself costs well under a microsecond)."""
+
 
 class Store:
     """The gateway's database: one writer thread (group commit) and a pool of reader threads."""
 
     def __init__(self, path: str | Path, reactor: Any, *, busy_timeout: float = 5.0,
-                 readers: int = 2, max_batch: int = 256) -> None:
+                 readers: int = 2, max_batch: int = 256, catalogue_readers: int = 1) -> None:
         self.path = Path(path)
         self._reactor = reactor
         self._busy_timeout = busy_timeout
@@ -165,6 +177,9 @@ class Store:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._pool = ThreadPool(minthreads=1, maxthreads=readers, name="interlend-reader")
+        self._catalogue_pool = ThreadPool(minthreads=1, maxthreads=catalogue_readers,
+                                          name="interlend-catalogue")
+        self._stopping = False  # budgeted reads stop at their next progress check
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -198,6 +213,7 @@ class Store:
         if errors:
             raise StoreError(f"{self.path}: cannot open for writing: {errors[0]}")
         self._pool.start()
+        self._catalogue_pool.start()
 
     def stop(self) -> Deferred[None]:
         """Finish every queued write, then close all connections. Fires when done."""
@@ -208,7 +224,12 @@ class Store:
                 # waiting here used to hang the daemon's shutdown after a failed start
                 self._stopped.callback(None)
             self._queue.put(_STOP)
+            # Whatever a reader is doing, it ends now: joining the pools below blocks the
+            # reactor until every reader thread has returned.
+            self._stopping = True
+            self.interrupt_readers()
             self._pool.stop()
+            self._catalogue_pool.stop()
             with self._lock:
                 for conn in self._reader_connections:
                     conn.close()
@@ -368,8 +389,64 @@ class Store:
         """Run ``work(conn)`` on a reader thread with a read-only connection."""
         return deferToThreadPool(self._reactor, self._pool, self._read, work)
 
+    def read_budgeted(self, work: Callable[[sqlite3.Connection], T], seconds: float,
+                      cancelled: Callable[[], bool] | None = None) -> Deferred[T]:
+        """Run ``work(conn)`` on a catalogue reader thread, for at most ``seconds`` of SQLite.
+
+        SQLite's progress handler checks the deadline (and ``cancelled``, and whether the store
+        is stopping) every :data:`PROGRESS_STEPS` steps; past it the statement is interrupted
+        and the Deferred fails with :class:`ReadInterrupted`. Python code between statements
+        (including SQL functions it calls, such as the regular-expression match) is checked at
+        each step too, so ``work`` must keep its own loops bounded.
+        """
+        return deferToThreadPool(self._reactor, self._catalogue_pool, self._read_budgeted,
+                                 work, seconds, cancelled)
+
+    def _read_budgeted(self, work: Callable[[sqlite3.Connection], T], seconds: float,
+                       cancelled: Callable[[], bool] | None) -> T:
+        deadline = time.monotonic() + seconds
+        why: list[str] = []
+
+        def progress() -> int:
+            if self._stopping:
+                why.append("the gateway is stopping")
+            elif time.monotonic() > deadline:
+                why.append(f"time limit of {seconds:g} s exceeded")
+            elif cancelled is not None and cancelled():
+                why.append("cancelled")
+            else:
+                return 0
+            return 1
+
+        def guarded(conn: sqlite3.Connection) -> T:
+            conn.set_progress_handler(progress, PROGRESS_STEPS)
+            try:
+                return work(conn)
+            except sqlite3.OperationalError as exc:
+                if why or "interrupted" in str(exc):
+                    raise ReadInterrupted(why[0] if why else "interrupted") from None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+
+        if self._stopping:
+            raise ReadInterrupted("the gateway is stopping")
+        return self._read(guarded)
+
+    def interrupt_readers(self) -> None:
+        """Interrupt the statement every reader connection is running (any thread may call)."""
+        with self._lock:
+            connections = list(self._reader_connections)
+        for conn in connections:
+            try:
+                conn.interrupt()
+            except sqlite3.Error:
+                pass
+
     def read_now(self, work: Callable[[sqlite3.Connection], T],
-                 fallback: Callable[[sqlite3.Connection], T] | None = None) -> Deferred[T]:
+                 fallback: Callable[[sqlite3.Connection], T] | None = None, *,
+                 slow: Callable[[Callable[[sqlite3.Connection], T]], Deferred[T]] | None = None
+                 ) -> Deferred[T]:
         """Like :meth:`read`, but run on the calling (reactor) thread when SQLite answers at once.
 
         Only for reads bounded by an index to a row or two (a patron by barcode or username):
@@ -377,19 +454,22 @@ class Store:
         on a shared 2-core machine) p50 11 us, p99 54 us, p99.9 0.29 ms, max 1.0 ms -- the tail
         being the GIL hand-back after SQLite releases it, which any syscall of the reactor pays
         too -- instead of the hand-off to a reader thread and back (a queue, two thread
-        switches, the reactor's waker; ~8% of a LookupUser's CPU in py-spy). The reactor is never made to wait on a lock:
-        this connection has no busy timeout, so a database that is busy (WAL recovery, a
-        checkpoint holding a lock) or any other SQLite error sends the read to a reader thread
-        instead, as :meth:`read` would run it. Reads see the same committed state either way
-        (WAL snapshot per statement, autocommit). The remaining cost is a cache miss on a page
-        not in the OS cache: a few page reads of the index and the row.
+        switches, the reactor's waker; ~8% of a LookupUser's CPU in py-spy). The reactor is
+        never made to wait on a lock: this connection has no busy timeout, so a database that
+        is busy (WAL recovery, a checkpoint holding a lock) or any other SQLite error sends the
+        read to a reader thread instead, as :meth:`read` would run it. Reads see the same
+        committed state either way (WAL snapshot per statement, autocommit). The remaining
+        cost is a cache miss on a page not in the OS cache: a few page reads of the index and
+        the row.
 
         ``fallback`` is what a reader thread runs instead (default: ``work``); ``work`` may
         raise :class:`NotNow` to send the read there, so it can refuse to do unbounded work
-        on the reactor and ``fallback`` does it without that check.
+        on the reactor and ``fallback`` does it without that check. ``slow`` runs the fallback
+        (default :meth:`read`; the catalogue passes its budgeted read).
         """
+        later = self.read if slow is None else slow
         if self._stopped is not None:
-            return self.read(work if fallback is None else fallback)
+            return later(work if fallback is None else fallback)
         try:
             conn = self._inline
             if conn is None or self._inline_generation != self._generation:
@@ -407,7 +487,7 @@ class Store:
             result = work(conn)
         except (sqlite3.Error, NotNow):
             # busy, locked, failing or not bounded: the reader threads decide
-            return self.read(work if fallback is None else fallback)
+            return later(work if fallback is None else fallback)
         except BaseException:
             return fail()
         d: Deferred[T] = Deferred()

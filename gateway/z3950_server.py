@@ -11,8 +11,14 @@ L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its diagnostic, anything el
 and becomes diagnostic 2 (temporary system error).
 
 Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
-Init, C{idle_timeout} between requests; both end in Close(lackOfActivity) (before Init the
+Init, C{idle_timeout} between requests, C{pdu_timeout} from the first byte of a PDU until its
+last (bytes trickled in do not extend it); all end in Close(lackOfActivity) (before Init the
 connection is just dropped, as GFS does).
+
+Memory: the bytes of a partially received PDU are charged to the listener's
+L{MemoryBudget} (C{memory_budget}, shared with saved result sets); a connection whose PDU would
+pass it is closed with Close(resources). Log lines a client can cause at will (malformed or
+slow PDUs, idle connections, failed requests) go through a L{LogLimiter}.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from twisted.python.failure import Failure
 from gateway import __version__
 from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.catalogue import Bib1Error
+from gateway.limits import LogLimiter, MemoryBudget, source_address
 from protocols.z3950.association import (
     Action,
     Association,
@@ -92,11 +99,13 @@ class Z3950Protocol(Protocol):
         self._busy = False
         self._paused = False  # the transport, while a call runs on a reader thread
         self._sent = 0
+        self._held = 0  # bytes of the partial PDU charged to the factory's memory budget
+        self._pdu_timer: Any = None  # the deadline of the partial PDU
 
     # -- connection events ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        self.remote = str(getattr(self.transport.getPeer(), "host", "?"))
+        self.remote = source_address(str(getattr(self.transport.getPeer(), "host", "?")))
         self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
         self._arm_timer()
@@ -108,12 +117,14 @@ class Z3950Protocol(Protocol):
         try:
             frames = self._framer.feed(data)
         except Z3950ProtocolError as exc:
-            log.info("Z39.50 framing error from {remote}: {error}", remote=self.remote, error=exc)
+            self._log("framing", "Z39.50 framing error from {remote}: {error}", error=exc)
             self._perform(self.association.abort(exc.close_reason, "Malformed package"))
             return
         except Exception:  # noqa: BLE001 - the framing boundary
-            log.failure("Z39.50 framer failed on input from {remote}", remote=self.remote)
+            self._log("framer", "Z39.50 framer failed on input from {remote}", level="failure")
             self._perform(self.association.abort(CloseReason.protocolError, "Malformed package"))
+            return
+        if self._framer.buffered != self._held and not self._hold(self._framer.buffered):
             return
         for frame in frames:
             if self._closing:
@@ -123,10 +134,72 @@ class Z3950Protocol(Protocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closing = True
         self._cancel_timer()
+        self._release()
         if self._abort_timer is not None and self._abort_timer.active():
             self._abort_timer.cancel()
         self.association.connection_lost()
+        self.association.result_sets.clear()  # their memory goes back to the budget now
         self.factory.associations.discard(self)
+
+    # -- partial PDUs: memory and deadline ---------------------------------------------------
+
+    def _hold(self, held: int) -> bool:
+        """The framer now holds ``held`` bytes of a partial PDU: charge the memory budget (or
+        close with Close(resources) when it is spent), and run the PDU's deadline while any
+        byte of it is held."""
+        more = held - self._held
+        if more > 0 and not self.factory.memory.take(more):
+            self._log("memory", "Z39.50 memory budget spent: closing the connection from "
+                      "{remote} (partial PDU of {size} bytes)", level="warn", size=held)
+            self._perform(self.association.abort(CloseReason.resources, "Resources exhausted"))
+            return False
+        if more < 0:
+            self.factory.memory.give(-more)
+        self._held = held
+        if held and self._pdu_timer is None:
+            seconds = self.factory.gateway.config.z3950.pdu_timeout
+            self._pdu_timer = self.factory.clock.callLater(seconds, self._pdu_overdue)
+        elif not held and self._pdu_timer is not None:
+            if self._pdu_timer.active():
+                self._pdu_timer.cancel()
+            self._pdu_timer = None
+        return True
+
+    def _release(self) -> None:
+        """The connection is gone: give its partial PDU's bytes back, stop its deadline."""
+        if self._held:
+            self.factory.memory.give(self._held)
+            self._held = 0
+        if self._pdu_timer is not None and self._pdu_timer.active():
+            self._pdu_timer.cancel()
+        self._pdu_timer = None
+
+    def _pdu_overdue(self) -> None:
+        """A PDU did not arrive whole within ``pdu_timeout`` of its first byte."""
+        seconds = self.factory.gateway.config.z3950.pdu_timeout
+        self._pdu_timer = None
+        if self._closing:
+            return
+        if self._busy:  # reading is paused while a call runs: the deadline starts again
+            self._pdu_timer = self.factory.clock.callLater(seconds, self._pdu_overdue)
+            return
+        self._log("slow", "Z39.50 PDU from {remote} not complete within {seconds:g} s "
+                  "({size} bytes received): closing", seconds=seconds, size=self._held)
+        self._perform(self.association.timeout())
+
+    def _log(self, kind: str, text: str, *, level: str = "info", failure: Failure | None = None,
+             **fields: Any) -> None:
+        """Log a line a client can cause, within the factory's rate limit for ``kind``."""
+        dropped = self.factory.log_limiter.allow(kind)
+        if dropped is None:
+            return
+        if dropped:
+            text += " ({dropped} similar lines not logged)"
+        fields.update(remote=self.remote, dropped=dropped)
+        if level == "failure":
+            log.failure(text, failure, **fields)
+        else:
+            getattr(log, level)(text, **fields)
 
     # -- frames and actions -----------------------------------------------------------------
 
@@ -139,14 +212,14 @@ class Z3950Protocol(Protocol):
             pdu = decode_request(frame, self.association.decoder,
                                  max_depth=self.factory.gateway.config.z3950.max_nesting_depth)
         except Exception as exc:  # noqa: BLE001 - decode_request raises Z3950ProtocolError only
-            log.info("undecodable Z39.50 PDU from {remote}: {error}", remote=self.remote,
-                     error=exc)
+            self._log("undecodable", "undecodable Z39.50 PDU from {remote}: {error}", error=exc)
             self._perform(self.association.abort(CloseReason.protocolError, "Malformed package"))
             return
         try:
             actions = self.association.receive(pdu, tag=(clock.seconds(), len(frame)))
         except Exception:  # noqa: BLE001 - a bug must not kill the reactor
-            log.failure("Z39.50 association failed on a PDU from {remote}", remote=self.remote)
+            self._log("association", "Z39.50 association failed on a PDU from {remote}",
+                      level="failure")
             actions = self.association.abort(CloseReason.systemProblem, "Internal error")
         self._perform(actions)
         self._rearm()
@@ -203,7 +276,8 @@ class Z3950Protocol(Protocol):
                 self._paused = True
         d.addErrback(self._diagnostic, call)
         d.addCallback(self._resume)
-        d.addErrback(lambda f: log.failure("Z39.50 call completion failed", f))
+        d.addErrback(lambda f: self._log("completion", "Z39.50 call completion failed for "
+                                          "{remote}", level="failure", failure=f))
 
     def _start(self, call: Any) -> Deferred[Any]:
         """The catalogue method for one call, started."""
@@ -230,10 +304,9 @@ class Z3950Protocol(Protocol):
         """The one place catalogue errors become Z39.50 diagnostics."""
         if failure.check(Bib1Error):
             error = failure.value
-            addinfo = public_addinfo(error)
-            return Diagnostic(int(error.code), addinfo, v2=True)
-        log.failure("catalogue {call} failed for {remote}", failure,
-                    call=type(call).__name__, remote=self.remote)
+            return Diagnostic(int(error.code), public_addinfo(error), v2=True)
+        self._log("catalogue", "catalogue {call} failed for {remote}", level="failure",
+                  failure=failure, call=type(call).__name__)
         return Diagnostic(2, None, v2=True)
 
     def _resume(self, outcome: Any) -> None:
@@ -248,7 +321,8 @@ class Z3950Protocol(Protocol):
         try:
             actions = self.association.resume(outcome)
         except Exception:  # noqa: BLE001
-            log.failure("Z39.50 association failed resuming for {remote}", remote=self.remote)
+            self._log("association", "Z39.50 association failed resuming for {remote}",
+                      level="failure")
             actions = self.association.abort(CloseReason.systemProblem, "Internal error")
         self._perform(actions)
         self._rearm()
@@ -282,7 +356,7 @@ class Z3950Protocol(Protocol):
         try:
             factory.audit.record(entry)
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
-            log.failure("Z39.50 audit row not written")
+            self._log("audit", "Z39.50 audit row not written", level="failure")
         metrics = getattr(factory.gateway, "metrics", None)
         if metrics is not None:
             # Closes for malformed input carry no request tag (no duration) but must still be
@@ -291,7 +365,7 @@ class Z3950Protocol(Protocol):
                 metrics.observe("z3950", report.operation, peer, report.outcome,
                                 None if duration is None else duration / 1_000_000)
             except Exception:  # noqa: BLE001
-                log.failure("Z39.50 metrics not updated")
+                self._log("metrics", "Z39.50 metrics not updated", level="failure")
 
     def _arm_timer(self) -> None:
         """Before Init: the Init deadline, from connect. After: the idle deadline, from now.
@@ -334,7 +408,7 @@ class Z3950Protocol(Protocol):
             if remaining > 0:
                 self._timer = self.factory.clock.callLater(remaining, self._timed_out)
                 return
-        log.info("Z39.50 association with {remote} idle: closing", remote=self.remote)
+        self._log("idle", "Z39.50 association with {remote} idle: closing")
         self._perform(self.association.timeout())
 
     def shutdown(self) -> None:
@@ -366,6 +440,12 @@ class Z3950Factory(Factory):
         self._idle_waiters: list[Deferred[None]] = []
         self._settings_config: Any = None
         self._settings: dict[str, AssociationSettings] = {}
+        # one budget for partial PDUs and the catalogue's saved result sets
+        memory = getattr(self.catalogue, "memory", None)
+        if not isinstance(memory, MemoryBudget):  # a stand-in catalogue keeps no result sets
+            memory = MemoryBudget(gateway.config.z3950.memory_budget)
+        self.memory: MemoryBudget = memory
+        self.log_limiter = LogLimiter(self.clock)
 
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
         return Z3950Protocol(self)
@@ -378,6 +458,7 @@ class Z3950Factory(Factory):
         config = self.gateway.config
         if config is not self._settings_config:
             self._settings_config, self._settings = config, {}
+            self.memory.limit = config.z3950.memory_budget
         settings = self._settings.get(remote)
         if settings is None:
             if len(self._settings) >= SETTINGS_CACHE_SIZE:

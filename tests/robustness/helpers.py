@@ -321,7 +321,12 @@ class Attacker:
                                                   timeout=timeout, source_address=(source, 0))
                 self.connections[source] = conn
             try:
-                conn.request("POST", "/ncip", body, {"Content-Type": "application/xml"})
+                try:
+                    conn.request("POST", "/ncip", body, {"Content-Type": "application/xml"})
+                except (BrokenPipeError, ConnectionResetError):
+                    # The daemon may answer (413) and close before the whole body is sent:
+                    # its answer is still there to read, as an HTTP client should.
+                    pass
                 response = conn.getresponse()
                 return response.status, response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
