@@ -60,13 +60,14 @@ import json
 import re
 import sqlite3
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.identifiers import search_forms
+from gateway.indexing import fold, tokenize
+from gateway.indexing import words as folded_words
 from gateway.store import NotNow
 from protocols.z3950 import oids
 from protocols.z3950.pqf import And, AndNot, Node, Or, Query, ResultSetRef, Term
@@ -99,31 +100,44 @@ class Bib1Error(Exception):
 # -- access points -----------------------------------------------------------------------------
 
 TEXT_COLUMNS: dict[int, str | None] = {
-    1: "author",        # personal name
-    4: "title",
+    1: "author",        # personal name (every name, as before)
+    2: "corporate",     # corporate name
+    3: "conference",    # conference name
+    4: "title",         # every title: 245, variant, uniform, added, series (gateway.indexing)
+    5: "series",        # title-series: 440, 490, 800-830
     21: "subject",
-    1003: "author",
-    1004: "author",     # author-name personal
+    1002: "author",     # name
+    1003: "author",     # author: 1XX, 7XX, 8XX names and 245 $c
+    1004: "personal",   # author-name personal: 100, 700, 800
+    1005: "corporate",  # author-name corporate: 110, 710, 810
+    1006: "conference",  # author-name conference: 111, 711, 811
+    1018: "publisher",  # 260/264 $b
     1016: None,         # any: every FTS column (and identifiers, see _any_identifier_sql)
+    1035: None,         # anywhere: as any
 }
 """Use attribute → FTS5 column (None = all columns)."""
 
 IDENTIFIER_KINDS: dict[int, tuple[str, ...]] = {
     7: ("isbn",),
     8: ("issn",),
+    9: ("lccn",),
     12: ("local",),
+    54: ("language",),
     1007: ("isbn", "issn", "oclc", "local"),
     1211: ("oclc",),
 }
 """Use attribute → record_identifiers kinds searched."""
 
-DATE_USES = frozenset({31})
+DATE_USES = frozenset({30, 31})
 
 USE_NAMES: dict[str, int] = {
     "personal-name": 1, "title": 4, "isbn": 7, "issn": 8, "local-number": 12,
     "subject-heading": 21, "subject": 21, "date-of-publication": 31, "date": 31, "author": 1003,
     "author-name-personal": 1004, "identifier-standard": 1007, "any": 1016,
-    "oclc-number": 1211,
+    "oclc-number": 1211, "corporate-name": 2, "conference-name": 3, "title-series": 5,
+    "lc-card-number": 9, "lccn": 9, "code-language": 54, "name": 1002,
+    "author-name-corporate": 1005, "author-name-conference": 1006, "publisher": 1018,
+    "anywhere": 1035,
 }
 """String Use values accepted (YAZ allows ``@attr 1=title``), case-insensitive."""
 
@@ -244,22 +258,6 @@ def numeric_attribute(term: Term, type_: int, allowed: frozenset[int], code: int
     return value
 
 
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_MASK_TOKEN = re.compile(r"[^\W_]*[#?][^\W_#?]*(?:[#?][^\W_#?]*)*|[^\W_]+", re.UNICODE)
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip diacritics, as FTS5's ``unicode61 remove_diacritics 2`` does."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def tokenize(text: str, *, keep_masks: bool = False) -> tuple[str, ...]:
-    """Split ``text`` into folded word tokens (``#``/``?`` kept inside words when masking)."""
-    pattern = _MASK_TOKEN if keep_masks else _TOKEN
-    return tuple(t for t in (fold(m.group(0)) for m in pattern.finditer(text)) if t)
-
-
 def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     """Check a term's bib-1 attributes and decide how to search it."""
     check_attributes(term, attribute_set)
@@ -271,6 +269,8 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     value = term.value
     if use in DATE_USES:
         numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, 118, 4)
+        if truncation == 1 and relation in (None, 3):
+            return _plan_year_prefix(value)
         if truncation != 100:
             raise Bib1Error(120, str(truncation))
         return _plan_year(value, 3 if relation is None else relation)
@@ -284,7 +284,7 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 6)
     masking = truncation in (101, 102, 103, 104)
     if truncation in (102, 103):
-        tokens = tuple(value.lower().split())  # regular expressions: one per word
+        tokens = tuple(fold(value).split())  # regular expressions: one per word
     else:
         tokens = tokenize(value, keep_masks=masking)
     word = WordTerm(
@@ -309,6 +309,15 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
 _YEAR = re.compile(r"^\s*(\d{1,4})\s*$")
 _YEAR_RANGE = re.compile(r"^\s*(\d{1,4})\s*-\s*(\d{1,4})\s*$")
 _RELATIONS = {1: "<", 2: "<=", 3: "=", 4: ">=", 5: ">", 6: "<>"}
+
+
+def _plan_year_prefix(value: str) -> YearTerm:
+    """Right truncation on a year: ``199`` is 1990-1999 (as a word index of years would)."""
+    digits = value.strip()
+    if not digits.isdigit() or len(digits) > 4:
+        raise Bib1Error(126, value)
+    scale = 10 ** (4 - len(digits))
+    return YearTerm("BETWEEN", int(digits) * scale, int(digits) * scale + scale - 1)
 
 
 def _plan_year(value: str, relation: int) -> YearTerm:
@@ -461,7 +470,10 @@ def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
 
 def _word_parts(conn: sqlite3.Connection, term: WordTerm) -> list[Sql]:
     """Disjoint statements whose ids together are the term's hits (UNION ALL of them)."""
-    if term.complete and term.column in ("title", "author"):
+    if term.complete and term.column == "title":  # folded whole titles (complete_titles)
+        return [_identifier_sql(IdentifierTerm(("title",), folded_words(term.raw),
+                                               term.truncation == 1))]
+    if term.complete and term.column == "author":
         value = field_value(term.raw)
         if term.truncation == 1:
             return [(f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
@@ -492,8 +504,20 @@ def _identifier_sql(term: IdentifierTerm) -> Sql:
         for form in dict.fromkeys(search_forms(kind, term.term)):
             if not form:
                 continue
-            if term.right_truncated:
-                selects.append("SELECT record_id AS id FROM record_identifiers"
+            if kind == "local":  # case-insensitive, as Zebra's word index compares them
+                if term.right_truncated:
+                    selects.append("SELECT id FROM records WHERE local_id >= ? COLLATE NOCASE"
+                                   " AND local_id < ? COLLATE NOCASE")
+                    params += [form, form + "\U0010ffff"]
+                else:
+                    selects.append("SELECT id FROM records WHERE local_id = ? COLLATE NOCASE")
+                    params.append(form)
+            elif kind == "title" and not term.right_truncated:
+                selects.append("SELECT DISTINCT record_id AS id FROM record_identifiers"
+                               " WHERE kind = ? AND value = ?")
+                params += [kind, form]
+            elif term.right_truncated:
+                selects.append("SELECT DISTINCT record_id AS id FROM record_identifiers"
                                " WHERE kind = ? AND value >= ? AND value < ?")
                 params += [kind, form, form + "\U0010ffff"]
             else:

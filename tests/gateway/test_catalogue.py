@@ -405,7 +405,7 @@ async def test_database_list_is_read_at_call_time(env: Env) -> None:
     ("@attr 1=4 @attr 3=7 foo", (119, "7")),
     ("@attr 1=4 @attr 5=200 foo", (120, "200")),
     ("@attr 1=7 @attr 5=2 0262011530", (120, "2")),
-    ("@attr 1=31 @attr 5=1 19", (120, "1")),
+    ("@attr 1=31 @attr 5=2 19", (120, "2")),
     ("@attr 1=4 @attr 6=9 foo", (122, "9")),
     ("@attr 1=4 @attr 6=3 @attr 5=2 foo", (123, None)),
     ("@attr 1=4 @attr 4=1 @attr 5=101 \"pr#de and\"", (123, None)),
@@ -462,12 +462,16 @@ def _table_scans(plan: str) -> list[str]:
 
 
 def test_identifier_lookup_uses_the_index(tmp_path: Path) -> None:
-    """ISBN/local-number lookups seek the (kind, value) primary key: no table scan."""
+    """ISBN/OCLC lookups seek the (kind, value) primary key, local numbers the
+    case-insensitive index of local ids: no table scan."""
     conn = open_database(tmp_path / "plan.sqlite3")
     seed(conn)
-    for pqf in ("@attr 1=7 0262011530", "@attr 1=12 rec0001", "@attr 1=1211 34117863"):
+    for pqf in ("@attr 1=7 0262011530", "@attr 1=1211 34117863", "@attr 1=12 REC0001"):
         plan = _plan_of(conn, pqf)
-        assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
+        if pqf.startswith("@attr 1=12 "):
+            assert "USING COVERING INDEX records_local_nocase (local_id=?" in plan, plan
+        else:
+            assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
         assert not _table_scans(plan), plan
         assert "USING INDEX records_temporary" in plan, plan
 
@@ -481,8 +485,8 @@ def test_word_search_uses_fts(tmp_path: Path) -> None:
     assert not _table_scans(plan), plan
     plan = _plan_of(conn, "@attr 1=31 @attr 2=4 1990")
     assert "records_year" in plan, plan
-    plan = _plan_of(conn, '@attr 1=4 @attr 6=3 "Emma"')
-    assert "records_title" in plan, plan
+    plan = _plan_of(conn, '@attr 1=4 @attr 6=3 "Emma"')  # folded whole titles
+    assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
 
 
 def test_user_terms_cannot_inject_fts_syntax(tmp_path: Path) -> None:
