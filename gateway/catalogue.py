@@ -147,7 +147,8 @@ class CatalogueService:
             if not isinstance(query, Query):
                 raise Bib1Error(107, type(query).__name__)
             self._check_databases(databases)
-            plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
+            plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()},
+                              max_operators=self._config.z3950.max_query_operators)
         except Bib1Error:
             return fail()
         counts = self._word_counts

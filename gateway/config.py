@@ -71,6 +71,7 @@ class Z3950Settings:
     max_connections_per_peer: int = 50
     max_connection_rate_per_peer: float = 100.0
     require_auth: bool = False
+    max_query_operators: int = 1000
 
 
 @dataclass(frozen=True)
@@ -491,6 +492,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("z3950.max_pdu_size", "must not exceed 16 MiB (16777216)")
     if not 1 <= z3950.max_nesting_depth <= 100:
         check.error("z3950.max_nesting_depth", "must be between 1 and 100")
+    if not 1 <= z3950.max_query_operators <= 4000:
+        check.error("z3950.max_query_operators", "must be between 1 and 4000")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")

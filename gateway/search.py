@@ -78,8 +78,16 @@ MAX_EXPANSION = 1000
 MAX_REGEX = 64
 """Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
 
-MAX_DEPTH = 100
-"""Deepest operator nesting compiled (the PQF parser allows the same)."""
+MAX_OPERATORS = 1000
+"""Most boolean operators in one query (else diagnostic 6); ``z3950.max_query_operators``."""
+
+MAX_COMPOUND = 250
+"""Most operands in one compound SELECT (SQLite allows 500)."""
+
+MAX_NESTING = 8
+"""Deepest nesting of parentheses in one boolean statement: a deeper operand is evaluated
+first, on its own, and its ids given to the statement. SQLite 3.40's parser stack overflows
+past 11, and the statement is wrapped again to count and to page it."""
 
 FIRST_PAGE = 10
 """Ids a streamed search reads at once, for the Present (or piggy-backed records) that follows."""
@@ -334,34 +342,54 @@ def _plan_year(value: str, relation: int) -> YearTerm:
     return YearTerm(_RELATIONS[relation], year, year)
 
 
-def plan_query(query: Query, result_sets: Mapping[str, Sql]) -> Plan:
+def plan_query(query: Query, result_sets: Mapping[str, Sql], *,
+               max_operators: int = MAX_OPERATORS) -> Plan:
     """Plan the whole query; raises :class:`Bib1Error` for anything unsupported.
 
     ``result_sets`` maps each result set name to the statement selecting its members
-    (:attr:`Hits.members`).
+    (:attr:`Hits.members`). A query of more than ``max_operators`` boolean operators is
+    refused with diagnostic 6 (too many boolean operators). The tree is walked without
+    recursion, so its shape (a left-deep chain of brokers' ORs, say) does not matter.
     """
     if tuple(query.attribute_set) != oids.BIB1_ATTRSET:
         raise Bib1Error(121, oids.oid_to_dotted(tuple(query.attribute_set)))
-    return _plan_node(query.root, query.attribute_set, result_sets, 0)
+    operators = 0
+    pending: list[Node] = [query.root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (And, Or, AndNot)):
+            operators += 1
+            if operators > max_operators:
+                raise Bib1Error(6, f"more than {max_operators} boolean operators")
+            pending += (node.left, node.right)
+    return _plan_tree(query.root, query.attribute_set, result_sets)
 
 
-def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql],
-               depth: int) -> Plan:
-    if depth > MAX_DEPTH:
-        raise Bib1Error(108, "query nested too deeply")
-    if isinstance(node, Term):
-        return plan_term(node, attribute_set)
-    if isinstance(node, ResultSetRef):
-        if node.name not in result_sets:
-            raise Bib1Error(30, node.name)
-        return SetTerm(node.name, result_sets[node.name])
-    ops = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
-    op = ops.get(type(node))
-    if op is None:
-        raise Bib1Error(108, type(node).__name__)
-    assert isinstance(node, (And, Or, AndNot))
-    return Combine(op, _plan_node(node.left, attribute_set, result_sets, depth + 1),
-                   _plan_node(node.right, attribute_set, result_sets, depth + 1))
+_OPERATIONS = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
+
+
+def _plan_tree(root: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql]) -> Plan:
+    """Plan every node, operands before their operator, left to right (the first bad term
+    from the left gives the diagnostic)."""
+    planned: list[Plan] = []
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, operands_done = pending.pop()
+        if isinstance(node, Term):
+            planned.append(plan_term(node, attribute_set))
+        elif isinstance(node, ResultSetRef):
+            if node.name not in result_sets:
+                raise Bib1Error(30, node.name)
+            planned.append(SetTerm(node.name, result_sets[node.name]))
+        elif type(node) not in _OPERATIONS:
+            raise Bib1Error(108, type(node).__name__)
+        elif operands_done:
+            right = planned.pop()
+            planned[-1] = Combine(_OPERATIONS[type(node)], planned[-1], right)
+        else:
+            assert isinstance(node, (And, Or, AndNot))
+            pending += ((node, True), (node.right, False), (node.left, False))
+    return planned[0]
 
 
 # -- compiling to SQL -------------------------------------------------------------------------
@@ -544,9 +572,80 @@ def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
                 [plan.low])
     if isinstance(plan, SetTerm):
         return plan.members
-    left, right = _compile(conn, plan.left), _compile(conn, plan.right)
-    return (f"SELECT id FROM ({left[0]}) {plan.op} SELECT id FROM ({right[0]})",
-            [*left[1], *right[1]])
+    return _compile_boolean(conn, plan)
+
+
+@dataclass
+class _Chain:
+    """Operands combined left to right, ``((o1 op1 o2) op2 o3) ...``: one compound SELECT
+    (SQLite's compound operators are left-associative and of equal precedence).
+    ``nesting``: the deepest operand's count of statements nested in one another."""
+
+    operands: list[Sql]
+    ops: list[str]
+    nesting: int
+
+    def render(self) -> Sql:
+        sql = self.operands[0][0] + "".join(
+            f" {op} {operand[0]}" for op, operand in zip(self.ops, self.operands[1:],
+                                                          strict=True))
+        return sql, [p for _, params in self.operands for p in params]
+
+
+def _compile_boolean(conn: sqlite3.Connection, plan: Combine) -> Sql:
+    """A boolean plan as one statement of flat compound SELECTs: a chain of operators (left-deep,
+    or the same associative operator in any shape) stays flat, so long broker queries neither
+    nest deeply nor recurse. Operands nested deeper than :data:`MAX_NESTING` are evaluated
+    first (:func:`_nested`)."""
+    done: list[_Chain] = []
+    pending: list[tuple[Plan, bool]] = [(plan, False)]
+    while pending:
+        node, operands_done = pending.pop()
+        if not isinstance(node, Combine):
+            sql, params = _compile(conn, node)
+            done.append(_Chain([(f"SELECT id FROM ({sql})", params)], [], _depth(sql) + 1))
+        elif not operands_done:
+            pending += ((node, True), (node.right, False), (node.left, False))
+        else:
+            right = done.pop()
+            done[-1] = _combine(conn, node.op, done[-1], right)
+    return done[0].render()
+
+
+def _combine(conn: sqlite3.Connection, op: str, left: _Chain, right: _Chain) -> _Chain:
+    """``left op right`` as one chain: the right operand's own chain is spliced in when that
+    keeps the meaning (one operand, or the same UNION/INTERSECT throughout), else nested."""
+    if len(right.operands) == 1 or (op != "EXCEPT" and all(o == op for o in right.ops)):
+        operands, nesting = right.operands, right.nesting
+    else:
+        inner = _nested(conn, right)
+        operands, nesting = inner.operands, inner.nesting
+    chain = _Chain(left.operands + operands, left.ops + [op] * len(operands),
+                   max(left.nesting, nesting))
+    return _nested(conn, chain) if len(chain.operands) > MAX_COMPOUND else chain
+
+
+def _depth(sql: str) -> int:
+    """How deeply parentheses nest in ``sql`` (our statements hold no literal text)."""
+    deepest = level = 0
+    for char in sql:
+        if char == "(":
+            level += 1
+            deepest = max(deepest, level)
+        elif char == ")":
+            level -= 1
+    return deepest
+
+
+def _nested(conn: sqlite3.Connection, chain: _Chain) -> _Chain:
+    """The chain as a single operand: a subquery, or its ids once evaluated (past
+    :data:`MAX_NESTING`, within the search's read transaction)."""
+    sql, params = chain.render()
+    if chain.nesting + 1 > MAX_NESTING:
+        ids = [row[0] for row in conn.execute(sql, params)]
+        sql, params = ids_sql(ids)
+        return _Chain([(f"SELECT id FROM ({sql})", params)], [], _depth(sql) + 1)
+    return _Chain([(f"SELECT id FROM ({sql})", params)], [], chain.nesting + 1)
 
 
 def ids_sql(record_ids: Sequence[int]) -> Sql:

@@ -158,13 +158,37 @@ def test_depth_limit() -> None:
     """Nesting exactly at the limit is fine; one more level is refused."""
     def nest(levels: int) -> bytes:
         data = b"\x80\x00"
-        for _ in range(levels - 1):
-            data = _indefinite(b"\xa1", data)
+        for level in range(levels - 1):
+            data = _indefinite(b"\xa1" if level % 2 else b"\xa2", data)
         return _indefinite(b"\xb4", data)
 
     assert len(BERFramer(max_depth=10).feed(nest(10))) == 1
     with pytest.raises(BERLimitError):
         BERFramer(max_depth=10).feed(nest(11))
+
+
+def test_recursive_nesting_has_its_own_limit() -> None:
+    """An encoding directly inside one with the same identifier (an RPN operator inside an
+    operator) counts against max_recursion, not max_depth: a 300-operator query passes a
+    framer whose depth limit is 10, and one level past max_recursion is refused."""
+    def chain(repeats: int) -> bytes:
+        data = b"\x80\x00"
+        for _ in range(repeats + 1):
+            data = _definite(b"\xa1", data)
+        return _definite(b"\xb4", data)
+
+    assert len(BERFramer(max_depth=10).feed(chain(300))) == 1
+    assert len(BERFramer(max_depth=10, max_recursion=300).feed(chain(300))) == 1
+    with pytest.raises(BERLimitError, match="recursive"):
+        BERFramer(max_depth=10, max_recursion=300).feed(chain(301))
+    # what is not a repetition still counts against max_depth
+    operators = b"\x80\x00"
+    for _ in range(6):
+        operators = _definite(b"\xa1", operators)
+    mixed = _definite(b"\xb4", _definite(b"\xa2", operators))  # 3 levels and 5 repetitions
+    assert len(BERFramer(max_depth=3).feed(mixed)) == 1
+    with pytest.raises(BERLimitError, match="nesting deeper than 2"):
+        BERFramer(max_depth=2).feed(mixed)
 
 
 def test_ten_thousand_deep_nesting_refused_fast() -> None:
