@@ -234,7 +234,7 @@ class CatalogueService:
             self._check_databases(databases)
             if count < 0 or count > MAX_SCAN_TERMS:
                 raise Bib1Error(234, str(count))
-            if count and not 1 <= preferred_position <= count + 1:
+            if count and not 0 <= preferred_position <= count + 1:  # 0: after the term
                 raise Bib1Error(233, str(preferred_position))
             if step_size < 0:
                 raise Bib1Error(206, str(step_size))

@@ -166,28 +166,24 @@ def write_sources(directory: Path) -> list[Path]:
 
 # -- Zebra ----------------------------------------------------------------------------------------
 
-_WORDS_ICU = """<icu_chain locale="">
-  <transform rule="[:Control:] Any-Remove"/>
-  <transform rule="Any-NFKD"/>
+_FOLD = """  <transform rule="Any-NFKD"/>
   <casemap rule="f"/>
   <transform rule="Any-NFKD; [:Nonspacing Mark:] Remove; Any-Lower"/>
   <transliterate rule="ł > l; đ > d; ð > d; ø > o; ħ > h; ı > i; æ > ae; œ > oe; þ > th;"/>
+"""
+
+_WORDS_ICU = """<icu_chain locale="">
+  <transform rule="[:Control:] Any-Remove"/>
   <tokenize rule="l"/>
   <transform rule="[[:WhiteSpace:][:Punctuation:]] Remove"/>
   <display/>
-</icu_chain>
-"""
+""" + _FOLD + "</icu_chain>\n"
 
 _PHRASES_ICU = """<icu_chain locale="">
   <transform rule="[:Control:] Any-Remove"/>
-  <transform rule="Any-NFKD"/>
-  <casemap rule="f"/>
-  <transform rule="Any-NFKD; [:Nonspacing Mark:] Remove; Any-Lower"/>
-  <transliterate rule="ł > l; đ > d; ð > d; ø > o; ħ > h; ı > i; æ > ae; œ > oe; þ > th;"/>
   <transform rule="[:Punctuation:] Remove"/>
   <display/>
-</icu_chain>
-"""
+""" + _FOLD + "</icu_chain>\n"
 
 _INDEX_TYPES = """index w
 completeness 0
@@ -207,19 +203,34 @@ completeness 1
 charmap string.chr
 """
 
-_ABS_EXTRA = """melm 001\t\tLocal-number,Local-number:p
-melm 010$a\t\tLC-card-number:0
-melm 100\t\tAuthor-name-personal
-melm 700\t\tAuthor-name-personal
-melm 110\t\tAuthor-name-corporate
-melm 710\t\tAuthor-name-corporate
-melm 111\t\tAuthor-name-conference
-melm 711\t\tAuthor-name-conference
+_ABS_ADDED = {  # stock marc21.abs lines that get more indexes (as stock usmarc.abs maps them)
+    "100": "Author-name-personal", "700": "Author-name-personal",
+    "800": "Author-name-personal", "110": "Author-name-corporate",
+    "710": "Author-name-corporate", "810": "Author-name-corporate",
+    "111": "Author-name-conference", "711": "Author-name-conference",
+    "811": "Author-name-conference", "440": "Title-series", "490": "Title-series",
+    "830": "Title-series",
+}
+_ABS_NEW = """encoding utf-8
+melm 001\t\tLocal-number,Local-number:p
+melm 010$a\t\tLC-card-number
 melm 720\t\tauthor
-melm 440\t\tTitle-series
-melm 490\t\tTitle-series
-melm 830\t\tTitle-series
+melm 210\t\ttitle
+melm 222\t\ttitle
 """
+
+
+def _marc21_abs() -> str:
+    """Stock marc21.abs with the indexes of :data:`_ABS_ADDED` and :data:`_ABS_NEW`."""
+    lines = []
+    for line in (ZEBRA_TAB / "marc21.abs").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "melm" and not parts[1].endswith("$t"):
+            added = _ABS_ADDED.get(parts[1].split("$")[0])
+            if added is not None:
+                line += "," + added
+        lines.append(line)
+    return "\n".join(lines) + "\n" + _ABS_NEW
 
 
 @dataclass
@@ -255,8 +266,7 @@ def start_zebra(work: Path, marc: Path) -> Zebra:
     (tab / "words-interlend.xml").write_text(_WORDS_ICU)
     (tab / "phrases-interlend.xml").write_text(_PHRASES_ICU)
     (tab / "interlend.idx").write_text(_INDEX_TYPES)
-    (tab / "marc21.abs").write_text((ZEBRA_TAB / "marc21.abs").read_text()
-                                    + "encoding utf-8\n" + _ABS_EXTRA)
+    (tab / "marc21.abs").write_text(_marc21_abs())
     (work / "zebra.cfg").write_text(
         f"profilePath: {tab}:{ZEBRA_TAB}\n"
         "modulePath: /usr/lib/x86_64-linux-gnu/idzebra-2.0/modules:/usr/lib/idzebra-2.0/modules\n"

@@ -897,8 +897,8 @@ async def test_scan_whole_titles(env: Env) -> None:
 async def test_scan_diagnostics(env: Env) -> None:
     """Scan on an unsupported access point is 114; a bad position 233; unknown database 109."""
     with pytest.raises(Bib1Error) as info:
-        await scan(env, "@attr 1=7 0262011530")
-    assert (info.value.code, info.value.addinfo) == (114, "7")
+        await scan(env, "@attr 1=1032 0262011530")
+    assert (info.value.code, info.value.addinfo) == (114, "1032")
     with pytest.raises(Bib1Error) as info:
         await scan(env, "@attr 1=4 a", count=3, position=9)
     assert info.value.code == 233
