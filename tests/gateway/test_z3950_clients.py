@@ -324,7 +324,7 @@ def test_yaz_client_scans_title_author_subject_any_with_counts(port: int,
         "scansize 5", "scan @attr 1=4 river", "scan @attr 1=1003 m", "scan @attr 1=21 h",
         "scan @attr 1=1016 conformance", "scan @attr 1=4 secret",
         "scanpos 3", "scan @attr 1=4 river", "scanpos 1",
-        "scan @attr 1=7 0262", "scanpos 30", "scan @attr 1=4 river", "scanpos 1",
+        "scan @attr 1=1032 0262", "scanpos 30", "scan @attr 1=4 river", "scanpos 1",
         "scanstep -1", "scan @attr 1=4 river", "scanstep 0",
         "scan @attrset gils @attr 1=4 river"])
     title, author, subject, anyword, secret, middle, isbn, position, step, attrset = out
