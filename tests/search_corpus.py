@@ -80,7 +80,7 @@ def corpus() -> list[pymarc.Record]:
                 ("100", "1 ", (("a", "Mickiewicz, Adam."),)),
                 ("245", "10", (("a", "Pan Tadeusz, czyli Ostatni zajazd na Litwie."),)),
                 ("264", " 1", (("a", "Łódź :"), ("b", "Wydawnictwo Łódzkie,"), ("c", "1834."))),
-                ("500", "  ", (("a", "Zażółć gęślą jaźń."),)),
+                ("246", "30", (("a", "Zażółć gęślą jaźń."),)),
                 ("852", "  ", (("a", "ZS"), ("b", "MAIN"), ("p", "S004-1")))),
         _record("S005", "ger", "1950",
                 ("100", "1 ", (("a", "Müller, Jürgen."),)),
