@@ -6,8 +6,9 @@ Word lists come from the FTS5 vocabulary tables of schema migration 2 (``records
 per column, ``records_fts_vocab_row`` for *any*), so a scan reads a few vocabulary entries, not
 the records. The vocabulary holds folded words (:func:`gateway.indexing.fold`); each listed word
 gets a display term, the word as a record writes it (the first record holding it,
-:func:`_written`), as Zebra's ICU indexes display terms. Counts are numbers of records; temporary (borrowed) records are not in
-the word index (schema migration 5), so they are never counted or listed. A phrase scan
+:func:`_written`), as Zebra's ICU indexes display terms. Counts are numbers of records;
+temporary (borrowed) records are not in the word index (schema migration 5), so they are never
+counted or listed. A phrase scan
 (structure 1/3 or complete field) on title or author lists whole field values through the
 NOCASE indexes instead.
 
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 
 from gateway.identifiers import search_forms
 from gateway.indexing import WORD_COLUMNS, index_texts, stored_fields, written_forms
-
 from gateway.search import (
     COMPLETENESS,
     DATE_USES,
@@ -148,7 +148,8 @@ def _written(conn: sqlite3.Connection, column: str | None, entries: list[ScanEnt
     term itself stays the folded index word, which searches and scans as it is)."""
     shown = []
     for entry in entries:
-        match = '"' + entry.term.replace('"', '""') + '"'
+        word = str(entry.term)
+        match = '"' + word.replace('"', '""') + '"'
         row = conn.execute("SELECT r.marc FROM records_fts f JOIN records r ON r.id = f.rowid"
                            " WHERE records_fts MATCH ? LIMIT 1",
                            ("{" + column + "} : " + match if column else match,)).fetchone()
@@ -158,7 +159,7 @@ def _written(conn: sqlite3.Connection, column: str | None, entries: list[ScanEnt
             if column is not None:
                 texts = (texts[WORD_COLUMNS.index(column)],)
             for text in texts:
-                written = written_forms(text).get(entry.term)
+                written = written_forms(text).get(word)
                 if written is not None:
                     break
         shown.append(ScanEntry(entry.term, entry.occurrences, written))
@@ -224,7 +225,7 @@ def run_scan(conn: sqlite3.Connection, plan: ScanPlan, count: int, preferred_pos
               else _years if plan.years else _words)
     skip_start = preferred_position == 0  # the terms after the start term only
     after = reader(conn, plan, False, (want_after + skip_start) * stride) if want_after else []
-    if skip_start and after and _key(plan, after[0].term) == _key(plan, plan.start):
+    if skip_start and after and _key(plan, str(after[0].term)) == _key(plan, plan.start):
         after = after[1:]
     before = reader(conn, plan, True, want_before * stride) if want_before else []
     after = after[::stride][:want_after]

@@ -106,7 +106,8 @@ def corpus() -> list[pymarc.Record]:
                 ("240", "10", (("a", "Programmes informatiques."),)),
                 ("242", "10", (("a", "Struktur und Interpretation von Computerprogrammen."),)),
                 ("245", "10", (("a", "Structure and interpretation of computer programs /"),
-                               ("c", "Harold Abelson and Gerald Jay Sussman with Julie Grinberg."))),
+                               ("c", "Harold Abelson and Gerald Jay Sussman"
+                                     " with Julie Grinberg."))),
                 ("246", "30", (("a", "SICP"),)),
                 ("247", "10", (("a", "Scheme lectures"),)),
                 ("264", " 1", (("a", "Cambridge :"), ("b", "MIT Press,"), ("c", "1985."))),

@@ -673,14 +673,13 @@ class Association:
             return [self._send(scan_response(reference_id=req.reference_id,
                                              scan_status=SCAN_FAILURE, diagnostics=[diag])),
                     Report("scan", f"diagnostic {diag.condition}", query_text, _diag_text(diag))]
-        position = getattr(entries, "position_of_term", None)
-        if position is None:
-            position = req.preferred_position or 1
+        found = getattr(entries, "position_of_term", None)
+        term_position = int(found) if found is not None else (req.preferred_position or 1)
         status = SCAN_PARTIAL_5 if getattr(entries, "ended_early", False) else SCAN_SUCCESS
         entries = list(entries)
         return [self._send(scan_response(
             reference_id=req.reference_id, scan_status=status, entries=entries,
-            position_of_term=position if entries else None,
+            position_of_term=term_position if entries else None,
             step_size=req.step_size or 0)),
             Report("scan", "success", query_text, f"{len(entries)} terms")]
 

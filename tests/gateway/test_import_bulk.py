@@ -36,9 +36,9 @@ from gateway.backends.embedded import (
 )
 from gateway.demo import demo_record, demo_records, write_demo, write_demo_marc
 from gateway.identifiers import isbn_forms, normalise_issn, normalise_lccn, normalise_oclc
-from gateway.indexing import WORD_COLUMNS, complete_titles, index_words
 from gateway.importers import ImportSummary, import_marc, marcfiles
 from gateway.importers.loader import CatalogueLoader, Done, StoredRecord
+from gateway.indexing import WORD_COLUMNS, complete_titles, index_words
 from gateway.store import open_database
 from tests.marc_fixtures import datafield, iso2709
 

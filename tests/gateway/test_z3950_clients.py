@@ -319,7 +319,8 @@ def test_yaz_client_scans_title_author_subject_any_with_counts(port: int,
     term with their record counts; words only in the temporary record are not listed and do
     not count ("river" is in one permanent title and the temporary one); a preferred position
     puts the start term mid-list; words are displayed as the records write them; and the scan
-    diagnostics through a real client: 114 (a Use not indexed), 233 (position past the list), 206 (negative step), 121 (attribute set)."""
+    diagnostics through a real client: 114 (a Use not indexed), 233 (position past the list),
+    206 (negative step), 121 (attribute set)."""
     out = run(tmp_path, port, [
         "scansize 5", "scan @attr 1=4 river", "scan @attr 1=1003 m", "scan @attr 1=21 h",
         "scan @attr 1=1016 conformance", "scan @attr 1=4 secret",
