@@ -21,37 +21,52 @@ cannot stream in id order.
 
 Access paths:
 
-* words (title, author, subject, any) go to the FTS5 table ``records_fts``; user text is split
-  into tokens and every token is double-quoted, so no FTS5 syntax can be injected;
+* words (title, author, subject, any...) go to the FTS5 table ``records_fts``; user text is
+  folded and split by :func:`gateway.indexing.tokenize` (as the index was) and every token is
+  double-quoted, so no FTS5 syntax can be injected;
 * identifiers (ISBN, ISSN, OCLC, local number) are looked up in ``record_identifiers`` through its
   primary key (kind, value): one index seek per normalised form;
 * dates of publication compare ``records.pub_year`` (indexed);
-* complete-field title/author matches compare ``records.title``/``records.author`` through their
-  NOCASE indexes;
+* complete-field titles are looked up as folded whole titles in ``record_identifiers`` (kind
+  ``title``); complete-field authors compare ``records.author`` through its NOCASE index;
+* local numbers compare ``records.local_id`` through its NOCASE index (schema migration 6);
 * left truncation and masking expand the term against the FTS vocabulary
   (``records_fts_vocab_col``/``_row``) first, at most :data:`MAX_EXPANSION` words.
 
 Bib-1 support (anything else is the official diagnostic, with the value as addinfo):
 
 ======================  =======================================================================
-Use (1)                 1, 1003, 1004 author; 4 title; 21 subject; 1016 any (words in every
-                        column, plus an exact identifier lookup); 7 ISBN; 8 ISSN; 12 local
-                        number; 1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 31 year. Absent: 1016.
-                        Names such as ``title`` also work. Other → 114
+Use (1)                 1, 1002, 1003 every name; 1004 personal, 1005 (2) corporate, 1006 (3)
+                        conference names; 4 title; 5 series; 21 subject; 1018 publisher; 1016,
+                        1035 any (words in every column, plus an exact identifier lookup);
+                        7 ISBN; 8 ISSN; 9 LCCN; 12 local number (any case); 54 language;
+                        1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 30, 31 year (gateway.indexing
+                        says which fields feed which column). Absent: 1016. Names such as
+                        ``title`` also work. Other → 114
 Relation (2)            3 (default) and 102 everywhere; 1, 2, 4, 5, 6 on 1=31 → 117 otherwise
 Position (3)            3 any (default); 1 and 2 first in field (FTS5 ``^``) → 119 otherwise
 Structure (4)           text: 6 word list (default: words ANDed), 2 word, 101/102/105/106 as
                         word list; 1 phrase, 107/108/109/110 phrase; 3 key = whole field.
                         1=31: 4 year (default), 5, 100, 1, 2, 3, 6, 108, 109 → 118 otherwise
-Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range);
+Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range;
+                        years as a decade or century: ``199`` is 1990-1999);
                         2 left, 3 both, 101 ``#`` = any characters, 104 ``?`` any characters and
                         ``#`` one, 102/103 regular expression per word (vocabulary expansion,
                         words only) → 120 otherwise
-Completeness (6)        1 (default); 2 and 3 whole field (title/author through their index,
-                        subject heading by comparison) → 122 otherwise
+Completeness (6)        1 (default); 2 and 3 whole field (title: a folded whole title, 245 $a,
+                        $a $b or the whole 245 and variant titles, looked up in
+                        ``record_identifiers``; author through its index; subject heading by
+                        comparison) → 122 otherwise
 Combinations            expansion (2, 3, 101-104) with a phrase, position 1 or a whole field
                         → 123; types other than 1-6 → 113; another attribute set → 121
+Operators               at most ``max_operators`` (``z3950.max_query_operators``) → 6
 ======================  =======================================================================
+
+Several words with no structure attribute are a word list (all words, in any order), where
+Zebra searches a phrase: brokers send author and title words in varying orders, and
+``@attr 4=1`` asks for a phrase. Boolean plans compile to flat compound SELECTs
+(:func:`_compile_boolean`), so a chain of hundreds of operators neither recurses nor nests
+deeply; operands nested past :data:`MAX_NESTING` are evaluated first.
 """
 
 from __future__ import annotations
