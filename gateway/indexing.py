@@ -62,7 +62,7 @@ def tokenize(text: str, *, keep_masks: bool = False) -> tuple[str, ...]:
 
 def words(text: str) -> str:
     """The folded words of ``text`` joined by spaces, as a word-index column stores them."""
-    return " ".join(_WORD.findall(fold(text)))
+    return " ".join(_WORD.findall(fold(text))) if text else ""
 
 
 # -- what goes in each column --------------------------------------------------------------------
@@ -152,8 +152,9 @@ def complete_titles(fields: Iterable[Sequence[Any]]) -> list[str]:
         tag, data, pairs = entry[0], entry[1], entry[2]
         if data is not None or tag not in _COMPLETE_TITLE_TAGS:
             continue
+        folded = [(c, words(v)) for c, v in pairs]
         for codes in ("a", "ab", _TITLE_CODES[tag]):
-            text = words(" ".join([v for c, v in pairs if c in codes]))
+            text = " ".join([v for c, v in folded if c in codes and v])
             if text:
                 found[text] = None
     return list(found)

@@ -125,8 +125,7 @@ class BERFramer:
         self.max_depth = max_depth
         self.max_recursion = max_recursion
         self._idents: list[int] = []  # identifier octet of each open encoding (-1: high tag)
-        self._repeats: list[bool] = []  # whether it repeats its parent's identifier
-        self._repeated = 0  # how many of the open encodings do
+        self._repeated = 0  # how many open encodings repeat their parent's identifier
         self._buf = bytearray()
         self._start = 0  # offset in _buf of the PDU being scanned
         self._pos = 0  # scan position (absolute offset in _buf)
@@ -181,7 +180,7 @@ class BERFramer:
         buf = self._buf
         avail = len(buf)
         stack = self._stack
-        idents, repeats = self._idents, self._repeats
+        idents = self._idents
         pos = self._pos
         start = self._start
         limit = start + self.max_pdu_size
@@ -204,16 +203,16 @@ class BERFramer:
                                 )
                             pos += 2
                             stack.pop()
-                            idents.pop()
-                            if repeats.pop():
+                            ident = idents.pop()
+                            if ident >= 0 and idents and idents[-1] == ident:
                                 self._repeated -= 1
                             if not stack:
                                 return True
                             continue
                     elif pos >= end:
                         stack.pop()
-                        idents.pop()
-                        if repeats.pop():
+                        ident = idents.pop()
+                        if ident >= 0 and idents and idents[-1] == ident:
                             self._repeated -= 1
                         if not stack:
                             return True
@@ -249,8 +248,7 @@ class BERFramer:
                         )
                 if constructed:
                     ident = buf[pos] if buf[pos] & 0x1F != 0x1F else -1
-                    repeat = ident >= 0 and bool(idents) and idents[-1] == ident
-                    if repeat:
+                    if ident >= 0 and idents and idents[-1] == ident:
                         if self._repeated >= self.max_recursion:
                             raise BERLimitError(
                                 f"recursive nesting deeper than {self.max_recursion} levels")
@@ -259,7 +257,6 @@ class BERFramer:
                         raise BERLimitError(f"nesting deeper than {self.max_depth} levels")
                     stack.append(end)
                     idents.append(ident)
-                    repeats.append(repeat)
                     pos = content
                 elif end is not None:  # always true: primitives have definite lengths
                     pos = end
