@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pymarc
 
+from protocols.z3950.ber import encode_length
+from protocols.z3950.pqf import And, AndNot, Node, Or, Term
 from tests.marc_fixtures import datafield, iso2709
 
 ZEBRASRV = shutil.which("zebrasrv")
@@ -163,6 +165,46 @@ def write_sources(directory: Path) -> list[Path]:
     marc8 = directory / "marc8.mrc"
     marc8.write_bytes(marc8_record())
     return [utf8, marc8]
+
+
+# -- queries too deep for pyasn1 ---------------------------------------------------------------
+
+
+def _tlv(tag: bytes, *content: bytes) -> bytes:
+    body = b"".join(content)
+    return tag + encode_length(len(body)) + body
+
+
+def _rpn(node: Node) -> bytes:
+    """A type-1 RPN structure in BER, written without recursion (pyasn1 cannot go 2,000 deep)."""
+    out: list[bytes] = []
+    pending: list[tuple[Node, bool]] = [(node, False)]
+    while pending:
+        current, done = pending.pop()
+        if isinstance(current, Term):
+            (attr,) = current.attributes
+            element = _tlv(b"\x30", _tlv(b"\x9f\x78", bytes([attr.type])),
+                           _tlv(b"\x9f\x79", bytes([int(attr.value)])))
+            out.append(_tlv(b"\xa0", _tlv(b"\xbf\x66", _tlv(b"\xbf\x2c", element),
+                                          _tlv(b"\x9f\x2d", current.value.encode()))))
+        elif done:
+            right, left = out.pop(), out.pop()
+            op = {And: b"\x80", Or: b"\x81", AndNot: b"\x82"}[type(current)] + b"\x00"
+            out.append(_tlv(b"\xa1", left, right, _tlv(b"\xbf\x2e", op)))
+        else:
+            assert isinstance(current, (And, Or, AndNot))
+            pending += ((current, True), (current.right, False), (current.left, False))
+    return out[0]
+
+
+def rpn_search_request(node: Node) -> bytes:
+    """A searchRequest PDU (result set "default", database "Default") with a bib-1 type-1
+    query, as the codec writes it, for trees too deep for pyasn1."""
+    bib1 = bytes([0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x13, 0x03, 0x01])
+    return _tlv(b"\xb6", b"\x8d\x01\x00", b"\x8e\x01\x01", b"\x8f\x01\x00",
+                b"\x90\x01\x01", _tlv(b"\x91", b"default"),
+                _tlv(b"\xb2", _tlv(b"\x9f\x69", b"Default")),
+                _tlv(b"\xb5", _tlv(b"\xa1", bib1, _rpn(node))))
 
 
 # -- Zebra ----------------------------------------------------------------------------------------

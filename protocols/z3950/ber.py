@@ -35,11 +35,13 @@ DEFAULT_MAX_PDU_SIZE = 4 * 1024 * 1024
 """Default cap on one PDU, in bytes (YAZ master uses 16 MiB; we stay well below)."""
 
 DEFAULT_MAX_DEPTH = 64
-DEFAULT_MAX_RECURSION = 5_000
+DEFAULT_MAX_RECURSION = 1 << 20
 """Cap on constructed encodings nested directly in one with the same identifier octet, the
 shape of a recursive structure such as an RPN query's operator tree (rpnRpnOp [1] in
 rpnRpnOp [1]): those levels are counted here, not against C{max_depth}, so a long boolean
-query reaches the search, which answers a Bib-1 diagnostic past its own limit."""
+query reaches the search, which answers a Bib-1 diagnostic past its own limit (never a Close).
+The default is more than a PDU within the size limit can hold (two octets a level): the PDU
+size bounds such nesting, and the framer and the fast decoder walk it without recursion."""
 """Default cap on nested constructed encodings; real Z39.50 PDUs nest at most ~13 levels."""
 
 MAX_TAG_OCTETS = 5

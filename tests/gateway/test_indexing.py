@@ -18,9 +18,9 @@ from gateway.indexing import WORD_COLUMNS, fold, index_texts, tokenize, written_
 from gateway.search import Bib1Error, plan_query, run_plan
 from gateway.store import open_database
 from protocols.z3950 import codec, fastber
-from protocols.z3950.ber import BERFramer, encode_length
+from protocols.z3950.ber import BERFramer
 from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term, parse_pqf
-from tests.search_corpus import corpus, marc8_record
+from tests.search_corpus import corpus, marc8_record, rpn_search_request
 
 # (written in a record, written in a query): both must fold to the same words.
 SCRIPTS = [
@@ -228,41 +228,6 @@ def test_too_many_operators_is_diagnostic_6(conn: sqlite3.Connection) -> None:
     assert (info.value.code, info.value.addinfo) == (6, "more than 39 boolean operators")
 
 
-def _tlv(tag: bytes, *content: bytes) -> bytes:
-    body = b"".join(content)
-    return tag + encode_length(len(body)) + body
-
-
-def _rpn(node: Node) -> bytes:
-    """A type-1 RPN structure in BER, written without recursion (pyasn1 cannot go 2,000 deep)."""
-    out: list[bytes] = []
-    pending: list[tuple[Node, bool]] = [(node, False)]
-    while pending:
-        current, done = pending.pop()
-        if isinstance(current, Term):
-            (attr,) = current.attributes
-            element = _tlv(b"\x30", _tlv(b"\x9f\x78", bytes([attr.type])),
-                           _tlv(b"\x9f\x79", bytes([int(attr.value)])))
-            out.append(_tlv(b"\xa0", _tlv(b"\xbf\x66", _tlv(b"\xbf\x2c", element),
-                                          _tlv(b"\x9f\x2d", current.value.encode()))))
-        elif done:
-            right, left = out.pop(), out.pop()
-            op = {And: b"\x80", Or: b"\x81", AndNot: b"\x82"}[type(current)] + b"\x00"
-            out.append(_tlv(b"\xa1", left, right, _tlv(b"\xbf\x2e", op)))
-        else:
-            assert isinstance(current, (And, Or, AndNot))
-            pending += ((current, True), (current.right, False), (current.left, False))
-    return out[0]
-
-
-def _search_request(node: Node) -> bytes:
-    bib1 = bytes([0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x13, 0x03, 0x01])
-    return _tlv(b"\xb6", b"\x8d\x01\x00", b"\x8e\x01\x01", b"\x8f\x01\x00",
-                b"\x90\x01\x01", _tlv(b"\x91", b"default"),
-                _tlv(b"\xb2", _tlv(b"\x9f\x69", b"Default")),
-                _tlv(b"\xb5", _tlv(b"\xa1", bib1, _rpn(node))))
-
-
 def test_deep_rpn_decodes_on_the_fast_path() -> None:
     """A left-deep query of 2,000 operators passes the framer (default limits) and the fast
     decoder, without recursion and without falling back to pyasn1."""
@@ -273,8 +238,8 @@ def test_deep_rpn_decodes_on_the_fast_path() -> None:
         return node
 
     small = chain(3)  # the hand encoding is what the codec writes
-    assert _search_request(small) == codec.encode_pdu(codec.search_request(Query(small)))
-    frames = BERFramer().feed(_search_request(chain(2000)))
+    assert rpn_search_request(small) == codec.encode_pdu(codec.search_request(Query(small)))
+    frames = BERFramer().feed(rpn_search_request(chain(2000)))
     info = fastber.read_request(frames[0], None)
     assert info is not None and info.query is not None
     assert len(info.query.terms()) == 2001

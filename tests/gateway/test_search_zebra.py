@@ -23,16 +23,19 @@ import pytest
 from gateway.importers import import_marc
 from gateway.store import open_database
 from tests.daemon import Daemon, start_daemon
+from protocols.z3950 import codec
+from protocols.z3950.pqf import Attribute, Node, Or, Term
 from tests.search_corpus import (
     MANY_ITEMS,
     ZEBRAIDX,
     ZEBRASRV,
     Zebra,
+    rpn_search_request,
     start_zebra,
     write_sources,
     write_utf8,
 )
-from tests.z3950_clients import YAZ_CLIENT, ZOOMSH, wait_for_port, yaz_client
+from tests.z3950_clients import YAZ_CLIENT, ZOOMSH, Raw, wait_for_port, yaz_client
 
 PERL = shutil.which("perl")
 
@@ -316,6 +319,26 @@ def test_too_many_operators_is_a_diagnostic_not_a_close(servers: Servers, tmp_pa
     assert "[6]" in out and "more than 1000 boolean operators" in out, out[-2000:]
     assert out.count("Number of hits: 1") == 1, out[-2000:]
     assert "Connection closed" not in out and "closed by target" not in out
+
+
+def test_a_query_past_every_limit_is_still_a_diagnostic(servers: Servers) -> None:
+    """20,000 operators nested left-deep (far past z3950.max_query_operators, and deeper than
+    any recursive decoder could go) get diagnostic 6 on the same association, which then
+    searches on: the framer and the fast decoder walk the nesting without recursion."""
+    node: Node = Term("war", (Attribute(None, 1, 4),))
+    for _ in range(20_000):
+        node = Or(node, Term("sicp", (Attribute(None, 1, 4),)))
+    client = Raw(servers.ours)
+    try:
+        assert client.ask(codec.init_request()) is not None
+        answer = client.ask(rpn_search_request(node))
+        assert answer is not None and codec.pdu_arm(answer) == "searchResponse"
+        assert [(d.condition, d.addinfo) for d in codec.read_diagnostics(
+            codec.pdu_body(answer))] == [(6, "more than 1000 boolean operators")]
+        again = client.ask(codec.search_request("@attr 1=4 war"))
+        assert again is not None and int(codec.pdu_body(again)["resultCount"]) == 1
+    finally:
+        client.close()
 
 
 def _scan(tmp_path: Path, port: int, commands: list[str]) -> list[list[str]]:

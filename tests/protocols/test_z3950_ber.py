@@ -196,12 +196,19 @@ def test_ten_thousand_deep_nesting_refused_fast() -> None:
     deep = b"\xb4\x80" + b"\xa1\x80" * 10_000 + b"\x00\x00" * 10_001
     started = time.perf_counter()
     with pytest.raises(BERLimitError):
-        BERFramer(max_pdu_size=1 << 20).feed(deep)
+        BERFramer(max_pdu_size=1 << 20, max_recursion=5000).feed(deep)
     deep_definite = b"\x80\x00"
     for _ in range(10_000):
         deep_definite = _definite(b"\xa1", deep_definite)
     with pytest.raises(BERLimitError):
-        BERFramer(max_pdu_size=1 << 20).feed(_definite(b"\xb4", deep_definite))
+        BERFramer(max_pdu_size=1 << 20, max_recursion=5000).feed(
+            _definite(b"\xb4", deep_definite))
+    # alternating identifiers count against max_depth, whatever max_recursion allows
+    alternating = b"\x80\x00"
+    for level in range(10_000):
+        alternating = _definite(b"\xa1" if level % 2 else b"\xa2", alternating)
+    with pytest.raises(BERLimitError, match="nesting deeper than 64"):
+        BERFramer(max_pdu_size=1 << 20).feed(_definite(b"\xb4", alternating))
     assert time.perf_counter() - started < 1.0
 
 
