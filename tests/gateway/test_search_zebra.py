@@ -22,9 +22,9 @@ import pytest
 
 from gateway.importers import import_marc
 from gateway.store import open_database
-from tests.daemon import Daemon, start_daemon
 from protocols.z3950 import codec
 from protocols.z3950.pqf import Attribute, Node, Or, Term
+from tests.daemon import Daemon, start_daemon
 from tests.search_corpus import (
     MANY_ITEMS,
     ZEBRAIDX,
