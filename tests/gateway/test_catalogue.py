@@ -1013,3 +1013,36 @@ async def test_fetch_clamps_count_to_the_set(env: Env) -> None:
 def due_in(days: int) -> datetime:
     """A due date ``days`` from now, as check_out takes it."""
     return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_isbn_and_year_indexes(env: Env) -> None:
+    """Scan of the ISBN index (both forms, the borrowed record's left out) and of years."""
+    isbns = await scan(env, "@attr 1=7 0", count=4)
+    assert [(e.term, e.occurrences) for e in isbns] == [
+        ("0141439513", 1), ("0141439661", 1), ("0262011530", 1), ("9780141439518", 1)]
+    years = await scan(env, "@attr 1=31 1812", count=3)
+    assert [(e.term, e.occurrences) for e in years] == [("1813", 1), ("1815", 1), ("1869", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_positions_zero_and_past_the_end(env: Env) -> None:
+    """Position 0: the terms after the scan term (which is listed at position 1 otherwise);
+    count + 1: the terms before it; a list that runs out is marked ended early."""
+    at = await scan(env, "@attr 1=4 pride", count=2, position=1)
+    after = await scan(env, "@attr 1=4 pride", count=2, position=0)
+    before = await scan(env, "@attr 1=4 pride", count=2, position=3)
+    assert [e.term for e in at] == ["pride", "programmer"]
+    assert [e.term for e in after] == ["programmer", "s"]
+    assert after.position_of_term == 0 and before.position_of_term == 3
+    assert [e.term for e in before] == ["nature", "prejudice"]
+    assert not at.ended_early
+    end = await scan(env, "@attr 1=4 zzz", count=3, position=1)
+    assert list(end) == [] and end.ended_early
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_display_terms_as_written(env: Env) -> None:
+    """The folded index word is the term; the display term is the word as written."""
+    entries = await scan(env, "@attr 1=1003 muller", count=1)
+    assert [(e.term, e.display_term) for e in entries] == [("muller", "Müller")]
