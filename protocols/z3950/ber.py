@@ -23,6 +23,7 @@ from .errors import BERLimitError, Z3950ProtocolError
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_RECURSION",
+    "RECURSIVE",
     "DEFAULT_MAX_PDU_SIZE",
     "MAX_LENGTH_OCTETS",
     "MAX_TAG_OCTETS",
@@ -35,13 +36,16 @@ DEFAULT_MAX_PDU_SIZE = 4 * 1024 * 1024
 """Default cap on one PDU, in bytes (YAZ master uses 16 MiB; we stay well below)."""
 
 DEFAULT_MAX_DEPTH = 64
-DEFAULT_MAX_RECURSION = 1 << 20
-"""Cap on constructed encodings nested directly in one with the same identifier octet, the
-shape of a recursive structure such as an RPN query's operator tree (rpnRpnOp [1] in
-rpnRpnOp [1]): those levels are counted here, not against C{max_depth}, so a long boolean
-query reaches the search, which answers a Bib-1 diagnostic past its own limit (never a Close).
-The default is more than a PDU within the size limit can hold (two octets a level): the PDU
-size bounds such nesting, and the framer and the fast decoder walk it without recursion."""
+DEFAULT_MAX_RECURSION = 100_000
+"""Cap on L{RECURSIVE} encodings nested directly in one another: an RPN query's operator tree
+(rpnRpnOp [1] in rpnRpnOp [1], in any shape). Those levels are counted here, not against
+C{max_depth}, so a long boolean query reaches the search, which answers a Bib-1 diagnostic past
+its own, much lower, limit rather than a Close; the framer and the fast decoder walk them
+without recursion. 100,000 levels take at least 3 MB."""
+
+RECURSIVE = frozenset({0xA1})
+"""Identifier octets of constructed encodings that nest in themselves by design (context [1]
+constructed: rpnRpnOp). Any other nesting counts against C{max_depth}."""
 """Default cap on nested constructed encodings; real Z39.50 PDUs nest at most ~13 levels."""
 
 MAX_TAG_OCTETS = 5
@@ -113,7 +117,7 @@ class BERFramer:
 
     @ivar max_pdu_size: cap on the encoded size of one PDU, as received.
     @ivar max_depth: cap on nested constructed encodings (the PDU itself is depth 1), not
-        counting those directly inside one with the same identifier octet.
+        counting L{RECURSIVE} encodings directly inside one another.
     @ivar max_recursion: cap on those (L{DEFAULT_MAX_RECURSION}).
     """
 
@@ -127,7 +131,7 @@ class BERFramer:
         self.max_depth = max_depth
         self.max_recursion = max_recursion
         self._idents: list[int] = []  # identifier octet of each open encoding (-1: high tag)
-        self._repeated = 0  # how many open encodings repeat their parent's identifier
+        self._repeated = 0  # how many open RECURSIVE encodings sit directly in their own kind
         self._buf = bytearray()
         self._start = 0  # offset in _buf of the PDU being scanned
         self._pos = 0  # scan position (absolute offset in _buf)
@@ -206,7 +210,7 @@ class BERFramer:
                             pos += 2
                             stack.pop()
                             ident = idents.pop()
-                            if ident >= 0 and idents and idents[-1] == ident:
+                            if ident in RECURSIVE and idents and idents[-1] == ident:
                                 self._repeated -= 1
                             if not stack:
                                 return True
@@ -214,7 +218,7 @@ class BERFramer:
                     elif pos >= end:
                         stack.pop()
                         ident = idents.pop()
-                        if ident >= 0 and idents and idents[-1] == ident:
+                        if ident in RECURSIVE and idents and idents[-1] == ident:
                             self._repeated -= 1
                         if not stack:
                             return True
@@ -250,7 +254,7 @@ class BERFramer:
                         )
                 if constructed:
                     ident = buf[pos] if buf[pos] & 0x1F != 0x1F else -1
-                    if ident >= 0 and idents and idents[-1] == ident:
+                    if ident in RECURSIVE and idents and idents[-1] == ident:
                         if self._repeated >= self.max_recursion:
                             raise BERLimitError(
                                 f"recursive nesting deeper than {self.max_recursion} levels")

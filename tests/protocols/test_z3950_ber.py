@@ -168,9 +168,9 @@ def test_depth_limit() -> None:
 
 
 def test_recursive_nesting_has_its_own_limit() -> None:
-    """An encoding directly inside one with the same identifier (an RPN operator inside an
-    operator) counts against max_recursion, not max_depth: a 300-operator query passes a
-    framer whose depth limit is 10, and one level past max_recursion is refused."""
+    """An RPN operator (rpnRpnOp, [1] constructed) directly inside an operator counts against
+    max_recursion, not max_depth: a 300-operator query passes a framer whose depth limit is
+    10, and one level past max_recursion is refused; other self-nesting counts as depth."""
     def chain(repeats: int) -> bytes:
         data = b"\x80\x00"
         for _ in range(repeats + 1):
@@ -189,6 +189,11 @@ def test_recursive_nesting_has_its_own_limit() -> None:
     assert len(BERFramer(max_depth=3).feed(mixed)) == 1
     with pytest.raises(BERLimitError, match="nesting deeper than 2"):
         BERFramer(max_depth=2).feed(mixed)
+    sequences = b"\x80\x00"
+    for _ in range(11):
+        sequences = _definite(b"\xa0", sequences)
+    with pytest.raises(BERLimitError, match="nesting deeper than 10"):
+        BERFramer(max_depth=10).feed(_definite(b"\xb4", sequences))
 
 
 def test_ten_thousand_deep_nesting_refused_fast() -> None:
@@ -203,6 +208,8 @@ def test_ten_thousand_deep_nesting_refused_fast() -> None:
     with pytest.raises(BERLimitError):
         BERFramer(max_pdu_size=1 << 20, max_recursion=5000).feed(
             _definite(b"\xb4", deep_definite))
+    with pytest.raises(BERLimitError):  # any other identifier: the depth limit, at once
+        BERFramer(max_pdu_size=1 << 20).feed(b"\xb4\x80" + b"\xa0\x80" * 10_000)
     # alternating identifiers count against max_depth, whatever max_recursion allows
     alternating = b"\x80\x00"
     for level in range(10_000):
