@@ -177,7 +177,8 @@ class CatalogueService:
             self._check_databases(databases)
             z = self._config.z3950
             check_terms(query.root, z.max_term_length, z.max_term_words)
-            plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()})
+            plan = plan_query(query, {k: v.hits.members for k, v in result_sets.items()},
+                              max_operators=z.max_query_operators)
         except Bib1Error:
             return fail()
         counts = self._word_counts
@@ -266,7 +267,7 @@ class CatalogueService:
             self._check_databases(databases)
             if count < 0 or count > MAX_SCAN_TERMS:
                 raise Bib1Error(234, str(count))
-            if count and not 1 <= preferred_position <= count + 1:
+            if count and not 0 <= preferred_position <= count + 1:  # 0: after the term
                 raise Bib1Error(233, str(preferred_position))
             if step_size < 0 or step_size > self._config.z3950.max_scan_step:
                 raise Bib1Error(206, str(step_size))

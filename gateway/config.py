@@ -88,6 +88,7 @@ class Z3950Settings:
     memory_budget: int = 128 * 1024 * 1024
     max_scan_step: int = 100
     max_sort_records: int = 10000
+    max_query_operators: int = 1000
 
 
 @dataclass(frozen=True)
@@ -577,6 +578,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("z3950.memory_budget", "must hold at least two PDUs of max_pdu_size")
     if gateway.catalogue_readers == 0:
         check.error("gateway.catalogue_readers", "must be greater than zero")
+    if not 1 <= z3950.max_query_operators <= 4000:
+        check.error("z3950.max_query_operators", "must be between 1 and 4000")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")
     if audit.max_pending_rows == 0:
         check.error("audit.max_pending_rows", "must be greater than zero")

@@ -59,6 +59,21 @@ def normalise_oclc(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def normalise_lccn(text: str) -> str | None:
+    """An LCCN normalised as the Library of Congress does: ``"n 78-890351"`` → ``"n78890351"``,
+    ``"85-2 "`` → ``"85000002"``; blanks go, anything from a ``/`` on goes, and a hyphen is
+    dropped with the serial number after it zero-padded to six digits. None when nothing is left.
+    """
+    value = "".join((text or "").split()).split("/", 1)[0].lower()
+    if "-" in value:
+        head, _, serial = value.partition("-")
+        if serial.isdigit() and len(serial) <= 6:
+            value = head + serial.zfill(6)
+        else:
+            value = head + serial.replace("-", "")
+    return value or None
+
+
 def search_forms(kind: str, term: str) -> list[str]:
     """The index values a search term of identifier ``kind`` should be looked up under."""
     if kind == "isbn":
@@ -70,4 +85,9 @@ def search_forms(kind: str, term: str) -> list[str]:
     if kind == "oclc":
         oclc = normalise_oclc(term)
         return [oclc] if oclc else [term.strip()]
+    if kind == "lccn":
+        lccn = normalise_lccn(term)
+        return [lccn] if lccn else []
+    if kind == "language":
+        return [term.strip().lower()]
     return [term.strip()]

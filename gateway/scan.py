@@ -1,12 +1,20 @@
 # -*- test-case-name: tests.gateway.test_catalogue -*-
-"""Z39.50 Scan: browse the word lists (title, author, subject, any) or whole titles/authors.
+"""Z39.50 Scan: browse the word lists (title, author, subject, any...), whole titles/authors,
+identifiers (ISBN, ISSN, LCCN, local number, OCLC, language) and years of publication.
 
 Word lists come from the FTS5 vocabulary tables of schema migration 2 (``records_fts_vocab_col``
 per column, ``records_fts_vocab_row`` for *any*), so a scan reads a few vocabulary entries, not
-the records. Counts are numbers of records; temporary (borrowed) records are not in the word
-index (schema migration 5), so they are never counted or listed. A phrase scan (structure 1/3
-or complete field) on title or author lists whole field values through the NOCASE indexes
-instead.
+the records. The vocabulary holds folded words (:func:`gateway.indexing.fold`); each listed word
+gets a display term, the word as a record writes it (the first record holding it,
+:func:`_written`), as Zebra's ICU indexes display terms. Counts are numbers of records;
+temporary (borrowed) records are not in the word index (schema migration 5), so they are never
+counted or listed. A phrase scan
+(structure 1/3 or complete field) on title or author lists whole field values through the
+NOCASE indexes instead.
+
+Positions follow Zebra: preferred position 0 lists the terms after the scan term (position 0),
+``count + 1`` those before it; :attr:`ScanResult.ended_early` says the list ran out before
+``count`` terms (scan status partial-5).
 """
 
 from __future__ import annotations
@@ -14,8 +22,12 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from gateway.identifiers import search_forms
+from gateway.indexing import WORD_COLUMNS, index_texts, stored_fields, written_forms
 from gateway.search import (
     COMPLETENESS,
+    DATE_USES,
+    IDENTIFIER_KINDS,
     PHRASE_STRUCTURES,
     STRUCTURE,
     TEXT_COLUMNS,
@@ -33,11 +45,14 @@ from protocols.z3950.pqf import Term
 
 
 class ScanResult(list[ScanEntry]):
-    """Scan entries in term order, with the 1-based position the scan term has (or would have)."""
+    """Scan entries in term order, with the 1-based position the scan term has (or would have)
+    and whether the term list ended before the entries asked for."""
 
-    def __init__(self, entries: list[ScanEntry], *, position_of_term: int) -> None:
+    def __init__(self, entries: list[ScanEntry], *, position_of_term: int,
+                 ended_early: bool = False) -> None:
         super().__init__(entries)
         self.position_of_term = position_of_term
+        self.ended_early = ended_early
 
 
 @dataclass(frozen=True)
@@ -47,12 +62,21 @@ class ScanPlan:
     start: str
     column: str | None = None
     field: str | None = None
+    kinds: tuple[str, ...] = ()  # identifier kinds (record_identifiers)
+    years: bool = False
 
 
 def plan_scan(term: Term, attribute_set: oids.Oid = oids.BIB1_ATTRSET) -> ScanPlan:
-    """Check the scan term's attributes (title/author/subject/any only) and plan the browse."""
+    """Check the scan term's attributes and plan the browse (114 for a use not listed)."""
     check_attributes(term, attribute_set)
     use = use_of(term)
+    if use in IDENTIFIER_KINDS:
+        kinds = IDENTIFIER_KINDS[use]
+        forms = search_forms(kinds[0], term.value) if len(kinds) == 1 else [term.value.strip()]
+        return ScanPlan(start=forms[0] if forms else "", kinds=kinds)
+    if use in DATE_USES:
+        digits = "".join(c for c in term.value if c.isdigit())[:4]
+        return ScanPlan(start=digits, years=True)
     if use not in TEXT_COLUMNS:
         raise Bib1Error(114, str(term.attribute(1)))
     column = TEXT_COLUMNS[use]
@@ -118,6 +142,59 @@ def _words(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -
     return list(reversed(entries))[:limit]
 
 
+def _written(conn: sqlite3.Connection, column: str | None, entries: list[ScanEntry]
+             ) -> list[ScanEntry]:
+    """The entries with a display term: the word as the first record holding it writes it (the
+    term itself stays the folded index word, which searches and scans as it is)."""
+    shown = []
+    for entry in entries:
+        word = str(entry.term)
+        match = '"' + word.replace('"', '""') + '"'
+        row = conn.execute("SELECT r.marc FROM records_fts f JOIN records r ON r.id = f.rowid"
+                           " WHERE records_fts MATCH ? LIMIT 1",
+                           ("{" + column + "} : " + match if column else match,)).fetchone()
+        written = None
+        if row is not None:
+            texts = index_texts(stored_fields(bytes(row[0])))
+            if column is not None:
+                texts = (texts[WORD_COLUMNS.index(column)],)
+            for text in texts:
+                written = written_forms(text).get(word)
+                if written is not None:
+                    break
+        shown.append(ScanEntry(entry.term, entry.occurrences, written))
+    return shown
+
+
+def _identifiers(conn: sqlite3.Connection, plan: ScanPlan, before: bool,
+                 limit: int) -> list[ScanEntry]:
+    """Identifier values (as indexed: normalised) with their record counts, nearest first."""
+    kinds = ",".join("?" * len(plan.kinds))
+    local = plan.kinds == ("local",)
+    if local:  # local numbers as written, compared without case (as searched)
+        sql = ("SELECT min(local_id), count(*) FROM records WHERE temporary = 0 AND local_id"
+               f" {'<' if before else '>='} ? COLLATE NOCASE GROUP BY local_id COLLATE NOCASE"
+               f" ORDER BY local_id COLLATE NOCASE {'DESC' if before else 'ASC'} LIMIT ?")
+        rows = conn.execute(sql, (plan.start, limit))
+    else:
+        sql = (f"SELECT value, count(DISTINCT record_id) FROM record_identifiers WHERE kind IN"
+               f" ({kinds}) AND value {'<' if before else '>='} ? AND record_id NOT IN"
+               " (SELECT id FROM records WHERE temporary = 1) GROUP BY value"
+               f" ORDER BY value {'DESC' if before else 'ASC'} LIMIT ?")
+        rows = conn.execute(sql, (*plan.kinds, plan.start, limit))
+    return [ScanEntry(value, count) for value, count in rows]
+
+
+def _years(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
+    """Years of publication with their record counts, nearest first."""
+    start = int(plan.start) if plan.start else 0
+    rows = conn.execute(
+        "SELECT pub_year, count(*) FROM records INDEXED BY records_year WHERE pub_year"
+        f" {'<' if before else '>='} ? AND temporary = 0 GROUP BY pub_year"
+        f" ORDER BY pub_year {'DESC' if before else 'ASC'} LIMIT ?", (start, limit))
+    return [ScanEntry(str(year), count) for year, count in rows]
+
+
 def _fields(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
     column = plan.field
     assert column in ("title", "author")
@@ -130,17 +207,31 @@ def _fields(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) 
     return [ScanEntry(value, count) for value, count in rows]
 
 
+def _key(plan: ScanPlan, term: str) -> str:
+    """A listed term as compared with the start term."""
+    return term.lower() if plan.field is not None or plan.kinds == ("local",) else term
+
+
 def run_scan(conn: sqlite3.Connection, plan: ScanPlan, count: int, preferred_position: int,
              step_size: int) -> ScanResult:
-    """Up to ``count`` entries around the start term, every ``step_size + 1``-th term."""
+    """Up to ``count`` entries around the start term, every ``step_size + 1``-th term.
+
+    ``preferred_position`` 0 lists the terms after the start term, ``count + 1`` the terms
+    before it (as Zebra does)."""
     stride = step_size + 1
-    want_before, want_after = preferred_position - 1, count - preferred_position + 1
-    if plan.field is not None:
-        after = _fields(conn, plan, False, want_after * stride)
-        before = _fields(conn, plan, True, want_before * stride) if want_before else []
-    else:
-        after = _words(conn, plan, False, want_after * stride)
-        before = _words(conn, plan, True, want_before * stride) if want_before else []
+    want_before = min(max(preferred_position - 1, 0), count)
+    want_after = count - want_before
+    reader = (_fields if plan.field is not None else _identifiers if plan.kinds
+              else _years if plan.years else _words)
+    skip_start = preferred_position == 0  # the terms after the start term only
+    after = reader(conn, plan, False, (want_after + skip_start) * stride) if want_after else []
+    if skip_start and after and _key(plan, str(after[0].term)) == _key(plan, plan.start):
+        after = after[1:]
+    before = reader(conn, plan, True, want_before * stride) if want_before else []
     after = after[::stride][:want_after]
     before = before[stride - 1::stride][:want_before]
-    return ScanResult(list(reversed(before)) + after, position_of_term=len(before) + 1)
+    entries = list(reversed(before)) + after
+    if plan.field is None and not plan.kinds and not plan.years:
+        entries = _written(conn, plan.column, entries)
+    position = 0 if skip_start else len(before) + 1
+    return ScanResult(entries, position_of_term=position, ended_early=len(entries) < count)

@@ -251,6 +251,37 @@ MIGRATIONS: list[str] = [
         locked_until  REAL NOT NULL DEFAULT 0
     );
     """,
+    # 9: one folding for every script (gateway.indexing): the word index stores words folded in
+    #    Python (NFKD, case folding, marks removed) and FTS5 only splits them on spaces ('ascii'
+    #    tokenizer), so Cyrillic, Greek and compatibility characters match as their queries fold;
+    #    added authors, variant and series titles get their own columns (1=1004/1005/1006, 1=5,
+    #    1=1018). The index is rebuilt from the stored records by the functions
+    #    gateway.store.migrate registers (interlend_index_words, interlend_index_identifiers),
+    #    which also add the new identifier kinds (lccn from 010, language from 008/35-37); local
+    #    numbers get a case-insensitive index (1=12 as Zebra compares them).
+    """
+    DROP TABLE IF EXISTS records_fts_vocab_col;
+    DROP TABLE IF EXISTS records_fts_vocab_row;
+    DROP TABLE records_fts;
+    CREATE VIRTUAL TABLE records_fts USING fts5(
+        title, author, subject, anywords, personal, corporate, conference, series, publisher,
+        tokenize = 'ascii'
+    );
+    CREATE VIRTUAL TABLE records_fts_vocab_col USING fts5vocab(records_fts, 'col');
+    CREATE VIRTUAL TABLE records_fts_vocab_row USING fts5vocab(records_fts, 'row');
+    INSERT INTO records_fts (rowid, title, author, subject, anywords, personal, corporate,
+                             conference, series, publisher)
+        SELECT id, interlend_index_words(marc, 0), interlend_index_words(marc, 1),
+               interlend_index_words(marc, 2), interlend_index_words(marc, 3),
+               interlend_index_words(marc, 4), interlend_index_words(marc, 5),
+               interlend_index_words(marc, 6), interlend_index_words(marc, 7),
+               interlend_index_words(marc, 8)
+        FROM records WHERE temporary = 0 ORDER BY id;
+    INSERT OR IGNORE INTO record_identifiers (kind, value, record_id)
+        SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), r.id
+        FROM records r, json_each(interlend_index_identifiers(r.marc)) j;
+    CREATE INDEX IF NOT EXISTS records_local_nocase ON records(local_id COLLATE NOCASE);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,37 +21,52 @@ cannot stream in id order.
 
 Access paths:
 
-* words (title, author, subject, any) go to the FTS5 table ``records_fts``; user text is split
-  into tokens and every token is double-quoted, so no FTS5 syntax can be injected;
+* words (title, author, subject, any...) go to the FTS5 table ``records_fts``; user text is
+  folded and split by :func:`gateway.indexing.tokenize` (as the index was) and every token is
+  double-quoted, so no FTS5 syntax can be injected;
 * identifiers (ISBN, ISSN, OCLC, local number) are looked up in ``record_identifiers`` through its
   primary key (kind, value): one index seek per normalised form;
 * dates of publication compare ``records.pub_year`` (indexed);
-* complete-field title/author matches compare ``records.title``/``records.author`` through their
-  NOCASE indexes;
+* complete-field titles are looked up as folded whole titles in ``record_identifiers`` (kind
+  ``title``); complete-field authors compare ``records.author`` through its NOCASE index;
+* local numbers compare ``records.local_id`` through its NOCASE index (schema migration 9);
 * left truncation and masking expand the term against the FTS vocabulary
   (``records_fts_vocab_col``/``_row``) first, at most :data:`MAX_EXPANSION` words.
 
 Bib-1 support (anything else is the official diagnostic, with the value as addinfo):
 
 ======================  =======================================================================
-Use (1)                 1, 1003, 1004 author; 4 title; 21 subject; 1016 any (words in every
-                        column, plus an exact identifier lookup); 7 ISBN; 8 ISSN; 12 local
-                        number; 1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 31 year. Absent: 1016.
-                        Names such as ``title`` also work. Other → 114
+Use (1)                 1, 1002, 1003 every name; 1004 personal, 1005 (2) corporate, 1006 (3)
+                        conference names; 4 title; 5 series; 21 subject; 1018 publisher; 1016,
+                        1035 any (words in every column, plus an exact identifier lookup);
+                        7 ISBN; 8 ISSN; 9 LCCN; 12 local number (any case); 54 language;
+                        1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 30, 31 year (gateway.indexing
+                        says which fields feed which column). Absent: 1016. Names such as
+                        ``title`` also work. Other → 114
 Relation (2)            3 (default) and 102 everywhere; 1, 2, 4, 5, 6 on 1=31 → 117 otherwise
 Position (3)            3 any (default); 1 and 2 first in field (FTS5 ``^``) → 119 otherwise
 Structure (4)           text: 6 word list (default: words ANDed), 2 word, 101/102/105/106 as
                         word list; 1 phrase, 107/108/109/110 phrase; 3 key = whole field.
                         1=31: 4 year (default), 5, 100, 1, 2, 3, 6, 108, 109 → 118 otherwise
-Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range);
+Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range;
+                        years as a decade or century: ``199`` is 1990-1999);
                         2 left, 3 both, 101 ``#`` = any characters, 104 ``?`` any characters and
                         ``#`` one, 102/103 regular expression per word (vocabulary expansion,
                         words only) → 120 otherwise
-Completeness (6)        1 (default); 2 and 3 whole field (title/author through their index,
-                        subject heading by comparison) → 122 otherwise
+Completeness (6)        1 (default); 2 and 3 whole field (title: a folded whole title, 245 $a,
+                        $a $b or the whole 245 and variant titles, looked up in
+                        ``record_identifiers``; author through its index; subject heading by
+                        comparison) → 122 otherwise
 Combinations            expansion (2, 3, 101-104) with a phrase, position 1 or a whole field
                         → 123; types other than 1-6 → 113; another attribute set → 121
+Operators               at most ``max_operators`` (``z3950.max_query_operators``) → 6
 ======================  =======================================================================
+
+Several words with no structure attribute are a word list (all words, in any order), where
+Zebra searches a phrase: brokers send author and title words in varying orders, and
+``@attr 4=1`` asks for a phrase. Boolean plans compile to flat compound SELECTs
+(:func:`_compile_boolean`), so a chain of hundreds of operators neither recurses nor nests
+deeply; operands nested past :data:`MAX_NESTING` are evaluated first.
 """
 
 from __future__ import annotations
@@ -60,7 +75,6 @@ import json
 import re
 import sqlite3
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +86,8 @@ except ImportError:  # pragma: no cover - a dependency; without it such terms ar
     re2 = None
 
 from gateway.identifiers import search_forms
+from gateway.indexing import fold, tokenize
+from gateway.indexing import words as folded_words
 from gateway.store import NotNow
 from protocols.z3950 import oids
 from protocols.z3950.pqf import And, AndNot, Node, Or, Query, ResultSetRef, Term
@@ -88,8 +104,16 @@ REGEX_MEMORY = 1 << 20
 VOCABULARY_CHUNK = 2048
 """Vocabulary words matched by one RE2 call (see :func:`_regex_vocabulary`)."""
 
-MAX_DEPTH = 100
-"""Deepest operator nesting compiled (the PQF parser allows the same)."""
+MAX_OPERATORS = 1000
+"""Most boolean operators in one query (else diagnostic 6); ``z3950.max_query_operators``."""
+
+MAX_COMPOUND = 250
+"""Most operands in one compound SELECT (SQLite allows 500)."""
+
+MAX_NESTING = 8
+"""Deepest nesting of parentheses in one boolean statement: a deeper operand is evaluated
+first, on its own, and its ids given to the statement. SQLite 3.40's parser stack overflows
+past 11, and the statement is wrapped again to count and to page it."""
 
 FIRST_PAGE = 10
 """Ids a streamed search reads at once, for the Present (or piggy-backed records) that follows."""
@@ -115,31 +139,44 @@ class Bib1Error(Exception):
 # -- access points -----------------------------------------------------------------------------
 
 TEXT_COLUMNS: dict[int, str | None] = {
-    1: "author",        # personal name
-    4: "title",
+    1: "author",        # personal name (every name, as before)
+    2: "corporate",     # corporate name
+    3: "conference",    # conference name
+    4: "title",         # every title: 245, variant, uniform, added, series (gateway.indexing)
+    5: "series",        # title-series: 440, 490, 800-830
     21: "subject",
-    1003: "author",
-    1004: "author",     # author-name personal
+    1002: "author",     # name
+    1003: "author",     # author: 1XX, 7XX, 8XX names and 245 $c
+    1004: "personal",   # author-name personal: 100, 700, 800
+    1005: "corporate",  # author-name corporate: 110, 710, 810
+    1006: "conference",  # author-name conference: 111, 711, 811
+    1018: "publisher",  # 260/264 $b
     1016: None,         # any: every FTS column (and identifiers, see _any_identifier_sql)
+    1035: None,         # anywhere: as any
 }
 """Use attribute → FTS5 column (None = all columns)."""
 
 IDENTIFIER_KINDS: dict[int, tuple[str, ...]] = {
     7: ("isbn",),
     8: ("issn",),
+    9: ("lccn",),
     12: ("local",),
+    54: ("language",),
     1007: ("isbn", "issn", "oclc", "local"),
     1211: ("oclc",),
 }
 """Use attribute → record_identifiers kinds searched."""
 
-DATE_USES = frozenset({31})
+DATE_USES = frozenset({30, 31})
 
 USE_NAMES: dict[str, int] = {
     "personal-name": 1, "title": 4, "isbn": 7, "issn": 8, "local-number": 12,
     "subject-heading": 21, "subject": 21, "date-of-publication": 31, "date": 31, "author": 1003,
     "author-name-personal": 1004, "identifier-standard": 1007, "any": 1016,
-    "oclc-number": 1211,
+    "oclc-number": 1211, "corporate-name": 2, "conference-name": 3, "title-series": 5,
+    "lc-card-number": 9, "lccn": 9, "code-language": 54, "name": 1002,
+    "author-name-corporate": 1005, "author-name-conference": 1006, "publisher": 1018,
+    "anywhere": 1035,
 }
 """String Use values accepted (YAZ allows ``@attr 1=title``), case-insensitive."""
 
@@ -260,22 +297,6 @@ def numeric_attribute(term: Term, type_: int, allowed: frozenset[int], code: int
     return value
 
 
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_MASK_TOKEN = re.compile(r"[^\W_]*[#?][^\W_#?]*(?:[#?][^\W_#?]*)*|[^\W_]+", re.UNICODE)
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip diacritics, as FTS5's ``unicode61 remove_diacritics 2`` does."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def tokenize(text: str, *, keep_masks: bool = False) -> tuple[str, ...]:
-    """Split ``text`` into folded word tokens (``#``/``?`` kept inside words when masking)."""
-    pattern = _MASK_TOKEN if keep_masks else _TOKEN
-    return tuple(t for t in (fold(m.group(0)) for m in pattern.finditer(text)) if t)
-
-
 def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     """Check a term's bib-1 attributes and decide how to search it."""
     check_attributes(term, attribute_set)
@@ -287,6 +308,8 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     value = term.value
     if use in DATE_USES:
         numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, 118, 4)
+        if truncation == 1 and relation in (None, 3):
+            return _plan_year_prefix(value)
         if truncation != 100:
             raise Bib1Error(120, str(truncation))
         return _plan_year(value, 3 if relation is None else relation)
@@ -300,7 +323,7 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 6)
     masking = truncation in (101, 102, 103, 104)
     if truncation in (102, 103):
-        tokens = tuple(value.lower().split())  # regular expressions: one per word
+        tokens = tuple(fold(value).split())  # regular expressions: one per word
     else:
         tokens = tokenize(value, keep_masks=masking)
     word = WordTerm(
@@ -327,6 +350,15 @@ _YEAR_RANGE = re.compile(r"^\s*(\d{1,4})\s*-\s*(\d{1,4})\s*$")
 _RELATIONS = {1: "<", 2: "<=", 3: "=", 4: ">=", 5: ">", 6: "<>"}
 
 
+def _plan_year_prefix(value: str) -> YearTerm:
+    """Right truncation on a year: ``199`` is 1990-1999 (as a word index of years would)."""
+    digits = value.strip()
+    if not digits.isdigit() or len(digits) > 4:
+        raise Bib1Error(126, value)
+    scale = 10 ** (4 - len(digits))
+    return YearTerm("BETWEEN", int(digits) * scale, int(digits) * scale + scale - 1)
+
+
 def _plan_year(value: str, relation: int) -> YearTerm:
     if relation not in _RELATIONS:
         raise Bib1Error(117, str(relation))
@@ -341,34 +373,54 @@ def _plan_year(value: str, relation: int) -> YearTerm:
     return YearTerm(_RELATIONS[relation], year, year)
 
 
-def plan_query(query: Query, result_sets: Mapping[str, Sql]) -> Plan:
+def plan_query(query: Query, result_sets: Mapping[str, Sql], *,
+               max_operators: int = MAX_OPERATORS) -> Plan:
     """Plan the whole query; raises :class:`Bib1Error` for anything unsupported.
 
     ``result_sets`` maps each result set name to the statement selecting its members
-    (:attr:`Hits.members`).
+    (:attr:`Hits.members`). A query of more than ``max_operators`` boolean operators is
+    refused with diagnostic 6 (too many boolean operators). The tree is walked without
+    recursion, so its shape (a left-deep chain of brokers' ORs, say) does not matter.
     """
     if tuple(query.attribute_set) != oids.BIB1_ATTRSET:
         raise Bib1Error(121, oids.oid_to_dotted(tuple(query.attribute_set)))
-    return _plan_node(query.root, query.attribute_set, result_sets, 0)
+    operators = 0
+    pending: list[Node] = [query.root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (And, Or, AndNot)):
+            operators += 1
+            if operators > max_operators:
+                raise Bib1Error(6, f"more than {max_operators} boolean operators")
+            pending += (node.left, node.right)
+    return _plan_tree(query.root, query.attribute_set, result_sets)
 
 
-def _plan_node(node: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql],
-               depth: int) -> Plan:
-    if depth > MAX_DEPTH:
-        raise Bib1Error(108, "query nested too deeply")
-    if isinstance(node, Term):
-        return plan_term(node, attribute_set)
-    if isinstance(node, ResultSetRef):
-        if node.name not in result_sets:
-            raise Bib1Error(30, node.name)
-        return SetTerm(node.name, result_sets[node.name])
-    ops = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
-    op = ops.get(type(node))
-    if op is None:
-        raise Bib1Error(108, type(node).__name__)
-    assert isinstance(node, (And, Or, AndNot))
-    return Combine(op, _plan_node(node.left, attribute_set, result_sets, depth + 1),
-                   _plan_node(node.right, attribute_set, result_sets, depth + 1))
+_OPERATIONS = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
+
+
+def _plan_tree(root: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql]) -> Plan:
+    """Plan every node, operands before their operator, left to right (the first bad term
+    from the left gives the diagnostic)."""
+    planned: list[Plan] = []
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, operands_done = pending.pop()
+        if isinstance(node, Term):
+            planned.append(plan_term(node, attribute_set))
+        elif isinstance(node, ResultSetRef):
+            if node.name not in result_sets:
+                raise Bib1Error(30, node.name)
+            planned.append(SetTerm(node.name, result_sets[node.name]))
+        elif type(node) not in _OPERATIONS:
+            raise Bib1Error(108, type(node).__name__)
+        elif operands_done:
+            right = planned.pop()
+            planned[-1] = Combine(_OPERATIONS[type(node)], planned[-1], right)
+        else:
+            assert isinstance(node, (And, Or, AndNot))
+            pending += ((node, True), (node.right, False), (node.left, False))
+    return planned[0]
 
 
 # -- compiling to SQL -------------------------------------------------------------------------
@@ -516,7 +568,10 @@ def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
 
 def _word_parts(conn: sqlite3.Connection, term: WordTerm) -> list[Sql]:
     """Disjoint statements whose ids together are the term's hits (UNION ALL of them)."""
-    if term.complete and term.column in ("title", "author"):
+    if term.complete and term.column == "title":  # folded whole titles (complete_titles)
+        return [_identifier_sql(IdentifierTerm(("title",), folded_words(term.raw),
+                                               term.truncation == 1))]
+    if term.complete and term.column == "author":
         value = field_value(term.raw)
         if term.truncation == 1:
             return [(f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
@@ -547,8 +602,20 @@ def _identifier_sql(term: IdentifierTerm) -> Sql:
         for form in dict.fromkeys(search_forms(kind, term.term)):
             if not form:
                 continue
-            if term.right_truncated:
-                selects.append("SELECT record_id AS id FROM record_identifiers"
+            if kind == "local":  # case-insensitive, as Zebra's word index compares them
+                if term.right_truncated:
+                    selects.append("SELECT id FROM records WHERE local_id >= ? COLLATE NOCASE"
+                                   " AND local_id < ? COLLATE NOCASE")
+                    params += [form, form + "\U0010ffff"]
+                else:
+                    selects.append("SELECT id FROM records WHERE local_id = ? COLLATE NOCASE")
+                    params.append(form)
+            elif kind == "title" and not term.right_truncated:
+                selects.append("SELECT DISTINCT record_id AS id FROM record_identifiers"
+                               " WHERE kind = ? AND value = ?")
+                params += [kind, form]
+            elif term.right_truncated:
+                selects.append("SELECT DISTINCT record_id AS id FROM record_identifiers"
                                " WHERE kind = ? AND value >= ? AND value < ?")
                 params += [kind, form, form + "\U0010ffff"]
             else:
@@ -575,9 +642,92 @@ def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
                 [plan.low])
     if isinstance(plan, SetTerm):
         return plan.members
-    left, right = _compile(conn, plan.left), _compile(conn, plan.right)
-    return (f"SELECT id FROM ({left[0]}) {plan.op} SELECT id FROM ({right[0]})",
-            [*left[1], *right[1]])
+    return _compile_boolean(conn, plan)
+
+
+@dataclass
+class _Chain:
+    """Operands combined left to right, ``((o1 op1 o2) op2 o3) ...``: one compound SELECT
+    (SQLite's compound operators are left-associative and of equal precedence).
+    ``nesting``: the deepest operand's count of statements nested in one another."""
+
+    operands: list[Sql]
+    ops: list[str]
+    nesting: int
+
+    def render(self) -> Sql:
+        sql = self.operands[0][0] + "".join(
+            f" {op} {operand[0]}" for op, operand in zip(self.ops, self.operands[1:],
+                                                          strict=True))
+        return sql, [p for _, params in self.operands for p in params]
+
+
+def _compile_boolean(conn: sqlite3.Connection, plan: Combine) -> Sql:
+    """A boolean plan as one statement of flat compound SELECTs: a chain of operators (left-deep,
+    or the same associative operator in any shape) stays flat, so long broker queries neither
+    nest deeply nor recurse. Operands nested deeper than :data:`MAX_NESTING` are evaluated
+    first (:func:`_nested`)."""
+    done: list[_Chain] = []
+    pending: list[tuple[Plan, bool]] = [(plan, False)]
+    while pending:
+        node, operands_done = pending.pop()
+        if not isinstance(node, Combine):
+            sql, params = _operand_sql(conn, node)
+            done.append(_Chain([(f"SELECT id FROM ({sql})", params)], [], _depth(sql) + 1))
+        elif not operands_done:
+            pending += ((node, True), (node.right, False), (node.left, False))
+        else:
+            right = done.pop()
+            done[-1] = _combine(conn, node.op, done[-1], right)
+    return done[0].render()
+
+
+def _operand_sql(conn: sqlite3.Connection, plan: Plan) -> Sql:
+    """A boolean operand's statement. The compound operators remove duplicates anyway, so an
+    "any" term's identifier hits are a plain UNION, without the NOT EXISTS that keeps its own
+    count exact (compiling that hundreds of times is what made long "any" chains slow)."""
+    if isinstance(plan, WordTerm) and plan.with_identifiers and plan.truncation == 100:
+        parts = [_word_parts(conn, WordTerm(**{**plan.__dict__, "with_identifiers": False}))[0],
+                 _identifier_sql(IdentifierTerm(IDENTIFIER_KINDS[1007], plan.raw.strip(),
+                                                False))]
+        return " UNION ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
+    return _compile(conn, plan)
+
+
+def _combine(conn: sqlite3.Connection, op: str, left: _Chain, right: _Chain) -> _Chain:
+    """``left op right`` as one chain: the right operand's own chain is spliced in when that
+    keeps the meaning (one operand, or the same UNION/INTERSECT throughout), else nested."""
+    if len(right.operands) == 1 or (op != "EXCEPT" and all(o == op for o in right.ops)):
+        operands, nesting = right.operands, right.nesting
+    else:
+        inner = _nested(conn, right)
+        operands, nesting = inner.operands, inner.nesting
+    chain = _Chain(left.operands + operands, left.ops + [op] * len(operands),
+                   max(left.nesting, nesting))
+    return _nested(conn, chain) if len(chain.operands) > MAX_COMPOUND else chain
+
+
+def _depth(sql: str) -> int:
+    """How deeply parentheses nest in ``sql`` (our statements hold no literal text)."""
+    deepest = level = 0
+    for char in sql:
+        if char == "(":
+            level += 1
+            deepest = max(deepest, level)
+        elif char == ")":
+            level -= 1
+    return deepest
+
+
+def _nested(conn: sqlite3.Connection, chain: _Chain) -> _Chain:
+    """The chain as a single operand: a subquery, or its ids once evaluated (past
+    :data:`MAX_NESTING`, within the search's read transaction)."""
+    sql, params = chain.render()
+    if chain.nesting + 1 > MAX_NESTING:
+        ids = [row[0] for row in conn.execute(sql, params)]
+        sql, params = ids_sql(ids)
+        return _Chain([(f"SELECT id FROM ({sql})", params)], [], _depth(sql) + 1)
+    return _Chain([(f"SELECT id FROM ({sql})", params)], [], chain.nesting + 1)
 
 
 def ids_sql(record_ids: Sequence[int]) -> Sql:

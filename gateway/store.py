@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from gateway.indexing import register_functions
 from gateway.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -103,6 +104,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this Interlend ({SCHEMA_VERSION})")
+    if version < SCHEMA_VERSION:
+        register_functions(conn)  # the re-indexing migrations call them
     for number in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

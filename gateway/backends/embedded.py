@@ -17,7 +17,8 @@ from typing import Any
 
 import pymarc
 
-from gateway.identifiers import isbn_forms, normalise_issn, normalise_oclc
+from gateway.identifiers import isbn_forms, normalise_issn, normalise_lccn, normalise_oclc
+from gateway.indexing import WORD_COLUMNS, complete_titles, index_words
 from gateway.secrets import hash_secret
 
 ITEM_STATUSES = ("available", "on_loan", "on_hold_shelf", "in_transit", "missing", "withdrawn")
@@ -53,7 +54,7 @@ class RecordFields:
     publisher: str
     pub_year: int | None
     identifiers: tuple[tuple[str, str], ...]  # (kind, normalised value)
-    other_words: str
+    words: tuple[str, ...]  # the folded words of each word-index column (gateway.indexing)
 
 
 # A field as the extractors read it: (tag, data, subfields, ...). ``data`` is the content of a
@@ -66,10 +67,9 @@ _AUTHOR_MAIN_TAGS = frozenset(("100", "110", "111"))
 _AUTHOR_ADDED_TAGS = frozenset(("700", "710"))
 _SUBJECT_TAGS = frozenset(("600", "610", "611", "630", "650", "651", "655"))
 _PUBLICATION_TAGS = frozenset(("264", "260"))
-_OTHER_TAGS = frozenset(("246", "250", "490", "500", "505", "520", "830"))
-_IDENTIFIER_TAGS = frozenset(("020", "022", "035"))
+_IDENTIFIER_TAGS = frozenset(("010", "020", "022", "035"))
 _EXTRACTED_TAGS = (_AUTHOR_MAIN_TAGS | _AUTHOR_ADDED_TAGS | _SUBJECT_TAGS | _PUBLICATION_TAGS
-                   | _OTHER_TAGS | _IDENTIFIER_TAGS | {"001", "008", "245"})
+                   | _IDENTIFIER_TAGS | {"001", "008", "245"})
 
 
 # A field to write as ISO 2709: (tag, data, subfields, indicators), a LightField that also
@@ -119,7 +119,9 @@ def extract_fields(record: pymarc.Record) -> RecordFields:
 
 
 def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
-    """:func:`extract_fields` for a record given as :data:`LightField` tuples (one pass)."""
+    """:func:`extract_fields` for a record given as :data:`LightField` tuples."""
+    if not isinstance(fields, list):
+        fields = list(fields)
     control = f008 = None
     seen_001 = seen_008 = False
     titles: list[str] = []
@@ -128,10 +130,10 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
     subjects: list[str] = []
     publishers: list[str] = []
     dates: list[str] = []
-    other: list[str] = []
     isbns: list[tuple[str, str]] = []
     issns: list[tuple[str, str]] = []
     oclcs: list[tuple[str, str]] = []
+    lccns: list[tuple[str, str]] = []
     extracted = _EXTRACTED_TAGS
     for entry in fields:  # indexed, not unpacked: an entry may carry more (demo indicators)
         tag = entry[0]
@@ -159,9 +161,6 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
                 publishers.append(text)
             if (text := _joined(pairs, "c")) is not None:
                 dates.append(text)
-        elif tag in _OTHER_TAGS:
-            if (text := _joined(pairs, "abcdefghnpv")) is not None:
-                other.append(text)
         elif tag in _AUTHOR_MAIN_TAGS:
             if (text := _joined(pairs, "abcdq")) is not None:
                 authors.append(text)
@@ -176,6 +175,10 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
             for c, value in pairs:
                 if c == "a" and (issn := normalise_issn(value)):
                     issns.append(("issn", issn))
+        elif tag == "010":
+            for c, value in pairs:
+                if c == "a" and (lccn := normalise_lccn(value)):
+                    lccns.append(("lccn", lccn))
         elif tag == "035":
             for c, value in pairs:
                 if c == "a" and "(OCoLC)" in value and (oclc := normalise_oclc(value)):
@@ -185,7 +188,10 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
         raise ValueError("no 001 control number")
     authors = authors or added_authors
     year = _year(dates[0] if dates else "") or _year_from_008_data(f008)
-    identifiers = [("local", local_id), *isbns, *issns, *oclcs]
+    identifiers = [("local", local_id), *isbns, *issns, *oclcs, *lccns]
+    if f008 and len(f008) >= 38 and f008[35:38].strip():
+        identifiers.append(("language", f008[35:38].strip().lower()))
+    identifiers += [("title", title) for title in complete_titles(fields)]
     return RecordFields(
         local_id=local_id,
         title=titles[0] if titles else "",
@@ -194,7 +200,7 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
         publisher=publishers[0] if publishers else "",
         pub_year=year,
         identifiers=tuple(dict.fromkeys(identifiers)),
-        other_words=" ".join(other + publishers),
+        words=index_words(fields),
     )
 
 
@@ -256,12 +262,12 @@ def upsert_extracted(conn: sqlite3.Connection, fields: RecordFields, marc: bytes
         "INSERT OR IGNORE INTO record_identifiers (kind, value, record_id) VALUES (?, ?, ?)",
         [(kind, value, record_id) for kind, value in fields.identifiers])
     if not temporary:  # a borrowed item's record is never searched: kept out of the word index
-        conn.execute(
-            "INSERT INTO records_fts (rowid, title, author, subject, anywords)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (record_id, fields.title, fields.author, "\n".join(fields.subjects),
-             fields.other_words))
+        conn.execute(_INSERT_WORDS, (record_id, *fields.words))
     return record_id, created
+
+
+_INSERT_WORDS = (f"INSERT INTO records_fts (rowid, {', '.join(WORD_COLUMNS)})"
+                 f" VALUES (?{', ?' * len(WORD_COLUMNS)})")
 
 
 # -- bulk writes ------------------------------------------------------------------------------
@@ -331,7 +337,7 @@ def _upsert_distinct_records(conn: sqlite3.Connection,
                             fields.pub_year, int(temporary), now, record_id))
             results.append((record_id, False))
         identifiers += [(kind, value, record_id) for kind, value in fields.identifiers]
-        words.append((record_id, fields.title, fields.author, subjects, fields.other_words))
+        words.append((record_id, *fields.words))
     if inserts:
         conn.executemany(
             "INSERT INTO records (id, marc, title, author, subjects, publisher, pub_year,"
@@ -347,9 +353,7 @@ def _upsert_distinct_records(conn: sqlite3.Connection,
     conn.executemany(
         "INSERT OR IGNORE INTO record_identifiers (kind, value, record_id) VALUES (?, ?, ?)",
         identifiers)
-    conn.executemany(
-        "INSERT INTO records_fts (rowid, title, author, subject, anywords) VALUES (?, ?, ?, ?, ?)",
-        words)
+    conn.executemany(_INSERT_WORDS, words)
     return results
 
 

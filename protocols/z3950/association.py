@@ -92,7 +92,7 @@ SUPPORTED_VERSIONS: frozenset[int] = frozenset({1, 2, 3})
 
 PRESENT_SUCCESS, PRESENT_PARTIAL_2, PRESENT_PARTIAL_4, PRESENT_FAILURE = 0, 2, 4, 5
 RESULT_SET_NONE = 3
-SCAN_SUCCESS, SCAN_FAILURE = 0, 6
+SCAN_SUCCESS, SCAN_PARTIAL_5, SCAN_FAILURE = 0, 5, 6  # partial-5: the term list ended early
 SORT_SUCCESS, SORT_FAILURE = 0, 2
 DELETE_SUCCESS, DELETE_NOT_EXIST, DELETE_PREVIOUSLY_DELETED, DELETE_NOT_ALL = 0, 1, 2, 9
 
@@ -673,11 +673,13 @@ class Association:
             return [self._send(scan_response(reference_id=req.reference_id,
                                              scan_status=SCAN_FAILURE, diagnostics=[diag])),
                     Report("scan", f"diagnostic {diag.condition}", query_text, _diag_text(diag))]
-        position = getattr(entries, "position_of_term", None) or req.preferred_position or 1
+        found = getattr(entries, "position_of_term", None)
+        term_position = int(found) if found is not None else (req.preferred_position or 1)
+        status = SCAN_PARTIAL_5 if getattr(entries, "ended_early", False) else SCAN_SUCCESS
         entries = list(entries)
         return [self._send(scan_response(
-            reference_id=req.reference_id, scan_status=SCAN_SUCCESS, entries=entries,
-            position_of_term=position if entries else None,
+            reference_id=req.reference_id, scan_status=status, entries=entries,
+            position_of_term=term_position if entries else None,
             step_size=req.step_size or 0)),
             Report("scan", "success", query_text, f"{len(entries)} terms")]
 

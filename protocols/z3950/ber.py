@@ -22,6 +22,8 @@ from .errors import BERLimitError, Z3950ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_RECURSION",
+    "RECURSIVE",
     "DEFAULT_MAX_PDU_SIZE",
     "MAX_LENGTH_OCTETS",
     "MAX_TAG_OCTETS",
@@ -34,6 +36,16 @@ DEFAULT_MAX_PDU_SIZE = 4 * 1024 * 1024
 """Default cap on one PDU, in bytes (YAZ master uses 16 MiB; we stay well below)."""
 
 DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_RECURSION = 100_000
+"""Cap on L{RECURSIVE} encodings nested directly in one another: an RPN query's operator tree
+(rpnRpnOp [1] in rpnRpnOp [1], in any shape). Those levels are counted here, not against
+C{max_depth}, so a long boolean query reaches the search, which answers a Bib-1 diagnostic past
+its own, much lower, limit rather than a Close; the framer and the fast decoder walk them
+without recursion. 100,000 levels take at least 3 MB."""
+
+RECURSIVE = frozenset({0xA1})
+"""Identifier octets of constructed encodings that nest in themselves by design (context [1]
+constructed: rpnRpnOp). Any other nesting counts against C{max_depth}."""
 """Default cap on nested constructed encodings; real Z39.50 PDUs nest at most ~13 levels."""
 
 MAX_TAG_OCTETS = 5
@@ -104,16 +116,22 @@ class BERFramer:
     bytes (plus the bytes of the chunk being processed), and each byte is scanned once.
 
     @ivar max_pdu_size: cap on the encoded size of one PDU, as received.
-    @ivar max_depth: cap on nested constructed encodings (the PDU itself is depth 1).
+    @ivar max_depth: cap on nested constructed encodings (the PDU itself is depth 1), not
+        counting L{RECURSIVE} encodings directly inside one another.
+    @ivar max_recursion: cap on those (L{DEFAULT_MAX_RECURSION}).
     """
 
     def __init__(
-        self, max_pdu_size: int = DEFAULT_MAX_PDU_SIZE, max_depth: int = DEFAULT_MAX_DEPTH
+        self, max_pdu_size: int = DEFAULT_MAX_PDU_SIZE, max_depth: int = DEFAULT_MAX_DEPTH,
+        max_recursion: int = DEFAULT_MAX_RECURSION,
     ) -> None:
-        if max_pdu_size < 2 or max_depth < 1:
-            raise ValueError("max_pdu_size must be >= 2 and max_depth >= 1")
+        if max_pdu_size < 2 or max_depth < 1 or max_recursion < 0:
+            raise ValueError("max_pdu_size must be >= 2, max_depth >= 1, max_recursion >= 0")
         self.max_pdu_size = max_pdu_size
         self.max_depth = max_depth
+        self.max_recursion = max_recursion
+        self._idents: list[int] = []  # identifier octet of each open encoding (-1: high tag)
+        self._repeated = 0  # how many open RECURSIVE encodings sit directly in their own kind
         self._buf = bytearray()
         self._start = 0  # offset in _buf of the PDU being scanned
         self._pos = 0  # scan position (absolute offset in _buf)
@@ -168,6 +186,7 @@ class BERFramer:
         buf = self._buf
         avail = len(buf)
         stack = self._stack
+        idents = self._idents
         pos = self._pos
         start = self._start
         limit = start + self.max_pdu_size
@@ -190,11 +209,17 @@ class BERFramer:
                                 )
                             pos += 2
                             stack.pop()
+                            ident = idents.pop()
+                            if ident in RECURSIVE and idents and idents[-1] == ident:
+                                self._repeated -= 1
                             if not stack:
                                 return True
                             continue
                     elif pos >= end:
                         stack.pop()
+                        ident = idents.pop()
+                        if ident in RECURSIVE and idents and idents[-1] == ident:
+                            self._repeated -= 1
                         if not stack:
                             return True
                         continue
@@ -228,9 +253,16 @@ class BERFramer:
                             f"length {length} at offset {pos - start} overruns its parent"
                         )
                 if constructed:
-                    if len(stack) >= self.max_depth:
+                    ident = buf[pos] if buf[pos] & 0x1F != 0x1F else -1
+                    if ident in RECURSIVE and idents and idents[-1] == ident:
+                        if self._repeated >= self.max_recursion:
+                            raise BERLimitError(
+                                f"recursive nesting deeper than {self.max_recursion} levels")
+                        self._repeated += 1
+                    elif len(stack) - self._repeated >= self.max_depth:
                         raise BERLimitError(f"nesting deeper than {self.max_depth} levels")
                     stack.append(end)
+                    idents.append(ident)
                     pos = content
                 elif end is not None:  # always true: primitives have definite lengths
                     pos = end

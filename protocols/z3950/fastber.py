@@ -54,8 +54,6 @@ class Fallback(Exception):
 _MAX_INT_OCTETS = 8
 """Integers longer than this go to pyasn1 (no Z39.50 field needs more)."""
 
-_MAX_DEPTH = pqf.MAX_QUERY_DEPTH
-
 
 def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
     """Parse one TLV header at C{pos}; return C{(class|form bits, tag number, start, end)}."""
@@ -344,46 +342,52 @@ def _rpn_query(data: bytes, start: int, end: int, dec: TermDecoder) -> pqf.Query
         raise Fallback
     s, e = _expect(items[0], 0x00, 6)
     attrset = _oid(data, s, e)
-    root = _structure(data, items[1], dec, 0)
+    root = _structure(data, items[1], dec)
     return pqf.Query(root, attrset)
 
 
-def _structure(data: bytes, item: tuple[int, int, int, int], dec: TermDecoder,
-               depth: int) -> pqf.Node:
-    if depth > _MAX_DEPTH:
-        raise Fallback
-    first, num, start, end = item
-    if first == _CTX_C and num == 0:  # op [0] explicit Operand
-        inner = _children(data, start, end)
-        if len(inner) != 1:
+def _structure(data: bytes, item: tuple[int, int, int, int], dec: TermDecoder) -> pqf.Node:
+    """The RPN structure as a L{pqf} tree, built without recursion: a long chain of operators
+    (brokers OR hundreds of terms) is as deep as it is long, and the search limits it (with a
+    diagnostic); the framer already bounds the nesting (L{ber.DEFAULT_MAX_RECURSION})."""
+    built: list[pqf.Node] = []
+    pending: list[tuple[tuple[int, int, int, int], Any]] = [(item, None)]
+    while pending:
+        entry, operator = pending.pop()
+        if operator is not None:  # both operands built: combine them
+            right = built.pop()
+            built[-1] = operator(built[-1], right)
+            continue
+        first, num, start, end = entry
+        if first == _CTX_C and num == 0:  # op [0] explicit Operand
+            inner = _children(data, start, end)
+            if len(inner) != 1:
+                raise Fallback
+            ofirst, onum, os_, oe = inner[0]
+            if ofirst == _CTX_C and onum == 102:  # attrTerm
+                built.append(_apt(data, os_, oe, dec))
+            elif ofirst == _CTX_P and onum == 31:  # resultSet
+                built.append(pqf.ResultSetRef(dec.decode(data[os_:oe])))
+            else:
+                raise Fallback  # resultAttr and the rest: pyasn1
+            continue
+        if first != _CTX_C or num != 1:  # rpnRpnOp
             raise Fallback
-        ofirst, onum, os_, oe = inner[0]
-        if ofirst == _CTX_C and onum == 102:  # attrTerm
-            return _apt(data, os_, oe, dec)
-        if ofirst == _CTX_P and onum == 31:  # resultSet
-            return pqf.ResultSetRef(dec.decode(data[os_:oe]))
-        raise Fallback  # resultAttr and the rest: pyasn1
-    if first == _CTX_C and num == 1:  # rpnRpnOp
         parts = _children(data, start, end)
         if len(parts) != 3:
             raise Fallback
-        left = _structure(data, parts[0], dec, depth + 1)
-        right = _structure(data, parts[1], dec, depth + 1)
         ps, pe = _expect(parts[2], _CTX_C, 46)
         ops = _children(data, ps, pe)
         if len(ops) != 1:
             raise Fallback
         ofirst, onum, os_, oe = ops[0]
-        if ofirst != _CTX_P or oe != os_:
+        if ofirst != _CTX_P or oe != os_ or onum not in _OPERATORS:
             raise Fallback  # prox (constructed) or a malformed NULL: pyasn1
-        if onum == 0:
-            return pqf.And(left, right)
-        if onum == 1:
-            return pqf.Or(left, right)
-        if onum == 2:
-            return pqf.AndNot(left, right)
-        raise Fallback
-    raise Fallback
+        pending += ((entry, _OPERATORS[onum]), (parts[1], None), (parts[0], None))
+    return built[0]
+
+
+_OPERATORS = {0: pqf.And, 1: pqf.Or, 2: pqf.AndNot}
 
 
 def _apt(data: bytes, start: int, end: int, dec: TermDecoder) -> pqf.Term:

@@ -406,7 +406,7 @@ async def test_database_list_is_read_at_call_time(env: Env) -> None:
     ("@attr 1=4 @attr 3=7 foo", (119, "7")),
     ("@attr 1=4 @attr 5=200 foo", (120, "200")),
     ("@attr 1=7 @attr 5=2 0262011530", (120, "2")),
-    ("@attr 1=31 @attr 5=1 19", (120, "1")),
+    ("@attr 1=31 @attr 5=2 19", (120, "2")),
     ("@attr 1=4 @attr 6=9 foo", (122, "9")),
     ("@attr 1=4 @attr 6=3 @attr 5=2 foo", (123, None)),
     ("@attr 1=4 @attr 4=1 @attr 5=101 \"pr#de and\"", (123, None)),
@@ -463,12 +463,16 @@ def _table_scans(plan: str) -> list[str]:
 
 
 def test_identifier_lookup_uses_the_index(tmp_path: Path) -> None:
-    """ISBN/local-number lookups seek the (kind, value) primary key: no table scan."""
+    """ISBN/OCLC lookups seek the (kind, value) primary key, local numbers the
+    case-insensitive index of local ids: no table scan."""
     conn = open_database(tmp_path / "plan.sqlite3")
     seed(conn)
-    for pqf in ("@attr 1=7 0262011530", "@attr 1=12 rec0001", "@attr 1=1211 34117863"):
+    for pqf in ("@attr 1=7 0262011530", "@attr 1=1211 34117863", "@attr 1=12 REC0001"):
         plan = _plan_of(conn, pqf)
-        assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
+        if pqf.startswith("@attr 1=12 "):
+            assert "USING COVERING INDEX records_local_nocase (local_id=?" in plan, plan
+        else:
+            assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
         assert not _table_scans(plan), plan
         assert "USING INDEX records_temporary" in plan, plan
 
@@ -482,8 +486,8 @@ def test_word_search_uses_fts(tmp_path: Path) -> None:
     assert not _table_scans(plan), plan
     plan = _plan_of(conn, "@attr 1=31 @attr 2=4 1990")
     assert "records_year" in plan, plan
-    plan = _plan_of(conn, '@attr 1=4 @attr 6=3 "Emma"')
-    assert "records_title" in plan, plan
+    plan = _plan_of(conn, '@attr 1=4 @attr 6=3 "Emma"')  # folded whole titles
+    assert "SEARCH record_identifiers USING PRIMARY KEY (kind=? AND value=?" in plan, plan
 
 
 def test_user_terms_cannot_inject_fts_syntax(tmp_path: Path) -> None:
@@ -896,8 +900,8 @@ async def test_scan_whole_titles(env: Env) -> None:
 async def test_scan_diagnostics(env: Env) -> None:
     """Scan on an unsupported access point is 114; a bad position 233; unknown database 109."""
     with pytest.raises(Bib1Error) as info:
-        await scan(env, "@attr 1=7 0262011530")
-    assert (info.value.code, info.value.addinfo) == (114, "7")
+        await scan(env, "@attr 1=1032 0262011530")
+    assert (info.value.code, info.value.addinfo) == (114, "1032")
     with pytest.raises(Bib1Error) as info:
         await scan(env, "@attr 1=4 a", count=3, position=9)
     assert info.value.code == 233
@@ -1012,3 +1016,36 @@ async def test_fetch_clamps_count_to_the_set(env: Env) -> None:
 def due_in(days: int) -> datetime:
     """A due date ``days`` from now, as check_out takes it."""
     return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_isbn_and_year_indexes(env: Env) -> None:
+    """Scan of the ISBN index (both forms, the borrowed record's left out) and of years."""
+    isbns = await scan(env, "@attr 1=7 0", count=4)
+    assert [(e.term, e.occurrences) for e in isbns] == [
+        ("0141439513", 1), ("0141439661", 1), ("0262011530", 1), ("9780141439518", 1)]
+    years = await scan(env, "@attr 1=31 1812", count=3)
+    assert [(e.term, e.occurrences) for e in years] == [("1813", 1), ("1815", 1), ("1869", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_positions_zero_and_past_the_end(env: Env) -> None:
+    """Position 0: the terms after the scan term (which is listed at position 1 otherwise);
+    count + 1: the terms before it; a list that runs out is marked ended early."""
+    at = await scan(env, "@attr 1=4 pride", count=2, position=1)
+    after = await scan(env, "@attr 1=4 pride", count=2, position=0)
+    before = await scan(env, "@attr 1=4 pride", count=2, position=3)
+    assert [e.term for e in at] == ["pride", "programmer"]
+    assert [e.term for e in after] == ["programmer", "s"]
+    assert after.position_of_term == 0 and before.position_of_term == 3
+    assert [e.term for e in before] == ["nature", "prejudice"]
+    assert not at.ended_early
+    end = await scan(env, "@attr 1=4 zzz", count=3, position=1)
+    assert list(end) == [] and end.ended_early
+
+
+@pytest_twisted.ensureDeferred
+async def test_scan_display_terms_as_written(env: Env) -> None:
+    """The folded index word is the term; the display term is the word as written."""
+    entries = await scan(env, "@attr 1=1003 muller", count=1)
+    assert [(e.term, e.display_term) for e in entries] == [("muller", "Müller")]

@@ -318,29 +318,31 @@ def test_yaz_client_scans_title_author_subject_any_with_counts(port: int,
     """Scan of the title, author, subject and any word lists: terms in order from the start
     term with their record counts; words only in the temporary record are not listed and do
     not count ("river" is in one permanent title and the temporary one); a preferred position
-    puts the start term mid-list; and the scan diagnostics through a real client: 114
-    (identifier Use), 233 (position past the list), 206 (negative step), 121 (attribute set)."""
+    puts the start term mid-list; words are displayed as the records write them; and the scan
+    diagnostics through a real client: 114 (a Use not indexed), 233 (position past the list),
+    206 (negative step), 121 (attribute set)."""
     out = run(tmp_path, port, [
         "scansize 5", "scan @attr 1=4 river", "scan @attr 1=1003 m", "scan @attr 1=21 h",
         "scan @attr 1=1016 conformance", "scan @attr 1=4 secret",
         "scanpos 3", "scan @attr 1=4 river", "scanpos 1",
-        "scan @attr 1=7 0262", "scanpos 30", "scan @attr 1=4 river", "scanpos 1",
+        "scan @attr 1=1032 0262", "scanpos 30", "scan @attr 1=4 river", "scanpos 1",
         "scanstep -1", "scan @attr 1=4 river", "scanstep 0",
         "scan @attrset gils @attr 1=4 river"])
     title, author, subject, anyword, secret, middle, isbn, position, step, attrset = out
-    assert scan_entries(title) == [("river", 1), ("rivers", 2), ("stored", 1), ("the", 1),
+    assert scan_entries(title) == [("river", 1), ("rivers", 2), ("stored", 1), ("The", 1),
                                    ("time", 1)]
     assert title.find(r"(\d+) entries, position=1") == "5"
-    assert scan_entries(author) == [("moreau", 1), ("n", 1), ("nobody", 1), ("pat", 1),
-                                    ("w", 1)]
-    assert scan_entries(subject) == [("history", 1), ("mountains", 1), ("oceans", 1),
-                                     ("rivers", 3)]
+    # "Nobody, N." is cl-006, whose stored MARC is broken: its words show as indexed
+    assert scan_entries(author) == [("Moreau", 1), ("n", 1), ("nobody", 1), ("Pat", 1),
+                                    ("W", 1)]
+    assert scan_entries(subject) == [("History", 1), ("Mountains", 1), ("Oceans", 1),
+                                     ("Rivers", 3)]
     assert scan_entries(anyword)[:2] == [("conformance", 5), ("corpus", 5)]
     assert "secret" not in dict(scan_entries(secret))
     assert "borrowed" not in dict(scan_entries(secret))
     assert scan_entries(middle)[2] == ("river", 1)
     assert middle.find(r"entries, position=(\d+)") == "3"
-    for failed, diagnostic in ((isbn, (114, "7")), (position, (233, "30")),
+    for failed, diagnostic in ((isbn, (114, "1032")), (position, (233, "30")),
                                (step, (206, "-1")), (attrset, (121, "1.2.840.10003.3.5"))):
         assert failed.find(r"Scan returned code (\d+)") == "6", failed.lines
         assert failed.diagnostics == [diagnostic], failed.lines
@@ -395,7 +397,7 @@ SEARCH_DIAGNOSTICS: list[tuple[list[str], int, str]] = [
     (["find @attr 3=7 @attr 1=4 river"], 119, "7"),
     (["find @attr 5=7 @attr 1=4 river"], 120, "7"),
     (["find @attr 1=7 @attr 5=2 0262"], 120, "2"),
-    (["find @attr 1=31 @attr 5=1 2005"], 120, "1"),
+    (["find @attr 1=31 @attr 5=2 2005"], 120, "2"),
     (["find @attrset gils @attr 1=4 river"], 121, "1.2.840.10003.3.5"),
     (["find @attr exp1 1=1 river"], 121, "1.2.840.10003.3.2"),
     (["find @attr 6=9 @attr 1=4 river"], 122, "9"),
@@ -487,7 +489,7 @@ def test_zoomsh_session_syntaxes_scan_sort_and_packing(port: int) -> None:
     assert "<availabilityDate>2031-03-15</availabilityDate>" in opac
     assert "<itemId>CL-1002</itemId>" in opac and "<localLocation>MAIN</localLocation>" in opac
     assert "syntax=SUTRS" in text and "barcode CL-1002; Checked out" in text
-    assert re.search(r"^oceans 1$", text, re.M) and re.search(r"^rivers 3$", text, re.M)
+    assert re.search(r"^Oceans 1$", text, re.M) and re.search(r"^Rivers 3$", text, re.M)
     assert f"{target}: 5 hits" in text
     assert re.findall(r"^Local number: (\S+)", text, re.M)[-5:] == [
         "cl-003", "cl-004", "cl-001", "cl-002", "cl-005"]

@@ -158,8 +158,8 @@ def test_depth_limit() -> None:
     """Nesting exactly at the limit is fine; one more level is refused."""
     def nest(levels: int) -> bytes:
         data = b"\x80\x00"
-        for _ in range(levels - 1):
-            data = _indefinite(b"\xa1", data)
+        for level in range(levels - 1):
+            data = _indefinite(b"\xa1" if level % 2 else b"\xa2", data)
         return _indefinite(b"\xb4", data)
 
     assert len(BERFramer(max_depth=10).feed(nest(10))) == 1
@@ -167,17 +167,55 @@ def test_depth_limit() -> None:
         BERFramer(max_depth=10).feed(nest(11))
 
 
+def test_recursive_nesting_has_its_own_limit() -> None:
+    """An RPN operator (rpnRpnOp, [1] constructed) directly inside an operator counts against
+    max_recursion, not max_depth: a 300-operator query passes a framer whose depth limit is
+    10, and one level past max_recursion is refused; other self-nesting counts as depth."""
+    def chain(repeats: int) -> bytes:
+        data = b"\x80\x00"
+        for _ in range(repeats + 1):
+            data = _definite(b"\xa1", data)
+        return _definite(b"\xb4", data)
+
+    assert len(BERFramer(max_depth=10).feed(chain(300))) == 1
+    assert len(BERFramer(max_depth=10, max_recursion=300).feed(chain(300))) == 1
+    with pytest.raises(BERLimitError, match="recursive"):
+        BERFramer(max_depth=10, max_recursion=300).feed(chain(301))
+    # what is not a repetition still counts against max_depth
+    operators = b"\x80\x00"
+    for _ in range(6):
+        operators = _definite(b"\xa1", operators)
+    mixed = _definite(b"\xb4", _definite(b"\xa2", operators))  # 3 levels and 5 repetitions
+    assert len(BERFramer(max_depth=3).feed(mixed)) == 1
+    with pytest.raises(BERLimitError, match="nesting deeper than 2"):
+        BERFramer(max_depth=2).feed(mixed)
+    sequences = b"\x80\x00"
+    for _ in range(11):
+        sequences = _definite(b"\xa0", sequences)
+    with pytest.raises(BERLimitError, match="nesting deeper than 10"):
+        BERFramer(max_depth=10).feed(_definite(b"\xb4", sequences))
+
+
 def test_ten_thousand_deep_nesting_refused_fast() -> None:
     """10,000 nested indefinite (and definite) encodings are refused quickly, no recursion."""
     deep = b"\xb4\x80" + b"\xa1\x80" * 10_000 + b"\x00\x00" * 10_001
     started = time.perf_counter()
     with pytest.raises(BERLimitError):
-        BERFramer(max_pdu_size=1 << 20).feed(deep)
+        BERFramer(max_pdu_size=1 << 20, max_recursion=5000).feed(deep)
     deep_definite = b"\x80\x00"
     for _ in range(10_000):
         deep_definite = _definite(b"\xa1", deep_definite)
     with pytest.raises(BERLimitError):
-        BERFramer(max_pdu_size=1 << 20).feed(_definite(b"\xb4", deep_definite))
+        BERFramer(max_pdu_size=1 << 20, max_recursion=5000).feed(
+            _definite(b"\xb4", deep_definite))
+    with pytest.raises(BERLimitError):  # any other identifier: the depth limit, at once
+        BERFramer(max_pdu_size=1 << 20).feed(b"\xb4\x80" + b"\xa0\x80" * 10_000)
+    # alternating identifiers count against max_depth, whatever max_recursion allows
+    alternating = b"\x80\x00"
+    for level in range(10_000):
+        alternating = _definite(b"\xa1" if level % 2 else b"\xa2", alternating)
+    with pytest.raises(BERLimitError, match="nesting deeper than 64"):
+        BERFramer(max_pdu_size=1 << 20).feed(_definite(b"\xb4", alternating))
     assert time.perf_counter() - started < 1.0
 
 
