@@ -65,12 +65,14 @@ class Z3950Settings:
     exceptional_record_size: int = 4 * 1024 * 1024
     idle_timeout: float = 900.0
     init_timeout: float = 60.0
-    max_result_sets: int = 10
+    max_result_sets: int = 100
     max_present_records: int = 100
     max_connections: int = 1000
-    max_connections_per_peer: int = 50
-    max_connection_rate_per_peer: float = 100.0
+    max_connections_per_peer: int = 250
+    max_connection_rate_per_peer: float = 200.0
     require_auth: bool = False
+    max_pipelined_requests: int = 64
+    refusal_slots: int = 100
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         for key in keys:
             if getattr(settings, key) == 0:
                 check.error(f"{section}.{key}", "must be greater than zero")
+    if z3950.max_pipelined_requests == 0:
+        check.error("z3950.max_pipelined_requests", "must be greater than zero")
     if z3950.max_pdu_size > 16 * 1024 * 1024:
         check.error("z3950.max_pdu_size", "must not exceed 16 MiB (16777216)")
     if not 1 <= z3950.max_nesting_depth <= 100:

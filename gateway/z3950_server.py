@@ -13,10 +13,17 @@ and becomes diagnostic 2 (temporary system error).
 Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
 Init, C{idle_timeout} between requests; both end in Close(lackOfActivity) (before Init the
 connection is just dropped, as GFS does).
+
+A connection over the listener's caps (L{gateway.limits}) gets a I{refusing} protocol
+(L{Z3950Factory.refusal}): its Init is answered with result false and diagnostic 1018 (system
+temporarily out of resources, the reason as addinfo), then the connection closes. It reads at
+most L{REFUSAL_MAX_PDU} bytes, waits at most L{REFUSAL_TIMEOUT} seconds and writes no audit
+row (the refusal is counted and logged by the limiter).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -53,17 +60,29 @@ CLOSE_GRACE = 20.0
 SETTINGS_CACHE_SIZE = 1024
 """Source addresses whose association settings a factory remembers (then it starts over)."""
 
+REFUSAL_MAX_PDU = 64 * 1024
+"""Bytes a refused connection may send as its Init (an Init is a few hundred bytes)."""
+
+REFUSAL_TIMEOUT = 10.0
+"""Seconds a refused connection may take to send its Init (at most C{init_timeout})."""
+
+REFUSAL_DIAGNOSTIC = 1018
+"""Bib-1 "Init/AC: System temporarily out of resources"."""
+
 __all__ = ["Z3950Factory", "Z3950Protocol"]
 
 
 class Z3950Protocol(Protocol):
     """One Z39.50 association over one TCP connection."""
 
-    def __init__(self, factory: Z3950Factory) -> None:
+    def __init__(self, factory: Z3950Factory, refusal: str | None = None) -> None:
         self.factory = factory
         settings = factory.gateway.config.z3950
-        self._framer = BERFramer(max_pdu_size=settings.max_pdu_size,
-                                 max_depth=settings.max_nesting_depth)
+        self.refusal = refusal  # why this connection is refused (its Init gets 1018), or None
+        self._framer = BERFramer(
+            max_pdu_size=settings.max_pdu_size if refusal is None
+            else min(settings.max_pdu_size, REFUSAL_MAX_PDU),
+            max_depth=settings.max_nesting_depth)
         self.association: Association  # made in connectionMade, with the peer's settings
         self.remote = "?"
         self._timer: Any = None
@@ -78,7 +97,11 @@ class Z3950Protocol(Protocol):
 
     def connectionMade(self) -> None:
         self.remote = str(getattr(self.transport.getPeer(), "host", "?"))
-        self.association = Association(self.factory.association_settings(self.remote))
+        settings = self.factory.association_settings(self.remote)
+        if self.refusal is not None:
+            settings = replace(settings, refusal=Diagnostic(REFUSAL_DIAGNOSTIC, self.refusal,
+                                                            v2=True))
+        self.association = Association(settings)
         self.factory.associations.add(self)
         self._arm_timer()
 
@@ -145,7 +168,8 @@ class Z3950Protocol(Protocol):
                     self.transport.write(action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
-                self._audit(action)
+                if self.refusal is None:
+                    self._audit(action)
             elif isinstance(action, Disconnect):
                 self._disconnect(action)
             else:
@@ -283,9 +307,11 @@ class Z3950Protocol(Protocol):
         timer = self._timer
         active = timer is not None and timer.active()
         if self.association.state is not State.UP:
-            if not active and settings.init_timeout and settings.init_timeout > 0:
-                self._timer = self.factory.clock.callLater(settings.init_timeout,
-                                                           self._timed_out)
+            seconds = settings.init_timeout
+            if self.refusal is not None:
+                seconds = min(seconds or REFUSAL_TIMEOUT, REFUSAL_TIMEOUT)
+            if not active and seconds and seconds > 0:
+                self._timer = self.factory.clock.callLater(seconds, self._timed_out)
             return  # the Init deadline runs from connect; it is not extended
         seconds = settings.idle_timeout
         if not seconds or seconds <= 0:
@@ -349,6 +375,11 @@ class Z3950Factory(Factory):
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
         return Z3950Protocol(self)
 
+    def refusal(self, addr: Any, why: str) -> Z3950Protocol:
+        """A protocol for a connection over the caps: its Init is refused with diagnostic
+        1018 and C{why} as addinfo, then it closes (the limiter's refuser)."""
+        return Z3950Protocol(self, refusal=why)
+
     def association_settings(self, remote: str) -> AssociationSettings:
         """Limits, identity and peer credentials for a new association from C{remote}.
 
@@ -375,6 +406,7 @@ class Z3950Factory(Factory):
             preferred_message_size=z.preferred_message_size,
             exceptional_record_size=z.exceptional_record_size,
             max_result_sets=z.max_result_sets, max_present_records=z.max_present_records,
+            max_queued_requests=z.max_pipelined_requests,
             require_auth=z.require_auth, peers=peers, implementation_id="Interlend",
             implementation_name="Interlend", implementation_version=__version__)
 

@@ -151,7 +151,13 @@ class AssociationSettings:
     implementation_id: str = "Interlend"
     implementation_name: str = "Interlend"
     implementation_version: str = "Interlend"
-    max_queued_requests: int = 16
+    max_queued_requests: int = 64
+    refusal: Diagnostic | None = None
+
+
+MAX_QUEUED_REQUESTS = 64
+"""Default for C{max_queued_requests}: requests a client may send without waiting (pipelined)
+while one runs; past it the association answers what it owes, then sends Close(resources)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -241,6 +247,7 @@ _Op = Generator[CatalogueCall, Any, list[Action]]
 
 TRANSITIONS: dict[tuple[State, str], str] = {
     (State.NEW, "initRequest"): "_on_init",
+    (State.UP, "initRequest"): "_on_reinit",
     (State.UP, "searchRequest"): "_on_search",
     (State.UP, "presentRequest"): "_on_present",
     (State.UP, "scanRequest"): "_on_scan",
@@ -305,6 +312,7 @@ class Association:
         self._running: _Op | None = None
         self._queue: deque[tuple[PDU | RequestInfo, Any]] = deque()
         self._tag: Any = None
+        self._overflow = False  # the pipeline limit was passed: Close(resources) once drained
         self._size_of = size_of or encoded_record_size
 
     # -- public API -----------------------------------------------------------------------
@@ -321,9 +329,12 @@ class Association:
         """
         if self.state in (State.CLOSING, State.CLOSED):
             return []
-        if self._running is not None:
-            if len(self._queue) >= self.settings.max_queued_requests:
-                return self.abort(CloseReason.resources, "Too many requests queued")
+        if self._running is not None or self._overflow:
+            if self._overflow or len(self._queue) >= self.settings.max_queued_requests:
+                # Past the pipeline limit: this request and any later one are not read; the
+                # queued ones are still answered, in order, then Close(resources).
+                self._overflow = True
+                return []
             self._queue.append((pdu, tag))
             return []
         return self._dispatch(pdu, tag) + self._drain()
@@ -405,6 +416,11 @@ class Association:
         actions: list[Action] = []
         while self._queue and self._running is None and self.state is State.UP:
             actions += self._dispatch(*self._queue.popleft())
+        if self._overflow and self._running is None and not self._queue:
+            self._overflow = False
+            actions += self.abort(CloseReason.resources,
+                                  f"More than {self.settings.max_queued_requests} requests"
+                                  " pipelined")
         return actions
 
     def _unexpected(self, arm: str) -> list[Action]:
@@ -448,7 +464,8 @@ class Association:
                                                      s.preferred_message_size)
         self.exceptional_record_size = negotiate_size(req.exceptional_record_size,
                                                       s.exceptional_record_size)
-        peer, refusal = self._authenticate(req.authentication)
+        peer, refusal = ((None, s.refusal) if s.refusal is not None
+                         else self._authenticate(req.authentication))
         if refusal is None and not versions:
             refusal = Diagnostic(1, "no common protocol version", v2=True)
         reply_versions, reply_options = tuple(sorted(versions)) or (1, 2, 3), tuple(
@@ -466,7 +483,8 @@ class Association:
             return [Send(encode_init_response(**response), "initResponse"),
                     Report("init", f"diagnostic {refusal.condition}",
                            detail=_diag_text(refusal)),
-                    Disconnect(CloseReason.securityViolation, "Init refused")]
+                    Disconnect(CloseReason.resources if refusal is s.refusal
+                               else CloseReason.securityViolation, "Init refused")]
         self.peer = peer
         fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
             "utf-8", "utf8") else "latin-1"
@@ -483,6 +501,24 @@ class Association:
                 Report("init", "success", detail=(
             f"v{self.version} options {' '.join(sorted(self.options))}"))]
         yield  # a generator, like every handler
+
+    def _on_reinit(self, req: InitRequestInfo) -> _Op:
+        """A second Init on a live association: re-initialisation, as YAZ GFS does it.
+
+        The association starts over (result sets deleted, credentials, options, sizes and
+        character set negotiated again); a refused re-Init ends the association like a refused
+        first Init.
+        """
+        dropped = len(self.result_sets)
+        self.result_sets.clear()
+        self._databases.clear()
+        self._dropped.clear()
+        self.peer = None
+        self.state = State.NEW
+        actions = yield from self._on_init(req)
+        return [Report(a.operation, a.outcome, a.query,
+                       f"re-initialisation ({dropped} result sets deleted): {a.detail}")
+                if isinstance(a, Report) else a for a in actions]
 
     def _authenticate(self, auth: Authentication | None
                       ) -> tuple[PeerIdentity | None, Diagnostic | None]:
@@ -581,7 +617,8 @@ class Association:
         diag: Diagnostic | None = None
         hits = 0
         if result is None:
-            diag = Diagnostic(30, name, v2=True)
+            # 27: deleted by us to stay within max_result_sets; 30: never existed (or deleted)
+            diag = Diagnostic(27 if name in self._dropped else 30, name, v2=True)
         else:
             hits = result.count
             if req.start < 1 or req.start > hits or req.count < 0:
@@ -689,7 +726,7 @@ class Association:
         if len(req.input_result_sets) != 1:
             diag = Diagnostic(230, str(len(req.input_result_sets)), v2=True)
         elif missing:
-            diag = Diagnostic(30, missing[0], v2=True)
+            diag = Diagnostic(27 if missing[0] in self._dropped else 30, missing[0], v2=True)
         elif req.sorted_result_set != "default" and self.settings.max_result_sets <= 1:
             diag = Diagnostic(22, req.sorted_result_set, v2=True)
         else:
