@@ -25,7 +25,7 @@ NAMESPACE_STYLES = ("ns1", "default", "none")
 BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
 AUDIT_BODIES = ("full", "redacted", "none")
-HOLDINGS_TAGS = ("852", "926", "952", "982")
+HOLDINGS_TAGS = ("852", "852-polaris", "852-evergreen", "926", "952", "982")
 
 
 class ConfigErrors(Exception):
