@@ -85,3 +85,32 @@ def test_every_served_demo_record_passes_marc_lint(tmp_path: Path) -> None:
     assert all({b"852", b"876"} <= t for t in tags)  # every demo record has items
     report = lint(dump)
     assert report == [f"checked {DEMO_RECORDS}"], "\n".join(report[:40])
+
+
+def test_record_with_1200_items_says_its_holdings_are_cut(tmp_path: Path) -> None:
+    """A title with 1,200 copies would pass ISO 2709's 99,999 bytes as USMARC: yaz-client gets a
+    valid record (MARC::Lint clean) with the items that fit and a 500 note saying how many of the
+    1,200 are shown; OPAC lists all 1,200."""
+    need(("yaz-client", YAZ_CLIENT))
+    from tests.z3950_clients import Bib, seed_catalogue
+
+    barcodes = tuple(f"BIG-{n:05d}" for n in range(1, 1201))
+    seed_catalogue(tmp_path / "interlend.sqlite3",
+                   (Bib("big-001", "Popular title.", "Writer, Wendy", "2020", items=barcodes),))
+    daemon = start_daemon(tmp_path)
+    dump = tmp_path / "big.mrc"
+    try:
+        search, marc, opac = steps(yaz_client(tmp_path, daemon.ports["z3950"], [
+            "find @attr 1=12 big-001", f"set_marcdump {dump}", "format usmarc", "show 1",
+            f"set_marcdump {tmp_path / 'unused.mrc'}", "format opac", "show 1"]))[1:]
+    finally:
+        daemon.kill()
+    assert search.hits == 1
+    [record] = iso2709_records(dump.read_bytes())
+    assert len(record) <= 99999
+    shown = marc.text.count("\n852 ") + marc.text.startswith("852 ")
+    note = marc.find(r"^500 .*\$a (Holdings: \d+ of 1200 items shown)")
+    assert note == f"Holdings: {shown} of 1200 items shown" and 100 < shown < 1200
+    assert len(opac.find_all(r"^ itemId: (BIG-\d+)")) == 1200
+    if marc_lint_available():
+        assert lint(dump) == ["checked 1"]
