@@ -31,7 +31,8 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from . import fastber, oids, pqf
-from .charset import TermDecoder, utf8_negotiation_response
+from .charset import CharsetChoice, TermDecoder, choose_charset, negotiation_response
+from .marc8 import NCR_ERRORS
 from .codec import (
     PDU,
     Authentication,
@@ -42,6 +43,7 @@ from .codec import (
     PresentRequestInfo,
     RequestInfo,
     ResponseRecord,
+    ScanEntry,
     ScanRequestInfo,
     SearchRequestInfo,
     SortKeyInfo,
@@ -218,6 +220,8 @@ class FetchCall:
     syntax: oids.Oid | None
     element_set: str | None
     database: str
+    charset: str | None = None
+    """The codec records are to be sent in (negotiated), or None for UTF-8."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,8 @@ class Association:
         self.preferred_message_size = self.settings.preferred_message_size
         self.exceptional_record_size = self.settings.exceptional_record_size
         self.decoder = TermDecoder()
+        self.charset: CharsetChoice | None = None  # what charset negotiation agreed on
+        self.record_charset: str | None = None  # records converted to this codec (else UTF-8)
         self.result_sets: OrderedDict[str, Any] = OrderedDict()
         self._databases: dict[str, tuple[str, ...]] = {}
         self._dropped: set[str] = set()
@@ -455,8 +461,10 @@ class Association:
         if s.max_result_sets <= 1:
             options.discard("namedResultSets")
         other_info = []
-        if "negotiationModel" in options and req.charset_proposal is not None:
-            other_info.append(utf8_negotiation_response(req.charset_proposal))
+        choice = (choose_charset(req.charset_proposal) if "negotiationModel" in options
+                  else None)
+        if choice is not None:
+            other_info.append(negotiation_response(choice, req.charset_proposal))
         else:
             options.discard("negotiationModel")
         self.options = frozenset(options)
@@ -486,9 +494,15 @@ class Association:
                     Disconnect(CloseReason.resources if refusal is s.refusal
                                else CloseReason.securityViolation, "Init refused")]
         self.peer = peer
-        fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
-            "utf-8", "utf8") else "latin-1"
-        self.decoder = TermDecoder("utf-8", fallback)
+        self.charset = choice
+        self.record_charset = choice.codec if choice and choice.records and not choice.utf8 \
+            else None
+        if choice is not None and not choice.utf8:
+            self.decoder = TermDecoder(choice.codec, None)  # single-byte or MARC-8: total
+        else:
+            fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
+                "utf-8", "utf8") else "latin-1"
+            self.decoder = TermDecoder("utf-8", fallback)
         self.state = State.UP
         if other_info or not _cacheable(req.reference_id):
             reply = encode_init_response(**response)
@@ -581,7 +595,7 @@ class Association:
                 Report("search", "success", query_text, f"{hits} hits")]
         limited = min(wanted, self.settings.max_present_records)
         fetched = yield FetchCall(result, 1, limited, req.preferred_record_syntax, esn,
-                                  self._database(name))
+                                  self._database(name), self.record_charset)
         if isinstance(fetched, Diagnostic):
             return [self._send_search(
                 reference_id=req.reference_id, result_count=hits, next_result_set_position=1,
@@ -635,7 +649,8 @@ class Association:
                 req.record_syntaxes[0] if req.record_syntaxes else None)
             limited = min(req.count, self.settings.max_present_records)
             fetched = yield FetchCall(result, req.start, limited, syntax,
-                                      req.element_set_name, self._database(name))
+                                      req.element_set_name, self._database(name),
+                                      self.record_charset)
             if isinstance(fetched, Diagnostic):
                 diag = fetched
         if diag is not None:
@@ -712,6 +727,8 @@ class Association:
                     Report("scan", f"diagnostic {diag.condition}", query_text, _diag_text(diag))]
         position = getattr(entries, "position_of_term", None) or req.preferred_position or 1
         entries = list(entries)
+        if self.charset is not None and not self.charset.utf8:
+            entries = [_in_charset(e, self.charset.codec) for e in entries]
         return [self._send(scan_response(
             reference_id=req.reference_id, scan_status=SCAN_SUCCESS, entries=entries,
             position_of_term=position if entries else None,
@@ -786,6 +803,18 @@ class Association:
                 Report("close", "success", None, f"client reason {req.reason}"),
                 Disconnect(CloseReason.finished, "Association terminated by client")]
         yield  # a generator, like every handler
+
+
+def _in_charset(entry: Any, codec: str) -> Any:
+    """A scan entry with its terms encoded in the negotiated character set."""
+    if not isinstance(entry, ScanEntry):
+        return entry
+    return replace(entry, term=_encoded(entry.term, codec),
+                   display_term=_encoded(entry.display_term, codec))
+
+
+def _encoded(text: Any, codec: str) -> Any:
+    return text.encode(codec, NCR_ERRORS) if isinstance(text, str) else text
 
 
 def _in_attribute_set(term: pqf.Term, attribute_set: oids.Oid | None) -> pqf.Term:
