@@ -49,6 +49,7 @@ import pymarc
 from lxml import etree
 
 from protocols.z3950 import oids
+from protocols.z3950.marc8 import NCR_ERRORS
 from protocols.z3950.records import CirculationItem, Holding, OpacRecord
 
 HOLDINGS_TAGS = ("852", "876", "877", "878", "926", "952", "982")
@@ -150,6 +151,9 @@ class Presentation:
     agency_id: str = "INTERLEND"
     holdings_tag: str = "852"
     charset: str = "utf-8"
+    record_charset: str | None = None
+    """The codec MARC records are sent in (charset negotiation), None for UTF-8. MARCXML and
+    OPAC-XML stay UTF-8: XML names its own encoding, and MARC-8 is no XML encoding."""
 
 
 def load_records(conn: sqlite3.Connection, record_ids: Sequence[int]) -> dict[int, CatalogueRecord]:
@@ -383,8 +387,47 @@ def bibliographic_iso2709(record: CatalogueRecord, element_set: str = "F") -> by
 
 
 def marc21(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """ISO 2709 MARC 21 (UTF-8) with live holdings (as many items as fit in 99,999 bytes)."""
-    return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
+    """ISO 2709 MARC 21 (UTF-8, or the negotiated charset) with live holdings (as many items
+    as fit in 99,999 bytes)."""
+    if view.record_charset is None:
+        return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
+    limit = MAX_ISO2709_LENGTH
+    while True:  # a charset can take more bytes than UTF-8 (escapes, &#x...;): fit again
+        data = iso2709_in(with_holdings(record, element_set, view, limit), view.record_charset)
+        if len(data) <= MAX_ISO2709_LENGTH:
+            return data
+        if limit < 10_000:
+            raise ValueError(f"record of {len(data)} bytes is too long for ISO 2709")
+        limit -= len(data) - MAX_ISO2709_LENGTH + TRUNCATION_NOTE_RESERVE
+
+
+def iso2709_in(marc: pymarc.Record, codec: str) -> bytes:
+    """ISO 2709 with every field's text in ``codec`` (MARC-8, ISO-8859-1...), leader/09 blank:
+    characters the charset lacks become ``&#xXXXX;`` (MARC 21 lossless conversion)."""
+    directory: list[bytes] = []
+    bodies: list[bytes] = []
+    offset = 0
+    for f in marc.fields:
+        if f.is_control_field():
+            body = _encoded(f.data or "", codec) + b"\x1e"
+        else:
+            body = (f.indicator1 + f.indicator2).encode("ascii") + b"".join(
+                b"\x1f" + sf.code.encode("ascii") + _encoded(sf.value or "", codec)
+                for sf in f.subfields) + b"\x1e"
+        if len(body) > 9999:
+            raise ValueError(f"field {f.tag} of {len(body)} bytes is too long for ISO 2709")
+        directory.append(b"%s%04d%05d" % (f.tag.encode("ascii"), len(body), offset))
+        bodies.append(body)
+        offset += len(body)
+    base = _LEADER_LENGTH + 12 * len(directory) + 1
+    leader = str(marc.leader).encode("ascii")
+    return b"".join((b"%05d" % (base + offset + 1), leader[5:9], b" ", leader[10:12],
+                     b"%05d" % base, leader[17:_LEADER_LENGTH], *directory, b"\x1e",
+                     *bodies, b"\x1d"))
+
+
+def _encoded(text: str, codec: str) -> bytes:
+    return text.encode(codec, NCR_ERRORS)
 
 
 def _marcxml_element(marc: pymarc.Record) -> etree._Element:
@@ -423,7 +466,9 @@ def opac_holding(item: ItemState, agency_id: str) -> Holding:
 
 def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacRecord:
     """The OPAC record: the MARC record (without holdings fields) plus one holding per item."""
-    marc = bibliographic_iso2709(record, "B" if element_set == "B" else "F")
+    esn = "B" if element_set == "B" else "F"
+    marc = bibliographic_iso2709(record, esn) if view.record_charset is None else \
+        iso2709_in(bibliographic(record, esn), view.record_charset)
     return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC,
                       holdings=tuple(opac_holding(i, view.agency_id) for i in record.items))
 
@@ -499,5 +544,8 @@ def sutrs_text(record: CatalogueRecord, element_set: str) -> str:
 
 
 def sutrs(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """SUTRS text in the peer's character set (unencodable characters replaced)."""
+    """SUTRS text in the negotiated or the peer's character set (unencodable characters
+    replaced: ``&#xXXXX;`` in a negotiated one)."""
+    if view.record_charset is not None:
+        return sutrs_text(record, element_set).encode(view.record_charset, NCR_ERRORS)
     return sutrs_text(record, element_set).encode(view.charset, errors="replace")

@@ -218,9 +218,10 @@ class Z3950Protocol(Protocol):
             d = maybeDeferred(catalogue.search, call.query, list(call.databases), peer=peer,
                               result_sets=call.result_sets, name=call.name)
         elif isinstance(call, FetchCall):
+            extra = {"charset": call.charset} if call.charset else {}  # negotiated
             d = maybeDeferred(catalogue.fetch, call.result_set, call.start, call.count,
                               syntax=call.syntax, element_set=call.element_set,
-                              database=call.database, peer=peer)
+                              database=call.database, peer=peer, **extra)
         elif isinstance(call, ScanCall):
             d = maybeDeferred(catalogue.scan, call.term, list(call.databases), count=call.count,
                               preferred_position=call.preferred_position,

@@ -17,19 +17,24 @@ Skipped without the Debian ``yaz`` programs.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from protocols.z3950 import codec
+from protocols.z3950.charset import utf8_negotiation_proposal
 from protocols.z3950.errors import CloseReason
 from tests.daemon import Daemon, start_daemon
 from tests.z3950_clients import (
     YAZ_CLIENT,
+    YAZ_MARCDUMP,
     ZOOMSH,
     Bib,
     Raw,
+    iso2709_records,
+    marcdump,
     need,
     seed_catalogue,
     steps,
@@ -173,3 +178,93 @@ def test_yaz_client_reinit_and_more_than_ten_result_sets(daemon: Daemon,
     assert [s.hits for s in out[1:13]] == [1] * 12
     assert out[13].find(r"^(001 as-001)") and out[14].find(r"^(001 as-012)")
 
+
+
+CHARSET_CORPUS = (
+    Bib("cs-001", "Ocean voyages", "Moreau, Émile", "2010", note="charset corpus",
+        items=("CS-1",)),
+    Bib("cs-002", "Война и мир", "Толстой, Лев", "1869", note="charset corpus",
+        items=("CS-2",)),
+)
+
+
+@pytest.fixture(scope="module")
+def charsets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    need(("yaz-client", YAZ_CLIENT))
+    tmp = tmp_path_factory.mktemp("charsets")
+    seed_catalogue(tmp / "interlend.sqlite3", CHARSET_CORPUS)
+    running = start_daemon(tmp)
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+@pytest.mark.parametrize("command,accepted,query,marc_bytes,leader9", [
+    # yaz-client cannot convert its own query terms to MARC-8 (it then drops the connection):
+    # it searches by local number, and the MARC-8 term test below uses our codec.
+    ("charset MARC-8,ISO-8859-1,UTF-8 none MARC-8", "MARC-8", "@attr 1=12 cs-001",
+     b"Moreau, \xe2Emile", b" "),
+    ("charset ISO-8859-1,UTF-8 UTF-8 ISO-8859-1", "ISO-8859-1", "@attr 1=1003 Émile",
+     b"Moreau, \xc9mile", b" "),
+    ("charset EBCDIC-US,UTF-8 UTF-8", "UTF-8", "@attr 1=1003 Émile",
+     "Moreau, Émile".encode(), b"a"),
+])
+def test_yaz_client_negotiates_one_of_the_offered_charsets(
+        charsets: Daemon, tmp_path: Path, command: str, accepted: str, query: str,
+        marc_bytes: bytes, leader9: bytes) -> None:
+    """yaz-client offers character sets: the server picks the first it converts to (not
+    UTF-8 when something else came first), yaz-client converts its query term into it (the
+    search finds the record) and receives the USMARC record in it (checked byte for byte, and
+    decoded back by yaz-marcdump)."""
+    dump = tmp_path / "records.mrc"
+    init, search, show = steps(yaz_client(
+        tmp_path, charsets.ports["z3950"],
+        [f"set_marcdump {dump}", "format usmarc", f"find {query}", "show 1"],
+        before_open=[command]))
+    assert init.find(r"Accepted character set : (\S+)") == accepted
+    assert search.hits == 1 and show.find(r"^(001 cs-001)")
+    [record] = iso2709_records(dump.read_bytes())
+    assert marc_bytes in record and record[9:10] == leader9
+    if YAZ_MARCDUMP is not None:
+        done = marcdump(dump, "-f", accepted, "-t", "UTF-8")
+        assert done.returncode == 0
+        assert "Moreau, Émile" in unicodedata.normalize("NFC", done.stdout)
+
+
+def test_marc8_terms_found_and_scanned(charsets: Daemon) -> None:
+    """MARC-8 negotiated (our codec as the client): a MARC-8 author term finds its record, and
+    scan terms come back in MARC-8."""
+    raw = Raw(charsets.ports["z3950"])
+    try:
+        reply = raw.ask(codec.init_request(
+            options=("search", "present", "scan", "negotiationModel"),
+            other_info=[utf8_negotiation_proposal(True, names=("MARC-8", "UTF-8"))]))
+        assert reply is not None and bool(codec.pdu_body(reply)["result"])
+        answer = raw.ask(codec.search_request("@attr 1=1003 Лев", charset="marc-8"))
+        assert answer is not None and int(codec.pdu_body(answer)["resultCount"]) == 1
+        scan = codec.scan_request("@attr 1=1003 x", number_of_terms=3)
+        codec.pdu_body(scan)["termListAndStartPoint"]["term"]["general"] = "л".encode("marc-8")
+        answer = raw.ask(scan)
+        assert answer is not None
+        terms = [e["termInfo"]["term"]["general"].asOctets()
+                 for e in codec.pdu_body(answer)["entries"]["entries"]]
+        assert terms and all(t.decode("marc-8").encode("marc-8") == t for t in terms)
+        assert any(t.decode("marc-8").lower().startswith("лев") for t in terms), terms
+    finally:
+        raw.close()
+
+
+def test_unsupported_offer_gets_no_negotiation_and_utf8(charsets: Daemon, tmp_path: Path) -> None:
+    """Only a set we cannot convert to is offered: the Init is accepted without a charset
+    answer, and records and terms stay UTF-8."""
+    dump = tmp_path / "records.mrc"
+    init, search, show = steps(yaz_client(
+        tmp_path, charsets.ports["z3950"],
+        [f"set_marcdump {dump}", "format usmarc", "find @attr 1=1003 Толстой", "show 1"],
+        before_open=["charset EBCDIC-US"]))
+    assert init.find(r"Connection (accepted)")
+    assert init.find(r"Accepted character set : (\S+)") is None
+    assert search.hits == 1
+    [record] = iso2709_records(dump.read_bytes())
+    assert "Толстой".encode() in record and record[9:10] == b"a"
