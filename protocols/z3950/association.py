@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 from . import fastber, oids, pqf
 from .charset import CharsetChoice, TermDecoder, choose_charset, negotiation_response
-from .marc8 import NCR_ERRORS
 from .codec import (
     PDU,
     Authentication,
@@ -62,6 +61,7 @@ from .codec import (
     sort_response,
 )
 from .errors import CloseReason, Z3950ProtocolError
+from .marc8 import NCR_ERRORS
 
 __all__ = [
     "Action",

@@ -135,7 +135,7 @@ def _search(name: str) -> codecs.CodecInfo | None:
     if name.replace("-", "").replace("_", "") != "marc8":
         return None
     codec = _Codec()
-    return codecs.CodecInfo(name="marc-8", encode=codec.encode,  # type: ignore[arg-type]
+    return codecs.CodecInfo(name="marc-8", encode=codec.encode,
                             decode=codec.decode)  # type: ignore[arg-type]
 
 
