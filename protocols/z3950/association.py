@@ -140,6 +140,11 @@ class PeerIdentity:
     address_allowed: bool = True
 
 
+MAX_QUEUED_REQUESTS = 64
+"""Default for C{max_queued_requests}: requests a client may send without waiting (pipelined)
+while one runs; past it the association answers what it owes, then sends Close(resources)."""
+
+
 @dataclass(frozen=True)
 class AssociationSettings:
     """Server-side limits and identity (from C{[z3950]} in the configuration)."""
@@ -153,13 +158,10 @@ class AssociationSettings:
     implementation_id: str = "Interlend"
     implementation_name: str = "Interlend"
     implementation_version: str = "Interlend"
-    max_queued_requests: int = 64
+    max_queued_requests: int = MAX_QUEUED_REQUESTS
     refusal: Diagnostic | None = None
-
-
-MAX_QUEUED_REQUESTS = 64
-"""Default for C{max_queued_requests}: requests a client may send without waiting (pipelined)
-while one runs; past it the association answers what it owes, then sends Close(resources)."""
+    """When set, the Init is refused with this diagnostic (the connection is over the
+    listener's caps), then the connection is dropped with reason resources."""
 
 
 # --------------------------------------------------------------------------------------
