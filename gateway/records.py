@@ -43,7 +43,8 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import pymarc
 from lxml import etree
@@ -469,8 +470,22 @@ def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacR
     esn = "B" if element_set == "B" else "F"
     marc = bibliographic_iso2709(record, esn) if view.record_charset is None else \
         iso2709_in(bibliographic(record, esn), view.record_charset)
-    return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC,
-                      holdings=tuple(opac_holding(i, view.agency_id) for i in record.items))
+    holdings = tuple(opac_holding(i, view.agency_id) for i in record.items)
+    if view.record_charset is not None:
+        holdings = tuple(_holding_in(h, view.record_charset) for h in holdings)
+    return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC, holdings=holdings)
+
+
+def _holding_in(holding: Holding, codec: str) -> Holding:
+    """A holding with its text in ``codec`` (bytes: the OPAC encoders send bytes as they are)."""
+
+    def text_in(item: Any) -> dict[str, Any]:
+        return {f.name: getattr(item, f.name).encode(codec, NCR_ERRORS) for f in fields(item)
+                if isinstance(getattr(item, f.name), str)}
+
+    return replace(holding, circulation=tuple(replace(c, **text_in(c))
+                                              for c in holding.circulation),
+                   **text_in(holding))
 
 
 def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:

@@ -401,3 +401,30 @@ async def test_default_syntax(env: Env) -> None:
     assert isinstance(plain, ResponseRecord) and plain.syntax == oids.USMARC
     assert isinstance(op, ResponseRecord) and op.syntax == oids.OPAC
     assert isinstance(op.data, OpacRecord)
+
+
+@pytest.mark.parametrize("codec,author,location", [
+    ("marc-8", b"Moreau, \xe2Emile", "Bibliothèque".encode("marc-8")),
+    ("iso8859-1", b"Moreau, \xc9mile", "Bibliothèque".encode("latin-1")),
+])
+def test_records_in_the_negotiated_charset(codec: str, author: bytes, location: bytes) -> None:
+    """A negotiated record charset: USMARC in it (leader/09 blank, characters it lacks as
+    &#xXXXX;), OPAC's MARC and holdings text in it, SUTRS in it; MARCXML stays UTF-8."""
+    marc = make_record("x1", "Война и мир", author="Moreau, Émile").as_marc()
+    item = render.ItemState("B-1", "Bibliothèque", "Stacks", "QA1", "1", "available",
+                            "standard")
+    record = render.CatalogueRecord(1, "x1", marc, (item,))
+    view = render.Presentation(record_charset=codec)
+    data = render.marc21(record, "F", view)
+    assert author in data and data[9:10] == b" " and int(data[:5]) == len(data)
+    if codec == "iso8859-1":
+        assert b"&#x0412;&#x043E;&#x0439;&#x043D;&#x0430;" in data
+    if codec == "marc-8":  # pymarc reads MARC-8 (leader/09 blank) back to Unicode
+        parsed = pymarc.Record(data=data, to_unicode=True)
+        assert (parsed["100"]["a"], parsed["245"]["a"]) == ("Moreau, Émile", "Война и мир")
+    opac = render.opac(record, "F", view)
+    assert author in (opac.bibliographic or b"")
+    assert opac.holdings[0].local_location == location  # bytes: sent as they are
+    assert isinstance(roundtrip(opac), OpacRecord)
+    assert author.replace(b"Moreau, ", b"") in render.sutrs(record, "F", view)
+    assert "Émile".encode() in render.marcxml(record, "F", view)
