@@ -3,9 +3,9 @@
 A real ``interlend serve`` (``tests/daemon.py``) on a small seeded catalogue:
 
 * 200 simultaneous associations from one address (127.0.0.1) are all served with the default
-  caps, and yaz-client is still served beside them; over the per-address cap yaz-client and
-  zoomsh are refused *in protocol* (InitResponse with diagnostic 1018 and the limit as addinfo),
-  not with a bare TCP close;
+  caps, and yaz-client is still served beside them; over the per-address cap yaz-client,
+  zoomsh and Perl ZOOM are refused *in protocol* (InitResponse with diagnostic 1018 and the
+  limit as addinfo), not with a bare TCP close;
 * requests sent without waiting (pipelined, over a socket with our codec: no YAZ client
   pipelines) are answered in order, and past ``max_pipelined_requests`` what is owed is
   answered before Close(resources);
@@ -17,6 +17,8 @@ Skipped without the Debian ``yaz`` programs.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +63,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield running
     finally:
         running.kill()
+
+
+PERL_CONNECT = r"""
+eval { ZOOM::Connection->new("$ARGV[0]/Default") };
+print $@ ? join("|", $@->code, $@->addinfo) : "connected", "\n";
+"""
+
+
+def perl_zoom() -> bool:
+    """Whether Perl ZOOM (Debian libnet-z3950-zoom-perl) is installed."""
+    return shutil.which("perl") is not None and subprocess.run(
+        ["perl", "-MZOOM", "-e", "1"], capture_output=True, check=False).returncode == 0
 
 
 def init(raw: Raw, reference: bytes = b"i") -> None:
@@ -108,6 +122,10 @@ def test_200_simultaneous_associations_from_one_address(daemon: Daemon, tmp_path
             out = zoomsh(f"connect tcp:127.0.0.1:{port}/Default").splitlines()
             assert "error: Init/AC: System temporarily out of resources (Bib-1:1018)" in out[0]
             assert "limit 250" in out[0]
+        if perl_zoom():  # Net::Z3950::ZOOM, what Koha uses
+            done = subprocess.run(["perl", "-MZOOM", "-e", PERL_CONNECT, f"127.0.0.1:{port}"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert done.stdout.startswith("1018|") and "limit 250" in done.stdout, done
     finally:
         for raw in clients:
             raw.close()
