@@ -67,12 +67,12 @@ class Z3950Settings:
     init_timeout: float = 60.0
     max_result_sets: int = 100
     max_present_records: int = 100
+    max_pipelined_requests: int = 64
+    refusal_slots: int = 100
     max_connections: int = 1000
     max_connections_per_peer: int = 250
     max_connection_rate_per_peer: float = 200.0
     require_auth: bool = False
-    max_pipelined_requests: int = 64
-    refusal_slots: int = 100
 
 
 @dataclass(frozen=True)

@@ -97,13 +97,12 @@ class Z3950Protocol(Protocol):
 
     def connectionMade(self) -> None:
         self.remote = str(getattr(self.transport.getPeer(), "host", "?"))
-        settings = self.factory.association_settings(self.remote)
-        if self.refusal is not None:
-            settings = replace(settings, refusal=Diagnostic(REFUSAL_DIAGNOSTIC, self.refusal,
-                                                            v2=True))
-        self.association = Association(settings)
+        self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
         self._arm_timer()
+        if self.refusal is not None:  # over the caps: the Init gets 1018
+            self.association.settings = replace(self.association.settings, refusal=Diagnostic(
+                REFUSAL_DIAGNOSTIC, self.refusal, v2=True))
 
     def dataReceived(self, data: bytes) -> None:
         """Frame, decode and handle; nothing raised here ever reaches the reactor."""
