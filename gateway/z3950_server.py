@@ -13,12 +13,6 @@ and becomes diagnostic 2 (temporary system error).
 Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
 Init, C{idle_timeout} between requests; both end in Close(lackOfActivity) (before Init the
 connection is just dropped, as GFS does).
-
-A connection over the listener's caps (L{gateway.limits}) gets a I{refusing} protocol
-(L{Z3950Factory.refusal}): its Init is answered with result false and diagnostic 1018 (system
-temporarily out of resources, the reason as addinfo), then the connection closes. It reads at
-most L{REFUSAL_MAX_PDU} bytes, waits at most L{REFUSAL_TIMEOUT} seconds and writes no audit
-row (the refusal is counted and logged by the limiter).
 """
 
 from __future__ import annotations
@@ -59,6 +53,12 @@ CLOSE_GRACE = 20.0
 
 SETTINGS_CACHE_SIZE = 1024
 """Source addresses whose association settings a factory remembers (then it starts over)."""
+
+# A connection over the listener's caps (gateway.limits) gets a *refusing* protocol
+# (Z3950Factory.refusal): its Init is answered with result false and diagnostic 1018 (system
+# temporarily out of resources, the reason as addinfo), then the connection closes. It reads at
+# most REFUSAL_MAX_PDU bytes, waits at most REFUSAL_TIMEOUT seconds and writes no audit row (the
+# limiter counts and logs the refusal).
 
 REFUSAL_MAX_PDU = 64 * 1024
 """Bytes a refused connection may send as its Init (an Init is a few hundred bytes)."""
