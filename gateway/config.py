@@ -25,7 +25,7 @@ NAMESPACE_STYLES = ("ns1", "default", "none")
 BARCODE_POLICIES = ("request-id", "lender-barcode", "prefixed")
 CHECKIN_NOT_ON_LOAN = ("success", "problem")
 AUDIT_BODIES = ("full", "redacted", "none")
-HOLDINGS_TAGS = ("852", "852-polaris", "852-evergreen", "926", "952", "982")
+HOLDINGS_TAGS = ("852", "926", "952", "982")
 
 
 class ConfigErrors(Exception):
@@ -355,6 +355,10 @@ def _loopback_only(description: str) -> bool:
 _PEER_KEYS = {f.name for f in fields(Peer)}
 
 
+HOLDINGS_LAYOUTS = HOLDINGS_TAGS + ("852-polaris", "852-evergreen")
+"""A peer's ``holdings_tag``: a holdings tag, or an 852 profile for a broker (README)."""
+
+
 def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     table = check.table(raw, path)
     check.unknown_keys(table, _PEER_KEYS, path)
@@ -379,7 +383,7 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     check.choice(peer.temporary_barcode, BARCODE_POLICIES, _join(path, "temporary_barcode"))
     check.choice(peer.checkin_not_on_loan, CHECKIN_NOT_ON_LOAN,
                  _join(path, "checkin_not_on_loan"))
-    check.choice(peer.holdings_tag, HOLDINGS_TAGS, _join(path, "holdings_tag"))
+    check.choice(peer.holdings_tag, HOLDINGS_LAYOUTS, _join(path, "holdings_tag"))
     try:
         "".encode(peer.z3950_charset)
     except LookupError:

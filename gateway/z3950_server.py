@@ -17,7 +17,6 @@ connection is just dropped, as GFS does).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -101,6 +100,8 @@ class Z3950Protocol(Protocol):
         self.factory.associations.add(self)
         self._arm_timer()
         if self.refusal is not None:  # over the caps: the Init gets 1018
+            from dataclasses import replace
+
             self.association.settings = replace(self.association.settings, refusal=Diagnostic(
                 REFUSAL_DIAGNOSTIC, self.refusal, v2=True))
 
