@@ -160,11 +160,12 @@ class CatalogueService:
             if name.lower() not in known:
                 raise Bib1Error(109, name)
 
-    def _view(self, peer: Peer | None) -> render.Presentation:
+    def _view(self, peer: Peer | None, charset: str | None = None) -> render.Presentation:
         return render.Presentation(
             agency_id=self._config.gateway.agency_id,
             holdings_tag=peer.holdings_tag if peer is not None else "852",
-            charset=peer.z3950_charset if peer is not None else "utf-8")
+            charset=charset or (peer.z3950_charset if peer is not None else "utf-8"),
+            record_charset=charset)
 
     # -- Search ---------------------------------------------------------------------------------
 
@@ -197,12 +198,14 @@ class CatalogueService:
     # -- Present --------------------------------------------------------------------------------
 
     def fetch(self, result_set: ResultSet, start: int, count: int, *, syntax: oids.Oid | None,
-              element_set: str | None, database: str,
-              peer: Peer | None) -> Deferred[list[ResponseRecord | SurrogateDiagnostic]]:
+              element_set: str | None, database: str, peer: Peer | None,
+              charset: str | None = None
+              ) -> Deferred[list[ResponseRecord | SurrogateDiagnostic]]:
         """Build records ``start`` (1-based) … ``start + count - 1`` of a result set.
 
         No syntax means USMARC (OPAC with element set OP). Syntaxes: USMARC, XML and
-        application-XML (MARCXML; OPAC-XML with element set OP), OPAC, SUTRS.
+        application-XML (MARCXML; OPAC-XML with element set OP), OPAC, SUTRS. ``charset`` (a
+        codec the association negotiated) converts MARC and SUTRS records from UTF-8.
 
         Unknown syntax → 239 (addinfo the OID), unknown element set → 25, start outside the set
         → 13. A record that cannot be built becomes surrogate diagnostic 14 on its own.
@@ -221,7 +224,7 @@ class CatalogueService:
         except Bib1Error:
             return fail()
         builder, built_esn = builders[esn]
-        view = self._view(peer)
+        view = self._view(peer, charset)
 
         def work(conn: sqlite3.Connection, inline: bool = False
                  ) -> list[ResponseRecord | SurrogateDiagnostic]:

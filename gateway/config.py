@@ -75,11 +75,13 @@ class Z3950Settings:
     exceptional_record_size: int = 4 * 1024 * 1024
     idle_timeout: float = 900.0
     init_timeout: float = 60.0
-    max_result_sets: int = 10
+    max_result_sets: int = 100
     max_present_records: int = 100
+    max_pipelined_requests: int = 64
+    refusal_slots: int = 100
     max_connections: int = 1000
-    max_connections_per_peer: int = 50
-    max_connection_rate_per_peer: float = 100.0
+    max_connections_per_peer: int = 250
+    max_connection_rate_per_peer: float = 200.0
     require_auth: bool = False
     max_term_length: int = 1024
     max_term_words: int = 32
@@ -398,6 +400,10 @@ def admin_problems(admin: AdminSettings) -> list[tuple[str, str]]:
 _PEER_KEYS = {f.name for f in fields(Peer)}
 
 
+HOLDINGS_LAYOUTS = HOLDINGS_TAGS + ("852-polaris", "852-evergreen")
+"""A peer's ``holdings_tag``: a holdings tag, or an 852 profile for a broker (README)."""
+
+
 def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     table = check.table(raw, path)
     check.unknown_keys(table, _PEER_KEYS, path)
@@ -423,7 +429,7 @@ def _peer(check: _Checker, raw: Any, path: str) -> Peer | None:
     check.choice(peer.temporary_barcode, BARCODE_POLICIES, _join(path, "temporary_barcode"))
     check.choice(peer.checkin_not_on_loan, CHECKIN_NOT_ON_LOAN,
                  _join(path, "checkin_not_on_loan"))
-    check.choice(peer.holdings_tag, HOLDINGS_TAGS, _join(path, "holdings_tag"))
+    check.choice(peer.holdings_tag, HOLDINGS_LAYOUTS, _join(path, "holdings_tag"))
     try:
         "".encode(peer.z3950_charset)
     except LookupError:
@@ -566,6 +572,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         for key in keys:
             if getattr(settings, key) == 0:
                 check.error(f"{section}.{key}", "must be greater than zero")
+    if z3950.max_pipelined_requests == 0:
+        check.error("z3950.max_pipelined_requests", "must be greater than zero")
     if z3950.max_pdu_size > 16 * 1024 * 1024:
         check.error("z3950.max_pdu_size", "must not exceed 16 MiB (16777216)")
     if not 1 <= z3950.max_nesting_depth <= 100:

@@ -4,8 +4,13 @@ of the Z39.50 listener; a rate limit for log lines clients can cause.
 
 Twisted's own ``LimitConnectionsByPeer`` is broken in current releases (it indexes an
 ``IPv4Address``), so this is ours: a factory in front of the listener's own that refuses a
-connection over either limit by closing it at once, counts refusals for the metrics and logs them
-(at most once a minute per address, so an attack cannot flood the log).
+connection over either limit, counts refusals for the metrics and logs them (at most once a minute
+per address, so an attack cannot flood the log).
+
+A refused connection is closed at once, unless the listener has a *refuser*: then, while fewer than
+``refusal_slots`` refused connections are open, it gets the refuser's protocol, which says no in
+the listener's own protocol (Z39.50: an InitResponse with diagnostic 1018) so that clients report
+the reason instead of "connection lost". Past the slots, refusals are bare closes again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet.interfaces import IAddress
@@ -72,7 +79,9 @@ class ConnectionLimitFactory(Factory):
     """
 
     def __init__(self, wrapped: Factory, *, max_total: int, max_per_host: int,
-                 name: str, clock: Any, max_rate_per_host: float = 0.0) -> None:
+                 name: str, clock: Any, max_rate_per_host: float = 0.0,
+                 refuser: Callable[[IAddress, str], Protocol | None] | None = None,
+                 refusal_slots: int = 0) -> None:
         self.wrappedFactory = wrapped
         self.noisy = False
         self.max_total = max_total
@@ -83,6 +92,9 @@ class ConnectionLimitFactory(Factory):
         self.per_host: Counter[str] = Counter()
         self.open_connections = 0  # currently open through this listener
         self.refused = 0
+        self.refuser = refuser
+        self.refusal_slots = refusal_slots
+        self.refusing = 0  # refused connections still open, being answered by the refuser
         self._last_logged: dict[str, float] = {}
         self._log_limiter = LogLimiter(clock, per_minute=30)  # across every address
 
@@ -101,16 +113,35 @@ class ConnectionLimitFactory(Factory):
         if total >= self.max_total or self.per_host[host] >= self.max_per_host:
             self._refuse(host, f"limit reached ({self.per_host[host]} from this host, "
                                f"{total} in total)")
-            return None
+            return self._refusal(addr, (
+                f"{total} connections open in total (limit {self.max_total})"
+                if total >= self.max_total else
+                f"{self.per_host[host]} connections open from this address "
+                f"(limit {self.max_per_host})"))
         if not self.rate.allow(host):
             self._refuse(host, f"more than {self.rate.rate:g} connections a second")
-            return None
+            return self._refusal(addr, f"more than {self.rate.rate:g} new connections a second "
+                                       "from this address")
         protocol: Any = self.wrappedFactory.buildProtocol(addr)
         if protocol is not None:
             self.per_host[host] += 1
             self.open_connections += 1
-            protocol.connectionLost = _Release(self, host, protocol)
+            protocol.connectionLost = _Release(partial(self.release, host), protocol)
         return protocol
+
+    def _refusal(self, addr: IAddress, why: str) -> Protocol | None:
+        """The refuser's protocol for a refused connection while a refusal slot is free (it
+        holds the slot until it closes); None (closed at once) otherwise."""
+        if self.refuser is None or self.refusing >= self.refusal_slots:
+            return None
+        protocol: Any = self.refuser(addr, why)
+        if protocol is not None:
+            self.refusing += 1
+            protocol.connectionLost = _Release(self._refusal_closed, protocol)
+        return protocol
+
+    def _refusal_closed(self) -> None:
+        self.refusing -= 1
 
     def _refuse(self, host: str, why: str) -> None:
         """Count a refusal; log it at most once a minute per host, and at most 30 lines a
@@ -136,20 +167,20 @@ class ConnectionLimitFactory(Factory):
 
 
 class _Release:
-    """Hooked on a protocol as its ``connectionLost``: frees the connection's slot, unhooks
-    itself and calls the protocol's own (looked up then, as a wrapper would)."""
+    """Hooked on a protocol as its ``connectionLost``: frees the connection's slot (calls
+    ``release``), unhooks itself and calls the protocol's own (looked up then, as a wrapper
+    would)."""
 
-    __slots__ = ("_factory", "_host", "_protocol")
+    __slots__ = ("_release", "_protocol")
 
-    def __init__(self, factory: ConnectionLimitFactory, host: str, protocol: Any) -> None:
-        self._factory = factory
-        self._host = host
+    def __init__(self, release: Callable[[], None], protocol: Any) -> None:
+        self._release = release
         self._protocol = protocol
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         protocol = self._protocol
         del protocol.connectionLost  # once: the protocol's own method answers from now on
-        self._factory.release(self._host)
+        self._release()
         protocol.connectionLost(*args, **kwargs)
 
 

@@ -6,14 +6,21 @@
 Temporary (borrowed) records and items are never read. The builders below are pure: they turn a
 :class:`CatalogueRecord` into the bytes or :class:`~protocols.z3950.records.OpacRecord` to send.
 
-Holdings: every item becomes one holdings entry. In MARC and MARCXML it is one field in the peer's
-holdings tag (the stored record's own holdings fields are dropped first, so availability is never
-stale); in OPAC it is one ``HoldingsAndCircData`` with one ``CircRecord``. Tag layouts:
+Holdings: every item becomes one holdings entry. In MARC and MARCXML it is written in the peer's
+holdings layout (``holdings_tag``; the stored record's own holdings fields are dropped first, so
+availability is never stale); in OPAC it is one ``HoldingsAndCircData`` with one ``CircRecord``.
+Layouts:
 
-* **852** (MARC 21 holdings location, read back by our importer; ReShare's Evergreen and Polaris
-  adapters): $a institution (agency id), $b location, $c shelving location, $h call number,
-  $p barcode, $t copy number, $g barcode and $n status text (Evergreen: ``Available`` /
-  ``Checked out``), $r ``In``/``Out`` and $u due date (Polaris), $z public note.
+* **852** (the default; valid MARC 21, MARC::Lint clean): per item one 852 as MARC 21 defines it
+  ($a institution (agency id), $b location, $c shelving location, $h call number, $p piece
+  designation (barcode), $t copy number, $z public note: ``AVAILABLE``, ``DUE 2031-03-15``, or the
+  status) and one 876 item information field ($h use restrictions (loan policy), $j item status
+  (``Available``, ``Checked out``, ``On hold``…), $l temporary location (holds shelf, in transit),
+  $p barcode, $t copy number, $z ``Due 2031-03-15`` while on loan). Our importer reads it back.
+* **852-polaris** (ReShare's Polaris adapter): the default plus 852 $r ``In``/``Out``, the
+  availability flag that adapter tests (undefined in MARC 21: use it only for such a peer).
+* **852-evergreen** (ReShare's Evergreen adapter): the default plus 852 $g barcode and $n status
+  text (``Available``), where that adapter looks (in MARC 21 $n is a country code).
 * **926** (SirsiDynix Symphony): $a library (location), $b current location (the shelving
   location, or ``CHECKEDOUT``, ``HOLDS``, ``INTRANSIT``, ``MISSING``, ``DISCARD``), $c call
   number, $d item type (loan policy), $f copies (1), $i barcode, $e due date.
@@ -23,6 +30,12 @@ stale); in OPAC it is one ``HoldingsAndCircData`` with one ``CircRecord``. Tag l
   $q due date (only while on loan).
 * **982** (TLC): $1 ``y``/``n`` available, $a item type (loan policy), $b location, $c shelving
   location, $i barcode, $m call number, $d due date.
+
+9XX fields are local by definition, so 926, 952 and 982 stay valid MARC 21 too.
+
+ISO 2709 records end at 99,999 bytes: a record whose holdings would not fit keeps the items that
+do and says so in a 500 note (how many of how many items are shown, and that OPAC or MARCXML
+carry them all), instead of dropping items silently.
 """
 
 from __future__ import annotations
@@ -30,12 +43,14 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import pymarc
 from lxml import etree
 
 from protocols.z3950 import oids
+from protocols.z3950.marc8 import NCR_ERRORS
 from protocols.z3950.records import CirculationItem, Holding, OpacRecord
 
 HOLDINGS_TAGS = ("852", "876", "877", "878", "926", "952", "982")
@@ -137,6 +152,9 @@ class Presentation:
     agency_id: str = "INTERLEND"
     holdings_tag: str = "852"
     charset: str = "utf-8"
+    record_charset: str | None = None
+    """The codec MARC records are sent in (charset negotiation), None for UTF-8. MARCXML and
+    OPAC-XML stay UTF-8: XML names its own encoding, and MARC-8 is no XML encoding."""
 
 
 def load_records(conn: sqlite3.Connection, record_ids: Sequence[int]) -> dict[int, CatalogueRecord]:
@@ -193,8 +211,37 @@ def _field(tag: str, pairs: list[tuple[str, str | None]]) -> pymarc.Field:
     return pymarc.Field(tag=tag, indicators=pymarc.Indicators(" ", " "), subfields=subfields)
 
 
+HOLDINGS_LAYOUTS = ("852", "852-polaris", "852-evergreen", "926", "952", "982")
+"""The ``holdings_tag`` values a peer may choose (see the module docstring)."""
+
+
+def holdings_fields(item: ItemState, tag: str, agency_id: str) -> list[pymarc.Field]:
+    """One item as MARC holdings fields in the layout ``tag`` (one of HOLDINGS_LAYOUTS)."""
+    if not tag.startswith("852"):
+        return [holdings_field(item, tag, agency_id)]
+    if tag not in HOLDINGS_LAYOUTS:
+        raise ValueError(f"unsupported holdings layout {tag!r}")
+    location = item.location or agency_id
+    pairs: list[tuple[str, str | None]] = [
+        ("a", agency_id), ("b", location), ("c", item.shelving_location)]
+    if tag == "852-evergreen":
+        pairs.append(("g", item.barcode))
+    pairs += [("h", item.call_number)]
+    if tag == "852-evergreen":
+        pairs.append(("n", item.status_text))
+    pairs += [("p", item.barcode)]
+    if tag == "852-polaris":
+        pairs.append(("r", "In" if item.available_now else "Out"))
+    pairs += [("t", item.copy_number), ("z", item.public_note)]
+    return [_field("852", pairs), _field("876", [
+        ("h", item.loan_policy), ("j", item.status_text),
+        ("l", _TEMPORARY_LOCATION.get(item.status)), ("p", item.barcode),
+        ("t", item.copy_number), ("z", f"Due {item.due_date}" if item.due_date else None)])]
+
+
 def holdings_field(item: ItemState, tag: str, agency_id: str) -> pymarc.Field:
-    """One item as a MARC holdings field in the layout of ``tag`` (852, 926, 952 or 982)."""
+    """One item as a 9XX holdings field in the layout of ``tag`` (926, 952 or 982); the 852
+    layouts have an 876 too: :func:`holdings_fields`."""
     location = item.location or agency_id
     if tag == "926":
         current = _SYMPHONY_LOCATION.get("on_loan" if item.on_loan else item.status)
@@ -214,31 +261,49 @@ def holdings_field(item: ItemState, tag: str, agency_id: str) -> pymarc.Field:
         return _field("982", [("1", "y" if item.available_now else "n"), ("a", item.loan_policy),
                               ("b", location), ("c", item.shelving_location), ("d", item.due_date),
                               ("i", item.barcode), ("m", item.call_number)])
-    if tag != "852":
-        raise ValueError(f"unsupported holdings tag {tag!r}")
-    return _field("852", [("a", agency_id), ("b", location), ("c", item.shelving_location),
-                          ("g", item.barcode), ("h", item.call_number),
-                          ("n", item.status_text), ("p", item.barcode),
-                          ("r", "In" if item.available_now else "Out"), ("t", item.copy_number),
-                          ("u", item.due_date), ("z", item.public_note)])
+    if tag.startswith("852"):
+        return holdings_fields(item, tag, agency_id)[0]
+    raise ValueError(f"unsupported holdings tag {tag!r}")
+
+
+TRUNCATION_NOTE_RESERVE = 200
+"""Bytes kept free for the 500 note that says holdings were cut at the ISO 2709 limit."""
+
+
+def truncation_note(shown: int, total: int) -> pymarc.Field:
+    """The 500 note of a record whose holdings did not all fit in ISO 2709."""
+    return _field("500", [("a", f"Holdings: {shown} of {total} items shown; the record would "
+                                "pass the 99,999-byte ISO 2709 limit. OPAC and MARCXML records "
+                                "list every item.")])
 
 
 def with_holdings(record: CatalogueRecord, element_set: str, view: Presentation,
                   max_length: int | None = None) -> pymarc.Record:
-    """The bibliographic record with one live holdings field per item appended.
+    """The bibliographic record with live holdings fields for every item.
 
     With ``max_length``, items that would take the ISO 2709 record past it are left out (a
-    title with thousands of copies still yields a valid record with its first items).
+    title with thousands of copies still yields a valid record with its first items) and a 500
+    note says how many are shown (:func:`truncation_note`).
     """
     marc = bibliographic(record, element_set)
-    length = len(iso2709(marc)) if max_length is not None else 0
-    for item in record.items:
-        field = holdings_field(item, view.holdings_tag, view.agency_id)
-        if max_length is not None:
-            length += len(field.as_marc("utf-8")) + 12  # field plus its directory entry
-            if length > max_length:
-                break
-        marc.add_ordered_field(field)
+    per_item = [holdings_fields(item, view.holdings_tag, view.agency_id)
+                for item in record.items]
+    if max_length is not None:
+        length = len(iso2709(marc))
+        if length + sum(len(f.as_marc("utf-8")) + 12 for fs in per_item for f in fs) \
+                > max_length:
+            kept = 0
+            budget = max_length - TRUNCATION_NOTE_RESERVE
+            for fields in per_item:
+                length += sum(len(f.as_marc("utf-8")) + 12 for f in fields)
+                if length > budget:
+                    break
+                kept += 1
+            per_item = per_item[:kept]
+            marc.add_ordered_field(truncation_note(kept, len(record.items)))
+    for fields in per_item:
+        for field in fields:
+            marc.add_ordered_field(field)
     return marc
 
 
@@ -323,8 +388,47 @@ def bibliographic_iso2709(record: CatalogueRecord, element_set: str = "F") -> by
 
 
 def marc21(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """ISO 2709 MARC 21 (UTF-8) with live holdings (as many items as fit in 99,999 bytes)."""
-    return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
+    """ISO 2709 MARC 21 (UTF-8, or the negotiated charset) with live holdings (as many items
+    as fit in 99,999 bytes)."""
+    if view.record_charset is None:
+        return iso2709(with_holdings(record, element_set, view, MAX_ISO2709_LENGTH))
+    limit = MAX_ISO2709_LENGTH
+    while True:  # a charset can take more bytes than UTF-8 (escapes, &#x...;): fit again
+        data = iso2709_in(with_holdings(record, element_set, view, limit), view.record_charset)
+        if len(data) <= MAX_ISO2709_LENGTH:
+            return data
+        if limit < 10_000:
+            raise ValueError(f"record of {len(data)} bytes is too long for ISO 2709")
+        limit -= len(data) - MAX_ISO2709_LENGTH + TRUNCATION_NOTE_RESERVE
+
+
+def iso2709_in(marc: pymarc.Record, codec: str) -> bytes:
+    """ISO 2709 with every field's text in ``codec`` (MARC-8, ISO-8859-1...), leader/09 blank:
+    characters the charset lacks become ``&#xXXXX;`` (MARC 21 lossless conversion)."""
+    directory: list[bytes] = []
+    bodies: list[bytes] = []
+    offset = 0
+    for f in marc.fields:
+        if f.is_control_field():
+            body = _encoded(f.data or "", codec) + b"\x1e"
+        else:
+            body = (f.indicator1 + f.indicator2).encode("ascii") + b"".join(
+                b"\x1f" + sf.code.encode("ascii") + _encoded(sf.value or "", codec)
+                for sf in f.subfields) + b"\x1e"
+        if len(body) > 9999:
+            raise ValueError(f"field {f.tag} of {len(body)} bytes is too long for ISO 2709")
+        directory.append(b"%s%04d%05d" % (f.tag.encode("ascii"), len(body), offset))
+        bodies.append(body)
+        offset += len(body)
+    base = _LEADER_LENGTH + 12 * len(directory) + 1
+    leader = str(marc.leader).encode("ascii")
+    return b"".join((b"%05d" % (base + offset + 1), leader[5:9], b" ", leader[10:12],
+                     b"%05d" % base, leader[17:_LEADER_LENGTH], *directory, b"\x1e",
+                     *bodies, b"\x1d"))
+
+
+def _encoded(text: str, codec: str) -> bytes:
+    return text.encode(codec, NCR_ERRORS)
 
 
 def _marcxml_element(marc: pymarc.Record) -> etree._Element:
@@ -363,9 +467,25 @@ def opac_holding(item: ItemState, agency_id: str) -> Holding:
 
 def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacRecord:
     """The OPAC record: the MARC record (without holdings fields) plus one holding per item."""
-    marc = bibliographic_iso2709(record, "B" if element_set == "B" else "F")
-    return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC,
-                      holdings=tuple(opac_holding(i, view.agency_id) for i in record.items))
+    esn = "B" if element_set == "B" else "F"
+    marc = bibliographic_iso2709(record, esn) if view.record_charset is None else \
+        iso2709_in(bibliographic(record, esn), view.record_charset)
+    holdings = tuple(opac_holding(i, view.agency_id) for i in record.items)
+    if view.record_charset is not None:
+        holdings = tuple(_holding_in(h, view.record_charset) for h in holdings)
+    return OpacRecord(bibliographic=marc, bib_syntax=oids.USMARC, holdings=holdings)
+
+
+def _holding_in(holding: Holding, codec: str) -> Holding:
+    """A holding with its text in ``codec`` (bytes: the OPAC encoders send bytes as they are)."""
+
+    def text_in(item: Any) -> dict[str, Any]:
+        return {f.name: getattr(item, f.name).encode(codec, NCR_ERRORS) for f in fields(item)
+                if isinstance(getattr(item, f.name), str)}
+
+    return replace(holding, circulation=tuple(replace(c, **text_in(c))
+                                              for c in holding.circulation),
+                   **text_in(holding))
 
 
 def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
@@ -439,5 +559,8 @@ def sutrs_text(record: CatalogueRecord, element_set: str) -> str:
 
 
 def sutrs(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """SUTRS text in the peer's character set (unencodable characters replaced)."""
+    """SUTRS text in the negotiated or the peer's character set (unencodable characters
+    replaced: ``&#xXXXX;`` in a negotiated one)."""
+    if view.record_charset is not None:
+        return sutrs_text(record, element_set).encode(view.record_charset, NCR_ERRORS)
     return sutrs_text(record, element_set).encode(view.charset, errors="replace")

@@ -179,7 +179,8 @@ class Gateway:
         self.factories["z3950"] = ConnectionLimitFactory(
             self.z3950_factory, max_total=z3950.max_connections,
             max_per_host=z3950.max_connections_per_peer, name="z39.50", clock=self.reactor,
-            max_rate_per_host=z3950.max_connection_rate_per_peer)
+            max_rate_per_host=z3950.max_connection_rate_per_peer,
+            refuser=self.z3950_factory.refusal, refusal_slots=z3950.refusal_slots)
         self.ncip_resource = NcipResource(
             self.ncip, path=ncip.path, request_timeout=ncip.request_timeout,
             health=self.health, clock=self.reactor,
@@ -406,6 +407,8 @@ class Gateway:
                 factory.max_per_host = settings.max_connections_per_peer
                 factory.rate.rate = settings.max_connection_rate_per_peer
                 factory.rate.burst = max(1.0, 2 * settings.max_connection_rate_per_peer)
+        if "z3950" in self.factories:
+            self.factories["z3950"].refusal_slots = self.config.z3950.refusal_slots
         self.audit.settings = self.config.audit
         self.lookups.lockout.limit = self.config.ncip.auth_failures_before_lockout
         self.lookups.lockout.seconds = self.config.ncip.lockout_seconds

@@ -79,17 +79,35 @@ CLOSE_GRACE = 20.0
 SETTINGS_CACHE_SIZE = 1024
 """Source addresses whose association settings a factory remembers (then it starts over)."""
 
+# A connection over the listener's caps (gateway.limits) gets a *refusing* protocol
+# (Z3950Factory.refusal): its Init is answered with result false and diagnostic 1018 (system
+# temporarily out of resources, the reason as addinfo), then the connection closes. It reads at
+# most REFUSAL_MAX_PDU bytes, waits at most REFUSAL_TIMEOUT seconds and writes no audit row (the
+# limiter counts and logs the refusal).
+
+REFUSAL_MAX_PDU = 64 * 1024
+"""Bytes a refused connection may send as its Init (an Init is a few hundred bytes)."""
+
+REFUSAL_TIMEOUT = 10.0
+"""Seconds a refused connection may take to send its Init (at most C{init_timeout})."""
+
+REFUSAL_DIAGNOSTIC = 1018
+"""Bib-1 "Init/AC: System temporarily out of resources"."""
+
 __all__ = ["Z3950Factory", "Z3950Protocol"]
 
 
 class Z3950Protocol(Protocol):
     """One Z39.50 association over one TCP connection."""
 
-    def __init__(self, factory: Z3950Factory) -> None:
+    def __init__(self, factory: Z3950Factory, refusal: str | None = None) -> None:
         self.factory = factory
         settings = factory.gateway.config.z3950
-        self._framer = BERFramer(max_pdu_size=settings.max_pdu_size,
-                                 max_depth=settings.max_nesting_depth)
+        self.refusal = refusal  # why this connection is refused (its Init gets 1018), or None
+        self._framer = BERFramer(
+            max_pdu_size=settings.max_pdu_size if refusal is None
+            else min(settings.max_pdu_size, REFUSAL_MAX_PDU),
+            max_depth=settings.max_nesting_depth)
         self.association: Association  # made in connectionMade, with the peer's settings
         self.remote = "?"
         self._timer: Any = None
@@ -109,6 +127,11 @@ class Z3950Protocol(Protocol):
         self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
         self._arm_timer()
+        if self.refusal is not None:  # over the caps: the Init gets 1018
+            from dataclasses import replace
+
+            self.association.settings = replace(self.association.settings, refusal=Diagnostic(
+                REFUSAL_DIAGNOSTIC, self.refusal, v2=True))
 
     def dataReceived(self, data: bytes) -> None:
         """Frame, decode and handle; nothing raised here ever reaches the reactor."""
@@ -237,7 +260,8 @@ class Z3950Protocol(Protocol):
                     self.transport.write(action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
-                self._audit(action)
+                if self.refusal is None:
+                    self._audit(action)
             elif isinstance(action, Disconnect):
                 self._disconnect(action)
             else:
@@ -287,9 +311,10 @@ class Z3950Protocol(Protocol):
             d = maybeDeferred(catalogue.search, call.query, list(call.databases), peer=peer,
                               result_sets=call.result_sets, name=call.name)
         elif isinstance(call, FetchCall):
+            extra = {"charset": call.charset} if call.charset else {}  # negotiated
             d = maybeDeferred(catalogue.fetch, call.result_set, call.start, call.count,
                               syntax=call.syntax, element_set=call.element_set,
-                              database=call.database, peer=peer)
+                              database=call.database, peer=peer, **extra)
         elif isinstance(call, ScanCall):
             d = maybeDeferred(catalogue.scan, call.term, list(call.databases), count=call.count,
                               preferred_position=call.preferred_position,
@@ -378,9 +403,11 @@ class Z3950Protocol(Protocol):
         timer = self._timer
         active = timer is not None and timer.active()
         if self.association.state is not State.UP:
-            if not active and settings.init_timeout and settings.init_timeout > 0:
-                self._timer = self.factory.clock.callLater(settings.init_timeout,
-                                                           self._timed_out)
+            seconds = settings.init_timeout
+            if self.refusal is not None:
+                seconds = min(seconds or REFUSAL_TIMEOUT, REFUSAL_TIMEOUT)
+            if not active and seconds and seconds > 0:
+                self._timer = self.factory.clock.callLater(seconds, self._timed_out)
             return  # the Init deadline runs from connect; it is not extended
         seconds = settings.idle_timeout
         if not seconds or seconds <= 0:
@@ -450,6 +477,11 @@ class Z3950Factory(Factory):
     def buildProtocol(self, addr: Any) -> Z3950Protocol:
         return Z3950Protocol(self)
 
+    def refusal(self, addr: Any, why: str) -> Z3950Protocol:
+        """A protocol for a connection over the caps: its Init is refused with diagnostic
+        1018 and C{why} as addinfo, then it closes (the limiter's refuser)."""
+        return Z3950Protocol(self, refusal=why)
+
     def association_settings(self, remote: str) -> AssociationSettings:
         """Limits, identity and peer credentials for a new association from C{remote}.
 
@@ -477,6 +509,7 @@ class Z3950Factory(Factory):
             preferred_message_size=z.preferred_message_size,
             exceptional_record_size=z.exceptional_record_size,
             max_result_sets=z.max_result_sets, max_present_records=z.max_present_records,
+            max_queued_requests=z.max_pipelined_requests,
             require_auth=z.require_auth, peers=peers, implementation_id="Interlend",
             implementation_name="Interlend", implementation_version=__version__)
 

@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from . import fastber, oids, pqf
-from .charset import TermDecoder, utf8_negotiation_response
+from .charset import CharsetChoice, TermDecoder, choose_charset, negotiation_response
 from .codec import (
     PDU,
     Authentication,
@@ -42,6 +42,7 @@ from .codec import (
     PresentRequestInfo,
     RequestInfo,
     ResponseRecord,
+    ScanEntry,
     ScanRequestInfo,
     SearchRequestInfo,
     SortKeyInfo,
@@ -60,6 +61,7 @@ from .codec import (
     sort_response,
 )
 from .errors import CloseReason, Z3950ProtocolError
+from .marc8 import NCR_ERRORS
 
 __all__ = [
     "Action",
@@ -138,6 +140,11 @@ class PeerIdentity:
     address_allowed: bool = True
 
 
+MAX_QUEUED_REQUESTS = 64
+"""Default for C{max_queued_requests}: requests a client may send without waiting (pipelined)
+while one runs; past it the association answers what it owes, then sends Close(resources)."""
+
+
 @dataclass(frozen=True)
 class AssociationSettings:
     """Server-side limits and identity (from C{[z3950]} in the configuration)."""
@@ -151,7 +158,10 @@ class AssociationSettings:
     implementation_id: str = "Interlend"
     implementation_name: str = "Interlend"
     implementation_version: str = "Interlend"
-    max_queued_requests: int = 16
+    max_queued_requests: int = MAX_QUEUED_REQUESTS
+    refusal: Diagnostic | None = None
+    """When set, the Init is refused with this diagnostic (the connection is over the
+    listener's caps), then the connection is dropped with reason resources."""
 
 
 # --------------------------------------------------------------------------------------
@@ -212,6 +222,8 @@ class FetchCall:
     syntax: oids.Oid | None
     element_set: str | None
     database: str
+    charset: str | None = None
+    """The codec records are to be sent in (negotiated), or None for UTF-8."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +253,7 @@ _Op = Generator[CatalogueCall, Any, list[Action]]
 
 TRANSITIONS: dict[tuple[State, str], str] = {
     (State.NEW, "initRequest"): "_on_init",
+    (State.UP, "initRequest"): "_on_reinit",
     (State.UP, "searchRequest"): "_on_search",
     (State.UP, "presentRequest"): "_on_present",
     (State.UP, "scanRequest"): "_on_scan",
@@ -299,12 +312,15 @@ class Association:
         self.preferred_message_size = self.settings.preferred_message_size
         self.exceptional_record_size = self.settings.exceptional_record_size
         self.decoder = TermDecoder()
+        self.charset: CharsetChoice | None = None  # what charset negotiation agreed on
+        self.record_charset: str | None = None  # records converted to this codec (else UTF-8)
         self.result_sets: OrderedDict[str, Any] = OrderedDict()
         self._databases: dict[str, tuple[str, ...]] = {}
         self._dropped: set[str] = set()
         self._running: _Op | None = None
         self._queue: deque[tuple[PDU | RequestInfo, Any]] = deque()
         self._tag: Any = None
+        self._overflow = False  # the pipeline limit was passed: Close(resources) once drained
         self._size_of = size_of or encoded_record_size
 
     # -- public API -----------------------------------------------------------------------
@@ -321,9 +337,12 @@ class Association:
         """
         if self.state in (State.CLOSING, State.CLOSED):
             return []
-        if self._running is not None:
-            if len(self._queue) >= self.settings.max_queued_requests:
-                return self.abort(CloseReason.resources, "Too many requests queued")
+        if self._running is not None or self._overflow:
+            if self._overflow or len(self._queue) >= self.settings.max_queued_requests:
+                # Past the pipeline limit: this request and any later one are not read; the
+                # queued ones are still answered, in order, then Close(resources).
+                self._overflow = True
+                return []
             self._queue.append((pdu, tag))
             return []
         return self._dispatch(pdu, tag) + self._drain()
@@ -405,6 +424,11 @@ class Association:
         actions: list[Action] = []
         while self._queue and self._running is None and self.state is State.UP:
             actions += self._dispatch(*self._queue.popleft())
+        if self._overflow and self._running is None and not self._queue:
+            self._overflow = False
+            actions += self.abort(CloseReason.resources,
+                                  f"More than {self.settings.max_queued_requests} requests"
+                                  " pipelined")
         return actions
 
     def _unexpected(self, arm: str) -> list[Action]:
@@ -439,8 +463,10 @@ class Association:
         if s.max_result_sets <= 1:
             options.discard("namedResultSets")
         other_info = []
-        if "negotiationModel" in options and req.charset_proposal is not None:
-            other_info.append(utf8_negotiation_response(req.charset_proposal))
+        choice = (choose_charset(req.charset_proposal) if "negotiationModel" in options
+                  else None)
+        if choice is not None:
+            other_info.append(negotiation_response(choice, req.charset_proposal))
         else:
             options.discard("negotiationModel")
         self.options = frozenset(options)
@@ -448,7 +474,8 @@ class Association:
                                                      s.preferred_message_size)
         self.exceptional_record_size = negotiate_size(req.exceptional_record_size,
                                                       s.exceptional_record_size)
-        peer, refusal = self._authenticate(req.authentication)
+        peer, refusal = ((None, s.refusal) if s.refusal is not None
+                         else self._authenticate(req.authentication))
         if refusal is None and not versions:
             refusal = Diagnostic(1, "no common protocol version", v2=True)
         reply_versions, reply_options = tuple(sorted(versions)) or (1, 2, 3), tuple(
@@ -466,11 +493,18 @@ class Association:
             return [Send(encode_init_response(**response), "initResponse"),
                     Report("init", f"diagnostic {refusal.condition}",
                            detail=_diag_text(refusal)),
-                    Disconnect(CloseReason.securityViolation, "Init refused")]
+                    Disconnect(CloseReason.resources if refusal is s.refusal
+                               else CloseReason.securityViolation, "Init refused")]
         self.peer = peer
-        fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
-            "utf-8", "utf8") else "latin-1"
-        self.decoder = TermDecoder("utf-8", fallback)
+        self.charset = choice
+        self.record_charset = choice.codec if choice and choice.records and not choice.utf8 \
+            else None
+        if choice is not None and not choice.utf8:
+            self.decoder = TermDecoder(choice.codec, None)  # single-byte or MARC-8: total
+        else:
+            fallback = peer.charset if peer and peer.charset.lower().replace("_", "-") not in (
+                "utf-8", "utf8") else "latin-1"
+            self.decoder = TermDecoder("utf-8", fallback)
         self.state = State.UP
         if other_info or not _cacheable(req.reference_id):
             reply = encode_init_response(**response)
@@ -483,6 +517,24 @@ class Association:
                 Report("init", "success", detail=(
             f"v{self.version} options {' '.join(sorted(self.options))}"))]
         yield  # a generator, like every handler
+
+    def _on_reinit(self, req: InitRequestInfo) -> _Op:
+        """A second Init on a live association: re-initialisation, as YAZ GFS does it.
+
+        The association starts over (result sets deleted, credentials, options, sizes and
+        character set negotiated again); a refused re-Init ends the association like a refused
+        first Init.
+        """
+        dropped = len(self.result_sets)
+        self.result_sets.clear()
+        self._databases.clear()
+        self._dropped.clear()
+        self.peer = None
+        self.state = State.NEW
+        actions = yield from self._on_init(req)
+        return [Report(a.operation, a.outcome, a.query,
+                       f"re-initialisation ({dropped} result sets deleted): {a.detail}")
+                if isinstance(a, Report) else a for a in actions]
 
     def _authenticate(self, auth: Authentication | None
                       ) -> tuple[PeerIdentity | None, Diagnostic | None]:
@@ -545,7 +597,7 @@ class Association:
                 Report("search", "success", query_text, f"{hits} hits")]
         limited = min(wanted, self.settings.max_present_records)
         fetched = yield FetchCall(result, 1, limited, req.preferred_record_syntax, esn,
-                                  self._database(name))
+                                  self._database(name), self.record_charset)
         if isinstance(fetched, Diagnostic):
             return [self._send_search(
                 reference_id=req.reference_id, result_count=hits, next_result_set_position=1,
@@ -581,7 +633,8 @@ class Association:
         diag: Diagnostic | None = None
         hits = 0
         if result is None:
-            diag = Diagnostic(30, name, v2=True)
+            # 27: deleted by us to stay within max_result_sets; 30: never existed (or deleted)
+            diag = Diagnostic(27 if name in self._dropped else 30, name, v2=True)
         else:
             hits = result.count
             if req.start < 1 or req.start > hits or req.count < 0:
@@ -598,7 +651,8 @@ class Association:
                 req.record_syntaxes[0] if req.record_syntaxes else None)
             limited = min(req.count, self.settings.max_present_records)
             fetched = yield FetchCall(result, req.start, limited, syntax,
-                                      req.element_set_name, self._database(name))
+                                      req.element_set_name, self._database(name),
+                                      self.record_charset)
             if isinstance(fetched, Diagnostic):
                 diag = fetched
         if diag is not None:
@@ -677,6 +731,8 @@ class Association:
         term_position = int(found) if found is not None else (req.preferred_position or 1)
         status = SCAN_PARTIAL_5 if getattr(entries, "ended_early", False) else SCAN_SUCCESS
         entries = list(entries)
+        if self.charset is not None and not self.charset.utf8:
+            entries = [_in_charset(e, self.charset.codec) for e in entries]
         return [self._send(scan_response(
             reference_id=req.reference_id, scan_status=status, entries=entries,
             position_of_term=term_position if entries else None,
@@ -691,7 +747,7 @@ class Association:
         if len(req.input_result_sets) != 1:
             diag = Diagnostic(230, str(len(req.input_result_sets)), v2=True)
         elif missing:
-            diag = Diagnostic(30, missing[0], v2=True)
+            diag = Diagnostic(27 if missing[0] in self._dropped else 30, missing[0], v2=True)
         elif req.sorted_result_set != "default" and self.settings.max_result_sets <= 1:
             diag = Diagnostic(22, req.sorted_result_set, v2=True)
         else:
@@ -751,6 +807,18 @@ class Association:
                 Report("close", "success", None, f"client reason {req.reason}"),
                 Disconnect(CloseReason.finished, "Association terminated by client")]
         yield  # a generator, like every handler
+
+
+def _in_charset(entry: Any, codec: str) -> Any:
+    """A scan entry with its terms encoded in the negotiated character set."""
+    if not isinstance(entry, ScanEntry):
+        return entry
+    return replace(entry, term=_encoded(entry.term, codec),
+                   display_term=_encoded(entry.display_term, codec))
+
+
+def _encoded(text: Any, codec: str) -> Any:
+    return text.encode(codec, NCR_ERRORS) if isinstance(text, str) else text
 
 
 def _in_attribute_set(term: pqf.Term, attribute_set: oids.Oid | None) -> pqf.Term:

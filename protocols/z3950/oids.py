@@ -64,6 +64,8 @@ USERINFO_1: Oid = _z(10, 3)
 
 # Negotiation record definitions (class 15).
 CHARSET_NEGOTIATION_3: Oid = _z(15, 3)
+NEGOTIATION_CHARSET_ID: Oid = _z(15, 1000, 81, 1)
+"""Index Data's OID for a character set named in a private, externally specified set (YAZ)."""
 
 # Schemas (class 13).
 SCHEMA_HOLDINGS: Oid = _z(13, 7)

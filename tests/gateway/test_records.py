@@ -88,7 +88,8 @@ async def lend(env: Env, barcode: str, days: int = 21) -> str:
 
 @pytest_twisted.ensureDeferred
 async def test_usmarc_with_852_holdings(env: Env) -> None:
-    """USMARC is the stored record plus one 852 per (non-temporary) item, UTF-8 (leader/09 a)."""
+    """USMARC is the stored record plus one 852 and one 876 per (non-temporary) item, UTF-8
+    (leader/09 a), every subfield as MARC 21 defines it."""
     [data] = await fetch(env, ["pride"], oids.USMARC)
     assert isinstance(data, bytes)
     record = next(pymarc.MARCReader(data, to_unicode=True, force_utf8=True))
@@ -99,9 +100,10 @@ async def test_usmarc_with_852_holdings(env: Env) -> None:
     assert set(items) == {"B-PRIDE-1", "B-PRIDE-2"}  # ILL-TEMP-2 is temporary
     main = items["B-PRIDE-1"]
     assert main["a"] == "INTERLEND" and main["b"] == "Main Library" and main["c"] == "Stacks"
-    assert main["h"] == "PR4034 .P7 1813" and main["t"] == "1" and main["g"] == "B-PRIDE-1"
-    assert (main["n"], main["r"], main["z"]) == ("Available", "In", "AVAILABLE")
-    assert "u" not in main
+    assert main["h"] == "PR4034 .P7 1813" and main["t"] == "1" and main["z"] == "AVAILABLE"
+    assert not {"g", "n", "r", "u"} & set(main)  # not MARC 21 (undefined, country, URI)
+    item = holdings_by_barcode(record, "876", "p")["B-PRIDE-1"]
+    assert (item["j"], item["t"]) == ("Available", "1") and "z" not in item
 
 
 @pytest.mark.skipif(shutil.which("yaz-marcdump") is None, reason="yaz-marcdump (Debian yaz) "
@@ -152,6 +154,29 @@ async def test_holdings_tag_layouts(env: Env) -> None:
     items = holdings_by_barcode(tlc, "982", "i")
     assert items["B-PRIDE-1"]["1"] == "n" and items["B-PRIDE-2"]["1"] == "y"
     assert items["B-PRIDE-2"]["m"] == "F AUS" and items["B-PRIDE-2"]["b"] == "Branch"
+
+
+def test_852_broker_profiles() -> None:
+    """852-polaris adds $r In/Out (what ReShare's Polaris adapter reads), 852-evergreen $g
+    barcode and $n status text (its Evergreen adapter); the default has neither."""
+    marc = make_record("x1", "Title").as_marc()
+    items = (render.ItemState("B-1", "Main", "Stacks", "QA1", "1", "available", "standard"),
+             render.ItemState("B-2", "Main", "Stacks", "QA1", "2", "available", "standard",
+                              due_at="2031-03-15T12:00:00+00:00"))
+    record = render.CatalogueRecord(1, "x1", marc, items)
+
+    def fields(layout: str) -> dict[str, dict[str, str]]:
+        out = pymarc.Record(data=render.marc21(record, "F", render.Presentation(
+            holdings_tag=layout)), to_unicode=True, force_utf8=True)
+        return holdings_by_barcode(out, "852", "p")
+
+    polaris, evergreen, plain = fields("852-polaris"), fields("852-evergreen"), fields("852")
+    assert (polaris["B-1"]["r"], polaris["B-2"]["r"]) == ("In", "Out")
+    assert (evergreen["B-1"]["n"], evergreen["B-2"]["n"]) == ("Available", "Checked out")
+    assert evergreen["B-1"]["g"] == "B-1" and "r" not in evergreen["B-1"]
+    assert not {"g", "n", "r"} & set(plain["B-1"])
+    with pytest.raises(ValueError):
+        render.holdings_fields(items[0], "853", "X")
 
 
 def test_stored_holdings_fields_are_replaced_by_live_ones() -> None:
@@ -269,8 +294,9 @@ async def test_live_availability_after_a_loan(env: Env) -> None:
     assert (circ.available_now, circ.availability_date, circ.item_id) == (False, due, "B-EMMA-1")
     assert holding.public_note == f"DUE {due}"
     [marc] = await fetch(env, ["emma"], oids.USMARC)
-    field = pymarc.Record(data=marc, to_unicode=True, force_utf8=True)["852"]
-    assert (field["n"], field["r"], field["u"]) == ("Checked out", "Out", due)
+    parsed = pymarc.Record(data=marc, to_unicode=True, force_utf8=True)
+    assert parsed["852"]["z"] == f"DUE {due}"
+    assert (parsed["876"]["j"], parsed["876"]["z"]) == ("Checked out", f"Due {due}")
 
     def give_back(conn: sqlite3.Connection) -> None:
         check_in(conn, item_id=env.seeded.item_ids["B-EMMA-1"], now=datetime.now(UTC))
@@ -340,7 +366,8 @@ async def test_sutrs_in_the_peer_charset(env: Env) -> None:
 
 
 def test_marc_with_thousands_of_items_stays_valid_iso2709() -> None:
-    """Items that would push a record past 99,999 bytes are left out; the record stays valid."""
+    """Items that would push a record past 99,999 bytes are left out, and a 500 note says how
+    many of how many are shown; the record stays valid. A record that fits has no note."""
     marc = make_record("big", "Popular title").as_marc()
     items = tuple(render.ItemState(f"BC{i:06d}", "Main Library", "Stacks", "QA76 .P6", str(i),
                                    "available", "standard") for i in range(3000))
@@ -348,7 +375,16 @@ def test_marc_with_thousands_of_items_stays_valid_iso2709() -> None:
     data = render.marc21(record, "F", render.Presentation())
     assert len(data) <= 99999 and int(data[:5]) == len(data)
     parsed = pymarc.Record(data=data, to_unicode=True, force_utf8=True)
-    assert 500 < len(parsed.get_fields("852")) < 3000
+    shown = len(parsed.get_fields("852"))
+    assert 300 < shown < 3000 and len(parsed.get_fields("876")) == shown
+    notes = [f["a"] for f in parsed.get_fields("500")]
+    assert f"Holdings: {shown} of 3000 items shown; the record would pass the 99,999-byte " \
+        "ISO 2709 limit. OPAC and MARCXML records list every item." in notes
+    small = render.CatalogueRecord(1, "big", marc, items[:10])
+    parsed = pymarc.Record(data=render.marc21(small, "F", render.Presentation()),
+                           to_unicode=True, force_utf8=True)
+    assert len(parsed.get_fields("852")) == 10 and not any(
+        "items shown" in (f["a"] or "") for f in parsed.get_fields("500"))
     # MARCXML has no length limit: every item is there.
     xml = render.marcxml(record, "F", render.Presentation())
     assert xml.count(b'tag="852"') == 3000
@@ -365,3 +401,30 @@ async def test_default_syntax(env: Env) -> None:
     assert isinstance(plain, ResponseRecord) and plain.syntax == oids.USMARC
     assert isinstance(op, ResponseRecord) and op.syntax == oids.OPAC
     assert isinstance(op.data, OpacRecord)
+
+
+@pytest.mark.parametrize("codec,author,location", [
+    ("marc-8", b"Moreau, \xe2Emile", "Bibliothèque".encode("marc-8")),
+    ("iso8859-1", b"Moreau, \xc9mile", "Bibliothèque".encode("latin-1")),
+])
+def test_records_in_the_negotiated_charset(codec: str, author: bytes, location: bytes) -> None:
+    """A negotiated record charset: USMARC in it (leader/09 blank, characters it lacks as
+    &#xXXXX;), OPAC's MARC and holdings text in it, SUTRS in it; MARCXML stays UTF-8."""
+    marc = make_record("x1", "Война и мир", author="Moreau, Émile").as_marc()
+    item = render.ItemState("B-1", "Bibliothèque", "Stacks", "QA1", "1", "available",
+                            "standard")
+    record = render.CatalogueRecord(1, "x1", marc, (item,))
+    view = render.Presentation(record_charset=codec)
+    data = render.marc21(record, "F", view)
+    assert author in data and data[9:10] == b" " and int(data[:5]) == len(data)
+    if codec == "iso8859-1":
+        assert b"&#x0412;&#x043E;&#x0439;&#x043D;&#x0430;" in data
+    if codec == "marc-8":  # pymarc reads MARC-8 (leader/09 blank) back to Unicode
+        parsed = pymarc.Record(data=data, to_unicode=True)
+        assert (parsed["100"]["a"], parsed["245"]["a"]) == ("Moreau, Émile", "Война и мир")
+    opac = render.opac(record, "F", view)
+    assert author in (opac.bibliographic or b"")
+    assert opac.holdings[0].local_location == location  # bytes: sent as they are
+    assert isinstance(roundtrip(opac), OpacRecord)
+    assert author.replace(b"Moreau, ", b"") in render.sutrs(record, "F", view)
+    assert "Émile".encode() in render.marcxml(record, "F", view)

@@ -228,13 +228,16 @@ def test_yaz_client_presents_four_syntaxes_with_both_element_sets(port: int,
 
     assert marc_f.find(r"Record type: (\w+)") == "USmarc"
     assert marc_tags(marc_f) == ["001", "008", "020", "035", "100", "245", "264", "500", "650",
-                                 "852", "852"]
-    assert marc_tags(marc_b) == ["001", "008", "020", "035", "100", "245", "264", "852", "852"]
+                                 "852", "852", "876", "876"]
+    assert marc_tags(marc_b) == ["001", "008", "020", "035", "100", "245", "264", "852", "852",
+                                 "876", "876"]
     holdings = marc_f.find_all(r"^(852 .*)")
     assert "$b MAIN" in holdings[0] and "$p CL-1001" in holdings[0]
-    assert "$n Available" in holdings[0] and "$r In" in holdings[0]
-    assert "$p CL-1002" in holdings[1] and "$n Checked out" in holdings[1]
-    assert "$u 2031-03-15" in holdings[1] and "$r Out" in holdings[1]
+    assert "$z AVAILABLE" in holdings[0] and "$r" not in holdings[0]
+    assert "$p CL-1002" in holdings[1] and "$z DUE 2031-03-15" in holdings[1]
+    items = marc_f.find_all(r"^(876 .*)")
+    assert "$j Available" in items[0] and "$p CL-1001" in items[0]
+    assert "$j Checked out" in items[1] and "$z Due 2031-03-15" in items[1]
 
     ns = {"m": "http://www.loc.gov/MARC21/slim"}
     for step, brief in ((xml_f, False), (xml_b, True)):

@@ -639,3 +639,95 @@ def test_no_idle_timer_when_idle_timeout_is_off() -> None:
     assert conn.clock.getDelayedCalls() == []
     conn.clock.advance(10_000)
     assert not conn.closed
+
+
+# -- refusals in protocol, pipelining (issue 14 points 7 and 8) ---------------------------------
+
+
+def limited(gateway: FakeGateway, **limits: Any) -> Any:
+    """The Z39.50 factory behind the connection limiter, with the factory's refuser."""
+    from gateway.limits import ConnectionLimitFactory
+
+    factory = Z3950Factory(gateway)
+    return ConnectionLimitFactory(factory, name="z39.50", clock=gateway.reactor,
+                                  refuser=factory.refusal, **limits)
+
+
+def connect_limited(limiter: Any, host: str = "10.0.0.1") -> tuple[Any, StringTransport]:
+    from twisted.internet.address import IPv4Address
+
+    address = IPv4Address("TCP", host, 4321)
+    protocol = limiter.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    if protocol is not None:
+        protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_connection_over_the_cap_gets_init_refused_with_1018() -> None:
+    """Over max_per_host the connection is not closed bare: its Init is answered with result
+    false and diagnostic 1018 (addinfo: the limit), then the server hangs up; no audit row.
+    Past the refusal slots the limiter closes at once again."""
+    gateway = FakeGateway()
+    limiter = limited(gateway, max_total=100, max_per_host=1, refusal_slots=1)
+    first, _ = connect_limited(limiter)
+    refused, transport = connect_limited(limiter)
+    assert refused is not None and refused.refusal is not None and limiter.refusing == 1
+    assert connect_limited(limiter)[0] is None  # the one refusal slot is taken
+    refused.dataReceived(codec.encode_pdu(codec.init_request(reference_id=b"x")))
+    [answer] = [codec.decode_pdu(f) for f in BERFramer().feed(transport.value())]
+    assert not bool(body(answer)["result"]) and codec.reference_id(answer) == b"x"
+    [diag] = codec.read_init_diagnostics(answer)
+    assert diag.condition == 1018
+    assert "1 connections open from this address (limit 1)" in str(diag.addinfo)
+    assert transport.disconnecting and gateway.audit.entries == []
+    refused.connectionLost(None)
+    assert limiter.refusing == 0 and limiter.per_host["10.0.0.1"] == 1
+    assert limiter.refused == 2
+
+
+def test_refused_connection_without_init_is_dropped_after_the_refusal_timeout() -> None:
+    """A refused connection that sends nothing holds its slot at most REFUSAL_TIMEOUT."""
+    from gateway.z3950_server import REFUSAL_TIMEOUT
+
+    gateway = FakeGateway()
+    limiter = limited(gateway, max_total=0, max_per_host=10, refusal_slots=5)
+    refused, transport = connect_limited(limiter)
+    assert refused is not None and "in total (limit 0)" in refused.refusal
+    gateway.reactor.advance(REFUSAL_TIMEOUT)
+    assert transport.disconnecting and transport.value() == b""
+
+
+def test_default_caps_serve_200_associations_from_one_address() -> None:
+    """With the default [z3950] caps, 200 connections from one address at the same instant
+    are all served (a metasearcher behind one NAT address); the 251st is refused in protocol."""
+    gateway = FakeGateway()
+    z = gateway.config.z3950
+    limiter = limited(gateway, max_total=z.max_connections,
+                      max_per_host=z.max_connections_per_peer,
+                      max_rate_per_host=z.max_connection_rate_per_peer,
+                      refusal_slots=z.refusal_slots)
+    served = [connect_limited(limiter)[0] for _ in range(200)]
+    assert all(p is not None and p.refusal is None for p in served)
+    gateway.reactor.advance(60)  # the rate bucket refills; the per-address cap remains
+    more = [connect_limited(limiter)[0] for _ in range(51)]
+    assert [p.refusal is None for p in more].count(True) == 50
+    assert more[-1].refusal is not None
+
+
+def test_pipeline_past_the_limit_answers_what_is_owed_then_closes_resources() -> None:
+    """max_pipelined_requests 3 and 6 searches in one write: four answers in order (the one
+    running and three queued), then Close(resources)."""
+    catalogue = FakeCatalogue(hold=True)
+    conn = Connection(FakeGateway(catalogue=catalogue, max_pipelined_requests=3))
+    conn.init()
+    conn.protocol.dataReceived(b"".join(
+        codec.encode_pdu(codec.search_request("@attr 1=4 computer", reference_id=b"%d" % n))
+        for n in range(6)))
+    assert not conn.closed
+    while catalogue.held:
+        catalogue.held.pop().callback(None)
+    answers = conn.take()
+    assert [codec.pdu_arm(a) for a in answers] == ["searchResponse"] * 4 + ["close"]
+    assert [codec.reference_id(a) for a in answers[:4]] == [b"0", b"1", b"2", b"3"]
+    assert int(body(answers[-1])["closeReason"]) == CloseReason.resources and conn.closed

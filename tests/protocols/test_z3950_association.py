@@ -120,9 +120,10 @@ def test_pdu_before_init_drops_connection_without_pdu() -> None:
 
 
 def test_unexpected_pdu_when_up_is_close_protocol_error() -> None:
-    """A second Init is not in the table for UP: Close(protocolError) then drop."""
+    """A response PDU from the client is not in the table for UP: Close(protocolError) then
+    drop."""
     assoc = up()
-    actions = assoc.receive(wire(codec.init_request()))
+    actions = assoc.receive(wire(codec.scan_response()))
     closing = one(actions)
     assert int(closing["closeReason"]) == CloseReason.protocolError
     assert isinstance(actions[-1], Disconnect)
@@ -585,12 +586,17 @@ def test_default_size_function_measures_encoded_records() -> None:
 
 
 def test_oldest_result_set_dropped_past_the_limit() -> None:
-    """max_result_sets 2: a third name drops the oldest; presenting it gives 30."""
+    """max_result_sets 2: a third name drops the oldest; presenting or sorting it gives 27
+    (result set no longer exists, unilaterally deleted by target), a name never used 30."""
     assoc = up(AssociationSettings(max_result_sets=2))
     for name in ("1", "2", "3"):
         search(assoc, 2, name=name)
     assert list(assoc.result_sets) == ["2", "3"]
     body = one(assoc.receive(wire(codec.present_request(result_set_id="1"))))
+    assert codec.read_diagnostics(body)[0].condition == 27
+    body = one(assoc.receive(wire(codec.sort_request(input_result_sets=["1"]))))
+    assert body["diagnostics"][0]["defaultFormat"]["condition"] == 27
+    body = one(assoc.receive(wire(codec.present_request(result_set_id="never"))))
     assert codec.read_diagnostics(body)[0].condition == 30
     search(assoc, 2, name="3")  # replacing an existing name drops nothing
     assert list(assoc.result_sets) == ["2", "3"]
@@ -672,15 +678,85 @@ def test_requests_wait_for_the_running_operation() -> None:
     assert body["referenceId"].asOctets() == b"2"
 
 
-def test_too_many_queued_requests_close_with_resources() -> None:
-    """More queued PDUs than allowed: Close(resources)."""
+def run_to_end(assoc: Association, actions: list[Any]) -> list[Any]:
+    """Feed every catalogue call an answer (a search: 1 hit) until none is pending."""
+    out: list[Any] = []
+    while True:
+        out += [a for a in actions if not isinstance(a, (SearchCall, FetchCall))]
+        calls = [a for a in actions if isinstance(a, (SearchCall, FetchCall))]
+        if not calls:
+            return out
+        [call] = calls
+        actions = assoc.resume(RS(call.name, (1,)) if isinstance(call, SearchCall)
+                               else [marc(1)])
+
+
+def test_twenty_pipelined_requests_answered_in_order() -> None:
+    """20 requests sent without waiting (the default limit is higher): every one answered,
+    in arrival order, and the association stays up."""
+    assoc = up()
+    actions: list[Any] = []
+    for n in range(20):
+        actions += assoc.receive(wire(codec.search_request(f"w{n}", reference_id=b"%d" % n)))
+    answers = sent(run_to_end(assoc, actions))
+    assert [codec.pdu_arm(p) for p in answers] == ["searchResponse"] * 20
+    assert [codec.pdu_body(p)["referenceId"].asOctets() for p in answers] == \
+        [b"%d" % n for n in range(20)]
+    assert assoc.state is State.UP and association.MAX_QUEUED_REQUESTS >= 20
+
+
+def test_past_the_pipeline_limit_what_is_owed_is_answered_then_close_resources() -> None:
+    """max_queued_requests 2: the running request and the two queued are answered in order;
+    the requests past the limit are not; then Close(resources) and a drop."""
     assoc = up(AssociationSettings(max_queued_requests=2))
-    assoc.receive(wire(codec.search_request("x")))
-    assoc.receive(wire(codec.search_request("x")))
-    assoc.receive(wire(codec.search_request("x")))
-    actions = assoc.receive(wire(codec.search_request("x")))
-    assert int(one(actions)["closeReason"]) == CloseReason.resources
-    assert assoc.resume(RS("default", ())) == []
+    actions: list[Any] = []
+    for n in range(5):
+        actions += assoc.receive(wire(codec.search_request("x", reference_id=b"%d" % n)))
+    assert assoc.state is State.UP  # nothing is lost before the owed answers go out
+    out = run_to_end(assoc, actions)
+    answers = sent(out)
+    assert [codec.pdu_arm(p) for p in answers] == ["searchResponse"] * 3 + ["close"]
+    assert [codec.pdu_body(p)["referenceId"].asOctets() for p in answers[:3]] == \
+        [b"0", b"1", b"2"]
+    assert int(codec.pdu_body(answers[-1])["closeReason"]) == CloseReason.resources
+    assert isinstance(out[-1], Disconnect) and out[-1].reason is CloseReason.resources
+    assert assoc.state is State.CLOSING
+
+
+def test_over_the_caps_init_refused_with_1018_then_dropped() -> None:
+    """An association over the connection caps: InitResponse result false with diagnostic
+    1018 (system temporarily out of resources) and its addinfo, then a drop (resources)."""
+    refusal = Diagnostic(1018, "250 associations from this address", v2=True)
+    assoc = Association(AssociationSettings(refusal=refusal))
+    actions = assoc.receive(wire(codec.init_request(reference_id=b"r1", options=ALL_OPTIONS)))
+    body = one(actions)
+    assert not bool(body["result"]) and body["referenceId"].asOctets() == b"r1"
+    [diag] = codec.read_init_diagnostics(body)
+    assert (diag.condition, diag.addinfo) == (1018, "250 associations from this address")
+    assert isinstance(actions[-1], Disconnect) and actions[-1].reason is CloseReason.resources
+    assert assoc.state is State.CLOSING
+
+
+def test_second_init_reinitialises() -> None:
+    """A second Init is re-initialisation (as GFS): accepted, result sets gone, new
+    credentials in force; a refused second Init ends the association."""
+    peer = PeerIdentity("reshare", user="rs", password="pw")
+    assoc = up(AssociationSettings(peers=(peer,)))
+    search(assoc, 2, name="default")
+    actions = assoc.receive(wire(codec.init_request(
+        reference_id=b"again", options=ALL_OPTIONS,
+        authentication=Authentication("idPass", user="rs", password="pw"))))
+    body = one(actions)
+    assert bool(body["result"]) and body["referenceId"].asOctets() == b"again"
+    assert assoc.state is State.UP and assoc.peer == peer and assoc.result_sets == {}
+    assert "re-initialisation (1 result sets deleted)" in (reports(actions)[0].detail or "")
+    body = one(assoc.receive(wire(codec.present_request(result_set_id="default"))))
+    assert codec.read_diagnostics(body)[0].condition == 30
+    actions = assoc.receive(wire(codec.init_request(
+        options=ALL_OPTIONS, authentication=Authentication("idPass", user="rs",
+                                                            password="wrong"))))
+    assert not bool(one(actions)["result"]) and isinstance(actions[-1], Disconnect)
+    assert assoc.state is State.CLOSING
 
 
 def test_client_close_answered_with_finished() -> None:

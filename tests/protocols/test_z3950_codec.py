@@ -73,6 +73,7 @@ def test_init_request_idpass_and_charneg_proposal() -> None:
         utf8=True,
         iso10646_forms=(oids.ISO10646_UTF8,),
         records_in_selected_charsets=True,
+        offered=(("iso10646", "UTF-8"),),
     )
 
 

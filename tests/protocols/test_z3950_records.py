@@ -137,7 +137,8 @@ def test_charneg_proposal_found_and_answered() -> None:
     other.append(utf8_negotiation_proposal(records_in_selected_charsets=False))
     value, _ = decoder.decode(encoder.encode(other), asn1Spec=OtherInformation())
     proposal = negotiation_proposal(value)
-    assert proposal == CharsetProposal(True, (oids.ISO10646_UTF8,), (), (), False)
+    assert proposal == CharsetProposal(True, (oids.ISO10646_UTF8,), (), (), False,
+                                       (("iso10646", "UTF-8"),))
     unit = utf8_negotiation_response(proposal, language="eng")
     neg = decode_external(unit["information"]["externallyDefinedInfo"])
     response = neg.value["response"]
