@@ -140,6 +140,18 @@ class _LiveState(Collector):
             yield GaugeMetricFamily("interlend_database_disk_free_bytes",
                                     "Free space on the database's file system (last look).",
                                     value=free)
+        memory = getattr(getattr(gateway, "catalogue", None), "memory", None)
+        if memory is not None:
+            yield GaugeMetricFamily("interlend_z3950_memory_budget_used_bytes",
+                                    "Bytes of z3950.memory_budget held by saved result sets "
+                                    "and partial PDUs.", value=memory.used)
+            yield GaugeMetricFamily("interlend_z3950_memory_budget_bytes",
+                                    "z3950.memory_budget: what all Z39.50 clients may hold.",
+                                    value=memory.limit)
+            yield CounterMetricFamily("interlend_z3950_memory_budget_refusals",
+                                      "Result sets or PDUs refused because the budget was "
+                                      "spent (Bib-1 31 or Close(resources)).",
+                                      value=memory.refused)
 
 
 def read_figures(conn: sqlite3.Connection, now: float) -> DatabaseFigures:

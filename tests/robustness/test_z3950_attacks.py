@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pymarc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.backends.embedded import upsert_record
 from gateway.store import open_database
@@ -465,8 +466,24 @@ def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
     wait_until(lambda: rss_kib(daemon.process.pid) - baseline < 48 * 1024, 30,
                "RSS to come back near its start")
     print(f"RSS after the clients left: {rss_kib(daemon.process.pid)} KiB")
+    # the budget is visible to the sysadmin, and given back in full once the clients are gone
+    wait_until(lambda: _metric(daemon, "interlend_z3950_memory_budget_used_bytes") == 0, 30,
+               "the memory budget given back")
+    assert _metric(daemon, "interlend_z3950_memory_budget_refusals_total") >= \
+        closed_for_resources
     assert any("memory budget spent" in line for line in daemon.lines)
     assert daemon.process.poll() is None and not tracebacks(daemon)
+
+
+def _metric(daemon: Daemon, name: str) -> float:
+    """One unlabelled sample of the admin listener's ``/metrics``."""
+    with urllib.request.urlopen(daemon.admin_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} not in /metrics")
 
 
 def _drain(sock: socket.socket, replies: dict[int, bytes], key: int) -> bool:
