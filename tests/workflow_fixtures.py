@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
@@ -32,6 +33,7 @@ from gateway.backends.embedded import (
 )
 from gateway.store import open_database
 from tests import z3950_clients as zc
+from tests.daemon import Daemon, start_daemon
 
 # -- seed data -----------------------------------------------------------------------------------
 
@@ -699,6 +701,35 @@ def response_name(reply: bytes) -> str:
     root = parse(reply)
     first = next(c for c in root if isinstance(c.tag, str))
     return etree.QName(first).localname
+
+
+# -- daemons -------------------------------------------------------------------------------------
+
+def launched_daemons(tmp_path_factory: Any) -> Iterator[Callable[..., Daemon]]:
+    """Body of a module-scoped ``launch`` fixture (``yield from`` it): a daemon on a freshly
+    seeded database of its own, all killed at module end; ``prepare`` may change the database
+    before the daemon starts."""
+    started: list[Daemon] = []
+
+    def _launch(name: str, prepare: Callable[[Path], None] | None = None) -> Daemon:
+        tmp = tmp_path_factory.mktemp(name)
+        seed_database(tmp / "interlend.sqlite3")
+        if prepare is not None:
+            prepare(tmp / "interlend.sqlite3")
+        daemon = start_daemon(tmp, CONFIG)
+        started.append(daemon)
+        return daemon
+
+    yield _launch
+    for daemon in started:
+        daemon.kill()
+
+
+def call(daemon: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """POST one NCIP request; HTTP 200 expected."""
+    status, reply = daemon.post(body, headers=headers)
+    assert status == 200, reply
+    return reply
 
 
 # -- database inspection -------------------------------------------------------------------------

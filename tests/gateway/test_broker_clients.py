@@ -27,7 +27,8 @@ import pytest
 from lxml import etree
 
 from tests import workflow_fixtures as wf
-from tests.daemon import Daemon, start_daemon
+from tests.daemon import Daemon
+from tests.workflow_fixtures import call
 
 pytestmark = pytest.mark.slow
 
@@ -38,26 +39,7 @@ N = {"n": wf.NS}
 def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Daemon]]:
     """A daemon on a freshly seeded database of its own (killed at module end); ``prepare``
     may change the database before the daemon starts."""
-    started: list[Daemon] = []
-
-    def _launch(name: str, prepare: Callable[[Path], None] | None = None) -> Daemon:
-        tmp = tmp_path_factory.mktemp(name)
-        wf.seed_database(tmp / "interlend.sqlite3")
-        if prepare is not None:
-            prepare(tmp / "interlend.sqlite3")
-        daemon = start_daemon(tmp, wf.CONFIG)
-        started.append(daemon)
-        return daemon
-
-    yield _launch
-    for daemon in started:
-        daemon.kill()
-
-
-def call(d: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    status, reply = d.post(body, headers=headers)
-    assert status == 200, reply
-    return reply
+    yield from wf.launched_daemons(tmp_path_factory)
 
 
 _TABLES = {

@@ -23,6 +23,7 @@ import pytest
 from tests import workflow_fixtures as wf
 from tests import z3950_clients as zc
 from tests.daemon import Daemon, start_daemon
+from tests.workflow_fixtures import call
 
 pytestmark = pytest.mark.slow
 
@@ -30,24 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Daemon]]:
     """Start a daemon on a freshly seeded database of its own (killed at module end)."""
-    started: list[Daemon] = []
-
-    def _launch(name: str) -> Daemon:
-        tmp = tmp_path_factory.mktemp(name)
-        wf.seed_database(tmp / "interlend.sqlite3")
-        daemon = start_daemon(tmp, wf.CONFIG)
-        started.append(daemon)
-        return daemon
-
-    yield _launch
-    for daemon in started:
-        daemon.kill()
-
-
-def call(daemon: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    status, reply = daemon.post(body, headers=headers)
-    assert status == 200, reply
-    return reply
+    yield from wf.launched_daemons(tmp_path_factory)
 
 
 def ok(daemon: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
