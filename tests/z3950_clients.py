@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from gateway.backends.embedded import (
 from gateway.store import open_database
 from protocols.z3950 import codec
 from protocols.z3950.ber import BERFramer
+from tests.daemon import Daemon, start_daemon
 
 YAZ_CLIENT = shutil.which("yaz-client")
 YAZ_ZTEST = shutil.which("yaz-ztest")
@@ -296,6 +298,21 @@ def seed_catalogue(path: Path, bibs: tuple[Bib, ...],
         conn.close()
     return ids
 
+
+
+def catalogue_daemon(tmp_path_factory: pytest.TempPathFactory, name: str,
+                     seed: Callable[[Path], object]) -> Iterator[Daemon]:
+    """Body of a module-scoped daemon fixture (``yield from`` it): ``seed`` writes the
+    database, then a daemon with the default configuration serves it until module end.
+    Skipped without yaz-client."""
+    need(("yaz-client", YAZ_CLIENT))
+    tmp = tmp_path_factory.mktemp(name)
+    seed(tmp / "interlend.sqlite3")
+    running = start_daemon(tmp)
+    try:
+        yield running
+    finally:
+        running.kill()
 
 def opac_circulation(step: Step) -> dict[str, dict[str, str]]:
     """itemId → the CircRecord fields yaz-client printed for OPAC records (``availableNow``,

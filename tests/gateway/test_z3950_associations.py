@@ -28,16 +28,15 @@ import pytest
 from protocols.z3950 import codec
 from protocols.z3950.charset import utf8_negotiation_proposal
 from protocols.z3950.errors import CloseReason
-from tests.daemon import Daemon, start_daemon
+from tests.daemon import Daemon
 from tests.z3950_clients import (
-    YAZ_CLIENT,
     YAZ_MARCDUMP,
     ZOOMSH,
     Bib,
     Raw,
+    catalogue_daemon,
     iso2709_records,
     marcdump,
-    need,
     seed_catalogue,
     steps,
     yaz_client,
@@ -55,14 +54,8 @@ CORPUS = tuple(
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """A daemon with the default caps and limits."""
-    need(("yaz-client", YAZ_CLIENT))
-    tmp = tmp_path_factory.mktemp("associations")
-    seed_catalogue(tmp / "interlend.sqlite3", CORPUS)
-    running = start_daemon(tmp)
-    try:
-        yield running
-    finally:
-        running.kill()
+    yield from catalogue_daemon(tmp_path_factory, "associations",
+                                lambda path: seed_catalogue(path, CORPUS))
 
 
 PERL_CONNECT = r"""
@@ -208,14 +201,8 @@ CHARSET_CORPUS = (
 
 @pytest.fixture(scope="module")
 def charsets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    need(("yaz-client", YAZ_CLIENT))
-    tmp = tmp_path_factory.mktemp("charsets")
-    seed_catalogue(tmp / "interlend.sqlite3", CHARSET_CORPUS)
-    running = start_daemon(tmp)
-    try:
-        yield running
-    finally:
-        running.kill()
+    yield from catalogue_daemon(tmp_path_factory, "charsets",
+                                lambda path: seed_catalogue(path, CHARSET_CORPUS))
 
 
 @pytest.mark.parametrize("command,accepted,query,marc_bytes,leader9", [

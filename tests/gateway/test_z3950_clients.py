@@ -22,12 +22,12 @@ from lxml import etree
 from protocols.z3950 import codec
 from tests.daemon import REPO, Daemon, start_daemon
 from tests.z3950_clients import (
-    YAZ_CLIENT,
     YAZ_MARCDUMP,
     ZOOMSH,
     Bib,
     Raw,
     Step,
+    catalogue_daemon,
     iso2709_records,
     marcdump,
     need,
@@ -81,14 +81,7 @@ def seed(path: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """The daemon on the seeded corpus, for the whole module."""
-    need(("yaz-client", YAZ_CLIENT))
-    tmp = tmp_path_factory.mktemp("clients")
-    seed(tmp / "interlend.sqlite3")
-    running = start_daemon(tmp)
-    try:
-        yield running
-    finally:
-        running.kill()
+    yield from catalogue_daemon(tmp_path_factory, "clients", seed)
 
 
 @pytest.fixture
