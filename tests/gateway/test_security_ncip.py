@@ -27,6 +27,7 @@ import pytest
 
 from tests import audit_fixtures as af
 from tests.daemon import REPO, Daemon, start_daemon
+from tests.robustness.helpers import start_locker
 
 pytestmark = pytest.mark.slow
 
@@ -500,15 +501,6 @@ def test_reload_cannot_drop_the_admin_password(tmp_path: Path) -> None:
     assert gateway.reload() is True and gateway.config.admin.password == "new-pw"
 
 
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-"""
-
 
 def test_replies_carry_no_internal_error_text(tmp_path: Path) -> None:
     """Point 14: while another process holds the database locked, an AcceptItem fails; its
@@ -517,8 +509,7 @@ def test_replies_carry_no_internal_error_text(tmp_path: Path) -> None:
     af.seed_database(tmp_path / "interlend.sqlite3")
     running = start_daemon(tmp_path, config().replace("[gateway]\n",
                                                       "[gateway]\nbusy_timeout = 1.0\n"))
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(running.database)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker = start_locker(running.database)
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
         status, reply = running.post(af.accept_item("LOCKED-1", "PBAR-100"))

@@ -15,6 +15,8 @@ import select
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -99,6 +101,33 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 def tracebacks(daemon: Daemon) -> list[str]:
     return [line for line in daemon.lines if "Traceback" in line]
+
+
+# -- another process holding the database --------------------------------------------------------
+
+_LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+print("released", flush=True)
+"""
+
+
+def start_locker(database: Path) -> subprocess.Popen[str]:
+    """A process that takes BEGIN EXCLUSIVE on ``database``, prints ``locked``, and holds it
+    until :func:`release_locker` (then rolls back and prints ``released``)."""
+    return subprocess.Popen([sys.executable, "-c", _LOCKER, str(database)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def release_locker(locker: subprocess.Popen[str]) -> None:
+    """Tell a :func:`start_locker` process to let go of the database."""
+    assert locker.stdin is not None
+    locker.stdin.write("\n")
+    locker.stdin.flush()
 
 
 # -- attacker sockets ---------------------------------------------------------------------------

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,21 +14,19 @@ from pathlib import Path
 import pytest
 
 from tests import workflow_fixtures as wf
-from tests.robustness.helpers import Z3950Client, config, launch, tracebacks, wait_until
+from tests.robustness.helpers import (
+    Z3950Client,
+    config,
+    launch,
+    release_locker,
+    start_locker,
+    tracebacks,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 LOCK_SECONDS = 15.0
-
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-print("released", flush=True)
-"""
 
 
 def _count(database: Path, sql: str, *params: object) -> int:
@@ -61,8 +57,7 @@ def test_fifteen_second_lock_loses_no_audit_row(tmp_path: Path) -> None:
                             "LookupUser")
     searches_before = _count(database, "SELECT count(*) FROM audit WHERE protocol = 'z3950' "
                                        "AND operation = 'search'")
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker = start_locker(database)
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
         locked_at = time.monotonic()
@@ -85,9 +80,7 @@ def test_fifteen_second_lock_loses_no_audit_row(tmp_path: Path) -> None:
         wait_until(lambda: time.monotonic() - locked_at >= LOCK_SECONDS, LOCK_SECONDS + 5,
                    "the end of the lock")
         assert _health(daemon) == 503
-        assert locker.stdin is not None
-        locker.stdin.write("\n")
-        locker.stdin.flush()
+        release_locker(locker)
         assert locker.stdout.readline().strip() == "released"
         released_at = time.monotonic()
         wait_until(lambda: _health(daemon) == 200, 5, "/healthz ok again")
@@ -120,8 +113,7 @@ def test_kept_rows_are_written_on_stop(tmp_path: Path) -> None:
                                      ncip="max_requests_per_second_per_peer = 0\n"))
     database = daemon.database
     before = _count(database, "SELECT count(*) FROM audit WHERE operation = 'LookupUser'")
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker = start_locker(database)
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
         for _ in range(3):
@@ -131,9 +123,7 @@ def test_kept_rows_are_written_on_stop(tmp_path: Path) -> None:
                    "rows kept while the database is locked")
         daemon.signal(signal.SIGTERM)
         daemon.wait_for(r"stopping: no new connections")
-        assert locker.stdin is not None
-        locker.stdin.write("\n")
-        locker.stdin.flush()
+        release_locker(locker)
         assert locker.stdout.readline().strip() == "released"
         assert daemon.process.wait(timeout=30) == 0
         assert _count(database, "SELECT count(*) FROM audit WHERE operation = 'LookupUser'") \

@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,15 @@ import pytest
 
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
-from tests.robustness.helpers import Z3950Client, config, launch, tracebacks, wait_until
+from tests.robustness.helpers import (
+    Z3950Client,
+    config,
+    launch,
+    release_locker,
+    start_locker,
+    tracebacks,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -173,15 +180,6 @@ def test_read_only_database(small_fs: Path, tmp_path: Path) -> None:
         daemon.kill()
 
 
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-"""
-
 
 def test_database_locked_by_another_process(tmp_path: Path) -> None:
     """Another process holds BEGIN EXCLUSIVE on the database: state-changing requests wait
@@ -190,8 +188,7 @@ def test_database_locked_by_another_process(tmp_path: Path) -> None:
     database is locked" and /healthz is degraded. Once the lock is released the resent
     request succeeds."""
     daemon = launch(tmp_path, STORAGE_CONFIG)
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(daemon.database)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    locker = start_locker(daemon.database)
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
         assert accept(daemon, "LOCK-1") == "Temporary Processing Failure"
@@ -199,9 +196,7 @@ def test_database_locked_by_another_process(tmp_path: Path) -> None:
         assert health(daemon)[0] == 503
         assert any("database commit failed" in line and "locked" in line
                    for line in daemon.lines)
-        assert locker.stdin is not None
-        locker.stdin.write("\n")
-        locker.stdin.flush()
+        release_locker(locker)
         assert locker.wait(10) == 0
         assert accept(daemon, "LOCK-1") is None
         wait_until(lambda: health(daemon)[0] == 200, 10, "/healthz ok again")
