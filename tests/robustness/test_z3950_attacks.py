@@ -146,6 +146,43 @@ def lookup_item_ms(daemon: Daemon) -> float:
     return elapsed
 
 
+
+class ServiceProbe:
+    """Timings (ms) taken in a loop on a thread while the body runs: /healthz, an NCIP
+    LookupItem and, with ``inits``, a new Z39.50 Init. The first three rounds are a warm-up
+    whose timings are dropped."""
+
+    def __init__(self, daemon: Daemon, *, inits: bool = False) -> None:
+        self.daemon = daemon
+        self.with_inits = inits
+        self.health: list[float] = []
+        self.lookups: list[float] = []
+        self.inits: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.health.append(healthz_ms(self.daemon))
+            self.lookups.append(lookup_item_ms(self.daemon))
+            if self.with_inits:
+                began = time.perf_counter()
+                RawClient(self.daemon.ports["z3950"], "127.0.0.1").sock.close()
+                self.inits.append((time.perf_counter() - began) * 1000)
+            self._stop.wait(0.02)   # probe pacing, not a synchronisation
+
+    def __enter__(self) -> ServiceProbe:
+        self._thread.start()
+        wait_until(lambda: len(self.health) >= 3, 20, "probe warm-up")
+        self.health.clear()
+        self.lookups.clear()
+        self.inits.clear()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
 def cpu_seconds(daemon: Daemon) -> float:
     """User and system CPU time of the daemon so far."""
     fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -224,33 +261,13 @@ def test_regex_and_10kb_terms_do_not_freeze_the_daemon(daemon: Daemon) -> None:
     answers (RE2: the vocabulary matched in linear time) and each 10 KB term gets Bib-1 11
     at once."""
     regex = f'@attr 1=4 @attr 5=102 "{BACKTRACKING}"'
-    stop = threading.Event()
-    health: list[float] = []
-    lookups: list[float] = []
-    inits: list[float] = []
-
-    def probe() -> None:
-        while not stop.is_set():
-            health.append(healthz_ms(daemon))
-            lookups.append(lookup_item_ms(daemon))
-            began = time.perf_counter()
-            RawClient(daemon.ports["z3950"], "127.0.0.1").sock.close()
-            inits.append((time.perf_counter() - began) * 1000)
-            stop.wait(0.02)   # probe pacing, not a synchronisation
-
-    prober = threading.Thread(target=probe, daemon=True)
-    prober.start()
-    wait_until(lambda: len(health) >= 3, 20, "probe warm-up")
-    health.clear()
-    lookups.clear()
-    inits.clear()
-    regex_pdu, ten_kb_pdu = search_pdu(regex), search_pdu(TEN_KB)
-    jobs = [lambda n=n: one_search(daemon, regex_pdu, 10 + n) for n in range(10)]
-    jobs += [lambda n=n: one_search(daemon, ten_kb_pdu, 30 + n) for n in range(10)]
-    results = run_all(jobs, timeout=60)
-    wait_until(lambda: len(health) >= 10, 20, "probe requests during the attack")
-    stop.set()
-    prober.join(10)
+    with ServiceProbe(daemon, inits=True) as probe:
+        health, lookups, inits = probe.health, probe.lookups, probe.inits
+        regex_pdu, ten_kb_pdu = search_pdu(regex), search_pdu(TEN_KB)
+        jobs = [lambda n=n: one_search(daemon, regex_pdu, 10 + n) for n in range(10)]
+        jobs += [lambda n=n: one_search(daemon, ten_kb_pdu, 30 + n) for n in range(10)]
+        results = run_all(jobs, timeout=60)
+        wait_until(lambda: len(health) >= 10, 20, "probe requests during the attack")
     for result in results:
         assert not isinstance(result, Exception), result
     for count, diagnostic, seconds in results[:10]:
@@ -300,28 +317,13 @@ def test_time_budget_answers_31_and_lookups_do_not_wait(budget_daemon: Daemon) -
     (it used to take 14 s behind two such searches: median under 50 ms, none over 1 s), and
     /healthz within 250 ms."""
     daemon = budget_daemon
-    stop = threading.Event()
-    health: list[float] = []
-    lookups: list[float] = []
-
-    def probe() -> None:
-        while not stop.is_set():
-            health.append(healthz_ms(daemon))
-            lookups.append(lookup_item_ms(daemon))
-            stop.wait(0.02)   # probe pacing, not a synchronisation
-
-    prober = threading.Thread(target=probe, daemon=True)
-    prober.start()
-    wait_until(lambda: len(health) >= 3, 20, "probe warm-up")
-    health.clear()
-    lookups.clear()
-    started = time.monotonic()
-    ten_kb_pdu = search_pdu(TEN_KB)
-    results = run_all([lambda n=n: one_search(daemon, ten_kb_pdu, 70 + n) for n in range(10)],
-                      timeout=60)
-    elapsed = time.monotonic() - started
-    stop.set()
-    prober.join(10)
+    with ServiceProbe(daemon) as probe:
+        health, lookups = probe.health, probe.lookups
+        started = time.monotonic()
+        ten_kb_pdu = search_pdu(TEN_KB)
+        results = run_all(
+            [lambda n=n: one_search(daemon, ten_kb_pdu, 70 + n) for n in range(10)], timeout=60)
+        elapsed = time.monotonic() - started
     for result in results:
         assert not isinstance(result, Exception), result
         assert result[1] == 31, result
