@@ -429,6 +429,18 @@ class Workflows:
 
     # -- borrower side ----------------------------------------------------------------------
 
+    def _volume(self, conn: sqlite3.Connection, peer: Peer, role: str, broker_id: str,
+                broker_item: str | None, patron: Patron) -> sqlite3.Row | None:
+        """The tracked request this RequestId already names for this ItemId (one volume), or
+        None; the same RequestId and ItemId for another patron is a conflict, said by name."""
+        existing = ops.find_volume(conn, peer=peer.name, role=role,
+                                   broker_request_id=broker_id, broker_item_id=broker_item)
+        if existing is not None and existing["patron_id"] != patron.id:
+            raise ConflictingRequest(
+                f"RequestId {broker_id} already names item {broker_item or '(none)'}"
+                " for another patron", element="RequestIdentifierValue", value=broker_id)
+        return existing
+
     def _accept_item(self, conn: sqlite3.Connection, s: _Step) -> NCIPResponse:
         """A borrowed item arrived: brief record, temporary item, hold (or loan) for the patron."""
         message = s.call.envelope.message
@@ -442,13 +454,8 @@ class Workflows:
         if patron.is_blocked() or patron.is_expired(s.now.astimezone(s.tz).date()):
             raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
         # One RequestId names one volume per ItemId (ReShare's multi-volume loans).
-        existing = ops.find_volume(conn, peer=peer.name, role="borrower",
-                                   broker_request_id=broker_id, broker_item_id=broker_item)
+        existing = self._volume(conn, peer, "borrower", broker_id, broker_item, patron)
         if existing is not None:
-            if existing["patron_id"] != patron.id:
-                raise ConflictingRequest(
-                    f"RequestId {broker_id} already names item {broker_item or '(none)'}"
-                    " for another patron", element="RequestIdentifierValue", value=broker_id)
             if existing["item_id"] is not None:
                 # The same volume accepted again (its stored reply gone): the same answer.
                 return AcceptItemResponse(
@@ -815,14 +822,7 @@ class Workflows:
         broker_item = _value(message.item_ids[0]) if message.item_ids else None
         patron = self._institutional_patron(conn, s.call, message.user_id, strict=True)
         if broker_id:
-            existing = ops.find_volume(conn, peer=peer.name, role="lender",
-                                       broker_request_id=broker_id, broker_item_id=broker_item)
-            if existing is not None:
-                if existing["patron_id"] != patron.id:
-                    raise ConflictingRequest(
-                        f"RequestId {broker_id} already names item {broker_item or '(none)'}"
-                        " for another patron", element="RequestIdentifierValue",
-                        value=broker_id)
+            if self._volume(conn, peer, "lender", broker_id, broker_item, patron) is not None:
                 raise DuplicateRequest(element="RequestIdentifierValue", value=broker_id)
         if patron.is_blocked():
             raise PatronBlocked(element="UserIdentifierValue", value=_value(message.user_id))
