@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -72,6 +73,7 @@ def public_addinfo(error: Bib1Error) -> str | None:
                       addinfo=text)
             return None
     return text
+
 
 CLOSE_GRACE = 20.0
 """Seconds a closing connection may take to drain before it is aborted (GFS waits 20 s)."""
@@ -128,8 +130,6 @@ class Z3950Protocol(Protocol):
         self.factory.associations.add(self)
         self._arm_timer()
         if self.refusal is not None:  # over the caps: the Init gets 1018
-            from dataclasses import replace
-
             self.association.settings = replace(self.association.settings, refusal=Diagnostic(
                 REFUSAL_DIAGNOSTIC, self.refusal, v2=True))
 
