@@ -133,8 +133,8 @@ def _rotate(items: list[str], n: int) -> list[str]:
 
 
 def build_demo_database(path: Path, records: int) -> dict[str, Any]:
-    from gateway.demo import write_demo
-    from gateway.store import open_database
+    from gateway.backends.embedded.demo import write_demo
+    from gateway.storage.store import open_database
 
     conn = open_database(path)
     try:
@@ -171,7 +171,7 @@ def check_z3950(name: str, port: int) -> dict[str, Any]:
 def z3950_section(cfg: dict[str, Any], scratch: Path, gateway: servers.Managed,
                   results: dict[str, Any]) -> bool:
     """Returns whether the gateway answered Search/Present (for the other sections)."""
-    from gateway.demo import write_demo_marc
+    from gateway.backends.embedded.demo import write_demo_marc
 
     section: dict[str, Any] = {"description": (
         f"Cycle = connect + Init + Search `@attr 1=4 {TERM}` (no piggy-back) + Present 1 OPAC "
@@ -354,7 +354,7 @@ def scale_section(cfg: dict[str, Any], scratch: Path, config: Path,
     section: dict[str, Any] = {"description": (
         "Catalogues of N demo records written with `write_demo_marc` and loaded with "
         "`interlend import marc` (a separate process, timed end to end: start-up included); "
-        "search latency measured in-process through `gateway.search` (plan_query + run_plan on "
+        "search latency measured in-process through `gateway.backends.embedded.search` (plan_query + run_plan on "
         "a connection opened like the daemon's: exact count and the first page of hit ids, "
         "i.e. the cost of a Z39.50 Search before the response PDU); the cycle rate through the "
         f"gateway over Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`), one gateway per "

@@ -96,7 +96,7 @@ _ROOTS: list[Path] = []
 
 
 def _resolve(path: str) -> Path | None:
-    """py-spy prints short paths (``gateway/store.py``, ``twisted/web/http.py``,
+    """py-spy prints short paths (``gateway/storage/store.py``, ``twisted/web/http.py``,
     ``threading.py``): find the file for reading the sampled line."""
     if not _ROOTS:
         import sysconfig

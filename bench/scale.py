@@ -1,14 +1,14 @@
 """Catalogue scale: build catalogues of N demo records through the MARC importer, and time
 searches on them.
 
-* :func:`build_catalogue` writes ``N`` demo records as ISO 2709 (``gateway.demo.write_demo_marc``)
+* :func:`build_catalogue` writes ``N`` demo records as ISO 2709 (``gateway.backends.embedded.demo.write_demo_marc``)
   and imports them with ``interlend import marc`` (a separate process, timed end to end; the
   CLI's own records/s figure is kept too). The demo patrons are added afterwards with
   ``write_demo(records=0)`` so NCIP lookups work on the same database.
 * :func:`search_latency` measures searches **in-process through the gateway's search module**
-  (``gateway.search.plan_query`` + ``run_plan`` on a connection opened like the daemon's:
+  (``gateway.backends.embedded.search.plan_query`` + ``run_plan`` on a connection opened like the daemon's:
   plan, compile to SQL, count the hits exactly and read the first page of ids
-  (``gateway.search.FIRST_PAGE``), or every id where the statement cannot stream — what a
+  (``gateway.backends.embedded.search.FIRST_PAGE``), or every id where the statement cannot stream — what a
   Z39.50 Search does before the PDU is built). Kinds: identifier (1=12 local id, 1=7 ISBN-13)
   and word (1=4 title word, 1=1016 any word).
 """
@@ -35,7 +35,7 @@ ANY_WORDS = ("astronomy", "birds", "poetry", "music", "geology", "smith", "garci
 
 def build_catalogue(workdir: Path, records: int, config: Path) -> dict[str, Any]:
     """Write ``records`` demo records to MARC and import them into a fresh database."""
-    from gateway.demo import write_demo_marc
+    from gateway.backends.embedded.demo import write_demo_marc
 
     workdir.mkdir(parents=True, exist_ok=True)
     marc = workdir / f"demo-{records}.mrc"
@@ -48,7 +48,7 @@ def build_catalogue(workdir: Path, records: int, config: Path) -> dict[str, Any]
     marc_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "import", "marc", "-c", str(config),
+        [sys.executable, "-m", "gateway.daemon.cli", "import", "marc", "-c", str(config),
          "--database", str(database), str(marc)],
         cwd=REPO, capture_output=True, text=True, timeout=3 * 3600, check=False)
     import_seconds = time.perf_counter() - t0
@@ -69,8 +69,8 @@ def build_catalogue(workdir: Path, records: int, config: Path) -> dict[str, Any]
 
 def add_patrons(database: Path) -> None:
     """The ten demo patrons (``write_demo(records=0)``), for NCIP lookups."""
-    from gateway.demo import write_demo
-    from gateway.store import open_database
+    from gateway.backends.embedded.demo import write_demo
+    from gateway.storage.store import open_database
 
     conn = open_database(database)
     try:
@@ -80,7 +80,7 @@ def add_patrons(database: Path) -> None:
 
 
 def _isbn13(number: int) -> str:
-    from gateway.demo import demo_record
+    from gateway.backends.embedded.demo import demo_record
 
     fields = demo_record(number).get_fields("020")
     if not fields:
@@ -105,12 +105,12 @@ def _queries(records: int, count: int, rng: random.Random) -> dict[str, list[str
 def search_latency(database: Path, records: int, *, samples: int = 300,
                    max_seconds: float = 20.0, seed: int = 7) -> dict[str, Any]:
     """Latency percentiles per query kind, in-process (see the module docstring)."""
-    from gateway.search import FIRST_PAGE, plan_query, run_plan
-    from gateway.store import open_database
+    from gateway.backends.embedded.search import FIRST_PAGE, plan_query, run_plan
+    from gateway.storage.store import open_database
     from protocols.z3950.pqf import parse_pqf
 
     conn = open_database(database)
-    out: dict[str, Any] = {"records": records, "method": "in-process gateway.search "
+    out: dict[str, Any] = {"records": records, "method": "in-process gateway.backends.embedded.search "
                            f"(plan_query + run_plan: exact count + first {FIRST_PAGE} hit ids, "
                            "as a Z39.50 Search)"}
     try:

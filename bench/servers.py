@@ -275,7 +275,7 @@ def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None =
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench-interlend.toml"
     config.write_text(config_text or bench_config())
-    args = [*(prefix or [sys.executable]), "-m", "gateway.cli", "serve", "-c", str(config),
+    args = [*(prefix or [sys.executable]), "-m", "gateway.daemon.cli", "serve", "-c", str(config),
             "--database", str(database),
             "--z3950-listen", f"tcp:0:interface={LOOPBACK}",
             "--ncip-listen", f"tcp:0:interface={LOOPBACK}",

@@ -34,7 +34,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from gateway.limits import RateLimiter
+from gateway.listeners.limits import RateLimiter
 from gateway.secrets import (
     KEY_BYTES,
     SEALED,
@@ -43,7 +43,7 @@ from gateway.secrets import (
     read_key_file,
     write_key_file,
 )
-from gateway.store import Store, StoreError
+from gateway.storage.store import Store, StoreError
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact

@@ -616,7 +616,7 @@ def told_apart(a: Peer, b: Peer) -> bool:
     """Whether two peers that share an agency id can never both match one request: one
     authenticates by token (tokens are unique, and a request without one is no token peer's),
     or both configure an application_profile (different ones), or both configure
-    from_system_ids (none in common). What ``gateway.peers.identify`` relies on."""
+    from_system_ids (none in common). What ``gateway.ncip.peers.identify`` relies on."""
     if a.auth.kind in TOKEN_AUTH_KINDS or b.auth.kind in TOKEN_AUTH_KINDS:
         return True
     profile_a = (a.application_profile or "").strip().casefold()

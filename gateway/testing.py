@@ -4,7 +4,7 @@
 L{FakeCatalogue} implements the C{CatalogueService} interface (search, fetch, scan, sort)
 over a few in-memory records, so the Z39.50 listener can be tested (and the daemon can
 serve something) without the embedded backend. L{FakeGateway} carries what
-L{gateway.z3950_server.Z3950Factory} reads from the real L{gateway.service.Gateway}:
+L{gateway.listeners.z3950.Z3950Factory} reads from the real L{gateway.daemon.gateway.Gateway}:
 C{config}, C{audit}, C{reactor}.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
-from gateway.catalogue import Bib1Error, ResultSet
 from gateway.config import Config, Peer, Z3950Settings
+from gateway.z3950.catalogue import Bib1Error, ResultSet
 from protocols.z3950 import oids, pqf
 from protocols.z3950.codec import (
     Diagnostic,

@@ -25,14 +25,14 @@ from xml.sax.saxutils import escape
 import pymarc
 from lxml import etree
 
-from gateway.backends.embedded import (
+from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
     upsert_item,
     upsert_patron,
     upsert_record,
 )
-from gateway.store import open_database
+from gateway.storage.store import open_database
 
 T = TypeVar("T")
 
@@ -314,7 +314,7 @@ def wait_for_audit_rows(path: Path, count: int, timeout: float = 10.0) -> list[d
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``interlend ARGS`` in-process; return (status, stdout, stderr)."""
-    from gateway.cli import main
+    from gateway.daemon.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     status = main(list(args), stdout=out, stderr=err)

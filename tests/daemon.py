@@ -116,7 +116,7 @@ def start_daemon(tmp_path: Path, config_text: str | None = None, *,
         config_text = (REPO / "config" / "interlend.toml").read_text()
     config_path.write_text(config_text)
     database = database or tmp_path / "interlend.sqlite3"
-    args = [sys.executable, "-m", "gateway.cli", "serve", "-c", str(config_path),
+    args = [sys.executable, "-m", "gateway.daemon.cli", "serve", "-c", str(config_path),
             "--database", str(database),
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",

@@ -16,14 +16,14 @@ from pathlib import Path
 import pymarc
 from lxml import etree
 
-from gateway.backends.embedded import (
+from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
     upsert_item,
     upsert_patron,
     upsert_record,
 )
-from gateway.store import open_database
+from gateway.storage.store import open_database
 
 NS = "http://www.niso.org/2008/ncip"
 V2_VERSION = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"

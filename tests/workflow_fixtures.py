@@ -24,14 +24,14 @@ from zoneinfo import ZoneInfo
 import pymarc
 from lxml import etree
 
-from gateway.backends.embedded import (
+from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
     upsert_item,
     upsert_patron,
     upsert_record,
 )
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests import z3950_clients as zc
 from tests.daemon import Daemon, start_daemon
 

@@ -11,8 +11,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from gateway.backends import operations as ops
-from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron
+from gateway.backends.embedded import operations as ops
+from gateway.backends.embedded.records import ItemData, PatronData, upsert_item, upsert_patron
 
 NOW = datetime(2030, 3, 10, 12, 0, tzinfo=timezone.utc)
 """The moment the tests look at the list."""

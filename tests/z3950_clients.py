@@ -22,15 +22,15 @@ from typing import Any
 import pymarc
 import pytest
 
-from gateway.backends import operations
-from gateway.backends.embedded import (
+from gateway.backends.embedded import operations
+from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
     upsert_item,
     upsert_patron,
     upsert_record,
 )
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from protocols.z3950 import codec
 from protocols.z3950.ber import BERFramer
 from tests.daemon import Daemon, start_daemon

@@ -1,1 +1,1 @@
-"""Backends: the library circulation systems the gateway drives (embedded SQLite by default)."""
+"""Backends: the catalogue and circulation systems the gateway drives (embedded by default)."""

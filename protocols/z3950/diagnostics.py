@@ -7,6 +7,8 @@ matches what a broker's yaz-client session shows.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 BIB1_DIAGNOSTICS: dict[int, str] = {
     1: 'Permanent system error',
     2: 'Temporary system error',
@@ -121,6 +123,62 @@ BIB1_DIAGNOSTICS: dict[int, str] = {
     246: "Type-1 query: 'complex' attributeValue not supported",
     247: "Type-1 query: 'attributeSet' as part of AttributeElement not supported",
 }
+
+
+class Bib1(IntEnum):
+    """The Bib-1 diagnostics the gateway answers with, by name (as NCIP has its Problem types).
+
+    Code chooses a diagnostic by name (``Bib1.UNSUPPORTED_USE_ATTRIBUTE``); the wire carries the
+    number. :data:`BIB1_DIAGNOSTICS` keeps the full set's wording for logs and metrics.
+    """
+
+    PERMANENT_SYSTEM_ERROR = 1
+    TEMPORARY_SYSTEM_ERROR = 2
+    UNSUPPORTED_SEARCH = 3
+    TOO_MANY_ARGUMENT_WORDS = 5
+    TOO_MANY_BOOLEAN_OPERATORS = 6
+    TERM_TOO_LONG = 11
+    TOO_MANY_RECORDS_RETRIEVED = 12
+    PRESENT_OUT_OF_RANGE = 13
+    PRESENT_FAILED = 14
+    RECORD_EXCEEDS_PREFERRED_MESSAGE_SIZE = 16
+    RECORD_EXCEEDS_MAXIMUM_RECORD_SIZE = 17
+    RESULT_SET_EXISTS = 21
+    RESULT_SET_NAMING_UNSUPPORTED = 22
+    DATABASE_COMBINATION_UNSUPPORTED = 23
+    ELEMENT_SET_NAME_INVALID = 25
+    RESULT_SET_DELETED = 27
+    RESULT_SET_IN_USE = 28
+    RESULT_SET_DOES_NOT_EXIST = 30
+    RESOURCES_EXHAUSTED = 31
+    QUERY_TYPE_UNSUPPORTED = 107
+    MALFORMED_QUERY = 108
+    DATABASE_UNAVAILABLE = 109
+    UNSUPPORTED_ATTRIBUTE_TYPE = 113
+    UNSUPPORTED_USE_ATTRIBUTE = 114
+    UNSUPPORTED_USE_VALUE = 115
+    UNSUPPORTED_LANGUAGE = 116
+    UNSUPPORTED_RELATION_ATTRIBUTE = 117
+    UNSUPPORTED_STRUCTURE_ATTRIBUTE = 118
+    UNSUPPORTED_POSITION_ATTRIBUTE = 119
+    UNSUPPORTED_TRUNCATION_ATTRIBUTE = 120
+    UNSUPPORTED_ATTRIBUTE_SET = 121
+    UNSUPPORTED_COMPLETENESS_ATTRIBUTE = 122
+    UNSUPPORTED_ATTRIBUTE_COMBINATION = 123
+    UNSUPPORTED_CODED_TERM = 124
+    MALFORMED_SEARCH_TERM = 125
+    ILLEGAL_TERM_VALUE = 126
+    SCAN_STEP_SIZE_UNSUPPORTED = 206
+    CANNOT_SORT = 207
+    SORT_TOO_MANY_KEYS = 211
+    SORT_ILLEGAL_CASE = 213
+    SORT_ILLEGAL_RELATION = 214
+    SORT_TOO_MANY_INPUT_RESULTS = 230
+    SCAN_POSITION_UNSUPPORTED = 233
+    TOO_MANY_INDEX_TERMS = 234
+    DATABASE_DOES_NOT_EXIST = 235
+    RECORD_SYNTAX_UNAVAILABLE = 238
+    RECORD_SYNTAX_UNSUPPORTED = 239
 
 
 def diagnostic_name(code: int) -> str:

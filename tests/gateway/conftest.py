@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from gateway.store import Store
+from gateway.storage.store import Store
 
 
 @pytest.fixture

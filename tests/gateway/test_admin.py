@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import worklist
+from gateway.admin import worklist
+from gateway.admin.dashboard import PAGE_SIZE, Listing, render_dashboard
 from gateway.audit import AuditEntry, audit_time, insert_entry
-from gateway.dashboard import PAGE_SIZE, Listing, render_dashboard
 from gateway.secrets import keyed_hash, read_key_file
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
 
@@ -431,7 +431,7 @@ def test_chart_labels_fit_and_are_named() -> None:
     """A bar chart keeps every label and value inside its drawing (long partner names are
     shortened there, whole in their tooltip and in the chart's description), and is named
     for assistive technology by its title and a description of every value."""
-    from gateway.dashboard import _bars
+    from gateway.admin.dashboard import _bars
 
     long_name = "illiad-consortium-of-the-east-and-west"
     svg = _bars("Lent <and> borrowed", [(long_name, [123456.0, 2.0]), ("b", [0.0, 1.0])],

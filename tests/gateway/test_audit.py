@@ -37,7 +37,7 @@ from twisted.logger import globalLogPublisher
 
 from gateway.audit import AuditEntry, AuditLog, audit_time, insert_entry, load_or_create_key
 from gateway.secrets import keyed_hash
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from protocols.ncip.parser import parse_request
 from tests import audit_fixtures as af
 
@@ -366,7 +366,7 @@ def test_audit_follow_prints_new_rows(tmp_path: Path) -> None:
     database = tmp_path / "db.sqlite3"
     config = _prepare(database)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "audit", "--follow", "--format", "csv", "--peer",
+        [sys.executable, "-m", "gateway.daemon.cli", "audit", "--follow", "--format", "csv", "--peer",
          "reshare", "-c", str(config), "--database", str(database)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},

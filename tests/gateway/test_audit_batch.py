@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from gateway.audit import AuditBatch, AuditEntry, AuditLog, audit_time, audit_time_at
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests.audit_fixtures import SyncStore
 
 

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from gateway.audit import RETRY_INTERVAL, AuditBatch, AuditEntry, AuditLog
-from gateway.store import StoreError, open_database
+from gateway.storage.store import StoreError, open_database
 
 
 class BusyStore:

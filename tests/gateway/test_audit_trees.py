@@ -22,9 +22,9 @@ from lxml import etree
 from twisted.internet.task import Clock
 
 from gateway.audit import AuditLog
-from gateway.ncip_service import ParsedTree
+from gateway.ncip.service import ParsedTree
 from gateway.secrets import keyed_hash
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from protocols.ncip import NCIPProblem, PrefixStyle, ProblemType, render_problem, render_response
 from protocols.ncip.dialect import Dialect, local_name
 from protocols.ncip.parser import parse_message, parse_request

@@ -21,8 +21,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from gateway import catalogue as catalogue_module
-from gateway.backends.embedded import (
+from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
     delete_record,
@@ -30,11 +29,12 @@ from gateway.backends.embedded import (
     upsert_patron,
     upsert_record,
 )
-from gateway.catalogue import Bib1Error, CatalogueService, ResultSet
+from gateway.backends.embedded.search import Hits, WordCounts, compile_plan, plan_query, run_plan
 from gateway.config import Config, Peer, Z3950Settings
-from gateway.schema import MIGRATIONS
-from gateway.search import Hits, WordCounts, compile_plan, plan_query, run_plan
-from gateway.store import Store, open_database
+from gateway.storage.schema import MIGRATIONS
+from gateway.storage.store import Store, open_database
+from gateway.z3950 import catalogue as catalogue_module
+from gateway.z3950.catalogue import Bib1Error, CatalogueService, ResultSet
 from protocols.z3950 import oids
 from protocols.z3950.codec import ScanEntry, SortKeyInfo, SurrogateDiagnostic
 from protocols.z3950.pqf import Attribute, Query, Term, parse_pqf

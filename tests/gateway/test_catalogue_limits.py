@@ -16,12 +16,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from gateway import search as search_module
-from gateway.backends.embedded import upsert_record
-from gateway.catalogue import Bib1Error, CatalogueService, ResultSet
+from gateway.backends.embedded import search as search_module
+from gateway.backends.embedded.records import upsert_record
+from gateway.backends.embedded.search import HELD_IDS, compile_regex, plan_query, run_plan
 from gateway.config import Config, Z3950Settings
-from gateway.search import HELD_IDS, compile_regex, plan_query, run_plan
-from gateway.store import ReadInterrupted, Store, open_database
+from gateway.storage.store import ReadInterrupted, Store, open_database
+from gateway.z3950.catalogue import Bib1Error, CatalogueService, ResultSet
 from protocols.z3950.codec import SortKeyInfo
 from protocols.z3950.pqf import Attribute, Term, parse_pqf
 from tests.gateway.test_catalogue import make_record

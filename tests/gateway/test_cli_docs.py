@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import build_parser
-from gateway.cli_docs import manpage, subcommands
+from gateway.daemon.cli import build_parser
+from gateway.daemon.cli_docs import manpage, subcommands
 
 REPO = Path(__file__).resolve().parents[2]
 

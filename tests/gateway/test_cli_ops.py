@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
 from gateway.config import ConfigErrors, load_config, parse_config
-from gateway.store import open_database
+from gateway.daemon.cli import main
+from gateway.storage.store import open_database
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = (REPO / "config" / "interlend.toml").read_text()
@@ -95,7 +95,7 @@ def test_requests_show_into_head_ends_quietly(tmp_path: Path, database: Path) ->
     conn.commit()
     conn.close()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "requests", "show", "L-1", "-c",
+        [sys.executable, "-m", "gateway.daemon.cli", "requests", "show", "L-1", "-c",
          str(_config(tmp_path)), "--database", str(database)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     assert process.stdout is not None and process.stderr is not None
@@ -117,7 +117,7 @@ def test_import_and_sweep_against_a_locked_database(tmp_path: Path, database: Pa
     holder.execute("BEGIN EXCLUSIVE")
     try:
         for command in (["import", "patrons", str(patrons)], ["sweep", "--remove"]):
-            done = subprocess.run([sys.executable, "-m", "gateway.cli", *command, "-c", config,
+            done = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", *command, "-c", config,
                                    "--database", str(database)], capture_output=True, text=True,
                                   timeout=60, cwd=REPO)
             assert done.returncode == 1, done.stderr
@@ -171,7 +171,7 @@ def test_check_config_catches_a_read_only_database_directory(tmp_path: Path) -> 
         config.chmod(0o644)
         done = subprocess.run(
             ["setpriv", "--reuid=61234", "--regid=61234", "--clear-groups", "--",
-             sys.executable, "-m", "gateway.cli", "check-config", "-c", str(config),
+             sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c", str(config),
              "--database", str(root / "state" / "interlend.sqlite3")],
             capture_output=True, text=True, timeout=60, cwd=REPO)
         assert done.returncode == 2

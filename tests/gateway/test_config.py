@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
 from gateway.config import Config, ConfigErrors, Peer, load_config, parse_config
+from gateway.daemon.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

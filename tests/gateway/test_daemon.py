@@ -167,7 +167,7 @@ def test_json_log_format(tmp_path: Path) -> None:
         [ready] = [r for r in records if "ready: agency" in r["message"]]
         # the rendered message, the level as a word, the logger and the event's fields;
         # none of Twisted's internals
-        assert ready["level"] == "info" and ready["logger"] == "gateway.service"
+        assert ready["level"] == "info" and ready["logger"] == "gateway.daemon.gateway"
         assert ready["agency"] == "DEMO" and ready["peers"] == DEFAULT_CONFIG.count("[[peers]]")
         assert not [key for r in records for key in r if key.startswith("log_")]
         assert not [r for r in records if "starting on" in r["message"]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from gateway.audit import AuditEntry, audit_time, insert_entry
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests import audit_fixtures as af
 from tests import worklist_fixtures as wl
 from tests.daemon import start_daemon

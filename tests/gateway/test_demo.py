@@ -1,4 +1,4 @@
-"""Tests for gateway.demo: deterministic, valid demo records, items, patrons, loans and holds."""
+"""Tests for gateway.backends.embedded.demo: deterministic, valid demo records, items, patrons, loans and holds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pymarc
 import pytest
 
-from gateway.demo import (
+from gateway.backends.embedded.demo import (
     BRANCHES,
     DEMO_PATRONS,
     demo_record,
@@ -20,10 +20,10 @@ from gateway.demo import (
     write_demo,
     write_demo_marc,
 )
-from gateway.identifiers import isbn10_check_digit, isbn13_check_digit, isbn_forms
-from gateway.importers import import_marc
+from gateway.backends.embedded.identifiers import isbn10_check_digit, isbn13_check_digit, isbn_forms
+from gateway.backends.embedded.importers import import_marc
 from gateway.secrets import verify_secret
-from gateway.store import open_database
+from gateway.storage.store import open_database
 
 TODAY = date(2026, 3, 2)
 

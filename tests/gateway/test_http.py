@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from gateway.http import NcipRequestContext, NcipResource
+from gateway.listeners.ncip_http import NcipRequestContext, NcipResource
 from tests.daemon import start_daemon
 
 
@@ -189,7 +189,7 @@ def _channel(clock: Clock, handler: RecordingHandler, arrival: float = 2.0) -> t
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import StringTransport
 
-    from gateway.http import GatewaySite
+    from gateway.listeners.ncip_http import GatewaySite
 
     site = GatewaySite(make(handler, clock), max_body_size=1024, idle_timeout=3.0,
                        request_arrival_timeout=arrival, reactor=clock)

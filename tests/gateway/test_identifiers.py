@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from gateway.identifiers import isbn_forms, normalise_issn, normalise_oclc, search_forms
+from gateway.backends.embedded.identifiers import (
+    isbn_forms,
+    normalise_issn,
+    normalise_oclc,
+    search_forms,
+)
 from gateway.secrets import hash_secret, keyed_hash, verify_secret
 
 

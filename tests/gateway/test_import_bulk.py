@@ -24,7 +24,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.backends.embedded import (
+from gateway.backends.embedded.demo import demo_record, demo_records, write_demo, write_demo_marc
+from gateway.backends.embedded.identifiers import (
+    isbn_forms,
+    normalise_issn,
+    normalise_lccn,
+    normalise_oclc,
+)
+from gateway.backends.embedded.importers import ImportSummary, import_marc, marcfiles
+from gateway.backends.embedded.importers.loader import CatalogueLoader, Done, StoredRecord
+from gateway.backends.embedded.indexing import WORD_COLUMNS, complete_titles, index_words
+from gateway.backends.embedded.records import (
     ItemData,
     RecordFields,
     extract_fields,
@@ -34,12 +44,7 @@ from gateway.backends.embedded import (
     upsert_record,
     upsert_records,
 )
-from gateway.demo import demo_record, demo_records, write_demo, write_demo_marc
-from gateway.identifiers import isbn_forms, normalise_issn, normalise_lccn, normalise_oclc
-from gateway.importers import ImportSummary, import_marc, marcfiles
-from gateway.importers.loader import CatalogueLoader, Done, StoredRecord
-from gateway.indexing import WORD_COLUMNS, complete_titles, index_words
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests.marc_fixtures import datafield, iso2709
 
 TODAY = date(2026, 3, 2)

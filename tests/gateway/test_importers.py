@@ -1,4 +1,4 @@
-"""Tests for gateway.importers: MARC files (ISO 2709, MARC-8, MARCXML, 852/952) and patron CSV."""
+"""Tests for gateway.backends.embedded.importers: MARC files (ISO 2709, MARC-8, MARCXML, 852/952) and patron CSV."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.importers import (
+from gateway.backends.embedded.importers import (
     ImportSummary,
     PatronImportError,
     import_marc,
     import_patrons,
     loader,
 )
-from gateway.importers.holdings import extract_items
-from gateway.importers.loader import CatalogueLoader
-from gateway.importers.marcfiles import read_records
+from gateway.backends.embedded.importers.holdings import extract_items
+from gateway.backends.embedded.importers.loader import CatalogueLoader
+from gateway.backends.embedded.importers.marcfiles import read_records
 from gateway.secrets import verify_secret
-from gateway.store import open_database
+from gateway.storage.store import open_database
 from tests.marc_fixtures import datafield, iso2709
 
 MARCXML_NS = "http://www.loc.gov/MARC21/slim"

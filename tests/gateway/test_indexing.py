@@ -11,12 +11,18 @@ from pathlib import Path
 
 import pytest
 
-import gateway.search as search
-from gateway.backends.embedded import extract_fields, upsert_record
-from gateway.importers import import_marc
-from gateway.indexing import WORD_COLUMNS, fold, index_texts, tokenize, written_forms
-from gateway.search import Bib1Error, plan_query, run_plan
-from gateway.store import open_database
+import gateway.backends.embedded.search as search
+from gateway.backends.embedded.importers import import_marc
+from gateway.backends.embedded.indexing import (
+    WORD_COLUMNS,
+    fold,
+    index_texts,
+    tokenize,
+    written_forms,
+)
+from gateway.backends.embedded.records import extract_fields, upsert_record
+from gateway.backends.embedded.search import Bib1Error, plan_query, run_plan
+from gateway.storage.store import open_database
 from protocols.z3950 import codec, fastber
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term, parse_pqf

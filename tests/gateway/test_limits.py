@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from gateway.limits import ConnectionLimitFactory
+from gateway.listeners.limits import ConnectionLimitFactory
 
 
 def connect(factory: ConnectionLimitFactory, host: str):
@@ -69,7 +69,7 @@ def test_connection_rate_per_host() -> None:
 
 def test_rate_limiter_forgets_idle_hosts() -> None:
     """The limiter's memory stays bounded under a flood of distinct addresses."""
-    from gateway.limits import RateLimiter
+    from gateway.listeners.limits import RateLimiter
 
     clock = Clock()
     limiter = RateLimiter(10.0, 20.0, clock)

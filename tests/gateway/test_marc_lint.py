@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import write_demo
-from gateway.store import open_database
+from gateway.backends.embedded.demo import write_demo
+from gateway.storage.store import open_database
 from tests.daemon import start_daemon
 from tests.z3950_clients import YAZ_CLIENT, iso2709_records, need, steps, yaz_client
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from gateway import __version__
-from gateway.metrics import Metrics
-from gateway.store import WriterStats
+from gateway.admin.metrics import Metrics
+from gateway.storage.store import WriterStats
 
 
 def _metrics() -> Metrics:
@@ -96,9 +96,9 @@ def test_build_process_reload_and_audit_series() -> None:
 
 def test_claimed_peer() -> None:
     """A refused request is attributed to the peer its agency id or token names."""
+    from gateway.admin.metrics import claimed_peer
     from gateway.config import Peer, PeerAuth
-    from gateway.metrics import claimed_peer
-    from gateway.peers import Credentials
+    from gateway.ncip.peers import Credentials
 
     peers = (Peer(name="reshare", ncip_agency_ids=("RESHARE",),
                   auth=PeerAuth(kind="shared-secret", secret="s")),
@@ -116,8 +116,8 @@ def test_claimed_peer() -> None:
 def test_database_figures(tmp_path: Path) -> None:
     """Requests by role and state, overdue loans by peer and role, the newest exchange per
     peer and the database size, as read from a real database."""
-    from gateway.metrics import read_figures
-    from gateway.store import open_database
+    from gateway.admin.metrics import read_figures
+    from gateway.storage.store import open_database
 
     path = tmp_path / "interlend.sqlite3"
     open_database(path).close()

@@ -16,10 +16,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from gateway.backends.base import PatronAuthenticationFailed
-from gateway.backends.embedded import PatronData, upsert_patron
-from gateway.lookups import LockoutPolicy, Lookups
-from gateway.store import open_database
+from gateway.backends.embedded.records import PatronData, upsert_patron
+from gateway.domain.lookups import LockoutPolicy, Lookups
+from gateway.domain.model import PatronAuthenticationFailed
+from gateway.storage.store import open_database
 from protocols.ncip import Dialect, PrefixStyle
 from tests.conftest import SHARED
 from tests.daemon import Daemon, start_daemon

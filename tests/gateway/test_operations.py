@@ -1,4 +1,4 @@
-"""Circulation operations on the embedded store (``gateway.backends.operations``)."""
+"""Circulation operations on the embedded store (``gateway.backends.embedded.operations``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pymarc
 import pytest
 
-from gateway.backends import operations as ops
-from gateway.backends.embedded import upsert_record
-from gateway.store import open_database
+from gateway.backends.embedded import operations as ops
+from gateway.backends.embedded.records import upsert_record
+from gateway.storage.store import open_database
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 DUE = "2030-02-01T23:59:59+00:00"
@@ -185,8 +185,8 @@ def test_an_older_database_keeps_its_requests_and_replies(tmp_path: Path,
     """A database from before the per-volume requests and fingerprinted replies (migration
     6) is migrated with its tracked requests and stored replies intact; the old unique
     (peer, role, RequestId) rule becomes one row per volume."""
-    import gateway.store as store_module
-    from gateway.schema import MIGRATIONS, SCHEMA_VERSION
+    import gateway.storage.store as store_module
+    from gateway.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
     index = next(n for n, script in enumerate(MIGRATIONS) if "broker_item_id" in script)
     path = tmp_path / "old.sqlite3"

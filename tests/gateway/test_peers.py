@@ -1,4 +1,4 @@
-"""Peer attribution and authentication (gateway.peers), without a reactor or a socket."""
+"""Peer attribution and authentication (gateway.ncip.peers), without a reactor or a socket."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import ipaddress
 
 import pytest
 
-from gateway import peers as peers_module
 from gateway.config import Peer, PeerAuth
-from gateway.peers import (
+from gateway.ncip import peers as peers_module
+from gateway.ncip.peers import (
     Credentials,
     PeerError,
     admit_version_lookup,

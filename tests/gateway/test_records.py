@@ -21,9 +21,9 @@ import pytest_twisted
 from lxml import etree
 from pyasn1.codec.ber import decoder, encoder
 
-from gateway import records as render
-from gateway.backends.operations import check_in, check_out, place_hold
-from gateway.catalogue import ResultSet
+from gateway.backends.embedded.operations import check_in, check_out, place_hold
+from gateway.z3950 import retrieval as render
+from gateway.z3950.catalogue import ResultSet
 from protocols.z3950 import oids
 from protocols.z3950.asn1_records import OPACRecord
 from protocols.z3950.codec import (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pymarc
 import pytest
 
-from gateway import records as render
-from gateway.demo import demo_records
+from gateway.backends.embedded.demo import demo_records
+from gateway.z3950 import retrieval as render
 from tests.marc_fixtures import datafield, iso2709
 
 

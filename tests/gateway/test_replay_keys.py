@@ -11,9 +11,9 @@ import pytest
 from twisted.internet.task import Clock
 
 from gateway.config import load_config
-from gateway.http import NcipRequestContext
-from gateway.ncip_service import NcipCall
-from gateway.workflows import Workflows
+from gateway.listeners.ncip_http import NcipRequestContext
+from gateway.ncip.service import NcipCall
+from gateway.ncip.workflows import Workflows
 from protocols.ncip.parser import parse_request
 from tests import workflow_fixtures as wf
 

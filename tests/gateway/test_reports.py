@@ -3,7 +3,7 @@
 One daemon (a real ``interlend serve`` subprocess) receives the broker scenario of
 :func:`tests.audit_fixtures.scenario` over HTTP. Every expectation below is worked out from what
 the test sent (request ids, barcodes, body sizes, which steps each request went through), never
-by calling :mod:`gateway.reports`; the gateway's answers come from the command line
+by calling :mod:`gateway.admin.reports`; the gateway's answers come from the command line
 (``interlend requests``, ``interlend stats``) and the admin listener (``/stats``,
 ``/rs/statistics``). Retention and the sweep are tested on databases the tests prepare, with an
 injected clock.
@@ -24,12 +24,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from gateway import reports
+from gateway.admin import reports
 from gateway.audit import AuditEntry, audit_time, insert_entry
-from gateway.backends import operations as ops
+from gateway.backends.embedded import operations as ops
 from gateway.config import load_config
-from gateway.service import PURGE_INTERVAL, Gateway
-from gateway.store import open_database
+from gateway.daemon.gateway import PURGE_INTERVAL, Gateway
+from gateway.storage.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
 
@@ -299,7 +299,7 @@ def test_overdue_counts_follow_due_dates(tmp_path: Path) -> None:
 
 def _overdue_seed(conn: sqlite3.Connection) -> None:
     """Two open loans due 2030-01-05: one lender request (shipped), one borrower request."""
-    from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron
+    from gateway.backends.embedded.records import ItemData, PatronData, upsert_item, upsert_patron
     then = datetime(2030, 1, 1, tzinfo=timezone.utc)
     conn.execute("BEGIN IMMEDIATE")
     record = ops.create_brief_record(conn, "r1", ops.BriefRecord(title="T"))
@@ -362,7 +362,7 @@ def _sync_store(gateway: Gateway) -> None:
     """Make the gateway's store run each write synchronously through its own commit code."""
     from twisted.internet.defer import Deferred
 
-    from gateway.store import _Job, connect
+    from gateway.storage.store import _Job, connect
 
     conn = connect(gateway.store.path)
     store = gateway.store
@@ -506,7 +506,7 @@ def test_audit_purge_cli(tmp_path: Path) -> None:
 
 def _sweep_database(path: Path, now: datetime) -> None:
     """Temporary items in every situation the sweep must tell apart."""
-    from gateway.backends.embedded import ItemData, PatronData, upsert_item, upsert_patron
+    from gateway.backends.embedded.records import ItemData, PatronData, upsert_item, upsert_patron
     conn = open_database(path)
     conn.execute("BEGIN IMMEDIATE")
     patron, _ = upsert_patron(conn, PatronData(barcode="P1"))
@@ -598,7 +598,7 @@ def test_gateway_purge_failure_is_logged_and_the_timer_survives(tmp_path: Path) 
     assert gateway.metrics.registry.get_sample_value("interlend_audit_rows_purged_total") == 0
 
 
-# -- the work list: interlend requests and gateway.worklist ---------------------------------------
+# -- the work list: interlend requests and gateway.admin.worklist ---------------------------------------
 
 WORK_ZONE = "America/New_York"
 
@@ -716,10 +716,10 @@ def test_requests_overdue_lists_exactly_the_overdue(worklist_db: Any) -> None:
 
 
 def test_worklist_filters_search_and_paging(worklist_db: Any) -> None:
-    """gateway.worklist: open-only, partner, role, state and overdue filters; search by id,
+    """gateway.admin.worklist: open-only, partner, role, state and overdue filters; search by id,
     title words, item barcode and exact patron barcode (LIKE wildcards are literal); pages
     that add up to the total."""
-    from gateway import worklist
+    from gateway.admin import worklist
 
     database, _, seeded, key = worklist_db
     now = datetime.now(timezone.utc)
@@ -772,7 +772,7 @@ def test_worklist_action_items(worklist_db: Any, tmp_path: Path) -> None:
     and later successes is not failing)."""
     import shutil
 
-    from gateway import worklist
+    from gateway.admin import worklist
 
     database, _, seeded, key = worklist_db
     copy = tmp_path / "copy.sqlite3"
@@ -816,7 +816,7 @@ def test_patron_policy_follows_the_audit_settings(worklist_db: Any) -> None:
     """Patrons in clear only where the audit log keeps them in clear anyway
     (``store_patron_ids`` or ``bodies = "full"``); otherwise the start of the keyed hash the
     audit log stores; institutional patrons always in clear; no key yet: hidden."""
-    from gateway import worklist
+    from gateway.admin import worklist
     from gateway.config import AuditSettings
 
     database, _, _, key = worklist_db
@@ -885,7 +885,7 @@ def test_worklist_csv_rows_are_safe_for_spreadsheets() -> None:
     formula (``=``, ``+``, ``-``, ``@``) is quoted as text, other text left as it is."""
     from zoneinfo import ZoneInfo
 
-    from gateway import worklist
+    from gateway.admin import worklist
 
     row = {"our_request_id": "B-1", "broker_request_id": "+1-555", "peer": "p",
            "role": "borrower", "state": "checked_out", "overdue": True,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.daemon import REPO, start_daemon
 
-INTERLEND = [sys.executable, "-m", "gateway.cli"]
+INTERLEND = [sys.executable, "-m", "gateway.daemon.cli"]
 DEMO = (REPO / "config" / "interlend.toml").read_text()
 NEW_PEER = """
 [[peers]]
@@ -172,7 +172,7 @@ def test_json_lines_carry_the_event(tmp_path: Path) -> None:
 
     from twisted.logger import Logger, LogPublisher
 
-    from gateway.logs import make_observer
+    from gateway.daemon.logs import make_observer
 
     stream = io.StringIO()
     publisher = LogPublisher(make_observer(stream, log_format="json", level="debug",

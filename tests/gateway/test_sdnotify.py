@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from gateway.sdnotify import notify, watchdog_interval
+from gateway.daemon.sdnotify import notify, watchdog_interval
 
 
 def test_notify_without_socket_is_a_no_op() -> None:
@@ -41,7 +41,7 @@ def test_watchdog_interval() -> None:
 def test_passed_socket_checks() -> None:
     """A systemd: endpoint whose socket was not passed is named in words (Twisted says only
     ``KeyError: 'ncip'``); passed ones, and other endpoint kinds, are fine."""
-    from gateway.sdnotify import endpoint_problem, inherited_sockets
+    from gateway.daemon.sdnotify import endpoint_problem, inherited_sockets
 
     passed = inherited_sockets({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2",
                                 "LISTEN_FDNAMES": "z3950:ncip"})

@@ -139,7 +139,7 @@ def test_admin_listen_override_needs_a_password_like_the_file(tmp_path: Path) ->
     cfg = tmp_path / "interlend.toml"
     cfg.write_text(config())
     serve = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--database",
+        [sys.executable, "-m", "gateway.daemon.cli", "serve", "-c", str(cfg), "--database",
          str(tmp_path / "db.sqlite3"), "--z3950-listen", "tcp:0:interface=127.0.0.1",
          "--ncip-listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0"],
         cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -148,7 +148,7 @@ def test_admin_listen_override_needs_a_password_like_the_file(tmp_path: Path) ->
         serve.stderr), serve.stderr
     assert not (tmp_path / "db.sqlite3").exists()
     cfg.write_text(config().replace("[audit]\n", '[admin]\nlisten = ["tcp:0"]\n\n[audit]\n'))
-    check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "-c", str(cfg)],
+    check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c", str(cfg)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert check.returncode != 0
     assert "admin.password: required when the admin listener is not loopback-only" in (
@@ -217,7 +217,7 @@ def test_audit_exports_neutralise_formulas_and_escapes(daemon: Daemon) -> None:
                                    "item_barcode = ?", "-3")[0]["n"] == 1)
     env = {"INTERLEND_CONFIG": str(daemon.config_path)}
     common = ["audit", "--database", str(daemon.database), "--limit", "500"]
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", *common, "--format", "csv"],
+    out = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", *common, "--format", "csv"],
                          cwd=REPO, capture_output=True, text=True, timeout=60,
                          env={**os.environ, **env})
     assert out.returncode == 0, out.stderr
@@ -226,7 +226,7 @@ def test_audit_exports_neutralise_formulas_and_escapes(daemon: Daemon) -> None:
     for text in ("+1-2", "@SUM(A1)", "-3"):
         assert "'" + text in cells and text not in cells
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
-    table = subprocess.run([sys.executable, "-m", "gateway.cli", *common], cwd=REPO,
+    table = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", *common], cwd=REPO,
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, **env})
     assert table.returncode == 0, table.stderr
@@ -250,7 +250,7 @@ def test_peer_without_auth_is_refused_at_start(tmp_path: Path) -> None:
                            (open_, "peers[2].allow_from: required when auth kind")):
         cfg = tmp_path / "interlend.toml"
         cfg.write_text(text)
-        check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "-c",
+        check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c",
                                 str(cfg)], cwd=REPO, capture_output=True, text=True,
                                timeout=60)
         assert check.returncode != 0 and expected in check.stderr, check.stderr
@@ -488,7 +488,7 @@ def test_reload_cannot_drop_the_admin_password(tmp_path: Path) -> None:
     from twisted.internet.testing import MemoryReactorClock
 
     from gateway.config import load_config
-    from gateway.service import Gateway
+    from gateway.daemon.gateway import Gateway
 
     cfg = tmp_path / "interlend.toml"
     cfg.write_text(config(tail='\n[admin]\nlisten = ["tcp:8081"]\npassword = "adm-pw"\n'))

@@ -15,8 +15,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from gateway.schema import SCHEMA_VERSION
-from gateway.store import SchemaTooNew, Store, StoreError, connect, migrate, open_database
+from gateway.storage.schema import SCHEMA_VERSION
+from gateway.storage.store import SchemaTooNew, Store, StoreError, connect, migrate, open_database
 
 
 def test_migrate_creates_current_schema(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_migrate_refuses_newer_schema(tmp_path: Path) -> None:
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration that fails half-way leaves the database at the previous version."""
-    import gateway.store as store_module
+    import gateway.storage.store as store_module
 
     monkeypatch.setattr(store_module, "MIGRATIONS",
                         ["CREATE TABLE a (x);", "CREATE TABLE b (y); CREATE TABLE a (z);"])
@@ -118,7 +118,7 @@ def test_store_refuses_unwritable_database(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent("""
     import sys
     from twisted.internet import reactor
-    from gateway.store import Store
+    from gateway.storage.store import Store
 
     store = Store(sys.argv[1], reactor)
     store.start()

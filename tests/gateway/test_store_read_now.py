@@ -9,7 +9,7 @@ import threading
 import pytest
 import pytest_twisted
 
-from gateway.store import NotNow, Store
+from gateway.storage.store import NotNow, Store
 
 
 def _count(conn: sqlite3.Connection) -> tuple[int, str]:

@@ -48,7 +48,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     need(("yaz-client", YAZ_CLIENT))
     tmp = tmp_path_factory.mktemp("interlend")
     database = tmp / "interlend.sqlite3"
-    subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "-c",
+    subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "demo", "-c",
                     str(REPO / "config" / "interlend.toml"), "--database", str(database),
                     "--records", "200"], cwd=REPO, check=True, capture_output=True, timeout=120)
     running = start_daemon(tmp, database=database)

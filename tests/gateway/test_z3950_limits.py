@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from gateway.config import Peer
-from gateway.limits import LogLimiter, MemoryBudget, source_address
+from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
 from gateway.testing import FakeGateway
 from protocols.z3950 import codec
 from protocols.z3950.errors import CloseReason

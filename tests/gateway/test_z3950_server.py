@@ -22,8 +22,8 @@ from twisted.test import iosim
 from gateway import __version__
 from gateway.audit import AuditBatch
 from gateway.config import Peer
+from gateway.listeners.z3950 import Z3950Factory, Z3950Protocol
 from gateway.testing import Bib1Error, FakeCatalogue, FakeGateway
-from gateway.z3950_server import Z3950Factory, Z3950Protocol
 from protocols.z3950 import codec, oids
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Authentication
@@ -497,7 +497,7 @@ def test_wait_idle_can_be_cancelled() -> None:
 
 
 def test_factory_defaults_to_gateway_catalogue() -> None:
-    """The factory uses gateway.catalogue when the gateway has one."""
+    """The factory uses gateway.z3950.catalogue when the gateway has one."""
     gateway = FakeGateway()
     assert Z3950Factory(gateway).catalogue is gateway.catalogue
     assert isinstance(Z3950Factory(gateway).buildProtocol(None), Z3950Protocol)
@@ -646,7 +646,7 @@ def test_no_idle_timer_when_idle_timeout_is_off() -> None:
 
 def limited(gateway: FakeGateway, **limits: Any) -> Any:
     """The Z39.50 factory behind the connection limiter, with the factory's refuser."""
-    from gateway.limits import ConnectionLimitFactory
+    from gateway.listeners.limits import ConnectionLimitFactory
 
     factory = Z3950Factory(gateway)
     return ConnectionLimitFactory(factory, name="z39.50", clock=gateway.reactor,
@@ -688,7 +688,7 @@ def test_connection_over_the_cap_gets_init_refused_with_1018() -> None:
 
 def test_refused_connection_without_init_is_dropped_after_the_refusal_timeout() -> None:
     """A refused connection that sends nothing holds its slot at most REFUSAL_TIMEOUT."""
-    from gateway.z3950_server import REFUSAL_TIMEOUT
+    from gateway.listeners.z3950 import REFUSAL_TIMEOUT
 
     gateway = FakeGateway()
     limiter = limited(gateway, max_total=0, max_per_host=10, refusal_slots=5)

@@ -36,8 +36,8 @@ import pymarc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.backends.embedded import upsert_record
-from gateway.store import open_database
+from gateway.backends.embedded.records import upsert_record
+from gateway.storage.store import open_database
 from protocols.z3950 import codec
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.errors import CloseReason

@@ -1,0 +1,1 @@
+"""The admin listener, the staff dashboard, reports and metrics."""

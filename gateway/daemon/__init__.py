@@ -1,0 +1,1 @@
+"""The process: the composition root, the command line, logging and systemd notify."""

@@ -1,0 +1,1 @@
+"""The domain, free of protocols and SQL: model, query plans, Catalogue and Circulation."""

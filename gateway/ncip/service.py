@@ -1,0 +1,323 @@
+# -*- test-case-name: tests.gateway.test_ncip_service -*-
+"""The NCIP service: parse, attribute to a peer, dispatch, and map every failure to a Problem.
+
+This is the one place where NCIP failures become replies: a body that cannot be parsed gets a
+message-level ``Invalid Message Syntax Error``; a request that cannot be attributed gets
+``Unknown Agency`` or ``Agency Authentication Failed`` and nothing is done; a known domain error
+(:class:`NCIPProblem`) is written in the request's dialect; anything unexpected is logged and
+answered with ``Temporary Processing Failure``. Services not handled yet get ``Unsupported
+Service``. Version discovery (an ``NCIPVersionMessage``, which has no room for credentials) is
+answered before agency authentication, source networks still applying. The reply is always NCIP
+bytes: the HTTP layer sends it with status 200.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gateway.admin.metrics import claimed_peer
+from gateway.audit import AuditEntry, audit_time
+from gateway.config import Peer
+from gateway.domain import model as domain
+from gateway.listeners.ncip_http import NcipRequestContext
+from gateway.ncip.peers import Credentials, PeerError, admit_version_lookup, attribute, identify
+from gateway.storage.store import StoreError
+from protocols.ncip.dialect import Dialect, PrefixStyle
+from protocols.ncip.messages import Envelope
+from protocols.ncip.parser import parse_message, parse_request
+from protocols.ncip.problems import NCIPProblem, NCIPSyntaxError, ProblemType
+from protocols.ncip.responses import LookupVersionResponse, NCIPResponse
+from protocols.ncip.safexml import declares_latin1, needs_fallback
+from protocols.ncip.writer import render_problem, render_response
+
+log = Logger()
+
+# Known domain errors and the Problem each becomes (the most specific class first).
+DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] = (
+    (domain.UnknownPatron, ProblemType.UNKNOWN_USER),
+    (domain.PatronAuthenticationFailed, ProblemType.USER_AUTHENTICATION_FAILED),
+    (domain.PatronBlocked, ProblemType.USER_BLOCKED),
+    (domain.UnknownItem, ProblemType.UNKNOWN_ITEM),
+    (domain.UnknownRecord, ProblemType.UNKNOWN_ITEM),
+    (domain.ItemNotCheckedOut, ProblemType.ITEM_NOT_CHECKED_OUT),
+    (domain.MaximumRenewalsExceeded, ProblemType.MAXIMUM_RENEWALS_EXCEEDED),
+    (domain.ItemNotRenewable, ProblemType.ITEM_NOT_RENEWABLE),
+    (domain.ItemNotAvailable, ProblemType.RESOURCE_CANNOT_BE_PROVIDED),
+    (domain.ItemAlreadyCheckedOut, ProblemType.USER_INELIGIBLE_TO_CHECK_OUT_THIS_ITEM),
+    (domain.UnknownRequest, ProblemType.UNKNOWN_REQUEST),
+    (domain.RequestAlreadyProcessed, ProblemType.REQUEST_ALREADY_PROCESSED),
+    (domain.DuplicateRequest, ProblemType.DUPLICATE_REQUEST),
+    (domain.NeededDataMissing, ProblemType.NEEDED_DATA_MISSING),
+    (domain.NotTemporaryItem, ProblemType.ITEM_ACCESS_DENIED),
+)
+
+
+def problem_for(error: domain.CirculationError) -> NCIPProblem:
+    """The NCIP Problem for a known domain error."""
+    for cls, problem_type in DOMAIN_PROBLEMS:
+        if isinstance(error, cls):
+            detail = str(error) if isinstance(error, domain.ConflictingRequest) else None
+            return NCIPProblem(problem_type, element=error.element, value=error.value,
+                               detail=detail)
+    return NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+
+
+def _value(identifier: Any) -> str | None:
+    """The value of an ItemId/RequestId/UserId, or None."""
+    return getattr(identifier, "value", None) or None
+
+
+def _patron_identifier(message: Any) -> str | None:
+    """The patron a message is about (UserId, or the identifier in AuthenticationInput)."""
+    if message is None:
+        return None
+    user = _value(getattr(message, "user_id", None))
+    if user is None and hasattr(message, "authentication"):
+        user = message.authentication("Barcode Id", "Barcode", "User Id", "Username")
+    return user
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _credentials(envelope: Envelope, context: NcipRequestContext) -> Credentials:
+    """What a parsed request offers to identify and authenticate its sender."""
+    header = envelope.message.header
+    return Credentials(
+        remote_host=context.remote_host,
+        from_agency=header.from_agency.value if header and header.from_agency else None,
+        from_system=header.from_system.value if header and header.from_system else None,
+        application_profile=str(header.application_profile)
+        if header and header.application_profile else None,
+        agency_secret=header.from_agency_authentication if header else None,
+        url_token=context.url_token, bearer_token=context.bearer_token)
+
+
+def audit_notes(envelope: Envelope | None) -> str | None:
+    """What the parser repaired or flagged in a request, for its audit row (None: nothing)."""
+    return ",".join(envelope.notes) if envelope is not None and envelope.notes else None
+
+
+_AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
+
+# A peer's namespace_style as the writer takes it: None answers in the request's own style.
+PREFIX_STYLES: dict[str, PrefixStyle | None] = {
+    "request": None, "ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
+    "none": PrefixStyle.NONE}
+
+
+class ParsedTree:
+    """The request's parsed tree, handed to the audit log once (to redact in place, instead of
+    parsing the body again). ``take()`` gives it to the first caller only; later callers get
+    None and redact from the bytes -- a tree already redacted is never redacted twice."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: Any) -> None:
+        self._root = root
+
+    def take(self) -> Any:
+        root, self._root = self._root, None
+        return root
+
+
+@dataclass(frozen=True)
+class NcipCall:
+    """One parsed, attributed request, as a service handler receives it."""
+
+    envelope: Envelope
+    peer: Peer
+    context: NcipRequestContext
+    body: bytes
+    tree: ParsedTree | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A reply a handler wrote itself; ``audited`` when its audit row committed with it."""
+
+    reply: bytes
+    audited: bool
+
+
+Handler = Callable[[NcipCall], Awaitable[NCIPResponse | Rendered]]
+
+
+class NcipService:
+    """Turns NCIP request bodies into reply bodies for the gateway's configured peers."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.handlers: dict[str, Handler] = {}
+        self._charsets: tuple[str, ...] = ()  # the peers' fallback charsets, per configuration
+        self._charsets_for: Any = None
+
+    def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
+        """The reply to one request body (never fails: errors are written as Problems)."""
+        return Deferred.fromCoroutine(self._handle(body, context))
+
+    async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
+        started = time.monotonic()
+        tree = ParsedTree(None)
+        reply_tree: list[Any] = []
+        reply, outcome, envelope, peer = await self._answer(body, context, tree, reply_tree)
+        elapsed = time.monotonic() - started
+        if outcome != _AUDITED:
+            self._audit(body, reply, outcome, envelope, peer, context, int(elapsed * 1_000_000),
+                        tree.take(), reply_tree[0] if len(reply_tree) == 1 else None)
+        service = envelope.service if envelope and envelope.service in self.handlers else "other"
+        self.gateway.metrics.observe("ncip", service, peer.name if peer else None,
+                                     "success" if outcome == _AUDITED else outcome, elapsed)
+        return reply
+
+    async def _answer(self, body: bytes, context: NcipRequestContext, tree: ParsedTree,
+                      reply_tree: list[Any]) -> tuple[bytes, str, Envelope | None, Peer | None]:
+        """Reply bytes, outcome ("success" or the Problem type), and what was understood.
+        ``tree`` receives the parsed request tree and ``reply_tree`` the tree the reply was
+        serialized from (when written here), both for the audit log."""
+        config = self.gateway.config
+        agency = config.gateway.agency_id
+        try:
+            envelope, tree._root = self._parse(body, context)
+        except NCIPSyntaxError as e:
+            log.info("NCIP message from {host} refused: {reason}", host=context.remote_host,
+                     reason=e.reason)
+            return (render_problem(e, None, local_agency=agency, keep_tree=reply_tree),
+                    e.problem_type, None, None)
+        creds = _credentials(envelope, context)
+        version_lookup = envelope.dialect is Dialect.VERSION
+        try:
+            peer = (admit_version_lookup(config.peers, creds) if version_lookup
+                    else attribute(config.peers, creds))
+        except PeerError as e:
+            log.warn("NCIP {service} from {host} refused: {reason}", service=envelope.service,
+                     host=context.remote_host, reason=e.reason)
+            self.gateway.metrics.auth_failure(claimed_peer(config.peers, creds),
+                                              "unknown" if e.unknown else "refused")
+            problem = NCIPProblem(
+                ProblemType.UNKNOWN_AGENCY if e.unknown
+                else ProblemType.AGENCY_AUTHENTICATION_FAILED,
+                element="FromAgencyId", value=e.value if e.unknown else None)
+            reply = render_problem(problem, envelope, local_agency=agency,  # in its own style
+                                   keep_tree=reply_tree)
+            return reply, problem.problem_type, envelope, None
+        if version_lookup:
+            # Version discovery, answered in its own form (ncip_version.xsd), before any
+            # agency authentication: that form has no place for credentials.
+            reply = render_response(self.version_response(), envelope, local_agency=agency)
+            return reply, "success", envelope, peer
+        assert peer is not None
+        style = PREFIX_STYLES[peer.namespace_style]
+        try:
+            handler = self.handlers.get(envelope.service)
+            if handler is None:
+                raise NCIPProblem(ProblemType.UNSUPPORTED_SERVICE, element=envelope.service)
+            response = await handler(NcipCall(envelope, peer, context, body, tree))
+            if isinstance(response, Rendered):
+                return (response.reply, _AUDITED if response.audited else "success",
+                        envelope, peer)
+            reply = render_response(response, envelope, prefix_style=style, local_agency=agency,
+                                    keep_tree=reply_tree)
+            return reply, "success", envelope, peer
+        except NCIPProblem as raised:
+            problem = raised  # an ``as`` name is unbound when its except block ends
+        except domain.CirculationError as error:
+            problem = problem_for(error)
+        except StoreError as error:
+            # The database is unavailable (full, read-only, locked): an operational condition
+            # the store has already logged and /healthz reports -- one line here, no traceback
+            # per request while brokers keep retrying.
+            log.error("NCIP {service} from peer {peer} not done: {error}",
+                      service=envelope.service, peer=peer.name, error=str(error))
+            problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+        except Exception:
+            log.failure("NCIP {service} from peer {peer} failed", service=envelope.service,
+                        peer=peer.name)
+            problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+        del reply_tree[:]  # a render that failed half-way must not leave its tree here
+        reply = render_problem(problem, envelope, prefix_style=style, local_agency=agency,
+                               keep_tree=reply_tree)
+        return reply, problem.problem_type, envelope, peer
+
+    def _parse(self, body: bytes, context: NcipRequestContext) -> tuple[Envelope, Any]:
+        """The request parsed; a body that is not what it declares (ILLiad's Windows-1252 sent
+        as UTF-8) is decoded with the fallback charset of the peer it then turns out to come
+        from -- only that peer's, so one peer's setting never rewrites another's requests."""
+        config = self.gateway.config
+        limit, tz = config.ncip.max_body_size, _zone(config.gateway.timezone)
+        error: NCIPSyntaxError | None = None
+        try:
+            parsed = parse_request(body, max_bytes=limit, tz=tz)
+        except NCIPSyntaxError as e:
+            error = e
+        if self._charsets_for is not config:
+            self._charsets_for = config
+            self._charsets = tuple(dict.fromkeys(
+                p.fallback_charset for p in config.peers if p.fallback_charset))
+        if self._charsets and (error is not None or declares_latin1(body)) \
+                and needs_fallback(body):
+            for charset in self._charsets:
+                try:
+                    repaired = parse_request(body, max_bytes=limit, tz=tz,
+                                             fallback_charset=charset)
+                    peer = identify(config.peers, _credentials(repaired[0], context))
+                except (NCIPSyntaxError, PeerError):
+                    continue
+                if peer.fallback_charset == charset:
+                    log.info("NCIP body from peer {peer} decoded as {charset}: not the"
+                             " encoding it declares", peer=peer.name, charset=charset)
+                    return repaired
+        if error is not None:
+            raise error
+        return parsed
+
+    def version_response(self) -> LookupVersionResponse:
+        """The NCIP versions we speak and every service we answer (LookupVersion)."""
+        return LookupVersionResponse(services=tuple(sorted(self.handlers)))
+
+    def _audit(self, body: bytes, reply: bytes, outcome: str, envelope: Envelope | None,
+               peer: Peer | None, context: NcipRequestContext, duration_us: int,
+               request_tree: Any = None, response_tree: Any = None) -> None:
+        audit = self.gateway.audit
+        message = envelope.message if envelope is not None else None
+        if peer is None:
+            # Unparseable, unattributed or unauthenticated: anyone can send these, so no body
+            # is kept (the size is) and each source address gets a bounded number of rows.
+            if not audit.allow_refused(context.remote_host):
+                return
+            request_body = response_body = None
+        else:
+            request_body, response_body = audit.ncip_bodies(
+                body, reply, request_tree=request_tree, response_tree=response_tree)
+        audit.record(AuditEntry(
+            protocol="ncip", operation=envelope.service if envelope else "unparseable",
+            outcome=outcome, peer=peer.name if peer else None, remote=context.remote_host,
+            dialect=envelope.dialect.name.lower() if envelope else None,
+            broker_request_id=_value(getattr(message, "request_id", None)),
+            item_barcode=_value(getattr(message, "item_id", None)),
+            patron_hash=audit.patron_ref(_patron_identifier(message)),
+            duration_us=duration_us, request_size=len(body), response_size=len(reply),
+            request_body=request_body, response_body=response_body, notes=audit_notes(envelope),
+            # stamped as record() would, without copying the entry to stamp it there
+            time=audit_time(datetime.fromtimestamp(audit.clock.seconds(), timezone.utc))))
+
+    def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
+        """The reply when a request ran out of its time budget: Temporary Processing Failure."""
+        problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
+        agency = self.gateway.config.gateway.agency_id
+        try:
+            envelope = parse_message(body, max_bytes=self.gateway.config.ncip.max_body_size)
+        except NCIPProblem:
+            return render_problem(problem, None, local_agency=agency)
+        return render_problem(problem, envelope, local_agency=agency)  # in its own style

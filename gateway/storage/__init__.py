@@ -1,0 +1,1 @@
+"""The SQLite store (writer thread, group commit, readers) and its migrations."""
