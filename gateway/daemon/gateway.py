@@ -34,6 +34,7 @@ from gateway.admin import reports
 from gateway.admin.http import AdminResource
 from gateway.admin.metrics import Metrics
 from gateway.audit import AuditBatch, AuditLog
+from gateway.backends.embedded.catalogue import EmbeddedCatalogue
 from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
@@ -148,7 +149,11 @@ class Gateway:
                               key_file=Path(config.gateway.key_file)
                               if config.gateway.key_file else None)
         self.metrics = Metrics(self)
-        self.catalogue = CatalogueService(self)
+        self.catalogue = CatalogueService(
+            EmbeddedCatalogue(self.store,
+                              time_limit=lambda: self.config.z3950.operation_time_limit,
+                              stopping=lambda: self.state in ("stopping", "stopped")),
+            config=lambda: self.config, clock=reactor)
         self.ncip = NcipService(self)
         self.lookups = Lookups(self.store, LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
