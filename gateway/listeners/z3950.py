@@ -107,6 +107,7 @@ class Z3950Protocol(Protocol):
     # -- connection events ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.remote = source_address(str(getattr(self.transport.getPeer(), "host", "?")))
         self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
@@ -239,6 +240,7 @@ class Z3950Protocol(Protocol):
         for action in actions:
             if isinstance(action, Send):
                 if not self._closing:
+                    assert self.transport is not None
                     self.transport.write(action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
@@ -254,6 +256,7 @@ class Z3950Protocol(Protocol):
             return
         self._closing = True
         self._cancel_timer()  # the reason and message are in the close's audit row
+        assert self.transport is not None
         self.transport.loseConnection()
         self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
 

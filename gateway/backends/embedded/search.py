@@ -85,10 +85,11 @@ from gateway.domain.query import (
 from gateway.storage.store import NotNow
 
 MAX_EXPANSION = 1000
-"""Most vocabulary words a left-truncated or masked term may expand to (else diagnostic 31)."""
+"""Most vocabulary words a left-truncated or masked term may expand to (else
+:class:`~gateway.domain.catalogue.ResourcesExhausted`)."""
 
 MAX_REGEX = 64
-"""Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
+"""Longest regular expression accepted, to bound matching cost."""
 
 REGEX_MEMORY = 1 << 20
 """Bytes RE2 may use to compile one regular expression (a larger automaton is refused)."""
