@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeAlias
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
@@ -219,7 +219,7 @@ default_pickup_location = "MAIN"
 
 # -- NCIP 2 builders -----------------------------------------------------------------------------
 
-Node = Union[tuple[str, Any], tuple[str, Any, dict[str, str]]]
+Node: TypeAlias = tuple[str, Any] | tuple[str, Any, dict[str, str]]
 NS = "http://www.niso.org/2008/ncip"
 V2_02 = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"
 V2_0_IMP1 = "http://www.niso.org/schemas/ncip/v2_0/imp1/xsd/ncip_v2_0.xsd"

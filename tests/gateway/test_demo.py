@@ -1,4 +1,5 @@
-"""Tests for gateway.backends.embedded.demo: deterministic, valid demo records, items, patrons, loans and holds."""
+"""Tests for gateway.backends.embedded.demo: deterministic, valid demo records, items, patrons,
+loans and holds."""
 
 from __future__ import annotations
 
