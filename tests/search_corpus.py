@@ -183,8 +183,9 @@ def _rpn(node: Node) -> bytes:
         current, done = pending.pop()
         if isinstance(current, Term):
             (attr,) = current.attributes
+            assert isinstance(attr.value, int), "deep queries use numeric attribute values"
             element = _tlv(b"\x30", _tlv(b"\x9f\x78", bytes([attr.type])),
-                           _tlv(b"\x9f\x79", bytes([int(attr.value)])))
+                           _tlv(b"\x9f\x79", bytes([attr.value])))
             out.append(_tlv(b"\xa0", _tlv(b"\xbf\x66", _tlv(b"\xbf\x2c", element),
                                           _tlv(b"\x9f\x2d", current.value.encode()))))
         elif done:

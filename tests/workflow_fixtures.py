@@ -88,14 +88,14 @@ def _marc(seed: SeedRecord) -> pymarc.Record:
     record = pymarc.Record(force_utf8=True)
     record.add_field(pymarc.Field(tag="001", data=seed.local_id))
     if seed.isbn:
-        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="020", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", seed.isbn)]))
     if seed.oclc:
-        record.add_field(pymarc.Field(tag="035", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="035", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", seed.oclc)]))
-    record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+    record.add_field(pymarc.Field(tag="100", indicators=pymarc.Indicators("1", " "),
                                   subfields=[pymarc.Subfield("a", seed.author)]))
-    record.add_field(pymarc.Field(tag="245", indicators=["1", "0"],
+    record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("1", "0"),
                                   subfields=[pymarc.Subfield("a", seed.title)]))
     return record
 
