@@ -29,10 +29,13 @@ run: $(STAMP)
 	$(BIN)/interlend demo -c $(CONFIG) --if-absent
 	exec $(BIN)/interlend serve -c $(CONFIG)
 
-# ruff and mypy (with mypy-zope) as configured in pyproject.toml; CI runs them through `make test`
+# ruff and mypy (with mypy-zope) as configured in pyproject.toml, both reported before failing;
+# CI runs them through `make test`
 lint: $(STAMP_TEST)
-	$(BIN)/python -m ruff check .
-	$(BIN)/python -m mypy
+	@status=0; \
+	$(BIN)/python -m ruff check . || status=1; \
+	$(BIN)/python -m mypy || status=1; \
+	exit $$status
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
