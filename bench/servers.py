@@ -324,7 +324,8 @@ def ceiling_main(port: int, max_body: int = 256 * 1024) -> None:
         isLeaf = True
 
         def render_POST(self, request: server.Request) -> bytes:
-            if request.content is None:  # Twisted sets it before rendering
+            # always set by render time; Twisted types it None (twisted/twisted#12574)
+            if request.content is None:
                 request.setResponseCode(400)
                 return b""
             body = request.content.read(max_body + 1)
