@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from gateway.backends.embedded import operations as ops
 from gateway.backends.embedded import queries
+from gateway.domain.books import Books
 from gateway.domain.circulation import ICirculation, ICirculationChanges
 from gateway.domain.model import BriefRecord, Hold, Item, Loan, Patron, PatronDetails
 from gateway.secrets import verify_secret
@@ -195,10 +196,10 @@ class EmbeddedCirculation:
             return result
         return self.store.read(work)
 
-    def transact(self, work: Callable[[ICirculationChanges, StoreBooks], T]) -> Deferred[T]:
+    def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """See :meth:`ICirculation.transact`: one job of the store's writer."""
         return self.store.write(lambda conn: work(EmbeddedChanges(conn), StoreBooks(conn)))
 
-    def inspect(self, work: Callable[[ICirculationChanges, StoreBooks], T]) -> Deferred[T]:
+    def inspect(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """See :meth:`ICirculation.inspect`: on a reader thread."""
         return self.store.read(lambda conn: work(EmbeddedChanges(conn), StoreBooks(conn)))
