@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_tracking -*-
+# -*- test-case-name: tests.gateway.test_operations,tests.gateway.ncip.test_workflow_rules -*-
 """The gateway's own books, as the workflows see them: request tracking, exactly-once replies,
 the audit log, PIN failures.
 

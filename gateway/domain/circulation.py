@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation_seam -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """The Circulation interface: what the NCIP services ask of a circulation system.
 
 Patrons (lookup, authenticate), items, temporary items, holds, loans, renewals, check-in, fees

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation_seam -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """The domain a backend speaks: patrons, items, loans, holds, and the errors of circulation.
 
 Nothing here knows NCIP or Z39.50. The NCIP and Z39.50 services map these errors to Problems

@@ -19,17 +19,24 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from gateway.audit import AuditLog, audit_time
-from gateway.config import Config
 from gateway.domain.books import Books, ReplayKey
 from gateway.domain.circulation import ICirculation, ICirculationChanges
 from gateway.domain.model import ConflictingRequest
-from gateway.ncip.service import NcipCall, Reply, audit_entry, identifier_value, write_reply
+from gateway.ncip.service import (
+    ConfiguredHost,
+    NcipCall,
+    Reply,
+    audit_entry,
+    identifier_value,
+    write_reply,
+)
 from gateway.ncip.step import Step
 from protocols.ncip.responses import NCIPResponse
 
@@ -43,12 +50,16 @@ FINGERPRINTED = ("requested_action_type", "request_type", "request_scope_type",
 StepFunction = Callable[[Step], NCIPResponse]
 
 
-class Host(Protocol):
+class Host(ConfiguredHost, Protocol):
     """What the exactly-once machinery reads from the gateway."""
 
-    config: Config
-    reactor: Any
-    audit: AuditLog
+    @property
+    def reactor(self) -> IReactorTime:
+        """The clock that dates each request."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log: hashes patron ids, seals replies, redacts bodies."""
 
 
 def replay_key(call: NcipCall, today: date, patron_ref: Callable[[str], str | None]

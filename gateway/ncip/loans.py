@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.ncip.test_workflow_rules,tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.ncip.test_workflow_rules -*-
 """Workflow steps for loans, on both sides: CheckOutItem, CheckInItem, RenewItem, and the fees
 of CreateUserFiscalTransaction.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.ncip.test_workflow_rules,tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.ncip.test_workflow_rules -*-
 """Workflow steps for requests: the lender side's RequestItem and CancelRequestItem,
 LookupRequest, and the NCIP 1 notifications that report a request's steps.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_ncip_service -*-
+# -*- test-case-name: tests.gateway.test_ncip_http,tests.gateway.ncip.test_exactly_once -*-
 """The NCIP service: parse, attribute to a peer, dispatch, and map every failure to a Problem.
 
 This is the one place where NCIP failures become replies: a body that cannot be parsed gets a
@@ -18,15 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from gateway.admin.metrics import claimed_peer
+from gateway.admin.metrics import Metrics, claimed_peer
 from gateway.audit import AuditEntry, AuditLog, audit_time
-from gateway.config import Peer
+from gateway.config import Config, Peer
 from gateway.domain import model as domain
 from gateway.listeners.ncip_http import NcipRequestContext
 from gateway.ncip.peers import Credentials, PeerError, admit_version_lookup, attribute, identify
@@ -197,6 +197,26 @@ def audit_entry(audit: AuditLog, *, body: bytes, reply: bytes, outcome: str,
         time=time)
 
 
+class ConfiguredHost(Protocol):
+    """A gateway's configuration, read at each request (a reload replaces it)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+
+
+class NcipHost(ConfiguredHost, Protocol):
+    """What the NCIP service reads from the gateway (its composition root)."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The metrics registry."""
+
+
 @dataclass(frozen=True)
 class _Answer:
     """What :meth:`NcipService._answer` made of a request: the reply, its outcome ("success" or
@@ -212,7 +232,7 @@ class _Answer:
 class NcipService:
     """Turns NCIP request bodies into reply bodies for the gateway's configured peers."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: NcipHost) -> None:
         self.gateway = gateway
         self.handlers: dict[str, Handler] = {}
         self._charsets: tuple[str, ...] = ()  # the peers' fallback charsets, per configuration

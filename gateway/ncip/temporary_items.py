@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.ncip.test_workflow_rules,tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.ncip.test_workflow_rules -*-
 """Borrower-side workflow steps for the temporary items that stand for borrowed books:
 AcceptItem (the item arrives), CreateItem (an item record without a hold), DeleteItem.
 

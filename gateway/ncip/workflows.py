@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.ncip.test_workflow_rules,tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.ncip.test_workflow_rules -*-
 """Resource-sharing workflows: the state-changing NCIP services, each step run exactly once.
 
 The steps are in :mod:`gateway.ncip.temporary_items` (AcceptItem, CreateItem, DeleteItem),

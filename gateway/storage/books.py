@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_exactly_once -*-
+# -*- test-case-name: tests.gateway.ncip.test_exactly_once -*-
 """The gateway's own books on one connection of its store: request tracking, exactly-once
 replies, audit rows. A backend's unit of work opens them on the connection it commits."""
 

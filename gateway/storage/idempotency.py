@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_exactly_once -*-
+# -*- test-case-name: tests.gateway.ncip.test_exactly_once -*-
 """Exactly-once replies in the gateway's store (the ``idempotency`` table).
 
 Each state-changing NCIP request that succeeded leaves its reply here, sealed, under its

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation_seam -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """The embedded circulation system: :class:`ICirculation` on the gateway's own SQLite store.
 
 Circulation and the gateway's books share one database here, so a unit of work is one job of

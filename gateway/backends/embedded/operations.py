@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.test_operations,tests.gateway.ncip.test_workflow_rules -*-
 """Circulation changes on the embedded system: temporary items, holds, loans, fees, requests.
 
 Every function runs inside the caller's transaction (the store writer's job for one NCIP

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation_seam -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """Read queries on the embedded circulation system, returning domain objects.
 
 Each function takes a connection (a reader's, or the writer's inside a transaction) so the same

@@ -95,8 +95,9 @@ class NcipHarness:
         self.clock = Clock()
         self.clock.advance(time.time())
         self.store = ImmediateStore(self.database)
-        self.host = SimpleNamespace(config=self.config, reactor=self.clock, store=self.store)
-        self.host.audit = AuditLog(self.store, self.config.audit, self.clock)  # type: ignore[arg-type]
+        self.host: Any = SimpleNamespace(config=self.config, reactor=self.clock,
+                                         store=self.store)
+        self.host.audit = AuditLog(self.store, self.config.audit, self.clock)  # type: ignore
         self.host.metrics = Metrics(self.host)
         result_of(self.host.audit.start())
         self.circulation = circulation(self.store)
