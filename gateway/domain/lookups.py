@@ -60,10 +60,9 @@ class LockoutPolicy:
 
     def allows(self, state: tuple[int, float], others: int) -> bool:
         """Whether a verification may run, given the stored (failures, locked_until)."""
-        failures, locked_until = state
         if self.locked(state):
             return False
-        return failures + others < max(self.limit, 1)
+        return state[0] + others < max(self.limit, 1)
 
     def locked(self, state: tuple[int, float]) -> bool:
         """True while a stored (failures, locked_until) locks the patron out."""

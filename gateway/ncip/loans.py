@@ -140,18 +140,26 @@ def check_in_item(s: Step) -> NCIPResponse:
         for hold in unclaimed:
             s.changes.set_hold_status(hold.id, "cancelled", s.now)
         s.changes.set_item_status(item.id, "in_transit", s.now)
-    if request is not None:
-        s.books.requests.advance(request.id, state="returned", step="returned", now=s.now,
-                                 end_reason="not picked up" if unclaimed else None)
-        s.books.requests.advance(request.id, state="checked_in", step="checked_in",
-                                 now=s.now)
     if deletes:
         remove_temporary_item(s, item.id, item.barcode)
-    if request is not None and (deletes or not item.temporary):
-        s.books.requests.advance(request.id, state="completed", step="completed", now=s.now)
+    if request is not None:
+        _checked_in(s, request, not_picked_up=bool(unclaimed),
+                    completed=deletes or not item.temporary)
     patron = s.changes.patron_by_id(patron_id) if patron_id is not None else None
     return CheckInItemResponse(item_id=s.item_id(value),
                                user_id=s.user_id(patron, message.user_id) if patron else None)
+
+
+def _checked_in(s: Step, request: TrackedRequest, *, not_picked_up: bool,
+                completed: bool) -> None:
+    """A request's item is back: returned and checked in; ``completed`` when nothing more
+    will happen to it (our own item home, or the borrowed item deleted)."""
+    requests = s.books.requests
+    requests.advance(request.id, state="returned", step="returned", now=s.now,
+                     end_reason="not picked up" if not_picked_up else None)
+    requests.advance(request.id, state="checked_in", step="checked_in", now=s.now)
+    if completed:
+        requests.advance(request.id, state="completed", step="completed", now=s.now)
 
 
 def _repeat_of_deleting_check_in(s: Step, value: str,
