@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.gateway.test_operations,tests.gateway.ncip.test_workflow_rules -*-
-"""Circulation changes on the embedded system: temporary items, holds, loans, fees, requests.
+"""Circulation changes on the embedded system: temporary items, holds, loans, fees.
 
-Every function runs inside the caller's transaction (the store writer's job for one NCIP
-request), so a workflow's steps, its request tracking and its audit row commit together or not
-at all. Domain terms only; the gateway's own books (request tracking) are in
-:mod:`gateway.storage.tracking`.
+Every function runs inside the caller's transaction (for the NCIP workflows, one unit of work of
+:class:`gateway.backends.embedded.circulation.EmbeddedCirculation`: one job of the store's
+writer), so a workflow's changes, its request tracking and its audit row commit together or not
+at all. Domain terms only; the gateway's own books (request tracking, exactly-once replies) are
+in :mod:`gateway.storage`.
 """
 
 from __future__ import annotations
