@@ -34,6 +34,7 @@ from gateway.admin import reports
 from gateway.admin.http import AdminResource
 from gateway.admin.metrics import Metrics
 from gateway.audit import AuditBatch, AuditLog
+from gateway.backends.embedded.circulation import EmbeddedCirculation
 from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
@@ -43,6 +44,7 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
+from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Store
 from gateway.z3950.catalogue import CatalogueService
 
@@ -150,11 +152,12 @@ class Gateway:
         self.metrics = Metrics(self)
         self.catalogue = CatalogueService(self)
         self.ncip = NcipService(self)
-        self.lookups = Lookups(self.store, LockoutPolicy(
+        self.circulation = EmbeddedCirculation(self.store)
+        self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
             seconds=config.ncip.lockout_seconds, clock=reactor))
         LookupHandlers(self, self.lookups, self.ncip.handlers).register(self.ncip.handlers)
-        Workflows(self).register(self.ncip.handlers)
+        Workflows(self, self.circulation).register(self.ncip.handlers)
         self.listeners: list[Listener] = []
         self.factories: dict[str, ConnectionLimitFactory] = {}
         self.ncip_resource: NcipResource | None = None
