@@ -424,10 +424,10 @@ def init_response(
 ) -> PDU:
     """Build an InitializeResponse.
 
-    A C{diagnostic} (for a refused Init, e.g. 1014) goes in userInformationField the way
-    YAZ GFS nests it: EXTERNAL UserInfo-1 -> OtherInformation -> EXTERNAL diag-1 ->
-    DiagnosticFormat -> defaultDiagRec. C{other_info} carries e.g. the charneg answer
-    (L{charset.utf8_negotiation_response}).
+    A C{diagnostic} (for a refused Init, e.g. C{Bib1.AUTHENTICATION_SYSTEM_ERROR}) goes in
+    userInformationField the way YAZ GFS nests it: EXTERNAL UserInfo-1 -> OtherInformation ->
+    EXTERNAL diag-1 -> DiagnosticFormat -> defaultDiagRec. C{other_info} carries e.g. the
+    charneg answer (L{charset.utf8_negotiation_response}).
     """
     pdu, body = new_pdu("initResponse")
     fill_init_header(
@@ -597,7 +597,8 @@ def present_response(
 ) -> PDU:
     """Build a PresentResponse (C{numberOfRecordsReturned} = C{len(records)}).
 
-    Out-of-range: C{present_status=5}, C{diagnostics=[Diagnostic(13, str(start))]}.
+    Out-of-range: C{present_status=5},
+    C{diagnostics=[Diagnostic(Bib1.PRESENT_OUT_OF_RANGE, str(start))]}.
     """
     if records and diagnostics:
         raise ValueError("a response carries records or non-surrogate diagnostics, not both")

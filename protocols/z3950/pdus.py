@@ -91,7 +91,7 @@ def _b(value: Text) -> bytes:
 class Diagnostic:
     """A diagnostic in DefaultDiagFormat (bib-1 unless C{diagset} says otherwise).
 
-    @ivar condition: the code, e.g. 109 (database unavailable).
+    @ivar condition: the code, by name for Bib-1 (C{Bib1.DATABASE_UNAVAILABLE}).
     @ivar addinfo: additional information (text sent as UTF-8); C{None} sends an empty one.
     @ivar v2: send addinfo as VisibleString (v2Addinfo), as YAZ does, instead of v3Addinfo.
     """
@@ -139,7 +139,7 @@ class ResponseRecord:
 
 @dataclass(frozen=True)
 class SurrogateDiagnostic:
-    """A per-record diagnostic (e.g. 16, 17 or 238) in place of a record."""
+    """A per-record diagnostic (e.g. C{Bib1.RECORD_SYNTAX_UNAVAILABLE}) in place of a record."""
 
     diagnostic: Diagnostic
     database: Text | None = None
@@ -208,7 +208,8 @@ class SearchRequestInfo:
     """What a server needs from a SearchRequest.
 
     @ivar query: the type-1/101 query as a model, or C{None} when L{query_error} says why
-        not (other query types, proximity...): answer diag 3/107/108 then.
+        not (other query types, proximity...): answer C{UNSUPPORTED_SEARCH},
+        C{QUERY_TYPE_UNSUPPORTED} or C{MALFORMED_QUERY} then.
     @ivar query_type: the Query arm, e.g. C{"type-1"}.
     """
 
