@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzz.seeds import all_seeds, mutate  # noqa: E402
-from protocols.z3950 import codec  # noqa: E402
+from protocols.z3950 import client, codec  # noqa: E402
 
-INIT = codec.encode_pdu(codec.init_request())
+INIT = codec.encode_pdu(client.init_request())
 
 
 @dataclass

@@ -26,13 +26,13 @@ from gateway.z3950 import retrieval as render
 from gateway.z3950.catalogue import ResultSet
 from protocols.z3950 import oids
 from protocols.z3950.asn1_records import OPACRecord
+from protocols.z3950.client import read_records
 from protocols.z3950.codec import (
     ResponseRecord,
     decode_pdu,
     encode_pdu,
     pdu_body,
     present_response,
-    read_records,
 )
 from protocols.z3950.records import OpacRecord, opac_from_asn1, opac_to_asn1
 from tests.gateway.test_catalogue import Env, due_in, make_record, open_env
