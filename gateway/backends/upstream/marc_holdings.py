@@ -10,7 +10,7 @@
 * **evergreen** (852 ``$n``), **polaris** (852 ``$r``), **symphony** (926 ``$b``, a shelf or a
   status location such as ``CHECKEDOUT``) and **generic-marc** (any tag, configured subfields):
   the status is a word, looked up in the library's ``status_map`` and then the LMS's stock
-  vocabulary below; a due date turns a status that is only available by default into on loan.
+  vocabulary below; an item with a due date and no known status word is on loan.
 
 The subfields each role is read from are the profile's (:data:`.profile.DEFAULT_SUBFIELDS`).
 """
@@ -163,15 +163,15 @@ def worded_item(values: Mapping[str, str], profile: HoldingsProfile) -> Holdings
     vocabulary = VOCABULARIES.get(profile.name, GENERIC_STATUSES)
     known = (profile.status_word(word) or vocabulary.get(word_key(word))) if word else None
     if known is not None:
-        status, by_default = known, False
+        status = known
     elif word:
         status = profile.unmapped_status or UNMAPPED_DEFAULTS.get(profile.name, S.UNAVAILABLE)
-        by_default = True
+        if status is S.AVAILABLE and role_value(values, profile, "due_date"):
+            status = S.ON_LOAN  # a shelf name, and a due date: out on loan
+    elif role_value(values, profile, "due_date"):
+        status = S.ON_LOAN
     else:
         status = profile.absent_status or ABSENT_DEFAULTS.get(profile.name, S.UNAVAILABLE)
-        by_default = True
-    if by_default and status is S.AVAILABLE and role_value(values, profile, "due_date"):
-        status = S.ON_LOAN
     item = _item(values, profile, status, word)
     shelf_codes = profile.subfields.get("shelving_location")
     if known is not None and shelf_codes and shelf_codes == profile.subfields.get("status"):
