@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pymarc
 import pytest
@@ -26,6 +27,7 @@ from gateway.backends.upstream.items import ItemStatus
 from gateway.backends.upstream.opac_holdings import marc_from_xml
 from gateway.backends.upstream.profile import HoldingsProfile
 from tests.conftest import SHARED
+from tests.z3950_clients import iso2709_records
 
 S = ItemStatus
 KOHA_ZEBRA = SHARED / "lms" / "koha-zebra"
@@ -185,3 +187,25 @@ def test_temporary_ill_items_never_offered(koha_zebra: KohaZebra) -> None:
     holdings = normalise(KOHA_WITH_ILL, found[0])
     assert (holdings.items, holdings.temporary, holdings.temporary_record) == ((), 1, True)
     assert len(normalise(KOHA, found[0]).items) == 1  # without the rule it would be offered
+
+
+def test_usmarc_over_z3950_reads_the_same(koha_zebra: KohaZebra, tmp_path: Path) -> None:
+    """The same records fetched over Z39.50 as ISO 2709 (what the Z39.50 upstream presents
+    in USMARC) read item by item as their MARCXML over SRU does."""
+    if shutil.which("yaz-client") is None:
+        pytest.skip("yaz-client not installed")
+    dump = tmp_path / "records.mrc"
+    script = tmp_path / "commands.txt"
+    script.write_text("\n".join([
+        f"open tcp:127.0.0.1:{koha_zebra.port}/biblios", f"set_marcdump {dump}",
+        "format usmarc", f"find {ALL_RECORDS}", "show 1+32", "quit"]) + "\n")
+    subprocess.run(["yaz-client", "-f", str(script)], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=60, check=True)
+    over_z3950 = {biblionumber(r): r for r in
+                  (pymarc.Record(data=data, to_unicode=True, force_utf8=True)
+                   for data in iso2709_records(dump.read_bytes()))}
+    _, over_sru = sru_search(koha_zebra.port, ALL_RECORDS)
+    assert len(over_z3950) == len(over_sru) == 32
+    for record in over_sru:
+        ours = normalise(KOHA_WITH_ILL, over_z3950[biblionumber(record)])
+        assert ours == normalise(KOHA_WITH_ILL, record), biblionumber(record)
