@@ -7,6 +7,8 @@
   damaged, ``$7`` not for loan (NOT_LOAN: 1 Not for loan, 2 Staff collection, 3 Added to bundle;
   negative values such as -1 Ordered are on order), ``$5`` restricted; holding branch ``$b``
   other than home branch ``$a`` means in transit. Item type ``$y``, else the record's ``942$c``.
+  Koha lets staff check out a damaged or restricted item after a warning; a gateway cannot
+  ask, so neither is offered (damaged, not for loan).
 * **evergreen** (852 ``$n``), **polaris** (852 ``$r``), **symphony** (926 ``$b``, a shelf or a
   status location such as ``CHECKEDOUT``) and **generic-marc** (any tag, configured subfields):
   the status is a word, looked up in the library's ``status_map`` and then the LMS's stock
@@ -134,7 +136,7 @@ def koha_status(values: Mapping[str, str], profile: HoldingsProfile) -> tuple[It
     if _set(lost):
         status = S.MISSING if lost in KOHA_MISSING else S.LOST
         return status, KOHA_LOST.get(lost, f"Lost ({lost})")
-    if "q" in values:
+    if role_value(values, profile, "due_date"):
         return S.ON_LOAN, "Checked out"
     if _set(values.get("4")):
         return S.DAMAGED, "Damaged"
