@@ -182,21 +182,24 @@ class _Scope:
 
 
 def _resolve_node(node: Query, scope: _Scope) -> Query:
-    """Resolve iteratively down the left spine, so long boolean chains cost no recursion."""
-    while isinstance(node, PrefixedQuery):
-        scope = scope.with_assignments(node)
-        node = node.query
-    spine: list[BooleanNode] = []
-    while isinstance(node, BooleanNode):
-        spine.append(node)
-        node = node.left
+    """Resolve iteratively down the left spine, so long boolean chains cost no recursion.
+
+    Each boolean keeps the scope in force where it stands: an assignment inside a
+    parenthesised left operand covers that operand only.
+    """
+    spine: list[tuple[BooleanNode, _Scope]] = []
+    while True:
         while isinstance(node, PrefixedQuery):
             scope = scope.with_assignments(node)
             node = node.query
+        if not isinstance(node, BooleanNode):
+            break
+        spine.append((node, scope))
+        node = node.left
     result: Query = _resolve_clause(node, scope)
-    for boolean in reversed(spine):
-        operator = _resolve_boolean(boolean.operator, scope)
-        result = BooleanNode(result, operator, _resolve_node(boolean.right, scope))
+    for boolean, its_scope in reversed(spine):
+        operator = _resolve_boolean(boolean.operator, its_scope)
+        result = BooleanNode(result, operator, _resolve_node(boolean.right, its_scope))
     return result
 
 
