@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.sru.cql import Modifier, SearchClause, SortKey
+from protocols.sru.cql import Modifier, Relation, SearchClause, SortKey
 from protocols.sru.diagnostics import Diagnostic
 from protocols.sru.request import (
     ExplainRequest,
@@ -39,7 +39,7 @@ def test_search_retrieve_1_2() -> None:
     assert isinstance(request, SearchRetrieveRequest)
     assert request.version == "1.2"
     assert request.query_text == 'dc.title="frog"'
-    assert request.query.root == SearchClause("frog", "dc.title", request.query.root.relation)
+    assert request.query.root == SearchClause("frog", "dc.title", Relation("="))
     assert (request.start_record, request.maximum_records) == (3, 5)
     assert request.record_schema == "marcxml"
     assert request.record_packing is RecordPacking.STRING
@@ -114,7 +114,7 @@ def test_scan() -> None:
     request = request_of("operation=scan&version=1.2&scanClause=dc.title%3Dfrog"
                          "&responsePosition=3&maximumTerms=7")
     assert isinstance(request, ScanRequest)
-    assert request.scan_clause == SearchClause("frog", "dc.title", request.scan_clause.relation)
+    assert request.scan_clause == SearchClause("frog", "dc.title", Relation("="))
     assert (request.response_position, request.maximum_terms) == (3, 7)
 
 
