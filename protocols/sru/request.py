@@ -34,6 +34,7 @@ __all__ = [
     "SRURequestError",
     "ScanRequest",
     "SearchRetrieveRequest",
+    "negotiate_version",
     "parameters_from_query",
     "parse_request",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols.oai.errors import OAIError, OAIErrorCode
 from protocols.oai.request import (
@@ -181,3 +183,21 @@ def test_datestamp_helpers() -> None:
     assert format_datestamp(moment, Granularity.DAY) == "2026-12-06"
     later = moment.astimezone(timezone(timedelta(hours=2)))
     assert format_datestamp(later) == "2026-12-06T21:05:09Z"
+
+
+_NAMES = st.sampled_from(["verb", "identifier", "metadataPrefix", "from", "until", "set",
+                          "resumptionToken", "bogus"])
+_VALUES = st.one_of(st.sampled_from(["Identify", "ListRecords", "ListIdentifiers", "ListSets",
+                                     "GetRecord", "ListMetadataFormats", "oai_dc", "marc21",
+                                     "2026-01-01", "2026-01-01T00:00:00Z", "a:b", ""]),
+                    st.text(max_size=20))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=6))
+def test_any_arguments_give_a_request_or_an_oai_error(pairs: list[tuple[str, str]]) -> None:
+    """Whatever the arguments, the result is a request or an L{OAIError}, never a crash."""
+    try:
+        parse_request(pairs, codec=CODEC, now=NOW, metadata_prefixes=FORMATS)
+    except OAIError as error:
+        assert error.code in OAIErrorCode

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols.sru.cql import Modifier, Relation, SearchClause, SortKey
 from protocols.sru.diagnostics import Diagnostic
@@ -202,3 +204,27 @@ def test_bytes_with_bad_utf8_are_read() -> None:
     """Undecodable bytes in a body become U+FFFD, not an exception."""
     pairs = parameters_from_query(b"query=caf%E9&version=1.2")
     assert dict(pairs)["query"] == "caf\ufffd"
+
+
+_NAMES = st.sampled_from(["operation", "version", "query", "startRecord", "maximumRecords",
+                          "recordSchema", "recordPacking", "recordXMLEscaping", "resultSetTTL",
+                          "sortKeys", "scanClause", "responsePosition", "maximumTerms",
+                          "stylesheet", "queryType", "x-a", "bogus"])
+_VALUES = st.one_of(st.sampled_from(["searchRetrieve", "scan", "explain", "1.1", "1.2", "2.0",
+                                     "3", "0", "1", "-1", "xml", "string", "dc.title = a",
+                                     "a,,1", ""]),
+                    st.text(max_size=20))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_any_parameters_give_a_request_or_a_diagnostic(pairs: list[tuple[str, str]]) -> None:
+    """Whatever the parameters, the result is a request or an L{SRURequestError} naming a
+    supported version to answer in, never another exception."""
+    try:
+        request = parse_request(pairs, LIMITS)
+    except SRURequestError as error:
+        assert error.version in LIMITS.versions
+        assert error.diagnostic in Diagnostic
+        return
+    assert request.version in LIMITS.versions
