@@ -18,6 +18,7 @@ completeListSize, as the protocol asks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           huge_tree=False)
 
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 @dataclass(frozen=True)
 class RecordHeader:
@@ -113,11 +115,7 @@ class RepositoryInfo:
 
 def _clean(text: str) -> str:
     """Text safe for XML 1.0: characters it cannot carry become U+FFFD."""
-    return "".join(
-        char if char in "\t\n\r" or ("\x20" <= char <= "\ud7ff")
-        or ("\ue000" <= char <= "\ufffd") or char >= "\U00010000" else "\ufffd"
-        for char in text
-    )
+    return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
 def _text(text: str) -> str:
@@ -135,8 +133,12 @@ def _element(name: str, text: str, **attributes: str | None) -> str:
     return f"<{name}{attrs}>{_text(text)}</{name}>"
 
 
-def _fragment(data: bytes | etree._Element, what: str) -> str:
-    """One foreign-namespace element, checked and serialised without an XML declaration."""
+def _fragment(data: bytes | etree._Element, what: str) -> bytes:
+    """One foreign-namespace element, checked and serialised as UTF-8 without a declaration.
+
+    An lxml element is only serialised; bytes are parsed first, so pass elements where the
+    rendering already has them.
+    """
     try:
         element = data if isinstance(data, etree._Element) else etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as error:
@@ -144,7 +146,7 @@ def _fragment(data: bytes | etree._Element, what: str) -> str:
     namespace = etree.QName(element).namespace
     if namespace is None or namespace == OAI_NS:
         raise ValueError(f"{what} must be an element in its own namespace")
-    return etree.tostring(element, encoding="unicode")
+    return etree.tostring(element, encoding="UTF-8")
 
 
 def _head(base_url: str, response_date: datetime, arguments: Sequence[tuple[str, str]],
@@ -178,13 +180,13 @@ def _header(header: RecordHeader, granularity: Granularity) -> str:
 
 
 def _record(header: RecordHeader, metadata: bytes | etree._Element | None,
-            granularity: Granularity) -> str:
+            granularity: Granularity) -> bytes:
     if header.deleted:
-        return f"<record>{_header(header, granularity)}</record>\n"
+        return f"<record>{_header(header, granularity)}</record>\n".encode()
     if metadata is None:
         raise ValueError("a record that is not deleted needs metadata")
-    return (f"<record>{_header(header, granularity)}"
-            f"<metadata>{_fragment(metadata, 'metadata')}</metadata></record>\n")
+    return (f"<record>{_header(header, granularity)}<metadata>".encode()
+            + _fragment(metadata, "metadata") + b"</metadata></record>\n")
 
 
 def error_response(base_url: str, response_date: datetime, errors: Sequence[OAIError],
@@ -208,7 +210,7 @@ def identify_response(info: RepositoryInfo, response_date: datetime,
                  format_datestamp(info.earliest_datestamp, info.granularity)),
         _element("deletedRecord", info.deleted_record.value),
         _element("granularity", info.granularity.value),
-        *(f"<description>{_fragment(d, 'description')}</description>"
+        *(f"<description>{_fragment(d, 'description').decode()}</description>"
           for d in info.descriptions),
     ]
     body = "<Identify>\n" + "\n".join(parts) + "\n</Identify>\n"
@@ -238,8 +240,8 @@ def get_record_response(base_url: str, response_date: datetime, header: RecordHe
                         stylesheet: str | None = None) -> bytes:
     """GetRecord: one record, or its header alone when it is deleted."""
     head = _head(base_url, response_date, _echo(arguments), stylesheet)
-    return (head + "<GetRecord>" + _record(header, metadata, granularity) + "</GetRecord>\n"
-            + _TAIL).encode()
+    return ((head + "<GetRecord>").encode() + _record(header, metadata, granularity)
+            + ("</GetRecord>\n" + _TAIL).encode())
 
 
 class ListWriter:
@@ -279,7 +281,7 @@ class ListWriter:
         """One C{<record>} (ListRecords); C{metadata} is ignored for a deleted record."""
         self._expect("open", "record")
         self.count += 1
-        return _record(header, metadata, self._granularity).encode()
+        return _record(header, metadata, self._granularity)
 
     def header(self, header: RecordHeader) -> bytes:
         """One C{<header>} (ListIdentifiers)."""
@@ -292,7 +294,8 @@ class ListWriter:
         self._expect("open", "set")
         self.count += 1
         description = ("" if info.description is None else
-                       f"<setDescription>{_fragment(info.description, 'setDescription')}"
+                       "<setDescription>"
+                       f"{_fragment(info.description, 'setDescription').decode()}"
                        "</setDescription>")
         return (f"<set>{_element('setSpec', info.spec)}{_element('setName', info.name)}"
                 f"{description}</set>\n").encode()

@@ -21,6 +21,7 @@ prefix handling unfinished, its nodes are mutable and its errors carry no diagno
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -68,6 +69,7 @@ COMPARITOR_SYMBOLS = frozenset({"=", "==", "<>", "<", ">", "<=", ">="})
 BOOLEANS = frozenset({"and", "or", "not", "prox"})
 _SORTBY = "sortby"
 _SPECIAL = frozenset('()=<>"/')
+_WORD_RUN = re.compile(r'[^\s()=<>"/]+')
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +217,10 @@ def _tokens(text: str, max_term: int) -> list[_Token]:
             tokens.append(_Token(_Kind.QUOTED, _checked_term("".join(chars), start, max_term),
                                  start))
         else:
-            start = i
-            while i < n and not text[i].isspace() and text[i] not in _SPECIAL:
-                i += 1
-            tokens.append(_Token(_Kind.WORD, _checked_term(text[start:i], start, max_term),
+            match = _WORD_RUN.match(text, i)
+            assert match is not None  # the character at i is neither space nor special
+            start, i = i, match.end()
+            tokens.append(_Token(_Kind.WORD, _checked_term(match.group(), start, max_term),
                                  start))
     tokens.append(_Token(_Kind.END, "", n))
     return tokens
