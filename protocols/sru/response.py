@@ -193,7 +193,7 @@ def search_retrieve_response(
     result_set_ttl: int | None = None,
     next_record_position: int | None = None,
     diagnostics: Sequence[SRUError] = (),
-    echo: bool = True,
+    echo: bool | None = None,
 ) -> bytes:
     """A searchRetrieveResponse: the count, the page of records, the next position, diagnostics.
 
@@ -203,6 +203,9 @@ def search_retrieve_response(
     @param records: the page, in position order; surrogate diagnostics in place of records
         that could not be supplied.
     @param next_record_position: the position after this page, or C{None} at the end.
+    @param echo: write C{echoedSearchRetrieveRequest}; by default only in 2.0, where the
+        schema makes its C{xQuery} (the query in XCQL) optional, which Interlend does not
+        write.
     """
     writer = _Writer(request.version if request else version or "1.2")
     packing = request.record_packing if request else RecordPacking.XML
@@ -224,6 +227,8 @@ def search_retrieve_response(
                               record.position)
     if next_record_position is not None:
         writer.child(root, "nextRecordPosition", next_record_position)
+    if echo is None:
+        echo = writer.modern
     if request is not None and echo:
         _echo_search_retrieve(writer, root, request)
     writer.diagnostics(root, diagnostics)

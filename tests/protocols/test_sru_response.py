@@ -76,7 +76,7 @@ def test_search_retrieve_1_2_structure() -> None:
         request, number_of_records=7,
         records=[ResponseRecord("info:srw/schema/1/dc-v1.1", 1, dc_record("Frogs")),
                  ResponseRecord("info:srw/schema/1/dc-v1.1", 2, dc_record("Toads"))],
-        next_record_position=3)
+        next_record_position=3, echo=True)
     assert document.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<zs:')
     root = xml(document)
     ns = {"zs": SRU1_NS, "dc": DC_NS}
@@ -92,6 +92,8 @@ def test_search_retrieve_1_2_structure() -> None:
     children = [etree.QName(child).localname for child in root]
     assert children == ["version", "numberOfRecords", "records", "nextRecordPosition",
                         "echoedSearchRetrieveRequest"]
+    plain = xml(search_retrieve_response(request, number_of_records=0))
+    assert [etree.QName(child).localname for child in plain] == ["version", "numberOfRecords"]
 
 
 def test_string_packing_escapes_the_record() -> None:
@@ -132,8 +134,9 @@ def test_text_that_xml_cannot_carry_is_replaced() -> None:
     """A control character in echoed text or details cannot break the document."""
     request = search("operation=searchRetrieve&version=1.2&query=%22a%01b%22")
     root = xml(search_retrieve_response(
-        request, diagnostics=[SRUError(Diagnostic.UNSUPPORTED_INDEX, "x\x00y")]))
+        request, diagnostics=[SRUError(Diagnostic.UNSUPPORTED_INDEX, "x\x00y")], echo=True))
     assert root.findtext(f".//{{{SRU1_NS}}}query") == '"a\ufffdb"'
+    assert root.findtext(f".//{{{SRU1_DIAGNOSTIC_NS}}}details") == "x\ufffdy"
 
 
 def test_malformed_record_is_a_presenting_error() -> None:
