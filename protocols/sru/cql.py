@@ -251,9 +251,6 @@ class _Parser:
     def _token(self) -> _Token:
         return self._tokens[self._at]
 
-    def _peek(self, ahead: int = 1) -> _Token:
-        return self._tokens[min(self._at + ahead, len(self._tokens) - 1)]
-
     def _advance(self) -> _Token:
         token = self._token
         if token.kind is not _Kind.END:
