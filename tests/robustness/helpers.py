@@ -270,7 +270,7 @@ class Probe:
         wait_until(lambda: self.count >= n or bool(self.failures), timeout,
                    f"{n} probe requests")
 
-    def repeat(self, attack: Callable[[], None], n: int = 100, timeout: float = 30.0) -> int:
+    def repeat(self, attack: Callable[[], object], n: int = 100, timeout: float = 30.0) -> int:
         """Run ``attack`` at least once and again until the probe made ``n`` requests
         during it (bounded by ``timeout``); return the number of rounds."""
         deadline = time.monotonic() + timeout

@@ -70,7 +70,8 @@ def _memory_max_kib() -> int:
     text = (REPO / "systemd" / "interlend.service").read_text()
     value = re.search(r"^MemoryMax=(\d+)([KMG]?)$", text, re.M)
     assert value is not None, "no MemoryMax in systemd/interlend.service"
-    return int(value.group(1)) * {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024**2}[value.group(2)]
+    in_bytes = int(value.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[value.group(2)]
+    return in_bytes // 1024
 
 
 def seed_big(path: Path) -> None:
@@ -82,10 +83,13 @@ def seed_big(path: Path) -> None:
         for n in range(RECORDS):
             record = pymarc.Record(force_utf8=True)
             record.add_field(pymarc.Field(tag="001", data=f"g{n:06d}"))
-            record.add_field(pymarc.Field(tag="100", indicators=["1", " "], subfields=[
-                pymarc.Subfield("a", f"Writer{n % 500}, Anna")]))
-            record.add_field(pymarc.Field(tag="245", indicators=["1", "0"], subfields=[
-                pymarc.Subfield("a", f"A common study w{n} {'a' * 24}{n % 997} part {n % 50}")]))
+            record.add_field(pymarc.Field(
+                tag="100", indicators=pymarc.Indicators("1", " "),
+                subfields=[pymarc.Subfield("a", f"Writer{n % 500}, Anna")]))
+            record.add_field(pymarc.Field(
+                tag="245", indicators=pymarc.Indicators("1", "0"),
+                subfields=[pymarc.Subfield(
+                    "a", f"A common study w{n} {'a' * 24}{n % 997} part {n % 50}")]))
             upsert_record(conn, record)
         conn.execute("COMMIT")
     finally:
