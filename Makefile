@@ -1,6 +1,6 @@
 # Interlend: the two README commands, and a few helpers.
 #   make run   - virtual environment, install, demo data if absent, daemon in the foreground
-#   make test  - virtual environment with the test extras, then the whole suite
+#   make test  - virtual environment with the test extras, the linters (make lint), the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 CONFIG ?= config/interlend.toml
@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 STAMP_TEST = $(VENV)/.installed-test
 
-.PHONY: run test venv check-config demo clean
+.PHONY: run test lint venv check-config demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ run: $(STAMP)
 	$(BIN)/interlend demo -c $(CONFIG) --if-absent
 	exec $(BIN)/interlend serve -c $(CONFIG)
 
-test: $(STAMP_TEST)
+# ruff and mypy (with mypy-zope) as configured in pyproject.toml, both reported before failing;
+# CI runs them through `make test`
+lint: $(STAMP_TEST)
+	@status=0; \
+	$(BIN)/python -m ruff check . || status=1; \
+	$(BIN)/python -m mypy || status=1; \
+	exit $$status
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check-config: $(STAMP)
@@ -39,4 +47,4 @@ demo: $(STAMP)
 	$(BIN)/interlend demo -c $(CONFIG)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -354,7 +354,8 @@ def scale_section(cfg: dict[str, Any], scratch: Path, config: Path,
     section: dict[str, Any] = {"description": (
         "Catalogues of N demo records written with `write_demo_marc` and loaded with "
         "`interlend import marc` (a separate process, timed end to end: start-up included); "
-        "search latency measured in-process through `gateway.backends.embedded.search` (plan_query + run_plan on "
+        "search latency measured in-process through `gateway.backends.embedded.search` "
+        "(plan_query + run_plan on "
         "a connection opened like the daemon's: exact count and the first page of hit ids, "
         "i.e. the cost of a Z39.50 Search before the response PDU); the cycle rate through the "
         f"gateway over Z39.50 (concurrency {cfg['scale_conc']}, term `{TERM}`), one gateway per "

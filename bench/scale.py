@@ -1,16 +1,17 @@
 """Catalogue scale: build catalogues of N demo records through the MARC importer, and time
 searches on them.
 
-* :func:`build_catalogue` writes ``N`` demo records as ISO 2709 (``gateway.backends.embedded.demo.write_demo_marc``)
-  and imports them with ``interlend import marc`` (a separate process, timed end to end; the
-  CLI's own records/s figure is kept too). The demo patrons are added afterwards with
+* :func:`build_catalogue` writes ``N`` demo records as ISO 2709
+  (``gateway.backends.embedded.demo.write_demo_marc``) and imports them with
+  ``interlend import marc`` (a separate process, timed end to end; the CLI's own records/s
+  figure is kept too). The demo patrons are added afterwards with
   ``write_demo(records=0)`` so NCIP lookups work on the same database.
 * :func:`search_latency` measures searches **in-process through the gateway's search module**
-  (``gateway.backends.embedded.search.plan_query`` + ``run_plan`` on a connection opened like the daemon's:
-  plan, compile to SQL, count the hits exactly and read the first page of ids
-  (``gateway.backends.embedded.search.FIRST_PAGE``), or every id where the statement cannot stream — what a
-  Z39.50 Search does before the PDU is built). Kinds: identifier (1=12 local id, 1=7 ISBN-13)
-  and word (1=4 title word, 1=1016 any word).
+  (``gateway.backends.embedded.search.plan_query`` + ``run_plan`` on a connection opened like
+  the daemon's: plan, compile to SQL, count the hits exactly and read the first page of ids
+  (``gateway.backends.embedded.search.FIRST_PAGE``), or every id where the statement cannot
+  stream — what a Z39.50 Search does before the PDU is built). Kinds: identifier (1=12 local
+  id, 1=7 ISBN-13) and word (1=4 title word, 1=1016 any word).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def search_latency(database: Path, records: int, *, samples: int = 300,
     from protocols.z3950.pqf import parse_pqf
 
     conn = open_database(database)
-    out: dict[str, Any] = {"records": records, "method": "in-process gateway.backends.embedded.search "
+    out: dict[str, Any] = {"records": records,
+                           "method": "in-process gateway.backends.embedded.search "
                            f"(plan_query + run_plan: exact count + first {FIRST_PAGE} hit ids, "
                            "as a Z39.50 Search)"}
     try:

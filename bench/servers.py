@@ -133,14 +133,14 @@ class Managed:
                 raise RuntimeError(f"{self.name}: no line matching {pattern!r}:\n"
                                    + "\n".join(self.lines[-30:]))
             try:
-                line = self._queue.get(timeout=remaining)
+                received = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if line is None:
+            if received is None:
                 raise RuntimeError(f"{self.name} exited before {pattern!r}:\n"
                                    + "\n".join(self.lines[-30:]))
-            if regex.search(line):
-                return line
+            if regex.search(received):
+                return received
 
     def rss_kib(self) -> int:
         return vm_rss_kib(self.pid)
@@ -311,6 +311,10 @@ def ceiling_main(port: int, max_body: int = 256 * 1024) -> None:
     constant document. Nothing else (no auth, no database, no audit)."""
     from lxml import etree
     from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.interfaces import IListeningPort
+    from twisted.python.failure import Failure
     from twisted.web import resource, server
 
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
@@ -320,6 +324,10 @@ def ceiling_main(port: int, max_body: int = 256 * 1024) -> None:
         isLeaf = True
 
         def render_POST(self, request: server.Request) -> bytes:
+            # always set by render time; Twisted types it None (twisted/twisted#12574)
+            if request.content is None:
+                request.setResponseCode(400)
+                return b""
             body = request.content.read(max_body + 1)
             request.setHeader(b"content-type", b"application/xml; charset=utf-8")
             if len(body) > max_body:
@@ -337,9 +345,19 @@ def ceiling_main(port: int, max_body: int = 256 * 1024) -> None:
 
     site = server.Site(Ceiling())
     site.displayTracebacks = False
-    listening = reactor.listenTCP(port, site, interface=LOOPBACK)  # type: ignore[attr-defined]
-    print(f"ceiling listening on {LOOPBACK}:{listening.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+
+    def announce(listening: IListeningPort) -> None:
+        address = listening.getHost()
+        assert isinstance(address, IPv4Address)
+        print(f"ceiling listening on {LOOPBACK}:{address.port}", flush=True)
+
+    def give_up(failure: Failure) -> None:
+        failure.printTraceback()
+        reactor.stop()
+
+    endpoint = serverFromString(reactor, f"tcp:{port}:interface={LOOPBACK}")
+    endpoint.listen(site).addCallbacks(announce, give_up)
+    reactor.run()
 
 
 def start_ceiling() -> Managed:

@@ -32,18 +32,14 @@ from typing import Any
 
 from protocols.z3950 import oids
 from protocols.z3950.ber import BERFramer
-from protocols.z3950.codec import (
-    close,
-    decode_pdu,
-    encode_pdu,
+from protocols.z3950.client import (
     init_request,
-    pdu_arm,
-    pdu_body,
     present_request,
     read_diagnostics,
     read_records,
     search_request,
 )
+from protocols.z3950.codec import close, decode_pdu, encode_pdu, pdu_arm, pdu_body
 
 LOOPBACK = "127.0.0.1"
 OPTIONS = ("search", "present", "delSet", "scan", "sort", "namedResultSets")

@@ -7,7 +7,7 @@ import os
 import random
 from pathlib import Path
 
-from protocols.z3950 import codec
+from protocols.z3950 import client, codec
 from protocols.z3950.errors import CloseReason
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,14 +31,14 @@ def captured_pdus(shared: Path | None = None) -> list[bytes]:
 def built_pdus() -> list[bytes]:
     """Requests and responses built with the codec (definite lengths)."""
     pdus = [
-        codec.init_request(),
-        codec.init_request(reference_id=b"REF-1", preferred_message_size=100_000,
+        client.init_request(),
+        client.init_request(reference_id=b"REF-1", preferred_message_size=100_000,
                            exceptional_record_size=100_000),
-        codec.search_request("river", result_set_name="1"),
-        codec.search_request("@attr 1=4 @and river water", result_set_name="default"),
-        codec.present_request(result_set_id="1", start=1, count=5),
-        codec.scan_request("river"),
-        codec.delete_result_set_request(result_sets=["1"]),
+        client.search_request("river", result_set_name="1"),
+        client.search_request("@attr 1=4 @and river water", result_set_name="default"),
+        client.present_request(result_set_id="1", start=1, count=5),
+        client.scan_request("river"),
+        client.delete_result_set_request(result_sets=["1"]),
         codec.close(CloseReason.finished),
         codec.close(CloseReason.protocolError, diagnostic_information="x"),
     ]

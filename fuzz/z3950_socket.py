@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzz.seeds import all_seeds, mutate  # noqa: E402
-from protocols.z3950 import codec  # noqa: E402
+from protocols.z3950 import client, codec  # noqa: E402
 
-INIT = codec.encode_pdu(codec.init_request())
+INIT = codec.encode_pdu(client.init_request())
 
 
 @dataclass
@@ -149,15 +149,16 @@ def main() -> int:
         print(f"pdus={result.pdus} connections={result.connections} "
               f"seconds={result.seconds:.1f} rate={result.pdus / result.seconds:.0f}/s "
               f"client_errors={result.errors}")
-        if before:
+        ok = True
+        if before and after is not None:
             growth = 100 * (after - before) / before
             print(f"rss_kib before={before} after={after} growth={growth:.1f}%")
-        ok = True
+            ok = after <= before * 1.10
         if daemon is not None:
-            ok = daemon.process.poll() is None
+            alive = daemon.process.poll() is None
             tracebacks = [line for line in daemon.lines if "Traceback" in line]
-            print(f"daemon alive={ok} traceback_lines={len(tracebacks)}")
-            ok = ok and not tracebacks
+            print(f"daemon alive={alive} traceback_lines={len(tracebacks)}")
+            ok = ok and alive and not tracebacks
         import shutil
         import subprocess
         if shutil.which("yaz-client"):
@@ -169,8 +170,6 @@ def main() -> int:
             hits = "Number of hits: 1" in out
             print(f"yaz-client session after fuzzing: {'ok' if hits else 'FAILED'}")
             ok = ok and hits
-        if before:
-            ok = ok and after <= before * 1.10
         return 0 if ok else 1
     finally:
         if daemon is not None:

@@ -64,7 +64,7 @@ def seed_database(path: Path) -> None:
         for local_id, title, barcodes in RECORDS:
             record = pymarc.Record(force_utf8=True)
             record.add_field(pymarc.Field(tag="001", data=local_id))
-            record.add_field(pymarc.Field(tag="245", indicators=["1", "0"],
+            record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("1", "0"),
                                           subfields=[pymarc.Subfield("a", title)]))
             record_id, _ = upsert_record(conn, record)
             for barcode in barcodes:
@@ -284,7 +284,8 @@ def send(daemon: Any, body: bytes, headers: dict[str, str] | None = None) -> byt
 # -- polling, database, command line, admin -----------------------------------------------------
 
 
-def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+def wait_until(check: Callable[[], T | None], timeout: float = 10.0,
+               interval: float = 0.02) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

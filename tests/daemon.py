@@ -56,14 +56,14 @@ class Daemon:
                 raise AssertionError(f"no line matching {pattern!r}; output:\n"
                                      + "\n".join(self.lines[-40:]))
             try:
-                line = self._queue.get(timeout=remaining)
+                received = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if line is None:
+            if received is None:
                 raise AssertionError(f"daemon exited before {pattern!r}; output:\n"
                                      + "\n".join(self.lines[-40:]))
-            if regex.search(line):
-                return line
+            if regex.search(received):
+                return received
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)

@@ -114,17 +114,17 @@ def _record(local_id: str, title: str, author: str, *, isbn: str | None = None,
     record = pymarc.Record(force_utf8=True)
     record.add_field(pymarc.Field(tag="001", data=local_id))
     if isbn:
-        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="020", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", isbn)]))
     if oclc:
-        record.add_field(pymarc.Field(tag="035", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="035", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", f"(OCoLC){oclc}")]))
-    record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+    record.add_field(pymarc.Field(tag="100", indicators=pymarc.Indicators("1", " "),
                                   subfields=[pymarc.Subfield("a", author)]))
-    record.add_field(pymarc.Field(tag="245", indicators=["1", "0"],
+    record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("1", "0"),
                                   subfields=[pymarc.Subfield("a", title)]))
     if publisher or year:
-        record.add_field(pymarc.Field(tag="264", indicators=[" ", "1"], subfields=[
+        record.add_field(pymarc.Field(tag="264", indicators=pymarc.Indicators(" ", "1"), subfields=[
             pymarc.Subfield("b", publisher), pymarc.Subfield("c", year)]))
     return record
 

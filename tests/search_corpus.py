@@ -7,9 +7,9 @@ language codes and a record with more than a thousand items.
 
 :func:`start_zebra` indexes them with Zebra (Debian ``idzebra-2.0``) using Zebra's stock MARC 21
 profile (``marc21.abs``) plus the lines stock ``usmarc.abs`` uses for 1=1004-1006 and an LCCN
-line, and an ICU chain that folds as :func:`gateway.backends.embedded.indexing.fold` does (NFKD, case folding,
-marks removed), so hit counts can be compared query by query. The configuration is written
-here (``../shared/z3950/zebra-demo/`` has the working example it follows).
+line, and an ICU chain that folds as :func:`gateway.backends.embedded.indexing.fold` does (NFKD,
+case folding, marks removed), so hit counts can be compared query by query. The configuration is
+written here (``../shared/z3950/zebra-demo/`` has the working example it follows).
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ def _rpn(node: Node) -> bytes:
         current, done = pending.pop()
         if isinstance(current, Term):
             (attr,) = current.attributes
+            assert isinstance(attr.value, int), "deep queries use numeric attribute values"
             element = _tlv(b"\x30", _tlv(b"\x9f\x78", bytes([attr.type])),
-                           _tlv(b"\x9f\x79", bytes([int(attr.value)])))
+                           _tlv(b"\x9f\x79", bytes([attr.value])))
             out.append(_tlv(b"\xa0", _tlv(b"\xbf\x66", _tlv(b"\xbf\x2c", element),
                                           _tlv(b"\x9f\x2d", current.value.encode()))))
         elif done:

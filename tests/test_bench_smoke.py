@@ -60,7 +60,9 @@ def test_report_writer_produces_markdown(tmp_path: Path) -> None:
             for t, rate in (("gateway", g), ("yaz-ztest fork", z))]
     ratio = report.ratios(runs, numerator="gateway", denominator="yaz-ztest fork",
                           keys=("mode", "concurrency"))
-    assert ratio[("cycle", 1)]["median"] == pytest.approx(2.0)
+    cycle = ratio[("cycle", 1)]
+    assert cycle is not None
+    assert cycle["median"] == pytest.approx(2.0)
     results = {
         "meta": {"mode": "quick", "started": "now", "runtime_s": 1.0, "cores": 2},
         "targets": [{"description": "Z39.50 cycles ≥ 1.0× yaz-ztest fork", "met": True,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeAlias
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
@@ -88,14 +88,14 @@ def _marc(seed: SeedRecord) -> pymarc.Record:
     record = pymarc.Record(force_utf8=True)
     record.add_field(pymarc.Field(tag="001", data=seed.local_id))
     if seed.isbn:
-        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="020", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", seed.isbn)]))
     if seed.oclc:
-        record.add_field(pymarc.Field(tag="035", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="035", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", seed.oclc)]))
-    record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+    record.add_field(pymarc.Field(tag="100", indicators=pymarc.Indicators("1", " "),
                                   subfields=[pymarc.Subfield("a", seed.author)]))
-    record.add_field(pymarc.Field(tag="245", indicators=["1", "0"],
+    record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("1", "0"),
                                   subfields=[pymarc.Subfield("a", seed.title)]))
     return record
 
@@ -219,7 +219,7 @@ default_pickup_location = "MAIN"
 
 # -- NCIP 2 builders -----------------------------------------------------------------------------
 
-Node = Union[tuple[str, Any], tuple[str, Any, dict[str, str]]]
+Node: TypeAlias = tuple[str, Any] | tuple[str, Any, dict[str, str]]
 NS = "http://www.niso.org/2008/ncip"
 V2_02 = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"
 V2_0_IMP1 = "http://www.niso.org/schemas/ncip/v2_0/imp1/xsd/ncip_v2_0.xsd"

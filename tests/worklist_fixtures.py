@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from gateway.backends.embedded import operations as ops
+from gateway.storage import tracking
 from gateway.backends.embedded.records import ItemData, PatronData, upsert_item, upsert_patron
 
 NOW = datetime(2030, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -65,7 +66,7 @@ def seed_worklist(conn: sqlite3.Connection, count: int = 60, *,
             due = requested + timedelta(days=28)
             ops.check_out(conn, item_id=item, patron_id=institutions[peer], due_at=due,
                           now=requested)
-            ops.create_rs_request(conn, peer=peer, role="lender", broker_request_id=broker,
+            tracking.create_rs_request(conn, peer=peer, role="lender", broker_request_id=broker,
                                   our_request_id=our, state="shipped", step="requested",
                                   also_stamped=("shipped",), now=requested, item_id=item,
                                   item_barcode=barcode, patron_id=institutions[peer])
@@ -79,7 +80,7 @@ def seed_worklist(conn: sqlite3.Connection, count: int = 60, *,
             expires = requested + timedelta(days=7)
             ops.place_hold(conn, patron_id=patron, record_id=record, item_id=item,
                            pickup_location="MAIN", now=requested, pickup_expires=expires)
-            ops.create_rs_request(conn, peer=peer, role="borrower", broker_request_id=broker,
+            tracking.create_rs_request(conn, peer=peer, role="borrower", broker_request_id=broker,
                                   our_request_id=our, state="awaiting_pickup", step="accepted",
                                   also_stamped=("received",), now=requested, item_id=item,
                                   item_barcode=barcode, patron_id=patron)
@@ -92,19 +93,19 @@ def seed_worklist(conn: sqlite3.Connection, count: int = 60, *,
                                              location="MAIN")
             patron = people[n % len(people)]
             due = requested + timedelta(days=21)
-            rs = ops.create_rs_request(conn, peer=peer, role="borrower",
+            rs = tracking.create_rs_request(conn, peer=peer, role="borrower",
                                        broker_request_id=broker, our_request_id=our,
                                        state="awaiting_pickup", step="accepted",
                                        also_stamped=("received",), now=requested, item_id=item,
                                        item_barcode=barcode, patron_id=patron)
             ops.check_out(conn, item_id=item, patron_id=patron, due_at=due, now=requested)
-            ops.advance_rs_request(conn, rs, state="checked_out", step="checked_out",
+            tracking.advance_rs_request(conn, rs, state="checked_out", step="checked_out",
                                    now=requested)
             seeded.append(Seeded(our, broker, peer, "borrower", "checked_out", title,
                                  f"PW-{n % len(people):03d}", False, due, due < now, requested))
         else:  # closed: completed or cancelled
             state = "completed" if n % 12 == 5 else "cancelled"
-            ops.create_rs_request(conn, peer=peer, role="lender", broker_request_id=broker,
+            tracking.create_rs_request(conn, peer=peer, role="lender", broker_request_id=broker,
                                   our_request_id=our, state=state, step="requested",
                                   also_stamped=(state,), now=requested,
                                   patron_id=institutions[peer])

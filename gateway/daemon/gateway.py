@@ -35,6 +35,7 @@ from gateway.admin.http import AdminResource
 from gateway.admin.metrics import Metrics
 from gateway.audit import AuditBatch, AuditLog
 from gateway.backends.embedded.catalogue import EmbeddedCatalogue
+from gateway.backends.embedded.circulation import EmbeddedCirculation
 from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
@@ -44,6 +45,7 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
+from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Store
 from gateway.z3950.catalogue import CatalogueService
 
@@ -155,11 +157,12 @@ class Gateway:
                               stopping=lambda: self.state in ("stopping", "stopped")),
             config=lambda: self.config, clock=reactor)
         self.ncip = NcipService(self)
-        self.lookups = Lookups(self.store, LockoutPolicy(
+        self.circulation = EmbeddedCirculation(self.store)
+        self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
             seconds=config.ncip.lockout_seconds, clock=reactor))
         LookupHandlers(self, self.lookups, self.ncip.handlers).register(self.ncip.handlers)
-        Workflows(self).register(self.ncip.handlers)
+        Workflows(self, self.circulation).register(self.ncip.handlers)
         self.listeners: list[Listener] = []
         self.factories: dict[str, ConnectionLimitFactory] = {}
         self.ncip_resource: NcipResource | None = None

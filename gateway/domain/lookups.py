@@ -1,54 +1,41 @@
 # -*- test-case-name: tests.gateway.test_ncip_lookups -*-
 """Patron and item lookups on the circulation system, in domain terms.
 
-Patron authentication lives here: the PIN is checked against its salted hash on a reader thread
-(scrypt is deliberately slow), and repeated failures lock a patron out for a while whichever
-broker sent them (kept in the database, across peers and restarts), so no broker can be used
-to guess PINs.
+Patron authentication lives here: the circulation system checks the PIN
+(:meth:`ICirculation.authenticate`), and repeated failures lock a patron out for a while
+whichever broker sent them (kept in the gateway's books, across peers and restarts), so no
+broker can be used to guess PINs.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from gateway.backends.embedded import operations, queries
+from gateway.domain.books import PinFailureBook, RequestBook
+from gateway.domain.circulation import ICirculation, ICirculationChanges
 from gateway.domain.model import (
-    Hold,
     Item,
-    Loan,
-    Patron,
     PatronAuthenticationFailed,
+    PatronDetails,
     UnknownItem,
     UnknownPatron,
 )
-from gateway.secrets import verify_secret
-from gateway.storage.store import Store
 
-
-@dataclass(frozen=True)
-class PatronDetails:
-    """A patron with the loans and holds a LookupUser may ask for."""
-
-    patron: Patron
-    loans: tuple[Loan, ...] = ()
-    holds: tuple[Hold, ...] = ()
-
-
-_LOCK_STATE = "SELECT failures, locked_until FROM pin_failures WHERE patron_id = ?"
+__all__ = ["LockoutPolicy", "Lookups", "PatronDetails", "item_named", "today_in"]
 
 
 @dataclass
 class LockoutPolicy:
     """Locks a patron out after ``limit`` wrong PINs, for ``seconds``, whichever peer sent them.
 
-    The failures and the lock are kept in the database (``pin_failures``), so another broker
-    or a restart does not clear them. Verifications still running are reserved in memory, so
-    that concurrent guesses cannot get past the limit before the first of them has failed.
+    The failures and the lock are kept in the gateway's books (:class:`PinFailureBook`), so
+    another broker or a restart does not clear them. Verifications still running are reserved
+    in memory, so that concurrent guesses cannot get past the limit before the first of them
+    has failed.
     """
 
     limit: int
@@ -73,114 +60,102 @@ class LockoutPolicy:
 
     def allows(self, state: tuple[int, float], others: int) -> bool:
         """Whether a verification may run, given the stored (failures, locked_until)."""
-        failures, locked_until = state
-        if locked_until > self.clock.seconds():
+        if self.locked(state):
             return False
-        return failures + others < max(self.limit, 1)
+        return state[0] + others < max(self.limit, 1)
 
-    @staticmethod
-    def state(conn: sqlite3.Connection, patron_id: int) -> tuple[int, float]:
-        """The patron's stored (failures, locked_until)."""
-        row = conn.execute(_LOCK_STATE, (patron_id,)).fetchone()
-        return (int(row[0]), float(row[1])) if row is not None else (0, 0.0)
+    def locked(self, state: tuple[int, float]) -> bool:
+        """True while a stored (failures, locked_until) locks the patron out."""
+        return state[1] > self.clock.seconds()
 
-    def record_failure(self, conn: sqlite3.Connection, patron_id: int) -> None:
-        """One more wrong PIN (in the writer's transaction); at the limit, lock."""
-        conn.execute("INSERT INTO pin_failures (patron_id, failures, locked_until) "
-                     "VALUES (?, 1, 0) ON CONFLICT (patron_id) DO UPDATE SET "
-                     "failures = failures + 1", (patron_id,))
-        failures = self.state(conn, patron_id)[0]
-        if failures >= self.limit:
-            conn.execute("UPDATE pin_failures SET failures = 0, locked_until = ? "
-                         "WHERE patron_id = ?", (self.clock.seconds() + self.seconds,
-                                                 patron_id))
+    def lock_until(self) -> float:
+        """When a lock starting now ends."""
+        return float(self.clock.seconds() + self.seconds)
 
-    @staticmethod
-    def record_success(conn: sqlite3.Connection, patron_id: int) -> None:
-        """The right PIN: the count starts again."""
-        conn.execute("DELETE FROM pin_failures WHERE patron_id = ?", (patron_id,))
 
-    def locked(self, conn: sqlite3.Connection, patron_id: int) -> bool:
-        """True while the patron is locked out (for reports and tests)."""
-        return self.state(conn, patron_id)[1] > self.clock.seconds()
+def item_named(changes: ICirculationChanges, requests: RequestBook, *, peer: str, value: str,
+               by_request: bool = False) -> Item | None:
+    """The item a broker names: by the ItemId it gave us with a temporary item (whatever
+    barcode we chose), by our barcode, or by its own request id (Tipasa's "ILL Request Id";
+    only when that request holds one item). ``by_request`` tries the request id first.
+    Whether the peer may act on it is the caller's question."""
+    def alias() -> Item | None:
+        item_id = requests.aliased_item(peer=peer, broker_item_id=value)
+        return changes.item_by_id(item_id) if item_id is not None else None
+
+    def request() -> Item | None:
+        item_id = requests.requested_item(peer=peer, broker_request_id=value)
+        return changes.item_by_id(item_id) if item_id is not None else None
+
+    def barcode() -> Item | None:
+        return changes.item_by_barcode(value)
+
+    for find in (request, alias, barcode) if by_request else (alias, barcode, request):
+        found = find()
+        if found is not None:
+            return found
+    return None
 
 
 class Lookups:
     """Read-only circulation queries for the NCIP lookup services."""
 
-    def __init__(self, store: Store, lockout: LockoutPolicy) -> None:
-        self.store = store
+    def __init__(self, circulation: ICirculation, pins: PinFailureBook,
+                 lockout: LockoutPolicy) -> None:
+        self.circulation = circulation
+        self.pins = pins
         self.lockout = lockout
 
     async def patron(self, identifier: str, *, peer: str, secret: str | None = None,
                      loans: bool = False, holds: bool = False) -> PatronDetails:
         """Find a patron by barcode or username, checking ``secret`` (PIN) when given."""
-        def work(conn: Any) -> tuple[Patron | None, str | None, list[Loan], list[Hold]]:
-            patron = queries.find_patron(conn, identifier)
-            if patron is None:
-                return None, None, [], []
-            pin_hash = queries.patron_pin_hash(conn, patron.id) if secret is not None else None
-            return (patron, pin_hash,
-                    queries.loans_of_patron(conn, patron.id) if loans else [],
-                    queries.holds_of_patron(conn, patron.id) if holds else [])
-
-        # Without loans/holds this is a single-row read by a unique key (barcode or username,
-        # then the PIN hash by row id): run it on the reactor thread when SQLite answers at once
-        # (Store.read_now, bounded; see there); lists of loans/holds go to a reader thread.
-        read = self.store.read if loans or holds else getattr(  # (stand-in stores: read only)
-            self.store, "read_now", self.store.read)
-        patron, pin_hash, loan_list, hold_list = await read(work)
-        if patron is None:
+        details = await self.circulation.lookup_patron(identifier, loans=loans, holds=holds)
+        if details is None:
             raise UnknownPatron(element="UserIdentifierValue", value=identifier)
         if secret is not None:
-            await self._check_pin(patron.id, secret, pin_hash)
-        return PatronDetails(patron, tuple(loan_list), tuple(hold_list))
+            await self._check_pin(details, secret)
+        return details
 
-    async def _check_pin(self, patron_id: int, secret: str, pin_hash: str | None) -> None:
+    async def _check_pin(self, details: PatronDetails, secret: str) -> None:
         """Verify a PIN under the lock-out policy; raise PatronAuthenticationFailed if wrong
         or locked out. The outcome is committed before the reply leaves."""
         lockout = self.lockout
+        patron_id = details.patron.id
         others = lockout.reserve(patron_id)
         try:
-            read = getattr(self.store, "read_now", self.store.read)  # a one-row read by key
-            state = await read(lambda conn: lockout.state(conn, patron_id))
+            state = await self.pins.state(patron_id)
             if not lockout.allows(state, others):
                 raise PatronAuthenticationFailed("locked out after repeated failures",
                                                  element="AuthenticationInputData")
-            ok = await self.store.read(lambda _conn: verify_secret(secret, pin_hash))
-            if not ok:
-                await self.store.write(lambda conn: lockout.record_failure(conn, patron_id))
+            if not await self.circulation.authenticate(details.patron, secret):
+                await self.pins.record_failure(patron_id, limit=lockout.limit,
+                                               lock_until=lockout.lock_until())
                 raise PatronAuthenticationFailed(element="AuthenticationInputData")
             if state[0]:
-                await self.store.write(lambda conn: lockout.record_success(conn, patron_id))
+                await self.pins.record_success(patron_id)
         finally:
             lockout.release(patron_id)
 
     def item(self, barcode: str, peer: str | None = None) -> Deferred[Item]:
         """The item with this barcode (or, for ``peer``, the temporary item it named by its
         own ItemId when it brought it in), or :class:`UnknownItem`."""
-        def work(conn: Any) -> Item:
-            found = (operations.item_named(conn, peer=peer, value=barcode) if peer
-                     else queries.item_by_barcode(conn, barcode))
-            if found is None:
+        def found(item: Item | None) -> Item:
+            if item is None:
                 raise UnknownItem(element="ItemIdentifierValue", value=barcode)
-            return found
-        return self.store.read(work)
+            return item
+        if peer:
+            named = self.circulation.inspect(
+                lambda changes, books: item_named(changes, books.requests, peer=peer,
+                                                  value=barcode))
+            return named.addCallback(found)
+        return self.circulation.item(barcode).addCallback(found)
 
     def records_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[tuple[str, str], int | None, list[Item]]]]:
         """For each (kind, value) record identifier: the record id and its own items."""
-        def work(conn: Any) -> list[tuple[tuple[str, str], int | None, list[Item]]]:
-            result: list[tuple[tuple[str, str], int | None, list[Item]]] = []
-            for kind, value in identifiers:
-                record_id = queries.record_by_identifier(conn, kind, value)
-                if record_id is None:
-                    result.append(((kind, value), None, []))
-                    continue
-                items = queries.items_of_records(conn, [record_id])[record_id]
-                result.append(((kind, value), record_id, [i for i in items if not i.temporary]))
-            return result
-        return self.store.read(work)
+        return self.circulation.record_items(identifiers).addCallback(
+            lambda found: [(wanted, record_id, items)
+                           for wanted, (record_id, items) in zip(identifiers, found)])
 
 
 def today_in(tz: Any) -> date:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """The domain a backend speaks: patrons, items, loans, holds, and the errors of circulation.
 
 Nothing here knows NCIP or Z39.50. The NCIP and Z39.50 services map these errors to Problems
@@ -80,6 +80,17 @@ class Loan:
 
 
 @dataclass(frozen=True)
+class BriefRecord:
+    """The bibliographic data a broker sends with a borrowed item."""
+
+    title: str
+    author: str = ""
+    publisher: str = ""
+    date: str = ""
+    isbn: str = ""
+
+
+@dataclass(frozen=True)
 class Hold:
     """A hold (request) placed for a patron."""
 
@@ -93,6 +104,15 @@ class Hold:
     status: str
     placed_at: datetime
     pickup_expires: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PatronDetails:
+    """A patron with the loans and holds a LookupUser may ask for."""
+
+    patron: Patron
+    loans: tuple[Loan, ...] = ()
+    holds: tuple[Hold, ...] = ()
 
 
 class CirculationError(Exception):

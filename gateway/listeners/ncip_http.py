@@ -58,8 +58,14 @@ class LimitedRequest(server.Request):
         # nor fill request.args from the body. Nothing here reads request.args.
         self._parsePOSTFormSubmission = False
 
+    def _site(self) -> GatewaySite:
+        """The site this request came in on (its body limit and counters)."""
+        channel: Any = self.channel  # a DeadlineChannel: GatewaySite.protocol
+        site: GatewaySite = channel.site
+        return site
+
     def gotLength(self, length: int | None) -> None:
-        limit = self.channel.site.max_body_size
+        limit = self._site().max_body_size
         if length is not None and length > limit:
             self._reject()
             return
@@ -69,7 +75,7 @@ class LimitedRequest(server.Request):
         if self._rejected:
             return
         self._received += len(data)
-        if self._received > self.channel.site.max_body_size:
+        if self._received > self._site().max_body_size:
             self._reject()
             return
         super().handleContentChunk(data)
@@ -77,13 +83,15 @@ class LimitedRequest(server.Request):
     def _reject(self) -> None:
         """Answer 413 at once and close: the rest of the body is never read or stored."""
         self._rejected = True
-        self.content = io.BytesIO()
-        site = self.channel.site
+        self.content = io.BytesIO()  # type: ignore[assignment]
+        site = self._site()
         site.body_too_large += 1
         log.warn("NCIP request body over {limit} bytes from {peer}: refused with 413",
                  limit=site.max_body_size, peer=_host(self.channel.transport))
         body = b"request body too large\n"
         transport = self.channel.transport
+        if transport is None:
+            return
         transport.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         transport.loseConnection()
@@ -259,7 +267,8 @@ class NcipResource(resource.Resource):
         return b'{"status": "ok"}\n' if ok else b'{"status": "degraded"}\n'
 
     def _render_ncip(self, request: Request, token: str, host: str) -> int:
-        body = request.content.read()
+        content = request.content
+        body = content.read() if content is not None else b""
         authorization = request.getHeader(b"authorization") or b""
         bearer = None
         if authorization[:7].lower() == b"bearer ":

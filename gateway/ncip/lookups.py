@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.domain.lookups import Lookups, PatronDetails, today_in
 from gateway.domain.model import Item, NeededDataMissing
-from gateway.ncip.service import NcipCall
+from gateway.ncip.service import ConfiguredHost, NcipCall
 from protocols.ncip.codes import Code
 from protocols.ncip.messages import LookupItem, LookupItemSet, LookupUser
 from protocols.ncip.model import (
@@ -58,7 +58,8 @@ RECORD_ID_CODES = {"sysnumber": "local", "bibid": "local", "isbn": "isbn", "issn
 class LookupHandlers:
     """The lookup services, registered on an :class:`NcipService`."""
 
-    def __init__(self, gateway: Any, lookups: Lookups, services: Iterable[str]) -> None:
+    def __init__(self, gateway: ConfiguredHost, lookups: Lookups,
+                 services: Iterable[str]) -> None:
         self.gateway = gateway
         self.lookups = lookups
         self._services = services

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_ncip_service -*-
+# -*- test-case-name: tests.gateway.test_ncip_http,tests.gateway.ncip.test_exactly_once -*-
 """The NCIP service: parse, attribute to a peer, dispatch, and map every failure to a Problem.
 
 This is the one place where NCIP failures become replies: a body that cannot be parsed gets a
@@ -18,15 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from gateway.admin.metrics import claimed_peer
-from gateway.audit import AuditEntry, audit_time
-from gateway.config import Peer
+from gateway.admin.metrics import Metrics, claimed_peer
+from gateway.audit import AuditEntry, AuditLog, audit_time
+from gateway.config import Config, Peer
 from gateway.domain import model as domain
 from gateway.listeners.ncip_http import NcipRequestContext
 from gateway.ncip.peers import Credentials, PeerError, admit_version_lookup, attribute, identify
@@ -71,16 +71,17 @@ def problem_for(error: domain.CirculationError) -> NCIPProblem:
     return NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
 
 
-def _value(identifier: Any) -> str | None:
-    """The value of an ItemId/RequestId/UserId, or None."""
-    return getattr(identifier, "value", None) or None
+def identifier_value(identifier: Any) -> str | None:
+    """The value of an ItemId/RequestId/UserId, stripped; None when absent or blank."""
+    value = getattr(identifier, "value", None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _patron_identifier(message: Any) -> str | None:
     """The patron a message is about (UserId, or the identifier in AuthenticationInput)."""
     if message is None:
         return None
-    user = _value(getattr(message, "user_id", None))
+    user = identifier_value(getattr(message, "user_id", None))
     if user is None and hasattr(message, "authentication"):
         user = message.authentication("Barcode Id", "Barcode", "User Id", "Username")
     return user
@@ -109,8 +110,6 @@ def audit_notes(envelope: Envelope | None) -> str | None:
     return ",".join(envelope.notes) if envelope is not None and envelope.notes else None
 
 
-_AUDITED = "<audited>"  # outcome marker: the handler's transaction wrote the audit row
-
 # A peer's namespace_style as the writer takes it: None answers in the request's own style.
 PREFIX_STYLES: dict[str, PrefixStyle | None] = {
     "request": None, "ns1": PrefixStyle.NS1, "default": PrefixStyle.DEFAULT,
@@ -124,7 +123,7 @@ class ParsedTree:
 
     __slots__ = ("_root",)
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any = None) -> None:
         self._root = root
 
     def take(self) -> Any:
@@ -144,20 +143,96 @@ class NcipCall:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    """A reply a handler wrote itself; ``audited`` when its audit row committed with it."""
+class Reply:
+    """A reply as written: its bytes, the tree they were serialized from (for the audit log;
+    None when not at hand) and whether its audit row already committed with the change it
+    reports (exactly-once workflows)."""
 
-    reply: bytes
-    audited: bool
+    body: bytes
+    tree: Any = None
+    audited: bool = False
 
 
-Handler = Callable[[NcipCall], Awaitable[NCIPResponse | Rendered]]
+Handler = Callable[[NcipCall], Awaitable[NCIPResponse | Reply]]
+
+
+def write_reply(response: NCIPResponse, envelope: Envelope, peer: Peer, agency: str) -> Reply:
+    """A response written in the request's dialect and the peer's prefix style: the one place
+    a reply is rendered, wherever it is answered from."""
+    tree: list[Any] = []
+    body = render_response(response, envelope, prefix_style=PREFIX_STYLES[peer.namespace_style],
+                           local_agency=agency, keep_tree=tree)
+    return Reply(body, tree[0] if len(tree) == 1 else None)
+
+
+def write_problem(problem: NCIPProblem, envelope: Envelope | None, peer: Peer | None,
+                  agency: str) -> Reply:
+    """A Problem written in the request's dialect (and the peer's style when attributed)."""
+    tree: list[Any] = []
+    style = PREFIX_STYLES[peer.namespace_style] if peer is not None else None
+    body = render_problem(problem, envelope, prefix_style=style, local_agency=agency,
+                          keep_tree=tree)
+    return Reply(body, tree[0] if len(tree) == 1 else None)
+
+
+def audit_entry(audit: AuditLog, *, body: bytes, reply: bytes, outcome: str,
+                envelope: Envelope | None, peer: Peer | None, remote: str, duration_us: int,
+                request_body: str | None, response_body: str | None, time: str,
+                response: NCIPResponse | None = None) -> AuditEntry:
+    """The audit row of one NCIP exchange: the one place it is built (``response``: the
+    response a workflow answered, to name the item and our request id it gave)."""
+    message = envelope.message if envelope is not None else None
+    item = getattr(response, "item_id", None) or getattr(message, "item_id", None)
+    our_request = (identifier_value(getattr(response, "request_id", None))
+                   if envelope is not None and envelope.service == "RequestItem" else None)
+    return AuditEntry(
+        protocol="ncip", operation=envelope.service if envelope else "unparseable",
+        outcome=outcome, peer=peer.name if peer else None, remote=remote,
+        dialect=envelope.dialect.name.lower() if envelope else None,
+        broker_request_id=identifier_value(getattr(message, "request_id", None)),
+        our_request_id=our_request, item_barcode=identifier_value(item),
+        patron_hash=audit.patron_ref(_patron_identifier(message)),
+        duration_us=duration_us, request_size=len(body), response_size=len(reply),
+        request_body=request_body, response_body=response_body, notes=audit_notes(envelope),
+        time=time)
+
+
+class ConfiguredHost(Protocol):
+    """A gateway's configuration, read at each request (a reload replaces it)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+
+
+class NcipHost(ConfiguredHost, Protocol):
+    """What the NCIP service reads from the gateway (its composition root)."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The metrics registry."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What :meth:`NcipService._answer` made of a request: the reply, its outcome ("success" or
+    the Problem type), and what was understood of the request."""
+
+    reply: Reply
+    outcome: str
+    envelope: Envelope | None = None
+    peer: Peer | None = None
+    tree: ParsedTree | None = None
 
 
 class NcipService:
     """Turns NCIP request bodies into reply bodies for the gateway's configured peers."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: NcipHost) -> None:
         self.gateway = gateway
         self.handlers: dict[str, Handler] = {}
         self._charsets: tuple[str, ...] = ()  # the peers' fallback charsets, per configuration
@@ -169,32 +244,29 @@ class NcipService:
 
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
-        tree = ParsedTree(None)
-        reply_tree: list[Any] = []
-        reply, outcome, envelope, peer = await self._answer(body, context, tree, reply_tree)
+        answer = await self._answer(body, context)
         elapsed = time.monotonic() - started
-        if outcome != _AUDITED:
-            self._audit(body, reply, outcome, envelope, peer, context, int(elapsed * 1_000_000),
-                        tree.take(), reply_tree[0] if len(reply_tree) == 1 else None)
+        reply = answer.reply
+        if not reply.audited:
+            self._audit(body, answer, context, int(elapsed * 1_000_000))
+        envelope = answer.envelope
         service = envelope.service if envelope and envelope.service in self.handlers else "other"
-        self.gateway.metrics.observe("ncip", service, peer.name if peer else None,
-                                     "success" if outcome == _AUDITED else outcome, elapsed)
-        return reply
+        self.gateway.metrics.observe("ncip", service,
+                                     answer.peer.name if answer.peer else None,
+                                     answer.outcome, elapsed)
+        return reply.body
 
-    async def _answer(self, body: bytes, context: NcipRequestContext, tree: ParsedTree,
-                      reply_tree: list[Any]) -> tuple[bytes, str, Envelope | None, Peer | None]:
-        """Reply bytes, outcome ("success" or the Problem type), and what was understood.
-        ``tree`` receives the parsed request tree and ``reply_tree`` the tree the reply was
-        serialized from (when written here), both for the audit log."""
+    async def _answer(self, body: bytes, context: NcipRequestContext) -> _Answer:
+        """The reply, its outcome ("success" or the Problem type), and what was understood."""
         config = self.gateway.config
         agency = config.gateway.agency_id
         try:
-            envelope, tree._root = self._parse(body, context)
+            envelope, root = self._parse(body, context)
         except NCIPSyntaxError as e:
             log.info("NCIP message from {host} refused: {reason}", host=context.remote_host,
                      reason=e.reason)
-            return (render_problem(e, None, local_agency=agency, keep_tree=reply_tree),
-                    e.problem_type, None, None)
+            return _Answer(write_problem(e, None, None, agency), e.problem_type)
+        tree = ParsedTree(root)
         creds = _credentials(envelope, context)
         version_lookup = envelope.dialect is Dialect.VERSION
         try:
@@ -209,27 +281,22 @@ class NcipService:
                 ProblemType.UNKNOWN_AGENCY if e.unknown
                 else ProblemType.AGENCY_AUTHENTICATION_FAILED,
                 element="FromAgencyId", value=e.value if e.unknown else None)
-            reply = render_problem(problem, envelope, local_agency=agency,  # in its own style
-                                   keep_tree=reply_tree)
-            return reply, problem.problem_type, envelope, None
+            return _Answer(write_problem(problem, envelope, None, agency),  # in its own style
+                           problem.problem_type, envelope, tree=tree)
         if version_lookup:
             # Version discovery, answered in its own form (ncip_version.xsd), before any
             # agency authentication: that form has no place for credentials.
             reply = render_response(self.version_response(), envelope, local_agency=agency)
-            return reply, "success", envelope, peer
+            return _Answer(Reply(reply), "success", envelope, peer, tree)
         assert peer is not None
-        style = PREFIX_STYLES[peer.namespace_style]
         try:
             handler = self.handlers.get(envelope.service)
             if handler is None:
                 raise NCIPProblem(ProblemType.UNSUPPORTED_SERVICE, element=envelope.service)
             response = await handler(NcipCall(envelope, peer, context, body, tree))
-            if isinstance(response, Rendered):
-                return (response.reply, _AUDITED if response.audited else "success",
-                        envelope, peer)
-            reply = render_response(response, envelope, prefix_style=style, local_agency=agency,
-                                    keep_tree=reply_tree)
-            return reply, "success", envelope, peer
+            answered = (response if isinstance(response, Reply)
+                        else write_reply(response, envelope, peer, agency))
+            return _Answer(answered, "success", envelope, peer, tree)
         except NCIPProblem as raised:
             problem = raised  # an ``as`` name is unbound when its except block ends
         except domain.CirculationError as error:
@@ -245,10 +312,8 @@ class NcipService:
             log.failure("NCIP {service} from peer {peer} failed", service=envelope.service,
                         peer=peer.name)
             problem = NCIPProblem(ProblemType.TEMPORARY_PROCESSING_FAILURE)
-        del reply_tree[:]  # a render that failed half-way must not leave its tree here
-        reply = render_problem(problem, envelope, prefix_style=style, local_agency=agency,
-                               keep_tree=reply_tree)
-        return reply, problem.problem_type, envelope, peer
+        return _Answer(write_problem(problem, envelope, peer, agency), problem.problem_type,
+                       envelope, peer, tree)
 
     def _parse(self, body: bytes, context: NcipRequestContext) -> tuple[Envelope, Any]:
         """The request parsed; a body that is not what it declares (ILLiad's Windows-1252 sent
@@ -286,12 +351,11 @@ class NcipService:
         """The NCIP versions we speak and every service we answer (LookupVersion)."""
         return LookupVersionResponse(services=tuple(sorted(self.handlers)))
 
-    def _audit(self, body: bytes, reply: bytes, outcome: str, envelope: Envelope | None,
-               peer: Peer | None, context: NcipRequestContext, duration_us: int,
-               request_tree: Any = None, response_tree: Any = None) -> None:
+    def _audit(self, body: bytes, answer: _Answer, context: NcipRequestContext,
+               duration_us: int) -> None:
         audit = self.gateway.audit
-        message = envelope.message if envelope is not None else None
-        if peer is None:
+        reply = answer.reply
+        if answer.peer is None:
             # Unparseable, unattributed or unauthenticated: anyone can send these, so no body
             # is kept (the size is) and each source address gets a bounded number of rows.
             if not audit.allow_refused(context.remote_host):
@@ -299,16 +363,12 @@ class NcipService:
             request_body = response_body = None
         else:
             request_body, response_body = audit.ncip_bodies(
-                body, reply, request_tree=request_tree, response_tree=response_tree)
-        audit.record(AuditEntry(
-            protocol="ncip", operation=envelope.service if envelope else "unparseable",
-            outcome=outcome, peer=peer.name if peer else None, remote=context.remote_host,
-            dialect=envelope.dialect.name.lower() if envelope else None,
-            broker_request_id=_value(getattr(message, "request_id", None)),
-            item_barcode=_value(getattr(message, "item_id", None)),
-            patron_hash=audit.patron_ref(_patron_identifier(message)),
-            duration_us=duration_us, request_size=len(body), response_size=len(reply),
-            request_body=request_body, response_body=response_body, notes=audit_notes(envelope),
+                body, reply.body, request_tree=answer.tree.take() if answer.tree else None,
+                response_tree=reply.tree)
+        audit.record(audit_entry(
+            audit, body=body, reply=reply.body, outcome=answer.outcome,
+            envelope=answer.envelope, peer=answer.peer, remote=context.remote_host,
+            duration_us=duration_us, request_body=request_body, response_body=response_body,
             # stamped as record() would, without copying the entry to stamp it there
             time=audit_time(datetime.fromtimestamp(audit.clock.seconds(), timezone.utc))))
 

@@ -58,7 +58,7 @@ CATALOGUE_DIAGNOSTICS: dict[type[CatalogueError], Bib1] = {
 def bib1_error(error: CatalogueError) -> Bib1Error:
     """The diagnostic for a catalogue error (its detail as addinfo), chained to it."""
     for kind in type(error).__mro__:
-        code = CATALOGUE_DIAGNOSTICS.get(kind)  # type: ignore[call-overload]
+        code = CATALOGUE_DIAGNOSTICS.get(kind)
         if code is not None:
             break
     else:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, TypeAlias
 
 from lxml import etree
 
 from .codes import Code, SchemeValue
-from .dates import UTC, parse_ncip_date
+from .dates import parse_ncip_date
 from .dialect import Dialect, classify, local_name, version_attribute
 from .messages import (
     TYPED_MESSAGES,

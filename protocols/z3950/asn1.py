@@ -378,7 +378,7 @@ class RPNStructure(univ.Choice):
     a property, so instances created inside RpnRpnOp see it too.
     """
 
-    @property  # type: ignore[override]
+    @property
     def componentType(self) -> namedtype.NamedTypes:  # noqa: D401
         return _RPN_COMPONENTS[0]
 

@@ -30,17 +30,34 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Protocol
 
-from . import fastber, oids, pqf
+from . import oids, pqf
+from .asn1 import PDU
 from .charset import CharsetChoice, TermDecoder, choose_charset, negotiation_response
 from .codec import (
-    PDU,
+    delete_result_set_response,
+    encode_close,
+    encode_init_response,
+    encode_pdu,
+    encode_present_response,
+    encode_record,
+    encode_search_response,
+    pdu_arm,
+    present_response,
+    scan_response,
+    sort_response,
+)
+from .diagnostics import Bib1
+from .errors import CloseReason, Z3950ProtocolError
+from .marc8 import NCR_ERRORS
+from .pdus import (
     Authentication,
     CloseInfo,
     DeleteResultSetRequestInfo,
     Diagnostic,
+    EncodedRecord,
     InitRequestInfo,
     PresentRequestInfo,
-    RequestInfo,
+    Request,
     ResponseRecord,
     ScanEntry,
     ScanRequestInfo,
@@ -48,20 +65,8 @@ from .codec import (
     SortKeyInfo,
     SortRequestInfo,
     SurrogateDiagnostic,
-    delete_result_set_response,
-    encode_close,
-    encode_init_response,
-    encode_pdu,
-    encode_present_response,
-    encode_search_response,
-    pdu_arm,
-    present_response,
-    read_request,
-    scan_response,
-    sort_response,
+    UnhandledRequest,
 )
-from .errors import CloseReason, Z3950ProtocolError
-from .marc8 import NCR_ERRORS
 
 __all__ = [
     "Action",
@@ -304,6 +309,8 @@ class Association:
 
     def __init__(self, settings: AssociationSettings | None = None,
                  size_of: Callable[[ResponseRecord], int] | None = None) -> None:
+        """@param size_of: measures a record for packing (default: encode it once and send
+            that encoding, L{measure_record}); tests inject simpler sizes."""
         self.settings = settings or AssociationSettings()
         self.state = State.NEW
         self.peer: PeerIdentity | None = None
@@ -318,10 +325,10 @@ class Association:
         self._databases: dict[str, tuple[str, ...]] = {}
         self._dropped: set[str] = set()
         self._running: _Op | None = None
-        self._queue: deque[tuple[PDU | RequestInfo, Any]] = deque()
+        self._queue: deque[tuple[Request, Any]] = deque()
         self._tag: Any = None
         self._overflow = False  # the pipeline limit was passed: Close(resources) once drained
-        self._size_of = size_of or encoded_record_size
+        self._size_of = size_of
 
     # -- public API -----------------------------------------------------------------------
 
@@ -330,8 +337,8 @@ class Association:
         """True while an operation waits for a catalogue call to complete."""
         return self._running is not None
 
-    def receive(self, pdu: PDU | RequestInfo, tag: Any = None) -> list[Action]:
-        """Handle one decoded PDU (or a request the codec already read); return what to do.
+    def receive(self, request: Request, tag: Any = None) -> list[Action]:
+        """Handle one request (as L{codec.decode_request} returns it); return what to do.
 
         C{tag} is opaque; it comes back in the L{Report} of this request.
         """
@@ -343,9 +350,9 @@ class Association:
                 # queued ones are still answered, in order, then Close(resources).
                 self._overflow = True
                 return []
-            self._queue.append((pdu, tag))
+            self._queue.append((request, tag))
             return []
-        return self._dispatch(pdu, tag) + self._drain()
+        return self._dispatch(request, tag) + self._drain()
 
     def resume(self, outcome: Any) -> list[Action]:
         """Feed the outcome of the pending catalogue call (its value or a L{Diagnostic})."""
@@ -388,20 +395,14 @@ class Association:
 
     # -- driving operations -----------------------------------------------------------------
 
-    def _dispatch(self, message: PDU | RequestInfo, tag: Any) -> list[Action]:
+    def _dispatch(self, request: Request, tag: Any) -> list[Action]:
         self._tag = tag
-        arm = pdu_arm(message) if isinstance(message, PDU) else _INFO_ARMS[type(message)]
+        arm = request.arm if isinstance(request, UnhandledRequest) else _INFO_ARMS[type(request)]
         handler = TRANSITIONS.get((self.state, arm))
         if handler is None:
             return self._unexpected(arm)
         if handler == "_on_ignore":
             return []
-        request: Any = message
-        if isinstance(message, PDU):
-            try:
-                request = read_request(message, self.decoder)
-            except Z3950ProtocolError as exc:
-                return self._abort(exc.close_reason, "Malformed package")
         self._running = getattr(self, handler)(request)
         return self._step(None)
 
@@ -477,7 +478,7 @@ class Association:
         peer, refusal = ((None, s.refusal) if s.refusal is not None
                          else self._authenticate(req.authentication))
         if refusal is None and not versions:
-            refusal = Diagnostic(1, "no common protocol version", v2=True)
+            refusal = Diagnostic(Bib1.PERMANENT_SYSTEM_ERROR, "no common protocol version", v2=True)
         reply_versions, reply_options = tuple(sorted(versions)) or (1, 2, 3), tuple(
             sorted(self.options))
         response = dict(
@@ -541,18 +542,20 @@ class Association:
         """The peer these credentials belong to, or the Init diagnostic that refuses them."""
         if auth is None or auth.kind == "anonymous":
             if self.settings.require_auth:
-                return None, Diagnostic(1011, "authentication required", v2=True)
+                return None, Diagnostic(Bib1.BAD_USERID_OR_PASSWORD, "authentication required",
+                                        v2=True)
             return None, None
         if auth.kind not in ("open", "idPass"):
-            return None, Diagnostic(1014, f"unsupported idAuthentication {auth.kind}", v2=True)
+            return None, Diagnostic(Bib1.AUTHENTICATION_SYSTEM_ERROR,
+                                    f"unsupported idAuthentication {auth.kind}", v2=True)
         for peer in self.settings.peers:
             if peer.user is not None and _same(peer.user, auth.user):
                 if not _same(peer.password, auth.password):
                     break
                 if not peer.address_allowed:
-                    return None, Diagnostic(1016, None, v2=True)
+                    return None, Diagnostic(Bib1.BLOCKED_NETWORK_ADDRESS, None, v2=True)
                 return peer, None
-        return None, Diagnostic(1011, None, v2=True)
+        return None, Diagnostic(Bib1.BAD_USERID_OR_PASSWORD, None, v2=True)
 
     # -- Search -----------------------------------------------------------------------------
 
@@ -561,13 +564,13 @@ class Association:
         name = req.result_set_name
         diag: Diagnostic | None = None
         if req.query is None:
-            diag = (Diagnostic(3, req.query_error, v2=True)
+            diag = (Diagnostic(Bib1.UNSUPPORTED_SEARCH, req.query_error, v2=True)
                     if req.query_type in ("type-1", "type-101")
-                    else Diagnostic(107, req.query_type, v2=True))
+                    else Diagnostic(Bib1.QUERY_TYPE_UNSUPPORTED, req.query_type, v2=True))
         elif name != "default" and self.settings.max_result_sets <= 1:
-            diag = Diagnostic(22, name, v2=True)
+            diag = Diagnostic(Bib1.RESULT_SET_NAMING_UNSUPPORTED, name, v2=True)
         elif not req.replace_indicator and name in self.result_sets:
-            diag = Diagnostic(21, name, v2=True)
+            diag = Diagnostic(Bib1.RESULT_SET_EXISTS, name, v2=True)
         result: Any = None
         if diag is None:
             assert req.query is not None
@@ -621,6 +624,11 @@ class Association:
         self._databases[name] = tuple(databases)
         self._dropped.discard(name)
 
+    def _missing_result_set(self, name: str) -> Bib1:
+        """Why result set C{name} is not there: deleted by us to stay within
+        C{max_result_sets}, or it never existed (or the client deleted it)."""
+        return Bib1.RESULT_SET_DELETED if name in self._dropped else Bib1.RESULT_SET_DOES_NOT_EXIST
+
     def _database(self, name: str) -> str:
         databases = self._databases.get(name) or ("Default",)
         return databases[0]
@@ -633,14 +641,13 @@ class Association:
         diag: Diagnostic | None = None
         hits = 0
         if result is None:
-            # 27: deleted by us to stay within max_result_sets; 30: never existed (or deleted)
-            diag = Diagnostic(27 if name in self._dropped else 30, name, v2=True)
+            diag = Diagnostic(self._missing_result_set(name), name, v2=True)
         else:
             hits = result.count
             if req.start < 1 or req.start > hits or req.count < 0:
-                diag = Diagnostic(13, str(req.start), v2=True)
+                diag = Diagnostic(Bib1.PRESENT_OUT_OF_RANGE, str(req.start), v2=True)
             elif req.start + req.count - 1 > hits:
-                diag = Diagnostic(13, str(hits + 1), v2=True)
+                diag = Diagnostic(Bib1.PRESENT_OUT_OF_RANGE, str(hits + 1), v2=True)
         detail = f"{name} {req.start}+{req.count}"
         if diag is None and req.count == 0:
             return [self._send_present(reference_id=req.reference_id,
@@ -687,16 +694,19 @@ class Association:
         status = PRESENT_SUCCESS
         for index, entry in enumerate(entries):
             if isinstance(entry, ResponseRecord):
-                size = self._size_of(entry)
+                size, entry = self._measure(entry)
                 if size > ers:
-                    entry = SurrogateDiagnostic(Diagnostic(17, None, v2=True), entry.database)
+                    entry = SurrogateDiagnostic(
+                        Diagnostic(Bib1.RECORD_EXCEEDS_MAXIMUM_RECORD_SIZE, None, v2=True),
+                        entry.database)
                 elif total + size > pms:
                     if index > 0 and size <= pms:
                         status = PRESENT_PARTIAL_2
                         break
                     if requested > 1 and size > pms:
-                        entry = SurrogateDiagnostic(Diagnostic(16, None, v2=True),
-                                                    entry.database)
+                        entry = SurrogateDiagnostic(
+                            Diagnostic(Bib1.RECORD_EXCEEDS_PREFERRED_MESSAGE_SIZE, None, v2=True),
+                            entry.database)
                     else:
                         total += size
                 else:
@@ -708,6 +718,12 @@ class Association:
             status = PRESENT_PARTIAL_4
         return out, status, start + len(out)
 
+    def _measure(self, record: ResponseRecord) -> tuple[int, ResponseRecord | EncodedRecord]:
+        """The record's size for packing, and what to send for it."""
+        if self._size_of is not None:
+            return self._size_of(record), record
+        return measure_record(record)
+
     # -- Scan, Sort, Delete -------------------------------------------------------------------
 
     def _on_scan(self, req: ScanRequestInfo) -> _Op:
@@ -715,7 +731,7 @@ class Association:
         diag: Diagnostic | None = None
         entries: Any = ()
         if req.term is None:
-            diag = Diagnostic(108, req.term_error, v2=True)
+            diag = Diagnostic(Bib1.MALFORMED_QUERY, req.term_error, v2=True)
         else:
             count = max(0, min(req.number_of_terms, self.settings.max_present_records))
             position = req.preferred_position if req.preferred_position is not None else 1
@@ -745,11 +761,13 @@ class Association:
         missing = [n for n in req.input_result_sets if n not in self.result_sets]
         result: Any = None
         if len(req.input_result_sets) != 1:
-            diag = Diagnostic(230, str(len(req.input_result_sets)), v2=True)
+            diag = Diagnostic(Bib1.SORT_TOO_MANY_INPUT_RESULTS, str(len(req.input_result_sets)),
+                              v2=True)
         elif missing:
-            diag = Diagnostic(27 if missing[0] in self._dropped else 30, missing[0], v2=True)
+            diag = Diagnostic(self._missing_result_set(missing[0]), missing[0],
+                              v2=True)
         elif req.sorted_result_set != "default" and self.settings.max_result_sets <= 1:
-            diag = Diagnostic(22, req.sorted_result_set, v2=True)
+            diag = Diagnostic(Bib1.RESULT_SET_NAMING_UNSUPPORTED, req.sorted_result_set, v2=True)
         else:
             source = req.input_result_sets[0]
             result = yield SortCall(self.result_sets[source], req.keys, req.sorted_result_set)
@@ -871,11 +889,19 @@ def _empty_present_size() -> int:
     return len(encode_pdu(present_response(next_result_set_position=1)))
 
 
+def measure_record(record: ResponseRecord) -> tuple[int, ResponseRecord | EncodedRecord]:
+    """Bytes one record adds to a Present response, and what to put in the response: the
+    encoding made to measure it (sent as is, not encoded twice) when the fast path applies."""
+    encoded = encode_record(record)
+    if encoded is not None:
+        return encoded.size, encoded
+    return encoded_record_size(record), record
+
+
 def encoded_record_size(record: ResponseRecord) -> int:
     """Bytes one record adds to a Present response (encodes it alone and measures)."""
-    if fastber.ENABLED:
-        size = fastber.record_size(record)
-        if size is not None:
-            return size
+    encoded = encode_record(record)
+    if encoded is not None:
+        return encoded.size
     full = len(encode_pdu(present_response(next_result_set_position=1, records=[record])))
     return full - _empty_present_size()

@@ -26,6 +26,7 @@ from pyasn1.type import univ
 from . import marc8, oids
 from .asn1 import OtherInformation, OtherInformationUnit
 from .asn1_records import CharSetandLanguageNegotiation
+from .external import decode_external, fill_external
 
 __all__ = [
     "TermDecoder",
@@ -33,6 +34,7 @@ __all__ = [
     "CharsetProposal",
     "choose_charset",
     "codec_for",
+    "negotiation_answer",
     "negotiation_response",
     "negotiation_proposal",
     "utf8_negotiation_response",
@@ -169,8 +171,6 @@ def negotiation_proposal(other_info: OtherInformation | None) -> CharsetProposal
     Malformed negotiation records are ignored (C{None}): charset negotiation is optional
     and must never fail an Init.
     """
-    from .records import decode_external  # records imports this module at load time
-
     if other_info is None or not other_info.isValue:
         return None
     for unit in other_info:
@@ -187,6 +187,50 @@ def negotiation_proposal(other_info: OtherInformation | None) -> CharsetProposal
         if neg.getName() != "proposal":
             continue
         return _proposal(neg["proposal"])
+    return None
+
+
+def negotiation_answer(other_info: OtherInformation | None) -> CharsetChoice | None:
+    """Find a target's charneg-3 answer in an InitResponse's otherInfo (origin side); C{None}
+    when it did not answer, or answered with nothing an origin can act on.
+
+    The choice's C{codec} is the Python codec for the set (empty when there is none) and
+    C{records} says whether records come in it.
+    """
+    if other_info is None or not other_info.isValue:
+        return None
+    for unit in other_info:
+        info = unit["information"]
+        if info.getName() != "externallyDefinedInfo":
+            continue
+        try:
+            decoded = decode_external(info["externallyDefinedInfo"])
+        except Exception:  # noqa: BLE001 - a malformed answer is no answer
+            continue
+        if decoded.oid != oids.CHARSET_NEGOTIATION_3 or decoded.value is None:
+            continue
+        if decoded.value.getName() != "response":
+            continue
+        return _answer(decoded.value["response"])
+    return None
+
+
+def _answer(response: univ.Sequence) -> CharsetChoice | None:
+    flag = response["recordsInSelectedCharSets"]
+    records = bool(flag) if flag.isValue else False
+    selected = response["selectedCharSets"]
+    if not selected.isValue:
+        return None
+    if selected.getName() == "iso10646":
+        level = selected["iso10646"]["encodingLevel"]
+        name = _form_name(tuple(level) if level.isValue else ())
+        return CharsetChoice(name, codec_for(name) or "", iso10646=True, records=records)
+    if selected.getName() == "private":
+        private = selected["private"]
+        if private.getName() == "externallySpecified":
+            named = _private_name(private["externallySpecified"])
+            if named:
+                return CharsetChoice(named, codec_for(named) or "", records=records)
     return None
 
 
@@ -257,8 +301,6 @@ def negotiation_response(choice: CharsetChoice,
     """
     if choice.iso10646:
         return utf8_negotiation_response(proposal, records=choice.records)
-    from .records import fill_external  # records imports this module at load time
-
     neg = CharSetandLanguageNegotiation()
     response = neg["response"]
     fill_external(response["selectedCharSets"]["private"]["externallySpecified"],
@@ -294,8 +336,6 @@ def utf8_negotiation_proposal(
     """Build the otherInfo unit an origin sends to propose UTF-8 (like yaz-client's
     C{charset UTF-8}), or the character sets C{names} in that order (UTF-8 by its ISO 10646
     OID, others by name, as YAZ does); for tests and client tools."""
-    from .records import fill_external  # records imports this module at load time
-
     neg = CharSetandLanguageNegotiation()
     proposal = neg["proposal"]
     charsets = proposal["proposedCharSets"]
@@ -313,8 +353,6 @@ def utf8_negotiation_proposal(
 
 
 def _negotiation_unit(neg: CharSetandLanguageNegotiation) -> OtherInformationUnit:
-    from .records import fill_external  # records imports this module at load time
-
     unit = OtherInformationUnit()
     fill_external(unit["information"]["externallyDefinedInfo"], oids.CHARSET_NEGOTIATION_3, neg)
     return unit

@@ -1,29 +1,31 @@
 # -*- test-case-name: tests.protocols.test_z3950_codec,tests.protocols.test_z3950_fixtures -*-
-"""Z39.50 PDU codec: bytes <-> pyasn1 PDU, plus builders and readers for a server.
+"""Z39.50 PDU codec, server side: bytes <-> pyasn1 PDU, request readers, response builders.
 
 * L{decode_pdu} / L{encode_pdu}: the only place pyasn1 meets the wire. Every exception
   pyasn1 raises (not only C{PyAsn1Error}: C{OverflowError}, C{IndexError},
   C{AttributeError}, C{RecursionError}...) becomes L{Z3950ProtocolError}, whose
   C{close_reason} is C{protocolError}. Output always uses definite lengths.
-* Readers (C{read_*}) turn request PDUs into frozen dataclasses with text already decoded
-  (L{TermDecoder}: UTF-8, fallback Latin-1) and the query as a L{pqf.Query}.
-* Builders (C{*_response}, C{*_request}, L{close}) make PDUs from plain Python values;
-  strings may be C{str} (sent as UTF-8) or C{bytes} (sent as is).
+* Readers (C{read_*}) turn request PDUs into the frozen dataclasses of L{pdus} with text
+  already decoded (L{TermDecoder}: UTF-8, fallback Latin-1) and the query as a L{pqf.Query}.
+* Builders (C{*_response}, L{close}) make PDUs from plain Python values; strings may be
+  C{str} (sent as UTF-8) or C{bytes} (sent as is).
+* L{decode_request} and the C{encode_*} functions are what a server calls: they take the
+  hand-written fast path (L{fastber}) when it applies and pyasn1 otherwise.
+
+The origin side (request builders, response readers) is L{client}.
 
 Typical server use::
 
-    pdu = decode_pdu(frame)                 # frame from BERFramer.feed()
-    if pdu_arm(pdu) == "searchRequest":
-        req = read_search_request(pdu)
+    request = decode_request(frame)         # frame from BERFramer.feed()
+    if isinstance(request, SearchRequestInfo):
         ...
-        return encode_pdu(search_response(reference_id=req.reference_id, result_count=3))
+        return encode_search_response(reference_id=request.reference_id, result_count=3)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
@@ -33,7 +35,6 @@ from . import fastber, oids, pqf
 from .asn1 import (
     PDU,
     PDU_ARMS,
-    DefaultDiagFormat,
     DiagRec,
     External,
     OtherInformation,
@@ -41,41 +42,51 @@ from .asn1 import (
 )
 from .asn1_records import DiagnosticFormat, DiagnosticFormatElement
 from .ber import DEFAULT_MAX_DEPTH, to_definite
-from .charset import CharsetProposal, TermDecoder, negotiation_proposal
+from .charset import TermDecoder, negotiation_proposal
 from .errors import CloseReason, QueryConversionError, Z3950ProtocolError
-from .records import (
-    OpacRecord,
-    decode_external,
-    fill_external,
-    make_external,
-    opac_to_asn1,
-    retrieval_record,
+from .external import fill_external, make_external
+from .pdus import (
+    OPTION_BITS,
+    OPTION_NAMES,
+    VERSION_BITS,
+    VERSION_NAMES,
+    Authentication,
+    CloseInfo,
+    DeleteResultSetRequestInfo,
+    Diagnostic,
+    EncodedRecord,
+    InitRequestInfo,
+    PresentRequestInfo,
+    RecordEntry,
+    Request,
+    RequestInfo,
+    ResponseRecord,
+    ScanEntry,
+    ScanRequestInfo,
+    SearchRequestInfo,
+    SortKeyInfo,
+    SortRequestInfo,
+    SurrogateDiagnostic,
+    Text,
+    UnhandledRequest,
 )
+from .records import OpacRecord, opac_to_asn1, retrieval_record
 
 __all__ = [
-    "OPTION_NAMES",
-    "VERSION_NAMES",
+    # wire
     "PDU",
     "decode_pdu",
     "encode_pdu",
     "new_pdu",
     "pdu_arm",
     "pdu_body",
-    "Diagnostic",
-    "ResponseRecord",
-    "SurrogateDiagnostic",
-    "ScanEntry",
-    "SortKeyInfo",
-    "OtherInformationUnit",
+    "reference_id",
+    "bits_from_names",
+    "names_from_bits",
+    "fill_init_header",
+    "fill_implementation",
     "make_external",
-    "Authentication",
-    "InitRequestInfo",
-    "SearchRequestInfo",
-    "PresentRequestInfo",
-    "ScanRequestInfo",
-    "SortRequestInfo",
-    "DeleteResultSetRequestInfo",
-    "CloseInfo",
+    # server: readers, builders, fast-path entry points
     "read_init_request",
     "read_search_request",
     "read_present_request",
@@ -85,65 +96,40 @@ __all__ = [
     "read_close",
     "read_request",
     "decode_request",
+    "encode_record",
+    "init_response",
+    "search_response",
+    "present_response",
+    "scan_response",
+    "sort_response",
+    "delete_result_set_response",
+    "close",
     "encode_init_response",
     "encode_search_response",
     "encode_present_response",
     "encode_close",
+    # value types (defined in pdus, re-exported for the server's callers)
+    "OPTION_NAMES",
+    "VERSION_NAMES",
+    "Authentication",
+    "CloseInfo",
+    "DeleteResultSetRequestInfo",
+    "Diagnostic",
+    "EncodedRecord",
+    "InitRequestInfo",
+    "OtherInformationUnit",
+    "PresentRequestInfo",
+    "Request",
     "RequestInfo",
-    "reference_id",
-    "init_request",
-    "init_response",
-    "search_request",
-    "search_response",
-    "present_request",
-    "present_response",
-    "scan_request",
-    "scan_response",
-    "sort_request",
-    "sort_response",
-    "delete_result_set_request",
-    "delete_result_set_response",
-    "close",
-    "read_records",
-    "read_diagnostics",
-    "read_init_diagnostics",
-    "bits_from_names",
-    "names_from_bits",
+    "ResponseRecord",
+    "ScanEntry",
+    "ScanRequestInfo",
+    "SearchRequestInfo",
+    "SortKeyInfo",
+    "SortRequestInfo",
+    "SurrogateDiagnostic",
+    "UnhandledRequest",
 ]
-
-Text = Union[str, bytes]
-
-OPTION_NAMES: tuple[str, ...] = (
-    "search",
-    "present",
-    "delSet",
-    "resourceReport",
-    "triggerResourceCtrl",
-    "resourceCtrl",
-    "accessCtrl",
-    "scan",
-    "sort",
-    "",  # bit 9 not used
-    "extendedServices",
-    "level-1Segmentation",
-    "level-2Segmentation",
-    "concurrentOperations",
-    "namedResultSets",
-    "encapsulation",
-    "resultCount",
-    "negotiationModel",
-    "duplicateDetection",
-    "queryType104",
-    "pQESCorrection",
-    "stringSchema",
-)
-"""Init Options bit names by bit number."""
-
-VERSION_NAMES: tuple[str, ...] = ("version-1", "version-2", "version-3")
-"""ProtocolVersion bit names by bit number."""
-
-_OPTION_BITS = {name: bit for bit, name in enumerate(OPTION_NAMES) if name}
-_VERSION_BITS = {name: bit for bit, name in enumerate(VERSION_NAMES)}
 
 
 # --------------------------------------------------------------------------------------
@@ -279,7 +265,7 @@ def bits_from_names(names: Iterable[str], table: dict[str, int] | None = None) -
     @param table: name -> bit number (default: Init Options; use versions for
         ProtocolVersion via C{{"version-1": 0, ...}}).
     """
-    mapping = _OPTION_BITS if table is None else table
+    mapping = OPTION_BITS if table is None else table
     positions = set()
     for name in names:
         if name not in mapping:
@@ -299,72 +285,11 @@ def names_from_bits(bits: univ.BitString, names: Sequence[str]) -> frozenset[str
 
 
 def _version_bits(versions: Iterable[int]) -> tuple[int, ...]:
-    return bits_from_names((f"version-{v}" for v in versions), _VERSION_BITS)
+    return bits_from_names((f"version-{v}" for v in versions), VERSION_BITS)
 
 
 # --------------------------------------------------------------------------------------
 # Diagnostics and records
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """A diagnostic in DefaultDiagFormat (bib-1 unless C{diagset} says otherwise).
-
-    @ivar condition: the code, e.g. 109 (database unavailable).
-    @ivar addinfo: additional information (text sent as UTF-8); C{None} sends an empty one.
-    @ivar v2: send addinfo as VisibleString (v2Addinfo), as YAZ does, instead of v3Addinfo.
-    """
-
-    condition: int
-    addinfo: Text | None = None
-    diagset: oids.Oid = oids.BIB1_DIAGSET
-    v2: bool = False
-
-    def fill(self, target: DefaultDiagFormat) -> DefaultDiagFormat:
-        """Fill an (empty) DefaultDiagFormat component in place and return it."""
-        target["diagnosticSetId"] = tuple(self.diagset)
-        target["condition"] = int(self.condition)
-        info = b"" if self.addinfo is None else _b(self.addinfo)
-        target["addinfo"]["v2Addinfo" if self.v2 else "v3Addinfo"] = info
-        return target
-
-    @classmethod
-    def from_asn1(cls, value: DefaultDiagFormat, decoder: TermDecoder | None = None) -> Diagnostic:
-        """Read a decoded DefaultDiagFormat (addinfo decoded as text)."""
-        dec = decoder or TermDecoder()
-        addinfo: str | None = None
-        v2 = False
-        if value["addinfo"].isValue:
-            arm = value["addinfo"].getName()
-            v2 = arm == "v2Addinfo"
-            addinfo = dec.decode(value["addinfo"][arm].asOctets())
-        return cls(int(value["condition"]), addinfo, tuple(value["diagnosticSetId"]), v2)
-
-
-@dataclass(frozen=True)
-class ResponseRecord:
-    """A database record to return in a Search/Present response.
-
-    @ivar syntax: record syntax OID (L{oids.USMARC}, L{oids.XML}, L{oids.OPAC}...).
-    @ivar data: C{bytes}/C{str} (sent octet-aligned; SUTRS as InternationalString), an
-        L{OpacRecord}, or a ready pyasn1 value (single-ASN1-type).
-    @ivar database: database name to put in NamePlusRecord.name, if any.
-    """
-
-    syntax: oids.Oid
-    data: Any
-    database: Text | None = None
-
-
-@dataclass(frozen=True)
-class SurrogateDiagnostic:
-    """A per-record diagnostic (e.g. 16, 17 or 238) in place of a record."""
-
-    diagnostic: Diagnostic
-    database: Text | None = None
-
-
-RecordEntry = Union[ResponseRecord, SurrogateDiagnostic]
 
 
 def _fill_records(target: univ.Choice, records: Sequence[RecordEntry]) -> None:
@@ -377,6 +302,8 @@ def _fill_records(target: univ.Choice, records: Sequence[RecordEntry]) -> None:
         if isinstance(entry, SurrogateDiagnostic):
             entry.diagnostic.fill(rec["surrogateDiagnostic"]["defaultFormat"])
         else:
+            if isinstance(entry, EncodedRecord):
+                entry = entry.record
             data = entry.data
             if isinstance(data, OpacRecord):
                 data = opac_to_asn1(data)
@@ -404,86 +331,8 @@ def _fill_diagnostics(target: univ.Choice, diagnostics: Sequence[Diagnostic]) ->
         lst.append(rec)
 
 
-def read_records(body: univ.Sequence, decoder: TermDecoder | None = None) -> list[Any]:
-    """Return the records of a Search/Present response body.
-
-    Each item is a L{SurrogateDiagnostic} or a L{DecodedExternal} (OPAC and SUTRS values
-    decoded; MARC/XML as bytes in C{.data}). Non-surrogate diagnostics: L{read_diagnostics}.
-    """
-    recs = body["records"]
-    if not recs.isValue or recs.getName() != "responseRecords":
-        return []
-    out: list[Any] = []
-    for npr in recs["responseRecords"]:
-        rec = npr["record"]
-        arm = rec.getName()
-        if arm == "retrievalRecord":
-            out.append(decode_external(rec["retrievalRecord"]))
-        elif arm == "surrogateDiagnostic":
-            diag = rec["surrogateDiagnostic"]
-            if diag.getName() == "defaultFormat":
-                db = _opt_text(npr["name"], decoder or TermDecoder())
-                out.append(
-                    SurrogateDiagnostic(Diagnostic.from_asn1(diag["defaultFormat"], decoder), db)
-                )
-            else:
-                out.append(decode_external(diag["externallyDefined"]))
-        else:
-            out.append(rec[arm])
-    return out
-
-
-def read_diagnostics(body: univ.Sequence, decoder: TermDecoder | None = None) -> list[Diagnostic]:
-    """Return the non-surrogate diagnostics of a Search/Present response body."""
-    recs = body["records"]
-    if not recs.isValue:
-        return []
-    arm = recs.getName()
-    if arm == "nonSurrogateDiagnostic":
-        return [Diagnostic.from_asn1(recs[arm], decoder)]
-    if arm == "multipleNonSurDiagnostics":
-        return [
-            Diagnostic.from_asn1(d["defaultFormat"], decoder)
-            for d in recs[arm]
-            if d.getName() == "defaultFormat"
-        ]
-    return []
-
-
 # --------------------------------------------------------------------------------------
 # Init
-
-
-@dataclass(frozen=True)
-class Authentication:
-    """idAuthentication: C{kind} is C{"open"}, C{"idPass"}, C{"anonymous"} or C{"other"}.
-
-    For C{open} (C{"user/password"}) the string is split at the first C{/}.
-    """
-
-    kind: str
-    user: str | None = None
-    password: str | None = None
-    group: str | None = None
-
-    def __repr__(self) -> str:  # never show passwords in logs
-        return f"Authentication(kind={self.kind!r}, user={self.user!r}, group={self.group!r})"
-
-
-@dataclass(frozen=True)
-class InitRequestInfo:
-    """What a server needs from an InitializeRequest."""
-
-    reference_id: bytes | None
-    versions: frozenset[int]
-    options: frozenset[str]
-    preferred_message_size: int
-    exceptional_record_size: int
-    authentication: Authentication | None = None
-    implementation_id: str | None = None
-    implementation_name: str | None = None
-    implementation_version: str | None = None
-    charset_proposal: CharsetProposal | None = None
 
 
 def read_init_request(pdu: PDU, decoder: TermDecoder | None = None) -> InitRequestInfo:
@@ -525,7 +374,7 @@ def read_init_request(pdu: PDU, decoder: TermDecoder | None = None) -> InitReque
     )
 
 
-def _fill_init_common(
+def fill_init_header(
     body: univ.Sequence,
     reference_id: bytes | None,
     versions: Iterable[int],
@@ -533,6 +382,7 @@ def _fill_init_common(
     preferred_message_size: int,
     exceptional_record_size: int,
 ) -> None:
+    """Fill the fields an Init request and response share (both sides build them)."""
     if reference_id is not None:
         body["referenceId"] = bytes(reference_id)
     body["protocolVersion"] = _version_bits(versions)
@@ -541,9 +391,10 @@ def _fill_init_common(
     body["exceptionalRecordSize"] = int(exceptional_record_size)
 
 
-def _fill_impl(
+def fill_implementation(
     body: univ.Sequence, ident: Text | None, name: Text | None, ver: Text | None
 ) -> None:
+    """Fill an Init PDU's implementationId, -Name and -Version (those given)."""
     if ident is not None:
         body["implementationId"] = _b(ident)
     if name is not None:
@@ -573,17 +424,17 @@ def init_response(
 ) -> PDU:
     """Build an InitializeResponse.
 
-    A C{diagnostic} (for a refused Init, e.g. 1014) goes in userInformationField the way
-    YAZ GFS nests it: EXTERNAL UserInfo-1 -> OtherInformation -> EXTERNAL diag-1 ->
-    DiagnosticFormat -> defaultDiagRec. C{other_info} carries e.g. the charneg answer
-    (L{charset.utf8_negotiation_response}).
+    A C{diagnostic} (for a refused Init, e.g. C{Bib1.AUTHENTICATION_SYSTEM_ERROR}) goes in
+    userInformationField the way YAZ GFS nests it: EXTERNAL UserInfo-1 -> OtherInformation ->
+    EXTERNAL diag-1 -> DiagnosticFormat -> defaultDiagRec. C{other_info} carries e.g. the
+    charneg answer (L{charset.utf8_negotiation_response}).
     """
     pdu, body = new_pdu("initResponse")
-    _fill_init_common(
+    fill_init_header(
         body, reference_id, versions, options, preferred_message_size, exceptional_record_size
     )
     body["result"] = bool(accepted)
-    _fill_impl(body, implementation_id, implementation_name, implementation_version)
+    fill_implementation(body, implementation_id, implementation_name, implementation_version)
     if diagnostic is not None:
         _fill_init_diagnostic(body["userInformationField"], diagnostic)
     if other_info:
@@ -603,98 +454,8 @@ def _fill_init_diagnostic(target: External, diagnostic: Diagnostic) -> None:
     fill_external(target, oids.USERINFO_1, other)
 
 
-def read_init_diagnostics(pdu: PDU, decoder: TermDecoder | None = None) -> list[Diagnostic]:
-    """Return diagnostics found in an InitializeResponse's userInformationField (GFS form)."""
-    body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
-    uif = body["userInformationField"]
-    if not uif.isValue:
-        return []
-    out: list[Diagnostic] = []
-    outer = decode_external(uif)
-    if outer.oid == oids.USERINFO_1 and outer.value is not None:
-        for unit in outer.value:
-            info = unit["information"]
-            if info.getName() != "externallyDefinedInfo":
-                continue
-            inner = decode_external(info["externallyDefinedInfo"])
-            if inner.oid == oids.DIAG1_FORMAT and inner.value is not None:
-                for elem in inner.value:
-                    d = elem["diagnostic"]
-                    if d.isValue and d.getName() == "defaultDiagRec":
-                        out.append(Diagnostic.from_asn1(d["defaultDiagRec"], decoder))
-    return out
-
-
-def init_request(
-    *,
-    reference_id: bytes | None = None,
-    versions: Iterable[int] = (1, 2, 3),
-    options: Iterable[str] = ("search", "present"),
-    preferred_message_size: int = 1024 * 1024,
-    exceptional_record_size: int = 1024 * 1024,
-    authentication: Authentication | None = None,
-    implementation_id: Text | None = None,
-    implementation_name: Text | None = None,
-    implementation_version: Text | None = None,
-    other_info: Sequence[OtherInformationUnit] = (),
-) -> PDU:
-    """Build an InitializeRequest (client side: tests, load client)."""
-    pdu, body = new_pdu("initRequest")
-    _fill_init_common(
-        body, reference_id, versions, options, preferred_message_size, exceptional_record_size
-    )
-    if authentication is not None:
-        ida = body["idAuthentication"]
-        if authentication.kind == "open":
-            text = authentication.user or ""
-            if authentication.password is not None:
-                text += "/" + authentication.password
-            ida["open"] = text.encode("utf-8")
-        elif authentication.kind == "idPass":
-            ip = ida["idPass"]
-            for key, val in (
-                ("groupId", authentication.group),
-                ("userId", authentication.user),
-                ("password", authentication.password),
-            ):
-                if val is not None:
-                    ip[key] = val.encode("utf-8")
-        elif authentication.kind == "anonymous":
-            ida["anonymous"] = ""
-        else:
-            raise ValueError(f"cannot build idAuthentication {authentication.kind!r}")
-    _fill_impl(body, implementation_id, implementation_name, implementation_version)
-    if other_info:
-        _fill_other_info(body["otherInfo"], other_info)
-    return pdu
-
-
 # --------------------------------------------------------------------------------------
 # Search
-
-
-@dataclass(frozen=True)
-class SearchRequestInfo:
-    """What a server needs from a SearchRequest.
-
-    @ivar query: the type-1/101 query as a model, or C{None} when L{query_error} says why
-        not (other query types, proximity...): answer diag 3/107/108 then.
-    @ivar query_type: the Query arm, e.g. C{"type-1"}.
-    """
-
-    reference_id: bytes | None
-    small_set_upper_bound: int
-    large_set_lower_bound: int
-    medium_set_present_number: int
-    replace_indicator: bool
-    result_set_name: str
-    database_names: tuple[str, ...]
-    query_type: str
-    query: pqf.Query | None
-    query_error: str | None = None
-    small_set_element_set_name: str | None = None
-    medium_set_element_set_name: str | None = None
-    preferred_record_syntax: oids.Oid | None = None
 
 
 def _esn(value: univ.Choice, dec: TermDecoder) -> str | None:
@@ -738,42 +499,6 @@ def read_search_request(pdu: PDU, decoder: TermDecoder | None = None) -> SearchR
         medium_set_element_set_name=_esn(body["mediumSetElementSetNames"], dec),
         preferred_record_syntax=_opt_oid(body["preferredRecordSyntax"]),
     )
-
-
-def search_request(
-    query: pqf.Query | str,
-    *,
-    database_names: Sequence[Text] = ("Default",),
-    result_set_name: Text = "default",
-    reference_id: bytes | None = None,
-    small_set_upper_bound: int = 0,
-    large_set_lower_bound: int = 1,
-    medium_set_present_number: int = 0,
-    replace_indicator: bool = True,
-    preferred_record_syntax: oids.Oid | None = None,
-    element_set_name: Text | None = None,
-    charset: str = "utf-8",
-) -> PDU:
-    """Build a SearchRequest with a type-1 query (a L{pqf.Query} or PQF text)."""
-    model = pqf.parse_pqf(query) if isinstance(query, str) else query
-    pdu, body = new_pdu("searchRequest")
-    if reference_id is not None:
-        body["referenceId"] = bytes(reference_id)
-    body["smallSetUpperBound"] = small_set_upper_bound
-    body["largeSetLowerBound"] = large_set_lower_bound
-    body["mediumSetPresentNumber"] = medium_set_present_number
-    body["replaceIndicator"] = bool(replace_indicator)
-    body["resultSetName"] = _b(result_set_name)
-    dbs = body["databaseNames"]
-    for db in database_names:
-        dbs.append(dbs.componentType.clone(_b(db)))
-    if element_set_name is not None:
-        body["smallSetElementSetNames"]["genericElementSetName"] = _b(element_set_name)
-        body["mediumSetElementSetNames"]["genericElementSetName"] = _b(element_set_name)
-    if preferred_record_syntax is not None:
-        body["preferredRecordSyntax"] = tuple(preferred_record_syntax)
-    pqf.query_to_rpn(model, charset, target=body["query"]["type-1"])
-    return pdu
 
 
 def search_response(
@@ -824,25 +549,6 @@ def search_response(
 # Present
 
 
-@dataclass(frozen=True)
-class PresentRequestInfo:
-    """What a server needs from a PresentRequest.
-
-    @ivar element_set_name: the simple generic ESN (or first database-specific one).
-    @ivar record_syntaxes: CompSpec recordSyntax list when a complex composition was sent.
-    """
-
-    reference_id: bytes | None
-    result_set_id: str
-    start: int
-    count: int
-    element_set_name: str | None = None
-    preferred_record_syntax: oids.Oid | None = None
-    record_syntaxes: tuple[oids.Oid, ...] = ()
-    additional_ranges: tuple[tuple[int, int], ...] = ()
-    max_record_size: int | None = None
-
-
 def read_present_request(pdu: PDU, decoder: TermDecoder | None = None) -> PresentRequestInfo:
     """Read a presentRequest PDU (or its body)."""
     dec = decoder or TermDecoder()
@@ -881,29 +587,6 @@ def read_present_request(pdu: PDU, decoder: TermDecoder | None = None) -> Presen
     )
 
 
-def present_request(
-    *,
-    result_set_id: Text = "default",
-    start: int = 1,
-    count: int = 1,
-    reference_id: bytes | None = None,
-    preferred_record_syntax: oids.Oid | None = None,
-    element_set_name: Text | None = None,
-) -> PDU:
-    """Build a PresentRequest (simple element set name composition)."""
-    pdu, body = new_pdu("presentRequest")
-    if reference_id is not None:
-        body["referenceId"] = bytes(reference_id)
-    body["resultSetId"] = _b(result_set_id)
-    body["resultSetStartPoint"] = int(start)
-    body["numberOfRecordsRequested"] = int(count)
-    if element_set_name is not None:
-        body["recordComposition"]["simple"]["genericElementSetName"] = _b(element_set_name)
-    if preferred_record_syntax is not None:
-        body["preferredRecordSyntax"] = tuple(preferred_record_syntax)
-    return pdu
-
-
 def present_response(
     *,
     reference_id: bytes | None = None,
@@ -914,7 +597,8 @@ def present_response(
 ) -> PDU:
     """Build a PresentResponse (C{numberOfRecordsReturned} = C{len(records)}).
 
-    Out-of-range: C{present_status=5}, C{diagnostics=[Diagnostic(13, str(start))]}.
+    Out-of-range: C{present_status=5},
+    C{diagnostics=[Diagnostic(Bib1.PRESENT_OUT_OF_RANGE, str(start))]}.
     """
     if records and diagnostics:
         raise ValueError("a response carries records or non-surrogate diagnostics, not both")
@@ -933,20 +617,6 @@ def present_response(
 
 # --------------------------------------------------------------------------------------
 # Scan
-
-
-@dataclass(frozen=True)
-class ScanRequestInfo:
-    """What a server needs from a ScanRequest (the start term as a L{pqf.Term})."""
-
-    reference_id: bytes | None
-    database_names: tuple[str, ...]
-    attribute_set: oids.Oid | None
-    term: pqf.Term | None
-    number_of_terms: int
-    step_size: int | None = None
-    preferred_position: int | None = None
-    term_error: str | None = None
 
 
 def read_scan_request(pdu: PDU, decoder: TermDecoder | None = None) -> ScanRequestInfo:
@@ -969,48 +639,6 @@ def read_scan_request(pdu: PDU, decoder: TermDecoder | None = None) -> ScanReque
         preferred_position=_opt_int(body["preferredPositionInResponse"]),
         term_error=error,
     )
-
-
-def scan_request(
-    term: pqf.Term | str,
-    *,
-    database_names: Sequence[Text] = ("Default",),
-    attribute_set: oids.Oid | None = oids.BIB1_ATTRSET,
-    number_of_terms: int = 20,
-    preferred_position: int | None = 1,
-    step_size: int | None = None,
-    reference_id: bytes | None = None,
-) -> PDU:
-    """Build a ScanRequest; C{term} may be PQF text of a single term (C{"@attr 1=4 a"})."""
-    if isinstance(term, str):
-        root = pqf.parse_pqf(term).root
-        if not isinstance(root, pqf.Term):
-            raise ValueError("scan needs a single term")
-        term = root
-    pdu, body = new_pdu("scanRequest")
-    if reference_id is not None:
-        body["referenceId"] = bytes(reference_id)
-    dbs = body["databaseNames"]
-    for db in database_names:
-        dbs.append(dbs.componentType.clone(_b(db)))
-    if attribute_set is not None:
-        body["attributeSet"] = tuple(attribute_set)
-    pqf.fill_apt(body["termListAndStartPoint"], term)
-    if step_size is not None:
-        body["stepSize"] = step_size
-    body["numberOfTermsRequested"] = int(number_of_terms)
-    if preferred_position is not None:
-        body["preferredPositionInResponse"] = int(preferred_position)
-    return pdu
-
-
-@dataclass(frozen=True)
-class ScanEntry:
-    """One term-list entry: the term, its hit count and an optional display form."""
-
-    term: Text
-    occurrences: int | None = None
-    display_term: Text | None = None
 
 
 def scan_response(
@@ -1067,24 +695,6 @@ def scan_response(
 # Sort
 
 
-@dataclass(frozen=True)
-class SortKeyInfo:
-    """One sort key: attributes (C{sortAttributes}) or a field name; relation 0 = ascending."""
-
-    attributes: tuple[pqf.Attribute, ...] = ()
-    sort_field: str | None = None
-    relation: int = 0
-    case_sensitive: bool = False
-
-
-@dataclass(frozen=True)
-class SortRequestInfo:
-    reference_id: bytes | None
-    input_result_sets: tuple[str, ...]
-    sorted_result_set: str
-    keys: tuple[SortKeyInfo, ...] = field(default_factory=tuple)
-
-
 def read_sort_request(pdu: PDU, decoder: TermDecoder | None = None) -> SortRequestInfo:
     """Read a sortRequest PDU (or its body); database-specific keys are skipped."""
     dec = decoder or TermDecoder()
@@ -1112,37 +722,6 @@ def read_sort_request(pdu: PDU, decoder: TermDecoder | None = None) -> SortReque
         sorted_result_set=dec.decode(body["sortedResultSetName"].asOctets()),
         keys=tuple(keys),
     )
-
-
-def sort_request(
-    *,
-    input_result_sets: Sequence[Text] = ("default",),
-    sorted_result_set: Text = "default",
-    keys: Sequence[SortKeyInfo] = (),
-    reference_id: bytes | None = None,
-) -> PDU:
-    """Build a SortRequest (keys as attribute lists or sort field names)."""
-    pdu, body = new_pdu("sortRequest")
-    if reference_id is not None:
-        body["referenceId"] = bytes(reference_id)
-    names = body["inputResultSetNames"]
-    for name in input_result_sets:
-        names.append(names.componentType.clone(_b(name)))
-    body["sortedResultSetName"] = _b(sorted_result_set)
-    seq = body["sortSequence"]
-    for key in keys:
-        spec = seq.componentType.clone()
-        generic = spec["sortElement"]["generic"]
-        if key.sort_field is not None:
-            generic["sortfield"] = _b(key.sort_field)
-        else:
-            sa = generic["sortAttributes"]
-            sa["id"] = tuple(oids.BIB1_ATTRSET)
-            pqf.fill_attributes(sa["list"], key.attributes)
-        spec["sortRelation"] = key.relation
-        spec["caseSensitivity"] = 0 if key.case_sensitive else 1
-        seq.append(spec)
-    return pdu
 
 
 def sort_response(
@@ -1175,13 +754,6 @@ def sort_response(
 # Delete result set
 
 
-@dataclass(frozen=True)
-class DeleteResultSetRequestInfo:
-    reference_id: bytes | None
-    delete_all: bool
-    result_sets: tuple[str, ...] = ()
-
-
 def read_delete_result_set_request(
     pdu: PDU, decoder: TermDecoder | None = None
 ) -> DeleteResultSetRequestInfo:
@@ -1196,21 +768,6 @@ def read_delete_result_set_request(
         delete_all=int(body["deleteFunction"]) == 1,
         result_sets=names,
     )
-
-
-def delete_result_set_request(
-    *, result_sets: Sequence[Text] = (), delete_all: bool = False, reference_id: bytes | None = None
-) -> PDU:
-    """Build a DeleteResultSetRequest (list, or all when C{delete_all})."""
-    pdu, body = new_pdu("deleteResultSetRequest")
-    if reference_id is not None:
-        body["referenceId"] = bytes(reference_id)
-    body["deleteFunction"] = 1 if delete_all else 0
-    if result_sets:
-        lst = body["resultSetList"]
-        for name in result_sets:
-            lst.append(lst.componentType.clone(_b(name)))
-    return pdu
 
 
 def delete_result_set_response(
@@ -1242,13 +799,6 @@ def delete_result_set_response(
 
 # --------------------------------------------------------------------------------------
 # Close
-
-
-@dataclass(frozen=True)
-class CloseInfo:
-    reference_id: bytes | None
-    reason: int
-    diagnostic_information: str | None = None
 
 
 def read_close(pdu: PDU, decoder: TermDecoder | None = None) -> CloseInfo:
@@ -1283,17 +833,7 @@ def close(
 # Dispatch
 
 
-RequestInfo = Union[
-    InitRequestInfo,
-    SearchRequestInfo,
-    PresentRequestInfo,
-    ScanRequestInfo,
-    SortRequestInfo,
-    DeleteResultSetRequestInfo,
-    CloseInfo,
-]
-
-_READERS = {
+_READERS: dict[str, Callable[[PDU, TermDecoder | None], RequestInfo]] = {
     "initRequest": read_init_request,
     "searchRequest": read_search_request,
     "presentRequest": read_present_request,
@@ -1314,7 +854,7 @@ def read_request(pdu: PDU, decoder: TermDecoder | None = None) -> RequestInfo | 
     if reader is None:
         return None
     try:
-        return reader(pdu, decoder)  # type: ignore[operator]
+        return reader(pdu, decoder)
     except Z3950ProtocolError:
         raise
     except Exception as exc:  # noqa: BLE001 - same boundary rule as decode_pdu
@@ -1328,18 +868,29 @@ def read_request(pdu: PDU, decoder: TermDecoder | None = None) -> RequestInfo | 
 
 def decode_request(
     data: bytes, decoder: TermDecoder | None = None, *, max_depth: int = DEFAULT_MAX_DEPTH
-) -> PDU | RequestInfo:
-    """Decode one framed PDU (from L{BERFramer.feed}) for a server.
+) -> Request:
+    """Decode and read one framed PDU (from L{BERFramer.feed}) for a server.
 
-    Init/Search/Present/Close requests the fast path handles come back already read (the
-    L{read_request} dataclass, text decoded with C{decoder}); everything else comes back as
-    L{decode_pdu} returns it, with the same errors.
+    Requests come back as their L{read_request} dataclass (text decoded with C{decoder}),
+    through the fast path when it handles them; any other arm as an L{UnhandledRequest}.
+
+    @raise Z3950ProtocolError: the bytes do not decode, or the request is unusable.
     """
     if fastber.ENABLED:
         info = fastber.read_request(data, decoder)
         if info is not None:
             return info
-    return decode_pdu(data, framed=True, max_depth=max_depth)
+    pdu = decode_pdu(data, framed=True, max_depth=max_depth)
+    request = read_request(pdu, decoder)
+    if request is None:
+        return UnhandledRequest(pdu_arm(pdu), reference_id(pdu))
+    return request
+
+
+def encode_record(record: ResponseRecord) -> EncodedRecord | None:
+    """The record encoded once, to measure it and then send those bytes; C{None} when the
+    fast path does not apply (measure with the pyasn1 path then)."""
+    return fastber.encode_record(record) if fastber.ENABLED else None
 
 
 def encode_init_response(**kwargs: Any) -> bytes:

@@ -122,6 +122,10 @@ BIB1_DIAGNOSTICS: dict[int, str] = {
     245: "Type-1 query: restriction ('resultAttr') operand not supported",
     246: "Type-1 query: 'complex' attributeValue not supported",
     247: "Type-1 query: 'attributeSet' as part of AttributeElement not supported",
+    1011: 'Init/AC: Bad Userid and/or Password',
+    1014: 'Init/AC: Authentication System error',
+    1016: 'Init/AC: Blocked network address',
+    1018: 'Init/AC: System temporarily out of resources',
 }
 
 
@@ -157,7 +161,7 @@ class Bib1(IntEnum):
     UNSUPPORTED_ATTRIBUTE_TYPE = 113
     UNSUPPORTED_USE_ATTRIBUTE = 114
     UNSUPPORTED_USE_VALUE = 115
-    UNSUPPORTED_LANGUAGE = 116
+    USE_ATTRIBUTE_REQUIRED = 116
     UNSUPPORTED_RELATION_ATTRIBUTE = 117
     UNSUPPORTED_STRUCTURE_ATTRIBUTE = 118
     UNSUPPORTED_POSITION_ATTRIBUTE = 119
@@ -179,6 +183,10 @@ class Bib1(IntEnum):
     DATABASE_DOES_NOT_EXIST = 235
     RECORD_SYNTAX_UNAVAILABLE = 238
     RECORD_SYNTAX_UNSUPPORTED = 239
+    BAD_USERID_OR_PASSWORD = 1011
+    AUTHENTICATION_SYSTEM_ERROR = 1014
+    BLOCKED_NETWORK_ADDRESS = 1016
+    SYSTEM_OUT_OF_RESOURCES = 1018
 
 
 def diagnostic_name(code: int) -> str:

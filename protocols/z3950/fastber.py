@@ -2,7 +2,7 @@
 """Hand-written BER fast path for the hot Z39.50 PDUs; pyasn1 stays the reference.
 
 Decoders (L{read_request}) turn a whole definite-length frame (as L{BERFramer.feed} yields
-it) straight into the reader dataclasses of L{protocols.z3950.codec} -- C{InitRequestInfo},
+it) straight into the value types of L{protocols.z3950.pdus} -- C{InitRequestInfo},
 C{SearchRequestInfo} (type-1/101 RPN into the L{pqf} model), C{PresentRequestInfo},
 C{CloseInfo} -- without building pyasn1 objects. Encoders (L{init_response},
 L{search_response}, L{present_response}, L{close}) take the arguments of the codec builders
@@ -15,24 +15,43 @@ makes them return C{None}, and the caller takes the pyasn1 path, which then acce
 rejects or raises exactly as before. The decoder never accepts something pyasn1 would
 reject: when in doubt it falls back.
 
-The codec (L{protocols.z3950.codec.decode_request} and the C{encode_*} functions) is the
-only caller; set L{ENABLED} to C{False} (or C{INTERLEND_Z3950_PYASN1=1} in the environment)
-to force pyasn1 everywhere, for tests and comparisons.
+The codec (L{protocols.z3950.codec.decode_request}, L{protocols.z3950.codec.encode_record}
+and the C{encode_*} functions) is the only caller, and this module never imports it (both
+import L{pdus}). Nothing is kept from one call to the next but pure memoization (OID
+octets). Set L{ENABLED} to C{False} (or C{INTERLEND_Z3950_PYASN1=1} in the environment) to
+force pyasn1 everywhere, for tests and comparisons.
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 from . import oids, pqf
 from .charset import TermDecoder
+from .pdus import (
+    OPTION_BITS,
+    OPTION_NAMES,
+    VERSION_BITS,
+    Authentication,
+    CloseInfo,
+    Diagnostic,
+    EncodedRecord,
+    InitRequestInfo,
+    PresentRequestInfo,
+    ResponseRecord,
+    SearchRequestInfo,
+    SurrogateDiagnostic,
+)
+from .records import CirculationItem, Holding, OpacRecord, VolumeInfo
 
 __all__ = [
     "ENABLED",
     "Fallback",
     "close",
     "encode_oid",
+    "encode_record",
     "init_response",
     "present_response",
     "read_request",
@@ -232,7 +251,6 @@ def read_request(data: bytes, decoder: TermDecoder | None = None) -> Any:
         return None
 
 
-
 def _ref(f: _Fields, data: bytes) -> bytes | None:
     got = f.take(_CTX_P, 2)
     return None if got is None else data[got[0]:got[1]]
@@ -243,8 +261,6 @@ def _text(data: bytes, got: tuple[int, int] | None, dec: TermDecoder) -> str | N
 
 
 def _read_init(data: bytes, start: int, end: int, dec: TermDecoder) -> Any:
-    from .codec import OPTION_NAMES, Authentication, InitRequestInfo
-
     f = _Fields(data, start, end)
     reference_id = _ref(f, data)
     s, e = f.need(_CTX_P, 3)
@@ -300,8 +316,6 @@ def _generic_esn(data: bytes, got: tuple[int, int] | None, dec: TermDecoder) -> 
 
 
 def _read_search(data: bytes, start: int, end: int, dec: TermDecoder) -> Any:
-    from .codec import SearchRequestInfo
-
     f = _Fields(data, start, end)
     reference_id = _ref(f, data)
     small = _int(data, *f.need(_CTX_P, 13))
@@ -447,8 +461,6 @@ def _attribute(data: bytes, item: tuple[int, int, int, int], dec: TermDecoder) -
 
 
 def _read_present(data: bytes, start: int, end: int, dec: TermDecoder) -> Any:
-    from .codec import PresentRequestInfo
-
     f = _Fields(data, start, end)
     reference_id = _ref(f, data)
     s, e = f.need(_CTX_P, 31)
@@ -488,8 +500,6 @@ def _read_present(data: bytes, start: int, end: int, dec: TermDecoder) -> Any:
 
 
 def _read_close(data: bytes, start: int, end: int, dec: TermDecoder) -> Any:
-    from .codec import CloseInfo
-
     f = _Fields(data, start, end)
     reference_id = _ref(f, data)
     reason = _int(data, *f.need(_CTX_P, 211))
@@ -512,28 +522,6 @@ def _len(n: int) -> bytes:
     return bytes((0x80 | len(body),)) + body
 
 
-def _ident(cls: int, number: int) -> bytes:
-    if number < 31:
-        return bytes((cls | number,))
-    octets = [number & 0x7F]
-    number >>= 7
-    while number:
-        octets.append(0x80 | (number & 0x7F))
-        number >>= 7
-    return bytes((cls | 0x1F, *reversed(octets)))
-
-
-_IDENT_CACHE: dict[tuple[int, int], bytes] = {}
-
-
-def _id(cls: int, number: int) -> bytes:
-    key = (cls, number)
-    got = _IDENT_CACHE.get(key)
-    if got is None:
-        got = _IDENT_CACHE[key] = _ident(cls, number)
-    return got
-
-
 _SHORT_LENGTHS = tuple(bytes((n,)) for n in range(0x80))
 
 
@@ -554,15 +542,14 @@ def _enc_int(value: Any) -> bytes:
     return value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
 
 
-_OID_CACHE: dict[tuple[int, ...], bytes] = {}
-
-
 def encode_oid(oid: Any) -> bytes:
     """The content octets of an OBJECT IDENTIFIER."""
-    key = tuple(oid)
-    got = _OID_CACHE.get(key)
-    if got is not None:
-        return got
+    return _oid_octets(tuple(oid))
+
+
+@lru_cache(maxsize=256)
+def _oid_octets(key: tuple[Any, ...]) -> bytes:
+    """A pure function of the OID: responses name the same few OIDs, each encoded once."""
     if len(key) < 2 or any(type(a) is not int or a < 0 for a in key):
         raise Fallback
     a, b = key[0], key[1]
@@ -576,10 +563,7 @@ def encode_oid(oid: Any) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out.extend(reversed(chunk))
-    got = bytes(out)
-    if len(_OID_CACHE) < 256:
-        _OID_CACHE[key] = got
-    return got
+    return bytes(out)
 
 
 def _bytes(value: Any) -> bytes:
@@ -614,8 +598,6 @@ def _bitstring(positions: list[int]) -> bytes:
 
 
 def _diag_content(diag: Any) -> bytes:
-    from .codec import Diagnostic
-
     if type(diag) is not Diagnostic:
         raise Fallback
     info = b"" if diag.addinfo is None else _bytes(diag.addinfo)
@@ -644,8 +626,6 @@ _CIRC_TEXT_B = ((b"\x88", "enum_and_chron"), (b"\x89", "midspine"),
 
 
 def _opac(record: Any) -> bytes:
-    from .records import CirculationItem, Holding, VolumeInfo
-
     parts = []
     if record.bibliographic is not None:
         parts.append(_external(record.bib_syntax,
@@ -703,9 +683,6 @@ def _opac(record: Any) -> bytes:
 
 def _record(entry: Any) -> bytes:
     """One NamePlusRecord TLV."""
-    from .codec import ResponseRecord, SurrogateDiagnostic
-    from .records import OpacRecord
-
     kind = type(entry)
     name = b"" if entry.database is None else _t(b"\x80", _bytes(entry.database))
     if kind is SurrogateDiagnostic:
@@ -728,39 +705,16 @@ def _record(entry: Any) -> bytes:
     return _t(b"\x30", name + _t(b"\xa1", rec))
 
 
-# NamePlusRecord encodings made by record_size (the association measures each record before
-# packing a response), taken back when the response is encoded: one encoding per record.
-# Keyed by id() with the entry itself kept (ids cannot be reused meanwhile); bounded.
-_MEASURED: dict[int, tuple[Any, bytes]] = {}
-_MEASURED_MAX_ENTRIES = 64
-_MEASURED_MAX_BYTES = 4 * 1024 * 1024
-_measured_bytes = 0
-
-
-def _remember(entry: Any, data: bytes) -> None:
-    global _measured_bytes
-    if len(_MEASURED) >= _MEASURED_MAX_ENTRIES or \
-            _measured_bytes + len(data) > _MEASURED_MAX_BYTES:
-        _MEASURED.clear()
-        _measured_bytes = 0
-    if len(data) <= _MEASURED_MAX_BYTES:
-        _MEASURED[id(entry)] = (entry, data)
-        _measured_bytes += len(data)
-
-
-def _record_once(entry: Any) -> bytes:
-    global _measured_bytes
-    hit = _MEASURED.pop(id(entry), None)
-    if hit is not None:
-        _measured_bytes -= len(hit[1])
-        if hit[0] is entry:
-            return hit[1]
+def _record_tlv(entry: Any) -> bytes:
+    """One NamePlusRecord TLV: the one already made when the record was measured, if so."""
+    if type(entry) is EncodedRecord:
+        return entry.tlv
     return _record(entry)
 
 
 def _records(records: Any, diagnostics: Any) -> bytes:
     if records:
-        return _t(b"\xbc", b"".join([_record_once(entry) for entry in records]))
+        return _t(b"\xbc", b"".join([_record_tlv(entry) for entry in records]))
     if diagnostics:
         if len(diagnostics) == 1:
             return _t(b"\xbf\x81\x02", _diag_content(diagnostics[0]))
@@ -787,13 +741,11 @@ def _init_response(*, reference_id: bytes | None = None, accepted: bool = True,
                    implementation_id: Any = None, implementation_name: Any = None,
                    implementation_version: Any = None, diagnostic: Any = None,
                    other_info: Any = ()) -> bytes:
-    from .codec import _OPTION_BITS, _VERSION_BITS
-
     if diagnostic is not None or other_info:
         raise Fallback  # userInformationField / otherInfo: pyasn1
     body = b"" if reference_id is None else _t(b"\x82", bytes(reference_id))
-    vbits = [_VERSION_BITS[f"version-{v}"] for v in versions]
-    obits = [_OPTION_BITS[name] for name in options]
+    vbits = [VERSION_BITS[f"version-{v}"] for v in versions]
+    obits = [OPTION_BITS[name] for name in options]
     body += (_t(b"\x83", _bitstring(vbits)) + _t(b"\x84", _bitstring(obits))
              + _t(b"\x85", _enc_int(int(preferred_message_size)))
              + _t(b"\x86", _enc_int(int(exceptional_record_size)))
@@ -861,10 +813,30 @@ def record_size(record: Any) -> int | None:
         npr = _record(record)
     except (Fallback, TypeError, ValueError, KeyError, AttributeError, OverflowError):
         return None
-    _remember(record, npr)
+    return _present_growth(len(npr))
+
+
+def encode_record(record: Any) -> EncodedRecord | None:
+    """The record's NamePlusRecord encoding with its L{record_size}, or C{None} (use pyasn1).
+
+    The association measures each record before packing a response; the encoding it gets
+    here goes into that response as is, so each record is encoded once.
+    """
+    if type(record) is not ResponseRecord:
+        return None
+    try:
+        npr = _record(record)
+    except (Fallback, TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        return None
+    return EncodedRecord(record, npr, _present_growth(len(npr)))
+
+
+def _present_growth(npr_length: int) -> int:
+    """Bytes a Present response (nextResultSetPosition 1) grows by with one record whose
+    NamePlusRecord is C{npr_length} long: its TLV, the responseRecords wrapper, the count."""
     empty = len(_present_head(None, 0, 1, 0))
     head = len(_present_head(None, 1, 1, 0))
-    inner = head + 1 + len(_len(len(npr))) + len(npr)  # [28] responseRecords wrapper
+    inner = head + 1 + len(_len(npr_length)) + npr_length  # [28] responseRecords wrapper
     full = 1 + len(_len(inner)) + inner
     return full - (1 + len(_len(empty)) + empty)
 

@@ -23,7 +23,7 @@ result-set-plus-attributes) raises L{QueryConversionError} on conversion.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from pyasn1.type import univ
 
@@ -55,7 +55,7 @@ __all__ = [
 MAX_QUERY_DEPTH = 100
 """Deepest operator nesting accepted (parser and converters), to stay clear of recursion limits."""
 
-AttributeValue = Union[int, str, tuple[int | str, ...]]
+AttributeValue = int | str | tuple[int | str, ...]
 
 
 class Attribute(NamedTuple):
@@ -112,7 +112,7 @@ class AndNot:
     right: Node
 
 
-Node = Union[Term, ResultSetRef, And, Or, AndNot]
+Node = Term | ResultSetRef | And | Or | AndNot
 
 _OPERATORS: dict[str, type[And] | type[Or] | type[AndNot]] = {
     "@and": And,

@@ -1,13 +1,10 @@
 # -*- test-case-name: tests.protocols.test_z3950_records -*-
-"""EXTERNAL values and retrieval records: build them, and decode them in a second pass.
+"""Retrieval records: the EXTERNAL one record travels in, and the OPAC record model.
 
-pyasn1 decodes an EXTERNAL's C{single-ASN1-type} as opaque bytes; L{decode_external} looks
-the C{direct-reference} up in L{EXTERNAL_TYPES} and decodes the payload with the matching
-spec (OPAC, SUTRS, diag-1, UserInfo-1, searchResult-1, charneg-3). MARC and XML records
-travel as C{octet-aligned} and stay bytes (ISO 2709 lengths count bytes).
-
-The OPAC record also has a small dataclass model (L{OpacRecord}, L{Holding},
-L{CirculationItem}, L{VolumeInfo}) so the catalogue layer never touches pyasn1.
+MARC and XML records travel as C{octet-aligned} and stay bytes (ISO 2709 lengths count
+bytes); SUTRS and OPAC as C{single-ASN1-type} (L{external} builds and decodes EXTERNALs).
+The OPAC record has a small dataclass model (L{OpacRecord}, L{Holding}, L{CirculationItem},
+L{VolumeInfo}) so the catalogue layer never touches pyasn1.
 """
 
 from __future__ import annotations
@@ -15,24 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import base, univ
 
 from . import oids
-from .asn1 import External, OtherInformation
+from .asn1 import External
 from .asn1_records import (
     HOLDINGS_STRING_FIELDS,
-    CharSetandLanguageNegotiation,
     CircRecord,
-    DiagnosticFormat,
     HoldingsAndCircData,
     OPACRecord,
-    SearchInfoReport,
     SutrsRecord,
     Volume,
 )
 from .charset import TermDecoder, decode_text
-from .errors import Z3950ProtocolError
+from .external import (
+    EXTERNAL_TYPES,
+    DecodedExternal,
+    decode_external,
+    fill_external,
+    make_external,
+)
 
 __all__ = [
     "EXTERNAL_TYPES",
@@ -49,55 +48,9 @@ __all__ = [
     "retrieval_record",
 ]
 
-EXTERNAL_TYPES: dict[oids.Oid, type[base.Asn1Item]] = {
-    oids.OPAC: OPACRecord,
-    oids.SUTRS: SutrsRecord,
-    oids.DIAG1_FORMAT: DiagnosticFormat,
-    oids.USERINFO_1: OtherInformation,
-    oids.USERINFO_SEARCH_RESULT_1: SearchInfoReport,
-    oids.CHARSET_NEGOTIATION_3: CharSetandLanguageNegotiation,
-}
-"""direct-reference OID -> ASN.1 type of its single-ASN1-type payload."""
-
 
 def _to_bytes(value: bytes | str) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def fill_external(
-    target: External,
-    direct_reference: oids.Oid | None,
-    value: base.Asn1Item | None = None,
-    *,
-    octets: bytes | None = None,
-) -> External:
-    """Fill an (empty) EXTERNAL in place and return it.
-
-    Give exactly one of C{value} (a pyasn1 value, encoded as C{single-ASN1-type}) or
-    C{octets} (raw bytes, C{octet-aligned}: MARC, XML). Filling in place lets callers use
-    the correctly (implicitly) tagged component their parent already holds.
-    """
-    if (value is None) == (octets is None):
-        raise ValueError("give exactly one of value or octets")
-    if direct_reference is not None:
-        target["direct-reference"] = tuple(direct_reference)
-    if octets is not None:
-        target["encoding"]["octet-aligned"] = bytes(octets)
-    else:
-        target["encoding"]["single-ASN1-type"] = encoder.encode(value)
-    return target
-
-
-def make_external(
-    direct_reference: oids.Oid | None,
-    value: base.Asn1Item | None = None,
-    *,
-    octets: bytes | None = None,
-    template: External | None = None,
-) -> External:
-    """Return a new EXTERNAL (tagged like C{template}, default plain UNIVERSAL 8)."""
-    target = (template if template is not None else External()).clone()
-    return fill_external(target, direct_reference, value, octets=octets)
 
 
 def retrieval_record(syntax: oids.Oid, record: bytes | str | base.Asn1Item) -> External:
@@ -113,49 +66,6 @@ def retrieval_record(syntax: oids.Oid, record: bytes | str | base.Asn1Item) -> E
             return make_external(syntax, SutrsRecord(_to_bytes(record)))
         return make_external(syntax, octets=_to_bytes(record))
     return make_external(syntax, record)
-
-
-@dataclass(frozen=True)
-class DecodedExternal:
-    """An EXTERNAL after the second decoding pass.
-
-    @ivar oid: the direct-reference, if present.
-    @ivar encoding: C{"single-ASN1-type"}, C{"octet-aligned"} or C{"arbitrary"}.
-    @ivar data: the payload bytes (the inner TLV for single-ASN1-type).
-    @ivar value: the decoded pyasn1 value when the OID is in L{EXTERNAL_TYPES}, else None.
-    """
-
-    oid: oids.Oid | None
-    encoding: str
-    data: bytes
-    value: Any = None
-
-
-def decode_external(ext: External, types: dict[oids.Oid, Any] | None = None) -> DecodedExternal:
-    """Decode C{ext}'s payload by its direct-reference (second pass).
-
-    @raise Z3950ProtocolError: the payload does not decode as its registered type.
-    """
-    registry = EXTERNAL_TYPES if types is None else types
-    ref = ext["direct-reference"]
-    oid = tuple(ref) if ref.isValue else None
-    enc = ext["encoding"]
-    name = enc.getName()
-    if name == "octet-aligned":
-        return DecodedExternal(oid, name, enc[name].asOctets())
-    if name == "arbitrary":
-        return DecodedExternal(oid, name, enc[name].asOctets())
-    data = bytes(enc[name])
-    spec = registry.get(oid) if oid is not None else None
-    if spec is None:
-        return DecodedExternal(oid, name, data)
-    try:
-        value, rest = decoder.decode(data, asn1Spec=spec())
-    except Exception as exc:  # pyasn1 leaks non-PyAsn1Error exceptions
-        raise Z3950ProtocolError(f"undecodable EXTERNAL payload ({oid}): {exc}") from exc
-    if rest:
-        raise Z3950ProtocolError(f"trailing bytes in EXTERNAL payload ({oid})")
-    return DecodedExternal(oid, name, data, value)
 
 
 # --------------------------------------------------------------------------------------

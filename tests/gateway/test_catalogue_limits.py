@@ -18,7 +18,7 @@ from twisted.internet import reactor
 
 from gateway.backends.embedded import search as search_module
 from gateway.backends.embedded.records import upsert_record
-from gateway.backends.embedded.search import HELD_IDS, compile_regex, run_plan
+from gateway.backends.embedded.search import HELD_IDS, Hits, compile_regex, run_plan
 from gateway.config import Config, Z3950Settings
 from gateway.domain.catalogue import CatalogueError
 from gateway.storage.store import ReadInterrupted, Store, open_database
@@ -182,18 +182,20 @@ async def test_large_boolean_result_sets_hold_a_window(env: SimpleNamespace,
     read forwards, far ahead or backwards, is the same as the full ordered list."""
     monkeypatch.setattr(search_module, "HELD_IDS", 50)
     rs = await _search(env, "@or common @attr 1=1003 writer3")
-    assert rs.count == RECORDS and rs.found.streamed and len(rs.found.ids) <= 50
+    hits = rs.found
+    assert isinstance(hits, Hits)
+    assert rs.count == RECORDS and hits.streamed and len(hits.ids) <= 50
     expected = await env.store.read(lambda conn: [row[0] for row in conn.execute(
         "SELECT id FROM records ORDER BY id")])
     pages: list[int] = []
     for start in range(1, RECORDS + 1, 37):
-        pages += await env.store.read(lambda conn, s=start: rs.found.page(conn, s, 37))
-        assert len(rs.found.ids) <= 50
+        pages += await env.store.read(lambda conn, s=start: hits.page(conn, s, 37))
+        assert len(hits.ids) <= 50
     assert pages == expected
     for start, count in ((501, 20), (3, 10), (1, 5), (590, 30), (100, 1)):
-        got = await env.store.read(lambda conn, s=start, c=count: rs.found.page(conn, s, c))
+        got = await env.store.read(lambda conn, s=start, c=count: hits.page(conn, s, c))
         assert got == expected[start - 1:start - 1 + count]
-    assert len(rs.found.ids) <= 50
+    assert len(hits.ids) <= 50
 
 
 def test_small_boolean_results_are_read_whole(tmp_path: Path) -> None:

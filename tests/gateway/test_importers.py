@@ -1,4 +1,5 @@
-"""Tests for gateway.backends.embedded.importers: MARC files (ISO 2709, MARC-8, MARCXML, 852/952) and patron CSV."""
+"""Tests for gateway.backends.embedded.importers: MARC files (ISO 2709, MARC-8, MARCXML,
+852/952) and patron CSV."""
 
 from __future__ import annotations
 

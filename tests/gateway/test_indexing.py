@@ -25,7 +25,7 @@ from gateway.backends.embedded.search import run_plan
 from gateway.storage.store import open_database
 from gateway.z3950.diagnostics import Bib1Error
 from gateway.z3950.query import plan_query
-from protocols.z3950 import codec, fastber
+from protocols.z3950 import client, codec, fastber
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term, parse_pqf
 from tests.search_corpus import corpus, marc8_record, rpn_search_request
@@ -246,7 +246,7 @@ def test_deep_rpn_decodes_on_the_fast_path() -> None:
         return node
 
     small = chain(3)  # the hand encoding is what the codec writes
-    assert rpn_search_request(small) == codec.encode_pdu(codec.search_request(Query(small)))
+    assert rpn_search_request(small) == codec.encode_pdu(client.search_request(Query(small)))
     frames = BERFramer().feed(rpn_search_request(chain(2000)))
     info = fastber.read_request(frames[0], None)
     assert info is not None and info.query is not None

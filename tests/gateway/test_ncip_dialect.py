@@ -371,7 +371,7 @@ def innreach_lookup_user() -> bytes:
                     f"</VisibleUserId>{_sv('UserElementType', 'Name Information')}")
 
 
-DEMO_BROKERS = [  # (peer, request as that broker sends it, URL path, headers)
+DEMO_BROKERS: list[tuple[str, bytes, str, dict[str, str]]] = [  # (peer, request, path, headers)
     ("reshare", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="RESHARE",
                       profile="EZBORROW", to_agency="DEMO"), "/ncip", {}),
     ("crosslink", ncip2("LookupUser", lookup_user_by_id("NOBODY-1"), from_agency="CROSSLINK",

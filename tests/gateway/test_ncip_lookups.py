@@ -17,8 +17,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from gateway.backends.embedded.records import PatronData, upsert_patron
+from gateway.backends.embedded.circulation import EmbeddedCirculation
 from gateway.domain.lookups import LockoutPolicy, Lookups
 from gateway.domain.model import PatronAuthenticationFailed
+from gateway.storage.pin_failures import StorePinFailures, pin_state
 from gateway.storage.store import open_database
 from protocols.ncip import Dialect, PrefixStyle
 from tests.conftest import SHARED
@@ -554,7 +556,8 @@ def gated(tmp_path) -> tuple[Lookups, GatedStore, int]:  # type: ignore[no-untyp
         patron_id, _ = upsert_patron(conn, PatronData(barcode="P-CONC", pin=PIN))
     store = GatedStore(conn)
     policy = LockoutPolicy(limit=3, seconds=600, clock=Clock())
-    lookups = Lookups(store, policy)  # type: ignore[arg-type]
+    lookups = Lookups(EmbeddedCirculation(store), StorePinFailures(store),  # type: ignore
+                      policy)
     yield lookups, store, patron_id
     conn.close()
 
@@ -575,7 +578,7 @@ def test_concurrent_wrong_pins_cannot_outrun_the_lockout(  # type: ignore[no-unt
         gate.callback(result)
     for d in guesses[:3]:
         assert isinstance(_outcome(d), PatronAuthenticationFailed)
-    assert lookups.lockout.locked(store.conn, patron_id)
+    assert lookups.lockout.locked(pin_state(store.conn, patron_id))
     late = Deferred.fromCoroutine(lookups.patron("P-CONC", peer="x", secret=PIN))
     assert isinstance(_outcome(late), PatronAuthenticationFailed) and len(store.gates) == 3
 
@@ -590,4 +593,4 @@ def test_failed_verification_run_is_not_counted(gated) -> None:  # type: ignore[
     ok = Deferred.fromCoroutine(lookups.patron("P-CONC", peer="x", secret=PIN))
     store.gates[1][0].callback(store.gates[1][1])
     assert _outcome(ok).patron.barcode == "P-CONC"  # type: ignore[union-attr]
-    assert not lookups.lockout.locked(store.conn, patron_id)
+    assert not lookups.lockout.locked(pin_state(store.conn, patron_id))

@@ -12,6 +12,10 @@ import pymarc
 import pytest
 
 from gateway.backends.embedded import operations as ops
+from gateway.backends.embedded.circulation import EmbeddedChanges
+from gateway.domain.lookups import item_named
+from gateway.storage import tracking
+from gateway.storage.tracking import SqlRequestBook
 from gateway.backends.embedded.records import upsert_record
 from gateway.storage.store import open_database
 
@@ -37,10 +41,10 @@ def test_request_created_at_a_later_step_equals_created_then_advanced(
     and then advancing it gives (AcceptItem: accepted and received at once)."""
     common = {"peer": "p", "role": "borrower", "broker_request_id": "R1",
               "state": "awaiting_pickup", "step": "accepted", "now": NOW, "item_barcode": "B"}
-    two = ops.create_rs_request(conn, our_request_id="B-1", **common)
-    ops.advance_rs_request(conn, two, state="awaiting_pickup", step="received", now=NOW,
+    two = tracking.create_rs_request(conn, our_request_id="B-1", **common)
+    tracking.advance_rs_request(conn, two, state="awaiting_pickup", step="received", now=NOW,
                            due_at=DUE, renewable=0)
-    one = ops.create_rs_request(conn, our_request_id="B-2", also_stamped=("received",),
+    one = tracking.create_rs_request(conn, our_request_id="B-2", also_stamped=("received",),
                                 due_at=DUE, renewable=0, **{**common, "broker_request_id": "R2"})
     expected = _row(conn, two)
     expected["broker_request_id"] = "R2"
@@ -53,9 +57,9 @@ def test_unknown_steps_and_columns_refused(conn: sqlite3.Connection) -> None:
     base = {"peer": "p", "role": "borrower", "broker_request_id": "R", "our_request_id": "X",
             "state": "s", "step": "accepted", "now": NOW}
     with pytest.raises(ValueError):
-        ops.create_rs_request(conn, also_stamped=("recieved",), **base)
+        tracking.create_rs_request(conn, also_stamped=("recieved",), **base)
     with pytest.raises(ValueError):
-        ops.create_rs_request(conn, due=DUE, **base)
+        tracking.create_rs_request(conn, due=DUE, **base)
 
 
 def _pymarc_brief(local_id: str, brief: ops.BriefRecord) -> pymarc.Record:
@@ -142,7 +146,7 @@ def _temporary(conn: sqlite3.Connection, barcode: str, peer: str, rid: str,
     record = ops.create_brief_record(conn, f"ill-{barcode}", ops.BriefRecord(title="T"))
     item = ops.create_temporary_item(conn, barcode=barcode, record_id=record, peer=peer,
                                      location="MAIN")
-    ops.create_rs_request(conn, peer=peer, role="borrower", broker_request_id=rid,
+    tracking.create_rs_request(conn, peer=peer, role="borrower", broker_request_id=rid,
                           our_request_id=f"B-{barcode}", state="awaiting_pickup",
                           step="accepted", now=NOW, item_id=item, item_barcode=barcode,
                           broker_item_id=name)
@@ -160,7 +164,8 @@ def test_an_item_answers_to_the_brokers_names_for_that_broker_only(
     solo = _temporary(conn, "TIP-99", "tipasa", "TIP-REQ", "99")
 
     def found(peer: str, value: str, by_request: bool = False) -> int | None:
-        item = ops.item_named(conn, peer=peer, value=value, by_request=by_request)
+        item = item_named(EmbeddedChanges(conn), SqlRequestBook(conn), peer=peer, value=value,
+                          by_request=by_request)
         return item.id if item is not None else None
 
     assert found("reshare", "VOL-1") == one and found("reshare", "VOL-2") == two
@@ -169,12 +174,12 @@ def test_an_item_answers_to_the_brokers_names_for_that_broker_only(
     assert found("tipasa", "TIP-REQ", by_request=True) == solo   # ...one item: by request
     assert found("tipasa", "99") == solo and found("reshare", "99") is None
     assert found("tipasa", "VOL-1") is None
-    assert ops.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+    assert tracking.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                            broker_item_id="VOL-2")["item_id"] == two
-    assert ops.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+    assert tracking.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                            broker_item_id="VOL-3") is None
     with pytest.raises(sqlite3.IntegrityError):                # one row per volume
-        ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+        tracking.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                               our_request_id="B-X", state="s", step="accepted", now=NOW,
                               broker_item_id="VOL-2")
     conn.execute("ROLLBACK")
@@ -209,10 +214,10 @@ def test_an_older_database_keeps_its_requests_and_replies(tmp_path: Path,
     assert dict(conn.execute("SELECT key, request_key FROM idempotency").fetchone()) == \
         {"key": "R-1", "request_key": None}
     conn.execute("BEGIN")
-    ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+    tracking.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                           our_request_id="B-2", state="s", step="accepted", now=NOW,
                           broker_item_id="VOL-2")
     with pytest.raises(sqlite3.IntegrityError):
-        ops.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+        tracking.create_rs_request(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                               our_request_id="B-3", state="s", step="accepted", now=NOW)
     conn.execute("ROLLBACK")

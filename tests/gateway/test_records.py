@@ -25,13 +25,13 @@ from gateway.backends.embedded.operations import check_in, check_out, place_hold
 from gateway.z3950 import retrieval as render
 from protocols.z3950 import oids
 from protocols.z3950.asn1_records import OPACRecord
+from protocols.z3950.client import read_records
 from protocols.z3950.codec import (
     ResponseRecord,
     decode_pdu,
     encode_pdu,
     pdu_body,
     present_response,
-    read_records,
 )
 from protocols.z3950.records import OpacRecord, opac_from_asn1, opac_to_asn1
 from tests.gateway.test_catalogue import Env, due_in, known, make_record, open_env
@@ -423,7 +423,8 @@ def test_records_in_the_negotiated_charset(codec: str, author: bytes, location: 
         assert (parsed["100"]["a"], parsed["245"]["a"]) == ("Moreau, Émile", "Война и мир")
     opac = render.opac(record, "F", view)
     assert author in (opac.bibliographic or b"")
-    assert opac.holdings[0].local_location == location  # bytes: sent as they are
+    sent: object = opac.holdings[0].local_location  # bytes: sent as they are
+    assert sent == location
     assert isinstance(roundtrip(opac), OpacRecord)
     assert author.replace(b"Moreau, ", b"") in render.sutrs(record, "F", view)
     assert "Émile".encode() in render.marcxml(record, "F", view)

@@ -12,8 +12,8 @@ from twisted.internet.task import Clock
 
 from gateway.config import load_config
 from gateway.listeners.ncip_http import NcipRequestContext
+from gateway.ncip.exactly_once import ExactlyOnce
 from gateway.ncip.service import NcipCall
-from gateway.ncip.workflows import Workflows
 from protocols.ncip.parser import parse_request
 from tests import workflow_fixtures as wf
 
@@ -27,13 +27,13 @@ def keys(tmp_path: Path) -> Any:
     clock.advance(1_800_000_000)
     gateway = SimpleNamespace(config=config, reactor=clock, audit=SimpleNamespace(
         patron_ref=lambda value: f"hashed-{value}" if value else None))
-    workflows = Workflows(gateway)
+    exactly_once = ExactlyOnce(gateway, circulation=None)  # type: ignore[arg-type]
     peers = {peer.name: peer for peer in config.peers}
 
     def key(body: bytes, peer: str = "reshare") -> Any:
         envelope, _ = parse_request(body)
-        return workflows._replay_key(NcipCall(envelope, peers[peer],
-                                              NcipRequestContext("127.0.0.1", None), body))
+        return exactly_once.replay_key(NcipCall(envelope, peers[peer],
+                                                NcipRequestContext("127.0.0.1", None), body))
     key.clock = clock  # type: ignore[attr-defined]
     return key
 

@@ -27,6 +27,7 @@ from twisted.logger import globalLogPublisher
 from gateway.admin import reports
 from gateway.audit import AuditEntry, audit_time, insert_entry
 from gateway.backends.embedded import operations as ops
+from gateway.storage import tracking
 from gateway.config import load_config
 from gateway.daemon.gateway import PURGE_INTERVAL, Gateway
 from gateway.storage.store import open_database
@@ -308,7 +309,7 @@ def _overdue_seed(conn: sqlite3.Connection) -> None:
         item, _ = upsert_item(conn, record, ItemData(barcode=f"I{number}", temporary=temporary))
         ops.check_out(conn, item_id=item, patron_id=patron, now=then,
                       due_at=datetime(2030, 1, 5, tzinfo=timezone.utc))
-        ops.create_rs_request(conn, peer="p", role=role, broker_request_id=f"R{number}",
+        tracking.create_rs_request(conn, peer="p", role=role, broker_request_id=f"R{number}",
                               our_request_id=f"X{number}", state="shipped",
                               step="shipped" if role == "lender" else "received", now=then,
                               item_id=item, item_barcode=f"I{number}", patron_id=patron)
@@ -523,12 +524,12 @@ def _sweep_database(path: Path, now: datetime) -> None:
         conn.execute("UPDATE items SET created_at = ? WHERE id = ?", (ops.iso(age), item))
         if ended == "none":
             continue
-        rs = ops.create_rs_request(conn, peer="reshare", role="borrower",
+        rs = tracking.create_rs_request(conn, peer="reshare", role="borrower",
                                    broker_request_id=f"R{number}", our_request_id=f"B{number}",
                                    state="awaiting_pickup", step="accepted", now=age,
                                    item_id=item, item_barcode=barcode, patron_id=patron)
         if ended is not None:
-            ops.advance_rs_request(conn, rs, state="checked_in", step="checked_in",
+            tracking.advance_rs_request(conn, rs, state="checked_in", step="checked_in",
                                    now=now - timedelta(days=ended))
     conn.execute("COMMIT")
     conn.close()

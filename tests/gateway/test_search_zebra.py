@@ -22,6 +22,7 @@ import pytest
 
 from gateway.backends.embedded.importers import import_marc
 from gateway.storage.store import open_database
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec
 from protocols.z3950.pqf import Attribute, Node, Or, Term
 from tests.daemon import Daemon, start_daemon
@@ -330,12 +331,12 @@ def test_a_query_past_every_limit_is_still_a_diagnostic(servers: Servers) -> Non
         node = Or(node, Term("sicp", (Attribute(None, 1, 4),)))
     client = Raw(servers.ours)
     try:
-        assert client.ask(codec.init_request()) is not None
+        assert client.ask(origin.init_request()) is not None
         answer = client.ask(rpn_search_request(node))
         assert answer is not None and codec.pdu_arm(answer) == "searchResponse"
-        assert [(d.condition, d.addinfo) for d in codec.read_diagnostics(
+        assert [(d.condition, d.addinfo) for d in origin.read_diagnostics(
             codec.pdu_body(answer))] == [(6, "more than 1000 boolean operators")]
-        again = client.ask(codec.search_request("@attr 1=4 war"))
+        again = client.ask(origin.search_request("@attr 1=4 war"))
         assert again is not None and int(codec.pdu_body(again)["resultCount"]) == 1
     finally:
         client.close()

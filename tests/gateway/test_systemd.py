@@ -280,9 +280,9 @@ def test_socket_activated_service(service_root: Path) -> None:
         # the public health says ok only; where each passed socket listens is in the output
         assert json.loads(body)["status"] == "ok"
         with socket.create_connection(("::1", z3950), timeout=10) as conn:
-            from protocols.z3950 import codec
+            from protocols.z3950 import client, codec
 
-            conn.sendall(codec.encode_pdu(codec.init_request()))
+            conn.sendall(codec.encode_pdu(client.init_request()))
             assert conn.recv(1)[:1] == b"\xb5"          # [APPLICATION 21] InitResponse
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.z3950 import codec
+from protocols.z3950 import client, codec
 from protocols.z3950.charset import utf8_negotiation_proposal
 from protocols.z3950.errors import CloseReason
 from tests.daemon import Daemon
@@ -71,7 +71,7 @@ def perl_zoom() -> bool:
 
 
 def init(raw: Raw, reference: bytes = b"i") -> None:
-    raw.send(codec.encode_pdu(codec.init_request(
+    raw.send(codec.encode_pdu(client.init_request(
         reference_id=reference, options=("search", "present", "namedResultSets"))))
 
 
@@ -91,7 +91,7 @@ def test_200_simultaneous_associations_from_one_address(daemon: Daemon, tmp_path
             assert answer is not None and codec.pdu_arm(answer) == "initResponse", n
             assert bool(codec.pdu_body(answer)["result"]), n
         for n, raw in enumerate(clients):
-            raw.send(codec.encode_pdu(codec.search_request(
+            raw.send(codec.encode_pdu(client.search_request(
                 f"@attr 1=12 as-{n % 30 + 1:03d}", reference_id=b"%d" % n)))
         for n, raw in enumerate(clients):
             answer = raw.receive()
@@ -136,10 +136,10 @@ def test_pipelined_requests_answered_in_order(daemon: Daemon) -> None:
         init(raw)
         assert raw.receive() is not None
         batch = b"".join(
-            codec.encode_pdu(codec.search_request(
+            codec.encode_pdu(client.search_request(
                 f"@or @attr 1=12 as-{n + 1:03d} @attr 1=12 as-{n + 2:03d}",
                 reference_id=b"s%d" % n, result_set_name=f"r{n}"))
-            + codec.encode_pdu(codec.present_request(
+            + codec.encode_pdu(client.present_request(
                 result_set_id=f"r{n}", start=1, count=1, reference_id=b"p%d" % n))
             for n in range(10))
         raw.send(batch)
@@ -156,7 +156,7 @@ def test_pipelined_requests_answered_in_order(daemon: Daemon) -> None:
     try:
         init(raw)
         assert raw.receive() is not None
-        raw.send(b"".join(codec.encode_pdu(codec.search_request(
+        raw.send(b"".join(codec.encode_pdu(client.search_request(
             f"@or @attr 1=1016 associations @attr 1=4 t{n}", reference_id=b"%d" % n))
             for n in range(80)))
         answers = []
@@ -242,13 +242,13 @@ def test_marc8_terms_found_and_scanned(charsets: Daemon) -> None:
     scan terms come back in MARC-8."""
     raw = Raw(charsets.ports["z3950"])
     try:
-        reply = raw.ask(codec.init_request(
+        reply = raw.ask(client.init_request(
             options=("search", "present", "scan", "negotiationModel"),
             other_info=[utf8_negotiation_proposal(True, names=("MARC-8", "UTF-8"))]))
         assert reply is not None and bool(codec.pdu_body(reply)["result"])
-        answer = raw.ask(codec.search_request("@attr 1=1003 Лев", charset="marc-8"))
+        answer = raw.ask(client.search_request("@attr 1=1003 Лев", charset="marc-8"))
         assert answer is not None and int(codec.pdu_body(answer)["resultCount"]) == 1
-        scan = codec.scan_request("@attr 1=1003 x", number_of_terms=3)
+        scan = client.scan_request("@attr 1=1003 x", number_of_terms=3)
         codec.pdu_body(scan)["termListAndStartPoint"]["term"]["general"] = "л".encode("marc-8")
         answer = raw.ask(scan)
         assert answer is not None

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec
 from tests.daemon import REPO, Daemon, start_daemon
 from tests.z3950_clients import (
@@ -575,21 +576,21 @@ def test_what_no_yaz_client_can_send(port: int) -> None:
     for a scan term of an unsupported type; the association goes on afterwards."""
     client = Raw(port)
     try:
-        init = client.ask(codec.init_request())
+        init = client.ask(origin.init_request())
         assert init is not None and codec.pdu_arm(init) == "initResponse"
-        first = client.ask(codec.search_request("@attr 1=12 cl-001", result_set_name="s1"))
+        first = client.ask(origin.search_request("@attr 1=12 cl-001", result_set_name="s1"))
         assert first is not None and int(codec.pdu_body(first)["resultCount"]) == 1
-        again = client.ask(codec.search_request("@attr 1=12 cl-002", result_set_name="s1",
+        again = client.ask(origin.search_request("@attr 1=12 cl-002", result_set_name="s1",
                                                 replace_indicator=False))
         assert again is not None
         assert [(d.condition, d.addinfo)
-                for d in codec.read_diagnostics(codec.pdu_body(again))] == [(21, "s1")]
-        sort = client.ask(codec.sort_request(input_result_sets=["s1"], sorted_result_set="s2",
+                for d in origin.read_diagnostics(codec.pdu_body(again))] == [(21, "s1")]
+        sort = client.ask(origin.sort_request(input_result_sets=["s1"], sorted_result_set="s2",
                                              keys=[codec.SortKeyInfo(sort_field="title",
                                                                      relation=3)]))
         assert sort is not None and int(codec.pdu_body(sort)["sortStatus"]) == 2
         assert sort_diagnostics(sort) == [(214, "3")]
-        scan = codec.scan_request("@attr 1=4 river")
+        scan = origin.scan_request("@attr 1=4 river")
         codec.pdu_body(scan)["termListAndStartPoint"]["term"]["oid"] = (1, 2, 3)
         malformed = client.ask(scan)
         assert malformed is not None and int(codec.pdu_body(malformed)["scanStatus"]) == 6
@@ -597,7 +598,7 @@ def test_what_no_yaz_client_can_send(port: int) -> None:
             codec.Diagnostic.from_asn1(rec["defaultFormat"]) for rec in
             codec.pdu_body(malformed)["entries"]["nonsurrogateDiagnostics"])] == [
             (108, "unsupported term type oid")]
-        still = client.ask(codec.present_request(result_set_id="s1"))
+        still = client.ask(origin.present_request(result_set_id="s1"))
         assert still is not None and int(codec.pdu_body(still)["numberOfRecordsReturned"]) == 1
     finally:
         client.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec, oids
 from protocols.z3950.codec import Authentication
 from protocols.z3950.errors import CloseReason
@@ -142,7 +143,7 @@ def test_malformed_input_never_stops_the_server(daemon: Daemon, tmp_path: Path) 
         assert before.ask(data) is None  # dropped without a PDU
         before.close()
         after = Raw(port)
-        init = after.ask(codec.init_request())
+        init = after.ask(origin.init_request())
         assert init is not None and codec.pdu_arm(init) == "initResponse"
         close = after.ask(data)
         assert close is not None and codec.read_close(close).reason == CloseReason.protocolError
@@ -157,44 +158,44 @@ def raw_checks(port: int, term: str) -> dict[str, Any]:
     """The checks of docs/z3950.md 11.6, reduced to what both servers should agree on."""
     facts: dict[str, Any] = {}
     client = Raw(port)
-    init = client.ask(codec.init_request(reference_id=b"REF-42",
+    init = client.ask(origin.init_request(reference_id=b"REF-42",
                                          preferred_message_size=100_000_000,
                                          exceptional_record_size=100_000_000))
     assert init is not None
     body = codec.pdu_body(init)
     facts["init"] = (codec.reference_id(init), bool(body["result"]),
                      int(body["preferredMessageSize"]))
-    search = client.ask(codec.search_request(term, result_set_name="1"))
+    search = client.ask(origin.search_request(term, result_set_name="1"))
     assert search is not None
     hits = int(codec.pdu_body(search)["resultCount"])
     facts["search"] = bool(codec.pdu_body(search)["searchStatus"])
     beyond = hits + 10
-    out = client.ask(codec.present_request(result_set_id="1", start=beyond, count=5))
+    out = client.ask(origin.present_request(result_set_id="1", start=beyond, count=5))
     assert out is not None
     facts["out-of-range"] = (int(codec.pdu_body(out)["presentStatus"]),
                              [(d.condition, d.addinfo)
-                              for d in codec.read_diagnostics(codec.pdu_body(out))])
+                              for d in origin.read_diagnostics(codec.pdu_body(out))])
     facts["out-of-range-addinfo-is-start"] = facts["out-of-range"][1][0][1] == str(beyond)
     odd = (1, 2, 840, 10003, 5, 16383)
-    unknown = client.ask(codec.present_request(result_set_id="1", preferred_record_syntax=odd))
+    unknown = client.ask(origin.present_request(result_set_id="1", preferred_record_syntax=odd))
     assert unknown is not None
     facts["unknown-syntax"] = [(d.condition, d.addinfo)
-                               for d in codec.read_diagnostics(codec.pdu_body(unknown))]
-    nodb = client.ask(codec.search_request("foo", database_names=["nosuchdb"]))
+                               for d in origin.read_diagnostics(codec.pdu_body(unknown))]
+    nodb = client.ask(origin.search_request("foo", database_names=["nosuchdb"]))
     assert nodb is not None
     facts["no-database"] = [(d.condition, d.addinfo)
-                            for d in codec.read_diagnostics(codec.pdu_body(nodb))]
+                            for d in origin.read_diagnostics(codec.pdu_body(nodb))]
     bye = client.ask(codec.close())
     assert bye is not None
     facts["close"] = (codec.read_close(bye).reason, codec.read_close(bye).diagnostic_information)
     client.close()
 
     small = Raw(port)
-    small.ask(codec.init_request(preferred_message_size=1500, exceptional_record_size=1_000_000))
-    search = small.ask(codec.search_request(term, result_set_name="1"))
+    small.ask(origin.init_request(preferred_message_size=1500, exceptional_record_size=1_000_000))
+    search = small.ask(origin.search_request(term, result_set_name="1"))
     assert search is not None
     count = min(10, int(codec.pdu_body(search)["resultCount"]))
-    packed = small.ask(codec.present_request(result_set_id="1", start=1, count=count,
+    packed = small.ask(origin.present_request(result_set_id="1", start=1, count=count,
                                              preferred_record_syntax=oids.USMARC))
     assert packed is not None
     pbody = codec.pdu_body(packed)
@@ -207,11 +208,11 @@ def raw_checks(port: int, term: str) -> dict[str, Any]:
     small.close()
 
     early = Raw(port)
-    facts["before-init"] = early.ask(codec.search_request(term))
+    facts["before-init"] = early.ask(origin.search_request(term))
     early.close()
 
     indefinite = Raw(port)
-    encoded = codec.encode_pdu(codec.init_request())
+    encoded = codec.encode_pdu(origin.init_request())
     # b4 <len> ... -> b4 80 ... 00 00 (the Init's own length octets are short here)
     assert encoded[1] < 0x80
     answer = indefinite.ask(b"\xb4\x80" + encoded[2:] + b"\x00\x00")
@@ -219,7 +220,7 @@ def raw_checks(port: int, term: str) -> dict[str, Any]:
     indefinite.close()
 
     authed = Raw(port)
-    answer = authed.ask(codec.init_request(
+    answer = authed.ask(origin.init_request(
         authentication=Authentication("open", "nobody", "x")))
     facts["auth-answered"] = answer is not None and codec.pdu_arm(answer) == "initResponse"
     authed.close()
@@ -278,7 +279,7 @@ def test_sigterm_closes_open_associations_with_shutdown(tmp_path: Path) -> None:
     own = start_daemon(tmp_path)
     try:
         client = Raw(own.ports["z3950"])
-        init = client.ask(codec.init_request())
+        init = client.ask(origin.init_request())
         assert init is not None and bool(codec.pdu_body(init)["result"]) is True
         own.signal(signal.SIGTERM)
         close = client.receive()

@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from gateway.config import Peer
 from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
 from gateway.testing import FakeGateway
-from protocols.z3950 import codec
+from protocols.z3950 import client, codec
 from protocols.z3950.errors import CloseReason
 from tests.gateway.test_z3950_server import Connection, body
 
@@ -48,8 +48,8 @@ def test_trickled_pdu_is_cut_at_its_deadline() -> None:
     within the deadline is answered and leaves no deadline running."""
     conn = Connection(FakeGateway(pdu_timeout=5.0))
     conn.init()
-    request = codec.encode_pdu(codec.search_request("river", result_set_name="1"))
-    assert body(conn.ask(codec.search_request("river", result_set_name="1")))
+    request = codec.encode_pdu(client.search_request("river", result_set_name="1"))
+    assert body(conn.ask(client.search_request("river", result_set_name="1")))
     assert conn.protocol._pdu_timer is None
     for byte in range(4):
         assert conn.send(request[byte:byte + 1]) == []
@@ -66,7 +66,7 @@ def test_pdu_deadline_before_init_drops_the_connection() -> None:
     """Before Init (no association yet) an Init trickled past the deadline is simply dropped,
     well before the longer init_timeout."""
     conn = Connection(FakeGateway(pdu_timeout=3.0, init_timeout=60.0))
-    init = codec.encode_pdu(codec.init_request())
+    init = codec.encode_pdu(client.init_request())
     conn.protocol.dataReceived(init[:3])
     conn.clock.advance(3.0)
     assert conn.closed and conn.take() == []
@@ -79,7 +79,7 @@ def test_pdu_deadline_waits_while_an_operation_runs() -> None:
     gateway.fake_catalogue.hold = True
     conn = Connection(gateway)
     conn.init()
-    search = codec.encode_pdu(codec.search_request("river", result_set_name="1"))
+    search = codec.encode_pdu(client.search_request("river", result_set_name="1"))
     conn.protocol.dataReceived(search + search[:3])   # one whole search, one begun
     conn.clock.advance(2.5)                             # the deadline falls during the search
     assert not conn.closed

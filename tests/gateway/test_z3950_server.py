@@ -24,6 +24,7 @@ from gateway.audit import AuditBatch
 from gateway.config import Peer
 from gateway.listeners.z3950 import Z3950Factory, Z3950Protocol
 from gateway.testing import Bib1Error, FakeCatalogue, FakeGateway
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec, oids
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Authentication
@@ -70,7 +71,7 @@ class Connection:
     def init(self, **kwargs: Any) -> codec.PDU:
         kwargs.setdefault("options", ("search", "present", "delSet", "scan", "sort",
                                       "namedResultSets"))
-        return self.ask(codec.init_request(**kwargs))
+        return self.ask(origin.init_request(**kwargs))
 
     @property
     def closed(self) -> bool:
@@ -139,15 +140,15 @@ def test_yaz_client_session_replayed(conn: Connection) -> None:
     decoded = [codec.decode_pdu(a) for a in answers]
     diags = [d.condition for pdu in decoded
              if codec.pdu_arm(pdu) in ("searchResponse", "presentResponse")
-             for d in codec.read_diagnostics(body(pdu))]
+             for d in origin.read_diagnostics(body(pdu))]
     assert 114 in diags and 109 in diags
 
 
 def test_session_fed_one_byte_at_a_time(conn: Connection) -> None:
     """Chunking does not matter: the same session byte by byte gives the same answers."""
     stream = b"".join(codec.encode_pdu(p) for p in (
-        codec.init_request(), codec.search_request("@attr 1=4 computer"),
-        codec.present_request(preferred_record_syntax=oids.USMARC), codec.close()))
+        origin.init_request(), origin.search_request("@attr 1=4 computer"),
+        origin.present_request(preferred_record_syntax=oids.USMARC), codec.close()))
     for i in range(len(stream)):
         conn.protocol.dataReceived(stream[i:i + 1])
     arms = [codec.pdu_arm(p) for p in conn.take()]
@@ -159,7 +160,7 @@ def test_session_fed_one_byte_at_a_time(conn: Connection) -> None:
 
 def test_pdu_before_init_dropped_without_answer(conn: Connection) -> None:
     """A SearchRequest before Init: no bytes back, connection dropped."""
-    assert conn.send(codec.encode_pdu(codec.search_request("foo"))) == []
+    assert conn.send(codec.encode_pdu(origin.search_request("foo"))) == []
     assert conn.closed
     assert conn.gateway.audit.entries[-1].outcome == "protocolError"
 
@@ -170,7 +171,7 @@ def test_undecodable_pdu_after_init_is_close_protocol_error(conn: Connection) ->
     conn.protocol.dataReceived(bytes.fromhex("b6038d0100"))
     assert conn.transport.value() == CLOSE_PROTOCOL_ERROR
     assert conn.closed
-    conn.protocol.dataReceived(codec.encode_pdu(codec.search_request("x")))
+    conn.protocol.dataReceived(codec.encode_pdu(origin.search_request("x")))
     assert conn.transport.value() == CLOSE_PROTOCOL_ERROR  # nothing more after the Close
 
 
@@ -221,7 +222,7 @@ def test_oversized_pdu_refused_on_its_header() -> None:
 def test_truncated_pdu_waits_and_times_out(conn: Connection) -> None:
     """Half a PDU is buffered silently; the idle timeout still fires."""
     conn.init()
-    data = codec.encode_pdu(codec.search_request("@attr 1=4 computer"))
+    data = codec.encode_pdu(origin.search_request("@attr 1=4 computer"))
     conn.protocol.dataReceived(data[:10])
     assert conn.transport.value() == b"" and not conn.closed
     conn.clock.advance(conn.gateway.config.z3950.idle_timeout)
@@ -266,7 +267,7 @@ def test_init_timeout_drops_without_pdu(conn: Connection) -> None:
 
 def test_init_timeout_not_extended_by_partial_data(conn: Connection) -> None:
     """Dribbling bytes of an Init do not extend the Init deadline."""
-    init = codec.encode_pdu(codec.init_request())
+    init = codec.encode_pdu(origin.init_request())
     for i in range(5):
         conn.protocol.dataReceived(init[i:i + 1])
         conn.clock.advance(conn.gateway.config.z3950.init_timeout / 5)
@@ -278,7 +279,7 @@ def test_idle_timeout_after_init_is_close_lack_of_activity(conn: Connection) -> 
     conn.init()
     idle = conn.gateway.config.z3950.idle_timeout
     conn.clock.advance(idle - 1)
-    conn.ask(codec.search_request("@attr 1=4 computer"))  # activity re-arms the timer
+    conn.ask(origin.search_request("@attr 1=4 computer"))  # activity re-arms the timer
     conn.clock.advance(idle - 1)
     assert not conn.closed
     conn.clock.advance(1)
@@ -300,7 +301,7 @@ def test_no_idle_timeout_while_an_operation_runs() -> None:
     catalogue = FakeCatalogue(hold=True)
     conn = Connection(FakeGateway(catalogue=catalogue))
     conn.init()
-    conn.protocol.dataReceived(codec.encode_pdu(codec.search_request("@attr 1=4 computer")))
+    conn.protocol.dataReceived(codec.encode_pdu(origin.search_request("@attr 1=4 computer")))
     conn.clock.advance(conn.gateway.config.z3950.idle_timeout * 3)
     assert not conn.closed
     catalogue.held.pop().callback(None)
@@ -325,8 +326,8 @@ def test_bib1_error_becomes_a_diagnostic() -> None:
     """A Bib1Error from the catalogue is a diagnostic in the response, not a Close."""
     conn = Connection(FakeGateway(catalogue=RaisingCatalogue(Bib1Error(114, "9999"))))
     conn.init()
-    answer = conn.ask(codec.search_request("@attr 1=9999 x"))
-    [diag] = codec.read_diagnostics(body(answer))
+    answer = conn.ask(origin.search_request("@attr 1=9999 x"))
+    [diag] = origin.read_diagnostics(body(answer))
     assert (diag.condition, diag.addinfo) == (114, "9999")
     assert not conn.closed
 
@@ -338,10 +339,10 @@ def test_unexpected_error_is_logged_and_becomes_diagnostic_2() -> None:
     try:
         conn = Connection(FakeGateway(catalogue=RaisingCatalogue(KeyError("boom"))))
         conn.init()
-        answer = conn.ask(codec.search_request("@attr 1=4 x"))
+        answer = conn.ask(origin.search_request("@attr 1=4 x"))
     finally:
         globalLogPublisher.removeObserver(events.append)
-    assert codec.read_diagnostics(body(answer))[0].condition == 2
+    assert origin.read_diagnostics(body(answer))[0].condition == 2
     failures = [e for e in events if e.get("log_failure") is not None]
     assert failures and failures[0]["log_failure"].check(KeyError)
     assert not conn.closed
@@ -351,12 +352,12 @@ def test_fetch_errors_from_fake_catalogue() -> None:
     """Unknown syntax is 239 with the dotted OID; unknown element set is 25."""
     conn = Connection()
     conn.init()
-    conn.ask(codec.search_request("@attr 1=4 computer"))
+    conn.ask(origin.search_request("@attr 1=4 computer"))
     odd = (1, 2, 840, 10003, 5, 16383)
-    answer = conn.ask(codec.present_request(preferred_record_syntax=odd))
-    assert codec.read_diagnostics(body(answer))[0].addinfo == "1.2.840.10003.5.16383"
-    answer = conn.ask(codec.present_request(element_set_name="ZZ"))
-    assert codec.read_diagnostics(body(answer))[0].condition == 25
+    answer = conn.ask(origin.present_request(preferred_record_syntax=odd))
+    assert origin.read_diagnostics(body(answer))[0].addinfo == "1.2.840.10003.5.16383"
+    answer = conn.ask(origin.present_request(element_set_name="ZZ"))
+    assert origin.read_diagnostics(body(answer))[0].condition == 25
 
 
 # -- operations, audit, peers ------------------------------------------------------------------
@@ -368,8 +369,8 @@ def test_pipelined_requests_run_one_at_a_time_in_order() -> None:
     conn = Connection(FakeGateway(catalogue=catalogue))
     conn.init()
     conn.protocol.dataReceived(
-        codec.encode_pdu(codec.search_request("@attr 1=4 computer", reference_id=b"s"))
-        + codec.encode_pdu(codec.present_request(reference_id=b"p")))
+        codec.encode_pdu(origin.search_request("@attr 1=4 computer", reference_id=b"s"))
+        + codec.encode_pdu(origin.present_request(reference_id=b"p")))
     assert [name for name, _ in catalogue.calls] == ["search"]
     assert conn.transport.producerState == "paused"
     catalogue.held.pop().callback(None)
@@ -383,11 +384,11 @@ def test_pipelined_requests_run_one_at_a_time_in_order() -> None:
 def test_audit_rows_per_operation(conn: Connection) -> None:
     """One audit row per operation with query, hits, sizes and duration."""
     conn.init()
-    conn.ask(codec.search_request("@attr 1=4 computer"))
-    conn.ask(codec.present_request(preferred_record_syntax=oids.OPAC))
-    conn.ask(codec.scan_request("@attr 1=4 c"))
-    conn.ask(codec.sort_request(keys=[codec.SortKeyInfo(sort_field="title")]))
-    conn.ask(codec.delete_result_set_request(delete_all=True))
+    conn.ask(origin.search_request("@attr 1=4 computer"))
+    conn.ask(origin.present_request(preferred_record_syntax=oids.OPAC))
+    conn.ask(origin.scan_request("@attr 1=4 c"))
+    conn.ask(origin.sort_request(keys=[origin.SortKeyInfo(sort_field="title")]))
+    conn.ask(origin.delete_result_set_request(delete_all=True))
     conn.ask(codec.close())
     rows = conn.gateway.audit.entries
     assert [r.operation for r in rows] == ["init", "search", "present", "scan", "sort",
@@ -405,7 +406,7 @@ def test_duration_measured_on_the_clock() -> None:
     catalogue = FakeCatalogue(hold=True)
     conn = Connection(FakeGateway(catalogue=catalogue))
     conn.init()
-    conn.protocol.dataReceived(codec.encode_pdu(codec.search_request("@attr 1=4 emma")))
+    conn.protocol.dataReceived(codec.encode_pdu(origin.search_request("@attr 1=4 emma")))
     conn.clock.advance(0.25)
     catalogue.held.pop().callback(None)
     assert conn.gateway.audit.entries[-1].duration_us == 250_000
@@ -429,7 +430,7 @@ def test_authenticated_peer_attributed_in_audit_and_calls() -> None:
     conn = Connection(gateway)
     answer = conn.init(authentication=Authentication("open", "reshare", "demo-z-pass"))
     assert bool(body(answer)["result"]) is True
-    conn.ask(codec.search_request("@attr 1=4 caf\xe9", charset="latin-1"))
+    conn.ask(origin.search_request("@attr 1=4 caf\xe9", charset="latin-1"))
     assert gateway.audit.entries[-1].peer == "reshare"
     name, args = calls[-1]
     assert args["peer"] is RESHARE
@@ -442,7 +443,7 @@ def test_wrong_password_refused_with_1011() -> None:
     conn = Connection(FakeGateway(peers=[RESHARE]))
     answer = conn.init(authentication=Authentication("open", "reshare", "wrong"))
     assert bool(body(answer)["result"]) is False
-    assert codec.read_init_diagnostics(answer)[0].condition == 1011
+    assert origin.read_init_diagnostics(answer)[0].condition == 1011
     assert conn.closed
     assert conn.gateway.audit.entries[-1].outcome == "diagnostic 1011"
 
@@ -455,7 +456,7 @@ def test_peer_source_address_checked() -> None:
                 allow_from=(ipaddress.ip_network("192.0.2.0/24"),))
     conn = Connection(FakeGateway(peers=[peer]), host="10.9.9.9")
     answer = conn.init(authentication=Authentication("open", "p", "pw"))
-    assert codec.read_init_diagnostics(answer)[0].condition == 1016
+    assert origin.read_init_diagnostics(answer)[0].condition == 1016
 
 
 # -- graceful stop ----------------------------------------------------------------------------
@@ -470,8 +471,8 @@ def test_wait_idle_and_close_all() -> None:
     t1, t2 = StringTransport(), StringTransport()
     busy.makeConnection(t1)
     fresh.makeConnection(t2)
-    busy.dataReceived(codec.encode_pdu(codec.init_request())
-                      + codec.encode_pdu(codec.search_request("@attr 1=4 emma")))
+    busy.dataReceived(codec.encode_pdu(origin.init_request())
+                      + codec.encode_pdu(origin.search_request("@attr 1=4 emma")))
     t1.clear()
     idle = factory.wait_idle()
     fired: list[Any] = []
@@ -494,8 +495,8 @@ def test_wait_idle_can_be_cancelled() -> None:
     factory = Z3950Factory(gateway)
     proto = factory.buildProtocol(None)
     proto.makeConnection(StringTransport())
-    proto.dataReceived(codec.encode_pdu(codec.init_request())
-                       + codec.encode_pdu(codec.search_request("@attr 1=4 emma")))
+    proto.dataReceived(codec.encode_pdu(origin.init_request())
+                       + codec.encode_pdu(origin.search_request("@attr 1=4 emma")))
     waiting = factory.wait_idle()
     waiting.addErrback(lambda f: None)
     waiting.cancel()
@@ -539,9 +540,9 @@ def test_client_server_pair_over_iosim() -> None:
     """A full association over in-memory transports: Init, Search, Present OPAC, Close."""
     gateway = FakeGateway()
     server = Z3950Factory(gateway).buildProtocol(None)
-    client = _Client([codec.init_request(reference_id=b"R"),
-                      codec.search_request("@attr 1=7 9780141439518"),
-                      codec.present_request(preferred_record_syntax=oids.OPAC),
+    client = _Client([origin.init_request(reference_id=b"R"),
+                      origin.search_request("@attr 1=7 9780141439518"),
+                      origin.present_request(preferred_record_syntax=oids.OPAC),
                       codec.close()])
     pump = iosim.connect(server, iosim.makeFakeServer(server), client,
                          iosim.makeFakeClient(client), greet=True)
@@ -549,7 +550,7 @@ def test_client_server_pair_over_iosim() -> None:
     arms = [codec.pdu_arm(a) for a in client.answers]
     assert arms == ["initResponse", "searchResponse", "presentResponse", "close"]
     assert int(body(client.answers[1])["resultCount"]) == 1
-    [record] = codec.read_records(body(client.answers[2]))
+    [record] = origin.read_records(body(client.answers[2]))
     assert record.oid == oids.OPAC
 
 
@@ -577,8 +578,8 @@ def test_audit_batch_rows_flushed_by_close_all() -> None:
     factory = Z3950Factory(gateway, audit=AuditBatch(log, gateway.reactor, delay=5.0))
     proto = factory.buildProtocol(None)
     proto.makeConnection(StringTransport(peerAddress=_Address("10.0.0.1")))
-    proto.dataReceived(codec.encode_pdu(codec.init_request())
-                       + codec.encode_pdu(codec.search_request("@attr 1=4 emma")))
+    proto.dataReceived(codec.encode_pdu(origin.init_request())
+                       + codec.encode_pdu(origin.search_request("@attr 1=4 emma")))
     assert log.batches == [] and gateway.audit.entries == []
     factory.close_all()
     [rows] = log.batches
@@ -620,7 +621,7 @@ def test_requests_keep_one_timer() -> None:
     conn.init()
     for _ in range(10):
         conn.clock.advance(20)
-        conn.ask(codec.search_request("@attr 1=4 computer"))
+        conn.ask(origin.search_request("@attr 1=4 computer"))
         assert len(conn.clock.getDelayedCalls()) == 1
     conn.clock.advance(29)
     assert not conn.closed
@@ -635,7 +636,7 @@ def test_shorter_idle_timeout_after_reload_applies_from_the_next_request() -> No
     conn.init()
     gateway.config = replace(gateway.config,
                              z3950=replace(gateway.config.z3950, idle_timeout=5.0))
-    conn.ask(codec.search_request("@attr 1=4 computer"))
+    conn.ask(origin.search_request("@attr 1=4 computer"))
     conn.clock.advance(5)
     assert conn.closed
 
@@ -682,10 +683,10 @@ def test_connection_over_the_cap_gets_init_refused_with_1018() -> None:
     refused, transport = connect_limited(limiter)
     assert refused is not None and refused.refusal is not None and limiter.refusing == 1
     assert connect_limited(limiter)[0] is None  # the one refusal slot is taken
-    refused.dataReceived(codec.encode_pdu(codec.init_request(reference_id=b"x")))
+    refused.dataReceived(codec.encode_pdu(origin.init_request(reference_id=b"x")))
     [answer] = [codec.decode_pdu(f) for f in BERFramer().feed(transport.value())]
     assert not bool(body(answer)["result"]) and codec.reference_id(answer) == b"x"
-    [diag] = codec.read_init_diagnostics(answer)
+    [diag] = origin.read_init_diagnostics(answer)
     assert diag.condition == 1018
     assert "1 connections open from this address (limit 1)" in str(diag.addinfo)
     assert transport.disconnecting and gateway.audit.entries == []
@@ -730,7 +731,7 @@ def test_pipeline_past_the_limit_answers_what_is_owed_then_closes_resources() ->
     conn = Connection(FakeGateway(catalogue=catalogue, max_pipelined_requests=3))
     conn.init()
     conn.protocol.dataReceived(b"".join(
-        codec.encode_pdu(codec.search_request("@attr 1=4 computer", reference_id=b"%d" % n))
+        codec.encode_pdu(origin.search_request("@attr 1=4 computer", reference_id=b"%d" % n))
         for n in range(6)))
     assert not conn.closed
     while catalogue.held:

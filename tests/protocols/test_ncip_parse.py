@@ -34,6 +34,7 @@ from protocols.ncip import (
     LookupUser,
     LookupVersion,
     NCIPSyntaxError,
+    Notification,
     OtherMessage,
     PrefixStyle,
     RenewItem,
@@ -125,6 +126,7 @@ def test_reshare_lookup_user_by_user_id() -> None:
     assert msg.user_id is not None and msg.user_id.value == "2100042"
     assert msg.user_id.agency == "RS"
     assert msg.header is not None and msg.header.from_agency is not None
+    assert msg.header.to_agency is not None
     assert msg.header.from_agency.value == "RS" and msg.header.to_agency.value == "LIB"
     assert msg.header.application_profile == "ezborrow"
     assert "user privilege" in msg.user_element_types
@@ -666,7 +668,7 @@ def test_innreach_item_requested_lowercase_codes_and_pickup() -> None:
         ("ItemRenewed", ItemRenewed, "DateRenewed"),
     ],
 )
-def test_innreach_notifications(service: str, cls: type, date_element: str) -> None:
+def test_innreach_notifications(service: str, cls: type[Notification], date_element: str) -> None:
     """Each NCIP 1 notification is typed, with ids, event date and due date."""
     raw = v1(
         f"<{service}>"
@@ -685,6 +687,7 @@ def test_innreach_notifications(service: str, cls: type, date_element: str) -> N
     env = parse_message(raw)
     msg = env.message
     assert isinstance(msg, cls) and env.service == service
+    assert msg.user_id is not None and msg.item_id is not None and msg.request_id is not None
     assert msg.user_id.value == "p1" and msg.item_id.value == "i1" and msg.request_id.value == "r1"
     assert msg.date_event == datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
     assert msg.date_due == datetime(2026, 3, 3, tzinfo=UTC)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from protocols.z3950 import association, codec, oids
+from protocols.z3950 import association, client, codec, fastber, oids
 from protocols.z3950.asn1 import PDU_ARMS
 from protocols.z3950.association import (
     TRANSITIONS,
@@ -28,7 +28,7 @@ from protocols.z3950.association import (
     State,
     negotiate_size,
 )
-from protocols.z3950.charset import utf8_negotiation_proposal
+from protocols.z3950.charset import TermDecoder, utf8_negotiation_proposal
 from protocols.z3950.codec import (
     Authentication,
     Diagnostic,
@@ -56,9 +56,9 @@ class RS:
         return len(self.record_ids)
 
 
-def wire(pdu: codec.PDU) -> codec.PDU:
-    """Encode and decode again, as the PDU would arrive from the network."""
-    return codec.decode_pdu(codec.encode_pdu(pdu))
+def wire(pdu: codec.PDU, decoder: TermDecoder | None = None) -> codec.Request:
+    """Encode and decode again, as the listener hands a PDU from the network over."""
+    return codec.decode_request(codec.encode_pdu(pdu), decoder)
 
 
 def sent(actions: list[Any]) -> list[codec.PDU]:
@@ -80,7 +80,7 @@ def up(settings: AssociationSettings | None = None, **init: Any) -> Association:
     """An association after a successful Init."""
     assoc = Association(settings or AssociationSettings())
     init.setdefault("options", ALL_OPTIONS)
-    actions = assoc.receive(wire(codec.init_request(**init)))
+    actions = assoc.receive(wire(client.init_request(**init)))
     assert assoc.state is State.UP, actions
     return assoc
 
@@ -91,7 +91,7 @@ def marc(n: int, size: int = 100) -> ResponseRecord:
 
 def search(assoc: Association, hits: int, name: str = "default", **kwargs: Any) -> list[Any]:
     """Run a search to completion with C{hits} hits; return the final actions."""
-    actions = assoc.receive(wire(codec.search_request("@attr 1=4 x", result_set_name=name,
+    actions = assoc.receive(wire(client.search_request("@attr 1=4 x", result_set_name=name,
                                                       **kwargs)))
     [call] = actions
     assert isinstance(call, SearchCall)
@@ -111,12 +111,12 @@ def test_table_names_real_handlers() -> None:
 def test_pdu_before_init_drops_connection_without_pdu() -> None:
     """A Search before Init: no PDU at all, the connection is dropped (GFS)."""
     assoc = Association()
-    actions = assoc.receive(wire(codec.search_request("foo")))
+    actions = assoc.receive(wire(client.search_request("foo")))
     assert sent(actions) == []
     assert isinstance(actions[-1], Disconnect)
     assert actions[-1].reason is CloseReason.protocolError
     assert assoc.state is State.CLOSING
-    assert assoc.receive(wire(codec.init_request())) == []
+    assert assoc.receive(wire(client.init_request())) == []
 
 
 def test_unexpected_pdu_when_up_is_close_protocol_error() -> None:
@@ -134,7 +134,7 @@ def test_closing_ignores_everything() -> None:
     """After a Close, further PDUs are ignored."""
     assoc = up()
     assoc.receive(wire(codec.close()))
-    assert assoc.receive(wire(codec.search_request("foo"))) == []
+    assert assoc.receive(wire(client.search_request("foo"))) == []
     assert assoc.timeout() == []
     assoc.connection_lost()
     assert assoc.state is State.CLOSED
@@ -148,7 +148,7 @@ def test_init_options_versions_sizes_and_identity() -> None:
     assoc = Association(AssociationSettings(preferred_message_size=1000,
                                             exceptional_record_size=5000,
                                             implementation_version="9.9"))
-    actions = assoc.receive(wire(codec.init_request(
+    actions = assoc.receive(wire(client.init_request(
         reference_id=b"REF-42", options=ALL_OPTIONS, preferred_message_size=100_000_000,
         exceptional_record_size=2000)))
     body = one(actions)
@@ -175,7 +175,7 @@ def test_init_and_close_replies_are_encoded_once_and_exactly(reference_id: bytes
     for pms, version in ((1000, "1"), (2000, "1"), (1000, "2"), (1000, "1")):
         assoc = Association(AssociationSettings(preferred_message_size=pms,
                                                 implementation_version=version))
-        [init, _report] = assoc.receive(wire(codec.init_request(
+        [init, _report] = assoc.receive(wire(client.init_request(
             reference_id=reference_id, options=("search", "present"),
             preferred_message_size=pms * 10)))
         assert init.data == codec.encode_init_response(
@@ -199,7 +199,7 @@ def test_replies_with_a_long_reference_id_are_not_kept() -> None:
     for n in range(3):
         reference_id = b"%d" % n + b"R" * association.CACHED_REFERENCE_ID
         assoc = Association(AssociationSettings())
-        [init, _report] = assoc.receive(wire(codec.init_request(reference_id=reference_id)))
+        [init, _report] = assoc.receive(wire(client.init_request(reference_id=reference_id)))
         assert codec.pdu_body(codec.decode_pdu(init.data))["referenceId"].asOctets() == \
             reference_id
         assoc.receive(wire(codec.close(CloseReason.finished, reference_id=reference_id)))
@@ -227,7 +227,7 @@ def test_init_version_2_only_gets_no_close_pdu_on_timeout() -> None:
 def test_no_common_version_is_refused() -> None:
     """An Init offering only unknown versions gets result FALSE."""
     assoc = Association()
-    pdu = codec.init_request()
+    pdu = client.init_request()
     codec.pdu_body(pdu)["protocolVersion"] = (0, 0, 0, 0, 1, 0, 0, 0)
     actions = assoc.receive(wire(pdu))
     assert bool(one(actions)["result"]) is False
@@ -238,15 +238,15 @@ def test_named_result_sets_only_when_several_are_kept() -> None:
     """With one result set per association namedResultSets is not confirmed; names give 22."""
     assoc = up(AssociationSettings(max_result_sets=1))
     assert "namedResultSets" not in assoc.options
-    actions = assoc.receive(wire(codec.search_request("foo", result_set_name="1")))
+    actions = assoc.receive(wire(client.search_request("foo", result_set_name="1")))
     body = one(actions)
-    assert codec.read_diagnostics(body)[0].condition == 22
+    assert client.read_diagnostics(body)[0].condition == 22
 
 
 def test_charset_negotiation_answered_with_utf8() -> None:
     """A charneg-3 proposal with negotiationModel gets the UTF-8 answer and the option."""
     assoc = Association()
-    actions = assoc.receive(wire(codec.init_request(
+    actions = assoc.receive(wire(client.init_request(
         options=("search", "present", "negotiationModel"),
         other_info=[utf8_negotiation_proposal(True)])))
     body = one(actions)
@@ -264,7 +264,7 @@ PEERS = (PeerIdentity("reshare", "reshare", "demo-z-pass", "windows-1250"),
 
 def init_with(auth: Authentication | None, require: bool = False) -> tuple[Association, Any]:
     assoc = Association(AssociationSettings(peers=PEERS, require_auth=require))
-    actions = assoc.receive(wire(codec.init_request(authentication=auth)))
+    actions = assoc.receive(wire(client.init_request(authentication=auth)))
     return assoc, actions
 
 
@@ -272,7 +272,7 @@ def refusal(actions: list[Any]) -> int:
     [pdu] = sent(actions)
     assert bool(codec.pdu_body(pdu)["result"]) is False
     assert isinstance(actions[-1], Disconnect)
-    [diag] = codec.read_init_diagnostics(pdu)
+    [diag] = client.read_init_diagnostics(pdu)
     return diag.condition
 
 
@@ -332,15 +332,15 @@ def test_password_never_in_reports() -> None:
 def test_reference_id_echoed_in_every_response() -> None:
     """Search, Present, Scan, Sort, Delete and Close responses all carry the referenceId."""
     assoc = up(reference_id=b"I")
-    [call] = assoc.receive(wire(codec.search_request("x", reference_id=b"S")))
+    [call] = assoc.receive(wire(client.search_request("x", reference_id=b"S")))
     assert one(assoc.resume(RS("default", (1, 2))))["referenceId"].asOctets() == b"S"
-    [call] = assoc.receive(wire(codec.present_request(reference_id=b"P")))
+    [call] = assoc.receive(wire(client.present_request(reference_id=b"P")))
     assert one(assoc.resume([marc(1)]))["referenceId"].asOctets() == b"P"
-    [call] = assoc.receive(wire(codec.scan_request("a", reference_id=b"C")))
+    [call] = assoc.receive(wire(client.scan_request("a", reference_id=b"C")))
     assert one(assoc.resume([ScanEntry("a", 1)]))["referenceId"].asOctets() == b"C"
-    [call] = assoc.receive(wire(codec.sort_request(reference_id=b"O")))
+    [call] = assoc.receive(wire(client.sort_request(reference_id=b"O")))
     assert one(assoc.resume(RS("default", (2, 1))))["referenceId"].asOctets() == b"O"
-    body = one(assoc.receive(wire(codec.delete_result_set_request(delete_all=True,
+    body = one(assoc.receive(wire(client.delete_result_set_request(delete_all=True,
                                                                  reference_id=b"D"))))
     assert body["referenceId"].asOctets() == b"D"
     body = one(assoc.receive(wire(codec.close(reference_id=b"X"))))
@@ -353,7 +353,7 @@ def test_reference_id_echoed_in_every_response() -> None:
 def test_search_asks_the_catalogue_and_answers_hits() -> None:
     """Search gives a SearchCall; the result set's size is the hit count, next position 1."""
     assoc = up()
-    [call] = assoc.receive(wire(codec.search_request(
+    [call] = assoc.receive(wire(client.search_request(
         "@attr 1=12 rec0003", database_names=["Default", "other"], result_set_name="1")))
     assert isinstance(call, SearchCall)
     assert call.name == "1" and call.databases == ("Default", "other")
@@ -376,12 +376,12 @@ def test_search_with_no_hits_has_next_position_zero() -> None:
 def test_search_failure_has_status_false_and_diagnostic() -> None:
     """A catalogue diagnostic: searchStatus FALSE, resultSetStatus none, the diagnostic."""
     assoc = up()
-    assoc.receive(wire(codec.search_request("@attr 1=9999 x")))
+    assoc.receive(wire(client.search_request("@attr 1=9999 x")))
     actions = assoc.resume(Diagnostic(114, "9999"))
     body = one(actions)
     assert bool(body["searchStatus"]) is False and int(body["resultSetStatus"]) == 3
     assert int(body["resultCount"]) == 0 and int(body["nextResultSetPosition"]) == 0
-    [diag] = codec.read_diagnostics(body)
+    [diag] = client.read_diagnostics(body)
     assert (diag.condition, diag.addinfo) == (114, "9999")
     assert reports(actions)[0].outcome == "diagnostic 114"
 
@@ -390,10 +390,10 @@ def test_replace_indicator_false_on_existing_name_is_21() -> None:
     """replaceIndicator FALSE and the name exists: diag 21 without a catalogue call."""
     assoc = up()
     search(assoc, 2, name="1")
-    actions = assoc.receive(wire(codec.search_request("x", result_set_name="1",
+    actions = assoc.receive(wire(client.search_request("x", result_set_name="1",
                                                       replace_indicator=False)))
-    assert codec.read_diagnostics(one(actions))[0].condition == 21
-    [call] = assoc.receive(wire(codec.search_request("x", result_set_name="2",
+    assert client.read_diagnostics(one(actions))[0].condition == 21
+    [call] = assoc.receive(wire(client.search_request("x", result_set_name="2",
                                                      replace_indicator=False)))
     assert isinstance(call, SearchCall)
 
@@ -401,7 +401,7 @@ def test_replace_indicator_false_on_existing_name_is_21() -> None:
 def test_piggyback_small_set_returns_all_records() -> None:
     """hits <= smallSetUpperBound: records 1..hits come with the search response."""
     assoc = up()
-    assoc.receive(wire(codec.search_request("x", small_set_upper_bound=5,
+    assoc.receive(wire(client.search_request("x", small_set_upper_bound=5,
                                             preferred_record_syntax=oids.USMARC,
                                             element_set_name="F")))
     [fetch] = assoc.resume(RS("default", (1, 2, 3)))
@@ -416,7 +416,7 @@ def test_piggyback_small_set_returns_all_records() -> None:
 def test_piggyback_medium_set_returns_medium_number() -> None:
     """small < hits < largeSetLowerBound: mediumSetPresentNumber records."""
     assoc = up()
-    assoc.receive(wire(codec.search_request("x", small_set_upper_bound=1,
+    assoc.receive(wire(client.search_request("x", small_set_upper_bound=1,
                                             large_set_lower_bound=20,
                                             medium_set_present_number=2)))
     [fetch] = assoc.resume(RS("default", tuple(range(1, 13))))
@@ -435,11 +435,11 @@ def test_piggyback_large_set_returns_no_records() -> None:
 def test_piggyback_fetch_failure_keeps_search_success() -> None:
     """A whole-request fetch failure: search succeeds, presentStatus failure, diagnostic."""
     assoc = up()
-    assoc.receive(wire(codec.search_request("x", small_set_upper_bound=5)))
+    assoc.receive(wire(client.search_request("x", small_set_upper_bound=5)))
     assoc.resume(RS("default", (1,)))
     body = one(assoc.resume(Diagnostic(239, "1.2.3")))
     assert bool(body["searchStatus"]) is True and int(body["presentStatus"]) == 5
-    assert codec.read_diagnostics(body)[0].condition == 239
+    assert client.read_diagnostics(body)[0].condition == 239
 
 
 # -- Present ------------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ def test_present_fetches_and_returns_records() -> None:
     """Present 2+2 of 3: FetchCall with syntax/ESN/database, then success, next 4."""
     assoc = up()
     search(assoc, 3, name="1", database_names=["catalogue"])
-    [fetch] = assoc.receive(wire(codec.present_request(
+    [fetch] = assoc.receive(wire(client.present_request(
         result_set_id="1", start=2, count=2, preferred_record_syntax=oids.OPAC,
         element_set_name="B")))
     assert isinstance(fetch, FetchCall)
@@ -457,14 +457,14 @@ def test_present_fetches_and_returns_records() -> None:
         2, 2, oids.OPAC, "B", "catalogue")
     body = one(assoc.resume([marc(2), marc(3)]))
     assert int(body["presentStatus"]) == 0 and int(body["nextResultSetPosition"]) == 4
-    assert len(codec.read_records(body)) == 2
+    assert len(client.read_records(body)) == 2
 
 
 def test_present_unknown_result_set_is_30() -> None:
     """Present on a name never searched: diag 30 with the name, status failure."""
-    body = one(up().receive(wire(codec.present_request(result_set_id="nosuch"))))
+    body = one(up().receive(wire(client.present_request(result_set_id="nosuch"))))
     assert int(body["presentStatus"]) == 5
-    [diag] = codec.read_diagnostics(body)
+    [diag] = client.read_diagnostics(body)
     assert (diag.condition, diag.addinfo) == (30, "nosuch")
 
 
@@ -474,9 +474,9 @@ def test_present_out_of_range_is_13(start: int, count: int, addinfo: str) -> Non
     """Out of range: diag 13 with the first position out of range, as yaz-ztest."""
     assoc = up()
     search(assoc, 10)
-    body = one(assoc.receive(wire(codec.present_request(start=start, count=count))))
+    body = one(assoc.receive(wire(client.present_request(start=start, count=count))))
     assert int(body["presentStatus"]) == 5 and int(body["numberOfRecordsReturned"]) == 0
-    [diag] = codec.read_diagnostics(body)
+    [diag] = client.read_diagnostics(body)
     assert (diag.condition, diag.addinfo) == (13, addinfo)
 
 
@@ -484,7 +484,7 @@ def test_present_zero_records() -> None:
     """count 0: success with no records and no catalogue call."""
     assoc = up()
     search(assoc, 3)
-    body = one(assoc.receive(wire(codec.present_request(start=1, count=0))))
+    body = one(assoc.receive(wire(client.present_request(start=1, count=0))))
     assert int(body["presentStatus"]) == 0 and int(body["numberOfRecordsReturned"]) == 0
 
 
@@ -492,7 +492,7 @@ def test_present_limited_by_max_present_records_is_partial_4() -> None:
     """More than max_present_records asked: that many fetched, partial-4, next after them."""
     assoc = up(AssociationSettings(max_present_records=3))
     search(assoc, 10)
-    [fetch] = assoc.receive(wire(codec.present_request(start=2, count=8)))
+    [fetch] = assoc.receive(wire(client.present_request(start=2, count=8)))
     assert isinstance(fetch, FetchCall) and fetch.count == 3
     body = one(assoc.resume([marc(i) for i in range(3)]))
     assert int(body["presentStatus"]) == 4 and int(body["nextResultSetPosition"]) == 5
@@ -502,20 +502,20 @@ def test_present_fetch_diagnostic_is_failure() -> None:
     """A Bib-1 error for the whole fetch (239): presentStatus failure with the diagnostic."""
     assoc = up()
     search(assoc, 3)
-    assoc.receive(wire(codec.present_request(preferred_record_syntax=(1, 2, 840, 10003, 5,
+    assoc.receive(wire(client.present_request(preferred_record_syntax=(1, 2, 840, 10003, 5,
                                                                       16383))))
     body = one(assoc.resume(Diagnostic(239, "1.2.840.10003.5.16383")))
     assert int(body["presentStatus"]) == 5
-    assert codec.read_diagnostics(body)[0].addinfo == "1.2.840.10003.5.16383"
+    assert client.read_diagnostics(body)[0].addinfo == "1.2.840.10003.5.16383"
 
 
 def test_surrogate_diagnostics_from_catalogue_pass_through() -> None:
     """Per-record failures stay surrogate diagnostics in place of the record."""
     assoc = up()
     search(assoc, 2)
-    assoc.receive(wire(codec.present_request(start=1, count=2)))
+    assoc.receive(wire(client.present_request(start=1, count=2)))
     body = one(assoc.resume([marc(1), SurrogateDiagnostic(Diagnostic(14, "gone"), "Default")]))
-    records = codec.read_records(body)
+    records = client.read_records(body)
     assert isinstance(records[1], SurrogateDiagnostic)
     assert records[1].diagnostic.condition == 14
 
@@ -528,7 +528,7 @@ def packing(pms: int, ers: int, hits: int = 10) -> Association:
     assoc = Association(AssociationSettings(preferred_message_size=pms,
                                             exceptional_record_size=ers),
                         size_of=lambda record: len(record.data))
-    assoc.receive(wire(codec.init_request(preferred_message_size=pms,
+    assoc.receive(wire(client.init_request(preferred_message_size=pms,
                                           exceptional_record_size=ers)))
     search(assoc, hits)
     return assoc
@@ -537,7 +537,7 @@ def packing(pms: int, ers: int, hits: int = 10) -> Association:
 def test_packing_stops_at_preferred_message_size_with_partial_2() -> None:
     """pms 1500, records of 600 bytes: 2 fit, partial-2, nextResultSetPosition 3 (GFS)."""
     assoc = packing(1500, 10_000)
-    assoc.receive(wire(codec.present_request(start=1, count=10)))
+    assoc.receive(wire(client.present_request(start=1, count=10)))
     body = one(assoc.resume([marc(i, 600) for i in range(10)]))
     assert int(body["numberOfRecordsReturned"]) == 2
     assert int(body["presentStatus"]) == 2 and int(body["nextResultSetPosition"]) == 3
@@ -546,9 +546,9 @@ def test_packing_stops_at_preferred_message_size_with_partial_2() -> None:
 def test_record_over_pms_among_several_is_surrogate_16() -> None:
     """A record larger than pms (but within ers) when several are asked: surrogate 16."""
     assoc = packing(1500, 10_000)
-    assoc.receive(wire(codec.present_request(start=1, count=2)))
+    assoc.receive(wire(client.present_request(start=1, count=2)))
     body = one(assoc.resume([marc(1, 3000), marc(2, 100)]))
-    records = codec.read_records(body)
+    records = client.read_records(body)
     assert isinstance(records[0], SurrogateDiagnostic)
     assert records[0].diagnostic.condition == 16
     assert not isinstance(records[1], SurrogateDiagnostic)
@@ -558,26 +558,26 @@ def test_record_over_pms_among_several_is_surrogate_16() -> None:
 def test_single_record_over_pms_is_returned_alone() -> None:
     """One record asked, larger than pms but within ers: returned as is."""
     assoc = packing(1500, 10_000)
-    assoc.receive(wire(codec.present_request(start=1, count=1)))
+    assoc.receive(wire(client.present_request(start=1, count=1)))
     body = one(assoc.resume([marc(1, 3000)]))
-    assert not isinstance(codec.read_records(body)[0], SurrogateDiagnostic)
+    assert not isinstance(client.read_records(body)[0], SurrogateDiagnostic)
 
 
 def test_record_over_exceptional_size_is_surrogate_17() -> None:
     """A record larger than the exceptional record size: surrogate 17, even alone."""
     assoc = packing(1500, 2000)
-    assoc.receive(wire(codec.present_request(start=1, count=1)))
+    assoc.receive(wire(client.present_request(start=1, count=1)))
     body = one(assoc.resume([marc(1, 5000)]))
-    [record] = codec.read_records(body)
+    [record] = client.read_records(body)
     assert isinstance(record, SurrogateDiagnostic) and record.diagnostic.condition == 17
 
 
 def test_default_size_function_measures_encoded_records() -> None:
     """Without an injected size function real encoded sizes drive packing."""
     assoc = Association(AssociationSettings(preferred_message_size=1000))
-    assoc.receive(wire(codec.init_request()))
+    assoc.receive(wire(client.init_request()))
     search(assoc, 5)
-    assoc.receive(wire(codec.present_request(start=1, count=5)))
+    assoc.receive(wire(client.present_request(start=1, count=5)))
     body = one(assoc.resume([marc(i, 400) for i in range(5)]))
     assert int(body["numberOfRecordsReturned"]) == 2 and int(body["presentStatus"]) == 2
 
@@ -592,12 +592,12 @@ def test_oldest_result_set_dropped_past_the_limit() -> None:
     for name in ("1", "2", "3"):
         search(assoc, 2, name=name)
     assert list(assoc.result_sets) == ["2", "3"]
-    body = one(assoc.receive(wire(codec.present_request(result_set_id="1"))))
-    assert codec.read_diagnostics(body)[0].condition == 27
-    body = one(assoc.receive(wire(codec.sort_request(input_result_sets=["1"]))))
+    body = one(assoc.receive(wire(client.present_request(result_set_id="1"))))
+    assert client.read_diagnostics(body)[0].condition == 27
+    body = one(assoc.receive(wire(client.sort_request(input_result_sets=["1"]))))
     assert body["diagnostics"][0]["defaultFormat"]["condition"] == 27
-    body = one(assoc.receive(wire(codec.present_request(result_set_id="never"))))
-    assert codec.read_diagnostics(body)[0].condition == 30
+    body = one(assoc.receive(wire(client.present_request(result_set_id="never"))))
+    assert client.read_diagnostics(body)[0].condition == 30
     search(assoc, 2, name="3")  # replacing an existing name drops nothing
     assert list(assoc.result_sets) == ["2", "3"]
 
@@ -607,13 +607,13 @@ def test_delete_listed_result_sets() -> None:
     assoc = up(AssociationSettings(max_result_sets=2))
     for name in ("1", "2", "3"):
         search(assoc, 2, name=name)
-    actions = assoc.receive(wire(codec.delete_result_set_request(result_sets=["2", "x", "1"])))
+    actions = assoc.receive(wire(client.delete_result_set_request(result_sets=["2", "x", "1"])))
     body = one(actions)
     assert int(body["deleteOperationStatus"]) == 9
     statuses = {bytes(s["id"]).decode(): int(s["status"]) for s in body["deleteListStatuses"]}
     assert statuses == {"2": 0, "x": 1, "1": 2}
     assert list(assoc.result_sets) == ["3"]
-    body = one(assoc.receive(wire(codec.delete_result_set_request(result_sets=["3"]))))
+    body = one(assoc.receive(wire(client.delete_result_set_request(result_sets=["3"]))))
     assert int(body["deleteOperationStatus"]) == 0
 
 
@@ -622,7 +622,7 @@ def test_delete_all() -> None:
     assoc = up()
     search(assoc, 2, name="1")
     search(assoc, 2, name="2")
-    body = one(assoc.receive(wire(codec.delete_result_set_request(delete_all=True))))
+    body = one(assoc.receive(wire(client.delete_result_set_request(delete_all=True))))
     assert int(body["deleteOperationStatus"]) == 0 and assoc.result_sets == {}
 
 
@@ -632,14 +632,14 @@ def test_delete_all() -> None:
 def test_scan_success_and_failure() -> None:
     """Scan: ScanCall with count and position, entries in the response; diag = failure 6."""
     assoc = up()
-    [call] = assoc.receive(wire(codec.scan_request("@attr 1=4 b", number_of_terms=3,
+    [call] = assoc.receive(wire(client.scan_request("@attr 1=4 b", number_of_terms=3,
                                                    preferred_position=1)))
     assert isinstance(call, ScanCall) and call.count == 3 and call.preferred_position == 1
     actions = assoc.resume([ScanEntry("banana", 5), ScanEntry("cherry", 2)])
     body = one(actions)
     assert int(body["scanStatus"]) == 0 and int(body["numberOfEntriesReturned"]) == 2
     assert reports(actions)[0].query == "@attr 1=4 b"
-    assoc.receive(wire(codec.scan_request("@attr 1=4 b")))
+    assoc.receive(wire(client.scan_request("@attr 1=4 b")))
     body = one(assoc.resume(Diagnostic(114, "4")))
     assert int(body["scanStatus"]) == 6
 
@@ -648,16 +648,16 @@ def test_sort_success_missing_input_and_failure() -> None:
     """Sort stores the sorted set; unknown input gives 30; a catalogue diag fails the sort."""
     assoc = up()
     search(assoc, 3, name="1")
-    [call] = assoc.receive(wire(codec.sort_request(input_result_sets=["1"],
+    [call] = assoc.receive(wire(client.sort_request(input_result_sets=["1"],
                                                    sorted_result_set="s")))
     assert isinstance(call, SortCall) and call.name == "s"
     body = one(assoc.resume(RS("s", (3, 2, 1))))
     assert int(body["sortStatus"]) == 0
     assert assoc.result_sets["s"].record_ids == (3, 2, 1)
-    body = one(assoc.receive(wire(codec.sort_request(input_result_sets=["zz"]))))
+    body = one(assoc.receive(wire(client.sort_request(input_result_sets=["zz"]))))
     assert int(body["sortStatus"]) == 2
     assert body["diagnostics"][0]["defaultFormat"]["condition"] == 30
-    assoc.receive(wire(codec.sort_request(input_result_sets=["1"])))
+    assoc.receive(wire(client.sort_request(input_result_sets=["1"])))
     body = one(assoc.resume(Diagnostic(207, "x")))
     assert int(body["sortStatus"]) == 2
 
@@ -668,9 +668,9 @@ def test_sort_success_missing_input_and_failure() -> None:
 def test_requests_wait_for_the_running_operation() -> None:
     """A Present arriving during a Search is answered after it, in order."""
     assoc = up()
-    [call] = assoc.receive(wire(codec.search_request("x", reference_id=b"1")))
+    [call] = assoc.receive(wire(client.search_request("x", reference_id=b"1")))
     assert assoc.busy
-    assert assoc.receive(wire(codec.present_request(reference_id=b"2"))) == []
+    assert assoc.receive(wire(client.present_request(reference_id=b"2"))) == []
     actions = assoc.resume(RS("default", (1,)))
     assert one(actions[:2])["referenceId"].asOctets() == b"1"
     assert isinstance(actions[-1], FetchCall)
@@ -697,7 +697,7 @@ def test_twenty_pipelined_requests_answered_in_order() -> None:
     assoc = up()
     actions: list[Any] = []
     for n in range(20):
-        actions += assoc.receive(wire(codec.search_request(f"w{n}", reference_id=b"%d" % n)))
+        actions += assoc.receive(wire(client.search_request(f"w{n}", reference_id=b"%d" % n)))
     answers = sent(run_to_end(assoc, actions))
     assert [codec.pdu_arm(p) for p in answers] == ["searchResponse"] * 20
     assert [codec.pdu_body(p)["referenceId"].asOctets() for p in answers] == \
@@ -711,7 +711,7 @@ def test_past_the_pipeline_limit_what_is_owed_is_answered_then_close_resources()
     assoc = up(AssociationSettings(max_queued_requests=2))
     actions: list[Any] = []
     for n in range(5):
-        actions += assoc.receive(wire(codec.search_request("x", reference_id=b"%d" % n)))
+        actions += assoc.receive(wire(client.search_request("x", reference_id=b"%d" % n)))
     assert assoc.state is State.UP  # nothing is lost before the owed answers go out
     out = run_to_end(assoc, actions)
     answers = sent(out)
@@ -728,10 +728,10 @@ def test_over_the_caps_init_refused_with_1018_then_dropped() -> None:
     1018 (system temporarily out of resources) and its addinfo, then a drop (resources)."""
     refusal = Diagnostic(1018, "250 associations from this address", v2=True)
     assoc = Association(AssociationSettings(refusal=refusal))
-    actions = assoc.receive(wire(codec.init_request(reference_id=b"r1", options=ALL_OPTIONS)))
+    actions = assoc.receive(wire(client.init_request(reference_id=b"r1", options=ALL_OPTIONS)))
     body = one(actions)
     assert not bool(body["result"]) and body["referenceId"].asOctets() == b"r1"
-    [diag] = codec.read_init_diagnostics(body)
+    [diag] = client.read_init_diagnostics(body)
     assert (diag.condition, diag.addinfo) == (1018, "250 associations from this address")
     assert isinstance(actions[-1], Disconnect) and actions[-1].reason is CloseReason.resources
     assert assoc.state is State.CLOSING
@@ -743,16 +743,16 @@ def test_second_init_reinitialises() -> None:
     peer = PeerIdentity("reshare", user="rs", password="pw")
     assoc = up(AssociationSettings(peers=(peer,)))
     search(assoc, 2, name="default")
-    actions = assoc.receive(wire(codec.init_request(
+    actions = assoc.receive(wire(client.init_request(
         reference_id=b"again", options=ALL_OPTIONS,
         authentication=Authentication("idPass", user="rs", password="pw"))))
     body = one(actions)
     assert bool(body["result"]) and body["referenceId"].asOctets() == b"again"
     assert assoc.state is State.UP and assoc.peer == peer and assoc.result_sets == {}
     assert "re-initialisation (1 result sets deleted)" in (reports(actions)[0].detail or "")
-    body = one(assoc.receive(wire(codec.present_request(result_set_id="default"))))
-    assert codec.read_diagnostics(body)[0].condition == 30
-    actions = assoc.receive(wire(codec.init_request(
+    body = one(assoc.receive(wire(client.present_request(result_set_id="default"))))
+    assert client.read_diagnostics(body)[0].condition == 30
+    actions = assoc.receive(wire(client.init_request(
         options=ALL_OPTIONS, authentication=Authentication("idPass", user="rs",
                                                             password="wrong"))))
     assert not bool(one(actions)["result"]) and isinstance(actions[-1], Disconnect)
@@ -791,7 +791,7 @@ def test_timeouts_and_shutdown() -> None:
 def test_report_tags_come_back() -> None:
     """The tag given with a request comes back in its report (for timing and sizes)."""
     assoc = Association()
-    actions = assoc.receive(wire(codec.init_request()), tag=("t0", 25))
+    actions = assoc.receive(wire(client.init_request()), tag=("t0", 25))
     assert reports(actions)[0].tag == ("t0", 25)
 
 
@@ -804,23 +804,31 @@ def test_resume_without_pending_call_is_an_error() -> None:
 def test_trigger_resource_control_is_ignored() -> None:
     """TriggerResourceControlRequest gets no answer (GFS ignores it); the association stays up."""
     assoc = up()
-    assert assoc.receive(codec.decode_pdu(bytes.fromhex("bf20049f2e0101"))) == []
+    assert assoc.receive(codec.decode_request(bytes.fromhex("bf20049f2e0101"))) == []
     assert assoc.state is State.UP
 
 
 def test_extended_services_not_in_table_closes() -> None:
     """An ES request (not implemented) is not in the table: Close(protocolError)."""
     assoc = up()
-    es = codec.decode_pdu(bytes.fromhex("bf2e0f83010184072a8648ce1309048b0101"))
+    es = codec.decode_request(bytes.fromhex("bf2e0f83010184072a8648ce1309048b0101"))
+    assert es == codec.UnhandledRequest("extendedServicesRequest", None)
     actions = assoc.receive(es)
     assert int(one(actions)["closeReason"]) == CloseReason.protocolError
     assert "extendedServicesRequest" in (reports(actions)[0].detail or "")
 
 
-def test_reader_results_accepted_as_well_as_pdus() -> None:
-    """The codec's read_* results can be fed instead of PDUs (same table, same answers)."""
-    assoc = Association()
-    info = codec.read_init_request(wire(codec.init_request(reference_id=b"r")))
-    assert one(assoc.receive(info))["referenceId"].asOctets() == b"r"
-    [call] = assoc.receive(codec.read_search_request(wire(codec.search_request("x"))))
-    assert isinstance(call, SearchCall)
+def test_one_input_type_whichever_path_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The association takes the codec's requests only; read by the fast path or by pyasn1,
+    an Init and a Search get the same answers."""
+    def run() -> list[Any]:
+        assoc = Association()
+        init = codec.decode_request(codec.encode_pdu(client.init_request(reference_id=b"r")))
+        search = codec.decode_request(codec.encode_pdu(client.search_request("x")))
+        return assoc.receive(init) + assoc.receive(search)
+
+    fast = run()
+    monkeypatch.setattr(fastber, "ENABLED", False)
+    assert run() == fast
+    assert one(fast[:1])["referenceId"].asOctets() == b"r"
+    assert isinstance(fast[-1], SearchCall)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from protocols.z3950 import codec, marc8, oids
+from protocols.z3950 import client, codec, marc8, oids
 from protocols.z3950.association import Association, FetchCall, SearchCall, State
 from protocols.z3950.charset import (
     CharsetChoice,
@@ -36,8 +36,8 @@ def negotiate(*names: str, records: bool | None = True,
     """Init with a proposal of ``names``; the association and the InitResponse body."""
     assoc = Association()
     unit = utf8_negotiation_proposal(records, names=names)
-    actions = assoc.receive(codec.decode_pdu(codec.encode_pdu(
-        codec.init_request(options=options, other_info=[unit]))))
+    actions = assoc.receive(codec.decode_request(codec.encode_pdu(
+        client.init_request(options=options, other_info=[unit]))))
     [reply] = [codec.decode_pdu(a.data) for a in actions if hasattr(a, "data")]
     return assoc, codec.pdu_body(reply)
 
@@ -100,21 +100,22 @@ def test_terms_decoded_and_records_asked_in_the_negotiated_set() -> None:
     for MARC-8 records; scan terms go back in MARC-8."""
     assoc, _ = negotiate("MARC-8")
     term = "Moreau, Émile".encode("marc-8")
-    model = codec.search_request("@attr 1=1003 x")
+    model = client.search_request("@attr 1=1003 x")
     pdu = codec.decode_pdu(codec.encode_pdu(model))
     body = codec.pdu_body(pdu)
     body["query"]["type-1"]["rpn"]["op"]["attrTerm"]["term"]["general"] = term
-    [call] = assoc.receive(codec.decode_pdu(codec.encode_pdu(pdu)))
+    [call] = assoc.receive(codec.decode_request(codec.encode_pdu(pdu), assoc.decoder))
     assert isinstance(call, SearchCall) and call.query.root.value == "Moreau, Émile"
 
     class Hits:
         name, count = "default", 1
 
     assoc.resume(Hits())
-    [fetch] = assoc.receive(codec.decode_pdu(codec.encode_pdu(codec.present_request())))
+    [fetch] = assoc.receive(codec.decode_request(codec.encode_pdu(client.present_request())))
     assert isinstance(fetch, FetchCall) and fetch.charset == "marc-8"
     assoc.resume([])
-    [scan] = assoc.receive(codec.decode_pdu(codec.encode_pdu(codec.scan_request("@attr 1=4 w"))))
+    [scan] = assoc.receive(codec.decode_request(
+        codec.encode_pdu(client.scan_request("@attr 1=4 w")), assoc.decoder))
     actions = assoc.resume([ScanEntry("Война", 2, "Война")])
     [reply] = [codec.decode_pdu(a.data) for a in actions if hasattr(a, "data")]
     entry = codec.pdu_body(reply)["entries"]["entries"][0]["termInfo"]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.z3950 import codec, oids, pqf
+from protocols.z3950 import client, codec, oids, pqf
 from protocols.z3950.asn1 import PDU_ARMS
 from protocols.z3950.charset import (
     CharsetProposal,
@@ -41,7 +41,7 @@ def _round_trip(pdu: codec.PDU) -> codec.PDU:
 
 def test_init_request_round_trip_open_auth() -> None:
     """InitRequest with referenceId and open authentication reads back field by field."""
-    pdu = codec.init_request(
+    pdu = client.init_request(
         reference_id=b"REF-42",
         options=("search", "present", "delSet", "namedResultSets"),
         preferred_message_size=100_000,
@@ -63,7 +63,7 @@ def test_init_request_round_trip_open_auth() -> None:
 
 def test_init_request_idpass_and_charneg_proposal() -> None:
     """idPass authentication and a charneg-3 UTF-8 proposal in otherInfo are read."""
-    pdu = codec.init_request(
+    pdu = client.init_request(
         authentication=Authentication("idPass", "u", "p", "g"),
         other_info=[utf8_negotiation_proposal(records_in_selected_charsets=True)],
     )
@@ -79,13 +79,13 @@ def test_init_request_idpass_and_charneg_proposal() -> None:
 
 def test_init_request_anonymous() -> None:
     """Anonymous idAuthentication reads as kind 'anonymous'."""
-    pdu = codec.init_request(authentication=Authentication("anonymous"))
+    pdu = client.init_request(authentication=Authentication("anonymous"))
     assert codec.read_init_request(_round_trip(pdu)).authentication == Authentication("anonymous")
 
 
 def test_init_wire_bits_match_yaz() -> None:
     """Versions 1-3 encode as 83 02 00 e0 and YAZ's option set as 84 03 00 e9 a2."""
-    pdu = codec.init_request(
+    pdu = client.init_request(
         options=(
             "search", "present", "delSet", "triggerResourceCtrl", "scan", "sort",
             "extendedServices", "namedResultSets",
@@ -134,7 +134,7 @@ def test_init_response_refusal_carries_gfs_style_diagnostic() -> None:
     )
     decoded = _round_trip(pdu)
     assert bool(codec.pdu_body(decoded)["result"]) is False
-    [diag] = codec.read_init_diagnostics(decoded)
+    [diag] = client.read_init_diagnostics(decoded)
     assert (diag.condition, diag.addinfo) == (1014, "Password does not match")
     data = codec.encode_pdu(pdu)
     assert bytes.fromhex("ab") in data  # [11] explicit wrapper
@@ -148,7 +148,7 @@ def test_init_response_refusal_carries_gfs_style_diagnostic() -> None:
 
 def test_search_request_wire_form_matches_yaz_capture() -> None:
     """Our SearchRequest for @attr 1=4 computer is byte-identical to yaz-client's."""
-    pdu = codec.search_request(
+    pdu = client.search_request(
         "@attr 1=4 computer",
         result_set_name="1",
         database_names=["Default"],
@@ -163,7 +163,7 @@ def test_search_request_wire_form_matches_yaz_capture() -> None:
 def test_search_request_reader() -> None:
     """Every SearchRequest field a server needs reads back, the query as a model."""
     query = pqf.parse_pqf('@and @attr 1=7 0262011530 @or @attr 1=4 "a b" @set prior')
-    pdu = codec.search_request(
+    pdu = client.search_request(
         query,
         database_names=["Default", "Other"],
         result_set_name="default",
@@ -187,7 +187,7 @@ def test_search_request_reader() -> None:
 
 def test_search_request_latin1_term_falls_back() -> None:
     """A Latin-1 term (invalid UTF-8) decodes through the fallback charset."""
-    pdu = codec.search_request(pqf.Query(pqf.Term("Zoë")), charset="latin-1")
+    pdu = client.search_request(pqf.Query(pqf.Term("Zoë")), charset="latin-1")
     info = codec.read_search_request(codec.decode_pdu(codec.encode_pdu(pdu)))
     assert info.query is not None and info.query.root == pqf.Term("Zoë")
 
@@ -221,7 +221,7 @@ def test_search_response_with_records_and_surrogate() -> None:
     body = codec.pdu_body(_round_trip(pdu))
     assert int(body["numberOfRecordsReturned"]) == 2
     assert int(body["nextResultSetPosition"]) == 3
-    marc, diag = codec.read_records(body)
+    marc, diag = client.read_records(body)
     assert marc.oid == oids.USMARC and marc.data.startswith(b"00024nam")
     assert diag == SurrogateDiagnostic(Diagnostic(17, "2"))
 
@@ -234,14 +234,14 @@ def test_search_response_failure_single_and_multiple_diagnostics() -> None:
     )
     data = codec.encode_pdu(one)
     assert bytes.fromhex("bf8102") in data and bytes.fromhex("1a086e6f7375636864") in data
-    assert codec.read_diagnostics(codec.pdu_body(_round_trip(one))) == [
+    assert client.read_diagnostics(codec.pdu_body(_round_trip(one))) == [
         Diagnostic(109, "nosuchdb", v2=True)
     ]
     many = codec.search_response(
         result_count=0, search_status=False,
         diagnostics=[Diagnostic(114, "9999"), Diagnostic(121, "1.2.3")],
     )
-    assert [d.condition for d in codec.read_diagnostics(codec.pdu_body(_round_trip(many)))] == [
+    assert [d.condition for d in client.read_diagnostics(codec.pdu_body(_round_trip(many)))] == [
         114, 121,
     ]
 
@@ -261,7 +261,7 @@ def test_search_response_rejects_records_and_diagnostics_together() -> None:
 
 def test_present_request_round_trip() -> None:
     """PresentRequest fields (ESN via explicit [19], syntax) read back."""
-    pdu = codec.present_request(
+    pdu = client.present_request(
         result_set_id="1", start=3, count=2, reference_id=b"q",
         preferred_record_syntax=oids.XML, element_set_name="OP",
     )
@@ -298,7 +298,7 @@ def test_present_response_all_record_kinds() -> None:
     )
     body = codec.pdu_body(_round_trip(pdu))
     assert int(body["presentStatus"]) == 2 and int(body["numberOfRecordsReturned"]) == 4
-    got_opac, sutrs, xml, diag = codec.read_records(body)
+    got_opac, sutrs, xml, diag = client.read_records(body)
     assert opac_from_asn1(got_opac.value) == opac
     assert sutrs.value.asOctets().decode("utf-8") == "title: Zoë\n"
     assert xml.data == b"<record/>"
@@ -322,8 +322,8 @@ def test_present_response_out_of_range() -> None:
     )
     body = codec.pdu_body(_round_trip(pdu))
     assert int(body["numberOfRecordsReturned"]) == 0
-    assert codec.read_diagnostics(body) == [Diagnostic(13, "20")]
-    assert codec.read_records(body) == []
+    assert client.read_diagnostics(body) == [Diagnostic(13, "20")]
+    assert client.read_records(body) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -332,7 +332,8 @@ def test_present_response_out_of_range() -> None:
 
 def test_scan_round_trip() -> None:
     """ScanRequest and a ScanResponse with entries and a surrogate diagnostic."""
-    req = codec.read_scan_request(_round_trip(codec.scan_request("@attr 1=4 b", number_of_terms=3)))
+    req = codec.read_scan_request(
+        _round_trip(client.scan_request("@attr 1=4 b", number_of_terms=3)))
     assert req.term == pqf.Term("b", (pqf.Attribute(None, 1, 4),))
     assert req.attribute_set == oids.BIB1_ATTRSET and req.number_of_terms == 3
     resp = codec.scan_response(
@@ -356,7 +357,7 @@ def test_sort_round_trip() -> None:
         SortKeyInfo(sort_field="date", relation=1, case_sensitive=True),
     )
     info = codec.read_sort_request(
-        _round_trip(codec.sort_request(input_result_sets=["1"], sorted_result_set="1", keys=keys))
+        _round_trip(client.sort_request(input_result_sets=["1"], sorted_result_set="1", keys=keys))
     )
     assert info.keys == keys and info.input_result_sets == ("1",)
     resp = codec.sort_response(sort_status=2, diagnostics=[Diagnostic(2)], result_count=0)
@@ -368,11 +369,11 @@ def test_sort_round_trip() -> None:
 def test_delete_result_set_round_trip() -> None:
     """Delete: list and all functions; response list statuses and message."""
     info = codec.read_delete_result_set_request(
-        _round_trip(codec.delete_result_set_request(result_sets=["a", "b"], reference_id=b"d"))
+        _round_trip(client.delete_result_set_request(result_sets=["a", "b"], reference_id=b"d"))
     )
     assert info == codec.DeleteResultSetRequestInfo(b"d", False, ("a", "b"))
     assert codec.read_delete_result_set_request(
-        _round_trip(codec.delete_result_set_request(delete_all=True))
+        _round_trip(client.delete_result_set_request(delete_all=True))
     ).delete_all
     resp = codec.delete_result_set_response(
         status=0, list_statuses=[("a", 0), ("b", 1)], number_not_deleted=1, message="partly"
@@ -380,7 +381,7 @@ def test_delete_result_set_round_trip() -> None:
     body = codec.pdu_body(_round_trip(resp))
     assert [int(s["status"]) for s in body["deleteListStatuses"]] == [0, 1]
     assert data_tag(codec.encode_pdu(resp)) == "bb"  # [27]
-    assert data_tag(codec.encode_pdu(codec.delete_result_set_request())) == "ba"  # [26]
+    assert data_tag(codec.encode_pdu(client.delete_result_set_request())) == "ba"  # [26]
 
 
 def data_tag(data: bytes) -> str:
@@ -448,14 +449,14 @@ def test_read_request_dispatch() -> None:
     """read_request picks the reader by arm and returns None for responses."""
     assert isinstance(codec.read_request(codec.close()), codec.CloseInfo)
     assert isinstance(
-        codec.read_request(codec.search_request("x")), codec.SearchRequestInfo
+        codec.read_request(client.search_request("x")), codec.SearchRequestInfo
     )
     assert codec.read_request(codec.sort_response()) is None
 
 
 def test_decode_pdu_framed_skips_normalisation() -> None:
     """framed=True trusts the framer's output; the result is the same PDU."""
-    data = codec.encode_pdu(codec.search_request("@attr 1=4 x"))
+    data = codec.encode_pdu(client.search_request("@attr 1=4 x"))
     assert codec.encode_pdu(codec.decode_pdu(data, framed=True)) == data
 
 
@@ -520,21 +521,22 @@ _OPAC = OpacRecord(
 )
 _SEEDS = [
     codec.encode_pdu(
-        codec.init_request(reference_id=b"r", authentication=Authentication("open", "a", "b"))
+        client.init_request(reference_id=b"r", authentication=Authentication("open", "a", "b"))
     ),
-    codec.encode_pdu(codec.search_request("@and @attr 1=4 a @attr 1=7 123")),
+    codec.encode_pdu(client.search_request("@and @attr 1=4 a @attr 1=7 123")),
     codec.encode_pdu(
         codec.present_response(
             next_result_set_position=2, records=[ResponseRecord(oids.OPAC, _OPAC)]
         )
     ),
     codec.encode_pdu(codec.close()),
-    codec.encode_pdu(codec.scan_request("@attr 1=4 a")),
+    codec.encode_pdu(client.scan_request("@attr 1=4 a")),
     codec.encode_pdu(
-        codec.sort_request(keys=[SortKeyInfo(attributes=(pqf.Attribute(None, 1, 4),))])
+        client.sort_request(keys=[SortKeyInfo(attributes=(pqf.Attribute(None, 1, 4),))])
     ),
-    codec.encode_pdu(codec.present_request(element_set_name="F", preferred_record_syntax=oids.XML)),
-    codec.encode_pdu(codec.init_request(other_info=[utf8_negotiation_proposal()])),
+    codec.encode_pdu(
+        client.present_request(element_set_name="F", preferred_record_syntax=oids.XML)),
+    codec.encode_pdu(client.init_request(other_info=[utf8_negotiation_proposal()])),
     bytes.fromhex("b9809801019901029b0100bc8030800000000000"),
 ]
 

@@ -9,13 +9,14 @@ same way.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.z3950 import codec, fastber, oids, pqf
+from protocols.z3950 import client, codec, fastber, oids, pqf
 from protocols.z3950.association import encoded_record_size
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.charset import TermDecoder, utf8_negotiation_proposal
@@ -77,15 +78,17 @@ def test_captured_requests_read_alike(shared_dir: Path) -> None:
 
 
 def _decode_request(frame: bytes):
-    out = codec.decode_request(frame)
-    return out if not isinstance(out, codec.PDU) else codec.read_request(out)
+    try:
+        return codec.decode_request(frame)
+    except Z3950ProtocolError as exc:
+        return exc
 
 
 def _builder_args(arm: str, body) -> dict | None:
     """Builder arguments that rebuild a captured response (records as our models)."""
     def records():
         out = []
-        for rec in codec.read_records(body):
+        for rec in client.read_records(body):
             if isinstance(rec, SurrogateDiagnostic):
                 out.append(rec)
             elif rec.oid == oids.OPAC:
@@ -110,14 +113,14 @@ def _builder_args(arm: str, body) -> dict | None:
                     if body["resultSetStatus"].isValue else None,
                     present_status=int(body["presentStatus"])
                     if body["presentStatus"].isValue else None,
-                    records=recs, diagnostics=codec.read_diagnostics(body))
+                    records=recs, diagnostics=client.read_diagnostics(body))
     if arm == "presentResponse":
         recs = records()
         if recs is None:
             return None
         return dict(reference_id=ref, present_status=int(body["presentStatus"]),
                     next_result_set_position=int(body["nextResultSetPosition"]),
-                    records=recs, diagnostics=codec.read_diagnostics(body))
+                    records=recs, diagnostics=client.read_diagnostics(body))
     if arm == "close":
         info = codec.read_close(body)
         return dict(reason=info.reason, reference_id=ref,
@@ -203,7 +206,7 @@ def _init_requests(draw) -> bytes:
     ))
     options = draw(st.sets(st.sampled_from([n for n in codec.OPTION_NAMES if n])))
     versions = draw(st.sets(st.sampled_from([1, 2, 3])))
-    pdu = codec.init_request(
+    pdu = client.init_request(
         reference_id=draw(_opt(st.binary(max_size=6))), versions=versions, options=options,
         preferred_message_size=draw(st.integers(-5, 2**31)),
         exceptional_record_size=draw(st.integers(-5, 2**31)), authentication=auth,
@@ -215,7 +218,7 @@ def _init_requests(draw) -> bytes:
 @st.composite
 def _search_requests(draw) -> bytes:
     query = pqf.Query(draw(_nodes), draw(st.sampled_from([oids.BIB1_ATTRSET, (1, 2, 3)])))
-    pdu = codec.search_request(
+    pdu = client.search_request(
         query, database_names=draw(st.lists(_octets, max_size=3)),
         result_set_name=draw(_octets), reference_id=draw(_opt(st.binary(max_size=6))),
         small_set_upper_bound=draw(_small_int), large_set_lower_bound=draw(_small_int),
@@ -230,7 +233,7 @@ def _search_requests(draw) -> bytes:
 
 @st.composite
 def _present_requests(draw) -> bytes:
-    pdu = codec.present_request(
+    pdu = client.present_request(
         result_set_id=draw(_octets), start=draw(_small_int), count=draw(_small_int),
         reference_id=draw(_opt(st.binary(max_size=6))),
         preferred_record_syntax=draw(_opt(st.sampled_from([oids.OPAC, oids.USMARC]))),
@@ -295,17 +298,17 @@ def test_mutated_requests_never_accepted_differently(data: bytes, flips, cut: in
 
 
 def test_charset_negotiation_init_falls_back() -> None:
-    pdu = codec.init_request(options=("search", "present", "negotiationModel"),
+    pdu = client.init_request(options=("search", "present", "negotiationModel"),
                              other_info=[utf8_negotiation_proposal()])
     frame = codec.encode_pdu(pdu)
     assert fastber.read_request(frame) is None
     out = codec.decode_request(frame)
-    assert isinstance(out, codec.PDU)
-    assert codec.read_request(out).charset_proposal is not None
+    assert isinstance(out, codec.InitRequestInfo)
+    assert out.charset_proposal is not None
 
 
 def _prox_search() -> bytes:
-    pdu = codec.search_request("@and a b")
+    pdu = client.search_request("@and a b")
     op = codec.pdu_body(pdu)["query"]["type-1"]["rpn"]["rpnRpnOp"]["op"]
     prox = op["prox"]
     prox["distance"] = 1
@@ -316,13 +319,13 @@ def _prox_search() -> bytes:
 
 
 def _type2_search() -> bytes:
-    pdu = codec.search_request("a")
+    pdu = client.search_request("a")
     codec.pdu_body(pdu)["query"]["type-2"] = b"ccl"
     return codec.encode_pdu(pdu)
 
 
 def _db_specific_esn_search() -> bytes:
-    pdu = codec.search_request("a")
+    pdu = client.search_request("a")
     esn = codec.pdu_body(pdu)["smallSetElementSetNames"]["databaseSpecific"]
     item = esn.componentType.clone()
     item["dbName"] = b"Default"
@@ -332,7 +335,7 @@ def _db_specific_esn_search() -> bytes:
 
 
 def _complex_present() -> bytes:
-    pdu = codec.present_request()
+    pdu = client.present_request()
     comp = codec.pdu_body(pdu)["recordComposition"]["complex"]
     comp["selectAlternativeSyntax"] = False
     comp["recordSyntax"].append(comp["recordSyntax"].componentType.clone(oids.USMARC))
@@ -340,14 +343,14 @@ def _complex_present() -> bytes:
 
 
 def _oid_term_search() -> bytes:
-    pdu = codec.search_request("a")
+    pdu = client.search_request("a")
     apt = codec.pdu_body(pdu)["query"]["type-1"]["rpn"]["op"]["attrTerm"]
     apt["term"]["oid"] = (1, 2, 3)
     return codec.encode_pdu(pdu)
 
 
-_SEARCH = codec.encode_pdu(codec.search_request("@attr 1=4 river", result_set_name="1"))
-_INIT = codec.encode_pdu(codec.init_request())
+_SEARCH = codec.encode_pdu(client.search_request("@attr 1=4 river", result_set_name="1"))
+_INIT = codec.encode_pdu(client.init_request())
 
 
 @pytest.mark.parametrize("frame", [
@@ -362,11 +365,11 @@ _INIT = codec.encode_pdu(codec.init_request())
     _SEARCH + b"\x00",
     _SEARCH[:-1],
     # a duplicated component (two exceptionalRecordSize)
-    codec.encode_pdu(codec.init_request(preferred_message_size=1)).replace(
+    codec.encode_pdu(client.init_request(preferred_message_size=1)).replace(
         b"\x85\x01\x01", b"\x86\x01\x01", 1),
     # scan, sort: other arms
-    codec.encode_pdu(codec.scan_request("@attr 1=4 a")),
-    codec.encode_pdu(codec.sort_request()),
+    codec.encode_pdu(client.scan_request("@attr 1=4 a")),
+    codec.encode_pdu(client.sort_request()),
     b"\x30\x00",
     b"",
 ], ids=["prox", "type-2", "db-specific-esn", "complex-composition", "oid-term", "indefinite",
@@ -385,9 +388,15 @@ def test_non_minimal_integer_reads_as_pyasn1_does() -> None:
     assert fastber.read_request(frame) == codec.read_request(codec.decode_pdu(frame))
 
 
-def test_switch_forces_pyasn1(pyasn1_only) -> None:
+def test_switch_forces_pyasn1(pyasn1_only, monkeypatch) -> None:
+    def unused(*args: object) -> None:
+        raise AssertionError("the fast path was taken")
+
+    monkeypatch.setattr(fastber, "read_request", unused)
+    monkeypatch.setattr(fastber, "encode_record", unused)
     out = codec.decode_request(_SEARCH)
-    assert isinstance(out, codec.PDU)
+    assert out == codec.read_request(codec.decode_pdu(_SEARCH))
+    assert codec.encode_record(ResponseRecord(oids.USMARC, b"x")) is None
     assert codec.encode_close(CloseReason.finished) == codec.encode_pdu(codec.close())
 
 
@@ -508,22 +517,39 @@ def test_generated_closes_encode_alike(reason, ref, info) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_entry, min_size=1, max_size=3))
 def test_measured_records_encode_alike(records) -> None:
-    """The association measures each record, then encodes the response: the measured
-    encoding is reused, with the same bytes as pyasn1."""
-    sizes = [fastber.record_size(rec) for rec in records]
-    assert sizes == [_pyasn1_record_size(rec) for rec in records]
+    """The association measures each record, then encodes the response with the encodings
+    it measured: same sizes and same bytes as pyasn1 encoding the records themselves."""
+    measured = [codec.encode_record(rec) if isinstance(rec, ResponseRecord) else rec
+                for rec in records]
+    assert None not in measured
+    sizes = [m.size for m in measured if isinstance(m, codec.EncodedRecord)]
+    assert sizes == [_pyasn1_record_size(rec) for rec in records
+                     if isinstance(rec, ResponseRecord)]
     kw = dict(next_result_set_position=len(records) + 1, records=records)
-    assert fastber.present_response(**kw) == codec.encode_pdu(codec.present_response(**kw))
-    assert not any(id(rec) in fastber._MEASURED for rec in records)
+    expected = codec.encode_pdu(codec.present_response(**kw))
+    assert fastber.present_response(**{**kw, "records": measured}) == expected
+    assert codec.encode_pdu(codec.present_response(**{**kw, "records": measured})) == expected
 
 
-def test_measured_cache_is_bounded() -> None:
+def _module_state() -> dict[str, object]:
+    """Copies of fastber's mutable module-level containers."""
+    return {name: copy.copy(value) for name, value in vars(fastber).items()
+            if isinstance(value, (dict, list, set, bytearray))}
+
+
+def test_nothing_kept_between_calls() -> None:
+    """Measuring and encoding leave fastber's module state as it was: an encoding travels
+    with its record (EncodedRecord), never through a module-level cache."""
+    before = _module_state()
     records = [ResponseRecord(oids.USMARC, bytes([i % 256]) * 100) for i in range(200)]
+    measured = [codec.encode_record(rec) for rec in records]
     for rec in records:
         fastber.record_size(rec)
-    assert len(fastber._MEASURED) <= fastber._MEASURED_MAX_ENTRIES
     kw = dict(next_result_set_position=201, records=records)
-    assert fastber.present_response(**kw) == codec.encode_pdu(codec.present_response(**kw))
+    expected = codec.encode_pdu(codec.present_response(**kw))
+    assert fastber.present_response(**{**kw, "records": measured}) == expected
+    assert fastber.present_response(**kw) == expected
+    assert _module_state() == before
 
 
 def test_text_where_octets_belong_falls_back() -> None:

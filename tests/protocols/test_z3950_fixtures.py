@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.z3950 import codec, oids, pqf
+from protocols.z3950 import client, codec, oids, pqf
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.records import OpacRecord, SutrsRecord, decode_external, opac_from_asn1
 
@@ -170,12 +170,12 @@ def test_yaz_present_requests_syntaxes_and_esn(yaz) -> None:
 
 def test_yaz_present_records(yaz) -> None:
     """USMARC/XML records are octet-aligned bytes; OPAC and SUTRS decode in the 2nd pass."""
-    marc = codec.read_records(codec.pdu_body(yaz[5]))[0]
+    marc = client.read_records(codec.pdu_body(yaz[5]))[0]
     assert marc.oid == oids.USMARC and marc.encoding == "octet-aligned"
     assert marc.data.startswith(b"00366nam")
-    xml = codec.read_records(codec.pdu_body(yaz[7]))[0]
+    xml = client.read_records(codec.pdu_body(yaz[7]))[0]
     assert xml.oid == oids.XML and b"http://www.loc.gov/MARC21/slim" in xml.data
-    opac = codec.read_records(codec.pdu_body(yaz[9]))[0]
+    opac = client.read_records(codec.pdu_body(yaz[9]))[0]
     assert opac.oid == oids.OPAC and opac.encoding == "single-ASN1-type"
     model = opac_from_asn1(opac.value)
     assert isinstance(model, OpacRecord)
@@ -187,9 +187,9 @@ def test_yaz_present_records(yaz) -> None:
     [item] = holding.circulation
     assert item.available_now is True and item.item_id == "1226176"
     assert item.renewable is False and item.on_hold is False
-    opacxml = codec.read_records(codec.pdu_body(yaz[11]))[0]
+    opacxml = client.read_records(codec.pdu_body(yaz[11]))[0]
     assert opacxml.data.lstrip().startswith(b"<opacRecord")
-    sutrs = codec.read_records(codec.pdu_body(yaz[13]))[0]
+    sutrs = client.read_records(codec.pdu_body(yaz[13]))[0]
     assert isinstance(sutrs.value, SutrsRecord)
     assert sutrs.value.asOctets().startswith(b"This is dummy SUTRS record number 1")
 
@@ -200,7 +200,7 @@ def test_yaz_search_diagnostic_109(yaz) -> None:
     assert req.database_names == ("nosuchdb",)
     body = codec.pdu_body(yaz[19])
     assert bool(body["searchStatus"]) is False
-    [diag] = codec.read_diagnostics(body)
+    [diag] = client.read_diagnostics(body)
     assert diag == codec.Diagnostic(109, "nosuchdb", oids.BIB1_DIAGSET, v2=True)
 
 
@@ -224,7 +224,7 @@ def test_yaz_scan_sort_close(yaz) -> None:
 
 def test_zebra_opac_holdings(zebra) -> None:
     """Zebra's OPAC record has two holdings: MAIN copy checked out, BRANCH available."""
-    [record] = codec.read_records(codec.pdu_body(zebra[5]))
+    [record] = client.read_records(codec.pdu_body(zebra[5]))
     model = opac_from_asn1(record.value)
     assert [h.local_location for h in model.holdings] == ["MAIN", "BRANCH"]
     assert [h.circulation[0].available_now for h in model.holdings] == [False, True]
@@ -238,5 +238,5 @@ def test_zebra_search_result_1_and_diag_114(zebra) -> None:
     ext = decode_external(unit["information"]["externallyDefinedInfo"])
     assert ext.oid == oids.USERINFO_SEARCH_RESULT_1
     assert int(ext.value[0]["subqueryCount"]) == 1
-    [diag] = codec.read_diagnostics(codec.pdu_body(zebra[9]))
+    [diag] = client.read_diagnostics(codec.pdu_body(zebra[9]))
     assert (diag.condition, diag.addinfo) == (114, "9999")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.z3950 import codec, oids
+from protocols.z3950 import client, codec, oids
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.records import opac_from_asn1
 
@@ -70,7 +70,7 @@ def ztest(tmp_path: Path) -> Iterator[_Client]:
 def test_yaz_ztest_session_with_our_codec(ztest: _Client) -> None:
     """Init (referenceId echoed), search 1=7, present as OPAC and USMARC, and Close."""
     init = ztest.exchange(
-        codec.init_request(
+        client.init_request(
             reference_id=b"REF-42",
             options=("search", "present", "delSet", "scan", "sort", "namedResultSets"),
             preferred_message_size=1_048_576,
@@ -81,24 +81,24 @@ def test_yaz_ztest_session_with_our_codec(ztest: _Client) -> None:
     assert codec.reference_id(init) == b"REF-42"
     assert bool(codec.pdu_body(init)["result"]) is True
 
-    search = ztest.exchange(codec.search_request("@attr 1=7 0262011530", result_set_name="1"))
+    search = ztest.exchange(client.search_request("@attr 1=7 0262011530", result_set_name="1"))
     assert int(codec.pdu_body(search)["resultCount"]) == 262011530
 
     opac = ztest.exchange(
-        codec.present_request(result_set_id="1", preferred_record_syntax=oids.OPAC)
+        client.present_request(result_set_id="1", preferred_record_syntax=oids.OPAC)
     )
-    [record] = codec.read_records(codec.pdu_body(opac))
+    [record] = client.read_records(codec.pdu_body(opac))
     assert record.oid == oids.OPAC
     assert opac_from_asn1(record.value).holdings
 
     marc = ztest.exchange(
-        codec.present_request(result_set_id="1", start=2, preferred_record_syntax=oids.USMARC)
+        client.present_request(result_set_id="1", start=2, preferred_record_syntax=oids.USMARC)
     )
-    [record] = codec.read_records(codec.pdu_body(marc))
+    [record] = client.read_records(codec.pdu_body(marc))
     assert record.oid == oids.USMARC and record.encoding == "octet-aligned"
 
-    bad = ztest.exchange(codec.search_request("foo", database_names=["nosuchdb"]))
-    assert codec.read_diagnostics(codec.pdu_body(bad))[0].condition == 109
+    bad = ztest.exchange(client.search_request("foo", database_names=["nosuchdb"]))
+    assert client.read_diagnostics(codec.pdu_body(bad))[0].condition == 109
 
     closed = ztest.exchange(codec.close())
     assert codec.read_close(closed).reason == 0

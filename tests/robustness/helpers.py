@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocols.z3950 import codec
+from protocols.z3950 import client, codec
 from protocols.z3950.ber import BERFramer
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
@@ -177,7 +177,7 @@ class Z3950Client:
         self.framer = BERFramer()
         self.pending: list[bytes] = []
         if init:
-            reply = self.ask(codec.encode_pdu(codec.init_request()))
+            reply = self.ask(codec.encode_pdu(client.init_request()))
             assert reply is not None and codec.pdu_arm(reply) == "initResponse"
 
     def receive(self):
@@ -193,7 +193,7 @@ class Z3950Client:
         return self.receive()
 
     def search(self, term: str = "pattern") -> int:
-        reply = self.ask(codec.encode_pdu(codec.search_request(term, result_set_name="1")))
+        reply = self.ask(codec.encode_pdu(client.search_request(term, result_set_name="1")))
         assert reply is not None and codec.pdu_arm(reply) == "searchResponse", reply
         return int(codec.pdu_body(reply)["resultCount"])
 
@@ -270,7 +270,7 @@ class Probe:
         wait_until(lambda: self.count >= n or bool(self.failures), timeout,
                    f"{n} probe requests")
 
-    def repeat(self, attack: Callable[[], None], n: int = 100, timeout: float = 30.0) -> int:
+    def repeat(self, attack: Callable[[], object], n: int = 100, timeout: float = 30.0) -> int:
         """Run ``attack`` at least once and again until the probe made ``n`` requests
         during it (bounded by ``timeout``); return the number of rounds."""
         deadline = time.monotonic() + timeout

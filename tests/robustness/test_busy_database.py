@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import workflow_fixtures as wf
+from tests.daemon import Daemon
 from tests.robustness.helpers import (
     Z3950Client,
     config,
@@ -45,7 +46,7 @@ def _metric(admin_url: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def _health(daemon) -> int:  # type: ignore[no-untyped-def]
+def _health(daemon: Daemon) -> int:
     return daemon.get("/healthz", timeout=5)[0]
 
 

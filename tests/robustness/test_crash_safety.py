@@ -134,9 +134,12 @@ def test_sigkill_under_load_20_times(tmp_path: Path) -> None:
                        for c in clients]
             for t in threads:
                 t.start()
-            wait_until(lambda before=before: sum(len(c.acked) for c in clients) - before
-                       >= ACKS_PER_ROUND or any(c.problems for c in clients), 30,
-                       "replies in this round")
+
+            def round_done(before: int = before) -> bool:
+                acked = sum(len(c.acked) for c in clients) - before
+                return acked >= ACKS_PER_ROUND or any(c.problems for c in clients)
+
+            wait_until(round_done, 30, "replies in this round")
         finally:
             daemon.kill()                          # SIGKILL, requests in flight
         stop.set()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fuzz.seeds import built_pdus, captured_pdus, mutate
 from fuzz.z3950_decoder import check_one
-from protocols.z3950 import codec
+from protocols.z3950 import client, codec
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.errors import Z3950ProtocolError
 
@@ -74,11 +74,11 @@ def test_generated_pdus_and_their_mutations(term, name, ref, start, count, cut, 
     """Requests built by the codec with generated field values decode back (when the codec
     could build them); mutations and truncations of them are rejected cleanly."""
     built = []
-    for make in (lambda: codec.search_request(term or "x", result_set_name=name or "1",
+    for make in (lambda: client.search_request(term or "x", result_set_name=name or "1",
                                               reference_id=ref or None),
-                 lambda: codec.present_request(result_set_id=name or "1", start=start,
+                 lambda: client.present_request(result_set_id=name or "1", start=start,
                                                count=count),
-                 lambda: codec.init_request(reference_id=ref or None)):
+                 lambda: client.init_request(reference_id=ref or None)):
         try:
             built.append(codec.encode_pdu(make()))
         except (Z3950ProtocolError, ValueError):

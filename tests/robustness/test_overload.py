@@ -7,6 +7,7 @@ import itertools
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,14 +71,15 @@ async def closed_loop(port: int, request: bytes, connections: int, seconds: floa
 
 
 async def open_loop(port: int, request: bytes, rate: float, seconds: float, hosts: int,
-                    per_host: int) -> dict:
+                    per_host: int) -> dict[str, Any]:
     """Requests scheduled at ``rate`` a second for ``seconds`` (open loop), carried by
     ``hosts`` x ``per_host`` keep-alive connections; what happened to each."""
     total = int(rate * seconds)
     start = time.monotonic() + 0.2
     schedule = [start + i / rate for i in range(total)]
     next_index = itertools.count()
-    result = {"latency": [], "status": [], "refused_connections": 0, "lost": 0, "late": []}
+    result: dict[str, Any] = {"latency": [], "status": [], "refused_connections": 0, "lost": 0,
+                              "late": []}
 
     async def connection(host: int) -> None:
         try:

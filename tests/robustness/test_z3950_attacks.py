@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.backends.embedded.records import upsert_record
 from gateway.storage.store import open_database
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.errors import CloseReason
@@ -70,7 +71,8 @@ def _memory_max_kib() -> int:
     text = (REPO / "systemd" / "interlend.service").read_text()
     value = re.search(r"^MemoryMax=(\d+)([KMG]?)$", text, re.M)
     assert value is not None, "no MemoryMax in systemd/interlend.service"
-    return int(value.group(1)) * {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024**2}[value.group(2)]
+    in_bytes = int(value.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[value.group(2)]
+    return in_bytes // 1024
 
 
 def seed_big(path: Path) -> None:
@@ -82,10 +84,13 @@ def seed_big(path: Path) -> None:
         for n in range(RECORDS):
             record = pymarc.Record(force_utf8=True)
             record.add_field(pymarc.Field(tag="001", data=f"g{n:06d}"))
-            record.add_field(pymarc.Field(tag="100", indicators=["1", " "], subfields=[
-                pymarc.Subfield("a", f"Writer{n % 500}, Anna")]))
-            record.add_field(pymarc.Field(tag="245", indicators=["1", "0"], subfields=[
-                pymarc.Subfield("a", f"A common study w{n} {'a' * 24}{n % 997} part {n % 50}")]))
+            record.add_field(pymarc.Field(
+                tag="100", indicators=pymarc.Indicators("1", " "),
+                subfields=[pymarc.Subfield("a", f"Writer{n % 500}, Anna")]))
+            record.add_field(pymarc.Field(
+                tag="245", indicators=pymarc.Indicators("1", "0"),
+                subfields=[pymarc.Subfield(
+                    "a", f"A common study w{n} {'a' * 24}{n % 997} part {n % 50}")]))
             upsert_record(conn, record)
         conn.execute("COMMIT")
     finally:
@@ -121,10 +126,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, catalogue: Path) -> Iterato
 
 def search(client: Z3950Client, query: str, name: str = "1") -> tuple[int | None, int | None]:
     """(hit count, None) or (None, Bib-1 diagnostic code)."""
-    reply = client.ask(codec.encode_pdu(codec.search_request(query, result_set_name=name)))
+    reply = client.ask(codec.encode_pdu(origin.search_request(query, result_set_name=name)))
     assert reply is not None and codec.pdu_arm(reply) == "searchResponse", reply
     body = codec.pdu_body(reply)
-    diagnostics = codec.read_diagnostics(body)
+    diagnostics = origin.read_diagnostics(body)
     if diagnostics:
         return None, diagnostics[0].condition
     return int(body["resultCount"]), None
@@ -209,7 +214,7 @@ def run_all(jobs: list, timeout: float) -> list:
     return results
 
 
-INIT = codec.encode_pdu(codec.init_request())
+INIT = codec.encode_pdu(origin.init_request())
 
 
 class RawClient:
@@ -242,14 +247,14 @@ def one_search(daemon: Daemon, request: bytes, source: int
     finally:
         client.sock.close()
     body = codec.pdu_body(codec.decode_pdu(reply))
-    diagnostics = codec.read_diagnostics(body)
+    diagnostics = origin.read_diagnostics(body)
     if diagnostics:
         return None, diagnostics[0].condition, elapsed
     return int(body["resultCount"]), None, elapsed
 
 
 def search_pdu(query: str) -> bytes:
-    return codec.encode_pdu(codec.search_request(query, result_set_name="1"))
+    return codec.encode_pdu(origin.search_request(query, result_set_name="1"))
 
 
 # -- point 1 and 2: no query freezes the daemon ---------------------------------------------------
@@ -350,7 +355,7 @@ def test_sigterm_is_honoured_while_readers_are_busy(tmp_path: Path, catalogue: P
     try:
         for n in range(4):
             client = Z3950Client(daemon.ports["z3950"], source=attacker_address(90 + n))
-            client.sock.sendall(codec.encode_pdu(codec.search_request(TEN_KB,
+            client.sock.sendall(codec.encode_pdu(origin.search_request(TEN_KB,
                                                                       result_set_name="1")))
             clients.append(client)
         before = cpu_seconds(daemon)
@@ -426,7 +431,7 @@ def test_memory_stays_under_memory_max(daemon: Daemon) -> None:
     closed_for_resources = 0
     with RssSampler(daemon) as sampler:
         try:
-            requests = [codec.encode_pdu(codec.search_request(
+            requests = [codec.encode_pdu(origin.search_request(
                 f"@or common w{k}", result_set_name=f"s{k}")) for k in range(10)]
             for _ in range(50):
                 client = RawClient(port, attacker_address(200))
@@ -580,10 +585,10 @@ def test_scan_with_a_huge_step_and_repeated_errors_log_within_limits(daemon: Dae
     client = Z3950Client(daemon.ports["z3950"], source=attacker_address(350))
     try:
         for step in (2**62, 101) * 30:
-            reply = client.ask(codec.encode_pdu(codec.scan_request(
+            reply = client.ask(codec.encode_pdu(origin.scan_request(
                 "@attr 1=4 common", number_of_terms=10, step_size=step)))
             assert reply is not None and scan_diagnostics(reply) == [206]
-        reply = client.ask(codec.encode_pdu(codec.scan_request("@attr 1=4 common",
+        reply = client.ask(codec.encode_pdu(origin.scan_request("@attr 1=4 common",
                                                                number_of_terms=3)))
         assert reply is not None and int(codec.pdu_body(reply)["scanStatus"]) == 0
     finally:
@@ -632,7 +637,7 @@ def test_allow_from_sees_ipv4_clients_of_an_ipv6_listener(tmp_path: Path) -> Non
         for source in ("127.0.0.1", "127.0.0.2"):
             sock = connect_from(port, source)
             try:
-                sock.sendall(codec.encode_pdu(codec.init_request(
+                sock.sendall(codec.encode_pdu(origin.init_request(
                     authentication=codec.Authentication("open", "zuser", "zpass"))))
                 reply = codec.decode_pdu(BERFramer().feed(sock.recv(65536))[0])
                 outcomes[source] = bool(codec.pdu_body(reply)["result"])

@@ -291,12 +291,10 @@ def _demo_fields(number: int) -> tuple[str, list[_DemoField]]:
         title = f"{rng.choice(_ADJECTIVES).capitalize()} {rng.choice(_NOUNS)} quarterly"
         fields.append(_field("245", "00", "a", title + "."))
     else:
+        author: tuple[str, ...] = ("a", f"{surname}, {forename},")
         if rng.random() < 0.3:
-            dates_of_life = f"{rng.randint(1900, 1990)}-"
-            author = ("a", f"{surname}, {forename},", "d", dates_of_life, "e", "author.")
-        else:
-            author = ("a", f"{surname}, {forename},", "e", "author.")
-        fields.append(_field("100", "1 ", *author))
+            author += ("d", f"{rng.randint(1900, 1990)}-")
+        fields.append(_field("100", "1 ", *author, "e", "author."))
         title = _title(rng)
         responsibility = f"{forename} {surname}."
         if rng.random() < 0.5:

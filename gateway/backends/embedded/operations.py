@@ -1,18 +1,17 @@
-# -*- test-case-name: tests.gateway.test_workflows -*-
-"""Circulation changes on the embedded system: temporary items, holds, loans, fees, requests.
+# -*- test-case-name: tests.gateway.test_operations,tests.gateway.ncip.test_workflow_rules -*-
+"""Circulation changes on the embedded system: temporary items, holds, loans, fees.
 
-Every function runs inside the caller's transaction (the store writer's job for one NCIP
-request), so a workflow's steps, its request tracking and its audit row commit together or not
-at all. Domain terms only.
+Every function runs inside the caller's transaction (for the NCIP workflows, one unit of work of
+:class:`gateway.backends.embedded.circulation.EmbeddedCirculation`: one job of the store's
+writer), so a workflow's changes, its request tracking and its audit row commit together or not
+at all. Domain terms only; the gateway's own books (request tracking, exactly-once replies) are
+in :mod:`gateway.storage`.
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from gateway.backends.embedded import queries
 from gateway.backends.embedded.records import (
@@ -27,41 +26,21 @@ from gateway.backends.embedded.records import (
     upsert_patron,
 )
 from gateway.domain.model import (
-    Item,
+    BriefRecord,
+    Hold,
     ItemNotCheckedOut,
     Loan,
     NotTemporaryItem,
     Patron,
     UnknownItem,
 )
+from gateway.storage.timestamps import iso
 
-RS_STEPS = ("requested", "accepted", "shipped", "received", "checked_out", "returned",
-            "checked_in", "completed", "cancelled")
-
-
-def iso(moment: datetime) -> str:
-    """A timestamp as stored: UTC ISO 8601, seconds."""
-    if moment.tzinfo is timezone.utc:  # a request's "now": stamped on several rows, cached
-        return _iso_utc(moment)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-@functools.lru_cache(maxsize=256)
-def _iso_utc(moment: datetime) -> str:
-    # only for tzinfo=timezone.utc: equal means the same instant (no fold, no local zone)
-    return moment.isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class BriefRecord:
-    """The bibliographic data a broker sends with a borrowed item."""
-
-    title: str
-    author: str = ""
-    publisher: str = ""
-    date: str = ""
-    isbn: str = ""
-
+__all__ = ["BRIEF_LEADER", "BriefRecord", "add_fee", "barcode_in_use", "brief_fields",
+           "check_in", "check_out", "create_brief_record", "create_temporary_item",
+           "delete_temporary_item", "ensure_institutional_patron", "holds_placed", "iso",
+           "last_returned_loan_patron", "place_hold", "renew", "set_hold_status",
+           "set_item_status"]
 
 BRIEF_LEADER = "     nam a22     7a 4500"
 
@@ -117,6 +96,21 @@ def place_hold(conn: sqlite3.Connection, *, patron_id: int, record_id: int,
     return cursor.lastrowid
 
 
+def holds_placed(conn: sqlite3.Connection, *, patron_id: int, item_id: int | None,
+                 placed_at: datetime) -> list[Hold]:
+    """A patron's holds (any status) on an item (None: record-level) placed at ``placed_at``,
+    in creation order."""
+    rows = conn.execute(queries.HOLD_SELECT + " WHERE h.patron_id = ? AND h.placed_at = ?"
+                        " AND h.item_id IS ? ORDER BY h.id", (patron_id, iso(placed_at), item_id))
+    return [queries.hold(row) for row in rows]
+
+
+def set_item_status(conn: sqlite3.Connection, item_id: int, status: str, now: datetime) -> None:
+    """An item's circulation status (e.g. in transit back to its lender)."""
+    conn.execute("UPDATE items SET status = ?, updated_at = ? WHERE id = ?",
+                 (status, iso(now), item_id))
+
+
 def set_hold_status(conn: sqlite3.Connection, hold_id: int, status: str, now: datetime) -> None:
     """Fulfil, cancel or expire a hold."""
     conn.execute("UPDATE holds SET status = ?, updated_at = ? WHERE id = ?",
@@ -170,7 +164,6 @@ def delete_temporary_item(conn: sqlite3.Connection, barcode: str, now: datetime)
         raise NotTemporaryItem(element="ItemIdentifierValue", value=barcode)
     conn.execute("UPDATE loans SET returned_at = ? WHERE item_id = ? AND returned_at IS NULL",
                  (iso(now), item.id))
-    conn.execute("UPDATE rs_requests SET item_id = NULL WHERE item_id = ?", (item.id,))
     conn.execute("DELETE FROM holds WHERE item_id = ?", (item.id,))
     conn.execute("DELETE FROM loans WHERE item_id = ?", (item.id,))
     conn.execute("DELETE FROM items WHERE id = ?", (item.id,))
@@ -207,142 +200,6 @@ def add_fee(conn: sqlite3.Connection, *, patron_id: int, peer: str, amount: str,
         (patron_id, peer, amount, currency, fee_type, item_id, iso(now)))
     assert cursor.lastrowid is not None
     return cursor.lastrowid
-
-
-# -- resource-sharing request tracking ---------------------------------------------------------
-
-
-def find_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
-                    broker_request_id: str | None = None, our_request_id: str | None = None,
-                    item_id: int | None = None) -> sqlite3.Row | None:
-    """The tracked request matching one of the identifiers given (most specific first)."""
-    if our_request_id:
-        row = conn.execute("SELECT * FROM rs_requests WHERE our_request_id = ? AND peer = ?",
-                           (our_request_id, peer)).fetchone()
-        if row is not None:
-            return row
-    if broker_request_id:
-        row = conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
-                           " broker_request_id = ?", (peer, role, broker_request_id)).fetchone()
-        if row is not None:
-            return row
-    if item_id is not None:
-        return conn.execute(
-            "SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND item_id = ? AND"
-            " completed_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1",
-            (peer, role, item_id)).fetchone()
-    return None
-
-
-def find_volume(conn: sqlite3.Connection, *, peer: str, role: str, broker_request_id: str,
-                broker_item_id: str | None) -> sqlite3.Row | None:
-    """The tracked request for one volume: the broker's RequestId and ItemId together (one
-    RequestId names one volume per ItemId)."""
-    return conn.execute(
-        "SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND broker_request_id = ? AND"
-        " COALESCE(broker_item_id, '') = ?",
-        (peer, role, broker_request_id, broker_item_id or "")).fetchone()
-
-
-def item_named(conn: sqlite3.Connection, *, peer: str, value: str,
-               by_request: bool = False) -> Item | None:
-    """The item a broker names: by the ItemId it gave us with a temporary item (whatever
-    barcode we chose), by our barcode, or by its own request id (Tipasa's "ILL Request Id";
-    only when that request holds one item). ``by_request`` tries the request id first.
-    Whether the peer may act on it is the caller's question."""
-    def alias() -> Item | None:
-        row = conn.execute("SELECT item_id FROM rs_requests WHERE peer = ? AND"
-                           " broker_item_id = ? AND item_id IS NOT NULL ORDER BY id DESC"
-                           " LIMIT 1", (peer, value)).fetchone()
-        return queries.item_by_id(conn, row[0]) if row is not None else None
-
-    def request() -> Item | None:
-        rows = conn.execute("SELECT DISTINCT item_id FROM rs_requests WHERE peer = ? AND"
-                            " broker_request_id = ? AND item_id IS NOT NULL LIMIT 2",
-                            (peer, value)).fetchall()
-        return queries.item_by_id(conn, rows[0][0]) if len(rows) == 1 else None
-
-    def barcode() -> Item | None:
-        return queries.item_by_barcode(conn, value)
-
-    for find in (request, alias, barcode) if by_request else (alias, barcode, request):
-        found = find()
-        if found is not None:
-            return found
-    return None
-
-
-def next_request_number(conn: sqlite3.Connection) -> int:
-    """The number the next tracked request will get (safe: one writer at a time)."""
-    return conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rs_requests").fetchone()[0]
-
-
-def create_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
-                      broker_request_id: str | None, our_request_id: str, state: str,
-                      step: str, now: datetime, item_id: int | None = None,
-                      item_barcode: str | None = None, patron_id: int | None = None,
-                      also_stamped: Sequence[str] = (), **columns: object) -> int:
-    """Start tracking a resource-sharing request at its first step.
-
-    ``also_stamped``: later steps already reached (stamped ``now`` too) and ``columns``
-    (``due_at``, ``renewable``): as :func:`advance_rs_request` would set them, in the one
-    INSERT (e.g. a borrowed item accepted and received at once).
-    """
-    steps = (step, *also_stamped)
-    for name in steps:
-        _check_step(name)
-    _check_rs_columns(columns)
-    stamps = {f"{name}_at": iso(now) for name in steps}
-    values = {"peer": peer, "role": role, "broker_request_id": broker_request_id,
-              "our_request_id": our_request_id, "item_id": item_id,
-              "item_barcode": item_barcode, "patron_id": patron_id, "state": state,
-              "requested_at": iso(now), **stamps, **columns}
-    cursor = conn.execute(
-        f"INSERT INTO rs_requests ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-        tuple(values.values()))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
-
-
-_RS_COLUMNS = frozenset({"item_id", "item_barcode", "patron_id", "due_at", "renewable",
-                         "broker_item_id", "end_reason"})
-
-
-def _check_step(step: str) -> None:
-    if step not in RS_STEPS:
-        raise ValueError(step)
-
-
-def _check_rs_columns(columns: dict[str, object]) -> None:
-    extra = [name for name in columns if name not in _RS_COLUMNS]
-    if extra:
-        raise ValueError(f"unknown columns {extra}")
-
-
-def advance_rs_request(conn: sqlite3.Connection, request_id: int, *, state: str, step: str,
-                       now: datetime, **columns: object) -> None:
-    """Move a tracked request to ``state``, stamping ``step`` (kept if already stamped)."""
-    _check_step(step)
-    _check_rs_columns(columns)
-    assignments = "".join(f", {name} = ?" for name in columns)
-    conn.execute(
-        f"UPDATE rs_requests SET state = ?, {step}_at = COALESCE({step}_at, ?){assignments}"
-        " WHERE id = ?", (state, iso(now), *columns.values(), request_id))
-
-
-def latest_rs_request(conn: sqlite3.Connection, *, peer: str, role: str,
-                      item_id: int | None = None,
-                      item_barcode: str | None = None) -> sqlite3.Row | None:
-    """The peer's most recent tracked request for an item (by row id or barcode), any state."""
-    if item_id is not None:
-        return conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
-                            " item_id = ? ORDER BY id DESC LIMIT 1",
-                            (peer, role, item_id)).fetchone()
-    if item_barcode:
-        return conn.execute("SELECT * FROM rs_requests WHERE peer = ? AND role = ? AND"
-                            " item_barcode = ? ORDER BY id DESC LIMIT 1",
-                            (peer, role, item_barcode)).fetchone()
-    return None
 
 
 def last_returned_loan_patron(conn: sqlite3.Connection, item_id: int) -> int | None:

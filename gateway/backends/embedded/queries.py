@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_circulation -*-
+# -*- test-case-name: tests.gateway.ncip.test_fake_circulation -*-
 """Read queries on the embedded circulation system, returning domain objects.
 
 Each function takes a connection (a reader's, or the writer's inside a transaction) so the same
@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 from gateway.backends.embedded.identifiers import search_forms
 from gateway.domain.model import Hold, Item, Loan, Patron
+from gateway.storage.timestamps import parse_time
 
 _ITEM_SELECT = """
     SELECT i.id, i.barcode, i.record_id, r.local_id, r.title, r.author, r.publisher, r.pub_year,
@@ -26,11 +27,6 @@ _ITEM_SELECT = """
       JOIN records r ON r.id = i.record_id
       LEFT JOIN loans l ON l.item_id = i.id AND l.returned_at IS NULL
 """
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """A stored ISO 8601 timestamp as an aware datetime."""
-    return datetime.fromisoformat(text) if text else None
 
 
 def _item(row: sqlite3.Row) -> Item:
@@ -142,7 +138,8 @@ def open_loan(conn: sqlite3.Connection, item_id: int) -> Loan | None:
                 due_at=datetime.fromisoformat(row["due_at"]), renewals=row["renewals"])
 
 
-def _hold(row: sqlite3.Row) -> Hold:
+def hold(row: sqlite3.Row) -> Hold:
+    """A row of :data:`HOLD_SELECT` as a domain hold."""
     return Hold(id=row["id"], patron_id=row["patron_id"], record_id=row["record_id"],
                 item_id=row["item_id"], item_barcode=row["barcode"], title=row["title"],
                 pickup_location=row["pickup_location"], status=row["status"],
@@ -150,19 +147,19 @@ def _hold(row: sqlite3.Row) -> Hold:
                 pickup_expires=parse_time(row["pickup_expires"]))
 
 
-_HOLD_SELECT = ("SELECT h.*, i.barcode, r.title FROM holds h JOIN records r"
+HOLD_SELECT = ("SELECT h.*, i.barcode, r.title FROM holds h JOIN records r"
                 " ON r.id = h.record_id LEFT JOIN items i ON i.id = h.item_id")
 
 
 def holds_of_patron(conn: sqlite3.Connection, patron_id: int) -> list[Hold]:
     """The patron's active holds, oldest first."""
-    rows = conn.execute(_HOLD_SELECT + " WHERE h.patron_id = ? AND h.status = 'active'"
+    rows = conn.execute(HOLD_SELECT + " WHERE h.patron_id = ? AND h.status = 'active'"
                         " ORDER BY h.placed_at, h.id", (patron_id,))
-    return [_hold(r) for r in rows]
+    return [hold(r) for r in rows]
 
 
 def active_holds_of_item(conn: sqlite3.Connection, item_id: int) -> list[Hold]:
     """The active holds on an item, oldest first."""
-    rows = conn.execute(_HOLD_SELECT + " WHERE h.item_id = ? AND h.status = 'active'"
+    rows = conn.execute(HOLD_SELECT + " WHERE h.item_id = ? AND h.status = 'active'"
                         " ORDER BY h.placed_at, h.id", (item_id,))
-    return [_hold(r) for r in rows]
+    return [hold(r) for r in rows]

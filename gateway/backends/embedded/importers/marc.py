@@ -3,7 +3,8 @@
 
 Records are matched by their 001 (a re-import updates them) and items, read from 852 and 952
 holdings fields, by barcode. A bad record is reported — file, record number, reason — and
-skipped; the run goes on. Records are committed in batches (see :mod:`gateway.backends.embedded.importers.loader`).
+skipped; the run goes on. Records are committed in batches (see
+:mod:`gateway.backends.embedded.importers.loader`).
 """
 
 from __future__ import annotations

@@ -1,60 +1,54 @@
-# -*- test-case-name: tests.gateway.test_workflows -*-
+# -*- test-case-name: tests.gateway.ncip.test_workflow_rules -*-
 """The resource-sharing workflows' edge cases, one NCIP exchange at a time.
 
-Driven through a real daemon (HTTP over loopback) on a seeded database, one database for the
+Run in process (:mod:`tests.gateway.ncip.harness`: the NCIP service, its workflows on the
+embedded circulation system, the gateway's books) on a seeded temporary database, one for the
 borrower side and one for the lender side; after each exchange the circulation state is read
 from SQLite. Borrower side: barcode collisions, patron problems, missing data, renewal limits,
 check-in of items not on loan, DeleteItem refusals (real items, other peers' items), CreateItem,
 fees, the Circulate action. Lender side:
 RequestItem by item, ISBN-10/13 and OCLC number, institutional patrons, DesiredDateDue,
 cancellation and its Problems. Temporary records never enter the catalogue as real ones.
+The same exchanges through a daemon over HTTP are in :mod:`tests.gateway.test_broker_flows`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests import workflow_fixtures as wf
-from tests.daemon import Daemon, start_daemon
-
-pytestmark = pytest.mark.slow
-
-
-def _daemon(tmp: Path) -> Daemon:
-    wf.seed_database(tmp / "interlend.sqlite3")
-    return start_daemon(tmp, wf.CONFIG)
+from tests.gateway.ncip.harness import NcipHarness
 
 
 @pytest.fixture(scope="module")
-def borrower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = _daemon(tmp_path_factory.mktemp("borrower"))
+def borrower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NcipHarness]:
+    d = NcipHarness(tmp_path_factory.mktemp("borrower"))
     yield d
-    d.kill()
+    d.close()
 
 
 @pytest.fixture(scope="module")
-def lender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = _daemon(tmp_path_factory.mktemp("lender"))
+def lender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NcipHarness]:
+    d = NcipHarness(tmp_path_factory.mktemp("lender"))
     yield d
-    d.kill()
+    d.close()
 
 
-def call(d: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+def call(d: NcipHarness, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     status, reply = d.post(body, headers=headers)
     assert status == 200, reply
     return reply
 
 
-def ok(d: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+def ok(d: NcipHarness, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     reply = call(d, body, headers)
     assert wf.problem(reply) is None, reply.decode()
     return reply
 
 
-def refused(d: Daemon, body: bytes, expected: str,
+def refused(d: NcipHarness, body: bytes, expected: str,
             headers: dict[str, str] | None = None) -> bytes:
     """The request gets Problem ``expected`` and changes nothing in the circulation tables."""
     before = wf.counts(d.database)
@@ -64,11 +58,11 @@ def refused(d: Daemon, body: bytes, expected: str,
     return reply
 
 
-def item(d: Daemon, barcode: str) -> dict | None:
+def item(d: NcipHarness, barcode: str) -> dict | None:
     return wf.one(d.database, "SELECT * FROM items WHERE barcode = ?", barcode)
 
 
-def open_loan(d: Daemon, barcode: str) -> dict | None:
+def open_loan(d: NcipHarness, barcode: str) -> dict | None:
     return wf.one(d.database, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
                               " WHERE i.barcode = ? AND l.returned_at IS NULL", barcode)
 
@@ -306,7 +300,7 @@ def test_renew_limited_by_max_renewals(borrower) -> None:
 # -- lender side --------------------------------------------------------------------------------
 
 
-def _hold_of(d: Daemon, our_id: str) -> dict:
+def _hold_of(d: NcipHarness, our_id: str) -> dict:
     rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", our_id)
     holds = wf.rows(d.database, "SELECT * FROM holds WHERE patron_id = ? AND status = 'active'"
                                 " ORDER BY id", rs["patron_id"])
