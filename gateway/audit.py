@@ -1,6 +1,10 @@
 # -*- test-case-name: tests.gateway.test_audit -*-
 """The audit log: one row per exchange, with bodies kept as configured and secrets never.
 
+This module decides what a row holds; :mod:`gateway.storage.audit_log` stores and reads rows
+(with :class:`AuditEntry`, the row's type), :mod:`gateway.storage.meta` and
+:mod:`gateway.storage.stored_replies` keep the rest of the SQL this log needs.
+
 Rows for lookups and Z39.50 operations go through the store's writer, which batches them with
 whatever else is waiting (group commit); :meth:`AuditLog.record` never blocks the reactor and a
 failure to write is logged, never raised into the exchange. State-changing requests insert their
@@ -22,9 +26,8 @@ import hashlib
 import hmac
 import math
 import os
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,12 @@ from gateway.secrets import (
     read_key_file,
     write_key_file,
 )
-from gateway.storage.store import Store, StoreError
+from gateway.storage import meta, stored_replies
+from gateway.storage.audit_log import AuditEntry as AuditEntry
+from gateway.storage.audit_log import audit_time as audit_time
+from gateway.storage.audit_log import insert_entries as insert_entries
+from gateway.storage.audit_log import insert_entry as insert_entry
+from gateway.storage.store import Connection, Store, StoreError
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
@@ -52,48 +60,19 @@ from protocols.ncip.writer import ReplyTree
 
 log = Logger()
 
-_KEY_NAME = "patron_hash_key"
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One exchange, as it is stored."""
-
-    protocol: str
-    operation: str
-    outcome: str
-    peer: str | None = None
-    remote: str | None = None
-    dialect: str | None = None
-    broker_request_id: str | None = None
-    our_request_id: str | None = None
-    item_barcode: str | None = None
-    patron_hash: str | None = None
-    duration_us: int | None = None
-    request_size: int | None = None
-    response_size: int | None = None
-    request_body: str | None = None
-    response_body: str | None = None
-    time: str = ""
-    notes: str | None = None  # repairs and flags, e.g. "charset-fallback:windows-1252"
-
-
-def default_key_file(conn: sqlite3.Connection) -> Path | None:
+def default_key_file(conn: Connection) -> Path | None:
     """Where the gateway key lives by default: ``<database>.key`` beside the database file
     (None for a database in memory)."""
-    for row in conn.execute("PRAGMA database_list"):
-        if row[1] == "main":
-            return Path(row[2] + ".key") if row[2] else None
-    return None
+    database = meta.database_file(conn)
+    return Path(f"{database}.key") if database is not None else None
 
 
-def load_or_create_key(conn: sqlite3.Connection, key_file: Path | None = None) -> bytes:
+def load_or_create_key(conn: Connection, key_file: Path | None = None) -> bytes:
     """The gateway key from its file (``key_file``, or :func:`default_key_file`), created
     with mode 0600 on first use. A key an older version kept in the database moves to the file
     (so earlier patron hashes still match) and leaves the database. Runs in the caller's
     transaction; a database in memory gets a key for this run only."""
-    row = conn.execute("SELECT value FROM gateway_meta WHERE key = ?", (_KEY_NAME,)).fetchone()
-    legacy = bytes.fromhex(row[0]) if row is not None else None
+    legacy = meta.legacy_key(conn)
     path = key_file or default_key_file(conn)
     if path is None:
         return legacy or os.urandom(KEY_BYTES)
@@ -103,7 +82,7 @@ def load_or_create_key(conn: sqlite3.Connection, key_file: Path | None = None) -
         write_key_file(path, key)
         log.info("gateway key created in {path} (mode 0600)", path=str(path))
     if legacy is not None:
-        conn.execute("DELETE FROM gateway_meta WHERE key = ?", (_KEY_NAME,))
+        meta.forget_legacy_key(conn)
     return key
 
 
@@ -111,23 +90,11 @@ def _reply_context(key: tuple[str, str, str]) -> bytes:
     return "\0".join(key).encode("utf-8")
 
 
-def seal_stored_replies(conn: sqlite3.Connection, sealer: Sealer) -> int:
+def seal_stored_replies(conn: Connection, sealer: Sealer) -> int:
     """Seal exactly-once replies an older version stored in clear; return how many."""
-    rows = conn.execute("SELECT peer, service, key, response FROM idempotency").fetchall()
-    sealed = 0
-    for peer, service, key, response in rows:
-        if not bytes(response).startswith(SEALED):
-            conn.execute("UPDATE idempotency SET response = ? WHERE peer = ? AND service = ? "
-                         "AND key = ?", (sealer.seal(bytes(response),
-                                                     _reply_context((peer, service, key))),
-                                         peer, service, key))
-            sealed += 1
-    return sealed
-
-
-def audit_time(moment: datetime) -> str:
-    """An audit row's time: UTC, ISO 8601 with microseconds (sorts as text)."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return stored_replies.seal_clear_replies(
+        conn, lambda reply: reply.startswith(SEALED),
+        lambda key, reply: sealer.seal(reply, _reply_context(key)))
 
 
 _SECOND_TEXT: dict[float, str] = {}
@@ -149,35 +116,6 @@ def audit_time_at(seconds: float) -> str:
             _SECOND_TEXT.clear()
         text = _SECOND_TEXT[whole] = datetime.fromtimestamp(whole, timezone.utc).isoformat()[:19]
     return f"{text}.{micro:06d}+00:00"
-
-
-_AUDIT_COLUMNS = ("protocol", "operation", "outcome", "peer", "remote", "dialect",
-                  "broker_request_id", "our_request_id", "item_barcode", "patron_hash",
-                  "duration_us", "request_size", "response_size", "request_body",
-                  "response_body", "time", "notes")
-assert _AUDIT_COLUMNS == tuple(f.name for f in fields(AuditEntry)), "AuditEntry changed"
-_INSERT_AUDIT = (f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})")
-
-
-def _row(e: AuditEntry) -> tuple[Any, ...]:
-    """An entry's column values (an explicit tuple, not dataclasses.asdict: a deep copy)."""
-    return (e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
-            e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
-            e.response_size, e.request_body, e.response_body,
-            e.time or audit_time(datetime.now(timezone.utc)), e.notes)
-
-
-def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
-    """Insert one audit row in the caller's transaction; return its id."""
-    cursor = conn.execute(_INSERT_AUDIT, _row(entry))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
-
-
-def insert_entries(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
-    """Insert several audit rows, in order, in the caller's transaction."""
-    conn.executemany(_INSERT_AUDIT, [_row(e) for e in entries])
 
 
 # A Problem names the element at fault and repeats its value: for these the value is a patron's
@@ -291,12 +229,10 @@ class AuditLog:
     def start(self) -> Deferred[bytes]:
         """Load (or create) the gateway key, and seal replies stored in clear by an older
         version; call once the store is running."""
-        def load(conn: sqlite3.Connection) -> bytes:
+        def load(conn: Connection) -> bytes:
             # A real write first: a database the daemon cannot write is refused at start-up
             # (the key no longer lives in the database to prove it).
-            conn.execute("INSERT INTO gateway_meta (key, value) VALUES ('last_start', ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                         (self.now(),))
+            meta.record_start(conn, self.now())
             key = load_or_create_key(conn, self.key_file)
             sealed = seal_stored_replies(conn, Sealer(derived_key(key, "replies")))
             if sealed:
@@ -316,7 +252,7 @@ class AuditLog:
             raise RuntimeError("AuditLog.start() has not completed")
         return self._sealer.seal(reply, _reply_context(key))
 
-    def open_reply(self, conn: sqlite3.Connection, key: tuple[str, str, str],
+    def open_reply(self, conn: Connection, key: tuple[str, str, str],
                    stored: bytes) -> bytes | None:
         """The reply sealed by :meth:`seal_reply`; None (and the row removed, in the caller's
         transaction) when it cannot be opened -- the gateway key was replaced -- so that the
@@ -328,8 +264,7 @@ class AuditLog:
         except ValueError:
             log.warn("stored reply for {service} {key} from {peer} cannot be opened (gateway "
                      "key changed?): answered afresh", peer=key[0], service=key[1], key=key[2])
-            conn.execute("DELETE FROM idempotency WHERE peer = ? AND service = ? AND key = ?",
-                         key)
+            stored_replies.forget_reply(conn, key)
             return None
 
     def patron_ref(self, patron_id: str | None) -> str | None:

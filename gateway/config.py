@@ -20,6 +20,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.backends.registry import (
+    KIND_PATH,
+    BackendUnavailable,
+    registered_kinds,
+    select_backend,
+    unknown_kind_message,
+)
+from gateway.storage import DEFAULT_DATABASE
+
 ENDPOINT_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
 AUTH_KINDS = ("none", "shared-secret", "url-token", "bearer")
 TOKEN_AUTH_KINDS = ("url-token", "bearer")  # a request carries the token: it names its peer
@@ -53,7 +62,7 @@ class GatewaySettings:
 
     agency_id: str = "INTERLEND"
     name: str = "Interlend gateway"
-    database: Path = Path("var/interlend.sqlite3")
+    database: Path = DEFAULT_DATABASE
     timezone: str = "UTC"
     shutdown_grace: float = 10.0
     busy_timeout: float = 5.0
@@ -160,7 +169,9 @@ class CirculationSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """Which circulation system the gateway drives."""
+    """Which catalogue and circulation system the gateway drives: the kind of a backend
+    registered under the ``interlend.backends`` entry points (:mod:`gateway.backends.registry`).
+    """
 
     kind: str = "embedded"
 
@@ -593,7 +604,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("audit.max_pending_rows", "must be greater than zero")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
-    check.choice(backend.kind, ("embedded",), "backend.kind")
+    kinds = registered_kinds()
+    if backend.kind not in kinds:
+        check.error(KIND_PATH, unknown_kind_message(backend.kind, kinds))
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -684,9 +697,20 @@ def deployment_problems(config: Config) -> list[str]:
     created or is not writable, placeholder secrets left in. Never shows a secret."""
     problems = _port_clashes(config)
     problems += _database_problems(Path(config.gateway.database))
+    problems += _backend_problems(config)
     problems += [f"{path}: still the example placeholder ({PLACEHOLDER}...); set a real secret"
                  for path in _placeholder_paths(config)]
     return problems
+
+
+def _backend_problems(config: Config) -> list[str]:
+    """Why the configured backend cannot be loaded (its package fails to import, or what it
+    registered is not a backend), as one ``backend.kind: ...`` line; nothing when it loads."""
+    try:
+        select_backend(config.backend.kind)
+    except BackendUnavailable as e:
+        return [str(e)]
+    return []
 
 
 def _listen_key(description: str) -> tuple[str, str, str] | None:

@@ -300,7 +300,7 @@ def _import(args: argparse.Namespace, config: Config, path: Path | None,
 
 def _demo(args: argparse.Namespace, config: Config, path: Path | None,
           out: IO[str], err: IO[str]) -> int:
-    from gateway.backends.embedded.demo import write_demo
+    from gateway.backends.embedded.demo import holds_records, write_demo
 
     if not 1 <= args.records <= 1_000_000:
         print("--records must be between 1 and 1000000", file=err)
@@ -309,7 +309,7 @@ def _demo(args: argparse.Namespace, config: Config, path: Path | None,
     if conn is None:
         return EXIT_FAILED
     try:
-        if args.if_absent and conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
+        if args.if_absent and holds_records(conn):
             print(f"{config.gateway.database}: already holds records; demo data not written",
                   file=out)
             return EXIT_OK
@@ -333,17 +333,18 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
 def _audit(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from gateway.admin import reports
+    from gateway.storage.retention import purge_audit
+    from gateway.storage.store import write_transaction
 
     conn = _open(config, err)
     if conn is None:
         return EXIT_FAILED
     try:
         if args.audit_command == "purge":
-            conn.execute("BEGIN IMMEDIATE")
-            cleared, deleted = reports.purge_audit(
-                conn, now=reports.now_utc(), body_days=config.audit.body_retention_days,
-                row_days=config.audit.row_retention_days)
-            conn.execute("COMMIT")
+            with write_transaction(conn):
+                cleared, deleted = purge_audit(
+                    conn, now=reports.now_utc(), body_days=config.audit.body_retention_days,
+                    row_days=config.audit.row_retention_days)
             print(f"audit retention: {cleared} bodies cleared (older than "
                   f"{config.audit.body_retention_days} days), {deleted} rows deleted (older "
                   f"than {config.audit.row_retention_days} days)", file=out)
@@ -401,9 +402,9 @@ def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Na
 
     from gateway.admin import reports
     from gateway.daemon.formatting import write_rows
+    from gateway.storage.audit_log import last_audit_id
 
-    last = rows[-1]["id"] if rows else (conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit")
-                                        .fetchone()[0])
+    last = rows[-1]["id"] if rows else last_audit_id(conn)
     fmt = "json" if args.format == "json" else "csv" if args.format == "csv" else "lines"
     try:
         while True:
@@ -550,21 +551,24 @@ def _pair(summary: dict[str, Any]) -> str:
 
 def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
+    import dataclasses
+
     from gateway.admin import reports
     from gateway.backends.embedded.operations import delete_temporary_item
+    from gateway.storage.retention import orphan_items
+    from gateway.storage.store import write_transaction
 
     conn = _open(config, err)
     if conn is None:
         return EXIT_FAILED
     try:
         now = reports.now_utc()
-        conn.execute("BEGIN IMMEDIATE")
-        orphans = reports.orphan_items(conn, now=now, days=args.days)
-        if args.remove:
-            for orphan in orphans:
-                delete_temporary_item(conn, orphan["barcode"], now)
-        conn.execute("COMMIT")
-        _print_rows(orphans, "table", out)
+        with write_transaction(conn):
+            orphans = orphan_items(conn, now=now, days=args.days)
+            if args.remove:
+                for orphan in orphans:
+                    delete_temporary_item(conn, orphan.barcode, now)
+        _print_rows([dataclasses.asdict(orphan) for orphan in orphans], "table", out)
         verb = "removed" if args.remove else "found (use --remove to delete them)"
         print(f"{len(orphans)} orphaned temporary item(s) {verb}", file=out)
         return EXIT_OK
@@ -593,7 +597,9 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from twisted.internet import reactor
     from twisted.logger import Logger
+    from twisted.python.failure import Failure
 
+    from gateway.backends.registry import BackendUnavailable
     from gateway.daemon.gateway import Gateway, Overrides
     from gateway.daemon.logs import start_logging
 
@@ -605,24 +611,28 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms
     # instead of Python's default 5 ms: it needs it several times per request it answers.
     sys.setswitchinterval(0.001)
-    gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
+    try:
+        gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
+    except BackendUnavailable as e:
+        print(str(ConfigErrors(str(path) if path else "built-in defaults", [str(e)])), file=err)
+        return EXIT_USAGE
     status = [EXIT_OK]
 
     def start() -> None:
         d = gateway.start()
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             log.error("start-up failed: {error}", error=failure.getErrorMessage())
             status[0] = EXIT_FAILED
-            reactor.stop()  # type: ignore[attr-defined]
+            reactor.stop()
 
         d.addErrback(failed)
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)  # type: ignore
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)
     signal.signal(signal.SIGHUP,
-                  lambda *_: reactor.callFromThread(gateway.reload))  # type: ignore
-    reactor.run()  # type: ignore[attr-defined]
+                  lambda *_: reactor.callFromThread(gateway.reload))  # type: ignore[attr-defined]
+    reactor.run()
     return status[0]
 
 

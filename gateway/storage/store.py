@@ -20,7 +20,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,21 @@ from gateway.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
 log = Logger()
+
+Connection = sqlite3.Connection
+"""The handle a store job is given. Only :mod:`gateway.storage` and the embedded backend run
+SQL on it; the admin pages and the command line pass it on to their functions, so that several
+reads share one snapshot."""
+
+DatabaseError = sqlite3.Error
+"""What the database raises when it cannot do what was asked (locked, corrupt, missing)."""
+
+DatabaseBusy = sqlite3.OperationalError
+"""What a command against a locked (or otherwise unusable) database raises mid-way."""
+
+SQLITE_VERSION = sqlite3.sqlite_version
+"""The SQLite library's version (the metrics' build info shows it)."""
+
 
 
 class StoreError(Exception):
@@ -131,6 +147,24 @@ def _statements(script: str) -> list[str]:
     if (pending + script.rsplit(";", 1)[-1]).strip():
         raise ValueError(f"incomplete statement in migration: {pending.strip()[:60]}")
     return statements
+
+
+def open_read_only(path: str | Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection to an existing database file (never creates one)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on a connection of :func:`open_database` (the command
+    line's own; the daemon writes through :meth:`Store.write`); ``ROLLBACK`` on an error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def open_database(path: str | Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
