@@ -603,19 +603,19 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     from gateway.daemon.gateway import Gateway, Overrides
     from gateway.daemon.logs import start_logging
 
-    start_logging(out, log_format=args.log_format, level=args.log_level)
-    log = Logger(namespace="interlend")
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
                           ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
-    _raise_file_limit(log)
-    # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms
-    # instead of Python's default 5 ms: it needs it several times per request it answers.
-    sys.setswitchinterval(0.001)
-    try:
+    try:  # before logging starts: a backend that cannot be loaded is a configuration error
         gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     except BackendUnavailable as e:
         print(str(ConfigErrors(str(path) if path else "built-in defaults", [str(e)])), file=err)
         return EXIT_USAGE
+    start_logging(out, log_format=args.log_format, level=args.log_level)
+    log = Logger(namespace="interlend")
+    _raise_file_limit(log)
+    # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms
+    # instead of Python's default 5 ms: it needs it several times per request it answers.
+    sys.setswitchinterval(0.001)
     status = [EXIT_OK]
 
     def start() -> None:
