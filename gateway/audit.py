@@ -26,17 +26,20 @@ import hashlib
 import hmac
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from lxml import etree
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from gateway.config import AuditSettings
 from gateway.listeners.limits import RateLimiter
 from gateway.secrets import (
     KEY_BYTES,
@@ -59,6 +62,9 @@ from protocols.ncip.safexml import DEFAULT_MAX_BYTES, parse_xml
 from protocols.ncip.writer import ReplyTree
 
 log = Logger()
+
+Pseudonymize = Callable[[str], "str | None"]
+"""Replaces a patron identifier in a stored body (with its keyed hash)."""
 
 def default_key_file(conn: Connection) -> Path | None:
     """Where the gateway key lives by default: ``<database>.key`` beside the database file
@@ -124,7 +130,7 @@ _PATRON_PROBLEM_ELEMENTS = frozenset({"UserIdentifierValue", "UserId", "VisibleU
                                       "AuthenticationInputData", "AuthenticationInput"})
 
 
-def _problem_value(element: str, value: str, pseudonymize: Any) -> str | None:
+def _problem_value(element: str, value: str, pseudonymize: Pseudonymize | None) -> str | None:
     """What a Problem's ProblemValue becomes when its ProblemElement names a patron
     identifier (pseudonymized, or the placeholder); None: not about a patron, kept."""
     if element.strip() not in _PATRON_PROBLEM_ELEMENTS:
@@ -133,7 +139,7 @@ def _problem_value(element: str, value: str, pseudonymize: Any) -> str | None:
     return pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
 
 
-def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
+def _hide_problem_values(root: etree._Element, pseudonymize: Pseudonymize | None) -> None:
     """In place: ProblemValues that repeat a patron identifier pseudonymized."""
     for problem in root.iter("{*}Problem"):  # local name Problem, any namespace (C-side match)
         children = {local_name(child): child for child in problem if isinstance(child.tag, str)}
@@ -151,7 +157,7 @@ DISK_CHECK_INTERVAL = 1.0
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
-    def __init__(self, store: Store, settings: Any, clock: Any, *,
+    def __init__(self, store: Store, settings: AuditSettings, clock: IReactorTime, *,
                  key_file: Path | None = None) -> None:
         self.store = store
         self.settings = settings
@@ -165,7 +171,7 @@ class AuditLog:
         self.dropped = 0                       # rows lost because the retry queue was full
         self._pending: collections.deque[AuditEntry] = collections.deque()
         self._retrying = False
-        self._retry_call: Any = None
+        self._retry_call: IDelayedCall | None = None
         self.refused_dropped = 0
         self._refused = RateLimiter(0.0, 1.0, clock)
         self.bodies_suspended = False
@@ -313,7 +319,7 @@ class AuditLog:
 
     @staticmethod
     def _redacted(body: bytes, tree: etree._Element | ReplyTree | None, personal: bool,
-                  pseudonymize: Any) -> bytes:
+                  pseudonymize: Pseudonymize | None) -> bytes:
         if tree is not None and len(body) > DEFAULT_MAX_BYTES:
             tree = None  # redact() refuses to parse a body this large: keep that outcome
         if isinstance(tree, ReplyTree):  # a reply we wrote: redacted from its nodes
@@ -330,7 +336,9 @@ class AuditLog:
         if personal:
             _hide_problem_values(tree, pseudonymize)
         # the tree is ours to spend (parsed just now, or handed over): no deep copy
-        return redact(tree, personal=personal, pseudonymize=pseudonymize, in_place=True)
+        # (a token of None, for an empty identifier, is written as an empty element)
+        return redact(tree, personal=personal, in_place=True,
+                      pseudonymize=cast("Callable[[str], str] | None", pseudonymize))
 
     def now(self) -> str:
         """The audit time of this moment, by the log's clock."""
@@ -344,10 +352,10 @@ class AuditLog:
         stamped = entry if entry.time else replace(entry, time=self.now())
         d = self.store.write(lambda conn: insert_entry(conn, stamped))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += 1
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if self._keep(failure, [stamped]):
                 return
             self.failed += 1
@@ -363,10 +371,10 @@ class AuditLog:
         rows = list(entries)
         d = self.store.write(lambda conn: insert_entries(conn, rows))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += len(rows)
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if self._keep(failure, rows):
                 return
             self.failed += len(rows)
@@ -382,7 +390,7 @@ class AuditLog:
         """Rows waiting to be written again (the database was busy or locked)."""
         return len(self._pending)
 
-    def _keep(self, failure: Any, rows: list[AuditEntry]) -> bool:
+    def _keep(self, failure: Failure, rows: list[AuditEntry]) -> bool:
         """Keep ``rows`` for a retry when the store failed the commit (busy, locked, I/O) while
         running; False when the rows themselves were at fault or the store has stopped.
 
@@ -424,14 +432,14 @@ class AuditLog:
         self._retrying = True
         d = self.store.write(lambda conn: insert_entries(conn, batch))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += len(batch)
             self.retried += len(batch)
             if not self._pending:
                 log.info("database answers again: {count} kept audit row(s) written",
                          count=self.retried)
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if failure.check(StoreError) and self.store.running:
                 self._pending.extendleft(reversed(batch))  # back in front, in order
                 return
@@ -439,14 +447,14 @@ class AuditLog:
             log.error("{count} kept audit rows not written: {error}", count=len(batch),
                       error=failure.getErrorMessage())
 
-        def again(_: Any) -> None:
+        def again(_: object) -> None:
             self._retrying = False
             self._schedule_retry()
 
         return d.addCallbacks(done, failed).addBoth(again)
 
     @inlineCallbacks
-    def drain(self, attempts: int = 2) -> Any:
+    def drain(self, attempts: int = 2) -> Generator[Deferred[None], object, None]:
         """On stop, before the store closes: write every kept row (a few attempts, each
         waiting up to the busy timeout); what still cannot be written is counted and logged."""
         while self.store.pending and self.store.running:  # rows handed over just now
@@ -492,14 +500,14 @@ class AuditBatch:
     so a graceful stop loses nothing).
     """
 
-    def __init__(self, log: AuditLog, clock: Any, *, delay: float = BATCH_DELAY,
+    def __init__(self, log: AuditLog, clock: IReactorTime, *, delay: float = BATCH_DELAY,
                  max_rows: int = BATCH_ROWS) -> None:
         self.log = log
         self.clock = clock
         self.delay = delay
         self.max_rows = max_rows
         self._pending: list[AuditEntry] = []
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
 
     def record(self, entry: AuditEntry) -> None:
         """Stamp the row now (unless it has a time) and write it with the next batch."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_cli -*-
+# -*- test-case-name: tests.gateway.test_cli_ops,tests.gateway.test_reports -*-
 """The ``interlend`` command line: serve, check-config, import, demo.
 
 Every subcommand takes ``-c/--config FILE`` and ``--database PATH``. Exit status: 0 on success,
@@ -13,11 +13,17 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.daemon.logs import LOG_FORMATS, LOG_LEVELS
+
+if TYPE_CHECKING:  # the commands import what they use when they run
+    from twisted.logger import Logger
+
+    from gateway.storage.audit_log import AuditFilter
+    from gateway.storage.store import Connection
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/interlend/interlend.toml"),)
 
@@ -239,7 +245,7 @@ def _check_config(args: argparse.Namespace, config: Config, path: Path | None,
     return EXIT_OK
 
 
-def _open(config: Config, err: IO[str]) -> Any:
+def _open(config: Config, err: IO[str]) -> Connection | None:
     from gateway.storage.store import open_database
 
     try:
@@ -394,8 +400,8 @@ def _utc_bound(value: str | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Namespace,
-            out: IO[str]) -> int:
+def _follow(conn: Connection, where: AuditFilter, rows: list[dict[str, Any]],
+            args: argparse.Namespace, out: IO[str]) -> int:
     """Print new audit rows as they are committed, until interrupted."""
     import dataclasses
     import time
@@ -458,7 +464,7 @@ REQUEST_TABLE = ("request", "title", "patron", "partner", "role", "state", "due"
 """The ``interlend requests`` table: fits 120 columns (the title gives way)."""
 
 
-def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[str],
+def _list_requests(conn: Connection, args: argparse.Namespace, config: Config, out: IO[str],
                    err: IO[str]) -> None:
     """``interlend requests``: newest first; times in the configured zone in tables, stored
     (UTC ISO 8601) in CSV and JSON. When ``--limit`` leaves requests out, stderr says so."""
@@ -576,7 +582,7 @@ def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
         conn.close()
 
 
-def _raise_file_limit(log: Any) -> None:
+def _raise_file_limit(log: Logger) -> None:
     """Raise the soft open-files limit to the hard one: every connection is a descriptor, and
     the connection caps (z3950/ncip ``max_connections``, 1000 each by default) need more than
     the common soft default of 1024."""

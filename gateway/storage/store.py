@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -205,7 +206,7 @@ of microseconds of work; the check itself costs well under a microsecond)."""
 class Store:
     """The gateway's database: one writer thread (group commit) and a pool of reader threads."""
 
-    def __init__(self, path: str | Path, reactor: Any, *, busy_timeout: float = 5.0,
+    def __init__(self, path: str | Path, reactor: IReactorFromThreads, *, busy_timeout: float = 5.0,
                  readers: int = 2, max_batch: int = 256, catalogue_readers: int = 1) -> None:
         self.path = Path(path)
         self._reactor = reactor
