@@ -263,6 +263,14 @@ class AuditLog:
         """The reply sealed by :meth:`seal_reply`; None (and the row removed, in the caller's
         transaction) when it cannot be opened -- the gateway key was replaced -- so that the
         request is answered afresh rather than never."""
+        opened = self.open_sealed(key, stored)
+        if opened is None:
+            stored_replies.forget_reply(conn, key)
+        return opened
+
+    def open_sealed(self, key: tuple[str, str, str], stored: bytes) -> bytes | None:
+        """The reply sealed by :meth:`seal_reply`, or None (logged) when it cannot be opened:
+        the caller drops the record so that the request is answered afresh."""
         if self._sealer is None:
             raise RuntimeError("AuditLog.start() has not completed")
         try:
@@ -270,7 +278,6 @@ class AuditLog:
         except ValueError:
             log.warn("stored reply for {service} {key} from {peer} cannot be opened (gateway "
                      "key changed?): answered afresh", peer=key[0], service=key[1], key=key[2])
-            stored_replies.forget_reply(conn, key)
             return None
 
     def patron_ref(self, patron_id: str | None) -> str | None:

@@ -54,6 +54,8 @@ class BackendContext:
     clock: IReactorTime
     audit: AuditLog
     metrics: Metrics
+    stopping: Callable[[], bool] = lambda: False
+    """True once the gateway is stopping: long reads may then give up."""
 
 
 class IBackend(Interface):

@@ -160,7 +160,7 @@ class Gateway:
         self.backend: IBackend = select_backend(config.backend.kind)
         self.backend_context = BackendContext(
             config=lambda: self.config, store=self.store, clock=reactor, audit=self.audit,
-            metrics=self.metrics)
+            metrics=self.metrics, stopping=lambda: self.state in ("stopping", "stopped"))
         # The services; each obtains its catalogue or circulation from the backend:
         # self.backend.catalogue(self.backend_context), self.backend.circulation(...).
         self.catalogue = CatalogueService(self)

@@ -104,7 +104,8 @@ def test_a_third_party_backend_is_selected_by_kind(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A package registering ``lms`` makes ``[backend] kind = "lms"`` valid and selects its
     backend; the catalogue and circulation it builds get the gateway's context: its store,
-    its clock and the configuration in force (a reload's, not the start-up one)."""
+    its clock, the configuration in force (a reload's, not the start-up one) and whether the
+    gateway is stopping."""
     register(tmp_path, monkeypatch, "lms_backend", {"lms": "lms_backend:backend"},
              FAKE_BACKEND.format(kind="lms"))
     assert "lms" in registered_kinds()
@@ -124,6 +125,9 @@ def test_a_third_party_backend_is_selected_by_kind(tmp_path: Path,
     assert context.config() is config
     gateway.config = reloaded = config.with_overrides(z3950_listen=["tcp:0"])
     assert context.config() is reloaded
+    assert not context.stopping()
+    gateway.state = "stopping"
+    assert context.stopping()
 
 
 def test_an_unknown_kind_is_a_configuration_error_listing_the_kinds(

@@ -27,16 +27,20 @@ class EmbeddedBackend:
     kind = "embedded"
 
     def catalogue(self, context: BackendContext) -> ICatalogue:
-        """The embedded catalogue, searching the store on its catalogue readers."""
+        """The embedded catalogue, searching the store on its catalogue readers within
+        ``z3950.operation_time_limit`` (as configured at the time of each search)."""
         from gateway.backends.embedded.catalogue import EmbeddedCatalogue
 
-        return EmbeddedCatalogue(context)
+        return EmbeddedCatalogue(
+            context.store, time_limit=lambda: context.config().z3950.operation_time_limit,
+            stopping=context.stopping)
 
     def circulation(self, context: BackendContext) -> ICirculation:
-        """The embedded circulation system, changing the store inside the writer's jobs."""
+        """The embedded circulation system: each unit of work is one job of the store's
+        writer, committed with the gateway's books."""
         from gateway.backends.embedded.circulation import EmbeddedCirculation
 
-        return EmbeddedCirculation(context)
+        return EmbeddedCirculation(context.store)
 
 
 backend = EmbeddedBackend()
