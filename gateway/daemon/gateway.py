@@ -46,8 +46,7 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
-from gateway.storage import meta
-from gateway.storage.retention import purge_audit
+from gateway.storage import meta, retention
 from gateway.storage.store import Connection, Store
 from gateway.z3950.catalogue import CatalogueService
 
@@ -252,8 +251,9 @@ class Gateway:
         now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
 
         def purge(conn: Connection) -> tuple[int, int]:
-            return purge_audit(conn, now=now, body_days=settings.body_retention_days,
-                                       row_days=settings.row_retention_days)
+            return retention.purge_audit(conn, now=now,
+                                         body_days=settings.body_retention_days,
+                                         row_days=settings.row_retention_days)
 
         def done(counts: tuple[int, int]) -> tuple[int, int]:
             cleared, deleted = counts
