@@ -10,11 +10,11 @@ import argparse
 import textwrap
 from collections.abc import Iterator
 
+from gateway.config import GatewaySettings
 from gateway.daemon.cli_ops import REQUEST_STATES
-from gateway.storage import DATABASE_NAME
 
-SYSTEMD_DATABASE = f"/var/lib/interlend/{DATABASE_NAME}"
-"""Where the database lives under systemd (the unit's StateDirectory)."""
+SYSTEMD_DATABASE = f"/var/lib/interlend/{GatewaySettings.database.name}"
+"""Where the database lives under systemd (the unit's StateDirectory, the default file name)."""
 
 DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
     "serve": (

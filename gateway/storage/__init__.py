@@ -4,10 +4,3 @@ backend is in this package."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-DATABASE_NAME = "interlend.sqlite3"
-"""The database file's name (beside it: ``-wal``, ``-shm`` and the ``.key`` file)."""
-
-DEFAULT_DATABASE = Path("var") / DATABASE_NAME
-"""Where the database lives when ``[gateway] database`` does not say."""

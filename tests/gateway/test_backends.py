@@ -8,6 +8,7 @@ names an object under ``interlend.backends``.
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -177,3 +178,18 @@ def test_a_backend_that_cannot_be_loaded_is_reported(tmp_path: Path,
            "loaded" in err.getvalue()
     assert main(["serve", "-c", str(path)], stdout=out, stderr=err) == 2
     assert err.getvalue().count("could not be loaded") == 2
+
+
+def test_reading_a_configuration_loads_no_backend() -> None:
+    """``gateway.config`` (which every service imports) loads neither the registry, nor any
+    backend, nor the store: the registry is consulted only when a file is checked, and then
+    reads the names of the registered kinds without importing them."""
+    code = ("import sys, tomllib, gateway.config as c;"
+            "before = sorted(m for m in sys.modules if m == 'sqlite3'"
+            " or m.startswith(('gateway.backends', 'gateway.storage')));"
+            "c.parse_config(tomllib.loads('[backend]\\nkind = \"embedded\"'));"
+            "after = sorted(m for m in sys.modules if m.startswith('gateway.backends'));"
+            "print(before, after)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[] ['gateway.backends', 'gateway.backends.registry']"
