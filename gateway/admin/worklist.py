@@ -24,7 +24,8 @@ from gateway.config import AuditSettings
 from gateway.secrets import KeyFileError, keyed_hash, read_key_file
 from gateway.storage import audit_log, request_reports
 from gateway.storage.audit_log import exchange_bodies as exchange_bodies
-from gateway.storage.request_reports import WorkListFilter, peers_in_use
+from gateway.storage.request_reports import WorkListFilter
+from gateway.storage.request_reports import peers_in_use as peers_in_use
 from gateway.storage.retention import stored_time
 from gateway.storage.store import Connection
 
@@ -144,9 +145,6 @@ def states_in_use(conn: Connection) -> list[str]:
     """The states of the requests in the database, in workflow order (for filter choices)."""
     used = request_reports.states_in_use(conn)
     return [s for s in KNOWN_STATES if s in used] + sorted(used - set(KNOWN_STATES))
-
-
-__all__ = ["exchange_bodies", "peers_in_use"]  # read straight from the store, for the pages
 
 
 # -- what needs action first ----------------------------------------------------------------------
