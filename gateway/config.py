@@ -160,7 +160,9 @@ class CirculationSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """Which circulation system the gateway drives."""
+    """Which catalogue and circulation system the gateway drives: the kind of a backend
+    registered under the ``interlend.backends`` entry points (:mod:`gateway.backends.registry`).
+    """
 
     kind: str = "embedded"
 
@@ -593,7 +595,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("audit.max_pending_rows", "must be greater than zero")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
-    check.choice(backend.kind, ("embedded",), "backend.kind")
+    _check_backend_kind(check, backend.kind)
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -610,6 +612,17 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
                   circulation=circulation, backend=backend, admin=admin, stats=stats,
                   peers=tuple(peers), source=source)
+
+
+def _check_backend_kind(check: _Checker, kind: str) -> None:
+    """An error at ``backend.kind`` unless an installed backend has that kind. (The registry
+    is imported here, not with this module: the modules that read a Config load without the
+    backends package.)"""
+    from gateway.backends.registry import KIND_PATH, registered_kinds, unknown_kind_message
+
+    kinds = registered_kinds()
+    if kind not in kinds:
+        check.error(KIND_PATH, unknown_kind_message(kind, kinds))
 
 
 def told_apart(a: Peer, b: Peer) -> bool:
@@ -681,12 +694,26 @@ def load_config(path: str | Path | None) -> Config:
 def deployment_problems(config: Config) -> list[str]:
     """What a valid file would still fail at (or should not go live with), as ``path: message``
     lines: two listeners on one port, a database directory that is missing and cannot be
-    created or is not writable, placeholder secrets left in. Never shows a secret."""
+    created or is not writable, a backend that cannot be loaded, placeholder secrets left in.
+    Never shows a secret."""
     problems = _port_clashes(config)
     problems += _database_problems(Path(config.gateway.database))
+    problems += _backend_problems(config)
     problems += [f"{path}: still the example placeholder ({PLACEHOLDER}...); set a real secret"
                  for path in _placeholder_paths(config)]
     return problems
+
+
+def _backend_problems(config: Config) -> list[str]:
+    """Why the configured backend cannot be loaded (its package fails to import, or what it
+    registered is not a backend), as one ``backend.kind: ...`` line; nothing when it loads."""
+    from gateway.backends.registry import BackendUnavailable, select_backend
+
+    try:
+        select_backend(config.backend.kind)
+    except BackendUnavailable as e:
+        return [str(e)]
+    return []
 
 
 def _listen_key(description: str) -> tuple[str, str, str] | None:
