@@ -12,10 +12,10 @@ configuration; a backend's code is imported only when its kind is selected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 from zope.interface.exceptions import Invalid
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from gateway.admin.metrics import Metrics
     from gateway.audit import AuditLog
-    from gateway.config import Config
+    from gateway.config import BackendSettings, Config
     from gateway.domain.catalogue import ICatalogue
     from gateway.domain.circulation import ICirculation
     from gateway.storage.store import Store
@@ -56,6 +56,10 @@ class BackendContext:
     metrics: Metrics
     stopping: Callable[[], bool] = lambda: False
     """True once the gateway is stopping: long reads may then give up."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The backend's own table, ``[backend.<kind>]`` (target, credentials, profile, limits)."""
+    settings_path: str = ""
+    """Where that table is (``backend.<kind>``), for the errors a backend reports about it."""
 
 
 class IBackend(Interface):
@@ -64,19 +68,36 @@ class IBackend(Interface):
     kind = Attribute("The name ``[backend] kind`` selects this backend by (its entry point's).")
 
     def catalogue(context: BackendContext) -> ICatalogue:
-        """The catalogue the Z39.50 service searches and reads records from."""
+        """The catalogue the Z39.50 service searches and reads records from. A backend that
+        has no catalogue raises :class:`BackendUnavailable`."""
 
     def circulation(context: BackendContext) -> ICirculation:
-        """The circulation system the NCIP services drive."""
+        """The circulation system the NCIP services drive. A backend that has no circulation
+        raises :class:`BackendUnavailable`."""
+
+
+def settings_problems(backend: IBackend, table: Mapping[str, Any], path: str) -> list[str]:
+    """What is wrong with a backend's ``[backend.<kind>]`` table, as ``path.key: why`` lines.
+
+    A backend that has settings checks them in an optional ``settings_problems(table, path)``
+    method; one without (the embedded backend) refuses any key, so that a typo is not ignored.
+    """
+    check = getattr(backend, "settings_problems", None)
+    if check is not None:
+        return list(check(table, path))
+    return [f"{path}.{key}: unknown key (the {backend.kind!r} backend has no settings)"
+            for key in table]
 
 
 class BackendUnavailable(Exception):
-    """The configured backend cannot be used; ``str()`` is ``backend.kind: why``."""
+    """The configured backend cannot be used; ``str()`` is ``backend.kind: why`` (or the key
+    that chose it: ``backend.catalogue``, ``backend.circulation``)."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: str, reason: str, path: str = KIND_PATH) -> None:
         self.kind = kind
         self.reason = reason
-        super().__init__(f"{KIND_PATH}: {reason}")
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -94,28 +115,48 @@ def unknown_kind_message(kind: str, kinds: tuple[str, ...]) -> str:
     return f"no backend of kind {kind!r} is installed; registered kinds: {known}"
 
 
-def select_backend(kind: str) -> IBackend:
+def select_backend(kind: str, path: str = KIND_PATH) -> IBackend:
     """The backend registered as ``kind``: loaded, and checked to provide :class:`IBackend`.
 
-    Raises :class:`BackendUnavailable` naming ``backend.kind`` when no backend has that kind,
-    when its package fails to import, or when what it registered is not a backend.
+    Raises :class:`BackendUnavailable` naming ``path`` (the key that chose the kind) when no
+    backend has that kind, when its package fails to import, or when what it registered is not
+    a backend.
     """
     points = _entry_points()
     point = points.get(kind)
     if point is None:
-        raise BackendUnavailable(kind, unknown_kind_message(kind, tuple(sorted(points))))
+        raise BackendUnavailable(kind, unknown_kind_message(kind, tuple(sorted(points))),
+                                 path)
     try:
         backend = point.load()
     except Exception as e:  # a third party's import error must not read as ours
         raise BackendUnavailable(
             kind, f"backend {kind!r} ({point.value}) could not be loaded: "
-                  f"{type(e).__name__}: {e}") from e
+                  f"{type(e).__name__}: {e}", path) from e
     try:
         verifyObject(IBackend, backend)
     except Invalid as e:
         raise BackendUnavailable(
-            kind, f"{point.value} is not an Interlend backend: {e}") from None
+            kind, f"{point.value} is not an Interlend backend: {e}", path) from None
     if backend.kind != kind:
         raise BackendUnavailable(
-            kind, f"{point.value} calls itself {backend.kind!r}, registered as {kind!r}")
+            kind, f"{point.value} calls itself {backend.kind!r}, registered as {kind!r}", path)
     return backend
+
+
+def backend_for(role: str, settings: BackendSettings, context: BackendContext
+                ) -> tuple[IBackend, BackendContext]:
+    """The backend serving ``role`` (``"catalogue"`` or ``"circulation"``) as ``[backend]``
+    chooses it, with the context that carries its ``[backend.<kind>]`` table.
+
+    Raises :class:`BackendUnavailable` when it cannot be loaded or its table is wrong (every
+    problem, each with its path).
+    """
+    chosen_by = getattr(settings, role)
+    kind = chosen_by or settings.kind
+    backend = select_backend(kind, f"backend.{role}" if chosen_by else KIND_PATH)
+    table = settings.tables.get(kind, {})
+    problems = settings_problems(backend, table, f"backend.{kind}")
+    if problems:
+        raise BackendUnavailable(kind, "; ".join(problems), path="")
+    return backend, replace(context, settings=table, settings_path=f"backend.{kind}")

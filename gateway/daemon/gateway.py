@@ -36,7 +36,7 @@ from gateway import __version__
 from gateway.admin.http import AdminResource
 from gateway.admin.metrics import LiveFigures, MemoryFigures, Metrics
 from gateway.audit import AuditBatch, AuditLog
-from gateway.backends.registry import BackendContext, IBackend, select_backend
+from gateway.backends.registry import BackendContext, backend_for
 from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
@@ -157,13 +157,16 @@ class Gateway:
                               key_file=Path(config.gateway.key_file)
                               if config.gateway.key_file else None)
         self.metrics = Metrics(self.store, self.audit, reactor, live=self.live_figures)
-        self.backend: IBackend = select_backend(config.backend.kind)
-        self.backend_context = BackendContext(
+        context = BackendContext(
             config=lambda: self.config, store=self.store, clock=reactor, audit=self.audit,
             metrics=self.metrics, stopping=lambda: self.state in ("stopping", "stopped"))
+        self.catalogue_backend, self.catalogue_context = backend_for(
+            "catalogue", config.backend, context)
+        self.circulation_backend, self.circulation_context = backend_for(
+            "circulation", config.backend, context)
         self.catalogue = CatalogueService(self)
         self.ncip = NcipService(self)
-        self.circulation = self.backend.circulation(self.backend_context)
+        self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
             seconds=config.ncip.lockout_seconds, clock=reactor))

@@ -11,6 +11,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,14 @@ def test_a_third_party_backend_is_selected_by_kind(tmp_path: Path,
     assert config.backend.kind == "lms"
     clock = Clock()
     gateway = Gateway(config, reactor=clock, environ={})
-    backend = gateway.backend
+    backend = gateway.catalogue_backend
+    assert gateway.circulation_backend is backend
     assert type(backend).__module__ == "lms_backend" and backend.kind == "lms"
     # the fakes keep the context they were built with (their own attribute, not the interface's)
-    catalogue: Any = backend.catalogue(gateway.backend_context)
-    circulation: Any = backend.circulation(gateway.backend_context)
+    catalogue: Any = backend.catalogue(gateway.catalogue_context)
+    circulation: Any = backend.circulation(gateway.circulation_context)
     context = catalogue.context
-    assert context is circulation.context
+    assert circulation.context.store is context.store
     assert context.store is gateway.store and context.clock is clock
     assert context.audit is gateway.audit and context.metrics is gateway.metrics
     assert context.config() is config
@@ -193,3 +195,72 @@ def test_reading_a_configuration_loads_no_backend() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[] ['gateway.backends', 'gateway.backends.registry']"
+
+
+SETTINGS = """
+
+def _settings_problems(table, path):
+    return [f"{path}.{key}: unknown key" for key in table if key != "host"] + (
+        [] if isinstance(table.get("host", ""), str) else [f"{path}.host: must be a string"])
+
+
+backend.settings_problems = _settings_problems
+"""
+
+
+def test_catalogue_and_circulation_are_chosen_separately(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[backend] catalogue`` names another kind for the catalogue while circulation stays on
+    ``kind``; each backend gets its own ``[backend.<kind>]`` table in its context."""
+    register(tmp_path, monkeypatch, "lms_backend", {"lms": "lms_backend:backend"},
+             FAKE_BACKEND.format(kind="lms") + SETTINGS)
+    config = parse_config(tomllib.loads(_config("embedded", tmp_path) + textwrap.dedent("""
+        catalogue = "lms"
+        [backend.lms]
+        host = "opac.example.org"
+        """)))
+    assert config.backend.catalogue_kind == "lms"
+    assert config.backend.circulation_kind == "embedded"
+    assert config.backend.tables == {"lms": {"host": "opac.example.org"}}
+    assert not [p for p in deployment_problems(config) if p.startswith("backend")]
+    gateway = Gateway(config, reactor=Clock(), environ={})
+    assert gateway.catalogue_backend.kind == "lms"
+    assert gateway.circulation_backend.kind == "embedded"
+    assert gateway.catalogue_context.settings == {"host": "opac.example.org"}
+    assert gateway.catalogue_context.settings_path == "backend.lms"
+    assert gateway.circulation_context.settings == {}
+
+
+def test_backend_tables_are_checked_with_their_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table for a kind nobody installed, a key the backend does not know, a key given to
+    the embedded backend (which has no settings), and an unknown kind for ``circulation``
+    are each reported at their path; the daemon refuses to start on a bad table."""
+    register(tmp_path, monkeypatch, "lms_backend", {"lms": "lms_backend:backend"},
+             FAKE_BACKEND.format(kind="lms") + SETTINGS)
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(tomllib.loads(_config("embedded", tmp_path) + textwrap.dedent("""
+            circulation = "folio"
+            [backend.koha]
+            host = "x"
+            """)))
+    assert caught.value.errors == [
+        "backend.circulation: no backend of kind 'folio' is installed; "
+        "registered kinds: embedded, lms",
+        "backend.koha: no backend of kind 'koha' is installed; registered kinds: embedded, lms"]
+    config = parse_config(tomllib.loads(_config("lms", tmp_path) + textwrap.dedent("""
+        circulation = "embedded"
+        [backend.lms]
+        host = 7
+        port = 210
+        [backend.embedded]
+        path = "x"
+        """)))
+    problems = [p for p in deployment_problems(config) if p.startswith("backend")]
+    assert problems == ["backend.lms.port: unknown key", "backend.lms.host: must be a string",
+                        "backend.embedded.path: unknown key (the 'embedded' backend has no "
+                        "settings)"]
+    with pytest.raises(BackendUnavailable) as refused:
+        Gateway(config, reactor=Clock(), environ={})
+    assert str(refused.value) == ("backend.lms.port: unknown key; "
+                                  "backend.lms.host: must be a string")
