@@ -1,6 +1,10 @@
 # -*- test-case-name: tests.gateway.test_audit -*-
 """The audit log: one row per exchange, with bodies kept as configured and secrets never.
 
+This module decides what a row holds; :mod:`gateway.storage.audit_log` stores and reads rows
+(with :class:`AuditEntry`, the row's type), :mod:`gateway.storage.meta` and
+:mod:`gateway.storage.stored_replies` keep the rest of the SQL this log needs.
+
 Rows for lookups and Z39.50 operations go through the store's writer, which batches them with
 whatever else is waiting (group commit); :meth:`AuditLog.record` never blocks the reactor and a
 failure to write is logged, never raised into the exchange. State-changing requests insert their
@@ -22,18 +26,20 @@ import hashlib
 import hmac
 import math
 import os
-import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from lxml import etree
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from gateway.config import AuditSettings
 from gateway.listeners.limits import RateLimiter
 from gateway.secrets import (
     KEY_BYTES,
@@ -43,7 +49,12 @@ from gateway.secrets import (
     read_key_file,
     write_key_file,
 )
-from gateway.storage.store import Store, StoreError
+from gateway.storage import meta, stored_replies
+from gateway.storage.audit_log import AuditEntry as AuditEntry
+from gateway.storage.audit_log import audit_time as audit_time
+from gateway.storage.audit_log import insert_entries as insert_entries
+from gateway.storage.audit_log import insert_entry as insert_entry
+from gateway.storage.store import Connection, Store, StoreError
 from protocols.ncip.dialect import local_name
 from protocols.ncip.problems import NCIPSyntaxError
 from protocols.ncip.redact import PERSONAL_PLACEHOLDER, redact
@@ -52,48 +63,22 @@ from protocols.ncip.writer import ReplyTree
 
 log = Logger()
 
-_KEY_NAME = "patron_hash_key"
+Pseudonymize = Callable[[str], "str | None"]
+"""Replaces a patron identifier in a stored body (with its keyed hash)."""
 
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One exchange, as it is stored."""
-
-    protocol: str
-    operation: str
-    outcome: str
-    peer: str | None = None
-    remote: str | None = None
-    dialect: str | None = None
-    broker_request_id: str | None = None
-    our_request_id: str | None = None
-    item_barcode: str | None = None
-    patron_hash: str | None = None
-    duration_us: int | None = None
-    request_size: int | None = None
-    response_size: int | None = None
-    request_body: str | None = None
-    response_body: str | None = None
-    time: str = ""
-    notes: str | None = None  # repairs and flags, e.g. "charset-fallback:windows-1252"
-
-
-def default_key_file(conn: sqlite3.Connection) -> Path | None:
+def default_key_file(conn: Connection) -> Path | None:
     """Where the gateway key lives by default: ``<database>.key`` beside the database file
     (None for a database in memory)."""
-    for row in conn.execute("PRAGMA database_list"):
-        if row[1] == "main":
-            return Path(row[2] + ".key") if row[2] else None
-    return None
+    database = meta.database_file(conn)
+    return Path(f"{database}.key") if database is not None else None
 
 
-def load_or_create_key(conn: sqlite3.Connection, key_file: Path | None = None) -> bytes:
+def load_or_create_key(conn: Connection, key_file: Path | None = None) -> bytes:
     """The gateway key from its file (``key_file``, or :func:`default_key_file`), created
     with mode 0600 on first use. A key an older version kept in the database moves to the file
     (so earlier patron hashes still match) and leaves the database. Runs in the caller's
     transaction; a database in memory gets a key for this run only."""
-    row = conn.execute("SELECT value FROM gateway_meta WHERE key = ?", (_KEY_NAME,)).fetchone()
-    legacy = bytes.fromhex(row[0]) if row is not None else None
+    legacy = meta.legacy_key(conn)
     path = key_file or default_key_file(conn)
     if path is None:
         return legacy or os.urandom(KEY_BYTES)
@@ -103,7 +88,7 @@ def load_or_create_key(conn: sqlite3.Connection, key_file: Path | None = None) -
         write_key_file(path, key)
         log.info("gateway key created in {path} (mode 0600)", path=str(path))
     if legacy is not None:
-        conn.execute("DELETE FROM gateway_meta WHERE key = ?", (_KEY_NAME,))
+        meta.forget_legacy_key(conn)
     return key
 
 
@@ -111,23 +96,11 @@ def _reply_context(key: tuple[str, str, str]) -> bytes:
     return "\0".join(key).encode("utf-8")
 
 
-def seal_stored_replies(conn: sqlite3.Connection, sealer: Sealer) -> int:
+def seal_stored_replies(conn: Connection, sealer: Sealer) -> int:
     """Seal exactly-once replies an older version stored in clear; return how many."""
-    rows = conn.execute("SELECT peer, service, key, response FROM idempotency").fetchall()
-    sealed = 0
-    for peer, service, key, response in rows:
-        if not bytes(response).startswith(SEALED):
-            conn.execute("UPDATE idempotency SET response = ? WHERE peer = ? AND service = ? "
-                         "AND key = ?", (sealer.seal(bytes(response),
-                                                     _reply_context((peer, service, key))),
-                                         peer, service, key))
-            sealed += 1
-    return sealed
-
-
-def audit_time(moment: datetime) -> str:
-    """An audit row's time: UTC, ISO 8601 with microseconds (sorts as text)."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return stored_replies.seal_clear_replies(
+        conn, lambda reply: reply.startswith(SEALED),
+        lambda key, reply: sealer.seal(reply, _reply_context(key)))
 
 
 _SECOND_TEXT: dict[float, str] = {}
@@ -151,42 +124,13 @@ def audit_time_at(seconds: float) -> str:
     return f"{text}.{micro:06d}+00:00"
 
 
-_AUDIT_COLUMNS = ("protocol", "operation", "outcome", "peer", "remote", "dialect",
-                  "broker_request_id", "our_request_id", "item_barcode", "patron_hash",
-                  "duration_us", "request_size", "response_size", "request_body",
-                  "response_body", "time", "notes")
-assert _AUDIT_COLUMNS == tuple(f.name for f in fields(AuditEntry)), "AuditEntry changed"
-_INSERT_AUDIT = (f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})")
-
-
-def _row(e: AuditEntry) -> tuple[Any, ...]:
-    """An entry's column values (an explicit tuple, not dataclasses.asdict: a deep copy)."""
-    return (e.protocol, e.operation, e.outcome, e.peer, e.remote, e.dialect, e.broker_request_id,
-            e.our_request_id, e.item_barcode, e.patron_hash, e.duration_us, e.request_size,
-            e.response_size, e.request_body, e.response_body,
-            e.time or audit_time(datetime.now(timezone.utc)), e.notes)
-
-
-def insert_entry(conn: sqlite3.Connection, entry: AuditEntry) -> int:
-    """Insert one audit row in the caller's transaction; return its id."""
-    cursor = conn.execute(_INSERT_AUDIT, _row(entry))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
-
-
-def insert_entries(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
-    """Insert several audit rows, in order, in the caller's transaction."""
-    conn.executemany(_INSERT_AUDIT, [_row(e) for e in entries])
-
-
 # A Problem names the element at fault and repeats its value: for these the value is a patron's
 # identifier (Unknown User, User Blocked), personal data like the UserIdentifierValue itself.
 _PATRON_PROBLEM_ELEMENTS = frozenset({"UserIdentifierValue", "UserId", "VisibleUserIdentifier",
                                       "AuthenticationInputData", "AuthenticationInput"})
 
 
-def _problem_value(element: str, value: str, pseudonymize: Any) -> str | None:
+def _problem_value(element: str, value: str, pseudonymize: Pseudonymize | None) -> str | None:
     """What a Problem's ProblemValue becomes when its ProblemElement names a patron
     identifier (pseudonymized, or the placeholder); None: not about a patron, kept."""
     if element.strip() not in _PATRON_PROBLEM_ELEMENTS:
@@ -195,7 +139,7 @@ def _problem_value(element: str, value: str, pseudonymize: Any) -> str | None:
     return pseudonymize(text) if pseudonymize and text else PERSONAL_PLACEHOLDER
 
 
-def _hide_problem_values(root: etree._Element, pseudonymize: Any) -> None:
+def _hide_problem_values(root: etree._Element, pseudonymize: Pseudonymize | None) -> None:
     """In place: ProblemValues that repeat a patron identifier pseudonymized."""
     for problem in root.iter("{*}Problem"):  # local name Problem, any namespace (C-side match)
         children = {local_name(child): child for child in problem if isinstance(child.tag, str)}
@@ -213,7 +157,7 @@ DISK_CHECK_INTERVAL = 1.0
 class AuditLog:
     """Builds and writes audit rows according to the ``[audit]`` settings."""
 
-    def __init__(self, store: Store, settings: Any, clock: Any, *,
+    def __init__(self, store: Store, settings: AuditSettings, clock: IReactorTime, *,
                  key_file: Path | None = None) -> None:
         self.store = store
         self.settings = settings
@@ -227,7 +171,7 @@ class AuditLog:
         self.dropped = 0                       # rows lost because the retry queue was full
         self._pending: collections.deque[AuditEntry] = collections.deque()
         self._retrying = False
-        self._retry_call: Any = None
+        self._retry_call: IDelayedCall | None = None
         self.refused_dropped = 0
         self._refused = RateLimiter(0.0, 1.0, clock)
         self.bodies_suspended = False
@@ -291,12 +235,10 @@ class AuditLog:
     def start(self) -> Deferred[bytes]:
         """Load (or create) the gateway key, and seal replies stored in clear by an older
         version; call once the store is running."""
-        def load(conn: sqlite3.Connection) -> bytes:
+        def load(conn: Connection) -> bytes:
             # A real write first: a database the daemon cannot write is refused at start-up
             # (the key no longer lives in the database to prove it).
-            conn.execute("INSERT INTO gateway_meta (key, value) VALUES ('last_start', ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                         (self.now(),))
+            meta.record_start(conn, self.now())
             key = load_or_create_key(conn, self.key_file)
             sealed = seal_stored_replies(conn, Sealer(derived_key(key, "replies")))
             if sealed:
@@ -316,15 +258,14 @@ class AuditLog:
             raise RuntimeError("AuditLog.start() has not completed")
         return self._sealer.seal(reply, _reply_context(key))
 
-    def open_reply(self, conn: sqlite3.Connection, key: tuple[str, str, str],
+    def open_reply(self, conn: Connection, key: tuple[str, str, str],
                    stored: bytes) -> bytes | None:
         """The reply sealed by :meth:`seal_reply`; None (and the row removed, in the caller's
         transaction) when it cannot be opened -- the gateway key was replaced -- so that the
         request is answered afresh rather than never."""
         opened = self.open_sealed(key, stored)
         if opened is None:
-            conn.execute("DELETE FROM idempotency WHERE peer = ? AND service = ? AND key = ?",
-                         key)
+            stored_replies.forget_reply(conn, key)
         return opened
 
     def open_sealed(self, key: tuple[str, str, str], stored: bytes) -> bytes | None:
@@ -385,7 +326,7 @@ class AuditLog:
 
     @staticmethod
     def _redacted(body: bytes, tree: etree._Element | ReplyTree | None, personal: bool,
-                  pseudonymize: Any) -> bytes:
+                  pseudonymize: Pseudonymize | None) -> bytes:
         if tree is not None and len(body) > DEFAULT_MAX_BYTES:
             tree = None  # redact() refuses to parse a body this large: keep that outcome
         if isinstance(tree, ReplyTree):  # a reply we wrote: redacted from its nodes
@@ -402,7 +343,9 @@ class AuditLog:
         if personal:
             _hide_problem_values(tree, pseudonymize)
         # the tree is ours to spend (parsed just now, or handed over): no deep copy
-        return redact(tree, personal=personal, pseudonymize=pseudonymize, in_place=True)
+        # (a token of None, for an empty identifier, is written as an empty element)
+        return redact(tree, personal=personal, in_place=True,
+                      pseudonymize=cast("Callable[[str], str] | None", pseudonymize))
 
     def now(self) -> str:
         """The audit time of this moment, by the log's clock."""
@@ -416,10 +359,10 @@ class AuditLog:
         stamped = entry if entry.time else replace(entry, time=self.now())
         d = self.store.write(lambda conn: insert_entry(conn, stamped))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += 1
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if self._keep(failure, [stamped]):
                 return
             self.failed += 1
@@ -435,10 +378,10 @@ class AuditLog:
         rows = list(entries)
         d = self.store.write(lambda conn: insert_entries(conn, rows))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += len(rows)
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if self._keep(failure, rows):
                 return
             self.failed += len(rows)
@@ -454,7 +397,7 @@ class AuditLog:
         """Rows waiting to be written again (the database was busy or locked)."""
         return len(self._pending)
 
-    def _keep(self, failure: Any, rows: list[AuditEntry]) -> bool:
+    def _keep(self, failure: Failure, rows: list[AuditEntry]) -> bool:
         """Keep ``rows`` for a retry when the store failed the commit (busy, locked, I/O) while
         running; False when the rows themselves were at fault or the store has stopped.
 
@@ -496,14 +439,14 @@ class AuditLog:
         self._retrying = True
         d = self.store.write(lambda conn: insert_entries(conn, batch))
 
-        def done(_: Any) -> None:
+        def done(_: object) -> None:
             self.written += len(batch)
             self.retried += len(batch)
             if not self._pending:
                 log.info("database answers again: {count} kept audit row(s) written",
                          count=self.retried)
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if failure.check(StoreError) and self.store.running:
                 self._pending.extendleft(reversed(batch))  # back in front, in order
                 return
@@ -511,14 +454,14 @@ class AuditLog:
             log.error("{count} kept audit rows not written: {error}", count=len(batch),
                       error=failure.getErrorMessage())
 
-        def again(_: Any) -> None:
+        def again(_: object) -> None:
             self._retrying = False
             self._schedule_retry()
 
         return d.addCallbacks(done, failed).addBoth(again)
 
     @inlineCallbacks
-    def drain(self, attempts: int = 2) -> Any:
+    def drain(self, attempts: int = 2) -> Generator[Deferred[None], object, None]:
         """On stop, before the store closes: write every kept row (a few attempts, each
         waiting up to the busy timeout); what still cannot be written is counted and logged."""
         while self.store.pending and self.store.running:  # rows handed over just now
@@ -564,14 +507,14 @@ class AuditBatch:
     so a graceful stop loses nothing).
     """
 
-    def __init__(self, log: AuditLog, clock: Any, *, delay: float = BATCH_DELAY,
+    def __init__(self, log: AuditLog, clock: IReactorTime, *, delay: float = BATCH_DELAY,
                  max_rows: int = BATCH_ROWS) -> None:
         self.log = log
         self.clock = clock
         self.delay = delay
         self.max_rows = max_rows
         self._pending: list[AuditEntry] = []
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
 
     def record(self, entry: AuditEntry) -> None:
         """Stamp the row now (unless it has a time) and write it with the next batch."""

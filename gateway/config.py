@@ -160,9 +160,37 @@ class CirculationSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """Which circulation system the gateway drives."""
+    """Which catalogue and circulation system the gateway drives: the kinds of backends
+    registered under the ``interlend.backends`` entry points (:mod:`gateway.backends.registry`).
+
+    ``kind`` serves both; ``catalogue`` or ``circulation`` name another kind for one of them
+    (the library's own Z39.50 server for the catalogue, say, with circulation kept embedded).
+    Each backend's own settings are the table ``[backend.<kind>]``.
+    """
 
     kind: str = "embedded"
+    catalogue: str = ""
+    circulation: str = ""
+    tables: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, metadata={"subtables": True})
+
+    @property
+    def catalogue_kind(self) -> str:
+        """The kind of backend serving the catalogue."""
+        return self.catalogue or self.kind
+
+    @property
+    def circulation_kind(self) -> str:
+        """The kind of backend serving circulation."""
+        return self.circulation or self.kind
+
+    def chosen(self) -> list[tuple[str, str]]:
+        """(kind, the key that chose it) for each backend in use, each kind once."""
+        chosen = [(self.catalogue_kind, "backend.catalogue" if self.catalogue else "backend.kind"),
+                  (self.circulation_kind,
+                   "backend.circulation" if self.circulation else "backend.kind")]
+        return [pair for index, pair in enumerate(chosen)
+                if pair[0] not in [kind for kind, _ in chosen[:index]]]
 
 
 @dataclass(frozen=True)
@@ -287,11 +315,15 @@ class _Checker:
     def settings(self, cls: type, raw: Any, path: str) -> Any:
         """Build a flat settings dataclass, type-checking each value against its default."""
         table = self.table(raw, path)
-        names = {f.name for f in fields(cls)}
+        subtables = {f.name for f in fields(cls) if f.metadata.get("subtables")}
+        values: dict[str, Any] = {}
+        for name in subtables:  # the keys whose values are tables: [section.<key>]
+            values[name] = {key: value for key, value in table.items() if isinstance(value, dict)}
+            table = {key: value for key, value in table.items() if not isinstance(value, dict)}
+        names = {f.name for f in fields(cls)} - subtables
         self.unknown_keys(table, names, path)
-        values = {}
         for f in fields(cls):
-            if f.name in table:
+            if f.name in table and f.name not in subtables:
                 value = self.value(table[f.name], f.default, _join(path, f.name))
                 if value is not _INVALID:
                     values[f.name] = value
@@ -593,7 +625,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("audit.max_pending_rows", "must be greater than zero")
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
-    check.choice(backend.kind, ("embedded",), "backend.kind")
+    _check_backend_kinds(check, backend)
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -610,6 +642,22 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
                   circulation=circulation, backend=backend, admin=admin, stats=stats,
                   peers=tuple(peers), source=source)
+
+
+def _check_backend_kinds(check: _Checker, backend: BackendSettings) -> None:
+    """An error at the key naming a kind no installed backend has (``backend.kind``,
+    ``backend.catalogue``, ``backend.circulation``, a ``[backend.<kind>]`` table). The registry
+    is imported here, not with this module: the modules that read a Config load without the
+    backends package; a backend's own code loads only at start-up and in ``check-config``."""
+    from gateway.backends.registry import registered_kinds, unknown_kind_message
+
+    kinds = registered_kinds()
+    named = [("backend.kind", backend.kind), ("backend.catalogue", backend.catalogue),
+             ("backend.circulation", backend.circulation)]
+    named += [(f"backend.{kind}", kind) for kind in backend.tables]
+    for path, kind in named:
+        if kind and kind not in kinds:
+            check.error(path, unknown_kind_message(kind, kinds))
 
 
 def told_apart(a: Peer, b: Peer) -> bool:
@@ -681,11 +729,31 @@ def load_config(path: str | Path | None) -> Config:
 def deployment_problems(config: Config) -> list[str]:
     """What a valid file would still fail at (or should not go live with), as ``path: message``
     lines: two listeners on one port, a database directory that is missing and cannot be
-    created or is not writable, placeholder secrets left in. Never shows a secret."""
+    created or is not writable, a backend that cannot be loaded, placeholder secrets left in.
+    Never shows a secret."""
     problems = _port_clashes(config)
     problems += _database_problems(Path(config.gateway.database))
+    problems += _backend_problems(config)
     problems += [f"{path}: still the example placeholder ({PLACEHOLDER}...); set a real secret"
                  for path in _placeholder_paths(config)]
+    return problems
+
+
+def _backend_problems(config: Config) -> list[str]:
+    """Why a configured backend cannot be loaded (its package fails to import, or what it
+    registered is not a backend), and what is wrong with its ``[backend.<kind>]`` table, one
+    line per problem with its path; nothing when all is well."""
+    from gateway.backends.registry import BackendUnavailable, select_backend, settings_problems
+
+    problems: list[str] = []
+    for kind, path in config.backend.chosen():
+        try:
+            backend = select_backend(kind, path)
+        except BackendUnavailable as e:
+            problems.append(str(e))
+            continue
+        problems += settings_problems(backend, config.backend.tables.get(kind, {}),
+                                      f"backend.{kind}")
     return problems
 
 

@@ -16,9 +16,12 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import Request
 
@@ -30,7 +33,11 @@ from gateway.admin.dashboard import (
     render_missing,
     render_request,
 )
+from gateway.admin.metrics import Metrics
+from gateway.config import Config
 from gateway.daemon.formatting import write_rows
+from gateway.storage.audit_log import AuditFilter, audit_rows
+from gateway.storage.store import Connection, Store
 
 log = Logger()
 
@@ -61,9 +68,16 @@ class AdminResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, *, config: Callable[[], Config], store: Store, clock: IReactorTime,
+                 metrics: Metrics, health: Callable[[], dict[str, Any]]) -> None:
+        """``config`` answers the configuration in force (a reload replaces it); ``health``
+        the daemon's state as ``/healthz`` shows it."""
         super().__init__()
-        self.gateway = gateway
+        self._config = config
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self._health_state = health
         self._routes: dict[bytes, Callable[[Request], Deferred[tuple[bytes, bytes]]]] = {
             b"/": self._dashboard, b"/stats": self._stats, b"/rs/statistics": self._rs_stats,
             b"/metrics": self._metrics, b"/healthz": self._health,
@@ -100,7 +114,7 @@ class AdminResource(resource.Resource):
             request.write(body)
             request.finish()
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if failure.check(_NotFoundPage):
                 request.setResponseCode(404)
                 request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -125,13 +139,13 @@ class AdminResource(resource.Resource):
         name = host_name(header.decode("latin-1"))
         if name in LOOPBACK_NAMES:
             return True
-        if name in {host_name(h) for h in self.gateway.config.admin.allowed_hosts}:
+        if name in {host_name(h) for h in self._config().admin.allowed_hosts}:
             return True
         local = getattr(request.getHost(), "host", None)
         return local is not None and name == host_name(str(local))
 
     def _authorised(self, request: Request) -> bool:
-        settings = self.gateway.config.admin
+        settings = self._config().admin
         if not settings.password:
             return True
         header = request.getHeader(b"authorization") or b""
@@ -145,39 +159,39 @@ class AdminResource(resource.Resource):
                 & hmac.compare_digest(password.encode(), settings.password.encode()))
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self.gateway.reactor.seconds(), timezone.utc)
+        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
     def _json(self, value: Any) -> tuple[bytes, bytes]:
         return b"application/json", json.dumps(value, indent=2, default=str).encode() + b"\n"
 
     def _stats(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
-        args = request.args
+        args: dict[bytes, list[bytes]] = request.args or {}
         since = (args.get(b"since") or [b""])[0].decode() or None
         peer = (args.get(b"peer") or [b""])[0].decode() or None
-        cost = self.gateway.config.stats.document_supply_cost
+        cost = self._config().stats.document_supply_cost
         now = self._now()
-        return self.gateway.store.read(lambda conn: self._json(reports.partner_stats(
+        return self.store.read(lambda conn: self._json(reports.partner_stats(
             conn, now=now, since=since, peer=peer, cost_per_request=cost)))
 
     def _rs_stats(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         now = self._now()
-        return self.gateway.store.read(
+        return self.store.read(
             lambda conn: self._json(reports.rs_statistics(conn, now=now)))
 
     def _metrics(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         return Deferred.fromCoroutine(self._metrics_text())
 
     async def _metrics_text(self) -> tuple[bytes, bytes]:
-        await self.gateway.metrics.refresh()  # figures read from the database, when stale
-        return b"text/plain; version=0.0.4; charset=utf-8", self.gateway.metrics.render()
+        await self.metrics.refresh()  # figures read from the database, when stale
+        return b"text/plain; version=0.0.4; charset=utf-8", self.metrics.render()
 
     def _health(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         return Deferred.fromCoroutine(self._health_json())
 
     async def _health_json(self) -> tuple[bytes, bytes]:
-        return self._json(self.gateway.health())
+        return self._json(self._health_state())
 
-    # -- the staff work screen (gateway.admin.dashboard, gateway.admin.worklist) --------------------------
+    # -- the staff work screen (gateway.admin.dashboard, gateway.admin.worklist) ---------------
 
     def _request_route(self, path: bytes) -> _Route | None:
         """``/requests/<row id>``: one request's page."""
@@ -186,18 +200,16 @@ class AdminResource(resource.Resource):
             return None
         return lambda request: self._request_page(int(ident))
 
-    def _zone(self) -> Any:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(self.gateway.config.gateway.timezone)
+    def _zone(self) -> ZoneInfo:
+        return ZoneInfo(self._config().gateway.timezone)
 
     def _dashboard(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         now = self._now()
-        config = self.gateway.config
-        health = self.gateway.health()
+        config = self._config()
+        health = self._health_state()
         listing = Listing.from_params(_params(request))
 
-        def build(conn: Any) -> tuple[bytes, bytes]:
+        def build(conn: Connection) -> tuple[bytes, bytes]:
             patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             stats = reports.partner_stats(conn, now=now,
                                           cost_per_request=config.stats.document_supply_cost)
@@ -209,7 +221,7 @@ class AdminResource(resource.Resource):
             if not page.rows and page.total:  # past the last page: show the last one
                 shown = dataclasses.replace(listing, page=-(-page.total // PAGE_SIZE))
                 page = worklist.request_page(conn, shown.query(), now=now, patrons=patrons)
-            problems = reports.audit_rows(conn, reports.AuditFilter(), limit=500)
+            problems = audit_rows(conn, AuditFilter(), limit=500)
             problems = [row for row in problems if row["outcome"] != "success"][:20]
             body = render_dashboard(
                 name=config.gateway.name, now=now, zone=self._zone(), stats=stats,
@@ -217,16 +229,16 @@ class AdminResource(resource.Resource):
                 peers=worklist.peers_in_use(conn), states=worklist.states_in_use(conn),
                 problems=problems, health=health, currency=config.stats.currency)
             return b"text/html; charset=utf-8", body
-        return self.gateway.store.read(build)
+        return self.store.read(build)
 
     def _requests_csv(self, request: Request) -> Deferred[tuple[bytes, bytes]]:
         """The work list's current view (its filters, every page) as CSV."""
         now = self._now()
-        config = self.gateway.config
+        config = self._config()
         listing = Listing.from_params(_params(request))
         request.setHeader(b"content-disposition", b'attachment; filename="requests.csv"')
 
-        def build(conn: Any) -> tuple[bytes, bytes]:
+        def build(conn: Connection) -> tuple[bytes, bytes]:
             patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             page = worklist.request_page(conn, listing.query(paged=False), now=now,
                                          patrons=patrons)
@@ -234,13 +246,13 @@ class AdminResource(resource.Resource):
             write_rows(worklist.csv_rows(page.rows, self._zone()), "csv", out,
                        worklist.CSV_COLUMNS)
             return b"text/csv; charset=utf-8", out.getvalue().encode("utf-8")
-        return self.gateway.store.read(build)
+        return self.store.read(build)
 
     def _request_page(self, row_id: int) -> Deferred[tuple[bytes, bytes]]:
         now = self._now()
-        config = self.gateway.config
+        config = self._config()
 
-        def build(conn: Any) -> tuple[bytes, bytes]:
+        def build(conn: Connection) -> tuple[bytes, bytes]:
             patrons = worklist.patron_policy(conn, config.audit, config.gateway.key_file)
             found = worklist.request_detail(conn, row_id, now=now, patrons=patrons)
             if found is None:
@@ -252,11 +264,11 @@ class AdminResource(resource.Resource):
                 name=config.gateway.name, now=now, zone=self._zone(), request=found,
                 history=history, bodies=bodies)
 
-        def missing(failure: Any) -> tuple[bytes, bytes]:
+        def missing(failure: Failure) -> tuple[bytes, bytes]:
             failure.trap(_NotFound)
             raise _NotFoundPage(render_missing(name=config.gateway.name,
                                                identifier=failure.value.args[0]))
-        return self.gateway.store.read(build).addErrback(missing)
+        return self.store.read(build).addErrback(missing)
 
 
 class _NotFound(Exception):

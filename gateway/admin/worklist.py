@@ -1,26 +1,33 @@
-# -*- test-case-name: tests.gateway.test_worklist,tests.gateway.test_reports -*-
+# -*- test-case-name: tests.gateway.test_reports,tests.gateway.test_admin -*-
 """The ILL staff work list: requests with their title, patron, due date and age, filtered and
 paged, and what needs action first (overdue loans, items waiting too long for pickup, recent
 Problems, failing partners).
 
-Plain functions over a SQLite connection, so ``interlend requests`` and the dashboard give the
-same answers. Patrons appear by barcode only, and only as the ``[audit]`` settings allow: in
-clear where the audit log keeps patron ids in clear anyway, otherwise as the start of the same
-keyed hash the audit log stores (so a row can be matched with ``interlend audit``).
+Functions over a store connection that read through :mod:`gateway.storage`, so ``interlend
+requests`` and the dashboard give the same answers. Patrons appear by barcode only, and only as the
+``[audit]`` settings allow: in clear where the audit log keeps patron ids in clear anyway,
+otherwise as the start of the same keyed hash the audit log stores (so a row can be matched with
+``interlend audit``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from gateway.audit import default_key_file
-from gateway.backends.embedded import operations as ops
+from gateway.config import AuditSettings
 from gateway.secrets import KeyFileError, keyed_hash, read_key_file
+from gateway.storage import audit_log, request_reports
+from gateway.storage.audit_log import exchange_bodies as exchange_bodies
+from gateway.storage.request_reports import WorkListFilter
+from gateway.storage.request_reports import peers_in_use as peers_in_use
+from gateway.storage.retention import stored_time
+from gateway.storage.store import Connection
 
 CLOSED_STATES = ("completed", "cancelled")
 """States after which a request needs nothing more from staff."""
@@ -34,29 +41,6 @@ ORDERS = ("newest", "oldest", "due")
 """The orders a listing may ask for (``pickup`` is the action list's own)."""
 PATRON_HASH_CHARS = 10
 """Hex digits of the keyed patron hash shown (a prefix of the audit row's ``patron_hash``)."""
-
-_LOAN_DUE = ("(SELECT l.due_at FROM loans l WHERE l.item_id = r.item_id AND l.returned_at IS NULL"
-             " AND r.state NOT IN ('completed', 'cancelled')"
-             " AND (r.patron_id IS NULL OR l.patron_id = r.patron_id))")
-
-_PICKUP_EXPIRES = ("(SELECT MIN(h.pickup_expires) FROM holds h WHERE h.item_id = r.item_id"
-                   " AND h.status = 'active' AND r.role = 'borrower')")
-
-_PICKUP_DEADLINE = (f"datetime(COALESCE({_PICKUP_EXPIRES}, datetime(COALESCE(r.received_at,"
-                    " r.accepted_at), ?)))")
-"""When a borrowed item on the hold shelf should have been picked up (UTC, SQLite's form);
-its one parameter is the pickup period as a modifier (``+7 days``)."""
-
-_SELECT = f"""
-SELECT r.*, rec.title AS title, p.barcode AS patron_barcode,
-       p.institutional_peer AS patron_institution, {_LOAN_DUE} AS loan_due,
-       {_PICKUP_EXPIRES} AS pickup_expires
-FROM rs_requests r
-LEFT JOIN items i ON i.id = r.item_id
-LEFT JOIN records rec ON rec.id = i.record_id
-LEFT JOIN patrons p ON p.id = r.patron_id
-"""
-
 
 @dataclass(frozen=True)
 class PatronPolicy:
@@ -82,7 +66,7 @@ def _hashed_label(key: bytes, barcode: str) -> str:
     return "#" + keyed_hash(key, barcode)[:PATRON_HASH_CHARS]
 
 
-def patron_policy(conn: sqlite3.Connection, audit_settings: Any,
+def patron_policy(conn: Connection, audit_settings: AuditSettings,
                   key_file: str = "") -> PatronPolicy:
     """The policy for ``[audit]`` settings: patrons in clear when the audit log keeps patron
     ids (``store_patron_ids``) or whole bodies (``bodies = "full"``) in clear anyway; else
@@ -97,51 +81,12 @@ def patron_policy(conn: sqlite3.Connection, audit_settings: Any,
     return PatronPolicy(key=key)
 
 
-@dataclass(frozen=True)
-class RequestQuery:
-    """Which requests to list: every field optional; ``open_only`` leaves out the closed."""
-
-    peer: str | None = None
-    role: str | None = None
-    state: str | None = None
-    overdue: bool = False
-    search: str = ""
-    open_only: bool = False
-    pickup_late_days: int | None = None
-    """Only borrowed items still on the hold shelf past their hold's expiry, or this many
-    days after they arrived when the hold has none."""
-    order: str = "newest"
-    """``newest`` (first), ``oldest``, ``due`` (the earliest due date first, undated last) or
-    ``pickup`` (the earliest pickup deadline first: with ``pickup_late_days``)."""
-    offset: int = 0
-    limit: int | None = 100
-
-    def where(self, now_text: str) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (("r.peer", self.peer), ("r.role", self.role),
-                              ("r.state", self.state)):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if self.open_only:
-            clauses.append("r.state NOT IN ('completed', 'cancelled')")
-        if self.overdue:
-            clauses.append(f"{_LOAN_DUE} < ?")
-            params.append(now_text)
-        if self.pickup_late_days is not None:
-            clauses.append("r.role = 'borrower' AND r.state = 'awaiting_pickup' AND"
-                           f" {_PICKUP_DEADLINE} < datetime(?)")
-            params += [f"+{int(self.pickup_late_days)} days", now_text]
-        text = self.search.strip()
-        if text:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append(
-                "(r.our_request_id LIKE ? ESCAPE '\\' OR r.broker_request_id LIKE ? ESCAPE '\\'"
-                " OR r.item_barcode LIKE ? ESCAPE '\\' OR rec.title LIKE ? ESCAPE '\\'"
-                " OR p.barcode = ?)")
-            params += [like, like, like, like, text]
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+RequestQuery = WorkListFilter
+"""Which requests to list: every field optional; ``open_only`` leaves out the closed;
+``pickup_late_days`` keeps only borrowed items still on the hold shelf past their hold's
+expiry (or this many days after they arrived when the hold has none); ``order`` is ``newest``
+(first), ``oldest``, ``due`` (the earliest due date first, undated last) or ``pickup`` (the
+earliest pickup deadline first: with ``pickup_late_days``)."""
 
 
 @dataclass
@@ -162,9 +107,8 @@ def _parse(value: str | None) -> datetime | None:
         return None
 
 
-def _decorate(row: sqlite3.Row, now: datetime, patrons: PatronPolicy) -> dict[str, Any]:
+def _decorate(data: dict[str, Any], now: datetime, patrons: PatronPolicy) -> dict[str, Any]:
     """A request row with what staff read: title, patron label, due, overdue, age."""
-    data = dict(row)
     closed = data["state"] in CLOSED_STATES
     loan_due = _parse(data.pop("loan_due"))
     data["title"] = data["title"] or ""
@@ -174,7 +118,7 @@ def _decorate(row: sqlite3.Row, now: datetime, patrons: PatronPolicy) -> dict[st
     # which is also kept apart (the date the lender wants it back: it caps renewals).
     lender_due = data.pop("due_at")
     data["lender_due_at"] = lender_due if data["role"] == "borrower" else None
-    data["due_at"] = ops.iso(loan_due) if loan_due is not None else lender_due
+    data["due_at"] = stored_time(loan_due) if loan_due is not None else lender_due
     data["overdue"] = loan_due is not None and loan_due < now
     started = _parse(data["requested_at"] or data["accepted_at"] or data["shipped_at"])
     ended = _parse(data["completed_at"] or data["cancelled_at"]) if closed else None
@@ -183,49 +127,24 @@ def _decorate(row: sqlite3.Row, now: datetime, patrons: PatronPolicy) -> dict[st
     return data
 
 
-def request_page(conn: sqlite3.Connection, query: RequestQuery, *, now: datetime,
+def request_page(conn: Connection, query: RequestQuery, *, now: datetime,
                  patrons: PatronPolicy) -> Page:
     """The requests matching ``query``, newest first, one page of them, and how many match."""
-    now_text = ops.iso(now)
-    where, params = query.where(now_text)
-    base = _SELECT + where
-    total = conn.execute(f"SELECT count(*) FROM ({base})", params).fetchone()[0]
-    paging = ""
-    page_params: list[Any] = []
-    if query.limit is not None:
-        paging = " LIMIT ? OFFSET ?"
-        page_params = [query.limit, max(0, query.offset)]
-    order_params: list[Any] = []
-    if query.order == "due":
-        order = " ORDER BY COALESCE(loan_due, r.due_at) IS NULL, COALESCE(loan_due, r.due_at), r.id"
-    elif query.order == "oldest":
-        order = " ORDER BY r.id"
-    elif query.order == "pickup" and query.pickup_late_days is not None:
-        order = f" ORDER BY {_PICKUP_DEADLINE}, r.id"
-        order_params = [f"+{int(query.pickup_late_days)} days"]
-    else:
-        order = " ORDER BY r.id DESC"
-    rows = conn.execute(base + order + paging,
-                        params + order_params + page_params).fetchall()
+    rows, total = request_reports.work_list(conn, query, stored_time(now))
     return Page([_decorate(row, now, patrons) for row in rows], total, query)
 
 
-def request_detail(conn: sqlite3.Connection, request_row_id: int, *, now: datetime,
+def request_detail(conn: Connection, request_row_id: int, *, now: datetime,
                    patrons: PatronPolicy) -> dict[str, Any] | None:
     """One request (by row id) decorated as in the listing."""
-    row = conn.execute(_SELECT + " WHERE r.id = ?", (request_row_id,)).fetchone()
+    row = request_reports.work_list_entry(conn, request_row_id)
     return _decorate(row, now, patrons) if row is not None else None
 
 
-def states_in_use(conn: sqlite3.Connection) -> list[str]:
+def states_in_use(conn: Connection) -> list[str]:
     """The states of the requests in the database, in workflow order (for filter choices)."""
-    used = {row[0] for row in conn.execute("SELECT DISTINCT state FROM rs_requests")}
+    used = request_reports.states_in_use(conn)
     return [s for s in KNOWN_STATES if s in used] + sorted(used - set(KNOWN_STATES))
-
-
-def peers_in_use(conn: sqlite3.Connection) -> list[str]:
-    """The partners that have requests, sorted (for filter choices)."""
-    return [row[0] for row in conn.execute("SELECT DISTINCT peer FROM rs_requests ORDER BY peer")]
 
 
 # -- what needs action first ----------------------------------------------------------------------
@@ -242,7 +161,7 @@ class ActionItems:
     failing_partners: list[dict[str, Any]]
 
 
-def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPolicy,
+def action_items(conn: Connection, *, now: datetime, patrons: PatronPolicy,
                  pickup_days: int, limit: int = 10,
                  window: timedelta = timedelta(days=1)) -> ActionItems:
     """Overdue loans (oldest due first), borrowed items waiting for pickup past their hold's
@@ -256,42 +175,12 @@ def action_items(conn: sqlite3.Connection, *, now: datetime, patrons: PatronPoli
         arrived = _parse(row["received_at"] or row["accepted_at"])
         deadline = _parse(row["pickup_expires"]) or (
             arrived + timedelta(days=pickup_days) if arrived is not None else None)
-        row["pickup_deadline"] = ops.iso(deadline) if deadline is not None else ""
+        row["pickup_deadline"] = stored_time(deadline) if deadline is not None else ""
     since = (now - window).isoformat(timespec="microseconds")
-    problem_count = conn.execute("SELECT count(*) FROM audit WHERE time >= ? AND"
-                                 " outcome != 'success'", (since,)).fetchone()[0]
-    problems = [dict(row) for row in conn.execute(
-        "SELECT id, time, protocol, peer, operation, outcome, broker_request_id,"
-        " our_request_id, item_barcode FROM audit WHERE time >= ? AND outcome != 'success'"
-        " ORDER BY id DESC LIMIT ?", (since, limit))]
-    failing = []
-    for row in conn.execute(
-            "SELECT peer, count(*) AS exchanges, sum(outcome != 'success') AS failures,"
-            " max(CASE WHEN outcome = 'success' THEN time END) AS last_success,"
-            " max(CASE WHEN outcome != 'success' THEN time END) AS last_failure"
-            " FROM audit WHERE time >= ? AND peer IS NOT NULL GROUP BY peer ORDER BY peer",
-            (since,)):
-        entry = dict(row)
-        if entry["failures"] and (entry["last_success"] is None
-                                  or entry["last_failure"] > entry["last_success"]
-                                  or 2 * entry["failures"] >= entry["exchanges"]):
-            failing.append(entry)
+    problem_count, problems = audit_log.problems_since(conn, since, limit)
+    failing = [dataclasses.asdict(partner) for partner in audit_log.partner_outcomes(conn, since)
+               if partner.failing()]
     return ActionItems(overdue, late, problems, problem_count, failing)
-
-
-def exchange_bodies(conn: sqlite3.Connection,
-                    audit_ids: list[int]) -> dict[int, tuple[str | None, str | None]]:
-    """The stored (redacted as configured) bodies of these audit rows, by row id."""
-    if not audit_ids:
-        return {}
-    found: dict[int, tuple[str | None, str | None]] = {}
-    for start in range(0, len(audit_ids), 500):
-        chunk = audit_ids[start:start + 500]
-        for row in conn.execute(
-                "SELECT id, request_body, response_body FROM audit WHERE id IN"
-                f" ({', '.join('?' * len(chunk))})", chunk):
-            found[row[0]] = (row[1], row[2])
-    return found
 
 
 STEP_COLUMNS = ("requested_at", "accepted_at", "shipped_at", "received_at", "checked_out_at",

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_cli -*-
+# -*- test-case-name: tests.gateway.test_cli_ops,tests.gateway.test_reports -*-
 """The ``interlend`` command line: serve, check-config, import, demo.
 
 Every subcommand takes ``-c/--config FILE`` and ``--database PATH``. Exit status: 0 on success,
@@ -13,11 +13,17 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigErrors, load_config
 from gateway.daemon.logs import LOG_FORMATS, LOG_LEVELS
+
+if TYPE_CHECKING:  # the commands import what they use when they run
+    from twisted.logger import Logger
+
+    from gateway.storage.audit_log import AuditFilter
+    from gateway.storage.store import Connection
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/interlend/interlend.toml"),)
 
@@ -239,7 +245,7 @@ def _check_config(args: argparse.Namespace, config: Config, path: Path | None,
     return EXIT_OK
 
 
-def _open(config: Config, err: IO[str]) -> Any:
+def _open(config: Config, err: IO[str]) -> Connection | None:
     from gateway.storage.store import open_database
 
     try:
@@ -300,7 +306,7 @@ def _import(args: argparse.Namespace, config: Config, path: Path | None,
 
 def _demo(args: argparse.Namespace, config: Config, path: Path | None,
           out: IO[str], err: IO[str]) -> int:
-    from gateway.backends.embedded.demo import write_demo
+    from gateway.backends.embedded.demo import holds_records, write_demo
 
     if not 1 <= args.records <= 1_000_000:
         print("--records must be between 1 and 1000000", file=err)
@@ -309,7 +315,7 @@ def _demo(args: argparse.Namespace, config: Config, path: Path | None,
     if conn is None:
         return EXIT_FAILED
     try:
-        if args.if_absent and conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
+        if args.if_absent and holds_records(conn):
             print(f"{config.gateway.database}: already holds records; demo data not written",
                   file=out)
             return EXIT_OK
@@ -333,17 +339,18 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str, out: IO[str],
 def _audit(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from gateway.admin import reports
+    from gateway.storage.retention import purge_audit
+    from gateway.storage.store import write_transaction
 
     conn = _open(config, err)
     if conn is None:
         return EXIT_FAILED
     try:
         if args.audit_command == "purge":
-            conn.execute("BEGIN IMMEDIATE")
-            cleared, deleted = reports.purge_audit(
-                conn, now=reports.now_utc(), body_days=config.audit.body_retention_days,
-                row_days=config.audit.row_retention_days)
-            conn.execute("COMMIT")
+            with write_transaction(conn):
+                cleared, deleted = purge_audit(
+                    conn, now=reports.now_utc(), body_days=config.audit.body_retention_days,
+                    row_days=config.audit.row_retention_days)
             print(f"audit retention: {cleared} bodies cleared (older than "
                   f"{config.audit.body_retention_days} days), {deleted} rows deleted (older "
                   f"than {config.audit.row_retention_days} days)", file=out)
@@ -393,17 +400,17 @@ def _utc_bound(value: str | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _follow(conn: Any, where: Any, rows: list[dict[str, Any]], args: argparse.Namespace,
-            out: IO[str]) -> int:
+def _follow(conn: Connection, where: AuditFilter, rows: list[dict[str, Any]],
+            args: argparse.Namespace, out: IO[str]) -> int:
     """Print new audit rows as they are committed, until interrupted."""
     import dataclasses
     import time
 
     from gateway.admin import reports
     from gateway.daemon.formatting import write_rows
+    from gateway.storage.audit_log import last_audit_id
 
-    last = rows[-1]["id"] if rows else (conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit")
-                                        .fetchone()[0])
+    last = rows[-1]["id"] if rows else last_audit_id(conn)
     fmt = "json" if args.format == "json" else "csv" if args.format == "csv" else "lines"
     try:
         while True:
@@ -457,7 +464,7 @@ REQUEST_TABLE = ("request", "title", "patron", "partner", "role", "state", "due"
 """The ``interlend requests`` table: fits 120 columns (the title gives way)."""
 
 
-def _list_requests(conn: Any, args: argparse.Namespace, config: Config, out: IO[str],
+def _list_requests(conn: Connection, args: argparse.Namespace, config: Config, out: IO[str],
                    err: IO[str]) -> None:
     """``interlend requests``: newest first; times in the configured zone in tables, stored
     (UTC ISO 8601) in CSV and JSON. When ``--limit`` leaves requests out, stderr says so."""
@@ -550,21 +557,24 @@ def _pair(summary: dict[str, Any]) -> str:
 
 def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
+    import dataclasses
+
     from gateway.admin import reports
     from gateway.backends.embedded.operations import delete_temporary_item
+    from gateway.storage.retention import orphan_items
+    from gateway.storage.store import write_transaction
 
     conn = _open(config, err)
     if conn is None:
         return EXIT_FAILED
     try:
         now = reports.now_utc()
-        conn.execute("BEGIN IMMEDIATE")
-        orphans = reports.orphan_items(conn, now=now, days=args.days)
-        if args.remove:
-            for orphan in orphans:
-                delete_temporary_item(conn, orphan["barcode"], now)
-        conn.execute("COMMIT")
-        _print_rows(orphans, "table", out)
+        with write_transaction(conn):
+            orphans = orphan_items(conn, now=now, days=args.days)
+            if args.remove:
+                for orphan in orphans:
+                    delete_temporary_item(conn, orphan.barcode, now)
+        _print_rows([dataclasses.asdict(orphan) for orphan in orphans], "table", out)
         verb = "removed" if args.remove else "found (use --remove to delete them)"
         print(f"{len(orphans)} orphaned temporary item(s) {verb}", file=out)
         return EXIT_OK
@@ -572,7 +582,7 @@ def _sweep(args: argparse.Namespace, config: Config, path: Path | None,
         conn.close()
 
 
-def _raise_file_limit(log: Any) -> None:
+def _raise_file_limit(log: Logger) -> None:
     """Raise the soft open-files limit to the hard one: every connection is a descriptor, and
     the connection caps (z3950/ncip ``max_connections``, 1000 each by default) need more than
     the common soft default of 1024."""
@@ -593,36 +603,42 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
            out: IO[str], err: IO[str]) -> int:
     from twisted.internet import reactor
     from twisted.logger import Logger
+    from twisted.python.failure import Failure
 
+    from gateway.backends.registry import BackendUnavailable
     from gateway.daemon.gateway import Gateway, Overrides
     from gateway.daemon.logs import start_logging
 
-    start_logging(out, log_format=args.log_format, level=args.log_level)
-    log = Logger(namespace="interlend")
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
                           ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
+    try:  # before logging starts: a backend that cannot be loaded is a configuration error
+        gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
+    except BackendUnavailable as e:
+        print(str(ConfigErrors(str(path) if path else "built-in defaults", [str(e)])), file=err)
+        return EXIT_USAGE
+    start_logging(out, log_format=args.log_format, level=args.log_level)
+    log = Logger(namespace="interlend")
     _raise_file_limit(log)
     # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms
     # instead of Python's default 5 ms: it needs it several times per request it answers.
     sys.setswitchinterval(0.001)
-    gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     status = [EXIT_OK]
 
     def start() -> None:
         d = gateway.start()
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             log.error("start-up failed: {error}", error=failure.getErrorMessage())
             status[0] = EXIT_FAILED
-            reactor.stop()  # type: ignore[attr-defined]
+            reactor.stop()
 
         d.addErrback(failed)
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)  # type: ignore
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)
     signal.signal(signal.SIGHUP,
-                  lambda *_: reactor.callFromThread(gateway.reload))  # type: ignore
-    reactor.run()  # type: ignore[attr-defined]
+                  lambda *_: reactor.callFromThread(gateway.reload))  # type: ignore[attr-defined]
+    reactor.run()
     return status[0]
 
 

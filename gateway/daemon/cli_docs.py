@@ -10,7 +10,11 @@ import argparse
 import textwrap
 from collections.abc import Iterator
 
+from gateway.config import GatewaySettings
 from gateway.daemon.cli_ops import REQUEST_STATES
+
+SYSTEMD_DATABASE = f"/var/lib/interlend/{GatewaySettings.database.name}"
+"""Where the database lives under systemd (the unit's StateDirectory, the default file name)."""
 
 DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
     "serve": (
@@ -33,7 +37,7 @@ DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Import ISO 2709 or MARCXML records (MARC-8 or UTF-8) with their items from 852 or "
         "952; a re-import updates records by their 001. A bad record is skipped with a line "
         "naming it. Exit 1 when a file could not be read or nothing was imported.",
-        ("interlend import marc --database /var/lib/interlend/interlend.sqlite3 books.mrc",)),
+        (f"interlend import marc --database {SYSTEMD_DATABASE} books.mrc",)),
     "import patrons": (
         "Import patrons from CSV with the columns barcode, username, pin, given_name, "
         "family_name, email, status, patron_group, expires: all rows or none.",
@@ -193,7 +197,7 @@ def manpage(parser: argparse.ArgumentParser) -> str:
         ".SH FILES",
         ".TP", _roff("/etc/interlend/interlend.toml"),
         _roff("the configuration (root-only; the service reads it as a systemd credential)"),
-        ".TP", _roff("/var/lib/interlend/interlend.sqlite3"),
+        ".TP", _roff(SYSTEMD_DATABASE),
         _roff("the database under systemd (StateDirectory; /var/lib/private/interlend with "
               "DynamicUser)"),
         ".SH ENVIRONMENT",

@@ -14,12 +14,13 @@ import argparse
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from gateway.config import Config, ConfigErrors, load_config
+from gateway.storage.request_reports import recorded_peers, recorded_states
+from gateway.storage.store import DatabaseBusy
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +31,7 @@ REQUEST_STATES = ("requested", "filled", "shipped", "awaiting_pickup", "checked_
                   "returned", "checked_in", "completed", "cancelled")
 """The states a resource-sharing request goes through (``rs_requests.state``)."""
 
-DATABASE_BUSY = (sqlite3.OperationalError,)
+DATABASE_BUSY = (DatabaseBusy,)
 """What a command against a locked (or otherwise unusable) database raises mid-way."""
 
 RELOAD_TIMEOUT = 30.0
@@ -53,13 +54,13 @@ def preflight(args: argparse.Namespace, config: Config) -> tuple[int, str] | Non
     peer = getattr(args, "peer", None)
     configured = {p.name.casefold() for p in config.peers}
     if peer is not None and peer.casefold() not in configured:  # peer filters ignore case
-        known = sorted({p.name for p in config.peers} | set(_recorded_peers(database)))
+        known = sorted({p.name for p in config.peers} | set(recorded_peers(database)))
         if peer.casefold() not in {name.casefold() for name in known}:
             return EXIT_USAGE, (f"interlend {command}: --peer {peer!r} is neither configured "
                                 f"nor recorded; valid: {', '.join(known) or '(none yet)'}")
     state = getattr(args, "state", None)
     if command == "requests" and state is not None and state not in REQUEST_STATES:
-        known = sorted(set(REQUEST_STATES) | set(_recorded_states(database)))
+        known = sorted(set(REQUEST_STATES) | set(recorded_states(database)))
         if state not in known:
             return EXIT_USAGE, (f"interlend requests: --state {state!r} is not a request "
                                 f"state; valid: {', '.join(known)}")
@@ -77,39 +78,6 @@ def _is_iso_moment(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _read_only(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5.0)
-
-
-def _recorded_peers(database: Path) -> list[str]:
-    """Peers named in the audit log or in requests (a peer removed from the configuration
-    still has its history), read without scanning the audit table (index skip-scan)."""
-    try:
-        conn = _read_only(database)
-        try:
-            audit = conn.execute(
-                "WITH RECURSIVE p(peer) AS (SELECT MIN(peer) FROM audit UNION ALL "
-                "SELECT (SELECT MIN(peer) FROM audit WHERE peer > p.peer) FROM p "
-                "WHERE p.peer IS NOT NULL) SELECT peer FROM p WHERE peer IS NOT NULL").fetchall()
-            requests = conn.execute("SELECT DISTINCT peer FROM rs_requests").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
-    return [row[0] for row in audit + requests if row[0]]
-
-
-def _recorded_states(database: Path) -> list[str]:
-    try:
-        conn = _read_only(database)
-        try:
-            return [row[0] for row in conn.execute("SELECT DISTINCT state FROM rs_requests")]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
 
 
 def busy_message(config: Config, error: Exception) -> str:

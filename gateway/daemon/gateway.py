@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.gateway.test_daemon -*-
 """The daemon: opens the store, starts every listener, reloads on SIGHUP, stops cleanly.
 
-:class:`Gateway` owns the running pieces. It is built from a validated :class:`Config` and an
-injected reactor; ``interlend serve`` runs it under the real reactor and wires the signals.
+:class:`Gateway` is the composition root: it builds the running pieces from a validated
+:class:`Config` and an injected reactor, selects the backend ``[backend] kind`` names
+(:mod:`gateway.backends.registry`), and hands each piece what it needs, typed. ``interlend
+serve`` runs it under the real reactor and wires the signals.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import Request
 from twisted.web.server import Site
 
 from gateway import __version__
-from gateway.admin import reports
 from gateway.admin.http import AdminResource
-from gateway.admin.metrics import Metrics
+from gateway.admin.metrics import LiveFigures, MemoryFigures, Metrics
 from gateway.audit import AuditBatch, AuditLog
-from gateway.backends.embedded.catalogue import EmbeddedCatalogue
-from gateway.backends.embedded.circulation import EmbeddedCirculation
+from gateway.backends.registry import BackendContext, backend_for
 from gateway.config import Config, ConfigErrors, admin_problems, load_config
 from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
@@ -45,8 +46,9 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
+from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
-from gateway.storage.store import Store
+from gateway.storage.store import Connection, Store
 from gateway.z3950.catalogue import CatalogueService
 
 log = Logger()
@@ -137,6 +139,10 @@ class Gateway:
     def __init__(self, config: Config, *, reactor: Any, config_path: Path | None = None,
                  overrides: Overrides = Overrides(),
                  environ: dict[str, str] | None = None) -> None:
+        """``reactor`` provides time, threads and the listening endpoints (the real one, or a
+        ``MemoryReactorClock`` in tests). Raises
+        :class:`~gateway.backends.registry.BackendUnavailable` when the configured backend
+        cannot be loaded."""
         self.config = config
         self.reactor = reactor
         self.config_path = config_path
@@ -150,14 +156,19 @@ class Gateway:
         self.audit = AuditLog(self.store, config.audit, reactor,
                               key_file=Path(config.gateway.key_file)
                               if config.gateway.key_file else None)
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(self.store, self.audit, reactor, live=self.live_figures)
+        context = BackendContext(
+            config=lambda: self.config, store=self.store, clock=reactor, audit=self.audit,
+            metrics=self.metrics, stopping=lambda: self.state in ("stopping", "stopped"))
+        self.catalogue_backend, self.catalogue_context = backend_for(
+            "catalogue", config.backend, context)
+        self.circulation_backend, self.circulation_context = backend_for(
+            "circulation", config.backend, context)
         self.catalogue = CatalogueService(
-            EmbeddedCatalogue(self.store,
-                              time_limit=lambda: self.config.z3950.operation_time_limit,
-                              stopping=lambda: self.state in ("stopping", "stopped")),
+            self.catalogue_backend.catalogue(self.catalogue_context),
             config=lambda: self.config, clock=reactor)
         self.ncip = NcipService(self)
-        self.circulation = EmbeddedCirculation(self.store)
+        self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
             limit=config.ncip.auth_failures_before_lockout,
             seconds=config.ncip.lockout_seconds, clock=reactor))
@@ -202,9 +213,12 @@ class Gateway:
         self.factories["ncip"] = ConnectionLimitFactory(
             site, max_total=ncip.max_connections, max_per_host=ncip.max_connections_per_peer,
             name="ncip", clock=self.reactor, max_rate_per_host=ncip.max_connection_rate_per_peer)
-        admin = AdminSite(AdminResource(self), timeout=ncip.idle_timeout, reactor=self.reactor)
+        admin = AdminSite(AdminResource(config=lambda: self.config, store=self.store,
+                                        clock=self.reactor, metrics=self.metrics,
+                                        health=self.health),
+                          timeout=ncip.idle_timeout, reactor=self.reactor)
         self.factories["admin"] = ConnectionLimitFactory(
-            cast(Any, admin), max_total=100, max_per_host=20, name="admin", clock=self.reactor)
+            admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
@@ -236,14 +250,15 @@ class Gateway:
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
             lambda f: log.failure("audit retention timer stopped", f))
 
-    def purge_audit(self) -> Deferred[tuple[int, int]]:
+    def purge_audit(self) -> Deferred[tuple[int, int] | None]:
         """Apply the audit retention (bodies after N days, rows after M days); log the result."""
         settings = self.config.audit
         now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
 
-        def purge(conn: Any) -> tuple[int, int]:
-            return reports.purge_audit(conn, now=now, body_days=settings.body_retention_days,
-                                       row_days=settings.row_retention_days)
+        def purge(conn: Connection) -> tuple[int, int]:
+            return retention.purge_audit(conn, now=now,
+                                         body_days=settings.body_retention_days,
+                                         row_days=settings.row_retention_days)
 
         def done(counts: tuple[int, int]) -> tuple[int, int]:
             cleared, deleted = counts
@@ -255,10 +270,11 @@ class Gateway:
                      row_days=settings.row_retention_days)
             return counts
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             log.error("audit retention failed: {error}", error=failure.getErrorMessage())
 
-        return self.store.write(purge).addCallbacks(done, failed)
+        purged: Deferred[tuple[int, int] | None] = self.store.write(purge).addCallback(done)
+        return purged.addErrback(failed)
 
     def where_to_go(self) -> list[str]:
         """One line per listener saying how to reach it: the NCIP URL with its path, the
@@ -302,7 +318,7 @@ class Gateway:
         def listening(port: IListeningPort) -> None:
             listener.port = port
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             listener.error = failure.getErrorMessage()
             log.error("cannot listen on {endpoint} for {protocol}: {error}",
                       endpoint=endpoint, protocol=protocol, error=listener.error)
@@ -316,9 +332,8 @@ class Gateway:
         full disk too.)"""
         if self.store.running and self.store.stats.last_error and not self.store.pending:
             moment = str(self.reactor.seconds())
-            self.store.write(lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO gateway_meta (key, value) VALUES ('health_probe', ?)",
-                (moment,))).addErrback(lambda _: None)
+            self.store.write(lambda conn: meta.record_probe(conn, moment)).addErrback(
+                lambda _: None)
 
     def _start_watchdog(self) -> None:
         interval = sdnotify.watchdog_interval(self.environ)
@@ -428,7 +443,7 @@ class Gateway:
             self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
-            ncip_site: Any = site.wrappedFactory  # the GatewaySite
+            ncip_site = cast(GatewaySite, site.wrappedFactory)
             ncip_site.max_body_size = self.config.ncip.max_body_size
             ncip_site.request_arrival_timeout = self.config.ncip.request_arrival_timeout
 
@@ -477,6 +492,26 @@ class Gateway:
         return gatherResults([_stop_port(port) for port in ports])
 
     # -- health -----------------------------------------------------------------------------
+
+    def live_figures(self) -> LiveFigures:
+        """What the listeners and services report right now, for the metrics."""
+        ncip_site = self.factories.get("ncip")
+        site = cast(GatewaySite, ncip_site.wrappedFactory) if ncip_site is not None else None
+        resource = self.ncip_resource
+        memory = self.catalogue.memory
+        return LiveFigures(
+            open_connections={name: factory.open_connections
+                              for name, factory in self.factories.items()},
+            refused_connections={name: factory.refused
+                                 for name, factory in self.factories.items()},
+            z3950_associations=len(self.z3950_factory.associations)
+            if self.z3950_factory is not None else 0,
+            ncip_in_flight=resource.in_flight if resource is not None else 0,
+            ncip_rate_limited=resource.rate_limited if resource is not None else 0,
+            ncip_bodies_too_large=site.body_too_large if site is not None else 0,
+            ncip_arrival_timeouts=site.arrival_timeouts if site is not None else 0,
+            failed_reloads=self.failed_reloads,
+            memory=MemoryFigures(used=memory.used, limit=memory.limit, refused=memory.refused))
 
     def health(self) -> dict[str, Any]:
         """The state of the database and listeners, for ``/healthz``."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_logs -*-
+# -*- test-case-name: tests.gateway.test_running -*-
 """Logging set-up: ``twisted.logger`` to stdout, as plain text or JSON lines (for journald).
 
 JSON lines carry the rendered message, the level as a word, the logger (the event's namespace)

@@ -78,7 +78,7 @@ class ConnectionLimitFactory(Factory):
     association's CPU).
     """
 
-    def __init__(self, wrapped: Factory, *, max_total: int, max_per_host: int,
+    def __init__(self, wrapped: Factory[Any], *, max_total: int, max_per_host: int,
                  name: str, clock: Any, max_rate_per_host: float = 0.0,
                  refuser: Callable[[IAddress, str], Protocol | None] | None = None,
                  refusal_slots: int = 0) -> None:

@@ -73,7 +73,7 @@ MIGRATIONS: list[str] = [
                       CHECK (status IN ('active', 'blocked', 'expired')),
         patron_group  TEXT NOT NULL DEFAULT '',
         expires       TEXT,                          -- YYYY-MM-DD
-        institutional_peer TEXT,                     -- set for a borrowing library's institutional patron
+        institutional_peer TEXT,                     -- set for a borrowing library's patron
         created_at    TEXT NOT NULL,
         updated_at    TEXT NOT NULL
     );
@@ -196,7 +196,8 @@ MIGRATIONS: list[str] = [
     """,
     # 4: the catalogue's generation, one more on every change to a record (and so to the word
     #    index, which is only ever written with its record): a word's hit count computed at one
-    #    generation holds until the next, so a searcher may keep it (gateway.backends.embedded.search.WordCounts).
+    #    generation holds until the next, so a searcher may keep it
+    #    (gateway.backends.embedded.search.WordCounts).
     #    Triggers, so that every writer (the daemon, `interlend import`) keeps it.
     """
     CREATE TABLE catalogue_generation (
@@ -251,14 +252,15 @@ MIGRATIONS: list[str] = [
         locked_until  REAL NOT NULL DEFAULT 0
     );
     """,
-    # 9: one folding for every script (gateway.backends.embedded.indexing): the word index stores words folded in
-    #    Python (NFKD, case folding, marks removed) and FTS5 only splits them on spaces ('ascii'
-    #    tokenizer), so Cyrillic, Greek and compatibility characters match as their queries fold;
-    #    added authors, variant and series titles get their own columns (1=1004/1005/1006, 1=5,
-    #    1=1018). The index is rebuilt from the stored records by the functions
-    #    gateway.storage.store.migrate registers (interlend_index_words, interlend_index_identifiers),
-    #    which also add the new identifier kinds (lccn from 010, language from 008/35-37); local
-    #    numbers get a case-insensitive index (1=12 as Zebra compares them).
+    # 9: one folding for every script (gateway.backends.embedded.indexing): the word index stores
+    #    words folded in Python (NFKD, case folding, marks removed) and FTS5 only splits them on
+    #    spaces ('ascii' tokenizer), so Cyrillic, Greek and compatibility characters match as their
+    #    queries fold; added authors, variant and series titles get their own columns
+    #    (1=1004/1005/1006, 1=5, 1=1018). The index is rebuilt from the stored records by the
+    #    functions gateway.storage.store.migrate registers (interlend_index_words,
+    #    interlend_index_identifiers), which also add the new identifier kinds (lccn from 010,
+    #    language from 008/35-37); local numbers get a case-insensitive index (1=12 as Zebra
+    #    compares them).
     """
     DROP TABLE IF EXISTS records_fts_vocab_col;
     DROP TABLE IF EXISTS records_fts_vocab_row;

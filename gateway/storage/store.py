@@ -20,12 +20,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,6 +38,21 @@ from gateway.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
 log = Logger()
+
+Connection = sqlite3.Connection
+"""The handle a store job is given. Only :mod:`gateway.storage` and the embedded backend run
+SQL on it; the admin pages and the command line pass it on to their functions, so that several
+reads share one snapshot."""
+
+DatabaseError = sqlite3.Error
+"""What the database raises when it cannot do what was asked (locked, corrupt, missing)."""
+
+DatabaseBusy = sqlite3.OperationalError
+"""What a command against a locked (or otherwise unusable) database raises mid-way."""
+
+SQLITE_VERSION = sqlite3.sqlite_version
+"""The SQLite library's version (the metrics' build info shows it)."""
+
 
 
 class StoreError(Exception):
@@ -133,6 +150,24 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+def open_read_only(path: str | Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection to an existing database file (never creates one)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on a connection of :func:`open_database` (the command
+    line's own; the daemon writes through :meth:`Store.write`); ``ROLLBACK`` on an error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def open_database(path: str | Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; for the command line and start-up."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +206,7 @@ of microseconds of work; the check itself costs well under a microsecond)."""
 class Store:
     """The gateway's database: one writer thread (group commit) and a pool of reader threads."""
 
-    def __init__(self, path: str | Path, reactor: Any, *, busy_timeout: float = 5.0,
+    def __init__(self, path: str | Path, reactor: IReactorFromThreads, *, busy_timeout: float = 5.0,
                  readers: int = 2, max_batch: int = 256, catalogue_readers: int = 1) -> None:
         self.path = Path(path)
         self._reactor = reactor

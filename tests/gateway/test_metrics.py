@@ -13,14 +13,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from gateway import __version__
-from gateway.admin.metrics import Metrics
+from twisted.internet.task import Clock
+
+from gateway.admin.metrics import LiveFigures, Metrics
 from gateway.storage.store import WriterStats
 
 
-def _metrics() -> Metrics:
-    gateway = SimpleNamespace(factories={}, store=SimpleNamespace(pending=0, stats=WriterStats()),
-                              audit=SimpleNamespace(failed=0))
-    return Metrics(gateway)
+def _metrics(failed_reloads: int = 0) -> Metrics:
+    store = SimpleNamespace(pending=0, stats=WriterStats(), running=False)
+    audit = SimpleNamespace(failed=0)
+    return Metrics(store, audit, Clock(),  # type: ignore[arg-type]
+                   live=lambda: LiveFigures(failed_reloads=failed_reloads))
 
 
 def test_observe_counts_per_label_set_and_times_per_service() -> None:
@@ -72,9 +75,8 @@ def test_z3950_diagnostics_are_named() -> None:
 def test_build_process_reload_and_audit_series() -> None:
     """Build info, the standard process/platform/GC collectors, failed reloads, the audit
     retry queue, failed authentications by the peer they claimed."""
-    m = _metrics()
-    m.gateway.failed_reloads = 3
-    m.gateway.audit.pending, m.gateway.audit.retried, m.gateway.audit.dropped = 5, 7, 1
+    m = _metrics(failed_reloads=3)
+    m.audit.pending, m.audit.retried, m.audit.dropped = 5, 7, 1  # type: ignore[misc]
     m.auth_failure("reshare", "refused")
     m.auth_failure(None, "unknown")
     text = m.render().decode()
@@ -149,7 +151,7 @@ def test_database_figures(tmp_path: Path) -> None:
         "reshare": datetime(2026, 3, 2, 10, tzinfo=timezone.utc).timestamp(),
         "tipasa": datetime(2026, 3, 1, 9, tzinfo=timezone.utc).timestamp()}
     m = _metrics()
-    m.gateway.store.path = path
+    m.store.path = path  # type: ignore[misc]
     m.figures = figures
     figures.read_at = now
     value = m.registry.get_sample_value

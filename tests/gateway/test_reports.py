@@ -328,10 +328,12 @@ def _audit_row(conn: sqlite3.Connection, when: datetime, name: str) -> None:
 
 
 def test_purge_audit_function_clears_bodies_then_rows(tmp_path: Path) -> None:
-    """reports.purge_audit: bodies older than N days are cleared (rows kept), rows older than
-    M days are deleted, newer rows keep their bodies; stored exactly-once replies (verbatim
+    """storage.retention.purge_audit: bodies older than N days are cleared (rows kept), rows
+    older than M days are deleted, newer rows keep their bodies; stored exactly-once replies (verbatim
     reply bodies, patron ids and all) go with the bodies, after N days. The counts are
     disjoint: a row deleted is not also counted as a body cleared."""
+    from gateway.storage.retention import purge_audit
+
     conn = open_database(tmp_path / "db.sqlite3")
     now = datetime(2030, 6, 1, 12, tzinfo=timezone.utc)
     conn.execute("BEGIN IMMEDIATE")
@@ -343,7 +345,7 @@ def test_purge_audit_function_clears_bodies_then_rows(tmp_path: Path) -> None:
     conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
                  " VALUES ('p', 's', 'new', x'00', ?)",
                  (ops.iso(now - timedelta(days=2)),))
-    cleared, deleted = reports.purge_audit(conn, now=now, body_days=30, row_days=365)
+    cleared, deleted = purge_audit(conn, now=now, body_days=30, row_days=365)
     conn.execute("COMMIT")
     assert (cleared, deleted) == (3, 2)
     rows = {r[0]: r[1] for r in conn.execute("SELECT operation, request_body FROM audit")}

@@ -444,6 +444,11 @@ def _add_hold(conn: sqlite3.Connection, patron_id: int, record_id: int, item_id:
     return cursor.rowcount > 0
 
 
+def holds_records(conn: sqlite3.Connection) -> bool:
+    """Whether the catalogue holds any record yet (``interlend demo --if-absent``)."""
+    return conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is not None
+
+
 def write_demo(conn: sqlite3.Connection, *, records: int = 2000,
                progress: Callable[[int], None] | None = None,
                today: date | None = None,

@@ -98,7 +98,7 @@ class NcipHarness:
         self.host: Any = SimpleNamespace(config=self.config, reactor=self.clock,
                                          store=self.store)
         self.host.audit = AuditLog(self.store, self.config.audit, self.clock)  # type: ignore
-        self.host.metrics = Metrics(self.host)
+        self.host.metrics = Metrics(self.store, self.host.audit, self.clock)  # type: ignore[arg-type]
         result_of(self.host.audit.start())
         self.circulation = circulation(self.store)
         self.service = NcipService(self.host)
