@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,7 +77,8 @@ class ResultSet:
     @property
     def count(self) -> int:
         """The number of hits."""
-        return int(self.found.count)
+        count: int = self.found.count
+        return count
 
     def __repr__(self) -> str:
         return f"ResultSet({self.name!r}, count={self.count})"
@@ -129,8 +130,9 @@ class CatalogueService:
         weakref.finalize(result_set, self.memory.give, size)
         return result_set
 
-    def _check_databases(self, databases: Sequence[str]) -> None:
-        known = {name.lower() for name in self._config.z3950.databases}
+    @staticmethod
+    def _check_databases(databases: Sequence[str], served: Sequence[str]) -> None:
+        known = {name.lower() for name in served}
         for name in databases:
             if name.lower() not in known:
                 raise Bib1Error(Bib1.DATABASE_UNAVAILABLE, name)
@@ -150,15 +152,15 @@ class CatalogueService:
         try:
             if not isinstance(query, Query):
                 raise Bib1Error(Bib1.QUERY_TYPE_UNSUPPORTED, type(query).__name__)
-            self._check_databases(databases)
             z = self._config.z3950
+            self._check_databases(databases, z.databases)
             check_terms(query.root, z.max_term_length, z.max_term_words)
             plan = plan_query(query, {k: v.found for k, v in result_sets.items()},
                               max_operators=z.max_query_operators)
         except Bib1Error:
             return fail()
-        d = maybeDeferred(self.catalogue.search, plan)
-        return d.addCallbacks(lambda found: self._keep(ResultSet(name, found)), _diagnosed)
+        return self.catalogue.search(plan).addCallbacks(
+            lambda found: self._keep(ResultSet(name, found)), _diagnosed)
 
     # -- Present --------------------------------------------------------------------------------
 
@@ -206,8 +208,8 @@ class CatalogueService:
                 Diagnostic(Bib1.PRESENT_FAILED, "record no longer exists"), database)
                 for record in records]
 
-        d = maybeDeferred(self.catalogue.fetch, result_set.found, start, count, build)
-        return d.addCallbacks(gone, _diagnosed)
+        return self.catalogue.fetch(result_set.found, start, count, build).addCallbacks(
+            gone, _diagnosed)
 
     # -- Scan -----------------------------------------------------------------------------------
 
@@ -219,19 +221,20 @@ class CatalogueService:
         1-based position where the scan term is or would be).
         """
         try:
-            self._check_databases(databases)
+            z = self._config.z3950
+            self._check_databases(databases, z.databases)
             if count < 0 or count > MAX_SCAN_TERMS:
                 raise Bib1Error(Bib1.TOO_MANY_INDEX_TERMS, str(count))
             if count and not 0 <= preferred_position <= count + 1:  # 0: after the term
                 raise Bib1Error(Bib1.SCAN_POSITION_UNSUPPORTED, str(preferred_position))
-            if step_size < 0 or step_size > self._config.z3950.max_scan_step:
+            if step_size < 0 or step_size > z.max_scan_step:
                 raise Bib1Error(Bib1.SCAN_STEP_SIZE_UNSUPPORTED, str(step_size))
-            check_terms(term, self._config.z3950.max_term_length, None)
+            check_terms(term, z.max_term_length, None)
             plan = plan_scan(term)
         except Bib1Error:
             return fail()
-        d = maybeDeferred(self.catalogue.scan, plan, count, preferred_position, step_size)
-        return d.addCallbacks(ScanResult.of, _diagnosed)
+        return self.catalogue.scan(plan, count, preferred_position, step_size).addCallbacks(
+            ScanResult.of, _diagnosed)
 
     # -- Sort -----------------------------------------------------------------------------------
 
@@ -252,8 +255,8 @@ class CatalogueService:
             resolved = sort_keys(keys)
         except Bib1Error:
             return fail()
-        d = maybeDeferred(self.catalogue.sort, result_set.found, resolved)
-        return d.addCallbacks(lambda found: self._keep(ResultSet(name, found)), _diagnosed)
+        return self.catalogue.sort(result_set.found, resolved).addCallbacks(
+            lambda found: self._keep(ResultSet(name, found)), _diagnosed)
 
 
 def _diagnosed(failure: Failure) -> Failure:

@@ -141,6 +141,8 @@ _YEAR_OPERATORS = {Comparison.LESS: "<", Comparison.LESS_OR_EQUAL: "<=", Compari
                    Comparison.NOT_EQUAL: "<>", Comparison.WITHIN: "BETWEEN"}
 _SET_OPERATORS = {Operator.AND: "INTERSECT", Operator.OR: "UNION", Operator.AND_NOT: "EXCEPT"}
 _MASKS = (Truncation.HASH_MASK, Truncation.Z3958_MASK)
+_NONE, _RIGHT, _REGEX = Truncation.NONE, Truncation.RIGHT, Truncation.REGEX
+_EXPANDING = frozenset(t for t in Truncation if t.expands)
 _ANY_IDENTIFIERS = IDENTIFIER_KINDS["standard_identifier"]
 """What the ``any`` index also looks a term up as."""
 
@@ -151,7 +153,7 @@ Sql = tuple[str, list[object]]
 """An SQL statement and its parameters."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WordSearch:
     """A word search in the FTS index."""
 
@@ -245,7 +247,7 @@ def _prepare_term(term: Plan) -> Access:
 def _prepare_words(term: WordTerm) -> WordSearch:
     if term.index not in WORD_COLUMNS:
         raise UnsupportedIndex(term.index)
-    if term.truncation is Truncation.REGEX:
+    if term.truncation is _REGEX:
         tokens = tuple(fold(term.text).split())  # regular expressions: one per word
     else:
         tokens = tokenize(term.text, keep_masks=term.truncation in _MASKS)
@@ -259,7 +261,7 @@ def _prepare_words(term: WordTerm) -> WordSearch:
         raw=term.text,
         with_identifiers=term.index == "any",
     )
-    if term.truncation.expands and (word.complete or word.first_in_field
+    if term.truncation in _EXPANDING and (word.complete or word.first_in_field
                                     or (word.phrase and len(tokens) > 1)):
         # Left truncation and masking expand words through the vocabulary; FTS5 phrases and
         # whole-field comparisons cannot hold such alternatives.
@@ -280,7 +282,7 @@ def _quote(token: str) -> str:
 def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str,
                         truncation: Truncation) -> list[str]:
     """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
-    if truncation is Truncation.REGEX:
+    if truncation is _REGEX:
         matches = _regex_vocabulary(conn, column, compile_regex(token))
     else:
         pattern = _glob(token, truncation)
@@ -375,7 +377,7 @@ def _fts_expression(conn: sqlite3.Connection, term: WordSearch) -> str | None:
     tokens = list(term.tokens)
     if not tokens:
         return None
-    if term.truncation.expands:
+    if term.truncation in _EXPANDING:
         parts = []
         for token in tokens:
             plain = term.truncation in _MASKS and not any(c in token for c in "#?")
@@ -388,11 +390,11 @@ def _fts_expression(conn: sqlite3.Connection, term: WordSearch) -> str | None:
             parts.append("(" + " OR ".join(_quote(w) for w in words) + ")")
         body = " AND ".join(parts)
     elif term.phrase or term.complete or term.first_in_field:
-        body = _quote(" ".join(tokens)) + (" *" if term.truncation is Truncation.RIGHT else "")
+        body = _quote(" ".join(tokens)) + (" *" if term.truncation is _RIGHT else "")
         if term.first_in_field:
             body = "^ " + body
     else:
-        right = " *" if term.truncation is Truncation.RIGHT else ""
+        right = " *" if term.truncation is _RIGHT else ""
         body = " AND ".join(_quote(t) + right for t in tokens)
     if term.column is not None:
         return "{" + term.column + "} : (" + body + ")"
@@ -416,10 +418,10 @@ def _word_parts(conn: sqlite3.Connection, term: WordSearch) -> list[Sql]:
     """Disjoint statements whose ids together are the term's hits (UNION ALL of them)."""
     if term.complete and term.column == "title":  # folded whole titles (complete_titles)
         return [_identifier_sql(IdentifierSearch(("title",), folded_words(term.raw),
-                                                 term.truncation is Truncation.RIGHT))]
+                                                 term.truncation is _RIGHT))]
     if term.complete and term.column == "author":
         value = field_value(term.raw)
-        if term.truncation is Truncation.RIGHT:
+        if term.truncation is _RIGHT:
             return [(f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
                      f" AND {term.column} < ? COLLATE NOCASE", [value, value + "\U0010ffff"])]
         return [(f"SELECT id FROM records WHERE {term.column} = ? COLLATE NOCASE", [value])]
@@ -431,7 +433,7 @@ def _word_parts(conn: sqlite3.Connection, term: WordSearch) -> list[Sql]:
         words = (f"SELECT w.id FROM ({words[0]}) w JOIN records r ON r.id = w.id WHERE instr("
                  "char(10) || lower(r.subjects) || char(10), char(10) || ? || char(10)) > 0",
                  [*words[1], heading])
-    if term.with_identifiers and term.truncation is Truncation.NONE:
+    if term.with_identifiers and term.truncation is _NONE:
         # The identifier hits the words lack: with UNION ALL, SQLite merges them in id order
         # without first collecting every word hit, as UNION would.
         ident = _identifier_sql(IdentifierSearch(_ANY_IDENTIFIERS, term.raw.strip(), False))
@@ -533,7 +535,7 @@ def _operand_sql(conn: sqlite3.Connection, plan: Access) -> Sql:
     "any" term's identifier hits are a plain UNION, without the NOT EXISTS that keeps its own
     count exact (compiling that hundreds of times is what made long "any" chains slow)."""
     if (isinstance(plan, WordSearch) and plan.with_identifiers
-            and plan.truncation is Truncation.NONE):
+            and plan.truncation is _NONE):
         parts = [_word_parts(conn, replace(plan, with_identifiers=False))[0],
                  _identifier_sql(IdentifierSearch(_ANY_IDENTIFIERS, plan.raw.strip(), False))]
         return " UNION ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
@@ -597,7 +599,7 @@ def _words_only(plan: Access) -> bool:
     """Whether the plan reads the word index alone (no identifiers, no whole title/author)."""
     return (isinstance(plan, WordSearch)
             and not (plan.complete and plan.column in ("title", "author"))
-            and not (plan.with_identifiers and plan.truncation is Truncation.NONE))
+            and not (plan.with_identifiers and plan.truncation is _NONE))
 
 
 def _streams(plan: Access) -> bool:
@@ -728,7 +730,7 @@ def bounded(plan: Access) -> bool:
     single cached statement. Anything else (booleans, truncation, phrases, whole fields,
     identifiers, years) may read an unbounded number of rows."""
     return (isinstance(plan, WordSearch) and len(plan.tokens) == 1
-            and plan.truncation is Truncation.NONE
+            and plan.truncation is _NONE
             and not (plan.complete or plan.first_in_field or plan.with_identifiers))
 
 
@@ -808,7 +810,7 @@ def _word_count_sql(term: WordSearch, words: Sql) -> Sql:
     tokenizer makes, so when the word is one it matches exactly the rows counted; when it is
     not (no row), ``count(*)`` decides.
     """
-    plain = (len(term.tokens) == 1 and term.truncation is Truncation.NONE
+    plain = (len(term.tokens) == 1 and term.truncation is _NONE
              and not term.first_in_field
              and not term.complete)
     count = _count_sql(words)
