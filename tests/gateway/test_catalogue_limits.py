@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
 
 from gateway.backends.embedded import search as search_module
 from gateway.backends.embedded.records import upsert_record
@@ -30,6 +32,9 @@ from protocols.z3950.pqf import Attribute, Term, parse_pqf
 from tests.gateway.test_catalogue import make_record, service_for
 
 RECORDS = 600
+
+reactor = cast(IReactorFromThreads, global_reactor)
+"""The global reactor, as the store takes it (it runs reader callbacks through it)."""
 
 
 def _catalogue(path: Path) -> None:
