@@ -164,9 +164,9 @@ class Gateway:
             "catalogue", config.backend, context)
         self.circulation_backend, self.circulation_context = backend_for(
             "circulation", config.backend, context)
-        self.catalogue = CatalogueService(
-            self.catalogue_backend.catalogue(self.catalogue_context),
-            config=lambda: self.config, clock=reactor)
+        self.catalogue_source = self.catalogue_backend.catalogue(self.catalogue_context)
+        self.catalogue = CatalogueService(self.catalogue_source, config=lambda: self.config,
+                                          clock=reactor)
         self.ncip = NcipService(self)
         self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
@@ -531,4 +531,10 @@ class Gateway:
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused
                                     for name, factory in self.factories.items()},
+            **self._upstream_health(),
         }
+
+    def _upstream_health(self) -> dict[str, Any]:
+        """An upstream catalogue's state (a backend offering ``health()``), for ``/healthz``."""
+        health = getattr(self.catalogue_source, "health", None)
+        return {"upstream": {"catalogue": health()}} if callable(health) else {}
