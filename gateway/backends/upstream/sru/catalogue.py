@@ -146,6 +146,12 @@ class UpstreamSruCatalogue:
         """One upstream record with its offered items; None when it cannot be offered."""
         if element is None:
             return None
+        try:
+            return self._read_record(element, position)
+        except Exception:  # a record pymarc cannot read (an unresolved entity, say) is skipped
+            return None
+
+    def _read_record(self, element: etree._Element, position: int) -> CatalogueRecord | None:
         profile = self.settings.profile
         local = etree.QName(element).localname if isinstance(element.tag, str) else ""
         if local == "opacRecord":

@@ -20,13 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredSemaphore,
-    TimeoutError,
-    inlineCallbacks,
-)
+from twisted.internet.defer import Deferred, DeferredSemaphore, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -167,7 +161,20 @@ class SruClient:
         """One GET within the time limit, counted in :attr:`state`."""
         started = self._clock.seconds()
         d = self._slots.run(self._get, self.url(operation, parameters))
-        d.addTimeout(self.timeout, self._clock)
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(stop_timer)
 
         def done(body: bytes) -> bytes:
             self.state.record(operation, "ok", self._clock.seconds() - started)
@@ -175,7 +182,7 @@ class SruClient:
 
         def failed(failure: Failure) -> Failure:
             seconds = self._clock.seconds() - started
-            if failure.check(TimeoutError, CancelledError):
+            if expired:
                 message = f"the upstream SRU server did not answer within {self.timeout:g}s"
                 self.state.record(operation, "timeout", seconds, message)
                 return Failure(TimeBudgetExceeded(message))
