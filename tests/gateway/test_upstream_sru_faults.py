@@ -32,10 +32,11 @@ from gateway.domain.catalogue import (
     SortField,
     SortKey,
     TimeBudgetExceeded,
+    UnsupportedCombination,
     UnsupportedIndex,
     UnsupportedSort,
 )
-from gateway.domain.query import WordTerm
+from gateway.domain.query import IdentifierTerm, WordTerm
 from tests.daemon import start_daemon
 from tests.gateway.test_upstream_holdings_koha import (  # noqa: F401 (the fixture)
     KohaZebra,
@@ -223,3 +224,26 @@ def test_broker_gets_a_diagnostic_and_ncip_stays_up(tmp_path: Path) -> None:
         assert status in (200, 400) and body  # answered by the NCIP listener
     finally:
         daemon.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_index_names_from_the_explain_record(koha_zebra: KohaZebra) -> None:  # noqa: F811
+    """``index_source = "explain"``: Koha's explain record lists dc.title but not bath.isbn
+    (which its pqf.properties would map), so ISBN searches are refused before asking, unless
+    the configuration names the index itself."""
+    url = f"http://127.0.0.1:{koha_zebra.port}/biblios"
+    cat = catalogue(url, index_source="explain", version="1.2")
+    assert (await cat.search(GARDENS)).count == 1
+    error = await failure_of(cat.search(IdentifierTerm("isbn", "9781921010019")))
+    assert isinstance(error, UnsupportedIndex)
+    assert cat.client.state.calls.get("explain:ok") == 1
+    named = catalogue(url, index_source="explain", indexes={"isbn": "dc.isbn"})
+    assert (await named.search(IdentifierTerm("isbn", "9781921010019"))).count == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_adjacency_refused_by_koha(koha_zebra: KohaZebra) -> None:  # noqa: F811
+    """Koha's CQL has no ``adj``: the server's diagnostic 19 is a domain error, not 0 hits."""
+    cat = catalogue(f"http://127.0.0.1:{koha_zebra.port}/biblios", phrase_relation="adj")
+    error = await failure_of(cat.search(WordTerm("title", "history of", phrase=True)))
+    assert isinstance(error, UnsupportedCombination) and "diagnostic 19" in str(error)
