@@ -80,9 +80,10 @@ class _Silent(protocol.Protocol):
                 self.transport.loseConnection()
 
 
-def listen(factory: protocol.Factory) -> tuple[IListeningPort, str]:
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-    return port, f"http://127.0.0.1:{port.getHost().port}/db"
+def listen(factory: Any) -> tuple[IListeningPort, str]:
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    address: Any = port.getHost()
+    return port, f"http://127.0.0.1:{address.port}/db"
 
 
 class _Answer(Resource):
@@ -124,7 +125,7 @@ async def test_down_is_unavailable() -> None:
 @pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n<a"])
 @pytest_twisted.ensureDeferred
 async def test_slow_is_a_spent_time_budget(ports: list[IListeningPort], partial: bytes) -> None:
-    port, url = listen(protocol.Factory.forProtocol(lambda: _Silent(partial)))
+    port, url = listen(protocol.ServerFactory.forProtocol(lambda: _Silent(partial)))
     ports.append(port)
     cat = catalogue(url)
     started = time.monotonic()
@@ -138,7 +139,7 @@ async def test_slow_is_a_spent_time_budget(ports: list[IListeningPort], partial:
 
 @pytest_twisted.ensureDeferred
 async def test_closed_mid_answer(ports: list[IListeningPort]) -> None:
-    port, url = listen(protocol.Factory.forProtocol(lambda: _Silent(
+    port, url = listen(protocol.ServerFactory.forProtocol(lambda: _Silent(
         b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n<zs:searchRetrieveResp", close=True)))
     ports.append(port)
     error = await failure_of(catalogue(url).search(GARDENS))
