@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import protocol, reactor
+from twisted.internet import protocol, reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
@@ -248,3 +248,54 @@ async def test_adjacency_refused_by_koha(koha_zebra: KohaZebra) -> None:  # noqa
     cat = catalogue(f"http://127.0.0.1:{koha_zebra.port}/biblios", phrase_relation="adj")
     error = await failure_of(cat.search(WordTerm("title", "history of", phrase=True)))
     assert isinstance(error, UnsupportedCombination) and "diagnostic 19" in str(error)
+
+
+class _Counting(Resource):
+    """Answers an empty search; remembers each request's client port."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_ports: list[int] = []
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        self.client_ports.append(request.getClientAddress().port)
+        return (b"<searchRetrieveResponse><numberOfRecords>4</numberOfRecords>"
+                b"</searchRetrieveResponse>")
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_are_pooled(ports: list[IListeningPort]) -> None:
+    counting = _Counting()
+    port, url = listen(Site(counting))
+    ports.append(port)
+    cat = catalogue(url)
+    for _ in range(5):
+        assert (await cat.search(GARDENS)).count == 4
+    assert len(counting.client_ports) == 5 and len(set(counting.client_ports)) == 1
+    await cat.client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_in_flight_are_bounded(ports: list[IListeningPort]) -> None:
+    """With max_in_flight 2, the third search waits its turn (and its wait counts against its
+    time): until the first time out, the silent server has seen two connections, not five."""
+    seen: list[protocol.Protocol] = []
+
+    def build() -> protocol.Protocol:
+        silent = _Silent()
+        seen.append(silent)
+        return silent
+
+    port, url = listen(protocol.ServerFactory.forProtocol(build))
+    ports.append(port)
+    cat = catalogue(url, max_in_flight=2)
+    parsed = read_settings({"base_url": url, "max_in_flight": 2, "timeout": 0.5},
+                           "backend.sru")
+    cat.client = SruClient(reactor, url, timeout=0.5, max_in_flight=parsed.max_in_flight)
+    searches = [cat.search(GARDENS) for _ in range(5)]
+    before_any_timeout = await task.deferLater(reactor, 0.3, lambda: len(seen))
+    errors = [await failure_of(d) for d in searches]
+    assert all(isinstance(e, TimeBudgetExceeded) for e in errors)
+    assert before_any_timeout == 2
