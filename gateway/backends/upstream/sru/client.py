@@ -14,7 +14,6 @@ health check read.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,14 +48,15 @@ class UpstreamState:
     observers: list[Callable[[str, str, float], None]] = field(default_factory=list)
 
     def record(self, operation: str, outcome: str, seconds: float,
-               error: str | None = None) -> None:
-        """Count one call; an answer (even a diagnostic) means the upstream is up."""
+               error: str | None = None, now: float | None = None) -> None:
+        """Count one call (ending at ``now`` on the gateway's clock); an answer (even a
+        diagnostic) means the upstream is up."""
         key = f"{operation}:{outcome}"
         self.calls[key] = self.calls.get(key, 0) + 1
         self.seconds[operation] = self.seconds.get(operation, 0.0) + seconds
         up = outcome in ("ok", "diagnostic")
         if up != self.ok:
-            self.last_change = time.time()
+            self.last_change = now
         self.ok = up
         self.last_error = None if up else error
         for observer in self.observers:
@@ -177,20 +177,22 @@ class SruClient:
         d.addBoth(stop_timer)
 
         def done(body: bytes) -> bytes:
-            self.state.record(operation, "ok", self._clock.seconds() - started)
+            now = self._clock.seconds()
+            self.state.record(operation, "ok", now - started, now=now)
             return body
 
         def failed(failure: Failure) -> Failure:
-            seconds = self._clock.seconds() - started
+            now = self._clock.seconds()
+            seconds = now - started
             if expired:
                 message = f"the upstream SRU server did not answer within {self.timeout:g}s"
-                self.state.record(operation, "timeout", seconds, message)
+                self.state.record(operation, "timeout", seconds, message, now)
                 return Failure(TimeBudgetExceeded(message))
             if failure.check(CatalogueError):
-                self.state.record(operation, "error", seconds, str(failure.value))
+                self.state.record(operation, "error", seconds, str(failure.value), now)
                 return failure
             message = f"the upstream SRU server cannot be reached: {failure.getErrorMessage()}"
-            self.state.record(operation, "unreachable", seconds, message)
+            self.state.record(operation, "unreachable", seconds, message, now)
             return Failure(CatalogueUnavailable(message))
 
         return d.addCallbacks(done, failed)
