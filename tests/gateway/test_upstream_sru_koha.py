@@ -166,3 +166,17 @@ def test_metrics_and_health_show_the_upstream(gateway: Daemon, tmp_path: Path) -
                      r'outcome="ok"\} [1-9]', metrics)
     health = gateway.admin_health()
     assert health["upstream"]["catalogue"]["status"] == "up", json.dumps(health)
+
+
+def scan_entries(tmp_path: Path, port: int, database: str, query: str) -> list[str]:
+    output = yaz_client(tmp_path, port, [f"scan {query}"], database=database)
+    return [line.strip(" *") for line in output.splitlines()
+            if re.match(r"^[ *] \S.* \(\d+\)$", line)]
+
+
+def test_scan_lists_what_zebra_lists(gateway: Daemon, koha_zebra: KohaZebra,  # noqa: F811
+                                     tmp_path: Path) -> None:
+    ours = scan_entries(tmp_path, gateway.ports["z3950"], "Default", "@attr 1=4 gar")
+    theirs = scan_entries(tmp_path, koha_zebra.port, "biblios", "@attr 1=4 gar")
+    assert len(ours) >= 10
+    assert [e.lower() for e in ours] == [e.lower() for e in theirs[:len(ours)]]
