@@ -56,3 +56,23 @@ def test_a_good_table() -> None:
     assert "any" not in settings.indexes and settings.indexes["title"] == "dc.title"
     assert settings.sort_keys == {SortField.TITLE: "dc.title"}
     assert settings.profile.name == "symphony" and settings.timeout == 2.0
+
+
+def test_the_catalogue_provides_the_interfaces() -> None:
+    from twisted.internet.testing import MemoryReactorClock
+    from zope.interface.verify import verifyObject
+
+    from gateway.backends.upstream.sru.catalogue import SruResultSet, UpstreamSruCatalogue
+    from gateway.backends.upstream.sru.client import SruClient
+    from gateway.backends.upstream.sru.cql_writer import DEFAULT_INDEXES, write_cql
+    from gateway.domain.catalogue import ICatalogue, IResultSet
+    from gateway.domain.query import WordTerm
+
+    settings = read_settings({"base_url": "http://127.0.0.1:9/x"}, "backend.sru")
+    catalogue = UpstreamSruCatalogue(SruClient(MemoryReactorClock(), settings.base_url),
+                                     settings)
+    assert verifyObject(ICatalogue, catalogue)
+    assert verifyObject(IResultSet, SruResultSet(write_cql(WordTerm("title", "a"),
+                                                           DEFAULT_INDEXES), 3))
+    assert catalogue.health() == {"kind": "sru", "target": "http://127.0.0.1:9/x",
+                                  "status": "unknown"}
