@@ -59,7 +59,7 @@ class RecordFields:
     publisher: str
     pub_year: int | None
     identifiers: tuple[tuple[str, str], ...]  # (kind, normalised value)
-    words: tuple[str, ...]  # the folded words of each word-index column (gateway.backends.embedded.indexing)
+    words: tuple[str, ...]  # the folded words of each word-index column (see .indexing)
 
 
 # A field as the extractors read it: (tag, data, subfields, ...). ``data`` is the content of a
