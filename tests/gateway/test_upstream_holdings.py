@@ -368,7 +368,7 @@ def test_item_state_carries_the_normalised_item() -> None:
             state.on_loan, state.available_now) == (
         "1", "CPL", "GEN", "025.62", "2", "on_loan", "BK", "2025-07-01", True, False)
     lost = HoldingsItem(status=S.LOST, barcode="2", due_date="2025-07-01").item_state()
-    assert (lost.due_at, lost.on_loan, lost.status_text) == (None, False, "lost")
+    assert (lost.due_at, lost.on_loan, lost.status_text) == (None, False, "Lost")
     held = HoldingsItem(status=S.AVAILABLE, barcode="3", on_hold=True).item_state()
     assert (held.available_now, held.on_hold) == (False, True)
 
