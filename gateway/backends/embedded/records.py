@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_embedded -*-
+# -*- test-case-name: tests.gateway.test_importers,tests.gateway.test_import_bulk -*-
 """The embedded circulation system: bibliographic records, items, patrons, in the gateway's SQLite.
 
 The functions here take a ``sqlite3.Connection`` inside a transaction the caller owns (the store's
