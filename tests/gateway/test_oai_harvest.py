@@ -1,0 +1,236 @@
+# -*- test-case-name: tests.gateway.test_oai_harvest -*-
+"""The OAI-PMH provider over the embedded catalogue, harvested by Sickle (PyPI) over HTTP.
+
+The seeded catalogue of ``test_catalogue`` (six lendable records, one temporary) behind a real
+listening OaiResource; datestamps of the seed are moved back to 2000 so that changes made by the
+test (at the wall clock, as the triggers stamp them) stand apart from them without sleeping.
+Every response is checked against what the OAI-PMH 2.0 schema requires
+(``tests.protocols.test_oai_writer.check_oai``), and MARCXML against MARC 21 slim's content model.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+import requests
+from lxml import etree
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.web import server
+from zope.interface.verify import verifyObject
+
+from gateway.backends.embedded.harvest import EmbeddedHarvest
+from gateway.backends.embedded.operations import check_out
+from gateway.backends.embedded.records import delete_record, upsert_record
+from gateway.domain.harvest import IHarvestable
+from gateway.listeners.oai_http import OaiResource
+from gateway.oai.provider import OAIProvider, ProviderSettings
+from gateway.storage.audit_log import AuditEntry
+from gateway.storage.store import Store, open_database
+from protocols.oai import TokenCodec
+from tests.gateway.test_catalogue import Seeded, make_record, seed
+from tests.protocols.test_oai_writer import check_oai
+
+sickle = pytest.importorskip("sickle", reason="Sickle (PyPI, test extras) is the harvester")
+
+MARC = "{http://www.loc.gov/MARC21/slim}"
+OAI = "{http://www.openarchives.org/OAI/2.0/}"
+PREFIX = "oai:library.example.org:"
+OLD = "2000-01-01T00:00:00Z"
+
+
+@dataclass
+class Harness:
+    store: Store
+    seeded: Seeded
+    url: str
+    audit: list[AuditEntry]
+    port: Any
+
+    def get(self, **params: str) -> bytes:
+        """One raw response (blocking: call from a thread)."""
+        reply = requests.get(self.url, params=params, timeout=30)
+        assert reply.status_code == 200
+        return reply.content
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    path = tmp_path / "catalogue.sqlite3"
+    conn = open_database(path)
+    seeded = seed(conn)
+    with conn:
+        conn.execute("UPDATE oai_records SET datestamp = ?", (OLD,))
+    conn.close()
+    store = Store(path, reactor)
+    store.start()
+    audit: list[AuditEntry] = []
+    provider = OAIProvider(EmbeddedHarvest(store), TokenCodec(b"k" * 32), ProviderSettings(
+        base_url="http://127.0.0.1/oai", repository_identifier="library.example.org",
+        page_size=2))
+    site = server.Site(OaiResource(provider, path="/oai", clock=reactor, audit=audit.append))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}/oai"
+    yield Harness(store, seeded, url, audit, port)
+    pytest_twisted.blockon(port.stopListening())
+    pytest_twisted.blockon(store.stop())
+
+
+def harvest(url: str, verb: str = "ListRecords", **params: str) -> list[Any]:
+    """A whole list through Sickle, following every resumption token (blocking)."""
+    harvester = sickle.Sickle(url, max_retries=0)
+    return list(getattr(harvester, verb)(**params))
+
+
+def check_marcxml(record: etree._Element) -> None:
+    """MARC 21 slim's content model for a record: leader, then control fields, then data
+    fields with two one-character indicators and one-character subfield codes."""
+    assert record.tag == f"{MARC}record"
+    children = list(record)
+    assert children[0].tag == f"{MARC}leader" and len(children[0].text or "") == 24
+    tags = []
+    for child in children[1:]:
+        assert child.tag in (f"{MARC}controlfield", f"{MARC}datafield")
+        assert re.fullmatch(r"[0-9A-Za-z]{3}", child.get("tag", ""))
+        tags.append(child.tag)
+        if child.tag == f"{MARC}datafield":
+            assert len(child.get("ind1", "")) == 1 and len(child.get("ind2", "")) == 1
+            assert len(child) >= 1
+            for sub in child:
+                assert sub.tag == f"{MARC}subfield"
+                assert re.fullmatch(r"[0-9a-z!\"#$%&'()*+,./:;<=>?{}_^`~\[\]\\-]",
+                                    sub.get("code", ""))
+    assert tags == sorted(tags, key=lambda t: t != f"{MARC}controlfield")
+
+
+def test_embedded_harvest_provides_the_interface(harness: Harness) -> None:
+    verifyObject(IHarvestable, EmbeddedHarvest(harness.store))
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_harvest_with_sickle_follows_tokens_and_leaves_out_temporary(
+        harness: Harness) -> None:
+    records = await deferToThread(harvest, harness.url, metadataPrefix="oai_dc")
+    ids = sorted(r.header.identifier for r in records)
+    assert ids == [f"{PREFIX}rec000{n}" for n in range(1, 7)]  # not ILL-0001
+    assert not any(r.header.deleted for r in records)
+    titles = {r.header.identifier: r.metadata["title"][0] for r in records}
+    assert titles[f"{PREFIX}rec0006"] == "Emma"
+    # page size 2: three pages, with tokens carrying cursor and completeListSize
+    first = await deferToThread(harness.get, verb="ListRecords", metadataPrefix="marc21")
+    root = check_oai(first)
+    token = root.find(f"{OAI}ListRecords/{OAI}resumptionToken")
+    assert token is not None and token.get("completeListSize") == "6"
+    assert token.get("cursor") == "0"
+    for record in root.iterfind(f"{OAI}ListRecords/{OAI}record/{OAI}metadata/{MARC}record"):
+        check_marcxml(record)
+    assert {e.operation for e in harness.audit} == {"ListRecords"}
+    assert all(e.protocol == "oai" and e.outcome == "ok" for e in harness.audit)
+
+
+@pytest_twisted.ensureDeferred
+async def test_incremental_harvest_sees_exactly_an_update_a_checkout_and_a_deletion(
+        harness: Harness) -> None:
+    ids = harness.seeded.ids
+    handbook_item = harness.seeded.item_ids["B-HAND-1"]
+    now = datetime.now(timezone.utc)
+
+    def change(conn: sqlite3.Connection) -> None:
+        upsert_record(conn, make_record("rec0002", "Sense and sensibility (rev. ed.)",
+                                        author="Austen, Jane", year=1811))
+        check_out(conn, item_id=handbook_item, patron_id=harness.seeded.patron_id,
+                  due_at=now + timedelta(days=21), now=now)
+        delete_record(conn, ids["cafe"])
+
+    await harness.store.write(change)
+    since = "2000-01-02T00:00:00Z"
+    changed = await deferToThread(harvest, harness.url, metadataPrefix="marc21_holdings",
+                                  **{"from": since})
+    seen = {r.header.identifier: r for r in changed}
+    assert sorted(seen) == [f"{PREFIX}rec0002", f"{PREFIX}rec0004", f"{PREFIX}rec0005"]
+    assert seen[f"{PREFIX}rec0005"].header.deleted
+    assert not seen[f"{PREFIX}rec0002"].header.deleted
+    assert "rev. ed." in seen[f"{PREFIX}rec0002"].raw
+    # the check-out shows in the embedded holdings as a due date
+    handbook = etree.fromstring(seen[f"{PREFIX}rec0004"].raw.encode())
+    notes = [s.text for s in handbook.iter(f"{MARC}subfield") if s.getparent().get("tag") == "852"
+             and s.get("code") == "z"]
+    assert any(n and n.startswith("DUE ") for n in notes), notes
+    # the full list still reports the deletion (persistent), and GetRecord answers its header
+    everything = await deferToThread(harvest, harness.url, verb="ListIdentifiers",
+                                     metadataPrefix="oai_dc")
+    assert len(everything) == 6 and sum(h.deleted for h in everything) == 1
+    gone = await deferToThread(harness.get, verb="GetRecord", metadataPrefix="oai_dc",
+                               identifier=f"{PREFIX}rec0005")
+    root = check_oai(gone)
+    assert root.find(f"{OAI}GetRecord/{OAI}record/{OAI}header").get("status") == "deleted"
+    # and nothing before the change window
+    old = await deferToThread(harness.get, verb="ListRecords", metadataPrefix="oai_dc",
+                              until="2000-01-01T12:00:00Z")
+    root = check_oai(old)
+    assert [e.get("code") for e in root.iter(f"{OAI}error")] == []
+    assert {h.findtext(f"{OAI}identifier") for h in root.iter(f"{OAI}header")} <= {
+        f"{PREFIX}rec000{n}" for n in (1, 3, 4, 6)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_error_codes(harness: Harness) -> None:
+    cases = [
+        ({"verb": "Nonsense"}, "badVerb"),
+        ({"verb": "ListRecords"}, "badArgument"),
+        ({"verb": "ListRecords", "metadataPrefix": "mods"}, "cannotDisseminateFormat"),
+        ({"verb": "GetRecord", "metadataPrefix": "oai_dc", "identifier": f"{PREFIX}nope"},
+         "idDoesNotExist"),
+        ({"verb": "GetRecord", "metadataPrefix": "oai_dc", "identifier": "oai:other.org:1"},
+         "idDoesNotExist"),
+        ({"verb": "ListRecords", "metadataPrefix": "oai_dc", "from": "2099-01-01"},
+         "noRecordsMatch"),
+        ({"verb": "ListRecords", "metadataPrefix": "oai_dc", "set": "kind:nothing"},
+         "noRecordsMatch"),
+        ({"verb": "ListRecords", "resumptionToken": "forged"}, "badResumptionToken"),
+        ({"verb": "ListRecords", "metadataPrefix": "oai_dc", "from": "2000-01-01",
+          "until": "2000-01-01T00:00:00Z"}, "badArgument"),
+    ]
+    for params, code in cases:
+        root = check_oai(await deferToThread(harness.get, **params))
+        assert [e.get("code") for e in root.iter(f"{OAI}error")] == [code], params
+    outcomes = [e.outcome for e in harness.audit]
+    assert outcomes == [code for _, code in cases]
+
+
+@pytest_twisted.ensureDeferred
+async def test_identify_formats_sets_and_post(harness: Harness) -> None:
+    identify = await deferToThread(harvest_identify, harness.url)
+    assert identify.deletedRecord == "persistent"
+    assert identify.granularity == "YYYY-MM-DDThh:mm:ssZ"
+    assert identify.earliestDatestamp == OLD
+    formats = await deferToThread(harvest, harness.url, "ListMetadataFormats")
+    assert {f.metadataPrefix for f in formats} == {"oai_dc", "marc21", "marc21_holdings"}
+    sets = await deferToThread(harvest, harness.url, "ListSets")
+    specs = {s.setSpec for s in sets}
+    assert {"location:Main~20Library", "location:Branch", "kind:text"} <= specs
+    branch = await deferToThread(harvest, harness.url, "ListIdentifiers",
+                                 metadataPrefix="oai_dc", set="location:Branch")
+    assert [h.identifier for h in branch] == [f"{PREFIX}rec0001"]
+    assert "location:Branch" in branch[0].setSpecs
+    reply = await deferToThread(
+        requests.post, harness.url, data={"verb": "GetRecord", "metadataPrefix": "marc21",
+                                          "identifier": f"{PREFIX}rec0006"}, timeout=30)
+    root = check_oai(reply.content)
+    marc = root.find(f"{OAI}GetRecord/{OAI}record/{OAI}metadata/{MARC}record")
+    assert marc is not None
+    check_marcxml(marc)
+    wrong = await deferToThread(requests.put, harness.url, timeout=30)
+    assert wrong.status_code == 405
+
+
+def harvest_identify(url: str) -> Any:
+    return sickle.Sickle(url, max_retries=0).Identify()
