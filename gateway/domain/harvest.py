@@ -3,10 +3,12 @@
 
 A separate interface, :class:`IHarvestable`, rather than more methods on ``ICatalogue``: a
 catalogue that can be searched cannot always be harvested (an upstream Z39.50 catalogue has no
-datestamps and no deletions), so a backend declares harvesting by providing this interface on
-its catalogue object, and the gateway builds the OAI-PMH provider only over one that does. Pages are keyset pages on (datestamp, record id): the caller passes back the last
-header's :class:`HarvestPosition`, never an offset, so a page costs the same at record one
-million as at record one.
+datestamps and no deletions), so a backend that can be harvested says so with an optional
+``harvest(context)`` method returning an :class:`IHarvestable` (as optional as its
+``settings_problems``: the registry's contract is unchanged), and the gateway serves OAI-PMH
+only over such a backend. Pages are keyset pages on (datestamp, record id): the caller passes
+back the last header's :class:`HarvestPosition`, never an offset, so a page costs the same at
+record one million as at record one.
 """
 
 from __future__ import annotations

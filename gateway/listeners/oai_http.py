@@ -21,11 +21,17 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import Request
 
-from gateway.listeners.limits import RateLimiter
-from gateway.oai.provider import OAIProvider
+from gateway.config import OaiSettings
+from gateway.domain.harvest import IHarvestable
+from gateway.listeners.limits import ConnectionLimitFactory, RateLimiter
+from gateway.listeners.ncip_http import GatewaySite
+from gateway.oai.provider import OAIProvider, ProviderSettings
+from gateway.secrets import derived_key
 from gateway.storage.audit_log import AuditEntry, audit_time
+from gateway.z3950.retrieval import Presentation
+from protocols.oai import TokenCodec
 
-__all__ = ["OaiResource"]
+__all__ = ["OaiResource", "oai_factory"]
 
 log = Logger()
 _VERB = re.compile(rb"(?:^|&)verb=([A-Za-z]{1,30})(?:&|$)")
@@ -116,3 +122,28 @@ class OaiResource(resource.Resource):
             self._audit(entry)
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
             log.failure("OAI-PMH audit row not written")
+
+
+def oai_factory(settings: OaiSettings, harvest: IHarvestable, key: bytes, *, clock: Any,
+                agency_id: str = "INTERLEND",
+                audit: Callable[[AuditEntry], object] | None = None
+                ) -> tuple[OaiResource, ConnectionLimitFactory]:
+    """The ``[oai]`` listener's resource and connection-limited site, tokens signed with a key
+    derived from the gateway key (so they survive restarts, and only this gateway's verify)."""
+    provider = OAIProvider(harvest, TokenCodec(derived_key(key, "oai-resumption-token")),
+                           ProviderSettings(
+                               repository_name=settings.repository_name,
+                               base_url=settings.base_url,
+                               repository_identifier=settings.repository_identifier,
+                               admin_emails=settings.admin_emails,
+                               page_size=settings.page_size,
+                               token_lifetime=settings.token_lifetime,
+                               view=Presentation(agency_id=agency_id)))
+    oai = OaiResource(provider, path=settings.path, clock=clock, audit=audit,
+                      max_requests_per_second=settings.max_requests_per_second_per_peer)
+    site = GatewaySite(oai, max_body_size=settings.max_body_size,
+                       idle_timeout=settings.idle_timeout,
+                       request_arrival_timeout=settings.request_arrival_timeout, reactor=clock)
+    return oai, ConnectionLimitFactory(
+        site, max_total=settings.max_connections,
+        max_per_host=settings.max_connections_per_peer, name="oai", clock=clock)

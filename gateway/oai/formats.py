@@ -71,7 +71,7 @@ def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
     root.set(f"{{{XSI_NS}}}schemaLocation",
              f"{OAI_DC_NS} http://www.openarchives.org/OAI/2.0/oai_dc.xsd")
     leader = str(marc.leader)
-    control = {f.tag: f.data for f in marc.fields if f.is_control_field()}
+    control = {f.tag: f.data or "" for f in marc.fields if f.is_control_field()}
     fields = [
         ("title", _subfields(marc, ("245",), "abnp")),
         ("creator", _subfields(marc, ("100", "110", "111"), "abcdq")),

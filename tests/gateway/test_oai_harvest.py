@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_twisted
@@ -70,14 +70,14 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     with conn:
         conn.execute("UPDATE oai_records SET datestamp = ?", (OLD,))
     conn.close()
-    store = Store(path, reactor)
+    store = Store(path, cast(Any, reactor))
     store.start()
     audit: list[AuditEntry] = []
     provider = OAIProvider(EmbeddedHarvest(store), TokenCodec(b"k" * 32), ProviderSettings(
         base_url="http://127.0.0.1/oai", repository_identifier="library.example.org",
         page_size=2))
     site = server.Site(OaiResource(provider, path="/oai", clock=reactor, audit=audit.append))
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    port = cast(Any, reactor).listenTCP(0, site, interface="127.0.0.1")
     url = f"http://127.0.0.1:{port.getHost().port}/oai"
     yield Harness(store, seeded, url, audit, port)
     pytest_twisted.blockon(port.stopListening())
