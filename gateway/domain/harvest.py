@@ -14,11 +14,12 @@ record one million as at record one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Interface
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from twisted.internet.defer import Deferred
@@ -71,10 +72,11 @@ class HarvestHeader:
 
 @dataclass(frozen=True)
 class HarvestedRecord:
-    """A header, and the record with live holdings unless it is deleted."""
+    """A header, and the record with live holdings (or what ``build`` made of it) unless it
+    is deleted."""
 
     header: HarvestHeader
-    record: CatalogueRecord | None
+    record: Any
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,11 @@ class IHarvestable(Interface):
         """How many records (deleted ones included) the selection holds."""
 
     def page(selection: HarvestSelection, after: HarvestPosition | None, limit: int,
-             with_records: bool) -> Deferred[list[HarvestedRecord]]:
+             with_records: bool, build: Callable[[CatalogueRecord], Any] | None = None
+             ) -> Deferred[list[HarvestedRecord]]:
         """Up to ``limit`` records after ``after`` in (datestamp, id) order; records with live
-        holdings only when ``with_records``."""
+        holdings only when ``with_records``, each passed through ``build`` where it was read
+        (a reader thread: rendering stays off the reactor)."""
 
     def get(local_id: str) -> Deferred[HarvestedRecord | None]:
         """One record (or its tombstone) by local id, None if it never existed here."""

@@ -233,7 +233,10 @@ class OAIProvider:
         after = None if state is None else _position(state.position)
         size = self.settings.page_size
         records = request.verb == "ListRecords"
-        page = await self.harvest.page(selection, after, size + 1, records)
+        prefix = request.metadata_prefix
+        view = self.settings.view
+        page = await self.harvest.page(selection, after, size + 1, records,
+                                       lambda record: render(prefix, record, view))
         if not page:
             if state is None:
                 raise OAIError(OAIErrorCode.NO_RECORDS_MATCH, "no records match")
@@ -245,7 +248,6 @@ class OAIProvider:
                  else (len(page) if not more else await self.harvest.count(selection)))
         writer = ListWriter(request.verb, self.settings.base_url, now, arguments)
         chunks = [writer.start()]
-        prefix = request.metadata_prefix
         for item in page:
             header = self._header(item.header)
             if not records:
@@ -254,13 +256,11 @@ class OAIProvider:
             if item.record is None:  # deleted (or deleted since the page was read)
                 chunks.append(writer.record(replace(header, deleted=True), None))
                 continue
-            try:
-                metadata = render(prefix, item.record, self.settings.view)
-            except ValueError as exc:  # an unreadable stored record: reported, not harvested
-                log.warn("OAI-PMH: record {id} not rendered: {why}", id=item.record.local_id,
-                         why=exc)
+            if isinstance(item.record, ValueError):  # unreadable stored record: logged, skipped
+                log.warn("OAI-PMH: record {id} not rendered: {why}", id=item.header.local_id,
+                         why=item.record)
                 continue
-            chunks.append(writer.record(header, metadata))
+            chunks.append(writer.record(header, item.record))
         token = None
         if more:
             last = page[-1].header

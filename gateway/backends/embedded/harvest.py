@@ -26,6 +26,7 @@ from gateway.domain.harvest import (
     HarvestSets,
     IHarvestable,
 )
+from gateway.domain.holdings import CatalogueRecord
 from gateway.storage.store import Store
 
 __all__ = ["EmbeddedHarvest", "parse_datestamp", "stamp"]
@@ -77,7 +78,8 @@ def _header(row: tuple[Any, ...]) -> HarvestHeader:
 
 
 def _with_records(conn: sqlite3.Connection, headers: list[HarvestHeader],
-                  with_records: bool) -> list[HarvestedRecord]:
+                  with_records: bool, build: Callable[[CatalogueRecord], Any] | None = None
+                  ) -> list[HarvestedRecord]:
     live = [h.record_id for h in headers if not h.deleted]
     loaded = load_records(conn, live) if with_records and live else {}
     if not with_records:
@@ -93,8 +95,18 @@ def _with_records(conn: sqlite3.Connection, headers: list[HarvestHeader],
         if record is not None:
             locations = tuple(dict.fromkeys(i.location for i in record.items if i.location))
             h = HarvestHeader(h.record_id, h.local_id, h.datestamp, False, locations, h.kind)
-        out.append(HarvestedRecord(h, record))
+        out.append(HarvestedRecord(h, record if record is None or build is None
+                                   else _built(build, record)))
     return out
+
+
+def _built(build: Callable[[CatalogueRecord], Any], record: CatalogueRecord) -> Any:
+    """``build(record)``, or the ValueError it raised (an unreadable stored record), for the
+    caller to report: one bad record must not fail its page."""
+    try:
+        return build(record)
+    except ValueError as error:
+        return error
 
 
 def _locations(conn: sqlite3.Connection, record_ids: list[int]) -> dict[int, tuple[str, ...]]:
@@ -136,7 +148,8 @@ class EmbeddedHarvest:
         return self._read(work)
 
     def page(self, selection: HarvestSelection, after: HarvestPosition | None, limit: int,
-             with_records: bool) -> Deferred[list[HarvestedRecord]]:
+             with_records: bool, build: Callable[[CatalogueRecord], Any] | None = None
+             ) -> Deferred[list[HarvestedRecord]]:
         clauses, args = _where(selection)
         if after is not None:
             clauses.append("(datestamp, record_id) > (?, ?)")
@@ -147,7 +160,7 @@ class EmbeddedHarvest:
 
         def work(conn: sqlite3.Connection) -> list[HarvestedRecord]:
             headers = [_header(row) for row in conn.execute(sql, [*args, limit])]
-            return _with_records(conn, headers, with_records)
+            return _with_records(conn, headers, with_records, build)
         return self._read(work)
 
     def get(self, local_id: str) -> Deferred[HarvestedRecord | None]:
