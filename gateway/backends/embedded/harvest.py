@@ -29,7 +29,7 @@ from gateway.domain.harvest import (
 from gateway.domain.holdings import CatalogueRecord
 from gateway.storage.store import Store
 
-__all__ = ["EmbeddedHarvest", "parse_datestamp", "stamp"]
+__all__ = ["EmbeddedHarvest", "page_query", "parse_datestamp", "read_page", "stamp"]
 
 T = TypeVar("T")
 _COLUMNS = "record_id, local_id, datestamp, deleted, locations, kind"
@@ -121,6 +121,38 @@ def _locations(conn: sqlite3.Connection, record_ids: list[int]) -> dict[int, tup
     return {k: tuple(v) for k, v in found.items()}
 
 
+def page_query(selection: HarvestSelection, after: HarvestPosition | None, limit: int
+               ) -> list[tuple[str, list[Any]]]:
+    """The keyset page statements, run in order until ``limit`` rows: the rest of ``after``'s
+    second (record ids above it), then later seconds. Two index ranges, because SQLite reads a
+    row-value comparison ``(datestamp, record_id) > (?, ?)`` as ``datestamp >= ?`` and would
+    walk every record of a busy second again on each page. Never an OFFSET."""
+    clauses, args = _where(selection)
+    order = " ORDER BY datestamp, record_id LIMIT ?"
+    head = f"SELECT {_COLUMNS} FROM oai_records o INDEXED BY oai_records_datestamp"
+    if after is None:
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [(head + where + order, [*args, limit])]
+    moment = stamp(after.datestamp)
+    same = " WHERE " + " AND ".join([*clauses, "datestamp = ?", "record_id > ?"])
+    later = " WHERE " + " AND ".join([*clauses, "datestamp > ?"])
+    return [(head + same + order, [*args, moment, after.record_id, limit]),
+            (head + later + order, [*args, moment, limit])]
+
+
+def read_page(conn: sqlite3.Connection, selection: HarvestSelection,
+              after: HarvestPosition | None, limit: int, with_records: bool,
+              build: Callable[[CatalogueRecord], Any] | None = None) -> list[HarvestedRecord]:
+    """One page of headers (and records) on ``conn``."""
+    headers: list[HarvestHeader] = []
+    for sql, args in page_query(selection, after, limit):
+        args[-1] = limit - len(headers)
+        headers += [_header(row) for row in conn.execute(sql, args)]
+        if len(headers) >= limit:
+            break
+    return _with_records(conn, headers, with_records, build)
+
+
 @implementer(IHarvestable)
 class EmbeddedHarvest:
     """Harvest reads over the embedded store, on its reader threads."""
@@ -150,18 +182,8 @@ class EmbeddedHarvest:
     def page(self, selection: HarvestSelection, after: HarvestPosition | None, limit: int,
              with_records: bool, build: Callable[[CatalogueRecord], Any] | None = None
              ) -> Deferred[list[HarvestedRecord]]:
-        clauses, args = _where(selection)
-        if after is not None:
-            clauses.append("(datestamp, record_id) > (?, ?)")
-            args += [stamp(after.datestamp), after.record_id]
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = (f"SELECT {_COLUMNS} FROM oai_records o INDEXED BY oai_records_datestamp{where}"
-               " ORDER BY datestamp, record_id LIMIT ?")
-
-        def work(conn: sqlite3.Connection) -> list[HarvestedRecord]:
-            headers = [_header(row) for row in conn.execute(sql, [*args, limit])]
-            return _with_records(conn, headers, with_records, build)
-        return self._read(work)
+        return self._read(lambda conn: read_page(conn, selection, after, limit, with_records,
+                                                 build))
 
     def get(self, local_id: str) -> Deferred[HarvestedRecord | None]:
         def work(conn: sqlite3.Connection) -> HarvestedRecord | None:
