@@ -234,3 +234,39 @@ async def test_identify_formats_sets_and_post(harness: Harness) -> None:
 
 def harvest_identify(url: str) -> Any:
     return sickle.Sickle(url, max_retries=0).Identify()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sets_by_kind_and_a_deleted_record_stays_in_its_location_set(
+        harness: Harness) -> None:
+    text = await deferToThread(harvest, harness.url, "ListIdentifiers", metadataPrefix="oai_dc",
+                               set="kind:text")
+    assert len(text) == 6 and all("kind:text" in h.setSpecs for h in text)
+    serials = await deferToThread(harness.get, verb="ListIdentifiers", metadataPrefix="oai_dc",
+                                  set="kind:serial")
+    assert [e.get("code") for e in check_oai(serials).iter(f"{OAI}error")] == ["noRecordsMatch"]
+    pride = harness.seeded.ids["pride"]
+    await harness.store.write(lambda conn: delete_record(conn, pride))
+    branch = await deferToThread(harvest, harness.url, "ListIdentifiers",
+                                 metadataPrefix="oai_dc", set="location:Branch")
+    assert [(h.identifier, h.deleted) for h in branch] == [(f"{PREFIX}rec0001", True)]
+    assert "location:Branch" in branch[0].setSpecs
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_catalogue_has_no_set_hierarchy_and_no_records(tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite3"
+    open_database(path).close()
+    store = Store(path, cast(Any, reactor))
+    store.start()
+    try:
+        provider = OAIProvider(EmbeddedHarvest(store), TokenCodec(b"e" * 32), ProviderSettings())
+        now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+        for query, code in ((b"verb=ListSets", "noSetHierarchy"),
+                            (b"verb=ListRecords&metadataPrefix=oai_dc", "noRecordsMatch")):
+            root = check_oai(b"".join(await provider.handle(query, now)))
+            assert [e.get("code") for e in root.iter(f"{OAI}error")] == [code]
+        root = check_oai(b"".join(await provider.handle(b"verb=Identify", now)))
+        assert root.findtext(f"{OAI}Identify/{OAI}deletedRecord") == "persistent"
+    finally:
+        await store.stop()
