@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_oai_harvest -*-
+# -*- test-case-name: tests.gateway.test_oai_harvest,tests.gateway.test_oai_daemon -*-
 """The OAI-PMH HTTP listener: GET query or POST form to the provider, chunks to the transport.
 
 Transport concerns only: the path, methods (GET and POST with

@@ -27,6 +27,8 @@ page_size = 50
 
 
 def test_daemon_serves_a_full_harvest(tmp_path: Path) -> None:
+    """``interlend serve`` with [oai] on: Sickle harvests the whole demo catalogue with
+    live availability in 852 $z, and the daemon says where the provider is."""
     database = tmp_path / "interlend.sqlite3"
     subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "demo", "--database",
                     str(database), "--records", "120"], cwd=REPO, check=True,
@@ -62,6 +64,8 @@ def test_daemon_serves_a_full_harvest(tmp_path: Path) -> None:
 
 
 def test_oai_without_its_required_keys_is_refused(tmp_path: Path) -> None:
+    """[oai] listening without base_url, repository_identifier and admin_emails: each
+    reported with its path."""
     path = tmp_path / "bad.toml"
     path.write_text('[oai]\nlisten = ["tcp:0"]\n')
     result = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c",

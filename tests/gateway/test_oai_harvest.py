@@ -64,6 +64,7 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
+    """The seeded catalogue (datestamps in 2000) behind a real OAI listener, page size 2."""
     path = tmp_path / "catalogue.sqlite3"
     conn = open_database(path)
     seeded = seed(conn)
@@ -112,12 +113,16 @@ def check_marcxml(record: etree._Element) -> None:
 
 
 def test_embedded_harvest_provides_the_interface(harness: Harness) -> None:
+    """The embedded harvest side provides IHarvestable as declared."""
     verifyObject(IHarvestable, EmbeddedHarvest(harness.store))
 
 
 @pytest_twisted.ensureDeferred
 async def test_full_harvest_with_sickle_follows_tokens_and_leaves_out_temporary(
         harness: Harness) -> None:
+    """Sickle follows every token of a full harvest: each lendable record once, never the
+    temporary one; tokens carry cursor and completeListSize; MARCXML keeps to MARC 21 slim;
+    one audit row per request."""
     records = await deferToThread(harvest, harness.url, metadataPrefix="oai_dc")
     ids = sorted(r.header.identifier for r in records)
     assert ids == [f"{PREFIX}rec000{n}" for n in range(1, 7)]  # not ILL-0001
@@ -139,6 +144,9 @@ async def test_full_harvest_with_sickle_follows_tokens_and_leaves_out_temporary(
 @pytest_twisted.ensureDeferred
 async def test_incremental_harvest_sees_exactly_an_update_a_checkout_and_a_deletion(
         harness: Harness) -> None:
+    """After a record update, a check-out and a deletion, a harvest from before them sees
+    exactly those three: the update with its new title, the check-out as a due date in the
+    holdings, the deletion as a deleted header (kept: GetRecord and full lists report it)."""
     ids = harness.seeded.ids
     handbook_item = harness.seeded.item_ids["B-HAND-1"]
     now = datetime.now(timezone.utc)
@@ -183,6 +191,7 @@ async def test_incremental_harvest_sees_exactly_an_update_a_checkout_and_a_delet
 
 @pytest_twisted.ensureDeferred
 async def test_error_codes(harness: Harness) -> None:
+    """Each standard error code for the request that calls for it, audited as the outcome."""
     cases = [
         ({"verb": "Nonsense"}, "badVerb"),
         ({"verb": "ListRecords"}, "badArgument"),
@@ -208,6 +217,8 @@ async def test_error_codes(harness: Harness) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_identify_formats_sets_and_post(harness: Harness) -> None:
+    """Identify (persistent deletions, second granularity), the three formats, location and
+    kind sets, a set-selective list, POST, and 405 for other methods."""
     identify = await deferToThread(harvest_identify, harness.url)
     assert identify.deletedRecord == "persistent"
     assert identify.granularity == "YYYY-MM-DDThh:mm:ssZ"
@@ -233,12 +244,15 @@ async def test_identify_formats_sets_and_post(harness: Harness) -> None:
 
 
 def harvest_identify(url: str) -> Any:
+    """Identify through Sickle (blocking)."""
     return sickle.Sickle(url, max_retries=0).Identify()
 
 
 @pytest_twisted.ensureDeferred
 async def test_sets_by_kind_and_a_deleted_record_stays_in_its_location_set(
         harness: Harness) -> None:
+    """Kind sets select by leader/06 and /07; a deleted record still answers in the location
+    set its items were in."""
     text = await deferToThread(harvest, harness.url, "ListIdentifiers", metadataPrefix="oai_dc",
                                set="kind:text")
     assert len(text) == 6 and all("kind:text" in h.setSpecs for h in text)
@@ -255,6 +269,7 @@ async def test_sets_by_kind_and_a_deleted_record_stays_in_its_location_set(
 
 @pytest_twisted.ensureDeferred
 async def test_an_empty_catalogue_has_no_set_hierarchy_and_no_records(tmp_path: Path) -> None:
+    """An empty catalogue: ListSets is noSetHierarchy, ListRecords noRecordsMatch."""
     path = tmp_path / "empty.sqlite3"
     open_database(path).close()
     store = Store(path, cast(Any, reactor))

@@ -51,6 +51,7 @@ def build(path: Path, count: int) -> None:
 
 @pytest.fixture
 def big(tmp_path: Path) -> Iterator[Path]:
+    """A catalogue of RECORDS records."""
     path = tmp_path / "big.sqlite3"
     build(path, RECORDS)
     yield path
@@ -72,6 +73,8 @@ def steps(conn: sqlite3.Connection, statements: list[tuple[str, list[Any]]]) -> 
 
 
 def test_pages_follow_the_index_and_cost_the_same_at_the_end(big: Path) -> None:
+    """Keyset pages read the datestamp index without sorting, visit every record once in
+    (datestamp, id) order, and the last pages take the SQLite steps the first does."""
     conn = sqlite3.connect(big)
     everything = HarvestSelection()
     later = HarvestPosition(datetime(2020, 1, 1, tzinfo=timezone.utc), 5)
@@ -104,6 +107,8 @@ def test_pages_follow_the_index_and_cost_the_same_at_the_end(big: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_full_harvest_holds_one_page_at_a_time(big: Path) -> None:
+    """A full ListRecords harvest through the provider: every record, the completeListSize
+    right, and the memory peak of the last pages no higher than that of the first."""
     store = Store(big, cast(Any, reactor))
     store.start()
     try:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_oai_harvest -*-
+# -*- test-case-name: tests.gateway.test_oai_harvest,tests.gateway.test_oai_scale -*-
 """The embedded catalogue's harvest side (:class:`IHarvestable`) over the ``oai_records`` table.
 
 Datestamps and tombstones are kept by triggers (migration 10 in
