@@ -315,8 +315,9 @@ MIGRATIONS: list[str] = [
                 CAST(substr(NEW.marc, 7, 2) AS TEXT));
     END;
     CREATE TRIGGER oai_record_update
-    AFTER UPDATE OF marc, local_id, title, author, subjects, publisher, pub_year, temporary
-    ON records BEGIN
+    AFTER UPDATE OF marc, local_id, temporary ON records
+    WHEN OLD.marc IS NOT NEW.marc OR OLD.local_id IS NOT NEW.local_id
+         OR OLD.temporary IS NOT NEW.temporary BEGIN  -- re-importing the same record: no change
         DELETE FROM oai_records WHERE record_id = NEW.id AND NEW.temporary = 1;
         INSERT OR REPLACE INTO oai_records (record_id, local_id, datestamp, kind)
         SELECT NEW.id, NEW.local_id, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
@@ -336,7 +337,11 @@ MIGRATIONS: list[str] = [
     END;
     CREATE TRIGGER oai_item_update
     AFTER UPDATE OF record_id, location, shelving_location, call_number, copy_number, status,
-                    loan_policy ON items BEGIN
+                    loan_policy ON items
+    WHEN OLD.record_id IS NOT NEW.record_id OR OLD.location IS NOT NEW.location
+         OR OLD.shelving_location IS NOT NEW.shelving_location
+         OR OLD.call_number IS NOT NEW.call_number OR OLD.copy_number IS NOT NEW.copy_number
+         OR OLD.status IS NOT NEW.status OR OLD.loan_policy IS NOT NEW.loan_policy BEGIN
         UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
         WHERE record_id IN (OLD.record_id, NEW.record_id) AND deleted = 0;
     END;
@@ -348,7 +353,8 @@ MIGRATIONS: list[str] = [
         UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
         WHERE record_id = (SELECT record_id FROM items WHERE id = NEW.item_id) AND deleted = 0;
     END;
-    CREATE TRIGGER oai_loan_update AFTER UPDATE OF returned_at, due_at ON loans BEGIN
+    CREATE TRIGGER oai_loan_update AFTER UPDATE OF returned_at, due_at ON loans
+    WHEN OLD.returned_at IS NOT NEW.returned_at OR OLD.due_at IS NOT NEW.due_at BEGIN
         UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
         WHERE record_id = (SELECT record_id FROM items WHERE id = NEW.item_id) AND deleted = 0;
     END;
@@ -356,7 +362,8 @@ MIGRATIONS: list[str] = [
         UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
         WHERE record_id = NEW.record_id AND deleted = 0;
     END;
-    CREATE TRIGGER oai_hold_update AFTER UPDATE OF status ON holds BEGIN
+    CREATE TRIGGER oai_hold_update AFTER UPDATE OF status ON holds
+    WHEN OLD.status IS NOT NEW.status BEGIN
         UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
         WHERE record_id = NEW.record_id AND deleted = 0;
     END;

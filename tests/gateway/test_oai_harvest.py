@@ -285,3 +285,33 @@ async def test_an_empty_catalogue_has_no_set_hierarchy_and_no_records(tmp_path: 
         assert root.findtext(f"{OAI}Identify/{OAI}deletedRecord") == "persistent"
     finally:
         await store.stop()
+
+
+def test_datestamps_move_on_changes_only(tmp_path: Path) -> None:
+    """Triggers: re-importing an unchanged record or re-saving an unchanged item leaves the
+    datestamp alone (a monthly re-import does not make every record new to harvesters); a
+    changed record and an item status change move it; a temporary record has none."""
+    conn = open_database(tmp_path / "stamps.sqlite3")
+    seeded = seed(conn)
+
+    def stamps() -> dict[int, str]:
+        return dict(conn.execute("SELECT record_id, datestamp FROM oai_records"))
+
+    assert harness_ids(seeded) == set(stamps())
+    with conn:
+        conn.execute("UPDATE oai_records SET datestamp = ?", (OLD,))
+        upsert_record(conn, make_record("rec0006", "Emma", author="Austen, Jane", year=1815,
+                                        oclc="12345"))
+        conn.execute("UPDATE items SET status = status, location = location")
+    assert set(stamps().values()) == {OLD}
+    with conn:
+        upsert_record(conn, make_record("rec0006", "Emma (new)", author="Austen, Jane"))
+        conn.execute("UPDATE items SET status = 'missing' WHERE barcode = 'B-SENSE-1'")
+    moved = {rid for rid, stamp in stamps().items() if stamp != OLD}
+    assert moved == {seeded.ids["emma"], seeded.ids["sense"]}
+    conn.close()
+
+
+def harness_ids(seeded: Seeded) -> set[int]:
+    """The seeded lendable records' ids (the temporary one left out)."""
+    return {rid for name, rid in seeded.ids.items() if name != "borrowed"}
