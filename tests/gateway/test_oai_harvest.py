@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,8 +24,11 @@ import pytest_twisted
 import requests
 from lxml import etree
 from twisted.internet import reactor
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.web import server
+from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
 from gateway.backends.embedded.harvest import EmbeddedHarvest
@@ -315,3 +319,44 @@ def test_datestamps_move_on_changes_only(tmp_path: Path) -> None:
 def harness_ids(seeded: Seeded) -> set[int]:
     """The seeded lendable records' ids (the temporary one left out)."""
     return {rid for name, rid in seeded.ids.items() if name != "borrowed"}
+
+
+def test_listener_refuses_what_is_not_oai_pmh() -> None:
+    """Transport answers, with no provider call: 404 off the path, 405 for other methods,
+    415 for a POST that is not a form, 429 past the per-host rate (burst 2 at 1/s)."""
+    calls: list[bytes] = []
+
+    class Provider:
+        def handle(self, query: bytes, now: datetime) -> Any:
+            calls.append(query)
+            return succeed([b"<OAI-PMH/>"])
+
+    clock = Clock()
+    oai = OaiResource(cast(Any, Provider()), path="/oai", clock=clock,
+                      max_requests_per_second=1)
+
+    def request(method: bytes, path: bytes, ctype: bytes | None = None) -> Any:
+        r: Any = DummyRequest(path.lstrip(b"/").split(b"/"))
+        r.method, r.path, r.uri = method, path, path + b"?verb=Identify"
+        if ctype is not None:
+            r.requestHeaders.setRawHeaders(b"content-type", [ctype])
+        r.content = BytesIO(b"verb=Identify")
+        return r
+
+    for method, path, ctype, status in [(b"GET", b"/other", None, 404),
+                                        (b"DELETE", b"/oai", None, 405),
+                                        (b"POST", b"/oai", b"text/xml", 415)]:
+        r = request(method, path, ctype)
+        oai.render(cast(Any, r))
+        assert r.responseCode == status
+    assert calls == []
+    served = []
+    for _ in range(3):
+        r = request(b"POST", b"/oai", b"application/x-www-form-urlencoded")
+        oai.render(cast(Any, r))
+        served.append(r.responseCode or 200)
+    assert served == [200, 200, 429] and calls == [b"verb=Identify"] * 2
+    clock.advance(2)
+    r = request(b"GET", b"/oai")
+    oai.render(cast(Any, r))
+    assert (r.responseCode or 200) == 200 and calls[-1] == b"verb=Identify"
