@@ -394,6 +394,9 @@ class Gateway:
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
                          section=section, key=key)
+        if new.oai != old.oai:  # the OAI-PMH provider is built once, at start
+            log.warn("oai settings changed: they take effect after a restart")
+        new = replace(new, oai=old.oai)
         # Keep what cannot change without a restart; take everything else.
         new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
                       z3950=replace(new.z3950, listen=old.z3950.listen),

@@ -5,6 +5,7 @@ one audit row per request, and a configuration without the required keys refused
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ page_size = 50
 
 def test_daemon_serves_a_full_harvest(tmp_path: Path) -> None:
     """``interlend serve`` with [oai] on: Sickle harvests the whole demo catalogue with
-    live availability in 852 $z, and the daemon says where the provider is."""
+    live availability in 852 $z, the daemon says where the provider is, and a reload that
+    changes [oai] is reported and leaves the running provider as it was."""
     database = tmp_path / "interlend.sqlite3"
     subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "demo", "--database",
                     str(database), "--records", "120"], cwd=REPO, check=True,
@@ -59,6 +61,16 @@ def test_daemon_serves_a_full_harvest(tmp_path: Path) -> None:
             r.raw.encode()).iter(f"{marc}subfield") if s.getparent().get("tag") == "852"
                 and s.get("code") == "a"} == {"a"}
         daemon.wait_for(r"OAI-PMH: http://127\.0\.0\.1:\d+/oai\?verb=Identify")
+        # a reload keeps the provider as started, and says so
+        daemon.config_path.write_text(config.replace("page_size = 50", "page_size = 7"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(r"oai settings changed: they take effect after a restart")
+        first = harvester.ListIdentifiers(metadataPrefix="oai_dc")
+        assert first.oai_response.xml.find(
+            ".//{http://www.openarchives.org/OAI/2.0/}resumptionToken").get(
+                "completeListSize") == str(len(identifiers))
+        assert len(first.oai_response.xml.findall(
+            ".//{http://www.openarchives.org/OAI/2.0/}header")) == 50
     finally:
         assert daemon.stop() == 0
 
