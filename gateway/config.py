@@ -113,6 +113,52 @@ class NcipSettings:
 
 
 @dataclass(frozen=True)
+class OaiSettings:
+    """The OAI-PMH provider (issue 19): off until ``listen`` names an endpoint."""
+
+    listen: tuple[str, ...] = ()
+    path: str = "/oai"
+    base_url: str = ""                 # what harvesters use; required with listen
+    repository_name: str = "Interlend"
+    repository_identifier: str = ""    # a domain name, for oai:<domain>:<record id>
+    admin_emails: tuple[str, ...] = ()
+    page_size: int = 100
+    token_lifetime: float = 86400.0
+    max_body_size: int = 16 * 1024
+    idle_timeout: float = 60.0
+    request_arrival_timeout: float = 20.0
+    max_connections: int = 200
+    max_connections_per_peer: int = 20
+    max_requests_per_second_per_peer: float = 20.0
+
+
+def oai_problems(oai: OaiSettings) -> list[tuple[str, str]]:
+    """What is wrong with ``[oai]``, as (path, message); nothing is checked while it is off
+    except the numbers."""
+    problems = [(f"oai.{key}", "must be greater than zero")
+                for key in ("page_size", "token_lifetime", "max_body_size", "idle_timeout",
+                            "request_arrival_timeout", "max_connections",
+                            "max_connections_per_peer") if getattr(oai, key) <= 0]
+    if oai.page_size > 1000:
+        problems.append(("oai.page_size", "must not exceed 1000"))
+    if not oai.listen:
+        return problems
+    if not oai.path.startswith("/"):
+        problems.append(("oai.path", f"must start with '/' (got {oai.path!r})"))
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", oai.base_url):
+        problems.append(("oai.base_url", "required with oai.listen: the http(s) URL harvesters "
+                                         "use, e.g. https://library.example.org/oai"))
+    if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z][a-zA-Z0-9-]*)+",
+                        oai.repository_identifier):
+        problems.append(("oai.repository_identifier",
+                         "required with oai.listen: a domain name, e.g. library.example.org"))
+    if not oai.admin_emails or not all(re.fullmatch(r"[^@\s]+@[^@\s]+", e)
+                                       for e in oai.admin_emails):
+        problems.append(("oai.admin_emails", "required with oai.listen: e-mail addresses"))
+    return problems
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """What the audit log keeps, and for how long."""
 
@@ -258,6 +304,7 @@ class Config:
     backend: BackendSettings = BackendSettings()
     admin: AdminSettings = AdminSettings()
     stats: StatsSettings = StatsSettings()
+    oai: OaiSettings = OaiSettings()
     peers: tuple[Peer, ...] = ()
     source: str = "<defaults>"
 
@@ -564,7 +611,8 @@ def _string_map(check: _Checker, raw: Any, path: str) -> dict[str, str]:
 
 _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSettings,
              "audit": AuditSettings, "circulation": CirculationSettings,
-             "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings}
+             "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings,
+             "oai": OaiSettings}
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -626,6 +674,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
     _check_backend_kinds(check, backend)
+    if sections["oai"].listen:  # off when empty
+        check.endpoints(sections["oai"].listen, "oai.listen")
+    for problem_path, message in oai_problems(sections["oai"]):
+        check.error(problem_path, message)
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -641,7 +693,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         raise ConfigErrors(source, check.errors)
     return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
                   circulation=circulation, backend=backend, admin=admin, stats=stats,
-                  peers=tuple(peers), source=source)
+                  oai=sections["oai"], peers=tuple(peers), source=source)
 
 
 def _check_backend_kinds(check: _Checker, backend: BackendSettings) -> None:

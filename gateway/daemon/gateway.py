@@ -42,6 +42,7 @@ from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
 from gateway.listeners.limits import ConnectionLimitFactory
 from gateway.listeners.ncip_http import GatewaySite, NcipResource
+from gateway.listeners.oai_http import oai_factory
 from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
@@ -193,7 +194,7 @@ class Gateway:
         self.state = "starting"
         reloading.forget_staged_config(self.environ)
         self.store.start()
-        yield self.audit.start()
+        key = yield self.audit.start()
         z3950 = self.config.z3950
         ncip = self.config.ncip
         self.z3950_factory = Z3950Factory(self, audit=AuditBatch(self.audit, self.reactor))
@@ -221,6 +222,17 @@ class Gateway:
             admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
+        if self.config.oai.listen:  # OAI-PMH (issue 19): over a backend that can be harvested
+            harvest = getattr(self.catalogue_backend, "harvest", None)
+            if harvest is None:
+                self.state = "failed"
+                yield self.store.stop()
+                raise StartupFailed("oai.listen is set but the catalogue backend "
+                                    f"{self.catalogue_backend.kind!r} cannot be harvested")
+            _, self.factories["oai"] = oai_factory(
+                self.config.oai, harvest(self.catalogue_context), key, clock=self.reactor,
+                agency_id=self.config.gateway.agency_id, audit=self.audit.record)
+            wanted += [("oai", e) for e in self.config.oai.listen]
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -294,6 +306,9 @@ class Gateway:
                 where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
             if listener.protocol == "ncip":
                 lines.append(f"NCIP: POST to http://{where}{self.config.ncip.path}")
+            elif listener.protocol == "oai":
+                lines.append(f"OAI-PMH: http://{where}{self.config.oai.path}"
+                             f"?verb=Identify")
             elif listener.protocol == "z3950":
                 lines.append(f"Z39.50: {where}/{self.config.z3950.databases[0]} "
                              f"(e.g. yaz-client {where}/{self.config.z3950.databases[0]})")
@@ -379,6 +394,9 @@ class Gateway:
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
                          section=section, key=key)
+        if new.oai != old.oai:  # the OAI-PMH provider is built once, at start
+            log.warn("oai settings changed: they take effect after a restart")
+        new = replace(new, oai=old.oai)
         # Keep what cannot change without a restart; take everything else.
         new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
                       z3950=replace(new.z3950, listen=old.z3950.listen),
