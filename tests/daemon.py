@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_LISTENING = re.compile(r"(z3950|ncip|admin) listening on ([\d.:a-f]+):(\d+)")
+_LISTENING = re.compile(r"(z3950|ncip|sru|admin) listening on ([\d.:a-f]+):(\d+)")
 
 
 @dataclass

@@ -42,10 +42,12 @@ from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
 from gateway.listeners.limits import ConnectionLimitFactory
 from gateway.listeners.ncip_http import GatewaySite, NcipResource
+from gateway.listeners.sru_http import SruResource
 from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
+from gateway.sru.service import SruService
 from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
@@ -167,6 +169,10 @@ class Gateway:
         self.catalogue = CatalogueService(
             self.catalogue_backend.catalogue(self.catalogue_context),
             config=lambda: self.config, clock=reactor)
+        self.sru = SruService(self.catalogue.catalogue, config=lambda: self.config,
+                              clock=reactor)
+        self.sru_resource: SruResource | None = None
+        self._sru_audit: AuditBatch | None = None
         self.ncip = NcipService(self)
         self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
@@ -221,6 +227,9 @@ class Gateway:
             admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
+        if self.config.sru.listen:
+            self._make_sru_factory()
+            wanted += [("sru", e) for e in self.config.sru.listen]
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -249,6 +258,23 @@ class Gateway:
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
             lambda f: log.failure("audit retention timer stopped", f))
+
+    def _make_sru_factory(self) -> None:
+        """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""
+        sru = self.config.sru
+        audit = self.audit
+        self._sru_audit = AuditBatch(audit, self.reactor)
+        self.sru_resource = SruResource(
+            self.sru, config=lambda: self.config, clock=self.reactor,
+            audit=self._sru_audit,
+            keep_bodies=lambda: self.config.audit.bodies != "none" and audit.keep_bodies())
+        site = GatewaySite(self.sru_resource, max_body_size=sru.max_body_size,
+                           idle_timeout=sru.idle_timeout,
+                           request_arrival_timeout=sru.request_arrival_timeout,
+                           reactor=self.reactor)
+        self.factories["sru"] = ConnectionLimitFactory(
+            site, max_total=sru.max_connections, max_per_host=sru.max_connections_per_peer,
+            name="sru", clock=self.reactor, max_rate_per_host=sru.max_connection_rate_per_peer)
 
     def purge_audit(self) -> Deferred[tuple[int, int] | None]:
         """Apply the audit retention (bodies after N days, rows after M days); log the result."""
@@ -294,6 +320,9 @@ class Gateway:
                 where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
             if listener.protocol == "ncip":
                 lines.append(f"NCIP: POST to http://{where}{self.config.ncip.path}")
+            elif listener.protocol == "sru":
+                lines.append(f"SRU: http://{where}{self.config.sru.path}?version=1.2"
+                             f"&operation=explain")
             elif listener.protocol == "z3950":
                 lines.append(f"Z39.50: {where}/{self.config.z3950.databases[0]} "
                              f"(e.g. yaz-client {where}/{self.config.z3950.databases[0]})")
@@ -375,6 +404,7 @@ class Gateway:
                                  admin_listen=self.overrides.admin_listen)
         old = self.config
         for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
+                             ("sru", "listen"), ("sru", "path"),
                              ("admin", "listen"), ("gateway", "database")):
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
@@ -383,7 +413,8 @@ class Gateway:
         new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
-                      admin=replace(new.admin, listen=old.admin.listen))
+                      admin=replace(new.admin, listen=old.admin.listen),
+                      sru=replace(new.sru, listen=old.sru.listen, path=old.sru.path))
         # The admin listeners stay where they are: the password rule applies to them.
         problems = [f"{path}: {message} (listening on {', '.join(new.admin.listen)})"
                     for path, message in admin_problems(new.admin)]
@@ -465,6 +496,8 @@ class Gateway:
         waits = []
         if self.ncip_resource is not None:
             waits.append(self.ncip_resource.wait_idle())
+        if self.sru_resource is not None:
+            waits.append(self.sru_resource.wait_idle())
         if self.z3950_factory is not None:
             waits.append(self.z3950_factory.wait_idle())
         if waits:
@@ -478,6 +511,8 @@ class Gateway:
                 timeout.cancel()
         if self.z3950_factory is not None:
             self.z3950_factory.close_all()
+        if self._sru_audit is not None:
+            self._sru_audit.flush()
         if self._probe is not None and self._probe.running:
             self._probe.stop()
         yield self.audit.drain()
