@@ -84,6 +84,7 @@ class SruResource(resource.Resource):
     def render(self, request: Request) -> bytes | int:
         path = request.path.rstrip(b"/") or b"/"
         if path == b"/healthz":
+            request.setResponseCode(200)
             request.setHeader(b"content-type", b"application/json")
             return b'{"status": "ok"}\n'
         token = self._match(path)

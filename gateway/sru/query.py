@@ -144,7 +144,8 @@ def plan_clause(clause: SearchClause) -> Plan:
     if index in IDENTIFIER_INDEXES:
         return _plan_identifier(index, clause.term, term.parts)
     if not term.literal.strip():
-        raise SRUError(Diagnostic.EMPTY_TERM_UNSUPPORTED, clause.index)
+        raise SRUError(Diagnostic.EMPTY_TERM_UNSUPPORTED if term.is_plain
+                       else Diagnostic.MASKED_WORDS_TOO_SHORT, clause.index)
     complete = relation in ("==", "exact") and index in WHOLE_FIELD_INDEXES
     phrase = relation in ("adj", "==", "exact")
     first = term.anchored_start
