@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 ZEBRA_RECIPE = Path("/work/shared/z3950/zebra-demo/setup-and-run.sh")
-_LISTENING = re.compile(r"(z3950|ncip|admin|ceiling) listening on ([\d.:a-f]+):(\d+)")
+_LISTENING = re.compile(r"(z3950|ncip|sru|admin|ceiling) listening on ([\d.:a-f]+):(\d+)")
 
 STARTED: list[Managed] = []
 
