@@ -247,3 +247,16 @@ def test_audit_rows_for_sru(daemon: Daemon, url: str) -> None:
             break
         get(url, version="1.2", operation="explain")
     assert rows and rows[0][1] == "ok" and rows[0][2] == "127.0.0.1"
+
+
+def test_sru_11_sort_keys_parameter_and_string_packing(url: str) -> None:
+    """SRU 1.1's ``sortKeys`` parameter (``path,schema,ascending``) sorts as ``sortBy`` does;
+    ``recordPacking=string`` sends the record escaped."""
+    root = get(url, version="1.1", operation="searchRetrieve", query="conformance",
+               sortKeys="dc.date,,0", recordSchema="dc", recordPacking="string")
+    data = [etree.fromstring(d.text.encode()) for d in root.iterfind(".//zs:recordData", SRU_NS)]
+    dates = [record.findtext("dc:date", namespaces=SRU_NS) for record in data]
+    assert dates == ["2010", "2005", "2001", "1995", "1980"]
+    ascending = get(url, version="1.1", operation="searchRetrieve", query="conformance",
+                    sortKeys="dc.date,,1", recordSchema="dc")
+    assert [d.text for d in ascending.iterfind(".//dc:date", SRU_NS)] == sorted(dates)
