@@ -155,9 +155,8 @@ class SruResource(resource.Resource):
         finished = False
         gone = [False]
         request.notifyFinish().addErrback(lambda _: gone.__setitem__(0, True))
-        request_size = len(request.uri or b"") + int(request.getHeader(b"content-length") or 0
-                                                     if (request.getHeader(b"content-length")
-                                                         or b"").isdigit() else 0)
+        length = request.getHeader(b"content-length") or b""
+        request_size = len(request.uri or b"") + (int(length) if length.isdigit() else 0)
 
         def reply(outcome: Outcome) -> None:
             nonlocal finished

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_sru_service -*-
+# -*- test-case-name: tests.gateway.test_sru_query -*-
 """The one table from the catalogue's domain errors to SRU diagnostics.
 
 The SRU service raises :class:`~protocols.sru.diagnostics.SRUError` for what it refuses itself

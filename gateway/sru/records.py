@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_sru_service -*-
+# -*- test-case-name: tests.gateway.test_sru_clients,tests.gateway.test_sru_http -*-
 """The record schemas SRU serves, rendered from the same records Z39.50 presents.
 
 MARCXML and the OPAC schema reuse :mod:`gateway.z3950.retrieval` (live holdings in the peer's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_sru_service -*-
+# -*- test-case-name: tests.gateway.test_sru_clients,tests.gateway.test_sru_http -*-
 """The SRU service: explain, searchRetrieve and scan over an
 :class:`~gateway.domain.catalogue.ICatalogue`, answering every request with an SRU document.
 
