@@ -279,6 +279,7 @@ def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None =
             "--database", str(database),
             "--z3950-listen", f"tcp:0:interface={LOOPBACK}",
             "--ncip-listen", f"tcp:0:interface={LOOPBACK}",
+            "--sru-listen", f"tcp:0:interface={LOOPBACK}",
             "--admin-listen", f"tcp:0:interface={LOOPBACK}", "--log-level", log_level]
     environment = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
     managed = _spawn("gateway", args, cwd=REPO, env=environment, pump=True)

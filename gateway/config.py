@@ -292,7 +292,8 @@ class Config:
     def with_overrides(self, *, database: str | None = None,
                        z3950_listen: list[str] | None = None,
                        ncip_listen: list[str] | None = None,
-                       admin_listen: list[str] | None = None) -> Config:
+                       admin_listen: list[str] | None = None,
+                       sru_listen: list[str] | None = None) -> Config:
         """A copy with command-line overrides applied (for one run only)."""
         config = self
         if database:
@@ -301,6 +302,8 @@ class Config:
             config = replace(config, z3950=replace(config.z3950, listen=tuple(z3950_listen)))
         if ncip_listen:
             config = replace(config, ncip=replace(config.ncip, listen=tuple(ncip_listen)))
+        if sru_listen:
+            config = replace(config, sru=replace(config.sru, listen=tuple(sru_listen)))
         if admin_listen:
             config = replace(config, admin=replace(config.admin, listen=tuple(admin_listen)))
             # The same rule as for the file: a command line must not open what it forbids.

@@ -120,6 +120,7 @@ def start_daemon(tmp_path: Path, config_text: str | None = None, *,
             "--database", str(database),
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
+            "--sru-listen", "tcp:0:interface=127.0.0.1",
             "--admin-listen", "tcp:0:interface=127.0.0.1", *(extra_args or [])]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

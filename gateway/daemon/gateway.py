@@ -91,6 +91,7 @@ class Overrides:
     z3950_listen: list[str] | None = None
     ncip_listen: list[str] | None = None
     admin_listen: list[str] | None = None
+    sru_listen: list[str] | None = None
 
 
 LISTEN_BACKLOG = 1024
@@ -401,6 +402,7 @@ class Gateway:
         new = new.with_overrides(database=self.overrides.database,
                                  z3950_listen=self.overrides.z3950_listen,
                                  ncip_listen=self.overrides.ncip_listen,
+                                 sru_listen=self.overrides.sru_listen,
                                  admin_listen=self.overrides.admin_listen)
         old = self.config
         for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
