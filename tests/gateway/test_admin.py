@@ -132,10 +132,10 @@ def test_metrics_connections_writer_and_purges(traffic: Any) -> None:
     families = _families(daemon)
     open_now = {s.labels["listener"]: s.value
                 for s in _samples(families["interlend_open_connections"])}
-    assert set(open_now) == {"z3950", "ncip", "sru", "admin"} and open_now["admin"] >= 1
+    assert set(open_now) == {"z3950", "ncip", "admin"} and open_now["admin"] >= 1
     refused = {s.labels["listener"]: s.value
                for s in _samples(families["interlend_refused_connections"], "_total")}
-    assert refused == {"z3950": 0.0, "ncip": 0.0, "sru": 0.0, "admin": 0.0}
+    assert refused == {"z3950": 0.0, "ncip": 0.0, "admin": 0.0}
 
     def value(name: str, suffix: str = "") -> float:
         [sample] = _samples(families[name], suffix)
