@@ -159,6 +159,29 @@ def oai_problems(oai: OaiSettings) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
+class SruSettings:
+    """The SRU listener (off while ``listen`` is empty), its limits and result sets."""
+
+    listen: tuple[str, ...] = ()
+    path: str = "/sru"
+    database: str = "Default"
+    max_body_size: int = 64 * 1024
+    request_timeout: float = 25.0
+    idle_timeout: float = 60.0
+    request_arrival_timeout: float = 20.0
+    max_connections: int = 1000
+    max_connections_per_peer: int = 50
+    max_connection_rate_per_peer: float = 100.0
+    max_requests_per_second_per_peer: float = 100.0
+    default_maximum_records: int = 10
+    maximum_records: int = 100
+    maximum_terms: int = 100
+    max_result_sets: int = 1000
+    max_result_set_ttl: int = 600
+    max_sort_records: int = 10000
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """What the audit log keeps, and for how long."""
 
@@ -299,6 +322,7 @@ class Config:
     gateway: GatewaySettings = GatewaySettings()
     z3950: Z3950Settings = Z3950Settings()
     ncip: NcipSettings = NcipSettings()
+    sru: SruSettings = SruSettings()
     audit: AuditSettings = AuditSettings()
     circulation: CirculationSettings = CirculationSettings()
     backend: BackendSettings = BackendSettings()
@@ -315,7 +339,8 @@ class Config:
     def with_overrides(self, *, database: str | None = None,
                        z3950_listen: list[str] | None = None,
                        ncip_listen: list[str] | None = None,
-                       admin_listen: list[str] | None = None) -> Config:
+                       admin_listen: list[str] | None = None,
+                       sru_listen: list[str] | None = None) -> Config:
         """A copy with command-line overrides applied (for one run only)."""
         config = self
         if database:
@@ -324,6 +349,8 @@ class Config:
             config = replace(config, z3950=replace(config.z3950, listen=tuple(z3950_listen)))
         if ncip_listen:
             config = replace(config, ncip=replace(config.ncip, listen=tuple(ncip_listen)))
+        if sru_listen:
+            config = replace(config, sru=replace(config.sru, listen=tuple(sru_listen)))
         if admin_listen:
             config = replace(config, admin=replace(config.admin, listen=tuple(admin_listen)))
             # The same rule as for the file: a command line must not open what it forbids.
@@ -610,6 +637,7 @@ def _string_map(check: _Checker, raw: Any, path: str) -> dict[str, str]:
 
 
 _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSettings,
+             "sru": SruSettings,
              "audit": AuditSettings, "circulation": CirculationSettings,
              "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings,
              "oai": OaiSettings}
@@ -678,6 +706,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.endpoints(sections["oai"].listen, "oai.listen")
     for problem_path, message in oai_problems(sections["oai"]):
         check.error(problem_path, message)
+    sru = sections["sru"]
+    _check_sru(check, sru)
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -691,9 +721,26 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     _check_unique(check, peers)
     if check.errors:
         raise ConfigErrors(source, check.errors)
-    return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
+    return Config(gateway=gateway, z3950=z3950, ncip=ncip, sru=sru, audit=audit,
                   circulation=circulation, backend=backend, admin=admin, stats=stats,
                   oai=sections["oai"], peers=tuple(peers), source=source)
+
+
+def _check_sru(check: _Checker, sru: SruSettings) -> None:
+    """The ``[sru]`` rules: endpoints, the path, positive limits, records within the cap."""
+    if sru.listen:  # empty: SRU is off
+        check.endpoints(sru.listen, "sru.listen")
+    if not sru.path.startswith("/"):
+        check.error("sru.path", f"must start with '/' (got {sru.path!r})")
+    if not sru.database.strip():
+        check.error("sru.database", "must not be empty")
+    for key in ("max_body_size", "request_timeout", "idle_timeout", "request_arrival_timeout",
+                "max_connections", "max_connections_per_peer", "maximum_records",
+                "maximum_terms", "max_result_sets", "max_sort_records"):
+        if getattr(sru, key) == 0:
+            check.error(f"sru.{key}", "must be greater than zero")
+    if sru.default_maximum_records > sru.maximum_records:
+        check.error("sru.default_maximum_records", "must not exceed sru.maximum_records")
 
 
 def _check_backend_kinds(check: _Checker, backend: BackendSettings) -> None:
@@ -829,7 +876,7 @@ def _listen_key(description: str) -> tuple[str, str, str] | None:
 def _port_clashes(config: Config) -> list[str]:
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     problems = []
-    for section in ("z3950", "ncip", "admin"):
+    for section in ("z3950", "ncip", "sru", "admin"):
         for index, description in enumerate(getattr(config, section).listen):
             key = _listen_key(description)
             if key is None:

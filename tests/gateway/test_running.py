@@ -137,6 +137,7 @@ def test_priorities_under_journald(tmp_path: Path) -> None:
     args = [*INTERLEND, "serve", "-c", str(config),
             "--z3950-listen", f"tcp:{port}:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
+            "--sru-listen", "tcp:0:interface=127.0.0.1",
             "--admin-listen", "tcp:0:interface=127.0.0.1"]
     try:
         for journald in (True, False):
