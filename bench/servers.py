@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 ZEBRA_RECIPE = Path("/work/shared/z3950/zebra-demo/setup-and-run.sh")
-_LISTENING = re.compile(r"(z3950|ncip|admin|ceiling) listening on ([\d.:a-f]+):(\d+)")
+_LISTENING = re.compile(r"(z3950|ncip|sru|admin|ceiling) listening on ([\d.:a-f]+):(\d+)")
 
 STARTED: list[Managed] = []
 
@@ -279,6 +279,7 @@ def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None =
             "--database", str(database),
             "--z3950-listen", f"tcp:0:interface={LOOPBACK}",
             "--ncip-listen", f"tcp:0:interface={LOOPBACK}",
+            "--sru-listen", f"tcp:0:interface={LOOPBACK}",
             "--admin-listen", f"tcp:0:interface={LOOPBACK}", "--log-level", log_level]
     environment = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
     managed = _spawn("gateway", args, cwd=REPO, env=environment, pump=True)

@@ -113,6 +113,75 @@ class NcipSettings:
 
 
 @dataclass(frozen=True)
+class OaiSettings:
+    """The OAI-PMH provider (issue 19): off until ``listen`` names an endpoint."""
+
+    listen: tuple[str, ...] = ()
+    path: str = "/oai"
+    base_url: str = ""                 # what harvesters use; required with listen
+    repository_name: str = "Interlend"
+    repository_identifier: str = ""    # a domain name, for oai:<domain>:<record id>
+    admin_emails: tuple[str, ...] = ()
+    page_size: int = 100
+    token_lifetime: float = 86400.0
+    max_body_size: int = 16 * 1024
+    idle_timeout: float = 60.0
+    request_arrival_timeout: float = 20.0
+    max_connections: int = 200
+    max_connections_per_peer: int = 20
+    max_requests_per_second_per_peer: float = 20.0
+
+
+def oai_problems(oai: OaiSettings) -> list[tuple[str, str]]:
+    """What is wrong with ``[oai]``, as (path, message); nothing is checked while it is off
+    except the numbers."""
+    problems = [(f"oai.{key}", "must be greater than zero")
+                for key in ("page_size", "token_lifetime", "max_body_size", "idle_timeout",
+                            "request_arrival_timeout", "max_connections",
+                            "max_connections_per_peer") if getattr(oai, key) <= 0]
+    if oai.page_size > 1000:
+        problems.append(("oai.page_size", "must not exceed 1000"))
+    if not oai.listen:
+        return problems
+    if not oai.path.startswith("/"):
+        problems.append(("oai.path", f"must start with '/' (got {oai.path!r})"))
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", oai.base_url):
+        problems.append(("oai.base_url", "required with oai.listen: the http(s) URL harvesters "
+                                         "use, e.g. https://library.example.org/oai"))
+    if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z][a-zA-Z0-9-]*)+",
+                        oai.repository_identifier):
+        problems.append(("oai.repository_identifier",
+                         "required with oai.listen: a domain name, e.g. library.example.org"))
+    if not oai.admin_emails or not all(re.fullmatch(r"[^@\s]+@[^@\s]+", e)
+                                       for e in oai.admin_emails):
+        problems.append(("oai.admin_emails", "required with oai.listen: e-mail addresses"))
+    return problems
+
+
+@dataclass(frozen=True)
+class SruSettings:
+    """The SRU listener (off while ``listen`` is empty), its limits and result sets."""
+
+    listen: tuple[str, ...] = ()
+    path: str = "/sru"
+    database: str = "Default"
+    max_body_size: int = 64 * 1024
+    request_timeout: float = 25.0
+    idle_timeout: float = 60.0
+    request_arrival_timeout: float = 20.0
+    max_connections: int = 1000
+    max_connections_per_peer: int = 50
+    max_connection_rate_per_peer: float = 100.0
+    max_requests_per_second_per_peer: float = 100.0
+    default_maximum_records: int = 10
+    maximum_records: int = 100
+    maximum_terms: int = 100
+    max_result_sets: int = 1000
+    max_result_set_ttl: int = 600
+    max_sort_records: int = 10000
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """What the audit log keeps, and for how long."""
 
@@ -253,11 +322,13 @@ class Config:
     gateway: GatewaySettings = GatewaySettings()
     z3950: Z3950Settings = Z3950Settings()
     ncip: NcipSettings = NcipSettings()
+    sru: SruSettings = SruSettings()
     audit: AuditSettings = AuditSettings()
     circulation: CirculationSettings = CirculationSettings()
     backend: BackendSettings = BackendSettings()
     admin: AdminSettings = AdminSettings()
     stats: StatsSettings = StatsSettings()
+    oai: OaiSettings = OaiSettings()
     peers: tuple[Peer, ...] = ()
     source: str = "<defaults>"
 
@@ -268,7 +339,8 @@ class Config:
     def with_overrides(self, *, database: str | None = None,
                        z3950_listen: list[str] | None = None,
                        ncip_listen: list[str] | None = None,
-                       admin_listen: list[str] | None = None) -> Config:
+                       admin_listen: list[str] | None = None,
+                       sru_listen: list[str] | None = None) -> Config:
         """A copy with command-line overrides applied (for one run only)."""
         config = self
         if database:
@@ -277,6 +349,8 @@ class Config:
             config = replace(config, z3950=replace(config.z3950, listen=tuple(z3950_listen)))
         if ncip_listen:
             config = replace(config, ncip=replace(config.ncip, listen=tuple(ncip_listen)))
+        if sru_listen:
+            config = replace(config, sru=replace(config.sru, listen=tuple(sru_listen)))
         if admin_listen:
             config = replace(config, admin=replace(config.admin, listen=tuple(admin_listen)))
             # The same rule as for the file: a command line must not open what it forbids.
@@ -563,8 +637,10 @@ def _string_map(check: _Checker, raw: Any, path: str) -> dict[str, str]:
 
 
 _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSettings,
+             "sru": SruSettings,
              "audit": AuditSettings, "circulation": CirculationSettings,
-             "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings}
+             "backend": BackendSettings, "admin": AdminSettings, "stats": StatsSettings,
+             "oai": OaiSettings}
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -626,6 +702,12 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     if audit.row_retention_days < audit.body_retention_days:
         check.error("audit.row_retention_days", "must not be shorter than body_retention_days")
     _check_backend_kinds(check, backend)
+    if sections["oai"].listen:  # off when empty
+        check.endpoints(sections["oai"].listen, "oai.listen")
+    for problem_path, message in oai_problems(sections["oai"]):
+        check.error(problem_path, message)
+    sru = sections["sru"]
+    _check_sru(check, sru)
 
     raw_peers = raw.get("peers", [])
     peers: list[Peer] = []
@@ -639,9 +721,26 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     _check_unique(check, peers)
     if check.errors:
         raise ConfigErrors(source, check.errors)
-    return Config(gateway=gateway, z3950=z3950, ncip=ncip, audit=audit,
+    return Config(gateway=gateway, z3950=z3950, ncip=ncip, sru=sru, audit=audit,
                   circulation=circulation, backend=backend, admin=admin, stats=stats,
-                  peers=tuple(peers), source=source)
+                  oai=sections["oai"], peers=tuple(peers), source=source)
+
+
+def _check_sru(check: _Checker, sru: SruSettings) -> None:
+    """The ``[sru]`` rules: endpoints, the path, positive limits, records within the cap."""
+    if sru.listen:  # empty: SRU is off
+        check.endpoints(sru.listen, "sru.listen")
+    if not sru.path.startswith("/"):
+        check.error("sru.path", f"must start with '/' (got {sru.path!r})")
+    if not sru.database.strip():
+        check.error("sru.database", "must not be empty")
+    for key in ("max_body_size", "request_timeout", "idle_timeout", "request_arrival_timeout",
+                "max_connections", "max_connections_per_peer", "maximum_records",
+                "maximum_terms", "max_result_sets", "max_sort_records"):
+        if getattr(sru, key) == 0:
+            check.error(f"sru.{key}", "must be greater than zero")
+    if sru.default_maximum_records > sru.maximum_records:
+        check.error("sru.default_maximum_records", "must not exceed sru.maximum_records")
 
 
 def _check_backend_kinds(check: _Checker, backend: BackendSettings) -> None:
@@ -777,7 +876,7 @@ def _listen_key(description: str) -> tuple[str, str, str] | None:
 def _port_clashes(config: Config) -> list[str]:
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     problems = []
-    for section in ("z3950", "ncip", "admin"):
+    for section in ("z3950", "ncip", "sru", "admin"):
         for index, description in enumerate(getattr(config, section).listen):
             key = _listen_key(description)
             if key is None:

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_LISTENING = re.compile(r"(z3950|ncip|admin) listening on ([\d.:a-f]+):(\d+)")
+_LISTENING = re.compile(r"(z3950|ncip|sru|admin) listening on ([\d.:a-f]+):(\d+)")
 
 
 @dataclass
@@ -107,6 +108,16 @@ class Daemon:
             return e.code, e.read()
 
 
+def sru_listen(config_text: str) -> list[str]:
+    """``--sru-listen`` on an ephemeral port when the configuration turns SRU on (the demo's
+    fixed port would clash between daemons running side by side); nothing otherwise."""
+    try:
+        sru = tomllib.loads(config_text).get("sru", {})
+    except tomllib.TOMLDecodeError:
+        return []
+    return ["--sru-listen", "tcp:0:interface=127.0.0.1"] if sru.get("listen") else []
+
+
 def start_daemon(tmp_path: Path, config_text: str | None = None, *,
                  database: Path | None = None, env: dict[str, str] | None = None,
                  extra_args: list[str] | None = None, wait: bool = True) -> Daemon:
@@ -120,6 +131,7 @@ def start_daemon(tmp_path: Path, config_text: str | None = None, *,
             "--database", str(database),
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
+            *sru_listen(config_text),
             "--admin-listen", "tcp:0:interface=127.0.0.1", *(extra_args or [])]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

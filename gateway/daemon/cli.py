@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "file's [z3950] listen for this run)")
     serve.add_argument("--ncip-listen", action="append", metavar="ENDPOINT",
                        help="NCIP endpoint string, e.g. tcp:8080 (repeatable)")
+    serve.add_argument("--sru-listen", action="append", metavar="ENDPOINT",
+                       help="SRU endpoint string, e.g. tcp:8082 (repeatable)")
     serve.add_argument("--admin-listen", action="append", metavar="ENDPOINT",
                        help="admin endpoint string for /stats, /metrics and the dashboard "
                             "(repeatable)")
@@ -211,7 +213,8 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser, out: IO[str
             database=args.database,
             z3950_listen=getattr(args, "z3950_listen", None),
             ncip_listen=getattr(args, "ncip_listen", None),
-            admin_listen=getattr(args, "admin_listen", None))
+            admin_listen=getattr(args, "admin_listen", None),
+            sru_listen=getattr(args, "sru_listen", None))
     except ConfigErrors as e:
         print(str(e), file=err)
         return EXIT_USAGE
@@ -610,7 +613,8 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
     from gateway.daemon.logs import start_logging
 
     overrides = Overrides(database=args.database, z3950_listen=args.z3950_listen,
-                          ncip_listen=args.ncip_listen, admin_listen=args.admin_listen)
+                          ncip_listen=args.ncip_listen, admin_listen=args.admin_listen,
+                          sru_listen=args.sru_listen)
     try:  # before logging starts: a backend that cannot be loaded is a configuration error
         gateway = Gateway(config, reactor=reactor, config_path=path, overrides=overrides)
     except BackendUnavailable as e:

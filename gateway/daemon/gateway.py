@@ -42,10 +42,13 @@ from gateway.daemon import reloading, sdnotify
 from gateway.domain.lookups import LockoutPolicy, Lookups
 from gateway.listeners.limits import ConnectionLimitFactory
 from gateway.listeners.ncip_http import GatewaySite, NcipResource
+from gateway.listeners.oai_http import oai_factory
+from gateway.listeners.sru_http import SruResource
 from gateway.listeners.z3950 import Z3950Factory
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.ncip.workflows import Workflows
+from gateway.sru.service import SruService
 from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
@@ -89,6 +92,7 @@ class Overrides:
     z3950_listen: list[str] | None = None
     ncip_listen: list[str] | None = None
     admin_listen: list[str] | None = None
+    sru_listen: list[str] | None = None
 
 
 LISTEN_BACKLOG = 1024
@@ -164,9 +168,13 @@ class Gateway:
             "catalogue", config.backend, context)
         self.circulation_backend, self.circulation_context = backend_for(
             "circulation", config.backend, context)
-        self.catalogue_source = self.catalogue_backend.catalogue(self.catalogue_context)
-        self.catalogue = CatalogueService(self.catalogue_source, config=lambda: self.config,
-                                          clock=reactor)
+        self.catalogue = CatalogueService(
+            self.catalogue_backend.catalogue(self.catalogue_context),
+            config=lambda: self.config, clock=reactor)
+        self.sru = SruService(self.catalogue.catalogue, config=lambda: self.config,
+                              clock=reactor)
+        self.sru_resource: SruResource | None = None
+        self._sru_audit: AuditBatch | None = None
         self.ncip = NcipService(self)
         self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(
@@ -193,7 +201,7 @@ class Gateway:
         self.state = "starting"
         reloading.forget_staged_config(self.environ)
         self.store.start()
-        yield self.audit.start()
+        key = yield self.audit.start()
         z3950 = self.config.z3950
         ncip = self.config.ncip
         self.z3950_factory = Z3950Factory(self, audit=AuditBatch(self.audit, self.reactor))
@@ -221,6 +229,20 @@ class Gateway:
             admin, max_total=100, max_per_host=20, name="admin", clock=self.reactor)
         wanted = ([("z3950", e) for e in z3950.listen] + [("ncip", e) for e in ncip.listen]
                   + [("admin", e) for e in self.config.admin.listen])
+        if self.config.oai.listen:  # OAI-PMH (issue 19): over a backend that can be harvested
+            harvest = getattr(self.catalogue_backend, "harvest", None)
+            if harvest is None:
+                self.state = "failed"
+                yield self.store.stop()
+                raise StartupFailed("oai.listen is set but the catalogue backend "
+                                    f"{self.catalogue_backend.kind!r} cannot be harvested")
+            _, self.factories["oai"] = oai_factory(
+                self.config.oai, harvest(self.catalogue_context), key, clock=self.reactor,
+                agency_id=self.config.gateway.agency_id, audit=self.audit.record)
+            wanted += [("oai", e) for e in self.config.oai.listen]
+        if self.config.sru.listen:
+            self._make_sru_factory()
+            wanted += [("sru", e) for e in self.config.sru.listen]
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -249,6 +271,23 @@ class Gateway:
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
             lambda f: log.failure("audit retention timer stopped", f))
+
+    def _make_sru_factory(self) -> None:
+        """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""
+        sru = self.config.sru
+        audit = self.audit
+        self._sru_audit = AuditBatch(audit, self.reactor)
+        self.sru_resource = SruResource(
+            self.sru, config=lambda: self.config, clock=self.reactor,
+            audit=self._sru_audit,
+            keep_bodies=lambda: self.config.audit.bodies != "none" and audit.keep_bodies())
+        site = GatewaySite(self.sru_resource, max_body_size=sru.max_body_size,
+                           idle_timeout=sru.idle_timeout,
+                           request_arrival_timeout=sru.request_arrival_timeout,
+                           reactor=self.reactor)
+        self.factories["sru"] = ConnectionLimitFactory(
+            site, max_total=sru.max_connections, max_per_host=sru.max_connections_per_peer,
+            name="sru", clock=self.reactor, max_rate_per_host=sru.max_connection_rate_per_peer)
 
     def purge_audit(self) -> Deferred[tuple[int, int] | None]:
         """Apply the audit retention (bodies after N days, rows after M days); log the result."""
@@ -294,6 +333,12 @@ class Gateway:
                 where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
             if listener.protocol == "ncip":
                 lines.append(f"NCIP: POST to http://{where}{self.config.ncip.path}")
+            elif listener.protocol == "oai":
+                lines.append(f"OAI-PMH: http://{where}{self.config.oai.path}"
+                             f"?verb=Identify")
+            elif listener.protocol == "sru":
+                lines.append(f"SRU: http://{where}{self.config.sru.path}?version=1.2"
+                             f"&operation=explain")
             elif listener.protocol == "z3950":
                 lines.append(f"Z39.50: {where}/{self.config.z3950.databases[0]} "
                              f"(e.g. yaz-client {where}/{self.config.z3950.databases[0]})")
@@ -372,18 +417,24 @@ class Gateway:
         new = new.with_overrides(database=self.overrides.database,
                                  z3950_listen=self.overrides.z3950_listen,
                                  ncip_listen=self.overrides.ncip_listen,
+                                 sru_listen=self.overrides.sru_listen,
                                  admin_listen=self.overrides.admin_listen)
         old = self.config
         for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
+                             ("sru", "listen"), ("sru", "path"),
                              ("admin", "listen"), ("gateway", "database")):
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
                          section=section, key=key)
+        if new.oai != old.oai:  # the OAI-PMH provider is built once, at start
+            log.warn("oai settings changed: they take effect after a restart")
+        new = replace(new, oai=old.oai)
         # Keep what cannot change without a restart; take everything else.
         new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
-                      admin=replace(new.admin, listen=old.admin.listen))
+                      admin=replace(new.admin, listen=old.admin.listen),
+                      sru=replace(new.sru, listen=old.sru.listen, path=old.sru.path))
         # The admin listeners stay where they are: the password rule applies to them.
         problems = [f"{path}: {message} (listening on {', '.join(new.admin.listen)})"
                     for path, message in admin_problems(new.admin)]
@@ -465,6 +516,8 @@ class Gateway:
         waits = []
         if self.ncip_resource is not None:
             waits.append(self.ncip_resource.wait_idle())
+        if self.sru_resource is not None:
+            waits.append(self.sru_resource.wait_idle())
         if self.z3950_factory is not None:
             waits.append(self.z3950_factory.wait_idle())
         if waits:
@@ -478,6 +531,8 @@ class Gateway:
                 timeout.cancel()
         if self.z3950_factory is not None:
             self.z3950_factory.close_all()
+        if self._sru_audit is not None:
+            self._sru_audit.flush()
         if self._probe is not None and self._probe.running:
             self._probe.stop()
         yield self.audit.drain()
@@ -536,5 +591,5 @@ class Gateway:
 
     def _upstream_health(self) -> dict[str, Any]:
         """An upstream catalogue's state (a backend offering ``health()``), for ``/healthz``."""
-        health = getattr(self.catalogue_source, "health", None)
+        health = getattr(self.catalogue.catalogue, "health", None)
         return {"upstream": {"catalogue": health()}} if callable(health) else {}

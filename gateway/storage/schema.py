@@ -284,6 +284,90 @@ MIGRATIONS: list[str] = [
         FROM records r, json_each(interlend_index_identifiers(r.marc)) j;
     CREATE INDEX IF NOT EXISTS records_local_nocase ON records(local_id COLLATE NOCASE);
     """,
+    # 10: OAI-PMH harvesting (issue 19). Every lendable record has a row in oai_records with
+    #     its datestamp (UTC, 'YYYY-MM-DDTHH:MM:SSZ'), bumped by triggers whenever the record,
+    #     one of its items (status, location, call number...), a loan or a hold on it changes,
+    #     so an incremental harvest sees holdings and availability changes; a deleted record
+    #     stays as a tombstone (deleted = 1, its locations kept for set membership), so the
+    #     repository's deletedRecord policy is "persistent". Temporary (borrowed) records never
+    #     get a row. Triggers, so every writer (the daemon, `interlend import`) keeps them.
+    #     Keyset pagination reads (datestamp, record_id) in index order, never OFFSET.
+    """
+    CREATE TABLE oai_records (
+        record_id  INTEGER PRIMARY KEY,              -- records.id (kept after deletion)
+        local_id   TEXT NOT NULL,
+        datestamp  TEXT NOT NULL,
+        kind       TEXT NOT NULL DEFAULT '',         -- leader/06-07 (type, bibliographic level)
+        deleted    INTEGER NOT NULL DEFAULT 0,
+        locations  TEXT                              -- a tombstone's item locations, one a line
+    );
+    CREATE INDEX oai_records_datestamp ON oai_records(datestamp, record_id);
+    INSERT INTO oai_records (record_id, local_id, datestamp, kind)
+        SELECT r.id, r.local_id,
+               max(substr(r.updated_at, 1, 19),
+                   coalesce((SELECT max(substr(i.updated_at, 1, 19)) FROM items i
+                             WHERE i.record_id = r.id), '')) || 'Z',
+               CAST(substr(r.marc, 7, 2) AS TEXT)
+        FROM records r WHERE r.temporary = 0;
+    CREATE TRIGGER oai_record_insert AFTER INSERT ON records WHEN NEW.temporary = 0 BEGIN
+        INSERT OR REPLACE INTO oai_records (record_id, local_id, datestamp, kind)
+        VALUES (NEW.id, NEW.local_id, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
+                CAST(substr(NEW.marc, 7, 2) AS TEXT));
+    END;
+    CREATE TRIGGER oai_record_update
+    AFTER UPDATE OF marc, local_id, temporary ON records
+    WHEN OLD.marc IS NOT NEW.marc OR OLD.local_id IS NOT NEW.local_id
+         OR OLD.temporary IS NOT NEW.temporary BEGIN  -- re-importing the same record: no change
+        DELETE FROM oai_records WHERE record_id = NEW.id AND NEW.temporary = 1;
+        INSERT OR REPLACE INTO oai_records (record_id, local_id, datestamp, kind)
+        SELECT NEW.id, NEW.local_id, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
+               CAST(substr(NEW.marc, 7, 2) AS TEXT)
+        WHERE NEW.temporary = 0;
+    END;
+    CREATE TRIGGER oai_record_delete BEFORE DELETE ON records WHEN OLD.temporary = 0 BEGIN
+        UPDATE oai_records SET deleted = 1, datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
+            locations = (SELECT group_concat(location, char(10)) FROM
+                         (SELECT DISTINCT location FROM items
+                          WHERE record_id = OLD.id AND temporary = 0 AND location != ''))
+        WHERE record_id = OLD.id;
+    END;
+    CREATE TRIGGER oai_item_insert AFTER INSERT ON items BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = NEW.record_id AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_item_update
+    AFTER UPDATE OF record_id, location, shelving_location, call_number, copy_number, status,
+                    loan_policy ON items
+    WHEN OLD.record_id IS NOT NEW.record_id OR OLD.location IS NOT NEW.location
+         OR OLD.shelving_location IS NOT NEW.shelving_location
+         OR OLD.call_number IS NOT NEW.call_number OR OLD.copy_number IS NOT NEW.copy_number
+         OR OLD.status IS NOT NEW.status OR OLD.loan_policy IS NOT NEW.loan_policy BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id IN (OLD.record_id, NEW.record_id) AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_item_delete AFTER DELETE ON items BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = OLD.record_id AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_loan_insert AFTER INSERT ON loans BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = (SELECT record_id FROM items WHERE id = NEW.item_id) AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_loan_update AFTER UPDATE OF returned_at, due_at ON loans
+    WHEN OLD.returned_at IS NOT NEW.returned_at OR OLD.due_at IS NOT NEW.due_at BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = (SELECT record_id FROM items WHERE id = NEW.item_id) AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_hold_insert AFTER INSERT ON holds BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = NEW.record_id AND deleted = 0;
+    END;
+    CREATE TRIGGER oai_hold_update AFTER UPDATE OF status ON holds
+    WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE oai_records SET datestamp = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        WHERE record_id = NEW.record_id AND deleted = 0;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -36,7 +36,7 @@ def test_healthz_reports_database_and_listeners(daemon) -> None:
     assert state["database"]["writer"] == "running"
     assert state["database"]["path"] == str(daemon.database)
     protocols = sorted(entry["protocol"] for entry in state["listeners"])
-    assert protocols == ["admin", "ncip", "z3950"]
+    assert protocols == ["admin", "ncip", "sru", "z3950"]
     assert all(entry["state"] == "listening" for entry in state["listeners"])
 
 
@@ -144,7 +144,7 @@ def test_port_in_use_fails_with_clear_error(tmp_path: Path) -> None:
                                  "--z3950-listen", f"tcp:{ports[1]}:interface=127.0.0.1"])
     try:
         assert d.process.wait(timeout=30) == 1
-        d.wait_for(r"start-up failed: 2 of 5 listener")
+        d.wait_for(r"start-up failed: 2 of 6 listener")  # with the demo's SRU listener
         for port in ports:
             lines = [line for line in d.lines if f"cannot listen on tcp:{port}:" in line]
             assert len(lines) == 1, d.lines

@@ -33,7 +33,16 @@ Z_USER, Z_PASSWORD, Z_WRONG, Z_OPEN_WRONG = "rsz", "zpass-Secret-42", "zpass-Wro
     "zopen-Wrong-44"
 WRONG_PIN, BROKEN_PIN, WRONG_SECRET = "0000-WRONG-pin", "9911-PIN-broken", "wrong-secret-XYZ"
 
-SECRETS = [af.PATRONS[0].pin, af.PATRONS[1].pin, WRONG_PIN, BROKEN_PIN, af.RESHARE_SECRET,
+
+
+def _fixture_pin(index: int) -> str:
+    """The clear PIN of fixture patron ``index`` (every fixture patron has one)."""
+    pin = af.PATRONS[index].pin
+    assert pin is not None
+    return pin
+
+
+SECRETS = [_fixture_pin(0), _fixture_pin(1), WRONG_PIN, BROKEN_PIN, af.RESHARE_SECRET,
            WRONG_SECRET, af.TIPASA_TOKEN, Z_PASSWORD, Z_WRONG, Z_OPEN_WRONG]
 PERSONAL = ["Quentina", "Marchbanks", "quentina.marchbanks@example.org", "Zoë", "Ashgrove",
             "zoe.ashgrove@example.net", "PBAR-100", "PBAR-101", "quillon", "velmont",
@@ -159,7 +168,8 @@ def _run(tmp_path: Path, bodies: str) -> dict[str, Any]:
     finally:
         assert daemon.stop() == 0
     log = "\n".join(daemon.lines).encode("utf-8")
-    return {"rows": rows, "ncip_rows": ncip_rows, "live": live, "stopped": daemon.database.read_bytes(), "log": log,
+    return {"rows": rows, "ncip_rows": ncip_rows, "live": live,
+            "stopped": daemon.database.read_bytes(), "log": log,
             "audit": audit, "vacuumed": _without_patrons(daemon.database, tmp_path),
             "bodies_stored": bodies_stored, "ncip_bodies_stored": ncip_bodies_stored,
             "count": len(af.query(daemon.database, "SELECT id FROM audit"))}

@@ -29,7 +29,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           cwd=REPO, env={**os.environ, **(env or {})})
 
 
-def _admin(daemon, path: str) -> bytes:  # type: ignore[no-untyped-def]
+def _admin(daemon, path: str) -> bytes:
     with urllib.request.urlopen(daemon.admin_url + path, timeout=10) as response:
         return response.read()
 
@@ -137,6 +137,7 @@ def test_priorities_under_journald(tmp_path: Path) -> None:
     args = [*INTERLEND, "serve", "-c", str(config),
             "--z3950-listen", f"tcp:{port}:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
+            "--sru-listen", "tcp:0:interface=127.0.0.1",
             "--admin-listen", "tcp:0:interface=127.0.0.1"]
     try:
         for journald in (True, False):

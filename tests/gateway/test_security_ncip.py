@@ -57,7 +57,7 @@ def raw_http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Send ``request`` on a new connection; everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             data = sock.recv(65536)
             if not data:
@@ -148,7 +148,8 @@ def test_admin_listen_override_needs_a_password_like_the_file(tmp_path: Path) ->
         serve.stderr), serve.stderr
     assert not (tmp_path / "db.sqlite3").exists()
     cfg.write_text(config().replace("[audit]\n", '[admin]\nlisten = ["tcp:0"]\n\n[audit]\n'))
-    check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c", str(cfg)],
+    check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config",
+                            "-c", str(cfg)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert check.returncode != 0
     assert "admin.password: required when the admin listener is not loopback-only" in (
@@ -399,6 +400,7 @@ def test_pin_lockout_holds_across_peers_and_restarts(tmp_path: Path) -> None:
     the right PIN is then refused through ``tipasa`` too, and still after a restart of the
     daemon (the lock is in the database). Another patron is not affected."""
     right = af.PATRONS[1].pin
+    assert right is not None  # every fixture patron has a PIN
     database = tmp_path / "interlend.sqlite3"
     af.seed_database(database)
     text = config(extra_ncip="auth_failures_before_lockout = 3\nlockout_seconds = 600\n")

@@ -18,6 +18,7 @@ from gateway.backends.registry import BackendContext, IBackend
 if TYPE_CHECKING:
     from gateway.domain.catalogue import ICatalogue
     from gateway.domain.circulation import ICirculation
+    from gateway.domain.harvest import IHarvestable
 
 
 @implementer(IBackend)
@@ -41,6 +42,13 @@ class EmbeddedBackend:
         from gateway.backends.embedded.circulation import EmbeddedCirculation
 
         return EmbeddedCirculation(context.store)
+
+    def harvest(self, context: BackendContext) -> IHarvestable:
+        """OAI-PMH harvesting of the embedded catalogue (datestamps and tombstones kept by
+        triggers): optional, the registry's contract does not ask for it."""
+        from gateway.backends.embedded.harvest import EmbeddedHarvest
+
+        return EmbeddedHarvest(context.store)
 
 
 backend = EmbeddedBackend()

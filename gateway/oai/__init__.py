@@ -1,0 +1,1 @@
+"""The OAI-PMH provider over a harvestable catalogue (issue 19)."""

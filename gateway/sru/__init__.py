@@ -1,0 +1,1 @@
+"""The SRU service over the catalogue: CQL to plans, record schemas, result sets, explain."""
