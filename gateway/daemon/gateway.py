@@ -586,4 +586,10 @@ class Gateway:
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused
                                     for name, factory in self.factories.items()},
+            **self._upstream_health(),
         }
+
+    def _upstream_health(self) -> dict[str, Any]:
+        """An upstream catalogue's state (a backend offering ``health()``), for ``/healthz``."""
+        health = getattr(self.catalogue.catalogue, "health", None)
+        return {"upstream": {"catalogue": health()}} if callable(health) else {}
