@@ -284,6 +284,19 @@ MIGRATIONS: list[str] = [
         FROM records r, json_each(interlend_index_identifiers(r.marc)) j;
     CREATE INDEX IF NOT EXISTS records_local_nocase ON records(local_id COLLATE NOCASE);
     """,
+    # upstream NCIP: what a local item, hold or loan is in the library's own LMS (its barcode
+    # there, the RequestId it gave a hold), written with the unit of work that mirrored it.
+    """
+    CREATE TABLE upstream_links (
+        kind        TEXT NOT NULL CHECK (kind IN ('item', 'hold')),
+        local_id    INTEGER NOT NULL,
+        upstream_id TEXT NOT NULL,
+        unit        TEXT NOT NULL DEFAULT '',   -- the broker request (outbox unit) that made it
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (kind, local_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX upstream_links_upstream ON upstream_links(kind, upstream_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

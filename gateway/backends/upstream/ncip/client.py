@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.gateway.backends.test_upstream_ncip -*-
+"""The HTTP leg to the LMS's NCIP responder: a Twisted Agent with a connection pool, a time
+limit per call, a bound on calls in flight, and the upstream's health as seen from here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+log = Logger()
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """A request body from bytes (one write)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:  # noqa: N802 (Twisted's name)
+        consumer.write(self.body)
+        d: Deferred[None] = Deferred()
+        d.callback(None)
+        return d
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """Nothing to pause: one write."""
+
+    def stopProducing(self) -> None:  # noqa: N802
+        """Nothing to stop: one write."""
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        """Nothing to resume: one write."""
+
+
+def _client_cert_policy(cert: str, key: str) -> Any:
+    """HTTPS with our client certificate (the server's checked against the system's CAs)."""
+    from pathlib import Path
+
+    from twisted.internet import ssl
+    from twisted.web.client import BrowserLikePolicyForHTTPS
+
+    pem = Path(cert).read_bytes() + b"\n" + Path(key).read_bytes()
+    client = ssl.PrivateCertificate.loadPEM(pem)
+
+    class _Policy(BrowserLikePolicyForHTTPS):
+        def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
+            return ssl.optionsForClientTLS(hostname.decode("ascii"),
+                                           clientCertificate=client)
+    return _Policy()
+
+
+@dataclass
+class UpstreamHealth:
+    """What the gateway knows of the LMS: state, latency and errors."""
+
+    state: str = "unknown"            # "up", "down" or "unknown" (nothing sent yet)
+    calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    in_flight: int = 0
+    last_error: str = ""
+    last_latency_ms: float = 0.0
+    latency_ms_total: float = 0.0
+    since: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For /healthz and /metrics."""
+        return {"state": self.state, "calls": self.calls, "errors": self.errors,
+                "timeouts": self.timeouts, "in_flight": self.in_flight,
+                "last_error": self.last_error, "last_latency_ms": round(self.last_latency_ms, 2),
+                "mean_latency_ms": round(self.latency_ms_total / self.calls, 2)
+                if self.calls else 0.0}
+
+
+class UpstreamCallFailed(Exception):
+    """No HTTP answer from the LMS (refused, reset, timed out): ``timed_out`` says which."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+
+
+class NcipHttpClient:
+    """POSTs NCIP bodies to one URL, at most ``max_in_flight`` at a time, each within
+    ``timeout`` seconds (connection, queueing for a slot excluded, and body read)."""
+
+    def __init__(self, reactor: Any, url: str, *, timeout: float, max_in_flight: int,
+                 headers: dict[str, str] | None = None, agent: Any = None,
+                 tls: tuple[str, str] | None = None) -> None:
+        self.reactor = reactor
+        self.url = url.encode("ascii")
+        self.timeout = timeout
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool._factory.noisy = False  # one log line per connection otherwise
+        self.pool.maxPersistentPerHost = max_in_flight
+        self.pool.cachedConnectionTimeout = 30
+        policy = _client_cert_policy(*tls) if tls else None
+        self.agent = agent or (Agent(reactor, connectTimeout=timeout, pool=self.pool)
+                               if policy is None else
+                               Agent(reactor, policy, connectTimeout=timeout, pool=self.pool))
+        self.slots = DeferredSemaphore(max_in_flight)
+        self.headers = {"Content-Type": "application/xml; charset=utf-8",
+                        "User-Agent": "Interlend upstream NCIP", **(headers or {})}
+        self.health = UpstreamHealth()
+
+    def post(self, body: bytes) -> Deferred[tuple[int, bytes]]:
+        """The LMS's (status, body), or :class:`UpstreamCallFailed`."""
+        return self.slots.run(self._post, body)
+
+    async def _call(self, body: bytes) -> tuple[int, bytes]:
+        headers = Headers({k.encode(): [v.encode()] for k, v in self.headers.items()})
+        response = await self.agent.request(b"POST", self.url, headers, _Body(body))
+        data = await readBody(response)
+        return int(response.code), bytes(data)
+
+    def _post(self, body: bytes) -> Deferred[tuple[int, bytes]]:
+        started = time.monotonic()
+        self.health.in_flight += 1
+        d = Deferred.fromCoroutine(self._call(body))
+        clock: IReactorTime = self.reactor
+        d.addTimeout(self.timeout, clock)
+
+        def done(result: tuple[int, bytes]) -> tuple[int, bytes]:
+            self._record(started, None)
+            if result[0] >= 500:
+                self.health.errors += 1
+                self.health.last_error = f"HTTP {result[0]}"
+            return result
+
+        def failed(failure: Any) -> tuple[int, bytes]:
+            from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+            timed_out = failure.check(DeferredTimeout) is not None
+            reason = (f"no answer within {self.timeout:g}s" if timed_out
+                      else f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+            self._record(started, reason, timed_out=timed_out)
+            raise UpstreamCallFailed(reason, timed_out=timed_out)
+
+        d.addCallbacks(done, failed)
+        return d
+
+    def _record(self, started: float, error: str | None, *, timed_out: bool = False) -> None:
+        h = self.health
+        h.in_flight -= 1
+        h.calls += 1
+        h.last_latency_ms = (time.monotonic() - started) * 1000
+        h.latency_ms_total += h.last_latency_ms
+        state = "down" if error else "up"
+        if state != h.state:
+            log.info("upstream NCIP responder {url} is {state}{why}", url=self.url.decode(),
+                     state=state, why=f": {error}" if error else "")
+            h.state, h.since = state, time.time()
+        if error:
+            h.errors += 1
+            h.timeouts += int(timed_out)
+            h.last_error = error
+
+    def close(self) -> Deferred[None]:
+        """Close pooled connections (at shutdown, and at the end of tests)."""
+        return self.pool.closeCachedConnections()
