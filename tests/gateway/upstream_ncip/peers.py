@@ -131,3 +131,64 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of an LMS that can misbehave on demand: ``mode`` is
+    ``forward``, ``slow`` (forward, the LMS applies the change, then hold the answer past
+    the gateway's time limit), ``500`` (an HTTP 500 with a text body, the LMS not called) or
+    ``down`` (the connection closed unanswered)."""
+
+    def __init__(self, target: str, slow_seconds: float = 3.0) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+        self.target = target
+        self.mode = "forward"
+        self.slow_seconds = slow_seconds
+        self.calls: list[bytes] = []
+        self.only: bytes | None = None   # misbehave only for bodies containing this
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.calls.append(body)
+                mode = proxy.mode
+                if proxy.only is not None and proxy.only not in body:
+                    mode = "forward"
+                if mode == "down":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "500":
+                    data, status, kind = b"Internal error: database is locked", 500, \
+                        "text/plain"
+                else:
+                    status, data = post(proxy.target, body)
+                    kind = "text/html; charset=utf-8"
+                    if mode == "slow":
+                        time.sleep(proxy.slow_seconds)
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

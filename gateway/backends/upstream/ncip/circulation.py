@@ -262,7 +262,7 @@ class UpstreamChanges(EmbeddedChanges):
                 if isinstance(error, domain.UnknownPatron):
                     return None
                 raise error
-            if reply.kind == "http-error" and self._up.profile.lookup_user_500_is_unknown:
+            if self._up.profile.unknown_user_page(reply):
                 return None
             raise UpstreamUnavailable(f"LookupUser: {reply.kind} {reply.detail[:200]}")
         if not self._writable:
@@ -404,6 +404,12 @@ class UpstreamNcipCirculation:
         self.store = store
         self.upstream = upstream
 
+    def health(self) -> dict[str, Any]:
+        """For ``/healthz``: the LMS's state, latency and errors, and unsettled changes."""
+        up = self.upstream
+        return {"upstream_ncip": {"profile": up.profile.name, **up.client.health.as_dict(),
+                                  "outbox_open": len(up.outbox.open_rows())}}
+
     # reads on the reactor thread: the LMS directly
 
     async def _lookup_user(self, identifier: str) -> UpstreamReply:
@@ -425,7 +431,7 @@ class UpstreamNcipCirculation:
                 if isinstance(error, domain.UnknownPatron):
                     return None
                 raise error
-            if reply.kind == "http-error" and profile.lookup_user_500_is_unknown:
+            if profile.unknown_user_page(reply):
                 return None
             raise UpstreamUnavailable(f"LookupUser: {reply.kind} {reply.detail[:200]}")
 

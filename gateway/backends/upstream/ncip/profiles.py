@@ -66,7 +66,9 @@ class Profile:
     # no RequestId deduplication): staff settle them; the broker gets Temporary Failure.
     never_resend: frozenset[str] = frozenset()
     vocabulary: tuple[tuple[str, type[domain.CirculationError]], ...] = ()
-    lookup_user_500_is_unknown: bool = False        # NCIPServer: HTTP 500 page for a stranger
+    # NCIPServer: an unknown patron crashes LookupUser into Dancer's HTTP 500 page; a page
+    # matching this (and only that page) is Unknown User, any other 500 a failure.
+    lookup_user_500_unknown: str | None = None
     empty_problem_by_service: dict[str, type[domain.CirculationError]] = field(
         default_factory=dict)
     user_elements: tuple[str, ...] = ("Name Information", "User Privilege", "Block Or Trap")
@@ -91,6 +93,11 @@ class Profile:
                             element=_element(fallback), value=reply.value)
         return UpstreamUnavailable(
             f"{self.name}: {service} Problem not understood: {'; '.join(reply.texts)[:200]}")
+
+    def unknown_user_page(self, reply: UpstreamReply) -> bool:
+        """Whether an HTTP error answering LookupUser is this LMS's way to say Unknown User."""
+        return (reply.kind == "http-error" and self.lookup_user_500_unknown is not None
+                and re.search(self.lookup_user_500_unknown, reply.detail) is not None)
 
     def is_already_done(self, service: str, reply: UpstreamReply) -> bool:
         """Whether a Problem answered to a resend says the change is already in place."""
@@ -125,7 +132,7 @@ KOHA_NCIPSERVER = Profile(
         (r"we can not place a request, we have no borrower", domain.UnknownPatron),
         (r"we can not place a request, we have no item", domain.UnknownItem),
     ),
-    lookup_user_500_is_unknown=True,
+    lookup_user_500_unknown=r"Error 500 .*Unable to process your query",
     # Koha's message keys without text (DEBARRED, UNKNOWN_BARCODE, ISSUED_TO_ANOTHER...):
     # the reason cannot be told apart; the nearest standard type per service.
     empty_problem_by_service={"CheckOutItem": domain.ItemAlreadyCheckedOut,

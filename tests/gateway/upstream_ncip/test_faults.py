@@ -1,0 +1,173 @@
+# -*- test-case-name: tests.gateway.upstream_ncip.test_faults -*-
+"""Exactly once across both legs, with faults: Interlend killed (SIGKILL) between the LMS's
+answer and its own commit, the LMS slow past the time limit after applying the change, the LMS
+answering 500 with text, the LMS unreachable; then the broker's retry. The LMS (the NCIPServer
+peer) is counted after each: exactly one item, hold and loan."""
+
+from __future__ import annotations
+
+import http.client
+import sqlite3
+import time
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import workflow_fixtures as wf
+from tests.daemon import Daemon
+from tests.gateway.test_broker_clients import ReShare
+from tests.gateway.upstream_ncip.peers import (
+    KOHA_AGENCY,
+    FaultProxy,
+    KohaPeer,
+    backend_config,
+    koha,
+    start_gateway,
+)
+
+pytestmark = pytest.mark.slow
+__all__ = ["koha"]
+
+JANE = "23529000000011"
+HOOK = "INTERLEND_TEST_KILL_AFTER_UPSTREAM"
+
+
+def _config(url: str) -> str:
+    return backend_config(url, "koha-ncipserver", KOHA_AGENCY, "KOHA")
+
+
+def _post_expecting_death(d: Daemon, body: bytes) -> None:
+    """Send; the daemon kills itself before answering."""
+    with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError,
+                        OSError)):
+        d.post(body)
+    d.process.wait(timeout=20)
+    assert d.process.returncode == -9
+
+
+def _outbox(d: Daemon) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(d.database.with_name(d.database.name + ".ncip-outbox"))
+    try:
+        return [(r[0], r[1]) for r in conn.execute(
+            "SELECT service, state FROM outbox ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def _problem(reply: bytes) -> str | None:
+    problems = ReShare.problems(reply)
+    return problems[0]["type"] if problems else None
+
+
+@pytest.fixture
+def proxy(koha: KohaPeer) -> Iterator[FaultProxy]:
+    p = FaultProxy(koha.url, slow_seconds=3.0)
+    yield p
+    p.close()
+
+
+def test_kill_9_between_the_lms_answer_and_our_commit(koha: KohaPeer, tmp_path: Path) -> None:
+    start = koha.counts()
+    database = tmp_path / "interlend.sqlite3"
+    wf.seed_database(database)
+    accept = wf.reshare_accept_item("RS-KILL-1", JANE, barcode="LENDER-K1")
+    d = start_gateway(tmp_path, _config(koha.url), env={HOOK: "AcceptItem"}, database=database)
+    _post_expecting_death(d, accept)
+    # Koha did it: one item, one hold; our side committed nothing but the outbox row
+    assert koha.counts() == {**start, "items": start["items"] + 1,
+                             "holds": start["holds"] + 1}
+    assert _outbox(d) == [("AcceptItem", "answered")]
+
+    d = start_gateway(tmp_path, _config(koha.url), env={HOOK: "CheckOutItem"},
+                      database=database)
+    try:
+        retry = wf.call(d, accept)          # the broker's retry: Koha's answer reused
+        assert ReShare.ok(retry), retry
+        assert koha.counts() == {**start, "items": start["items"] + 1,
+                                 "holds": start["holds"] + 1}
+        assert wf.call(d, accept) == retry
+        out = wf.reshare_check_out("LENDER-K1", JANE, rid="RS-KILL-1")
+        _post_expecting_death(d, out)
+    finally:
+        d.kill()
+    assert koha.counts()["loans"] == start["loans"] + 1
+    d = start_gateway(tmp_path, _config(koha.url), database=database)
+    try:
+        done = wf.call(d, out)
+        assert ReShare.ok(done), done
+        assert wf.call(d, out) == done
+        assert koha.counts() == {"items": start["items"] + 1, "holds": start["holds"],
+                                 "loans": start["loans"] + 1}   # the hold was filled
+        time.sleep(0.5)  # the committed mark is written after the reply
+        assert _outbox(d) == [("AcceptItem", "committed"), ("CheckOutItem", "committed")]
+    finally:
+        d.kill()
+
+
+def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) -> None:
+    """The LMS applies the change but answers after our time limit (2 s): the broker gets
+    Temporary Processing Failure in time; its retry never makes a second item or loan."""
+    start = koha.counts()
+    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 5", "timeout = 2"))
+    try:
+        accept = wf.reshare_accept_item("RS-SLOW-1", JANE, barcode="LENDER-S1")
+        accept_ok = wf.call(d, accept)
+        assert ReShare.ok(accept_ok)
+        proxy.mode, proxy.only = "slow", b"CheckOutItem"
+        out = wf.reshare_check_out("LENDER-S1", JANE, rid="RS-SLOW-1")
+        began = time.monotonic()
+        first = wf.call(d, out)
+        assert _problem(first) == "Temporary Processing Failure"
+        assert time.monotonic() - began < 4.5
+        time.sleep(proxy.slow_seconds)       # Koha made the loan meanwhile
+        assert koha.counts()["loans"] == start["loans"] + 1
+        proxy.mode = "forward"
+        second = wf.call(d, out)             # resent: Koha says it is already on loan to Jane
+        assert ReShare.ok(second), second
+        assert koha.counts()["loans"] == start["loans"] + 1
+        assert koha.counts()["items"] == start["items"] + 1
+
+        # AcceptItem is not resent to Koha (it would make a second item): staff settle it
+        proxy.mode, proxy.only = "slow", b"AcceptItem"
+        accept2 = wf.reshare_accept_item("RS-SLOW-2", JANE, barcode="LENDER-S2")
+        assert _problem(wf.call(d, accept2)) == "Temporary Processing Failure"
+        time.sleep(proxy.slow_seconds)
+        proxy.mode = "forward"
+        assert _problem(wf.call(d, accept2)) == "Temporary Processing Failure"
+        assert koha.counts()["items"] == start["items"] + 2   # one, never two
+    finally:
+        d.kill()
+
+
+def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
+                                           tmp_path: Path) -> None:
+    """An HTTP 500 with a text body and a dead LMS are Temporary Processing Failure for the
+    broker (the text is not passed through); /healthz shows the upstream down; once the LMS
+    is back the same request succeeds, with nothing done twice."""
+    start = koha.counts()
+    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 5", "timeout = 2"))
+    try:
+        proxy.mode, proxy.only = "500", b"AcceptItem"
+        accept = wf.reshare_accept_item("RS-500-1", JANE, barcode="LENDER-F1")
+        reply = wf.call(d, accept)
+        assert _problem(reply) == "Temporary Processing Failure"
+        assert b"database is locked" not in reply
+        proxy.mode, proxy.only = "down", None
+        began = time.monotonic()
+        assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"
+        assert time.monotonic() - began < 4.5
+        assert koha.counts() == start
+        health = d.admin_health()
+        assert health["upstream_ncip"]["state"] == "down", health
+        assert health["status"] == "degraded"
+        assert health["upstream_ncip"]["errors"] >= 2
+        proxy.mode = "forward"
+        ok = wf.call(d, accept)
+        assert ReShare.ok(ok), ok
+        assert koha.counts()["items"] == start["items"] + 1
+        health = d.admin_health()
+        assert health["upstream_ncip"]["state"] == "up" and health["status"] == "ok", health
+    finally:
+        d.kill()
