@@ -11,7 +11,7 @@ Pure: no I/O, no Twisted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Literal
 
@@ -19,6 +19,8 @@ from lxml import etree
 
 from .codes import NCIP2_NS
 from .dates import format_ncip_datetime, parse_ncip_date
+from .problems import NCIPSyntaxError
+from .safexml import parse_xml
 
 NCIP1_VERSION_URI = "http://www.niso.org/ncip/v1_0/imp1/dtd/ncip_v1_0.dtd"
 NCIP2_VERSION_URI = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"
@@ -26,8 +28,6 @@ NCIP1_DOCTYPE = ('<!DOCTYPE NCIPMessage PUBLIC "-//NISO//NCIP DTD Version 1//EN"
                  '"http://www.niso.org/ncip/v1_0/imp1/dtd/ncip_v1_0.dtd">')
 V1_SCHEME = "http://www.niso.org/ncip/v1_0/schemes/"
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=False, remove_comments=True, remove_pis=True)
 MAX_REPLY_BYTES = 512 * 1024
 
 Style = Literal["prefix", "default", "none"]
@@ -317,36 +317,36 @@ def _date(text: str, tz: tzinfo) -> datetime | None:
                                                               value.day, 23, 59, tzinfo=tz)
 
 
+def _parse(body: bytes) -> tuple[etree._Element | None, str]:
+    """The body's root under the hardened NCIP parser, or why not."""
+    try:
+        return parse_xml(body, MAX_REPLY_BYTES).root, ""
+    except NCIPSyntaxError as e:
+        return None, str(e)
+
+
+def _looks_html(body: bytes) -> bool:
+    head = body[:2048].lower()
+    return b"<html" in head or b"<!doctype html" in head
+
+
 def read_reply(status: int, body: bytes, tz: tzinfo) -> UpstreamReply:
     """Read an LMS's HTTP reply (dates without a zone are in ``tz``, the LMS's zone)."""
+    root, why = _parse(body) if body.strip() and not _looks_html(body) else (None, "")
+    is_ncip = root is not None and _local(root) in ("NCIPMessage", "NCIPVersionMessage")
     if status >= 400:
-        try:
-            root = etree.fromstring(body, _PARSER) if body.lstrip().startswith(b"<?xml") \
-                else None
-        except etree.XMLSyntaxError:
-            root = None
-        if root is None or _local(root) not in ("NCIPMessage", "NCIPVersionMessage"):
+        if not is_ncip or root is None:
             return UpstreamReply("http-error", status, detail=_page_text(body))
         reply = _read_message(root, tz)
-        return UpstreamReply(**{**reply.__dict__, "status": status,
-                                "kind": reply.kind if reply.kind == "problem"
-                                else "http-error"})
-    if len(body) > MAX_REPLY_BYTES:
-        return UpstreamReply("malformed", status, detail="reply too large")
-    if b"<!DOCTYPE" in body[:512] or b"<!doctype" in body[:512]:
-        head, _, rest = body.partition(b">")
-        if b"NCIPMessage" not in head:
+        return replace(reply, status=status,
+                       kind="problem" if reply.kind == "problem" else "http-error")
+    if root is None:
+        if _looks_html(body) or not body.strip():
             return UpstreamReply("not-ncip", status, detail=_page_text(body))
-        body = rest  # the standard NCIP 1 DOCTYPE: never loaded
-        if body.lstrip().startswith(b"<!"):
-            return UpstreamReply("malformed", status, detail="unexpected markup declaration")
-    try:
-        root = etree.fromstring(body.strip(), _PARSER)
-    except etree.XMLSyntaxError as e:
-        return UpstreamReply("malformed", status, detail=str(e)[:200])
-    if _local(root) not in ("NCIPMessage", "NCIPVersionMessage"):
+        return UpstreamReply("malformed", status, detail=why[:200])
+    if not is_ncip:
         return UpstreamReply("not-ncip", status, detail=_page_text(body))
-    return _read_message(root, tz)
+    return replace(_read_message(root, tz), status=status)
 
 
 def _read_message(root: etree._Element, tz: tzinfo) -> UpstreamReply:

@@ -21,8 +21,22 @@ ALL_SERVICES = frozenset({"LookupUser", "LookupItem", "AcceptItem", "CheckOutIte
                           "CheckInItem", "RenewItem", "RequestItem", "CancelRequestItem",
                           "DeleteItem"})
 
+class UpstreamUnavailable(domain.CirculationError):
+    """The LMS could not be reached or did not answer usably (Temporary Processing Failure)."""
+
+
+class UpstreamUnsupported(domain.CirculationError):
+    """The LMS has no NCIP service for this (answered as Temporary Processing Failure with the
+    reason in the audit log; brokers retry or fall back)."""
+
+
 # Standard Problem Type texts (NCIP 1 and 2 schemes) → domain errors.
 STANDARD: tuple[tuple[str, type[domain.CirculationError]], ...] = (
+    # about our own request to the LMS (its agency or system authentication, our
+    # configuration): not the broker's to fix; the broker may retry once staff have.
+    (r"agency authentication failed|system authentication failed|unknown agency|"
+     r"unknown system|unauthori[sz]ed (service|combination)|unknown partner",
+     UpstreamUnavailable),
     (r"^unknown user$|user unknown|borrower not found|patron not found|no borrower",
      domain.UnknownPatron),
     (r"^user blocked$|blocked|debarred|restricted|expired", domain.PatronBlocked),
@@ -32,22 +46,13 @@ STANDARD: tuple[tuple[str, type[domain.CirculationError]], ...] = (
     (r"^item not renewable$|not renewable|renewal not allowed", domain.ItemNotRenewable),
     (r"maximum renewals exceeded|too many renewals", domain.MaximumRenewalsExceeded),
     (r"^unknown request$|request not found|no such request", domain.UnknownRequest),
-    (r"already on loan|checked out to another|issued to another|"
+    (r"already on loan|already checked out|checked out to another|issued to another|"
      r"user ineligible to check out this item", domain.ItemAlreadyCheckedOut),
     (r"duplicate request", domain.DuplicateRequest),
     (r"needed data missing", domain.NeededDataMissing),
     (r"item does not circulate|not for loan|resource cannot be provided",
      domain.ItemNotAvailable),
 )
-
-
-class UpstreamUnavailable(domain.CirculationError):
-    """The LMS could not be reached or did not answer usably (Temporary Processing Failure)."""
-
-
-class UpstreamUnsupported(domain.CirculationError):
-    """The LMS has no NCIP service for this (answered as Temporary Processing Failure with the
-    reason in the audit log; brokers retry or fall back)."""
 
 
 @dataclass(frozen=True)
