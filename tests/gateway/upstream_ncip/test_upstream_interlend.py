@@ -1,0 +1,87 @@
+# -*- test-case-name: tests.gateway.upstream_ncip.test_upstream_interlend -*-
+"""A second Interlend (embedded backend) as the library's NCIP responder, answering in each
+dialect: ns1 prefix (its ``illiad`` peer), default namespace (``relais``) and NCIP 1 without a
+namespace (``innreach``). ReShare's borrowing flow goes through the first Interlend to it over
+real HTTP; the upstream's circulation tables are checked after every step, and every step is
+retried as after a client time-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import workflow_fixtures as wf
+from tests.daemon import Daemon
+from tests.gateway.test_broker_clients import ReShare
+from tests.gateway.upstream_ncip.peers import backend_config, start_gateway
+
+pytestmark = pytest.mark.slow
+
+DIALECTS = [("generic-ncip2", "01XXX_INST"), ("xc-toolkit", "Relais"),
+            ("generic-ncip1", "zv010")]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """The library's 'LMS': an Interlend on the seeded workflow database."""
+    launch: Callable[..., Daemon]
+    for launch in wf.launched_daemons(tmp_path_factory):
+        yield launch("upstream-lms")
+
+
+def _counts(d: Daemon) -> dict[str, int]:
+    one = wf.one
+    return {"items": one(d.database, "SELECT COUNT(*) AS n FROM items WHERE temporary = 1")["n"],
+            "holds": one(d.database, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"
+                         )["n"],
+            "loans": one(d.database, "SELECT COUNT(*) AS n FROM loans WHERE returned_at IS NULL"
+                         )["n"]}
+
+
+def _step(d: Daemon, lms: Daemon, body: bytes) -> bytes:
+    reply = wf.call(d, body)
+    after = _counts(lms)
+    assert wf.call(d, body) == reply, "a retried step got another reply"
+    assert _counts(lms) == after, "a retried step changed the LMS"
+    return reply
+
+
+@pytest.mark.parametrize("profile,agency", DIALECTS, ids=[p for p, _ in DIALECTS])
+def test_reshare_borrowing_through_interlend_to_an_upstream_interlend(
+        upstream: Daemon, tmp_path: Path, profile: str, agency: str) -> None:
+    url = upstream.base_url + "/ncip"
+    d = start_gateway(tmp_path, backend_config(url, profile, agency, wf.AGENCY))
+    try:
+        rid = f"RS-UP-{profile}"
+        start = _counts(upstream)
+        user = _step(d, upstream, wf.reshare_lookup_user("P100"))
+        assert ReShare.ok(user), user
+        assert b"Alice" in user
+        unknown = wf.call(d, wf.reshare_lookup_user("NOBODY"))
+        assert [p["type"] for p in ReShare.problems(unknown)] == ["Unknown User"]
+
+        accepted = _step(d, upstream, wf.reshare_accept_item(rid, "P100",
+                                                             barcode=f"{rid}-V1"))
+        assert ReShare.ok(accepted), accepted
+        assert _counts(upstream) == {**start, "items": start["items"] + 1,
+                                     "holds": start["holds"] + 1}
+        out = _step(d, upstream, wf.reshare_check_out(f"{rid}-V1", "P100"))
+        assert ReShare.ok(out), out
+        assert _counts(upstream) == {"items": start["items"] + 1, "holds": start["holds"],
+                                     "loans": start["loans"] + 1}
+        loan = wf.one(upstream.database, "SELECT p.barcode FROM loans l JOIN patrons p ON"
+                      " p.id = l.patron_id WHERE l.returned_at IS NULL ORDER BY l.id DESC")
+        assert loan["barcode"] == "P100"
+        back = _step(d, upstream, wf.reshare_check_in(f"{rid}-V1"))
+        assert ReShare.ok(back), back
+        assert _counts(upstream) == {"items": start["items"] + 1, "holds": start["holds"],
+                                     "loans": start["loans"]}
+        # a blocked patron: the upstream's User Blocked comes back as User Blocked
+        blocked = wf.call(d, wf.reshare_accept_item(f"{rid}-B", "P200", barcode=f"{rid}-B1"))
+        assert [p["type"] for p in ReShare.problems(blocked)] == ["User Blocked"], blocked
+        assert _counts(upstream)["items"] == start["items"] + 1
+    finally:
+        d.kill()
+        print("\n".join(d.lines[-30:]))
