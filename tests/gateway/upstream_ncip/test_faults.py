@@ -10,6 +10,7 @@ import http.client
 import sqlite3
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +164,10 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         assert health["upstream_ncip"]["state"] == "down", health
         assert health["status"] == "degraded"
         assert health["upstream_ncip"]["errors"] >= 2
+        with urllib.request.urlopen(d.admin_url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'interlend_upstream_ncip_up{profile="koha-ncipserver"} 0.0' in metrics
+        assert 'interlend_upstream_ncip_errors_total{profile="koha-ncipserver"}' in metrics
         proxy.mode = "forward"
         ok = wf.call(d, accept)
         assert ReShare.ok(ok), ok

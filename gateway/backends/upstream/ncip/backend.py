@@ -58,6 +58,11 @@ class NcipBackend:
         upstream = Upstream(client=client, profile=PROFILES[s.profile], outbox=Outbox(outbox),
                             from_agency=s.from_agency, to_agency=s.to_agency, tz=tz,
                             reactor=context.clock)
+        from gateway.backends.upstream.ncip.metrics import UpstreamCollector
+
+        box = upstream.outbox
+        context.metrics.registry.register(UpstreamCollector(
+            client.health, s.profile, lambda: len(box.open_rows())))
         return UpstreamNcipCirculation(context.store, upstream)
 
 
