@@ -85,3 +85,12 @@ def test_reshare_borrowing_through_interlend_to_an_upstream_interlend(
     finally:
         d.kill()
         print("\n".join(d.lines[-30:]))
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.upstream_ncip`` measures both paths and prints the ratio."""
+    from bench.upstream_ncip import main
+
+    assert main(["--requests", "5", "--concurrency", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "LookupUser   ratio" in out and "AcceptItem   ratio" in out
