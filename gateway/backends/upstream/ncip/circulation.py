@@ -348,10 +348,19 @@ class UpstreamChanges(EmbeddedChanges):
 
     def set_hold_status(self, hold_id: int, status: str, now: datetime) -> None:
         """Cancelling a hold the LMS knows by a RequestId cancels it there too."""
-        linked = self._linked("hold", hold_id)
-        if status == "cancelled" and linked and self._up.profile.supports("CancelRequestItem"):
-            self._change(self._request("CancelRequestItem", request_id=linked,
-                                       request_agency=self._up.from_agency))
+        if status == "cancelled":
+            row = self._conn.execute("SELECT item_id FROM holds WHERE id = ?",
+                                     (hold_id,)).fetchone()
+            item_id = row[0] if row is not None else None
+            linked = self._linked("hold", hold_id)
+            if item_id is not None and self._linked("item", item_id) is not None:
+                # A hold on a temporary item the LMS made with AcceptItem (never picked up):
+                # the LMS ends it as we would, by checking the item in.
+                self._change(self._request("CheckInItem",
+                                           item_id=self._lms_barcode(item_id)))
+            elif linked and self._up.profile.supports("CancelRequestItem"):
+                self._change(self._request("CancelRequestItem", request_id=linked,
+                                           request_agency=self._up.from_agency))
         super().set_hold_status(hold_id, status, now)
 
     def check_out(self, *, item_id: int, patron_id: int, due_at: datetime,
