@@ -94,3 +94,40 @@ def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--requests", "5", "--concurrency", "2"]) == 0
     out = capsys.readouterr().out
     assert "LookupUser   ratio" in out and "AcceptItem   ratio" in out
+
+
+def _login(patron: str, pin: str) -> bytes:
+    return wf.ncip2("LookupUser", [
+        wf.header("RESHARE", secret=wf.RESHARE_SECRET, profile="EZBORROW"),
+        ("AuthenticationInput", [("AuthenticationInputData", patron),
+                                 ("AuthenticationInputType", "Barcode Id")]),
+        ("AuthenticationInput", [("AuthenticationInputData", pin),
+                                 ("AuthenticationInputType", "PIN")]),
+        ("UserElementType", "Name Information")])
+
+
+def test_pins_stay_ours_and_lock_out_applies(upstream: Daemon, tmp_path: Path) -> None:
+    """The LMS is asked who the patron is, never for the PIN: the PIN is checked against the
+    gateway's own (imported) hash, and wrong PINs lock the patron out as with the embedded
+    backend."""
+    from tests.gateway.upstream_ncip.peers import FaultProxy
+
+    proxy = FaultProxy(upstream.base_url + "/ncip")
+    d = start_gateway(tmp_path, backend_config(proxy.url, "generic-ncip2", "01XXX_INST",
+                                               wf.AGENCY).replace(
+        "[ncip]\n", "[ncip]\nauth_failures_before_lockout = 3\n"))
+    try:
+        good = wf.call(d, _login("P100", "1234"))
+        assert wf.problem(good) is None and b"Alice" in good
+        for _ in range(3):
+            assert wf.problem(wf.call(d, _login("P100", "9999"))) == \
+                "User Authentication Failed"
+        locked = wf.call(d, _login("P100", "1234"))
+        assert wf.problem(locked) is not None              # locked out, right PIN or not
+        assert proxy.calls and all(b"1234" not in c and b"9999" not in c
+                                   for c in proxy.calls)
+        # a patron whose PIN we do not hold cannot log in, whatever the LMS says
+        assert wf.problem(wf.call(d, _login("P101", "0000"))) == "User Authentication Failed"
+    finally:
+        d.kill()
+        proxy.close()
