@@ -109,7 +109,7 @@ url = "{url}"
 profile = "{profile}"
 from_agency = "{from_agency}"
 to_agency = "{to_agency}"
-timeout = 5
+timeout = 15
 max_in_flight = 4
 {extra}
 """

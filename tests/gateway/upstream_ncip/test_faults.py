@@ -41,9 +41,13 @@ def _config(url: str) -> str:
 
 def _post_expecting_death(d: Daemon, body: bytes) -> None:
     """Send; the daemon kills itself before answering."""
-    with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError,
-                        OSError)):
-        d.post(body)
+    try:
+        status, reply = d.post(body)
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError):
+        pass
+    else:
+        raise AssertionError(f"the daemon answered ({status}) instead of dying: {reply!r}\n"
+                             + "\n".join(d.lines[-20:]))
     d.process.wait(timeout=20)
     assert d.process.returncode == -9
 
@@ -64,7 +68,7 @@ def _problem(reply: bytes) -> str | None:
 
 @pytest.fixture
 def proxy(koha: KohaPeer) -> Iterator[FaultProxy]:
-    p = FaultProxy(koha.url, slow_seconds=3.0)
+    p = FaultProxy(koha.url, slow_seconds=5.0)
     yield p
     p.close()
 
@@ -108,10 +112,10 @@ def test_kill_9_between_the_lms_answer_and_our_commit(koha: KohaPeer, tmp_path: 
 
 
 def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) -> None:
-    """The LMS applies the change but answers after our time limit (2 s): the broker gets
+    """The LMS applies the change but answers after our time limit (3 s): the broker gets
     Temporary Processing Failure in time; its retry never makes a second item or loan."""
     start = koha.counts()
-    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 5", "timeout = 2"))
+    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 15", "timeout = 3"))
     try:
         accept = wf.reshare_accept_item("RS-SLOW-1", JANE, barcode="LENDER-S1")
         accept_ok = wf.call(d, accept)
@@ -121,7 +125,7 @@ def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) 
         began = time.monotonic()
         first = wf.call(d, out)
         assert _problem(first) == "Temporary Processing Failure"
-        assert time.monotonic() - began < 4.5
+        assert time.monotonic() - began < 5.5
         time.sleep(proxy.slow_seconds)       # Koha made the loan meanwhile
         assert koha.counts()["loans"] == start["loans"] + 1
         proxy.mode = "forward"
@@ -148,7 +152,7 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
     broker (the text is not passed through); /healthz shows the upstream down; once the LMS
     is back the same request succeeds, with nothing done twice."""
     start = koha.counts()
-    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 5", "timeout = 2"))
+    d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 15", "timeout = 3"))
     try:
         proxy.mode, proxy.only = "500", b"AcceptItem"
         accept = wf.reshare_accept_item("RS-500-1", JANE, barcode="LENDER-F1")
@@ -158,7 +162,7 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         proxy.mode, proxy.only = "down", None
         began = time.monotonic()
         assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"
-        assert time.monotonic() - began < 4.5
+        assert time.monotonic() - began < 5.5
         assert koha.counts() == start
         health = d.admin_health()
         assert health["upstream_ncip"]["state"] == "down", health
