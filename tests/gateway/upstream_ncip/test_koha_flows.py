@@ -82,6 +82,17 @@ def test_reshare_borrowing_through_interlend_to_koha(koha: KohaPeer, tmp_path: P
         # a broker request with a replay key is the unit its upstream legs are filed under
         assert rows[0][2].startswith("reshare|AcceptItem|RS-K-1#"), rows
         assert rows[2][2].startswith("reshare|CheckInItem|"), rows
+        # both legs are in the audit log: the broker's exchange and the upstream one it caused
+        legs = wf.rows(d.database, "SELECT operation, outcome, peer, notes, request_body"
+                                   " FROM audit WHERE protocol = 'ncip-upstream' ORDER BY id")
+        assert [(r["operation"], r["outcome"]) for r in legs] == [
+            ("AcceptItem", "success"), ("CheckOutItem", "success"), ("CheckInItem", "success")]
+        assert legs[0]["peer"] == "lms:koha-ncipserver"
+        assert legs[0]["notes"] == "sent; for reshare|AcceptItem|RS-K-1"
+        assert wf.rows(d.database, "SELECT id FROM audit WHERE protocol = 'ncip' AND peer ="
+                       " 'reshare' AND operation = 'AcceptItem' AND broker_request_id = 'RS-K-1'")
+        # redacted as the broker's are: Jane's card number is not in the stored body
+        assert all(r["request_body"] and JANE not in r["request_body"] for r in legs)
     finally:
         d.kill()
         print("\n".join(d.lines[-40:]))

@@ -43,6 +43,7 @@ from gateway.domain.books import Books, ReplayKey
 from gateway.domain.circulation import ICirculation, ICirculationChanges
 from gateway.domain.model import BriefRecord, Item, Loan, Patron, PatronDetails
 from gateway.secrets import verify_secret
+from gateway.storage.audit_log import AuditEntry, audit_time
 from gateway.storage.books import StoreBooks
 from gateway.storage.store import Store
 from gateway.storage.timestamps import iso
@@ -73,6 +74,7 @@ class Upstream:
     to_agency: str
     tz: tzinfo
     reactor: Any
+    audit: Any = None      # the gateway's AuditLog: upstream bodies redacted as brokers' are
 
 
 @dataclass
@@ -83,6 +85,7 @@ class _Unit:
     seq: int = 0
     pending: dict[int, tuple[str, BriefRecord | None, str]] = field(default_factory=dict)
     briefs: dict[int, BriefRecord] = field(default_factory=dict)
+    legs: list[AuditEntry] = field(default_factory=list)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -176,6 +179,7 @@ class UpstreamChanges(EmbeddedChanges):
             log.info("outbox: {service} {id} already answered by the LMS; its answer is used",
                      service=service, id=row.upstream_id)
             reply = read_reply(row.status, row.reply or b"", up.tz)
+            self._leg(service, row.upstream_id, row.request, row.reply or b"", reply, "reused")
             return self._outcome(service, reply, resent=False)
         if row is not None and row.state == "pending":
             if service in profile.never_resend and not profile.dedups_request_id:
@@ -186,7 +190,9 @@ class UpstreamChanges(EmbeddedChanges):
                      id=row.upstream_id)
             status, data = _post(up, row.request)
             up.outbox.answered(unit.key, seq, status, data)
-            return self._outcome(service, read_reply(status, data, up.tz), resent=True)
+            reply = read_reply(status, data, up.tz)
+            self._leg(service, row.upstream_id, row.request, data, reply, "resent")
+            return self._outcome(service, reply, resent=True)
         upstream_id = unit.upstream_id(seq)
         if request.request_id is None and service in ("AcceptItem", "RequestItem",
                                                       "CheckOutItem"):
@@ -198,9 +204,24 @@ class UpstreamChanges(EmbeddedChanges):
         if os.environ.get(CRASH_HOOK) == service:  # fault injection for the tests only
             os.kill(os.getpid(), signal.SIGKILL)
         reply = read_reply(status, data, up.tz)
+        self._leg(service, upstream_id, body, data, reply, "sent")
         if not reply.ok:
             up.outbox.abandon(unit.key, seq)  # nothing done: a retry asks afresh
         return self._outcome(service, reply, resent=False)
+
+    def _leg(self, service: str, upstream_id: str, request: bytes, answer: bytes,
+             reply: UpstreamReply, how: str) -> None:
+        """The upstream exchange's audit row, linked to the broker request it served; it
+        commits with the unit (the outbox keeps the exchange either way)."""
+        audit = self._up.audit
+        outcome = "success" if reply.ok else f"{reply.kind}: {'; '.join(reply.texts)[:80]}"
+        self._unit.legs.append(AuditEntry(
+            protocol="ncip-upstream", operation=service, outcome=outcome,
+            peer=f"lms:{self._up.profile.name}", broker_request_id=upstream_id,
+            item_barcode=reply.item_id, request_size=len(request), response_size=len(answer),
+            request_body=_redacted(audit, request), response_body=_redacted(audit, answer),
+            time=audit_time(datetime.now(timezone.utc)),
+            notes=f"{how}; for {self._unit.key.split('#')[0]}"))
 
     def _outcome(self, service: str, reply: UpstreamReply, *, resent: bool) -> UpstreamReply:
         profile = self._up.profile
@@ -405,6 +426,18 @@ class UpstreamChanges(EmbeddedChanges):
         return super().delete_temporary_item(barcode, now)
 
 
+def _redacted(audit: Any, body: bytes) -> str | None:
+    """A body as the audit log keeps brokers' (None when bodies are not kept, or when the
+    LMS's body is not NCIP enough to redact: never stored unredacted)."""
+    if audit is None:
+        return None
+    try:
+        kept = audit.ncip_body(body)
+        return str(kept) if kept is not None else None
+    except Exception:  # an HTML page or malformed XML: not kept
+        return None
+
+
 @implementer(ICirculation)
 class UpstreamNcipCirculation:
     """:class:`ICirculation` on the library's own NCIP responder (see the module docstring)."""
@@ -489,9 +522,12 @@ class UpstreamNcipCirculation:
         unit = _Unit()
 
         def job(conn: sqlite3.Connection) -> T:
-            books = _KeyedBooks(StoreBooks(conn), unit)
-            return work(UpstreamChanges(conn, self.upstream, unit, writable=True),
-                        books)
+            store_books = StoreBooks(conn)
+            books = _KeyedBooks(store_books, unit)
+            result = work(UpstreamChanges(conn, self.upstream, unit, writable=True), books)
+            for leg in unit.legs:
+                store_books.audit(leg)
+            return result
 
         d = self.store.write(job)
 
