@@ -180,3 +180,27 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         assert health["upstream_ncip"]["state"] == "up" and health["status"] == "ok", health
     finally:
         d.kill()
+
+
+def test_a_retry_while_the_lms_call_is_in_flight_waits(koha: KohaPeer, tmp_path: Path) -> None:
+    """The broker resends while the LMS is still working on the first request: the retry
+    waits for it and gets the same reply; the LMS is called once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    slow = FaultProxy(koha.url, slow_seconds=2.0)
+    start = koha.counts()
+    d = start_gateway(tmp_path, _config(slow.url))
+    try:
+        slow.mode, slow.only = "slow", b"AcceptItem"
+        accept = wf.reshare_accept_item("RS-FLIGHT-1", JANE, barcode="LENDER-FL1")
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(wf.call, d, accept)
+            time.sleep(0.5)                      # the first is with the LMS now
+            second = pool.submit(wf.call, d, accept)
+            replies = [first.result(), second.result()]
+        assert ReShare.ok(replies[0]) and replies[0] == replies[1]
+        assert sum(b"AcceptItem" in c for c in slow.calls) == 1
+        assert koha.counts()["items"] == start["items"] + 1
+    finally:
+        d.kill()
+        slow.close()
