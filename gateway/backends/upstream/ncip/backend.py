@@ -57,7 +57,7 @@ class NcipBackend:
         tz = ZoneInfo(s.timezone or config.gateway.timezone)
         upstream = Upstream(client=client, profile=PROFILES[s.profile], outbox=Outbox(outbox),
                             from_agency=s.from_agency, to_agency=s.to_agency, tz=tz,
-                            reactor=context.clock, audit=context.audit)
+                            reactor=context.clock, audit=context.audit, lms_user=s.lms_user)
         from gateway.backends.upstream.ncip.metrics import UpstreamCollector
 
         box = upstream.outbox

@@ -75,6 +75,8 @@ class Upstream:
     tz: tzinfo
     reactor: Any
     audit: Any = None      # the gateway's AuditLog: upstream bodies redacted as brokers' are
+    lms_user: Callable[[str, str], str] = lambda barcode, agency: barcode
+    """The LMS patron standing for a borrowing library (our institutional barcode, agency)."""
 
 
 @dataclass
@@ -264,6 +266,8 @@ class UpstreamChanges(EmbeddedChanges):
         patron = super().patron_by_id(patron_id)
         if patron is None:
             raise domain.UnknownPatron(value=str(patron_id))
+        if patron.institutional_peer:
+            return self._up.lms_user(patron.barcode, patron.family_name)
         return patron.barcode
 
     # -- reads ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from gateway.backends.upstream.ncip.profiles import PROFILES
 AUTH_KINDS = ("none", "bearer", "header", "url-token", "client-cert")
 KEYS = frozenset({"url", "profile", "from_agency", "to_agency", "timeout", "max_in_flight",
                   "auth", "token", "token_file", "header", "token_parameter", "client_cert",
-                  "client_key", "timezone", "outbox"})
+                  "client_key", "timezone", "outbox", "institutional_user"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,13 @@ class NcipSettings:
     client_key: str = ""
     timezone: str = ""
     outbox: str = ""
+    institutional_user: str = ""
+
+    def lms_user(self, barcode: str, agency: str) -> str:
+        """The LMS patron that stands for a borrowing library (ours: ``barcode``)."""
+        if not self.institutional_user:
+            return barcode
+        return self.institutional_user.replace("{agency}", agency)
 
     def headers(self) -> dict[str, str]:
         """The authentication headers the LMS wants."""
@@ -103,6 +110,10 @@ def problems(table: Mapping[str, Any], path: str) -> list[str]:
                 out.append(f"{path}.{key}: required with auth = 'client-cert': a PEM file")
         if isinstance(url, str) and not url.startswith("https://"):
             out.append(f"{path}.url: auth = 'client-cert' needs an https:// URL")
+    user = table.get("institutional_user", "")
+    if not isinstance(user, str):
+        out.append(f"{path}.institutional_user: a patron barcode in the LMS, '{{agency}}' "
+                   "standing for the borrowing library's agency id")
     zone = table.get("timezone", "")
     if zone:
         try:
@@ -126,4 +137,5 @@ def load(table: Mapping[str, Any]) -> NcipSettings:
         token_parameter=str(table.get("token_parameter", "token")),
         client_cert=str(table.get("client_cert", "")),
         client_key=str(table.get("client_key", "")),
-        timezone=str(table.get("timezone", "")), outbox=str(table.get("outbox", "")))
+        timezone=str(table.get("timezone", "")), outbox=str(table.get("outbox", "")),
+        institutional_user=str(table.get("institutional_user", "")))
