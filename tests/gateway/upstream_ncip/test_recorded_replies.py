@@ -146,6 +146,11 @@ def test_koha_texts_map_to_standard_problems() -> None:
                    "information") == "Unknown User"
     assert problem("CheckOutItem") == "User Ineligible To Check Out This Item"
     assert problem("RenewItem", "User Unknown", profile="alma") == "Unknown User"
+    assert problem("AcceptItem", "Duplicate Item", profile="evergreen") == "Duplicate Request"
+    assert problem("CheckInItem", "Item Not Checked Out To This User",
+                   profile="evergreen") == "Item Not Checked Out"
+    assert problem("RenewItem", "Unsupported Service", profile="evergreen") == \
+        "Temporary Processing Failure"
     assert problem("CheckOutItem", "Item Already Checked Out", profile="generic-ncip2") == \
         "User Ineligible To Check Out This Item"
     error = PROFILES["generic-ncip2"].error_for(

@@ -174,7 +174,19 @@ GENERIC_NCIP1 = Profile(
     services=ALL_SERVICES - {"DeleteItem"},
     never_resend=frozenset({"AcceptItem", "RequestItem"}))
 
+EVERGREEN = Profile(
+    # Evergreen's NCIPServer (a descendant of NCIPServer): every Problem element present,
+    # empty ones too; local values below; "Unsupported Service" with ProblemElement "NULL".
+    name="evergreen", shape=RequestShape(style="prefix"),
+    services=ALL_SERVICES - {"LookupItem"},
+    vocabulary=((r"^duplicate item$", domain.DuplicateRequest),
+                (r"^item already checked out$", domain.ItemAlreadyCheckedOut),
+                (r"^item not checked out to this user$", domain.ItemNotCheckedOut),
+                (r"^unsupported service$", UpstreamUnsupported)),
+    already_done={"CheckInItem": r"^item not checked out$"},
+    never_resend=frozenset({"AcceptItem", "RequestItem"}))
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    KOHA_NCIPSERVER, GENERIC_NCIP2, FOLIO, ALMA, XC_TOOLKIT, GENERIC_NCIP1)}
+    KOHA_NCIPSERVER, GENERIC_NCIP2, FOLIO, ALMA, XC_TOOLKIT, GENERIC_NCIP1, EVERGREEN)}
 PROFILES["symphony"] = Profile(**{**GENERIC_NCIP1.__dict__, "name": "symphony"})
 PROFILES["polaris"] = Profile(**{**GENERIC_NCIP1.__dict__, "name": "polaris"})
