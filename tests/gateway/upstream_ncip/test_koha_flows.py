@@ -63,6 +63,12 @@ def test_reshare_borrowing_through_interlend_to_koha(koha: KohaPeer, tmp_path: P
         assert wf.call(d, out_body) == out
         assert len(koha.db()["issues"]) == len(issues)
 
+        # RenewItem: NCIPServer cannot renew (its handler never succeeds): Item Not Renewable,
+        # the loan in Koha untouched
+        renew = wf.call(d, wf.reshare_renew("LENDER-77", JANE))
+        assert [p["type"] for p in ReShare.problems(renew)] == ["Item Not Renewable"], renew
+        assert koha.db()["issues"] == issues
+
         # CheckInItem: the loan ends in Koha
         in_body = wf.reshare_check_in("LENDER-77")
         back = wf.call(d, in_body)

@@ -150,7 +150,7 @@ def test_koha_texts_map_to_standard_problems() -> None:
     assert problem("CheckInItem", "Item Not Checked Out To This User",
                    profile="evergreen") == "Item Not Checked Out"
     assert problem("RenewItem", "Unsupported Service", profile="evergreen") == \
-        "Temporary Processing Failure"
+        "Unsupported Service"
     assert problem("CheckOutItem", "Item Already Checked Out", profile="generic-ncip2") == \
         "User Ineligible To Check Out This Item"
     error = PROFILES["generic-ncip2"].error_for(

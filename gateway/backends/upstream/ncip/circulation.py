@@ -37,7 +37,11 @@ from gateway.backends.embedded.circulation import EmbeddedChanges
 from gateway.backends.embedded.records import PatronData, upsert_patron
 from gateway.backends.upstream.ncip.client import NcipHttpClient, UpstreamCallFailed
 from gateway.backends.upstream.ncip.outbox import Outbox
-from gateway.backends.upstream.ncip.profiles import Profile, UpstreamUnavailable
+from gateway.backends.upstream.ncip.profiles import (
+    Profile,
+    UpstreamUnavailable,
+    UpstreamUnsupported,
+)
 from gateway.domain import model as domain
 from gateway.domain.books import Books, ReplayKey
 from gateway.domain.circulation import ICirculation, ICirculationChanges
@@ -171,7 +175,7 @@ class UpstreamChanges(EmbeddedChanges):
         up, unit, service = self._up, self._unit, request.service
         profile = up.profile
         if not profile.supports(service):
-            raise domain.ItemNotAvailable(f"{profile.name} has no {service}")
+            raise UpstreamUnsupported(f"{profile.name} has no {service}")
         seq = unit.next_seq()
         row = up.outbox.find(unit.key, seq)
         if row is not None and row.service != service:

@@ -25,9 +25,8 @@ class UpstreamUnavailable(domain.CirculationError):
     """The LMS could not be reached or did not answer usably (Temporary Processing Failure)."""
 
 
-class UpstreamUnsupported(domain.CirculationError):
-    """The LMS has no NCIP service for this (answered as Temporary Processing Failure with the
-    reason in the audit log; brokers retry or fall back)."""
+class UpstreamUnsupported(domain.ServiceUnsupported):
+    """The LMS has no NCIP service for this: the broker gets Unsupported Service."""
 
 
 # Standard Problem Type texts (NCIP 1 and 2 schemes) → domain errors.
