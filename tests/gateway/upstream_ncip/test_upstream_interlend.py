@@ -7,6 +7,7 @@ retried as after a client time-out."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -131,3 +132,57 @@ def test_pins_stay_ours_and_lock_out_applies(upstream: Daemon, tmp_path: Path) -
     finally:
         d.kill()
         proxy.close()
+
+
+def test_kill_9_during_the_lms_call_then_resend_with_the_same_request_id(
+        upstream: Daemon, tmp_path: Path) -> None:
+    """Interlend is killed while the LMS (an upstream Interlend, which deduplicates by
+    RequestId) has applied an AcceptItem but not yet answered: the outbox row stays
+    ``pending``. The broker's retry after the restart resends the recorded request, same
+    upstream RequestId: the LMS answers from its own books and has exactly one item."""
+    import sqlite3
+    import threading
+
+    from tests.gateway.upstream_ncip.peers import FaultProxy
+
+    proxy = FaultProxy(upstream.base_url + "/ncip", slow_seconds=4.0)
+    database = tmp_path / "interlend.sqlite3"
+    wf.seed_database(database)
+    config = backend_config(proxy.url, "generic-ncip2", "01XXX_INST", wf.AGENCY)
+    start = _counts(upstream)
+    accept = wf.reshare_accept_item("RS-PEND-1", "P100", barcode="RS-PEND-1-V1")
+    d = start_gateway(tmp_path, config, database=database)
+    try:
+        proxy.mode, proxy.only = "slow", b"AcceptItem"
+        threading.Thread(target=lambda: _swallow(d, accept), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while _counts(upstream)["items"] == start["items"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        d.kill()                                  # the LMS did it; we never heard
+    finally:
+        d.kill()
+    assert _counts(upstream)["items"] == start["items"] + 1
+    outbox = database.with_name(database.name + ".ncip-outbox")
+    conn = sqlite3.connect(outbox)
+    [(state, first_id)] = conn.execute("SELECT state, upstream_id FROM outbox").fetchall()
+    conn.close()
+    assert state == "pending"
+    proxy.mode = "forward"
+    d = start_gateway(tmp_path, config, database=database)
+    try:
+        retry = wf.call(d, accept)
+        assert ReShare.ok(retry), retry
+        assert _counts(upstream)["items"] == start["items"] + 1      # exactly one
+        resent = [c for c in proxy.calls if b"AcceptItem" in c]
+        assert len(resent) == 2 and resent[0] == resent[1]            # same bytes, same id
+        assert first_id.encode() in resent[1]
+    finally:
+        d.kill()
+        proxy.close()
+
+
+def _swallow(d: Daemon, body: bytes) -> None:
+    try:
+        d.post(body, timeout=20)
+    except OSError:
+        pass
