@@ -126,6 +126,7 @@ def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) 
         first = wf.call(d, out)
         assert _problem(first) == "Temporary Processing Failure"
         assert time.monotonic() - began < 5.5
+        assert d.admin_health()["upstream_ncip"]["timeouts"] == 1
         time.sleep(proxy.slow_seconds)       # Koha made the loan meanwhile
         assert koha.counts()["loans"] == start["loans"] + 1
         proxy.mode = "forward"

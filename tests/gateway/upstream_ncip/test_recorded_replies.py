@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -68,6 +69,8 @@ class _Responder:
     def __init__(self) -> None:
         responder = self
         self.status, self.kind, self.body = 200, "text/xml", b""
+        self.delay, self.active, self.most = 0.0, 0, 0
+        lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -75,6 +78,12 @@ class _Responder:
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    responder.active += 1
+                    responder.most = max(responder.most, responder.active)
+                time.sleep(responder.delay)
+                with lock:
+                    responder.active -= 1
                 self.send_response(responder.status)
                 self.send_header("Content-Type", responder.kind)
                 self.send_header("Content-Length", str(len(responder.body)))
@@ -161,3 +170,34 @@ def test_koha_texts_map_to_standard_problems() -> None:
         "problem", problem_types=("This item is already on loan to this borrower",)))
     assert not koha.is_already_done("CheckOutItem", UpstreamReply(
         "problem", problem_types=("",)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_in_flight_are_bounded_and_time_limited(responder: _Responder,
+                                                            shared_dir: Path) -> None:
+    """Six calls with ``max_in_flight = 2``: never more than two at the LMS; a call past the
+    time limit fails as a time-out, counted in the upstream's health."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import gatherResults
+
+    from gateway.backends.upstream.ncip.client import UpstreamCallFailed
+
+    responder.status, responder.kind, responder.body = 200, "text/xml", b"<NCIPMessage/>"
+    responder.delay, responder.most = 0.2, 0
+    client = NcipHttpClient(reactor, responder.url, timeout=5, max_in_flight=2)
+    try:
+        results = await gatherResults([client.post(b"<x/>") for _ in range(6)])
+        assert [status for status, _ in results] == [200] * 6
+        assert responder.most == 2
+        assert client.health.state == "up" and client.health.calls == 6
+        slow = NcipHttpClient(reactor, responder.url, timeout=0.1, max_in_flight=1)
+        try:
+            with pytest.raises(UpstreamCallFailed) as caught:
+                await slow.post(b"<x/>")
+            assert caught.value.timed_out
+            assert slow.health.state == "down" and slow.health.timeouts == 1
+        finally:
+            await slow.close()
+    finally:
+        responder.delay = 0.0
+        await client.close()

@@ -105,15 +105,27 @@ class NcipHttpClient:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool._factory.noisy = False  # one log line per connection otherwise
         self.pool.maxPersistentPerHost = max_in_flight
-        self.pool.cachedConnectionTimeout = 30
+        # Below the usual server keep-alive limits (Apache: 5 s): a POST on a connection the
+        # server has just closed cannot be retried safely.
+        self.pool.cachedConnectionTimeout = 4
+        self.once = HTTPConnectionPool(reactor, persistent=False)
+        self.once._factory.noisy = False
         policy = _client_cert_policy(*tls) if tls else None
-        self.agent = agent or (Agent(reactor, connectTimeout=timeout, pool=self.pool)
-                               if policy is None else
-                               Agent(reactor, policy, connectTimeout=timeout, pool=self.pool))
+        self.agent = agent or self._agent(policy, self.pool)
+        self.closing_agent = agent or self._agent(policy, self.once)
+        self.http10 = False
+        """Set once the LMS answers in HTTP/1.0 (NCIPServer's HTTP::Server::PSGI, Python's
+        http.server): its connections close after each answer, whatever headers say, so
+        they are never pooled from then on."""
         self.slots = DeferredSemaphore(max_in_flight)
         self.headers = {"Content-Type": "application/xml; charset=utf-8",
                         "User-Agent": "Interlend upstream NCIP", **(headers or {})}
         self.health = UpstreamHealth()
+
+    def _agent(self, policy: Any, pool: HTTPConnectionPool) -> Agent:
+        if policy is None:
+            return Agent(self.reactor, connectTimeout=self.timeout, pool=pool)
+        return Agent(self.reactor, policy, connectTimeout=self.timeout, pool=pool)
 
     def post(self, body: bytes) -> Deferred[tuple[int, bytes]]:
         """The LMS's (status, body), or :class:`UpstreamCallFailed`."""
@@ -121,7 +133,13 @@ class NcipHttpClient:
 
     async def _call(self, body: bytes) -> tuple[int, bytes]:
         headers = Headers({k.encode(): [v.encode()] for k, v in self.headers.items()})
-        response = await self.agent.request(b"POST", self.url, headers, _Body(body))
+        agent = self.closing_agent if self.http10 else self.agent
+        response = await agent.request(b"POST", self.url, headers, _Body(body))
+        if tuple(response.version[1:]) < (1, 1) and not self.http10:
+            self.http10 = True
+            log.info("upstream NCIP responder {url} speaks HTTP/1.0: no pooled connections",
+                     url=self.url.decode())
+            await self.pool.closeCachedConnections()
         data = await readBody(response)
         return int(response.code), bytes(data)
 
@@ -130,7 +148,15 @@ class NcipHttpClient:
         self.health.in_flight += 1
         d = Deferred.fromCoroutine(self._call(body))
         clock: IReactorTime = self.reactor
-        d.addTimeout(self.timeout, clock)
+        expired: list[bool] = []
+
+        def on_timeout(result: Any, timeout: float) -> Any:
+            # The cancelled call fails with whatever the Agent makes of the cancellation
+            # (ResponseNeverReceived...): remember that it was the time limit.
+            expired.append(True)
+            return result
+
+        d.addTimeout(self.timeout, clock, onTimeoutCancel=on_timeout)
 
         def done(result: tuple[int, bytes]) -> tuple[int, bytes]:
             self._record(started, None)
@@ -142,7 +168,7 @@ class NcipHttpClient:
         def failed(failure: Any) -> tuple[int, bytes]:
             from twisted.internet.defer import TimeoutError as DeferredTimeout
 
-            timed_out = failure.check(DeferredTimeout) is not None
+            timed_out = bool(expired) or failure.check(DeferredTimeout) is not None
             reason = (f"no answer within {self.timeout:g}s" if timed_out
                       else f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
             self._record(started, reason, timed_out=timed_out)
@@ -169,4 +195,7 @@ class NcipHttpClient:
 
     def close(self) -> Deferred[None]:
         """Close pooled connections (at shutdown, and at the end of tests)."""
-        return self.pool.closeCachedConnections()
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults([self.pool.closeCachedConnections(),
+                              self.once.closeCachedConnections()]).addCallback(lambda _: None)
