@@ -5,6 +5,8 @@ LMS unchanged)."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -78,10 +80,15 @@ def test_reshare_borrowing_through_interlend_to_koha(koha: KohaPeer, tmp_path: P
 
         # the upstream legs are linked to the broker exchanges in the outbox
         outbox = d.database.with_name(d.database.name + ".ncip-outbox")
-        import sqlite3
-        conn = sqlite3.connect(outbox)
-        rows = conn.execute("SELECT service, state, unit FROM outbox ORDER BY id").fetchall()
-        conn.close()
+        deadline = time.monotonic() + 10    # marked committed just after the reply leaves
+        while True:
+            conn = sqlite3.connect(outbox)
+            rows = conn.execute("SELECT service, state, unit FROM outbox ORDER BY id"
+                                ).fetchall()
+            conn.close()
+            if all(r[1] == "committed" for r in rows) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         services = [r[0] for r in rows]
         assert services == ["AcceptItem", "CheckOutItem", "CheckInItem"], rows
         assert all(state == "committed" for _, state, _ in rows), rows
