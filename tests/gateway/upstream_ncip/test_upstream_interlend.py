@@ -21,7 +21,7 @@ from tests.gateway.upstream_ncip.peers import backend_config, start_gateway
 pytestmark = pytest.mark.slow
 
 DIALECTS = [("generic-ncip2", "01XXX_INST"), ("xc-toolkit", "Relais"),
-            ("generic-ncip1", "zv010")]
+            ("generic-ncip2:none", "zv010"), ("generic-ncip1", "zv010")]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,11 @@ def _step(d: Daemon, lms: Daemon, body: bytes) -> bytes:
 def test_reshare_borrowing_through_interlend_to_an_upstream_interlend(
         upstream: Daemon, tmp_path: Path, profile: str, agency: str) -> None:
     url = upstream.base_url + "/ncip"
-    d = start_gateway(tmp_path, backend_config(url, profile, agency, wf.AGENCY))
+    profile, _, namespace = profile.partition(":")   # NCIP 2 without a namespace: "none"
+    extra = f'namespace = "{namespace}"' if namespace else ""
+    d = start_gateway(tmp_path, backend_config(url, profile, agency, wf.AGENCY, extra))
     try:
-        rid = f"RS-UP-{profile}"
+        rid = f"RS-UP-{profile}-{namespace}"
         start = _counts(upstream)
         user = _step(d, upstream, wf.reshare_lookup_user("P100"))
         assert ReShare.ok(user), user

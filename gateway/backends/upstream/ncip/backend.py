@@ -55,7 +55,16 @@ class NcipBackend:
                                 tls=(s.client_cert, s.client_key)
                                 if s.auth == "client-cert" else None)
         tz = ZoneInfo(s.timezone or config.gateway.timezone)
-        upstream = Upstream(client=client, profile=PROFILES[s.profile], outbox=Outbox(outbox),
+        profile = PROFILES[s.profile]
+        if s.namespace and not profile.shape.ncip1:
+            from dataclasses import replace
+            from typing import cast
+
+            from protocols.ncip.upstream import Style
+
+            profile = replace(profile, shape=replace(profile.shape,
+                                                     style=cast(Style, s.namespace)))
+        upstream = Upstream(client=client, profile=profile, outbox=Outbox(outbox),
                             from_agency=s.from_agency, to_agency=s.to_agency, tz=tz,
                             reactor=context.clock, audit=context.audit, lms_user=s.lms_user)
         from gateway.backends.upstream.ncip.metrics import UpstreamCollector

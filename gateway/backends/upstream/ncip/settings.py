@@ -15,7 +15,8 @@ from gateway.backends.upstream.ncip.profiles import PROFILES
 AUTH_KINDS = ("none", "bearer", "header", "url-token", "client-cert")
 KEYS = frozenset({"url", "profile", "from_agency", "to_agency", "timeout", "max_in_flight",
                   "auth", "token", "token_file", "header", "token_parameter", "client_cert",
-                  "client_key", "timezone", "outbox", "institutional_user"})
+                  "client_key", "timezone", "outbox", "institutional_user", "namespace"})
+NAMESPACE_STYLES = ("prefix", "default", "none")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class NcipSettings:
     timezone: str = ""
     outbox: str = ""
     institutional_user: str = ""
+    namespace: str = ""
 
     def lms_user(self, barcode: str, agency: str) -> str:
         """The LMS patron that stands for a borrowing library (ours: ``barcode``)."""
@@ -110,6 +112,10 @@ def problems(table: Mapping[str, Any], path: str) -> list[str]:
                 out.append(f"{path}.{key}: required with auth = 'client-cert': a PEM file")
         if isinstance(url, str) and not url.startswith("https://"):
             out.append(f"{path}.url: auth = 'client-cert' needs an https:// URL")
+    namespace = table.get("namespace", "")
+    if namespace and namespace not in NAMESPACE_STYLES:
+        out.append(f"{path}.namespace: {namespace!r} is not one of "
+                   f"{', '.join(NAMESPACE_STYLES)} (default: the profile's)")
     user = table.get("institutional_user", "")
     if not isinstance(user, str):
         out.append(f"{path}.institutional_user: a patron barcode in the LMS, '{{agency}}' "
@@ -138,4 +144,5 @@ def load(table: Mapping[str, Any]) -> NcipSettings:
         client_cert=str(table.get("client_cert", "")),
         client_key=str(table.get("client_key", "")),
         timezone=str(table.get("timezone", "")), outbox=str(table.get("outbox", "")),
-        institutional_user=str(table.get("institutional_user", "")))
+        institutional_user=str(table.get("institutional_user", "")),
+        namespace=str(table.get("namespace", "")))
