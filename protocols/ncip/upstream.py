@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.protocols.test_ncip_upstream -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_settings_and_shapes -*-
 """NCIP as an initiator: requests written in an LMS's dialect, and its replies read leniently.
 
 Interlend answers brokers; toward the library's own NCIP responder it is the client. The

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip_profiles -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_settings_and_shapes -*-
 """The ``ncip`` backend as the registry sees it: circulation only, settings in
 ``[backend.ncip]``.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip -*-
+# -*- test-case-name: tests.gateway.upstream_ncip -*-
 """The library's own NCIP responder as :class:`ICirculation`, with the outbox.
 
 The workflow steps see the circulation system through the synchronous facade

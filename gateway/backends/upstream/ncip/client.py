@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_recorded_replies -*-
 """The HTTP leg to the LMS's NCIP responder: a Twisted Agent with a connection pool, a time
 limit per call, a bound on calls in flight, and the upstream's health as seen from here.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_faults -*-
 """The outbox: every state-changing call to the LMS, recorded durably before it is made.
 
 A row is written (and committed) before the LMS is called: the broker request it serves (its

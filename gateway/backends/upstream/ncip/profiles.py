@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip_profiles -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_recorded_replies -*-
 """LMS profiles: how each NCIP responder wants its requests and what its answers mean.
 
 A profile carries the request shape (namespace style, version, NCIP 1 structure, application

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.backends.test_upstream_ncip_profiles -*-
+# -*- test-case-name: tests.gateway.upstream_ncip.test_settings_and_shapes -*-
 """``[backend.ncip]``: the LMS's NCIP responder, checked key by key with its path."""
 
 from __future__ import annotations
