@@ -106,8 +106,9 @@ def _queries(records: int, count: int, rng: random.Random) -> dict[str, list[str
 def search_latency(database: Path, records: int, *, samples: int = 300,
                    max_seconds: float = 20.0, seed: int = 7) -> dict[str, Any]:
     """Latency percentiles per query kind, in-process (see the module docstring)."""
-    from gateway.backends.embedded.search import FIRST_PAGE, plan_query, run_plan
+    from gateway.backends.embedded.search import FIRST_PAGE, run_plan
     from gateway.storage.store import open_database
+    from gateway.z3950.query import plan_query
     from protocols.z3950.pqf import parse_pqf
 
     conn = open_database(database)

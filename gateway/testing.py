@@ -1,16 +1,16 @@
 # -*- test-case-name: tests.gateway.test_z3950_server -*-
 """Test doubles shipped with the package: a fake catalogue and a fake gateway.
 
-L{FakeCatalogue} implements the C{CatalogueService} interface (search, fetch, scan, sort)
-over a few in-memory records, so the Z39.50 listener can be tested (and the daemon can
-serve something) without the embedded backend. L{FakeGateway} carries what
+L{FakeCatalogue} implements L{gateway.domain.catalogue.ICatalogue} (search, fetch, scan,
+sort) over a few in-memory records, so the Z39.50 catalogue service and listener can be tested
+(and the daemon can serve something) without the embedded backend. L{FakeGateway} carries what
 L{gateway.listeners.z3950.Z3950Factory} reads from the real L{gateway.daemon.gateway.Gateway}:
-C{config}, C{audit}, C{reactor}.
+C{config}, C{audit}, C{reactor}, C{catalogue} (the service over the fake catalogue).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,7 +22,17 @@ from zope.interface import implementer
 
 from gateway.config import Config, Peer, Z3950Settings
 from gateway.domain.books import Books, ReplayKey, TrackedRequest
+from gateway.domain.catalogue import (
+    ICatalogue,
+    IndexEntry,
+    IResultSet,
+    ResultSetUnknown,
+    ScanPage,
+    SortKey,
+    UnsupportedIndex,
+)
 from gateway.domain.circulation import ICirculation, ICirculationChanges
+from gateway.domain.holdings import CatalogueRecord, ItemState
 from gateway.domain.model import (
     BriefRecord,
     Hold,
@@ -34,19 +44,20 @@ from gateway.domain.model import (
     PatronDetails,
     UnknownItem,
 )
-from gateway.z3950.catalogue import Bib1Error, ResultSet
-from protocols.z3950 import oids, pqf
-from protocols.z3950.codec import (
-    Diagnostic,
-    ResponseRecord,
-    ScanEntry,
-    SortKeyInfo,
-    SurrogateDiagnostic,
+from gateway.domain.query import (
+    Combine,
+    IdentifierTerm,
+    Operator,
+    Plan,
+    ScanPlan,
+    SetTerm,
+    WordTerm,
 )
-from protocols.z3950.records import CirculationItem, Holding, OpacRecord
+from gateway.z3950.catalogue import CatalogueService, ResultSet
+from gateway.z3950.diagnostics import Bib1Error
 
 __all__ = ["Bib1Error", "FakeAudit", "FakeCatalogue", "FakeGateway", "FakeRecord",
-           "ResultSet", "iso2709", "DEMO_RECORDS"]
+           "FakeResultSet", "ResultSet", "iso2709", "DEMO_RECORDS"]
 
 
 @dataclass(frozen=True)
@@ -108,48 +119,50 @@ def _marc(rec: FakeRecord) -> bytes:
     return iso2709(fields)
 
 
-def _marcxml(rec: FakeRecord) -> bytes:
-    from xml.sax.saxutils import escape
-
-    parts = [f'<controlfield tag="001">{escape(rec.local_id)}</controlfield>']
-    if rec.isbn:
-        parts.append(f'<datafield tag="020" ind1=" " ind2=" "><subfield code="a">'
-                     f"{escape(rec.isbn)}</subfield></datafield>")
-    parts.append(f'<datafield tag="245" ind1="1" ind2="0"><subfield code="a">'
-                 f"{escape(rec.title)}</subfield></datafield>")
-    return ('<record xmlns="http://www.loc.gov/MARC21/slim">' + "".join(parts)
-            + "</record>").encode("utf-8")
+_WORD_FIELDS = {"title": ("title",), "author": ("author",),
+                "any": ("title", "author", "isbn", "local_id"),
+                "anywhere": ("title", "author", "isbn", "local_id")}
+_IDENTIFIER_FIELDS = {"isbn": "isbn", "local_id": "local_id"}
 
 
-def _opac(rec: FakeRecord) -> OpacRecord:
-    holdings = tuple(
-        Holding(local_location=location, call_number=f"CALL {rec.id}",
-                circulation=(CirculationItem(available_now=available, item_id=barcode),))
-        for barcode, location, available in rec.items)
-    return OpacRecord(bibliographic=_marc(rec), holdings=holdings)
+@implementer(IResultSet)
+@dataclass(frozen=True)
+class FakeResultSet:
+    """A result set of the fake catalogue: its record ids, in order."""
+
+    ids: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """The number of hits."""
+        return len(self.ids)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the ids would cost held in memory."""
+        return 64 + 8 * len(self.ids)
 
 
-_USE_FIELDS = {4: "title", 7: "isbn", 12: "local_id", 1003: "author", 1016: "any"}
-_SYNTAXES = (oids.USMARC, oids.XML, oids.OPAC, oids.SUTRS)
-_ELEMENT_SETS = (None, "F", "B", "f", "b")
+def _items(rec: FakeRecord) -> tuple[ItemState, ...]:
+    return tuple(ItemState(barcode, location, "", f"CALL {rec.id}", "",
+                           "available" if available else "on_loan", "")
+                 for barcode, location, available in rec.items)
 
 
+@implementer(ICatalogue)
 class FakeCatalogue:
-    """An in-memory catalogue with the C{CatalogueService} interface.
+    """An in-memory L{ICatalogue} over a few records.
 
-    Searches bib-1 Use 4 (title words), 7 (ISBN), 12 (local id), 1003 (author words), 1016
-    (any word); other Use values raise Bib-1 114. Records come as USMARC, MARCXML, OPAC or
-    SUTRS. With C{hold=True} each call returns a Deferred kept in C{held} for the test to fire.
+    Searches words in the title, author, any and anywhere indexes, and ISBNs and local ids
+    whole; other indexes fail with L{UnsupportedIndex}. Scans list title words. Sorts by
+    title. With C{hold=True} each call returns a Deferred kept in C{held} for the test to fire.
 
     @ivar calls: (method name, arguments) of every call, in order.
+    @ivar fail_with: an exception every call then fails with.
     """
 
-    def __init__(self, gateway: Any = None, records: Sequence[FakeRecord] = DEMO_RECORDS,
-                 *, databases: Sequence[str] | None = None, hold: bool = False) -> None:
-        if databases is None:
-            databases = getattr(getattr(getattr(gateway, "config", None), "z3950", None),
-                                "databases", ("Default",))
-        self.databases = {d.lower() for d in databases}
+    def __init__(self, records: Sequence[FakeRecord] = DEMO_RECORDS, *,
+                 hold: bool = False) -> None:
         self.records = {r.id: r for r in records}
         self.hold = hold
         self.held: list[Deferred[Any]] = []
@@ -173,124 +186,97 @@ class FakeCatalogue:
             return d
         return succeed(value)
 
-    def _check_databases(self, databases: Sequence[str]) -> None:
-        if not databases:
-            raise Bib1Error(109, "")
-        for db in databases:
-            if db.lower() not in self.databases:
-                raise Bib1Error(109, db)
-
-    def _words(self, rec: FakeRecord, use: str) -> set[str]:
-        if use == "any":
-            text = " ".join((rec.title, rec.author, rec.isbn, rec.local_id))
-        else:
-            text = getattr(rec, use)
+    @staticmethod
+    def _words(text: str) -> set[str]:
         return {w.strip(",.").lower() for w in text.split()}
 
-    def _match(self, node: pqf.Node, result_sets: Mapping[str, Any]) -> list[int]:
-        if isinstance(node, pqf.ResultSetRef):
-            if node.name not in result_sets:
-                raise Bib1Error(30, node.name)
-            return list(result_sets[node.name].hits.ids)
-        if isinstance(node, pqf.Term):
-            for attr in node.attributes:
-                if attr.attrset not in (None, oids.BIB1_ATTRSET):
-                    raise Bib1Error(121, ".".join(map(str, attr.attrset)))
-            use_value = node.attribute(1)
-            use = "any" if use_value is None else _USE_FIELDS.get(use_value)  # type: ignore
-            if use is None:
-                raise Bib1Error(114, str(use_value))
-            relation = node.attribute(2)
-            if relation not in (None, 3):
-                raise Bib1Error(117, str(relation))
-            words = [w.lower() for w in node.value.split()]
-            if not words:
-                raise Bib1Error(108, "empty term")
+    def _match(self, plan: Plan) -> list[int]:
+        if isinstance(plan, SetTerm):
+            if not isinstance(plan.result_set, FakeResultSet):
+                raise ResultSetUnknown(plan.name)
+            return list(plan.result_set.ids)
+        if isinstance(plan, WordTerm):
+            fields = _WORD_FIELDS.get(plan.index)
+            if fields is None:
+                raise UnsupportedIndex(plan.index)
+            words = self._words(plan.text)
             return [r.id for r in self.records.values()
-                    if all(w in self._words(r, use) for w in words)]
-        left = self._match(node.left, result_sets)
-        right = set(self._match(node.right, result_sets))
-        if isinstance(node, pqf.And):
+                    if words <= self._words(" ".join(getattr(r, f) for f in fields))]
+        if isinstance(plan, IdentifierTerm):
+            name = _IDENTIFIER_FIELDS.get(plan.index)
+            if name is None:
+                raise UnsupportedIndex(plan.index)
+            return [r.id for r in self.records.values()
+                    if getattr(r, name).lower() == plan.text.lower()]
+        if not isinstance(plan, Combine):
+            raise UnsupportedIndex(type(plan).__name__)
+        left = self._match(plan.left)
+        right = set(self._match(plan.right))
+        if plan.operator is Operator.AND:
             return [i for i in left if i in right]
-        if isinstance(node, pqf.Or):
+        if plan.operator is Operator.OR:
             return left + sorted(right - set(left))
         return [i for i in left if i not in right]
 
-    def _record(self, rec: FakeRecord, syntax: oids.Oid, database: str) -> ResponseRecord:
-        if syntax == oids.OPAC:
-            return ResponseRecord(oids.OPAC, _opac(rec), database)
-        if syntax == oids.XML:
-            return ResponseRecord(oids.XML, _marcxml(rec), database)
-        if syntax == oids.SUTRS:
-            return ResponseRecord(oids.SUTRS, f"{rec.title} / {rec.author}", database)
-        return ResponseRecord(oids.USMARC, _marc(rec), database)
+    def record(self, record_id: int) -> CatalogueRecord | None:
+        """A record as L{fetch} reads it: MARC (001, 020, 100, 245, 500) and its items."""
+        rec = self.records.get(record_id)
+        if rec is None:
+            return None
+        return CatalogueRecord(rec.id, rec.local_id, _marc(rec), _items(rec))
 
-    # -- the CatalogueService interface ------------------------------------------------------
+    # -- the ICatalogue interface ---------------------------------------------------------
 
-    def search(self, query: pqf.Query, databases: list[str], *, peer: Any,
-               result_sets: Mapping[str, Any], name: str) -> Deferred[Any]:
-        """Run a type-1 query; a L{ResultSet} called C{name}."""
-        def compute() -> Any:
-            self._check_databases(databases)
-            if query.attribute_set != oids.BIB1_ATTRSET:
-                raise Bib1Error(121, ".".join(map(str, query.attribute_set)))
-            return ResultSet(name, tuple(self._match(query.root, result_sets)))
-        return self._answer("search", {"query": query, "databases": list(databases),
-                                       "peer": peer, "name": name}, compute)
+    def search(self, plan: Plan) -> Deferred[IResultSet]:
+        """The records matching C{plan}, in id order for a term."""
+        return self._answer("search", {"plan": plan},
+                            lambda: FakeResultSet(tuple(self._match(plan))))
 
-    def fetch(self, result_set: Any, start: int, count: int, *, syntax: oids.Oid | None,
-              element_set: str | None, database: str, peer: Any) -> Deferred[Any]:
-        """Records C{start} (1-based) to C{start + count - 1} in C{syntax}."""
-        def compute() -> Any:
-            wanted = syntax or oids.USMARC
-            if wanted not in _SYNTAXES:
-                raise Bib1Error(239, ".".join(map(str, wanted)))
-            if element_set not in _ELEMENT_SETS:
-                raise Bib1Error(25, element_set)
-            out: list[Any] = []
-            for record_id in result_set.hits.ids[start - 1:start - 1 + count]:
-                rec = self.records.get(record_id)
-                if rec is None:
-                    out.append(SurrogateDiagnostic(Diagnostic(14, str(record_id), v2=True),
-                                                   database))
-                else:
-                    out.append(self._record(rec, wanted, database))
+    def fetch(self, result_set: IResultSet, start: int, count: int,
+              build: Callable[[CatalogueRecord], Any] | None = None
+              ) -> Deferred[list[Any | None]]:
+        """Records C{start} (1-based) to C{start + count - 1}, through C{build}."""
+        def compute() -> list[Any | None]:
+            if not isinstance(result_set, FakeResultSet):
+                raise ResultSetUnknown(type(result_set).__name__)
+            out: list[Any | None] = []
+            for record_id in result_set.ids[start - 1:start - 1 + count]:
+                record = self.record(record_id)
+                out.append(record if record is None or build is None else build(record))
             return out
         return self._answer("fetch", {"result_set": result_set, "start": start,
-                                      "count": count, "syntax": syntax,
-                                      "element_set": element_set, "database": database,
-                                      "peer": peer}, compute)
+                                      "count": count}, compute)
 
-    def scan(self, term: pqf.Term, databases: list[str], *, count: int,
-             preferred_position: int, step_size: int, peer: Any) -> Deferred[Any]:
-        """Title words from C{term} on, with their record counts."""
-        def compute() -> Any:
-            self._check_databases(databases)
-            use = term.attribute(1)
-            if use not in (None, 4):
-                raise Bib1Error(114, str(use))
+    def scan(self, plan: ScanPlan, count: int, preferred_position: int,
+             step_size: int) -> Deferred[ScanPage]:
+        """Title words from the plan's term on, with their record counts."""
+        def compute() -> ScanPage:
+            if plan.index != "title":
+                raise UnsupportedIndex(plan.index)
             index: dict[str, int] = {}
             for rec in self.records.values():
-                for word in self._words(rec, "title"):
+                for word in self._words(rec.title):
                     index[word] = index.get(word, 0) + 1
             terms = sorted(index)
-            first = next((i for i, t in enumerate(terms) if t >= term.value.lower()),
+            first = next((i for i, t in enumerate(terms) if t >= plan.text.lower()),
                          len(terms))
             begin = max(0, first - (preferred_position - 1))
-            return [ScanEntry(t, index[t]) for t in terms[begin:begin + count]]
-        return self._answer("scan", {"term": term, "databases": list(databases),
-                                     "count": count, "peer": peer}, compute)
+            entries = tuple(IndexEntry(t, index[t]) for t in terms[begin:begin + count])
+            return ScanPage(entries, position_of_term=first - begin + 1,
+                            ended_early=len(entries) < count)
+        return self._answer("scan", {"plan": plan, "count": count}, compute)
 
-    def sort(self, result_set: Any, keys: list[SortKeyInfo], *, name: str) -> Deferred[Any]:
-        """Sort by title (descending when the first key's relation is 1)."""
-        def compute() -> Any:
-            reverse = bool(keys) and keys[0].relation == 1
-            ids = sorted(result_set.hits.ids,
+    def sort(self, result_set: IResultSet, keys: Sequence[SortKey]) -> Deferred[IResultSet]:
+        """Sort by title (descending when the first key says so)."""
+        def compute() -> IResultSet:
+            if not isinstance(result_set, FakeResultSet):
+                raise ResultSetUnknown(type(result_set).__name__)
+            reverse = bool(keys) and keys[0].descending
+            ids = sorted(result_set.ids,
                          key=lambda i: self.records[i].title.lower() if i in self.records
                          else "", reverse=reverse)
-            return ResultSet(name, tuple(ids))
-        return self._answer("sort", {"result_set": result_set, "keys": list(keys),
-                                     "name": name}, compute)
+            return FakeResultSet(tuple(ids))
+        return self._answer("sort", {"result_set": result_set, "keys": list(keys)}, compute)
 
 
 @dataclass
@@ -305,10 +291,13 @@ class FakeAudit:
 
 
 class FakeGateway:
-    """What the Z39.50 listener needs of a gateway: config, audit, reactor (a Clock)."""
+    """What the Z39.50 listener needs of a gateway: config, audit, reactor (a Clock), and the
+    catalogue service (C{catalogue}) over a L{FakeCatalogue} (C{fake_catalogue}, or the
+    L{ICatalogue} given)."""
 
     def __init__(self, *, z3950: Z3950Settings | None = None, peers: Sequence[Peer] = (),
-                 reactor: Any = None, catalogue: Any = None, **settings: Any) -> None:
+                 reactor: Any = None, catalogue: ICatalogue | None = None,
+                 **settings: Any) -> None:
         base = z3950 or Z3950Settings()
         if settings:
             base = replace(base, **settings)
@@ -316,7 +305,9 @@ class FakeGateway:
         self.audit = FakeAudit()
         self.reactor = reactor if reactor is not None else Clock()
         self.metrics = None
-        self.catalogue = catalogue if catalogue is not None else FakeCatalogue(self)
+        self.fake_catalogue: Any = catalogue if catalogue is not None else FakeCatalogue()
+        self.catalogue = CatalogueService(self.fake_catalogue, config=lambda: self.config,
+                                          clock=self.reactor)
 
 
 # -- circulation ----------------------------------------------------------------------------------

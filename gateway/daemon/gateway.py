@@ -164,7 +164,9 @@ class Gateway:
             "catalogue", config.backend, context)
         self.circulation_backend, self.circulation_context = backend_for(
             "circulation", config.backend, context)
-        self.catalogue = CatalogueService(self)
+        self.catalogue = CatalogueService(
+            self.catalogue_backend.catalogue(self.catalogue_context),
+            config=lambda: self.config, clock=reactor)
         self.ncip = NcipService(self)
         self.circulation = self.circulation_backend.circulation(self.circulation_context)
         self.lookups = Lookups(self.circulation, StorePinFailures(self.store), LockoutPolicy(

@@ -23,8 +23,6 @@ slow PDUs, idle connections, failed requests) go through a L{LogLimiter}.
 
 from __future__ import annotations
 
-import re
-import sqlite3
 from dataclasses import replace
 from typing import Any
 
@@ -36,7 +34,7 @@ from twisted.python.failure import Failure
 from gateway import __version__
 from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
-from gateway.z3950.catalogue import Bib1Error
+from gateway.z3950.diagnostics import Bib1Error, public_addinfo
 from protocols.z3950.association import (
     Action,
     Association,
@@ -53,26 +51,10 @@ from protocols.z3950.association import (
 )
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Diagnostic, decode_request
+from protocols.z3950.diagnostics import Bib1
 from protocols.z3950.errors import CloseReason, Z3950ProtocolError
 
 log = Logger()
-
-
-def public_addinfo(error: Bib1Error) -> str | None:
-    """A diagnostic's addinfo as the client may see it: never the text of the internal error
-    it was raised from (an SQLite or regular-expression message names our internals)."""
-    addinfo = getattr(error, "addinfo", None)
-    if addinfo is None:
-        return None
-    text = str(addinfo)
-    cause = error.__cause__ or error.__context__
-    if cause is not None and not isinstance(cause, Bib1Error):
-        inner = str(cause)
-        if isinstance(cause, (sqlite3.Error, re.error)) or (inner and inner in text):
-            log.debug("diagnostic {code}: addinfo withheld ({addinfo})", code=error.code,
-                      addinfo=text)
-            return None
-    return text
 
 
 CLOSE_GRACE = 20.0
@@ -125,6 +107,7 @@ class Z3950Protocol(Protocol):
     # -- connection events ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.remote = source_address(str(getattr(self.transport.getPeer(), "host", "?")))
         self.association = Association(self.factory.association_settings(self.remote))
         self.factory.associations.add(self)
@@ -257,6 +240,7 @@ class Z3950Protocol(Protocol):
         for action in actions:
             if isinstance(action, Send):
                 if not self._closing:
+                    assert self.transport is not None
                     self.transport.write(action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
@@ -272,6 +256,7 @@ class Z3950Protocol(Protocol):
             return
         self._closing = True
         self._cancel_timer()  # the reason and message are in the close's audit row
+        assert self.transport is not None
         self.transport.loseConnection()
         self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
 
@@ -332,7 +317,7 @@ class Z3950Protocol(Protocol):
             return Diagnostic(int(error.code), public_addinfo(error), v2=True)
         self._log("catalogue", "catalogue {call} failed for {remote}", level="failure",
                   failure=failure, call=type(call).__name__)
-        return Diagnostic(2, None, v2=True)
+        return Diagnostic(Bib1.TEMPORARY_SYSTEM_ERROR, None, v2=True)
 
     def _resume(self, outcome: Any) -> None:
         self._busy = False

@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.gateway.test_records -*-
 """Retrieval records for Z39.50 Present: MARC 21, MARCXML, OPAC (and OPAC-XML), SUTRS.
 
-:func:`load_records` reads the stored MARC of some records and the *live* state of their items
-(open loan and due date, active holds), so a loan made a second ago through NCIP already shows.
-Temporary (borrowed) records and items are never read. The builders below are pure: they turn a
-:class:`CatalogueRecord` into the bytes or :class:`~protocols.z3950.records.OpacRecord` to send.
+Rendering only: the builders below are pure. They turn a
+:class:`~gateway.domain.holdings.CatalogueRecord` (the stored MARC and the *live* state of its
+items, as the catalogue read them) into the bytes or
+:class:`~protocols.z3950.records.OpacRecord` to send.
 
 Holdings: every item becomes one holdings entry. In MARC and MARCXML it is written in the peer's
 holdings layout (``holdings_tag``; the stored record's own holdings fields are dropped first, so
@@ -41,14 +41,13 @@ carry them all), instead of dropping items silently.
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pymarc
 from lxml import etree
 
+from gateway.domain.holdings import CatalogueRecord, ItemState
 from protocols.z3950 import oids
 from protocols.z3950.marc8 import NCR_ERRORS
 from protocols.z3950.records import CirculationItem, Holding, OpacRecord
@@ -64,85 +63,21 @@ MARCXML_NS = "http://www.loc.gov/MARC21/slim"
 MAX_ISO2709_LENGTH = 99999
 """The record length field has five digits."""
 
-_STATUS_TEXT = {
-    "available": "Available",
-    "on_loan": "Checked out",
-    "on_hold_shelf": "On holds shelf",
-    "in_transit": "In transit",
-    "missing": "Missing",
-    "withdrawn": "Withdrawn",
-}
 _SYMPHONY_LOCATION = {
     "on_loan": "CHECKEDOUT",
     "on_hold_shelf": "HOLDS",
     "in_transit": "INTRANSIT",
     "missing": "MISSING",
     "withdrawn": "DISCARD",
+    # no current location of their own that Symphony readers (ReShare: RESERVES, CHECKEDOUT,
+    # MISSING, DISCARD) take as unavailable: the nearest of those
+    "lost": "MISSING",
+    "damaged": "MISSING",
+    "on_order": "MISSING",
+    "unavailable": "MISSING",
+    "not_for_loan": "RESERVES",
 }
 _TEMPORARY_LOCATION = {"on_hold_shelf": "Holds shelf", "in_transit": "In transit"}
-
-
-@dataclass(frozen=True)
-class ItemState:
-    """One item (copy) with its live circulation state."""
-
-    barcode: str
-    location: str
-    shelving_location: str
-    call_number: str
-    copy_number: str
-    status: str
-    loan_policy: str
-    due_at: str | None = None      # ISO 8601, while on loan
-    active_holds: int = 0
-
-    @property
-    def on_loan(self) -> bool:
-        """True while the item has an open loan (or is marked on loan)."""
-        return self.due_at is not None or self.status == "on_loan"
-
-    @property
-    def available_now(self) -> bool:
-        """On the shelf, not on loan, nobody waiting for it: a lender can send it today."""
-        return self.status == "available" and not self.on_loan and self.active_holds == 0
-
-    @property
-    def on_hold(self) -> bool:
-        """Held for a patron (waiting on the holds shelf or with an active hold)."""
-        return self.active_holds > 0 or self.status == "on_hold_shelf"
-
-    @property
-    def due_date(self) -> str | None:
-        """The due date (YYYY-MM-DD) while on loan."""
-        return self.due_at[:10] if self.due_at else None
-
-    @property
-    def status_text(self) -> str:
-        """A human status: ``Available``, ``Checked out``, ``On hold``…"""
-        if self.on_loan:
-            return "Checked out"
-        if self.status == "available" and self.active_holds:
-            return "On hold"
-        return _STATUS_TEXT.get(self.status, self.status)
-
-    @property
-    def public_note(self) -> str:
-        """``AVAILABLE`` (what Sierra-style readers test) or the status, with the due date."""
-        if self.available_now:
-            return "AVAILABLE"
-        if self.due_date:
-            return f"DUE {self.due_date}"
-        return self.status_text.upper()
-
-
-@dataclass(frozen=True)
-class CatalogueRecord:
-    """A stored bibliographic record and its items."""
-
-    id: int
-    local_id: str
-    marc: bytes
-    items: tuple[ItemState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,29 +90,6 @@ class Presentation:
     record_charset: str | None = None
     """The codec MARC records are sent in (charset negotiation), None for UTF-8. MARCXML and
     OPAC-XML stay UTF-8: XML names its own encoding, and MARC-8 is no XML encoding."""
-
-
-def load_records(conn: sqlite3.Connection, record_ids: Sequence[int]) -> dict[int, CatalogueRecord]:
-    """Read records and their non-temporary items with live loans and holds (temporary: none)."""
-    ids = list(dict.fromkeys(record_ids))
-    rows: dict[int, tuple[str, bytes]] = {}
-    items: dict[int, list[ItemState]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT id, local_id, marc FROM records WHERE id IN ({marks})"
-                                " AND temporary = 0", chunk):
-            rows[row[0]] = (row[1], bytes(row[2]))
-        for row in conn.execute(
-                "SELECT i.record_id, i.barcode, i.location, i.shelving_location, i.call_number,"
-                " i.copy_number, i.status, i.loan_policy, l.due_at,"
-                " (SELECT count(*) FROM holds h WHERE h.item_id = i.id AND h.status = 'active')"
-                " FROM items i LEFT JOIN loans l ON l.item_id = i.id AND l.returned_at IS NULL"
-                f" WHERE i.record_id IN ({marks}) AND i.temporary = 0"
-                " ORDER BY i.record_id, i.location, i.barcode", chunk):
-            items.setdefault(row[0], []).append(ItemState(*row[1:]))
-    return {rid: CatalogueRecord(rid, local_id, marc, tuple(items.get(rid, ())))
-            for rid, (local_id, marc) in rows.items()}
 
 
 # -- MARC ----------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from gateway.backends.embedded import catalogue as catalogue_module
+from gateway.backends.embedded.catalogue import EmbeddedCatalogue
 from gateway.backends.embedded.records import (
     ItemData,
     PatronData,
@@ -29,12 +31,12 @@ from gateway.backends.embedded.records import (
     upsert_patron,
     upsert_record,
 )
-from gateway.backends.embedded.search import Hits, WordCounts, compile_plan, plan_query, run_plan
+from gateway.backends.embedded.search import Hits, WordCounts, compile_plan, run_plan
 from gateway.config import Config, Peer, Z3950Settings
 from gateway.storage.schema import MIGRATIONS
 from gateway.storage.store import Store, open_database
-from gateway.z3950 import catalogue as catalogue_module
 from gateway.z3950.catalogue import Bib1Error, CatalogueService, ResultSet
+from gateway.z3950.query import plan_query
 from protocols.z3950 import oids
 from protocols.z3950.codec import ScanEntry, SortKeyInfo, SurrogateDiagnostic
 from protocols.z3950.pqf import Attribute, Query, Term, parse_pqf
@@ -156,8 +158,21 @@ def open_env(tmp_path: Path) -> Iterator[Env]:
     gateway = SimpleNamespace(store=store, reactor=reactor,
                               config=make_config(koha="952", symphony="926", tlc="982",
                                                  folio="852"))
-    yield Env(CatalogueService(gateway), store, seeded, gateway)
+    yield Env(service_for(gateway), store, seeded, gateway)
     pytest_twisted.blockon(store.stop())
+
+
+def service_for(gateway: Any) -> CatalogueService:
+    """The Z39.50 catalogue service over the embedded catalogue, as the daemon builds it."""
+    catalogue = EmbeddedCatalogue(
+        gateway.store, time_limit=lambda: gateway.config.z3950.operation_time_limit,
+        stopping=lambda: getattr(gateway, "state", "running") in ("stopping", "stopped"))
+    return CatalogueService(catalogue, config=lambda: gateway.config, clock=gateway.reactor)
+
+
+def known(name: str, record_ids: Any) -> ResultSet:
+    """A result set of known record ids (as a sorted one is)."""
+    return ResultSet(name, Hits.of(record_ids))
 
 
 @pytest.fixture
@@ -177,7 +192,7 @@ async def hits(env: Env, pqf: str, databases: tuple[str, ...] = ("Default",),
 
 async def all_ids(env: Env, rs: ResultSet) -> list[int]:
     """Every record id of a result set, in result order."""
-    return await env.store.read(lambda conn: rs.ids(conn, 1, rs.count))
+    return await env.store.read(lambda conn: rs.found.page(conn, 1, rs.count))
 
 
 async def diagnostic(env: Env, pqf: str | Query, databases: tuple[str, ...] = ("Default",)
@@ -733,7 +748,7 @@ async def test_a_named_set_is_searched_through_its_statement(env: Env) -> None:
     """@set uses the set's own statement (no list of its ids), and sees only its members."""
     austen = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
                                       result_sets={}, name="austen")
-    assert "json_each" not in austen.hits.members[0]
+    assert "json_each" not in austen.found.members[0]
     await env.store.write(lambda conn: upsert_record(
         conn, make_record("rec0100", "Persuasion", author="Austen, Jane", year=1817)))
     sets = {"austen": austen}
@@ -746,8 +761,8 @@ async def test_present_reads_pages_past_the_first(env: Env) -> None:
     """Present of positions past the first page builds the right records."""
     rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
                                   result_sets={}, name="default")
-    rs.hits.ids[1:] = []  # as if the first page had been one id long
-    emma = ResultSet("emma", (env.seeded.ids["emma"],))
+    rs.found.ids[1:] = []  # as if the first page had been one id long
+    emma = known("emma", (env.seeded.ids["emma"],))
     wanted: dict[str, Any] = dict(syntax=oids.SUTRS, element_set="F", database="Default",
                                   peer=None)
     assert (await env.service.fetch(rs, 3, 1, **wanted)
@@ -760,19 +775,19 @@ async def test_a_small_present_on_a_bounded_page_runs_inline(
     """A Present of up to INLINE_RECORDS records whose page needs no OFFSET runs on the reactor
     thread; a page further on, or more records, on a reader thread."""
     threads: list[bool] = []
-    real = catalogue_module.render.load_records
+    real = catalogue_module.load_records
 
     def spy(conn: sqlite3.Connection, ids: list[int]) -> Any:
         threads.append(threading.current_thread() is threading.main_thread())
         return real(conn, ids)
 
-    monkeypatch.setattr(catalogue_module.render, "load_records", spy)
+    monkeypatch.setattr(catalogue_module, "load_records", spy)
     monkeypatch.setattr(catalogue_module, "INLINE_RECORDS", 2)
     rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
                                   result_sets={}, name="default")
     wanted: dict[str, Any] = dict(syntax=oids.SUTRS, element_set="F", database="Default",
                                   peer=None)
-    rs.hits.ids[1:] = []  # as if the first page had been one id long
+    rs.found.ids[1:] = []  # as if the first page had been one id long
     assert len(await env.service.fetch(rs, 3, 1, **wanted)) == 1  # OFFSET 1: not bounded
     assert len(await env.service.fetch(rs, 1, 3, **wanted)) == 3  # more than 2 records
     assert len(await env.service.fetch(rs, 2, 2, **wanted)) == 2  # extends the ids read
@@ -789,7 +804,7 @@ async def test_an_inline_present_keeps_to_its_budget(
     """Records with more MARC or items than the inline budget are built on a reader thread
     (Pride and Prejudice: three items, one of them temporary), with the same result."""
     threads: list[bool] = []
-    real = catalogue_module.render.load_records
+    real = catalogue_module.load_records
 
     def spy(conn: sqlite3.Connection, ids: list[int]) -> Any:
         threads.append(threading.current_thread() is threading.main_thread())
@@ -797,9 +812,9 @@ async def test_an_inline_present_keeps_to_its_budget(
 
     wanted: dict[str, Any] = dict(syntax=oids.OPAC, element_set="F", database="Default",
                                   peer=None)
-    pride = ResultSet("pride", (env.seeded.ids["pride"],))
+    pride = known("pride", (env.seeded.ids["pride"],))
     expected = await env.service.fetch(pride, 1, 1, **wanted)
-    monkeypatch.setattr(catalogue_module.render, "load_records", spy)
+    monkeypatch.setattr(catalogue_module, "load_records", spy)
     monkeypatch.setattr(catalogue_module, limit, value)
     assert await env.service.fetch(pride, 1, 1, **wanted) == expected
     assert threads == [inline]
@@ -819,7 +834,7 @@ async def test_a_record_deleted_after_the_search_is_diagnostic_14(env: Env) -> N
     """A hit deleted since the search leaves a surrogate diagnostic 14, the count unchanged."""
     rs = await env.service.search(parse_pqf("@attr 1=1003 austen"), ["Default"], peer=None,
                                   result_sets={}, name="default")
-    rs.hits.ids[1:] = []  # the deleted record's position is not read yet
+    rs.found.ids[1:] = []  # the deleted record's position is not read yet
 
     def delete(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM records WHERE id = ?", (env.seeded.ids["sense"],))
@@ -917,7 +932,7 @@ async def test_scan_diagnostics(env: Env) -> None:
 async def sorted_names(env: Env, keys: list[SortKeyInfo]) -> list[str]:
     """Sort every lendable record and return their names in order."""
     lendable = tuple(sorted(v for k, v in env.seeded.ids.items() if k != "borrowed"))
-    result = await env.service.sort(ResultSet("default", lendable), keys, name="sorted")
+    result = await env.service.sort(known("default", lendable), keys, name="sorted")
     order = await all_ids(env, result)
     assert result.name == "sorted" and sorted(order) == list(lendable)
     names = {v: k for k, v in env.seeded.ids.items()}
@@ -957,7 +972,7 @@ async def test_sort_by_date(env: Env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_sort_diagnostics(env: Env) -> None:
     """An unknown sort key is 207 (cannot sort according to sequence); a bad relation 214."""
-    rs = ResultSet("default", (1, 2))
+    rs = known("default", (1, 2))
     for keys, code in (([SortKeyInfo(sort_field="colour")], 207),
                        ([SortKeyInfo((Attribute(None, 1, 9999),))], 207),
                        ([], 207),
@@ -973,7 +988,7 @@ async def test_sort_diagnostics(env: Env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_fetch_diagnostics(env: Env) -> None:
     """Unknown syntax 239 (addinfo the OID), bad element set 25, start out of range 13."""
-    rs = ResultSet("default", (env.seeded.ids["pride"],))
+    rs = known("default", (env.seeded.ids["pride"],))
     cases: list[tuple[dict[str, Any], int, tuple[int, str]]] = [
         (dict(syntax=(1, 2, 840, 10003, 5, 16383), element_set=None), 1,
          (239, "1.2.840.10003.5.16383")),
@@ -996,7 +1011,7 @@ async def test_one_bad_record_is_a_surrogate_diagnostic(env: Env) -> None:
                      (env.seeded.ids["sense"],))
     await env.store.write(corrupt)
     ids = (env.seeded.ids["pride"], env.seeded.ids["sense"], 999999, env.seeded.ids["emma"])
-    out = await env.service.fetch(ResultSet("default", ids), 1, 4, syntax=oids.USMARC,
+    out = await env.service.fetch(known("default", ids), 1, 4, syntax=oids.USMARC,
                                   element_set="F", database="Default", peer=None)
     assert [type(r).__name__ for r in out] == ["ResponseRecord", "SurrogateDiagnostic",
                                               "SurrogateDiagnostic", "ResponseRecord"]
@@ -1008,7 +1023,7 @@ async def test_one_bad_record_is_a_surrogate_diagnostic(env: Env) -> None:
 async def test_fetch_clamps_count_to_the_set(env: Env) -> None:
     """Asking for more records than remain returns the rest."""
     ids = (env.seeded.ids["pride"], env.seeded.ids["sense"])
-    out = await env.service.fetch(ResultSet("default", ids), 2, 10, syntax=None,
+    out = await env.service.fetch(known("default", ids), 2, 10, syntax=None,
                                   element_set=None, database="Default", peer=None)
     assert len(out) == 1 and out[0].syntax == oids.USMARC  # type: ignore[union-attr]
 

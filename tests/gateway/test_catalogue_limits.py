@@ -11,22 +11,30 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
 
 from gateway.backends.embedded import search as search_module
 from gateway.backends.embedded.records import upsert_record
-from gateway.backends.embedded.search import HELD_IDS, compile_regex, plan_query, run_plan
+from gateway.backends.embedded.search import HELD_IDS, Hits, compile_regex, run_plan
 from gateway.config import Config, Z3950Settings
+from gateway.domain.catalogue import CatalogueError
 from gateway.storage.store import ReadInterrupted, Store, open_database
-from gateway.z3950.catalogue import Bib1Error, CatalogueService, ResultSet
+from gateway.z3950.catalogue import ResultSet
+from gateway.z3950.diagnostics import Bib1Error, bib1_error
+from gateway.z3950.query import plan_query
 from protocols.z3950.codec import SortKeyInfo
 from protocols.z3950.pqf import Attribute, Term, parse_pqf
-from tests.gateway.test_catalogue import make_record
+from tests.gateway.test_catalogue import make_record, service_for
 
 RECORDS = 600
+
+reactor = cast(IReactorFromThreads, global_reactor)
+"""The global reactor, as the store takes it (it runs reader callbacks through it)."""
 
 
 def _catalogue(path: Path) -> None:
@@ -47,8 +55,9 @@ def env(tmp_path: Path) -> Iterator[SimpleNamespace]:
     store.start()
     gateway = SimpleNamespace(store=store, reactor=reactor, state="running",
                               config=Config(z3950=Z3950Settings(databases=("Default",))))
-    yield SimpleNamespace(service=CatalogueService(gateway), store=store, gateway=gateway,
-                          path=path)
+    service = service_for(gateway)
+    yield SimpleNamespace(service=service, catalogue=service.catalogue, store=store,
+                          gateway=gateway, path=path)
     pytest_twisted.blockon(store.stop())
 
 
@@ -58,10 +67,13 @@ async def _search(env: SimpleNamespace, pqf: str, result_sets: dict | None = Non
 
 
 async def _diagnostic(deferred) -> Bib1Error:
+    """The diagnostic a call fails with (a catalogue error as the service maps it)."""
     try:
         await deferred
     except Bib1Error as error:
         return error
+    except CatalogueError as error:
+        return bib1_error(error)
     raise AssertionError("no diagnostic")
 
 
@@ -73,12 +85,12 @@ def test_backtracking_regex_runs_in_linear_time() -> None:
     for _ in range(1000):
         assert regex.fullmatch("a" * 40) is None
     assert time.perf_counter() - started < 1.0
-    with pytest.raises(Bib1Error) as error:
+    with pytest.raises(CatalogueError) as error:
         compile_regex(r"(a)\1")
-    assert error.value.code == 125
-    with pytest.raises(Bib1Error) as error:
+    assert bib1_error(error.value).code == 125
+    with pytest.raises(CatalogueError) as error:
         compile_regex("a" * (search_module.MAX_REGEX + 1))
-    assert error.value.code == 125
+    assert bib1_error(error.value).code == 125
 
 
 @pytest_twisted.ensureDeferred
@@ -124,7 +136,7 @@ async def test_time_budget_interrupts_a_catalogue_read(env: SimpleNamespace) -> 
     with pytest.raises(ReadInterrupted, match="time limit"):
         await env.store.read_budgeted(slow, 0.05)
     assert time.monotonic() - started < 2
-    error = await _diagnostic(env.service._read(slow))
+    error = await _diagnostic(env.catalogue._read(slow))
     assert error.code == 31 and "time limit" in (error.addinfo or "")
     assert (await _search(env, "common")).count == RECORDS
 
@@ -138,7 +150,7 @@ async def test_stopping_interrupts_catalogue_reads(env: SimpleNamespace) -> None
 
     env.gateway.state = "stopping"
     started = time.monotonic()
-    error = await _diagnostic(env.service._read(slow))
+    error = await _diagnostic(env.catalogue._read(slow))
     assert error.code == 31 and time.monotonic() - started < 2
 
 
@@ -175,18 +187,20 @@ async def test_large_boolean_result_sets_hold_a_window(env: SimpleNamespace,
     read forwards, far ahead or backwards, is the same as the full ordered list."""
     monkeypatch.setattr(search_module, "HELD_IDS", 50)
     rs = await _search(env, "@or common @attr 1=1003 writer3")
-    assert rs.count == RECORDS and rs.hits.streamed and len(rs.hits.ids) <= 50
+    hits = rs.found
+    assert isinstance(hits, Hits)
+    assert rs.count == RECORDS and hits.streamed and len(hits.ids) <= 50
     expected = await env.store.read(lambda conn: [row[0] for row in conn.execute(
         "SELECT id FROM records ORDER BY id")])
     pages: list[int] = []
     for start in range(1, RECORDS + 1, 37):
-        pages += await env.store.read(lambda conn, s=start: rs.ids(conn, s, 37))
-        assert len(rs.hits.ids) <= 50
+        pages += await env.store.read(lambda conn, s=start: hits.page(conn, s, 37))
+        assert len(hits.ids) <= 50
     assert pages == expected
     for start, count in ((501, 20), (3, 10), (1, 5), (590, 30), (100, 1)):
-        got = await env.store.read(lambda conn, s=start, c=count: rs.ids(conn, s, c))
+        got = await env.store.read(lambda conn, s=start, c=count: hits.page(conn, s, c))
         assert got == expected[start - 1:start - 1 + count]
-    assert len(rs.hits.ids) <= 50
+    assert len(hits.ids) <= 50
 
 
 def test_small_boolean_results_are_read_whole(tmp_path: Path) -> None:

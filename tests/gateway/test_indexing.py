@@ -21,8 +21,10 @@ from gateway.backends.embedded.indexing import (
     written_forms,
 )
 from gateway.backends.embedded.records import extract_fields, upsert_record
-from gateway.backends.embedded.search import Bib1Error, plan_query, run_plan
+from gateway.backends.embedded.search import run_plan
 from gateway.storage.store import open_database
+from gateway.z3950.diagnostics import Bib1Error
+from gateway.z3950.query import plan_query
 from protocols.z3950 import client, codec, fastber
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.pqf import And, AndNot, Attribute, Node, Or, Query, Term, parse_pqf

@@ -23,7 +23,6 @@ from pyasn1.codec.ber import decoder, encoder
 
 from gateway.backends.embedded.operations import check_in, check_out, place_hold
 from gateway.z3950 import retrieval as render
-from gateway.z3950.catalogue import ResultSet
 from protocols.z3950 import oids
 from protocols.z3950.asn1_records import OPACRecord
 from protocols.z3950.client import read_records
@@ -35,7 +34,7 @@ from protocols.z3950.codec import (
     present_response,
 )
 from protocols.z3950.records import OpacRecord, opac_from_asn1, opac_to_asn1
-from tests.gateway.test_catalogue import Env, due_in, make_record, open_env
+from tests.gateway.test_catalogue import Env, due_in, known, make_record, open_env
 
 MARCXML_NS = "{http://www.loc.gov/MARC21/slim}"
 
@@ -51,7 +50,7 @@ async def fetch(env: Env, names: list[str], syntax: oids.Oid, element_set: str |
     """Fetch seeded records by name in ``syntax``; returns the ResponseRecord data."""
     ids = tuple(env.seeded.ids[n] for n in names)
     peer_obj = env.gateway.config.peer(peer) if peer else None
-    out = await env.service.fetch(ResultSet("default", ids), 1, len(ids), syntax=syntax,
+    out = await env.service.fetch(known("default", ids), 1, len(ids), syntax=syntax,
                                   element_set=element_set, database="Default", peer=peer_obj)
     records = [r for r in out if isinstance(r, ResponseRecord)]
     assert len(records) == len(out), out
@@ -273,7 +272,7 @@ async def test_opac_record_roundtrips_with_holdings(env: Env) -> None:
 async def test_opac_through_a_present_response(env: Env) -> None:
     """The OPAC ResponseRecord encodes in a PresentResponse PDU that decodes back."""
     ids = (env.seeded.ids["pride"], env.seeded.ids["emma"])
-    out = await env.service.fetch(ResultSet("default", ids), 1, 2, syntax=oids.OPAC,
+    out = await env.service.fetch(known("default", ids), 1, 2, syntax=oids.OPAC,
                                   element_set=None, database="Default", peer=None)
     pdu = present_response(next_result_set_position=3, records=out)
     decoded = read_records(pdu_body(decode_pdu(encode_pdu(pdu))))
@@ -359,7 +358,7 @@ async def test_sutrs_in_the_peer_charset(env: Env) -> None:
 
     latin = replace(env.gateway.config.peer("folio"), z3950_charset="iso-8859-1")
     ids = (env.seeded.ids["cafe"],)
-    [record] = await env.service.fetch(ResultSet("default", ids), 1, 1, syntax=oids.SUTRS,
+    [record] = await env.service.fetch(known("default", ids), 1, 1, syntax=oids.SUTRS,
                                        element_set="F", database="Default", peer=latin)
     assert isinstance(record, ResponseRecord)
     assert "Café".encode("iso-8859-1") in record.data
@@ -393,7 +392,7 @@ def test_marc_with_thousands_of_items_stays_valid_iso2709() -> None:
 @pytest_twisted.ensureDeferred
 async def test_default_syntax(env: Env) -> None:
     """Without a syntax, records come as USMARC, or as OPAC for element set OP."""
-    rs = ResultSet("default", (env.seeded.ids["emma"],))
+    rs = known("default", (env.seeded.ids["emma"],))
     [plain] = await env.service.fetch(rs, 1, 1, syntax=None, element_set=None,
                                       database="Default", peer=None)
     [op] = await env.service.fetch(rs, 1, 1, syntax=None, element_set="op",
@@ -424,7 +423,8 @@ def test_records_in_the_negotiated_charset(codec: str, author: bytes, location: 
         assert (parsed["100"]["a"], parsed["245"]["a"]) == ("Moreau, Émile", "Война и мир")
     opac = render.opac(record, "F", view)
     assert author in (opac.bibliographic or b"")
-    assert opac.holdings[0].local_location == location  # bytes: sent as they are
+    sent: object = opac.holdings[0].local_location  # bytes: sent as they are
+    assert sent == location
     assert isinstance(roundtrip(opac), OpacRecord)
     assert author.replace(b"Moreau, ", b"") in render.sutrs(record, "F", view)
     assert "Émile".encode() in render.marcxml(record, "F", view)

@@ -405,8 +405,9 @@ def test_many_items_record_is_found_and_indexed_once(servers: Servers) -> None:
 def test_migration_rebuilds_an_old_index(tmp_path: Path) -> None:
     """A database written before schema migration 9 (words folded by FTS5's unicode61, so a
     Cyrillic й never matched) is re-indexed on opening: the words match as queries fold."""
-    from gateway.backends.embedded.search import plan_query, run_plan
+    from gateway.backends.embedded.search import run_plan
     from gateway.storage.schema import MIGRATIONS
+    from gateway.z3950.query import plan_query
     from protocols.z3950.pqf import parse_pqf
 
     path = tmp_path / "old.sqlite3"

@@ -20,6 +20,7 @@ import pytest
 from gateway.backends.upstream.holdings import normalise
 from gateway.backends.upstream.items import ItemStatus
 from gateway.backends.upstream.profile import HoldingsProfile
+from protocols.z3950 import client as origin
 from protocols.z3950 import codec, oids
 from protocols.z3950.records import DecodedExternal, OpacRecord, opac_from_asn1
 from tests.conftest import SHARED
@@ -61,13 +62,13 @@ def present(port: int, local_id: str, syntax: oids.Oid) -> DecodedExternal:
     """Init, search ``1=12 local_id`` (one hit), present record 1 in ``syntax``."""
     client = Raw(port)
     try:
-        client.ask(codec.init_request())
-        found = client.ask(codec.search_request(f"@attr 1=12 {local_id}",
+        client.ask(origin.init_request())
+        found = client.ask(origin.search_request(f"@attr 1=12 {local_id}",
                                                 database_names=("Default",)))
         assert found is not None and int(codec.pdu_body(found)["resultCount"]) == 1
-        response = client.ask(codec.present_request(preferred_record_syntax=syntax))
+        response = client.ask(origin.present_request(preferred_record_syntax=syntax))
         assert response is not None
-        records = codec.read_records(codec.pdu_body(response))
+        records = origin.read_records(codec.pdu_body(response))
     finally:
         client.close()
     assert len(records) == 1 and isinstance(records[0], DecodedExternal), records

@@ -76,16 +76,16 @@ def test_pdu_deadline_waits_while_an_operation_runs() -> None:
     """Reading is paused while a catalogue call runs; a partial PDU's deadline that falls
     meanwhile starts again rather than cutting the client off for the server's slowness."""
     gateway = FakeGateway(pdu_timeout=2.0)
-    gateway.catalogue.hold = True
+    gateway.fake_catalogue.hold = True
     conn = Connection(gateway)
     conn.init()
     search = codec.encode_pdu(client.search_request("river", result_set_name="1"))
     conn.protocol.dataReceived(search + search[:3])   # one whole search, one begun
     conn.clock.advance(2.5)                             # the deadline falls during the search
     assert not conn.closed
-    gateway.catalogue.held.pop(0).callback(None)
+    gateway.fake_catalogue.held.pop(0).callback(None)
     conn.protocol.dataReceived(search[3:])
-    gateway.catalogue.held.pop(0).callback(None)
+    gateway.fake_catalogue.held.pop(0).callback(None)
     conn.clock.advance(10.0)
     assert [codec.pdu_arm(p) for p in conn.take()] == ["searchResponse", "searchResponse"]
     assert conn.protocol._pdu_timer is None

@@ -387,7 +387,7 @@ def test_audit_rows_per_operation(conn: Connection) -> None:
     conn.ask(origin.search_request("@attr 1=4 computer"))
     conn.ask(origin.present_request(preferred_record_syntax=oids.OPAC))
     conn.ask(origin.scan_request("@attr 1=4 c"))
-    conn.ask(origin.sort_request())
+    conn.ask(origin.sort_request(keys=[origin.SortKeyInfo(sort_field="title")]))
     conn.ask(origin.delete_result_set_request(delete_all=True))
     conn.ask(codec.close())
     rows = conn.gateway.audit.entries
@@ -419,12 +419,20 @@ RESHARE = Peer(name="reshare", z3950_user="reshare", z3950_password="demo-z-pass
 def test_authenticated_peer_attributed_in_audit_and_calls() -> None:
     """Init as reshare: audit rows carry the peer, the catalogue gets the Peer object."""
     gateway = FakeGateway(peers=[RESHARE], require_auth=True)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    search = gateway.catalogue.search
+
+    def recording_search(query: Any, databases: Any, **kwargs: Any) -> Any:
+        calls.append(("search", {"query": query, **kwargs}))
+        return search(query, databases, **kwargs)
+
+    gateway.catalogue.search = recording_search  # type: ignore[method-assign]
     conn = Connection(gateway)
     answer = conn.init(authentication=Authentication("open", "reshare", "demo-z-pass"))
     assert bool(body(answer)["result"]) is True
     conn.ask(origin.search_request("@attr 1=4 caf\xe9", charset="latin-1"))
     assert gateway.audit.entries[-1].peer == "reshare"
-    name, args = gateway.catalogue.calls[-1]
+    name, args = calls[-1]
     assert args["peer"] is RESHARE
     assert args["query"].terms()[0].value == "caf\xe9"
     assert "demo-z-pass" not in repr(gateway.audit.entries)
@@ -498,7 +506,7 @@ def test_wait_idle_can_be_cancelled() -> None:
 
 
 def test_factory_defaults_to_gateway_catalogue() -> None:
-    """The factory uses gateway.z3950.catalogue when the gateway has one."""
+    """The factory uses the gateway's catalogue service when the gateway has one."""
     gateway = FakeGateway()
     assert Z3950Factory(gateway).catalogue is gateway.catalogue
     assert isinstance(Z3950Factory(gateway).buildProtocol(None), Z3950Protocol)

@@ -1,16 +1,9 @@
 # -*- test-case-name: tests.gateway.test_indexing -*-
-"""What the word index holds, and the one folding function both the index and queries use.
-
-Words are folded and split here, in Python, for every script alike (:func:`fold`,
-:func:`tokenize`); the FTS5 table stores the folded words separated by spaces and its
+"""What the word index holds. Words are folded and split as every query's words are
+(:func:`gateway.domain.text.fold`, :func:`~gateway.domain.text.tokenize`, in Python, for every
+script alike); the FTS5 table stores the folded words separated by spaces and its
 ``ascii`` tokenizer only splits them again on those spaces, so a query word (folded by the
-same function) and an indexed word are equal exactly when their folded forms are. Folding is:
-Unicode compatibility decomposition (NFKD: ``ﬁ`` → ``fi``), full case folding (``ß`` → ``ss``,
-final ``ς`` → ``σ``), removal of combining marks (``é`` → ``e``, ``й`` → ``и``, ``ά`` → ``α``,
-Hebrew points, Arabic harakat) and a few Latin letters that do not decompose (``ł`` → ``l``,
-``ø`` → ``o``, ``đ`` → ``d``). Decomposed and precomposed input fold the same. A run of letters
-and digits is one word; CJK text without spaces stays one word per run (as in Zebra's word
-indexes), so a CJK query must give the run whole or use truncation.
+same function) and an indexed word are equal exactly when their folded forms are.
 
 The columns (:data:`WORD_COLUMNS`) follow Zebra's MARC 21 profile: every name (1XX, 7XX, 8XX
 and 245 $c) is an author; titles are 245, 130, 210, 222, 240, 242, 243, 246, 247, 730, 740, the
@@ -28,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.backends.embedded.identifiers import normalise_lccn
+from gateway.domain.text import fold, tokenize, words  # noqa: F401 - the index's words
 
 WORD_COLUMNS = ("title", "author", "subject", "anywords", "personal", "corporate",
                 "conference", "series", "publisher")
@@ -35,35 +29,6 @@ WORD_COLUMNS = ("title", "author", "subject", "anywords", "personal", "corporate
 
 _TITLE, _AUTHOR, _SUBJECT, _ANY, _PERSONAL, _CORPORATE, _CONFERENCE, _SERIES, _PUBLISHER = \
     range(len(WORD_COLUMNS))
-
-_UNDECOMPOSED = str.maketrans({
-    "ł": "l", "đ": "d", "ð": "d", "ø": "o", "ħ": "h", "ı": "i", "ŀ": "l", "ŧ": "t",
-    "æ": "ae", "œ": "oe", "þ": "th", "ĸ": "k", "ŋ": "n",
-})
-
-_WORD = re.compile(r"[^\W_]+")
-_MASK_WORD = re.compile(r"[^\W_]*[#?][^\W_#?]*(?:[#?][^\W_#?]*)*|[^\W_]+")
-
-
-def fold(text: str) -> str:
-    """``text`` as the word index compares it (see the module docstring)."""
-    if text.isascii():
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold()).lower()
-    return "".join([c for c in decomposed if not unicodedata.combining(c)]).translate(
-        _UNDECOMPOSED)
-
-
-def tokenize(text: str, *, keep_masks: bool = False) -> tuple[str, ...]:
-    """The folded words of ``text`` (``#``/``?`` kept inside words when masking)."""
-    pattern = _MASK_WORD if keep_masks else _WORD
-    return tuple(pattern.findall(fold(text)))
-
-
-def words(text: str) -> str:
-    """The folded words of ``text`` joined by spaces, as a word-index column stores them."""
-    return " ".join(_WORD.findall(fold(text))) if text else ""
-
 
 # -- what goes in each column --------------------------------------------------------------------
 

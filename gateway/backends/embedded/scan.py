@@ -1,20 +1,19 @@
 # -*- test-case-name: tests.gateway.test_catalogue -*-
-"""Z39.50 Scan: browse the word lists (title, author, subject, any...), whole titles/authors,
+"""Scan: browse the word lists (title, author, subject, any...), whole titles/authors,
 identifiers (ISBN, ISSN, LCCN, local number, OCLC, language) and years of publication.
 
 Word lists come from the FTS5 vocabulary tables of schema migration 2 (``records_fts_vocab_col``
 per column, ``records_fts_vocab_row`` for *any*), so a scan reads a few vocabulary entries, not
-the records. The vocabulary holds folded words (:func:`gateway.backends.embedded.indexing.fold`); each listed word
-gets a display term, the word as a record writes it (the first record holding it,
-:func:`_written`), as Zebra's ICU indexes display terms. Counts are numbers of records;
-temporary (borrowed) records are not in the word index (schema migration 5), so they are never
-counted or listed. A phrase scan
-(structure 1/3 or complete field) on title or author lists whole field values through the
-NOCASE indexes instead.
+the records. The vocabulary holds folded words
+(:func:`gateway.backends.embedded.indexing.fold`); each listed word gets a display term, the
+word as a record writes it (the first record holding it, :func:`_written`), as Zebra's ICU
+indexes display terms. Counts are numbers of records; temporary (borrowed) records are not in
+the word index (schema migration 5), so they are never counted or listed. A whole-field scan
+on title or author lists whole field values through the NOCASE indexes instead.
 
 Positions follow Zebra: preferred position 0 lists the terms after the scan term (position 0),
-``count + 1`` those before it; :attr:`ScanResult.ended_early` says the list ran out before
-``count`` terms (scan status partial-5).
+``count + 1`` those before it; :attr:`~gateway.domain.catalogue.ScanPage.ended_early` says the
+list ran out before ``count`` terms (scan status partial-5).
 """
 
 from __future__ import annotations
@@ -27,42 +26,19 @@ from gateway.backends.embedded.indexing import (
     WORD_COLUMNS,
     index_texts,
     stored_fields,
+    tokenize,
     written_forms,
 )
-from gateway.backends.embedded.search import (
-    COMPLETENESS,
-    DATE_USES,
-    IDENTIFIER_KINDS,
-    PHRASE_STRUCTURES,
-    STRUCTURE,
-    TEXT_COLUMNS,
-    TEXT_STRUCTURES,
-    Bib1Error,
-    check_attributes,
-    field_value,
-    numeric_attribute,
-    tokenize,
-    use_of,
-)
-from protocols.z3950 import oids
-from protocols.z3950.codec import ScanEntry
-from protocols.z3950.pqf import Term
-
-
-class ScanResult(list[ScanEntry]):
-    """Scan entries in term order, with the 1-based position the scan term has (or would have)
-    and whether the term list ended before the entries asked for."""
-
-    def __init__(self, entries: list[ScanEntry], *, position_of_term: int,
-                 ended_early: bool = False) -> None:
-        super().__init__(entries)
-        self.position_of_term = position_of_term
-        self.ended_early = ended_early
+from gateway.backends.embedded.search import IDENTIFIER_KINDS, field_value
+from gateway.backends.embedded.search import WORD_COLUMNS as COLUMN_OF_INDEX
+from gateway.domain.catalogue import IndexEntry, ScanPage, UnsupportedIndex
+from gateway.domain.query import YEAR_INDEX, ScanPlan
 
 
 @dataclass(frozen=True)
-class ScanPlan:
-    """What to browse: a word list (``column`` None = any) or whole ``field`` values."""
+class Browse:
+    """What to read: a word list (``column`` None = any) or whole ``field`` values, identifier
+    ``kinds`` or years, from ``start`` (as the index holds it) on."""
 
     start: str
     column: str | None = None
@@ -71,30 +47,25 @@ class ScanPlan:
     years: bool = False
 
 
-def plan_scan(term: Term, attribute_set: oids.Oid = oids.BIB1_ATTRSET) -> ScanPlan:
-    """Check the scan term's attributes and plan the browse (114 for a use not listed)."""
-    check_attributes(term, attribute_set)
-    use = use_of(term)
-    if use in IDENTIFIER_KINDS:
-        kinds = IDENTIFIER_KINDS[use]
-        forms = search_forms(kinds[0], term.value) if len(kinds) == 1 else [term.value.strip()]
-        return ScanPlan(start=forms[0] if forms else "", kinds=kinds)
-    if use in DATE_USES:
-        digits = "".join(c for c in term.value if c.isdigit())[:4]
-        return ScanPlan(start=digits, years=True)
-    if use not in TEXT_COLUMNS:
-        raise Bib1Error(114, str(term.attribute(1)))
-    column = TEXT_COLUMNS[use]
-    structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118)
-    completeness = numeric_attribute(term, COMPLETENESS, frozenset({1, 2, 3}), 122)
-    whole = structure in PHRASE_STRUCTURES or completeness in (2, 3)
-    if whole and column in ("title", "author"):
-        return ScanPlan(start=field_value(term.value), field=column)
-    tokens = tokenize(term.value)
-    return ScanPlan(start=tokens[0] if tokens else "", column=column)
+def prepare_scan(plan: ScanPlan) -> Browse:
+    """The scan in this catalogue's terms (:class:`UnsupportedIndex` for an index it lacks)."""
+    if plan.index in IDENTIFIER_KINDS:
+        kinds = IDENTIFIER_KINDS[plan.index]
+        forms = search_forms(kinds[0], plan.text) if len(kinds) == 1 else [plan.text.strip()]
+        return Browse(start=forms[0] if forms else "", kinds=kinds)
+    if plan.index == YEAR_INDEX:
+        digits = "".join(c for c in plan.text if c.isdigit())[:4]
+        return Browse(start=digits, years=True)
+    if plan.index not in COLUMN_OF_INDEX:
+        raise UnsupportedIndex(plan.index)
+    column = COLUMN_OF_INDEX[plan.index]
+    if plan.whole_field and column in ("title", "author"):
+        return Browse(start=field_value(plan.text), field=column)
+    tokens = tokenize(plan.text)
+    return Browse(start=tokens[0] if tokens else "", column=column)
 
 
-def _vocabulary(conn: sqlite3.Connection, plan: ScanPlan, low: str | None, high: str | None,
+def _vocabulary(conn: sqlite3.Connection, plan: Browse, low: str | None, high: str | None,
                 limit: int | None) -> list[tuple[str, int]]:
     """Vocabulary (term, records) rows with ``low <= term < high``, ascending."""
     table = "records_fts_vocab_row" if plan.column is None else "records_fts_vocab_col"
@@ -130,16 +101,16 @@ def _lower_bounds(start: str) -> list[str]:
     return bounds
 
 
-def _entries(rows: list[tuple[str, int]]) -> list[ScanEntry]:
-    return [ScanEntry(term, docs) for term, docs in rows if docs > 0]
+def _entries(rows: list[tuple[str, int]]) -> list[IndexEntry]:
+    return [IndexEntry(term, docs) for term, docs in rows if docs > 0]
 
 
-def _words(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
+def _words(conn: sqlite3.Connection, plan: Browse, before: bool, limit: int) -> list[IndexEntry]:
     """Up to ``limit`` word entries from the start term on, or (before) just below it, nearest
     first."""
     if not before:
         return _entries(_vocabulary(conn, plan, plan.start, None, limit))
-    entries: list[ScanEntry] = []
+    entries: list[IndexEntry] = []
     for bound in _lower_bounds(plan.start):
         entries = _entries(_vocabulary(conn, plan, bound, plan.start, None))
         if len(entries) >= limit:
@@ -147,8 +118,8 @@ def _words(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -
     return list(reversed(entries))[:limit]
 
 
-def _written(conn: sqlite3.Connection, column: str | None, entries: list[ScanEntry]
-             ) -> list[ScanEntry]:
+def _written(conn: sqlite3.Connection, column: str | None, entries: list[IndexEntry]
+             ) -> list[IndexEntry]:
     """The entries with a display term: the word as the first record holding it writes it (the
     term itself stays the folded index word, which searches and scans as it is)."""
     shown = []
@@ -167,12 +138,12 @@ def _written(conn: sqlite3.Connection, column: str | None, entries: list[ScanEnt
                 written = written_forms(text).get(word)
                 if written is not None:
                     break
-        shown.append(ScanEntry(entry.term, entry.occurrences, written))
+        shown.append(IndexEntry(entry.term, entry.records, written))
     return shown
 
 
-def _identifiers(conn: sqlite3.Connection, plan: ScanPlan, before: bool,
-                 limit: int) -> list[ScanEntry]:
+def _identifiers(conn: sqlite3.Connection, plan: Browse, before: bool,
+                 limit: int) -> list[IndexEntry]:
     """Identifier values (as indexed: normalised) with their record counts, nearest first."""
     kinds = ",".join("?" * len(plan.kinds))
     local = plan.kinds == ("local",)
@@ -187,20 +158,20 @@ def _identifiers(conn: sqlite3.Connection, plan: ScanPlan, before: bool,
                " (SELECT id FROM records WHERE temporary = 1) GROUP BY value"
                f" ORDER BY value {'DESC' if before else 'ASC'} LIMIT ?")
         rows = conn.execute(sql, (*plan.kinds, plan.start, limit))
-    return [ScanEntry(value, count) for value, count in rows]
+    return [IndexEntry(value, count) for value, count in rows]
 
 
-def _years(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
+def _years(conn: sqlite3.Connection, plan: Browse, before: bool, limit: int) -> list[IndexEntry]:
     """Years of publication with their record counts, nearest first."""
     start = int(plan.start) if plan.start else 0
     rows = conn.execute(
         "SELECT pub_year, count(*) FROM records INDEXED BY records_year WHERE pub_year"
         f" {'<' if before else '>='} ? AND temporary = 0 GROUP BY pub_year"
         f" ORDER BY pub_year {'DESC' if before else 'ASC'} LIMIT ?", (start, limit))
-    return [ScanEntry(str(year), count) for year, count in rows]
+    return [IndexEntry(str(year), count) for year, count in rows]
 
 
-def _fields(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) -> list[ScanEntry]:
+def _fields(conn: sqlite3.Connection, plan: Browse, before: bool, limit: int) -> list[IndexEntry]:
     column = plan.field
     assert column in ("title", "author")
     order = "DESC" if before else "ASC"
@@ -209,16 +180,16 @@ def _fields(conn: sqlite3.Connection, plan: ScanPlan, before: bool, limit: int) 
         f" AND {column} {'<' if before else '>='} ? COLLATE NOCASE"
         f" GROUP BY {column} COLLATE NOCASE ORDER BY {column} COLLATE NOCASE {order} LIMIT ?",
         (plan.start, limit))
-    return [ScanEntry(value, count) for value, count in rows]
+    return [IndexEntry(value, count) for value, count in rows]
 
 
-def _key(plan: ScanPlan, term: str) -> str:
+def _key(plan: Browse, term: str) -> str:
     """A listed term as compared with the start term."""
     return term.lower() if plan.field is not None or plan.kinds == ("local",) else term
 
 
-def run_scan(conn: sqlite3.Connection, plan: ScanPlan, count: int, preferred_position: int,
-             step_size: int) -> ScanResult:
+def run_scan(conn: sqlite3.Connection, plan: Browse, count: int, preferred_position: int,
+             step_size: int) -> ScanPage:
     """Up to ``count`` entries around the start term, every ``step_size + 1``-th term.
 
     ``preferred_position`` 0 lists the terms after the start term, ``count + 1`` the terms
@@ -239,4 +210,4 @@ def run_scan(conn: sqlite3.Connection, plan: ScanPlan, count: int, preferred_pos
     if plan.field is None and not plan.kinds and not plan.years:
         entries = _written(conn, plan.column, entries)
     position = 0 if skip_start else len(before) + 1
-    return ScanResult(entries, position_of_term=position, ended_early=len(entries) < count)
+    return ScanPage(tuple(entries), position_of_term=position, ended_early=len(entries) < count)

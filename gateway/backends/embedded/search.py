@@ -1,72 +1,44 @@
-# -*- test-case-name: tests.gateway.test_catalogue -*-
-"""Bib-1 type-1 (RPN) queries compiled to SQL over the embedded catalogue.
+# -*- test-case-name: tests.gateway.test_catalogue,tests.gateway.test_embedded_catalogue -*-
+"""Query plans (:mod:`gateway.domain.query`) compiled to SQL over the embedded catalogue.
 
-A query is checked and planned without touching the database (:func:`plan_query`), so a bad
-attribute fails fast with the right Bib-1 diagnostic; the plan is then compiled into one SQL
-statement (:func:`compile_plan`) that a reader thread runs. Every term becomes a sub-select of
-record ids; ``@and``/``@or``/``@not`` become ``INTERSECT``/``UNION``/``EXCEPT``; ``@set name``
-becomes that result set's own statement (or its ids, a JSON array read with ``json_each``, once
-sorted). Temporary (borrowed) records are not in the word index; the outer statement drops
-them from other plans through the partial index ``records_temporary``, and keeps only records
-that existed when the search ran (``id <=`` the highest id then), so later additions never
-shift a result set's positions; hits are in record id order, so results are deterministic.
+A plan is first made ready for this catalogue without touching the database (:func:`prepare`:
+index names become FTS5 columns or identifier kinds, terms are folded and split as the index
+was), so what this catalogue cannot do fails fast with its domain error; it is then compiled
+into one SQL statement (:func:`compile_plan`) that a reader thread runs. Every term becomes a
+sub-select of record ids; AND/OR/NOT become ``INTERSECT``/``UNION``/``EXCEPT``; a result set
+becomes its own statement (or its ids, a JSON array read with ``json_each``, once sorted).
+Temporary (borrowed) records are not in the word index; the outer statement drops them from
+other plans through the partial index ``records_temporary``, and keeps only records that
+existed when the search ran (``id <=`` the highest id then), so later additions never shift a
+result set's positions; hits are in record id order, so results are deterministic.
 
 :func:`run_plan` does not read every hit of a word search (the FTS5 index yields its rowids in
 order): it counts them inside SQLite (the FTS5 vocabulary's document count for a single word,
 ``count(*)`` otherwise; see :func:`_count`) and reads the first page of ids only;
 :meth:`Hits.page` reads later pages on demand (keyset: ``id > last id read``, ordered by id, so
 the FTS5 index serves the order and the ``LIMIT`` stops it early). Other plans (boolean
-combinations, identifiers, years, whole fields, ``@set``) are read whole, as their statements
-cannot stream in id order.
+combinations, identifiers, years, whole fields, result sets) are read whole, as their
+statements cannot stream in id order.
 
 Access paths:
 
 * words (title, author, subject, any...) go to the FTS5 table ``records_fts``; user text is
-  folded and split by :func:`gateway.backends.embedded.indexing.tokenize` (as the index was) and every token is
-  double-quoted, so no FTS5 syntax can be injected;
-* identifiers (ISBN, ISSN, OCLC, local number) are looked up in ``record_identifiers`` through its
-  primary key (kind, value): one index seek per normalised form;
-* dates of publication compare ``records.pub_year`` (indexed);
-* complete-field titles are looked up as folded whole titles in ``record_identifiers`` (kind
-  ``title``); complete-field authors compare ``records.author`` through its NOCASE index;
+  folded and split by :func:`gateway.backends.embedded.indexing.tokenize` (as the index was)
+  and every token is double-quoted, so no FTS5 syntax can be injected;
+* identifiers (ISBN, ISSN, OCLC, local number) are looked up in ``record_identifiers`` through
+  its primary key (kind, value): one index seek per normalised form;
+* years of publication compare ``records.pub_year`` (indexed);
+* whole titles are looked up as folded whole titles in ``record_identifiers`` (kind
+  ``title``); whole authors compare ``records.author`` through its NOCASE index;
 * local numbers compare ``records.local_id`` through its NOCASE index (schema migration 9);
 * left truncation and masking expand the term against the FTS vocabulary
-  (``records_fts_vocab_col``/``_row``) first, at most :data:`MAX_EXPANSION` words.
+  (``records_fts_vocab_col``/``_row``) first, at most :data:`MAX_EXPANSION` words; FTS5
+  phrases and whole-field comparisons cannot hold such alternatives
+  (:class:`~gateway.domain.catalogue.UnsupportedCombination`).
 
-Bib-1 support (anything else is the official diagnostic, with the value as addinfo):
-
-======================  =======================================================================
-Use (1)                 1, 1002, 1003 every name; 1004 personal, 1005 (2) corporate, 1006 (3)
-                        conference names; 4 title; 5 series; 21 subject; 1018 publisher; 1016,
-                        1035 any (words in every column, plus an exact identifier lookup);
-                        7 ISBN; 8 ISSN; 9 LCCN; 12 local number (any case); 54 language;
-                        1007 ISBN/ISSN/OCLC/local; 1211 OCLC; 30, 31 year (gateway.backends.embedded.indexing
-                        says which fields feed which column). Absent: 1016. Names such as
-                        ``title`` also work. Other → 114
-Relation (2)            3 (default) and 102 everywhere; 1, 2, 4, 5, 6 on 1=31 → 117 otherwise
-Position (3)            3 any (default); 1 and 2 first in field (FTS5 ``^``) → 119 otherwise
-Structure (4)           text: 6 word list (default: words ANDed), 2 word, 101/102/105/106 as
-                        word list; 1 phrase, 107/108/109/110 phrase; 3 key = whole field.
-                        1=31: 4 year (default), 5, 100, 1, 2, 3, 6, 108, 109 → 118 otherwise
-Truncation (5)          100 none (default); 1 right (FTS5 prefix; identifiers by key range;
-                        years as a decade or century: ``199`` is 1990-1999);
-                        2 left, 3 both, 101 ``#`` = any characters, 104 ``?`` any characters and
-                        ``#`` one, 102/103 regular expression per word (vocabulary expansion,
-                        words only) → 120 otherwise
-Completeness (6)        1 (default); 2 and 3 whole field (title: a folded whole title, 245 $a,
-                        $a $b or the whole 245 and variant titles, looked up in
-                        ``record_identifiers``; author through its index; subject heading by
-                        comparison) → 122 otherwise
-Combinations            expansion (2, 3, 101-104) with a phrase, position 1 or a whole field
-                        → 123; types other than 1-6 → 113; another attribute set → 121
-Operators               at most ``max_operators`` (``z3950.max_query_operators``) → 6
-======================  =======================================================================
-
-Several words with no structure attribute are a word list (all words, in any order), where
-Zebra searches a phrase: brokers send author and title words in varying orders, and
-``@attr 4=1`` asks for a phrase. Boolean plans compile to flat compound SELECTs
-(:func:`_compile_boolean`), so a chain of hundreds of operators neither recurses nor nests
-deeply; operands nested past :data:`MAX_NESTING` are evaluated first.
+Boolean plans compile to flat compound SELECTs (:func:`_compile_boolean`), so a chain of
+hundreds of operators neither recurses nor nests deeply; operands nested past
+:data:`MAX_NESTING` are evaluated first.
 """
 
 from __future__ import annotations
@@ -76,9 +48,11 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from zope.interface import implementer
 
 try:
     import re2  # google-re2: linear-time matching for regular-expression terms
@@ -88,24 +62,40 @@ except ImportError:  # pragma: no cover - a dependency; without it such terms ar
 from gateway.backends.embedded.identifiers import search_forms
 from gateway.backends.embedded.indexing import fold, tokenize
 from gateway.backends.embedded.indexing import words as folded_words
+from gateway.domain.catalogue import (
+    IResultSet,
+    MalformedTerm,
+    ResourcesExhausted,
+    ResultSetUnknown,
+    UnsupportedCombination,
+    UnsupportedIndex,
+    UnsupportedTruncation,
+)
+from gateway.domain.query import (
+    Combine,
+    Comparison,
+    IdentifierTerm,
+    Operator,
+    Plan,
+    SetTerm,
+    Truncation,
+    WordTerm,
+    YearTerm,
+)
 from gateway.storage.store import NotNow
-from protocols.z3950 import oids
-from protocols.z3950.pqf import And, AndNot, Node, Or, Query, ResultSetRef, Term
 
 MAX_EXPANSION = 1000
-"""Most vocabulary words a left-truncated or masked term may expand to (else diagnostic 31)."""
+"""Most vocabulary words a left-truncated or masked term may expand to (else
+:class:`~gateway.domain.catalogue.ResourcesExhausted`)."""
 
 MAX_REGEX = 64
-"""Longest regular expression (truncation 102/103) accepted, to bound matching cost."""
+"""Longest regular expression accepted, to bound matching cost."""
 
 REGEX_MEMORY = 1 << 20
 """Bytes RE2 may use to compile one regular expression (a larger automaton is refused)."""
 
 VOCABULARY_CHUNK = 2048
 """Vocabulary words matched by one RE2 call (see :func:`_regex_vocabulary`)."""
-
-MAX_OPERATORS = 1000
-"""Most boolean operators in one query (else diagnostic 6); ``z3950.max_query_operators``."""
 
 MAX_COMPOUND = 250
 """Most operands in one compound SELECT (SQLite allows 500)."""
@@ -124,96 +114,61 @@ result set is counted inside SQLite and read a page at a time by keyset (``id >`
 read), so a saved result set of 100,000 hits holds no more than this."""
 
 
-class Bib1Error(Exception):
-    """A Bib-1 diagnostic (diagnostic set 1.2.840.10003.4.1) to send instead of a result."""
 
-    def __init__(self, code: int, addinfo: str | None = None) -> None:
-        super().__init__(code, addinfo)
-        self.code = code
-        self.addinfo = addinfo
+# -- this catalogue's indexes ------------------------------------------------------------------
 
-    def __str__(self) -> str:
-        return f"Bib-1 diagnostic {self.code}" + (f": {self.addinfo}" if self.addinfo else "")
-
-
-# -- access points -----------------------------------------------------------------------------
-
-TEXT_COLUMNS: dict[int, str | None] = {
-    1: "author",        # personal name (every name, as before)
-    2: "corporate",     # corporate name
-    3: "conference",    # conference name
-    4: "title",         # every title: 245, variant, uniform, added, series (gateway.backends.embedded.indexing)
-    5: "series",        # title-series: 440, 490, 800-830
-    21: "subject",
-    1002: "author",     # name
-    1003: "author",     # author: 1XX, 7XX, 8XX names and 245 $c
-    1004: "personal",   # author-name personal: 100, 700, 800
-    1005: "corporate",  # author-name corporate: 110, 710, 810
-    1006: "conference",  # author-name conference: 111, 711, 811
-    1018: "publisher",  # 260/264 $b
-    1016: None,         # any: every FTS column (and identifiers, see _any_identifier_sql)
-    1035: None,         # anywhere: as any
+WORD_COLUMNS: dict[str, str | None] = {
+    "title": "title", "series": "series", "author": "author", "personal": "personal",
+    "corporate": "corporate", "conference": "conference", "subject": "subject",
+    "publisher": "publisher", "any": None, "anywhere": None,
 }
-"""Use attribute → FTS5 column (None = all columns)."""
+"""Word index → FTS5 column (None = every column); see
+:mod:`gateway.backends.embedded.indexing` for which fields feed which column."""
 
-IDENTIFIER_KINDS: dict[int, tuple[str, ...]] = {
-    7: ("isbn",),
-    8: ("issn",),
-    9: ("lccn",),
-    12: ("local",),
-    54: ("language",),
-    1007: ("isbn", "issn", "oclc", "local"),
-    1211: ("oclc",),
+IDENTIFIER_KINDS: dict[str, tuple[str, ...]] = {
+    "isbn": ("isbn",),
+    "issn": ("issn",),
+    "lccn": ("lccn",),
+    "local_id": ("local",),
+    "language": ("language",),
+    "standard_identifier": ("isbn", "issn", "oclc", "local"),
+    "oclc": ("oclc",),
 }
-"""Use attribute → record_identifiers kinds searched."""
+"""Identifier index → ``record_identifiers`` kinds searched (``local``: ``records.local_id``)."""
 
-DATE_USES = frozenset({30, 31})
-
-USE_NAMES: dict[str, int] = {
-    "personal-name": 1, "title": 4, "isbn": 7, "issn": 8, "local-number": 12,
-    "subject-heading": 21, "subject": 21, "date-of-publication": 31, "date": 31, "author": 1003,
-    "author-name-personal": 1004, "identifier-standard": 1007, "any": 1016,
-    "oclc-number": 1211, "corporate-name": 2, "conference-name": 3, "title-series": 5,
-    "lc-card-number": 9, "lccn": 9, "code-language": 54, "name": 1002,
-    "author-name-corporate": 1005, "author-name-conference": 1006, "publisher": 1018,
-    "anywhere": 1035,
-}
-"""String Use values accepted (YAZ allows ``@attr 1=title``), case-insensitive."""
-
-SUPPORTED_USES = frozenset(TEXT_COLUMNS) | frozenset(IDENTIFIER_KINDS) | DATE_USES
-
-# Bib-1 attribute types.
-USE, RELATION, POSITION, STRUCTURE, TRUNCATION, COMPLETENESS = 1, 2, 3, 4, 5, 6
-
-TEXT_STRUCTURES = frozenset({1, 2, 3, 6, 101, 102, 105, 106, 107, 108, 109, 110})
-DATE_STRUCTURES = frozenset({1, 2, 3, 4, 5, 6, 100, 101, 105, 108, 109, 110})
-TRUNCATIONS = frozenset({1, 2, 3, 100, 101, 102, 103, 104})
-PHRASE_STRUCTURES = frozenset({1, 3, 107, 108, 109, 110})
-"""Structures whose tokens must be adjacent (phrase); the others AND their words."""
+_YEAR_OPERATORS = {Comparison.LESS: "<", Comparison.LESS_OR_EQUAL: "<=", Comparison.EQUAL: "=",
+                   Comparison.GREATER_OR_EQUAL: ">=", Comparison.GREATER: ">",
+                   Comparison.NOT_EQUAL: "<>", Comparison.WITHIN: "BETWEEN"}
+_SET_OPERATORS = {Operator.AND: "INTERSECT", Operator.OR: "UNION", Operator.AND_NOT: "EXCEPT"}
+_MASKS = (Truncation.HASH_MASK, Truncation.Z3958_MASK)
+_NONE, _RIGHT, _REGEX = Truncation.NONE, Truncation.RIGHT, Truncation.REGEX
+_EXPANDING = frozenset(t for t in Truncation if t.expands)
+_ANY_IDENTIFIERS = IDENTIFIER_KINDS["standard_identifier"]
+"""What the ``any`` index also looks a term up as."""
 
 
-# -- the plan -----------------------------------------------------------------------------------
+# -- the plan, made ready for SQL --------------------------------------------------------------
 
 Sql = tuple[str, list[object]]
 """An SQL statement and its parameters."""
 
 
-@dataclass(frozen=True)
-class WordTerm:
+@dataclass(frozen=True, slots=True)
+class WordSearch:
     """A word search in the FTS index."""
 
     column: str | None
     tokens: tuple[str, ...]
     phrase: bool            # tokens adjacent, in order
-    first_in_field: bool    # position 1/2: the phrase starts the field
-    truncation: int         # 100 none, 1 right, 2 left, 3 both, 101/102/104 masking
-    complete: bool          # completeness 2/3: the whole field equals the term
+    first_in_field: bool    # the phrase starts the field
+    truncation: Truncation
+    complete: bool          # the whole field equals the term
     raw: str                # the term as given, for complete-field matches
     with_identifiers: bool  # "any": also look the term up as an identifier
 
 
 @dataclass(frozen=True)
-class IdentifierTerm:
+class IdentifierSearch:
     """An exact (or right-truncated) identifier lookup."""
 
     kinds: tuple[str, ...]
@@ -222,7 +177,7 @@ class IdentifierTerm:
 
 
 @dataclass(frozen=True)
-class YearTerm:
+class YearSearch:
     """A comparison on the year of publication: ``op`` is an SQL operator."""
 
     op: str
@@ -231,7 +186,7 @@ class YearTerm:
 
 
 @dataclass(frozen=True)
-class SetTerm:
+class SetSearch:
     """The members of an existing result set: the statement selecting them."""
 
     name: str
@@ -239,188 +194,80 @@ class SetTerm:
 
 
 @dataclass(frozen=True)
-class Combine:
-    """A boolean operation on two planned operands."""
+class Compound:
+    """A boolean operation on two operands."""
 
     op: str  # INTERSECT | UNION | EXCEPT
-    left: Plan
-    right: Plan
+    left: Access
+    right: Access
 
 
-Plan = WordTerm | IdentifierTerm | YearTerm | SetTerm | Combine
+Access = WordSearch | IdentifierSearch | YearSearch | SetSearch | Compound
+"""A plan ready to compile."""
+
+_ACCESS = (WordSearch, IdentifierSearch, YearSearch, SetSearch, Compound)
 
 
-def _numeric(term: Term, type_: int, code: int) -> int | None:
-    value = term.attribute(type_)
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    raise Bib1Error(code, str(value))
-
-
-def check_attributes(term: Term, attribute_set: oids.Oid) -> None:
-    """Only bib-1 attributes of types 1-6 are understood (121, 113 otherwise)."""
-    for attr in term.attributes:
-        attrset = tuple(attr.attrset) if attr.attrset is not None else tuple(attribute_set)
-        if attrset != oids.BIB1_ATTRSET:
-            raise Bib1Error(121, oids.oid_to_dotted(attrset))
-        if not 1 <= attr.type <= 6:
-            raise Bib1Error(113, str(attr.type))
-
-
-def use_of(term: Term) -> int:
-    """The term's Use attribute as a number (default 1016, any); 114 when unsupported."""
-    value = term.attribute(USE)
-    if value is None:
-        return 1016
-    if isinstance(value, str):
-        use = USE_NAMES.get(value.strip().lower())
-        if use is None:
-            raise Bib1Error(114, value)
-        return use
-    if isinstance(value, tuple):
-        raise Bib1Error(114, ",".join(str(v) for v in value))
-    if value not in SUPPORTED_USES:
-        raise Bib1Error(114, str(value))
-    return value
-
-
-def numeric_attribute(term: Term, type_: int, allowed: frozenset[int], code: int,
-                      default: int | None = None) -> int | None:
-    """The term's attribute of ``type_`` (or ``default``); diagnostic ``code`` if not allowed."""
-    value = _numeric(term, type_, code)
-    if value is None:
-        return default
-    if value not in allowed:
-        raise Bib1Error(code, str(value))
-    return value
-
-
-def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
-    """Check a term's bib-1 attributes and decide how to search it."""
-    check_attributes(term, attribute_set)
-    use = use_of(term)
-    relation = _numeric(term, RELATION, 117)
-    position = numeric_attribute(term, POSITION, frozenset({1, 2, 3}), 119, 3)
-    completeness = numeric_attribute(term, COMPLETENESS, frozenset({1, 2, 3}), 122, 1)
-    truncation = numeric_attribute(term, TRUNCATION, TRUNCATIONS, 120, 100)
-    value = term.value
-    if use in DATE_USES:
-        numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, 118, 4)
-        if truncation == 1 and relation in (None, 3):
-            return _plan_year_prefix(value)
-        if truncation != 100:
-            raise Bib1Error(120, str(truncation))
-        return _plan_year(value, 3 if relation is None else relation)
-    if relation not in (None, 3, 102):
-        raise Bib1Error(117, str(relation))
-    if use in IDENTIFIER_KINDS:
-        numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 3)
-        if truncation not in (100, 1):
-            raise Bib1Error(120, str(truncation))
-        return IdentifierTerm(IDENTIFIER_KINDS[use], value.strip(), truncation == 1)
-    structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, 118, 6)
-    masking = truncation in (101, 102, 103, 104)
-    if truncation in (102, 103):
-        tokens = tuple(fold(value).split())  # regular expressions: one per word
-    else:
-        tokens = tokenize(value, keep_masks=masking)
-    word = WordTerm(
-        column=TEXT_COLUMNS[use],
-        tokens=tokens,
-        phrase=structure in PHRASE_STRUCTURES,
-        first_in_field=position in (1, 2),
-        truncation=truncation if truncation is not None else 100,
-        complete=completeness in (2, 3) or structure == 3,
-        raw=value,
-        with_identifiers=use == 1016,
-    )
-    expanded = word.truncation not in (1, 100)
-    if expanded and (word.complete or word.first_in_field or (word.phrase and len(tokens) > 1)):
-        # Left truncation and masking expand words through the vocabulary; FTS5 phrases and
-        # whole-field comparisons cannot hold such alternatives.
-        raise Bib1Error(123, f"truncation {word.truncation} with a phrase, position or"
-                             " complete field")
-    return word
-
-
-_YEAR = re.compile(r"^\s*(\d{1,4})\s*$")
-_YEAR_RANGE = re.compile(r"^\s*(\d{1,4})\s*-\s*(\d{1,4})\s*$")
-_RELATIONS = {1: "<", 2: "<=", 3: "=", 4: ">=", 5: ">", 6: "<>"}
-
-
-def _plan_year_prefix(value: str) -> YearTerm:
-    """Right truncation on a year: ``199`` is 1990-1999 (as a word index of years would)."""
-    digits = value.strip()
-    if not digits.isdigit() or len(digits) > 4:
-        raise Bib1Error(126, value)
-    scale = 10 ** (4 - len(digits))
-    return YearTerm("BETWEEN", int(digits) * scale, int(digits) * scale + scale - 1)
-
-
-def _plan_year(value: str, relation: int) -> YearTerm:
-    if relation not in _RELATIONS:
-        raise Bib1Error(117, str(relation))
-    span = _YEAR_RANGE.match(value)
-    if span is not None and relation == 3:
-        low, high = sorted((int(span.group(1)), int(span.group(2))))
-        return YearTerm("BETWEEN", low, high)
-    single = _YEAR.match(value) or re.match(r"^\s*\D*(\d{4})", value)
-    if single is None:
-        raise Bib1Error(126, value)
-    year = int(single.group(1))
-    return YearTerm(_RELATIONS[relation], year, year)
-
-
-def plan_query(query: Query, result_sets: Mapping[str, Sql], *,
-               max_operators: int = MAX_OPERATORS) -> Plan:
-    """Plan the whole query; raises :class:`Bib1Error` for anything unsupported.
-
-    ``result_sets`` maps each result set name to the statement selecting its members
-    (:attr:`Hits.members`). A query of more than ``max_operators`` boolean operators is
-    refused with diagnostic 6 (too many boolean operators). The tree is walked without
-    recursion, so its shape (a left-deep chain of brokers' ORs, say) does not matter.
-    """
-    if tuple(query.attribute_set) != oids.BIB1_ATTRSET:
-        raise Bib1Error(121, oids.oid_to_dotted(tuple(query.attribute_set)))
-    operators = 0
-    pending: list[Node] = [query.root]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, (And, Or, AndNot)):
-            operators += 1
-            if operators > max_operators:
-                raise Bib1Error(6, f"more than {max_operators} boolean operators")
-            pending += (node.left, node.right)
-    return _plan_tree(query.root, query.attribute_set, result_sets)
-
-
-_OPERATIONS = {And: "INTERSECT", Or: "UNION", AndNot: "EXCEPT"}
-
-
-def _plan_tree(root: Node, attribute_set: oids.Oid, result_sets: Mapping[str, Sql]) -> Plan:
-    """Plan every node, operands before their operator, left to right (the first bad term
-    from the left gives the diagnostic)."""
-    planned: list[Plan] = []
-    pending: list[tuple[Node, bool]] = [(root, False)]
+def prepare(plan: Plan | Access) -> Access:
+    """The plan in this catalogue's terms; its domain error when it asks for what this
+    catalogue cannot do. The tree is walked without recursion (brokers send long chains)."""
+    if isinstance(plan, _ACCESS):
+        return plan
+    done: list[Access] = []
+    pending: list[tuple[Plan, bool]] = [(plan, False)]
     while pending:
         node, operands_done = pending.pop()
-        if isinstance(node, Term):
-            planned.append(plan_term(node, attribute_set))
-        elif isinstance(node, ResultSetRef):
-            if node.name not in result_sets:
-                raise Bib1Error(30, node.name)
-            planned.append(SetTerm(node.name, result_sets[node.name]))
-        elif type(node) not in _OPERATIONS:
-            raise Bib1Error(108, type(node).__name__)
+        if not isinstance(node, Combine):
+            done.append(_prepare_term(node))
         elif operands_done:
-            right = planned.pop()
-            planned[-1] = Combine(_OPERATIONS[type(node)], planned[-1], right)
+            right = done.pop()
+            done[-1] = Compound(_SET_OPERATORS[node.operator], done[-1], right)
         else:
-            assert isinstance(node, (And, Or, AndNot))
             pending += ((node, True), (node.right, False), (node.left, False))
-    return planned[0]
+    return done[0]
+
+
+def _prepare_term(term: Plan) -> Access:
+    if isinstance(term, WordTerm):
+        return _prepare_words(term)
+    if isinstance(term, IdentifierTerm):
+        kinds = IDENTIFIER_KINDS.get(term.index)
+        if kinds is None:
+            raise UnsupportedIndex(term.index)
+        return IdentifierSearch(kinds, term.text.strip(), term.right_truncated)
+    if isinstance(term, YearTerm):
+        return YearSearch(_YEAR_OPERATORS[term.comparison], term.low, term.high)
+    if isinstance(term, SetTerm):
+        if not isinstance(term.result_set, Hits):
+            raise ResultSetUnknown(term.name)
+        return SetSearch(term.name, term.result_set.members)
+    raise TypeError(f"not a query plan: {term!r}")
+
+
+def _prepare_words(term: WordTerm) -> WordSearch:
+    if term.index not in WORD_COLUMNS:
+        raise UnsupportedIndex(term.index)
+    if term.truncation is _REGEX:
+        tokens = tuple(fold(term.text).split())  # regular expressions: one per word
+    else:
+        tokens = tokenize(term.text, keep_masks=term.truncation in _MASKS)
+    word = WordSearch(
+        column=WORD_COLUMNS[term.index],
+        tokens=tokens,
+        phrase=term.phrase,
+        first_in_field=term.first_in_field,
+        truncation=term.truncation,
+        complete=term.complete,
+        raw=term.text,
+        with_identifiers=term.index == "any",
+    )
+    if term.truncation in _EXPANDING and (word.complete or word.first_in_field
+                                    or (word.phrase and len(tokens) > 1)):
+        # Left truncation and masking expand words through the vocabulary; FTS5 phrases and
+        # whole-field comparisons cannot hold such alternatives.
+        raise UnsupportedCombination(f"{term.truncation.value} truncation with a phrase,"
+                                     " position or complete field")
+    return word
 
 
 # -- compiling to SQL -------------------------------------------------------------------------
@@ -433,9 +280,9 @@ def _quote(token: str) -> str:
 
 
 def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str,
-                        truncation: int) -> list[str]:
+                        truncation: Truncation) -> list[str]:
     """Vocabulary words matching a left-truncated or masked token (for an OR in FTS5)."""
-    if truncation in (102, 103):
+    if truncation is _REGEX:
         matches = _regex_vocabulary(conn, column, compile_regex(token))
     else:
         pattern = _glob(token, truncation)
@@ -447,7 +294,7 @@ def _vocabulary_matches(conn: sqlite3.Connection, column: str | None, token: str
             params += [prefix.group(0), prefix.group(0) + "\U0010ffff"]
         matches = _vocabulary(conn, column, " AND ".join(clauses), params)
     if len(matches) > MAX_EXPANSION:
-        raise Bib1Error(31, f"{token} matches more than {MAX_EXPANSION} words")
+        raise ResourcesExhausted(f"{token} matches more than {MAX_EXPANSION} words")
     return matches
 
 
@@ -460,9 +307,9 @@ def compile_regex(token: str) -> Any:
     longer than :data:`MAX_REGEX` or needing more than :data:`REGEX_MEMORY` to compile.
     """
     if len(token) > MAX_REGEX:
-        raise Bib1Error(125, f"regular expression longer than {MAX_REGEX} characters")
+        raise MalformedTerm(f"regular expression longer than {MAX_REGEX} characters")
     if re2 is None:
-        raise Bib1Error(120, "regular expressions are not available (google-re2 missing)")
+        raise UnsupportedTruncation("regular expressions are not available")
     options = re2.Options()
     options.log_errors = False      # an anonymous client must not be able to write to stderr
     options.max_mem = REGEX_MEMORY
@@ -472,20 +319,20 @@ def compile_regex(token: str) -> Any:
         re2.compile(token, options)  # a valid expression alone, hence safe inside a group
         return re2.compile(f"(?m)^(?:{token})$", options)
     except re2.error:
-        raise Bib1Error(125, f"unsupported regular expression: {token}") from None
+        raise MalformedTerm(f"unsupported regular expression: {token}") from None
 
 
-def _glob(token: str, truncation: int) -> str:
+def _glob(token: str, truncation: Truncation) -> str:
     escaped = "".join(f"[{c}]" if c in "*?[]" else c for c in token.replace("#", "\0"))
-    if truncation == 101:          # '#' = any sequence of characters
+    if truncation is Truncation.HASH_MASK:     # '#' = any sequence of characters
         escaped = escaped.replace("\0", "*")
-    elif truncation == 104:        # Z39.58: '?' any sequence, '#' one character
+    elif truncation is Truncation.Z3958_MASK:  # '?' any sequence, '#' one character
         escaped = escaped.replace("[?]", "*").replace("\0", "?")
     else:
         escaped = escaped.replace("\0", "[#]")
-    if truncation in (2, 3):
+    if truncation in (Truncation.LEFT, Truncation.BOTH):
         escaped = "*" + escaped
-    if truncation == 3:
+    if truncation is Truncation.BOTH:
         escaped += "*"
     return escaped
 
@@ -525,15 +372,15 @@ def _vocabulary(conn: sqlite3.Connection, column: str | None, condition: str,
     return [row[0] for row in conn.execute(sql, params)]
 
 
-def _fts_expression(conn: sqlite3.Connection, term: WordTerm) -> str | None:
+def _fts_expression(conn: sqlite3.Connection, term: WordSearch) -> str | None:
     """The FTS5 MATCH expression for a word term, or None when nothing can match."""
     tokens = list(term.tokens)
     if not tokens:
         return None
-    if term.truncation in (2, 3, 101, 102, 103, 104):
+    if term.truncation in _EXPANDING:
         parts = []
         for token in tokens:
-            plain = term.truncation in (101, 104) and not any(c in token for c in "#?")
+            plain = term.truncation in _MASKS and not any(c in token for c in "#?")
             if plain:
                 parts.append(_quote(token))
                 continue
@@ -543,11 +390,12 @@ def _fts_expression(conn: sqlite3.Connection, term: WordTerm) -> str | None:
             parts.append("(" + " OR ".join(_quote(w) for w in words) + ")")
         body = " AND ".join(parts)
     elif term.phrase or term.complete or term.first_in_field:
-        body = _quote(" ".join(tokens)) + (" *" if term.truncation == 1 else "")
+        body = _quote(" ".join(tokens)) + (" *" if term.truncation is _RIGHT else "")
         if term.first_in_field:
             body = "^ " + body
     else:
-        body = " AND ".join(_quote(t) + (" *" if term.truncation == 1 else "") for t in tokens)
+        right = " *" if term.truncation is _RIGHT else ""
+        body = " AND ".join(_quote(t) + right for t in tokens)
     if term.column is not None:
         return "{" + term.column + "} : (" + body + ")"
     return body
@@ -561,19 +409,19 @@ def field_value(text: str) -> str:
     return _CLEAN.sub("", " ".join(text.split()))
 
 
-def _word_sql(conn: sqlite3.Connection, term: WordTerm) -> Sql:
+def _word_sql(conn: sqlite3.Connection, term: WordSearch) -> Sql:
     parts = _word_parts(conn, term)
     return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
 
 
-def _word_parts(conn: sqlite3.Connection, term: WordTerm) -> list[Sql]:
+def _word_parts(conn: sqlite3.Connection, term: WordSearch) -> list[Sql]:
     """Disjoint statements whose ids together are the term's hits (UNION ALL of them)."""
     if term.complete and term.column == "title":  # folded whole titles (complete_titles)
-        return [_identifier_sql(IdentifierTerm(("title",), folded_words(term.raw),
-                                               term.truncation == 1))]
+        return [_identifier_sql(IdentifierSearch(("title",), folded_words(term.raw),
+                                                 term.truncation is _RIGHT))]
     if term.complete and term.column == "author":
         value = field_value(term.raw)
-        if term.truncation == 1:
+        if term.truncation is _RIGHT:
             return [(f"SELECT id FROM records WHERE {term.column} >= ? COLLATE NOCASE"
                      f" AND {term.column} < ? COLLATE NOCASE", [value, value + "\U0010ffff"])]
         return [(f"SELECT id FROM records WHERE {term.column} = ? COLLATE NOCASE", [value])]
@@ -585,17 +433,17 @@ def _word_parts(conn: sqlite3.Connection, term: WordTerm) -> list[Sql]:
         words = (f"SELECT w.id FROM ({words[0]}) w JOIN records r ON r.id = w.id WHERE instr("
                  "char(10) || lower(r.subjects) || char(10), char(10) || ? || char(10)) > 0",
                  [*words[1], heading])
-    if term.with_identifiers and term.truncation == 100:
+    if term.with_identifiers and term.truncation is _NONE:
         # The identifier hits the words lack: with UNION ALL, SQLite merges them in id order
         # without first collecting every word hit, as UNION would.
-        ident = _identifier_sql(IdentifierTerm(IDENTIFIER_KINDS[1007], term.raw.strip(), False))
+        ident = _identifier_sql(IdentifierSearch(_ANY_IDENTIFIERS, term.raw.strip(), False))
         return [words, (f"SELECT i.id FROM ({ident[0]}) i WHERE NOT EXISTS"
                         f" (SELECT 1 FROM ({words[0]}) w WHERE w.id = i.id)",
                         [*ident[1], *words[1]])]
     return [words]
 
 
-def _identifier_sql(term: IdentifierTerm) -> Sql:
+def _identifier_sql(term: IdentifierSearch) -> Sql:
     selects: list[str] = []
     params: list[object] = []
     for kind in term.kinds:
@@ -627,12 +475,12 @@ def _identifier_sql(term: IdentifierTerm) -> Sql:
     return " UNION ".join(selects), params
 
 
-def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
-    if isinstance(plan, WordTerm):
+def _compile(conn: sqlite3.Connection, plan: Access) -> Sql:
+    if isinstance(plan, WordSearch):
         return _word_sql(conn, plan)
-    if isinstance(plan, IdentifierTerm):
+    if isinstance(plan, IdentifierSearch):
         return _identifier_sql(plan)
-    if isinstance(plan, YearTerm):
+    if isinstance(plan, YearSearch):
         if plan.op == "BETWEEN":
             return ("SELECT id FROM records INDEXED BY records_year WHERE pub_year BETWEEN ? AND ?",
                     [plan.low, plan.high])
@@ -640,7 +488,7 @@ def _compile(conn: sqlite3.Connection, plan: Plan) -> Sql:
             return "SELECT id FROM records WHERE pub_year <> ?", [plan.low]
         return (f"SELECT id FROM records INDEXED BY records_year WHERE pub_year {plan.op} ?",
                 [plan.low])
-    if isinstance(plan, SetTerm):
+    if isinstance(plan, SetSearch):
         return plan.members
     return _compile_boolean(conn, plan)
 
@@ -662,16 +510,16 @@ class _Chain:
         return sql, [p for _, params in self.operands for p in params]
 
 
-def _compile_boolean(conn: sqlite3.Connection, plan: Combine) -> Sql:
+def _compile_boolean(conn: sqlite3.Connection, plan: Compound) -> Sql:
     """A boolean plan as one statement of flat compound SELECTs: a chain of operators (left-deep,
     or the same associative operator in any shape) stays flat, so long broker queries neither
     nest deeply nor recurse. Operands nested deeper than :data:`MAX_NESTING` are evaluated
     first (:func:`_nested`)."""
     done: list[_Chain] = []
-    pending: list[tuple[Plan, bool]] = [(plan, False)]
+    pending: list[tuple[Access, bool]] = [(plan, False)]
     while pending:
         node, operands_done = pending.pop()
-        if not isinstance(node, Combine):
+        if not isinstance(node, Compound):
             sql, params = _operand_sql(conn, node)
             done.append(_Chain([(f"SELECT id FROM ({sql})", params)], [], _depth(sql) + 1))
         elif not operands_done:
@@ -682,14 +530,14 @@ def _compile_boolean(conn: sqlite3.Connection, plan: Combine) -> Sql:
     return done[0].render()
 
 
-def _operand_sql(conn: sqlite3.Connection, plan: Plan) -> Sql:
+def _operand_sql(conn: sqlite3.Connection, plan: Access) -> Sql:
     """A boolean operand's statement. The compound operators remove duplicates anyway, so an
     "any" term's identifier hits are a plain UNION, without the NOT EXISTS that keeps its own
     count exact (compiling that hundreds of times is what made long "any" chains slow)."""
-    if isinstance(plan, WordTerm) and plan.with_identifiers and plan.truncation == 100:
-        parts = [_word_parts(conn, WordTerm(**{**plan.__dict__, "with_identifiers": False}))[0],
-                 _identifier_sql(IdentifierTerm(IDENTIFIER_KINDS[1007], plan.raw.strip(),
-                                                False))]
+    if (isinstance(plan, WordSearch) and plan.with_identifiers
+            and plan.truncation is _NONE):
+        parts = [_word_parts(conn, replace(plan, with_identifiers=False))[0],
+                 _identifier_sql(IdentifierSearch(_ANY_IDENTIFIERS, plan.raw.strip(), False))]
         return " UNION ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
     return _compile(conn, plan)
 
@@ -735,8 +583,9 @@ def ids_sql(record_ids: Sequence[int]) -> Sql:
     return "SELECT value AS id FROM json_each(?)", [json.dumps(list(record_ids))]
 
 
-def compile_plan(conn: sqlite3.Connection, plan: Plan, bound: int) -> Sql:
+def compile_plan(conn: sqlite3.Connection, plan: Plan | Access, bound: int) -> Sql:
     """The members statement: matching non-temporary record ids up to ``bound``, unordered."""
+    plan = prepare(plan)
     inner, params = _compile(conn, plan)
     if _words_only(plan):  # the word index holds no temporary record
         return f"SELECT id FROM ({inner}) WHERE id <= ?", [*params, bound]
@@ -746,21 +595,30 @@ def compile_plan(conn: sqlite3.Connection, plan: Plan, bound: int) -> Sql:
             " (SELECT id FROM records WHERE temporary = 1)", [*params, bound])
 
 
-def _words_only(plan: Plan) -> bool:
+def _words_only(plan: Access) -> bool:
     """Whether the plan reads the word index alone (no identifiers, no whole title/author)."""
-    return (isinstance(plan, WordTerm)
+    return (isinstance(plan, WordSearch)
             and not (plan.complete and plan.column in ("title", "author"))
-            and not (plan.with_identifiers and plan.truncation == 100))
+            and not (plan.with_identifiers and plan.truncation is _NONE))
 
 
-def _streams(plan: Plan) -> bool:
+def _streams(plan: Access) -> bool:
     """Whether the plan's ids come from the FTS5 index alone, in id order (see the docstring)."""
-    return isinstance(plan, WordTerm) and not (plan.complete and plan.column is not None)
+    return isinstance(plan, WordSearch) and not (plan.complete and plan.column is not None)
 
 
+RESULT_SET_BYTES = 2048
+"""What a result set costs besides its ids and statement (objects, dictionary slots)."""
+
+ID_BYTES = 40
+"""What one record id held in a list costs (the int object and its slot)."""
+
+
+@implementer(IResultSet)
 @dataclass
 class Hits:
-    """A search's hits: the exact count and the ids read last, a window in result order.
+    """A search's hits (this catalogue's result set): the exact count and the ids read last, a
+    window in result order.
 
     ``members`` selects every hit (unordered); ``streamed`` says the ids are read from it a
     page at a time, else ``ids`` holds them all. A streamed set keeps at most
@@ -779,6 +637,15 @@ class Hits:
     def of(cls, record_ids: Sequence[int]) -> Hits:
         """Hits that are all known (a sorted result set, a test's)."""
         return cls(len(record_ids), ids_sql(record_ids), list(record_ids))
+
+    @property
+    def held_bytes(self) -> int:
+        """The most memory these hits can hold: the window (or all the ids) and the statement
+        selecting them."""
+        ids = HELD_IDS if self.streamed else len(self.ids)
+        sql, params = self.members
+        return (RESULT_SET_BYTES + ID_BYTES * ids + len(sql)
+                + sum(len(p) for p in params if isinstance(p, str)))
 
     def page_is_bounded(self, start: int, count: int) -> bool:
         """Whether :meth:`page` reads at most ``count`` rows: the ids are known, or the id
@@ -821,8 +688,8 @@ class Hits:
 class WordCounts:
     """Word hit counts kept for as long as the catalogue stays as it was when they were made.
 
-    Counting a word's hits walks its whole FTS5 doclist (0.9 ms for 38,000 hits at 1,000,000
-    records), the one search cost that grows with the catalogue. The count of a word statement
+    Counting a word's hits walks its whole FTS5 doclist, the one search cost that grows with
+    the catalogue. The count of a word statement
     is a function of the word index alone, and the index changes only with a record, which
     moves the catalogue generation (schema migration 4's triggers, kept by every writer), so a
     count is reused while the generation it was made at is current. Least recently used
@@ -857,24 +724,27 @@ class WordCounts:
         return value
 
 
-def bounded(plan: Plan) -> bool:
+def bounded(plan: Access) -> bool:
     """Whether the plan can run on the reactor (:func:`run_plan` with ``bounded_only``): one
     plain word, whose hits stream from the FTS5 index a page at a time and whose count is a
     single cached statement. Anything else (booleans, truncation, phrases, whole fields,
     identifiers, years) may read an unbounded number of rows."""
-    return (isinstance(plan, WordTerm) and len(plan.tokens) == 1 and plan.truncation == 100
+    return (isinstance(plan, WordSearch) and len(plan.tokens) == 1
+            and plan.truncation is _NONE
             and not (plan.complete or plan.first_in_field or plan.with_identifiers))
 
 
-def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
+def run_plan(conn: sqlite3.Connection, plan: Plan | Access, first: int = FIRST_PAGE,
              counts: WordCounts | None = None, *, bounded_only: bool = False) -> Hits:
     """Run a planned query on a (reader) connection: its count and its first ``first`` ids.
 
     The highest record id, the count and the first page are read in one transaction, so they
     agree; word counts come from ``counts`` when it has them for this generation of the
-    catalogue. Bib-1 125 if FTS5 rejects the expression. ``bounded_only`` (a :func:`bounded`
-    plan, on the reactor): :class:`NotNow` rather than count what ``counts`` lacks.
+    catalogue. :class:`MalformedTerm` if FTS5 rejects the expression. ``bounded_only`` (a
+    :func:`bounded` plan, on the reactor): :class:`NotNow` rather than count what ``counts``
+    lacks.
     """
+    plan = prepare(plan)
     conn.execute("SAVEPOINT interlend_search")  # a read transaction, nested if one is open
     try:
         bound = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
@@ -887,27 +757,26 @@ def run_plan(conn: sqlite3.Connection, plan: Plan, first: int = FIRST_PAGE,
             # Too many to hold: counted inside SQLite, then read by keyset (Hits.page).
             total = conn.execute(*_count_sql(members)).fetchone()[0]
             return Hits(total, members, ids[:HELD_IDS], streamed=True)
-        assert isinstance(plan, WordTerm)
+        assert isinstance(plan, WordSearch)
         hits = Hits(_count(conn, plan, counts, bounded_only), members, streamed=True)
         hits.page(conn, 1, first)
         return hits
     except sqlite3.OperationalError as exc:
         if "fts5" in str(exc).lower():
-            raise Bib1Error(125, str(exc)) from None
+            raise MalformedTerm(str(exc)) from None
         raise
     finally:
         conn.execute("RELEASE interlend_search")
 
 
-def _count(conn: sqlite3.Connection, term: WordTerm, counts: WordCounts | None,
+def _count(conn: sqlite3.Connection, term: WordSearch, counts: WordCounts | None,
            cached_only: bool = False) -> int:
     """The number of the term's hits (within the search's transaction): its disjoint parts
     counted one by one, less the temporary records among the identifier hits (the word index
     holds no temporary record).
 
     ``count(*)`` straight over a part lets SQLite count FTS5 rows without a per-row filter
-    (measured at 1,000,000 records, 310,221 hits: 9.3 ms against 21 ms with the members'
-    ``id <= ? AND id NOT IN (temporary)``), and a single word is counted from the FTS5
+    (about twice as fast as filtering each member), and a single word is counted from the FTS5
     vocabulary (:func:`_word_count_sql`). Every record is within the bound in this
     transaction.
     """
@@ -931,16 +800,16 @@ def _count_sql(part: Sql) -> Sql:
     return f"SELECT count(*) FROM ({part[0]})", part[1]
 
 
-def _word_count_sql(term: WordTerm, words: Sql) -> Sql:
+def _word_count_sql(term: WordSearch, words: Sql) -> Sql:
     """A statement counting the rows of ``words`` (the term's FTS5 hits).
 
     For one plain word, the FTS5 vocabulary's document count of that word (in the term's
-    column): it reads the word's doclist without a row per hit (measured at 1,000,000 records,
-    38,378 hits: 0.86 ms against 1.29 ms for ``count(*)``). A vocabulary term is what the
+    column): it reads the word's doclist without a row per hit. A vocabulary term is what the
     tokenizer makes, so when the word is one it matches exactly the rows counted; when it is
     not (no row), ``count(*)`` decides.
     """
-    plain = (len(term.tokens) == 1 and term.truncation == 100 and not term.first_in_field
+    plain = (len(term.tokens) == 1 and term.truncation is _NONE
+             and not term.first_in_field
              and not term.complete)
     count = _count_sql(words)
     if not plain:
@@ -957,21 +826,16 @@ def _word_count_sql(term: WordTerm, words: Sql) -> Sql:
 
 __all__ = [
     "FIRST_PAGE",
-    "Bib1Error",
+    "HELD_IDS",
+    "Access",
     "Hits",
-    "Plan",
     "Sql",
     "WordCounts",
     "bounded",
-    "check_attributes",
     "compile_plan",
+    "compile_regex",
     "field_value",
-    "numeric_attribute",
-    "fold",
     "ids_sql",
-    "plan_query",
-    "plan_term",
+    "prepare",
     "run_plan",
-    "tokenize",
-    "use_of",
 ]

@@ -28,7 +28,7 @@ from gateway.backends.upstream.items import HoldingsItem, ItemStatus
 from gateway.backends.upstream.marc_holdings import marc_items
 from gateway.backends.upstream.opac_holdings import opac_items
 from gateway.backends.upstream.profile import HoldingsProfile
-from gateway.z3950.retrieval import ItemState
+from gateway.domain.holdings import ItemState
 from protocols.z3950.records import OpacRecord
 
 __all__ = ["RecordHoldings", "is_temporary_item", "normalise"]

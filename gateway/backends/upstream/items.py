@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.z3950.retrieval import ItemState
+from gateway.domain.holdings import ItemState
 
 
 class ItemStatus(StrEnum):
