@@ -192,3 +192,18 @@ class FaultProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def count(database: Path, sql: str) -> int:
+    """One ``SELECT COUNT(*) AS n`` from a daemon's database."""
+    row = wf.one(database, sql)
+    assert row is not None
+    return int(row["n"])
+
+
+def lms_counts(database: Path) -> dict[str, int]:
+    """An upstream Interlend's temporary items, active holds and open loans."""
+    return {"items": count(database, "SELECT COUNT(*) AS n FROM items WHERE temporary = 1"),
+            "holds": count(database, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"),
+            "loans": count(database, "SELECT COUNT(*) AS n FROM loans"
+                                     " WHERE returned_at IS NULL")}

@@ -18,6 +18,7 @@ from tests.daemon import Daemon
 from tests.gateway.upstream_ncip.peers import (
     KOHA_AGENCY,
     backend_config,
+    lms_counts,
     ncipserver_missing,
     start_gateway,
     start_koha,
@@ -62,12 +63,7 @@ class InterlendLms(Lms):
         self.patron, self.url = "P100", daemon.base_url + "/ncip"
 
     def counts(self) -> dict[str, int]:
-        db = self.daemon.database
-        return {"items": wf.one(db, "SELECT COUNT(*) AS n FROM items WHERE temporary = 1")["n"],
-                "holds": wf.one(db, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"
-                                )["n"],
-                "loans": wf.one(db, "SELECT COUNT(*) AS n FROM loans WHERE returned_at IS NULL"
-                                )["n"]}
+        return lms_counts(self.daemon.database)
 
     def config(self) -> str:
         return backend_config(self.url, "generic-ncip2", "01XXX_INST", wf.AGENCY)

@@ -16,7 +16,7 @@ import pytest
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon
 from tests.gateway.test_broker_clients import ReShare
-from tests.gateway.upstream_ncip.peers import backend_config, start_gateway
+from tests.gateway.upstream_ncip.peers import backend_config, lms_counts, start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 def _counts(d: Daemon) -> dict[str, int]:
-    one = wf.one
-    return {"items": one(d.database, "SELECT COUNT(*) AS n FROM items WHERE temporary = 1")["n"],
-            "holds": one(d.database, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"
-                         )["n"],
-            "loans": one(d.database, "SELECT COUNT(*) AS n FROM loans WHERE returned_at IS NULL"
-                         )["n"]}
+    return lms_counts(d.database)
 
 
 def _step(d: Daemon, lms: Daemon, body: bytes) -> bytes:
@@ -76,7 +71,7 @@ def test_reshare_borrowing_through_interlend_to_an_upstream_interlend(
                                      "loans": start["loans"] + 1}
         loan = wf.one(upstream.database, "SELECT p.barcode FROM loans l JOIN patrons p ON"
                       " p.id = l.patron_id WHERE l.returned_at IS NULL ORDER BY l.id DESC")
-        assert loan["barcode"] == "P100"
+        assert loan is not None and loan["barcode"] == "P100"
         back = _step(d, upstream, wf.reshare_check_in(f"{rid}-V1"))
         assert ReShare.ok(back), back
         assert _counts(upstream) == {"items": start["items"] + 1, "holds": start["holds"],
