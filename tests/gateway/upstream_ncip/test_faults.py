@@ -88,6 +88,9 @@ def test_kill_9_between_the_lms_answer_and_our_commit(koha: KohaPeer, tmp_path: 
     d = start_gateway(tmp_path, _config(koha.url), env={HOOK: "CheckOutItem"},
                       database=database)
     try:
+        assert any("outbox: AcceptItem" in line and "reshare|AcceptItem|RS-KILL-1" in line
+                   for line in d.lines), d.lines          # staff see it at start-up
+        assert d.admin_health()["upstream_ncip"]["outbox_open"] == 1
         retry = wf.call(d, accept)          # the broker's retry: Koha's answer reused
         assert ReShare.ok(retry), retry
         assert koha.counts() == {**start, "items": start["items"] + 1,

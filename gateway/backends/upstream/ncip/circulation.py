@@ -453,6 +453,13 @@ class UpstreamNcipCirculation:
     def __init__(self, store: Store, upstream: Upstream) -> None:
         self.store = store
         self.upstream = upstream
+        unsettled = upstream.outbox.open_rows()
+        for row in unsettled:
+            # Settled when the broker retries (its request carries what our side must
+            # record); until then staff see them here, in /healthz and in /metrics.
+            log.warn("outbox: {service} {id} for {unit} not committed here ({state}): the "
+                     "broker's retry settles it", service=row.service, id=row.upstream_id,
+                     unit=row.unit.split("#")[0], state=row.state)
 
     def health(self) -> dict[str, Any]:
         """For ``/healthz``: the LMS's state, latency and errors, and unsettled changes."""
