@@ -178,6 +178,9 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
             metrics = response.read().decode()
         assert 'interlend_upstream_ncip_up{profile="koha-ncipserver"} 0.0' in metrics
         assert 'interlend_upstream_ncip_errors_total{profile="koha-ncipserver"}' in metrics
+        with urllib.request.urlopen(d.admin_url + "/", timeout=10) as response:
+            page = response.read().decode()
+        assert "Library system (NCIP, koha-ncipserver)" in page and ">down<" in page
         proxy.mode = "forward"
         ok = wf.call(d, accept)
         assert ReShare.ok(ok), ok
