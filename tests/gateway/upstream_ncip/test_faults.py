@@ -155,25 +155,34 @@ def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) 
 def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
                                            tmp_path: Path) -> None:
     """An HTTP 500 with a text body and a dead LMS are Temporary Processing Failure for the
-    broker (the text is not passed through); /healthz shows the upstream down; once the LMS
-    is back the same request succeeds, with nothing done twice."""
+    broker (the text is not passed through); /healthz, /metrics and the dashboard show the
+    upstream down. A 500 leaves the change's fate unknown, so it is settled like a lost
+    answer: CheckOutItem is resent once the LMS is back (Koha then has one loan); AcceptItem,
+    which NCIPServer would do twice, is not (Koha has no item from it). A request that never
+    reached the LMS (connection refused) is simply made afresh."""
     start = koha.counts()
     d = start_gateway(tmp_path, _config(proxy.url).replace("timeout = 15", "timeout = 3"))
     try:
-        proxy.mode, proxy.only = "500", b"AcceptItem"
-        accept = wf.reshare_accept_item("RS-500-1", JANE, barcode="LENDER-F1")
-        reply = wf.call(d, accept)
+        accepted = wf.call(d, wf.reshare_accept_item("RS-500-0", JANE, barcode="LENDER-F0"))
+        assert ReShare.ok(accepted), accepted
+        out = wf.reshare_check_out("LENDER-F0", JANE, rid="RS-500-0")
+        proxy.mode, proxy.only = "500", b"CheckOutItem"
+        reply = wf.call(d, out)
         assert _problem(reply) == "Temporary Processing Failure"
         assert b"database is locked" not in reply
+        accept = wf.reshare_accept_item("RS-500-1", JANE, barcode="LENDER-F1")
+        proxy.only = b"AcceptItem"
+        assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"
         proxy.mode, proxy.only = "down", None
         began = time.monotonic()
-        assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"
+        assert _problem(wf.call(d, out)) == "Temporary Processing Failure"
         assert time.monotonic() - began < 5.5
-        assert koha.counts() == start
+        assert koha.counts() == plus(start, items=1, holds=1)
         health = d.admin_health()
         assert health["upstream_ncip"]["state"] == "down", health
         assert health["status"] == "degraded"
-        assert health["upstream_ncip"]["errors"] >= 2
+        assert health["upstream_ncip"]["errors"] >= 3
+        assert health["upstream_ncip"]["outbox_open"] == 2       # the two 500s, unsettled
         with urllib.request.urlopen(d.admin_url + "/metrics", timeout=10) as response:
             metrics = response.read().decode()
         assert 'interlend_upstream_ncip_up{profile="koha-ncipserver"} 0.0' in metrics
@@ -181,14 +190,47 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         with urllib.request.urlopen(d.admin_url + "/", timeout=10) as response:
             page = response.read().decode()
         assert "Library system (NCIP, koha-ncipserver)" in page and ">down<" in page
-        proxy.mode = "forward"
-        ok = wf.call(d, accept)
-        assert ReShare.ok(ok), ok
+
+        proxy.mode = "forward"                       # the LMS is back
+        done = wf.call(d, out)                       # resent: one loan
+        assert ReShare.ok(done), done
+        assert koha.counts() == plus(start, items=1, loans=1)
+        assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"   # staff
         assert koha.counts()["items"] == start["items"] + 1
         health = d.admin_health()
         assert health["upstream_ncip"]["state"] == "up" and health["status"] == "ok", health
     finally:
         d.kill()
+
+
+def test_a_refused_connection_is_made_afresh(koha: KohaPeer, tmp_path: Path) -> None:
+    """Nothing listening at the LMS's address: Temporary Processing Failure in time; after
+    a restart with the LMS reachable the broker's retry succeeds, and Koha has one item. (The
+    client marks a refused connection as never sent: see test_recorded_replies.)"""
+    from tests.gateway.upstream_ncip.peers import free_port
+
+    port = free_port()
+    database = tmp_path / "interlend.sqlite3"
+    wf.seed_database(database)
+    start = koha.counts()
+    config = _config(f"http://127.0.0.1:{port}/").replace("timeout = 15", "timeout = 3")
+    d = start_gateway(tmp_path, config, database=database)
+    accept = wf.reshare_accept_item("RS-REF-1", JANE, barcode="LENDER-R1")
+    try:
+        assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"
+    finally:
+        d.kill()
+    d = start_gateway(tmp_path, _config(koha.url), database=database)
+    try:
+        ok = wf.call(d, accept)
+        assert ReShare.ok(ok), ok
+        assert koha.counts() == plus(start, items=1, holds=1)
+    finally:
+        d.kill()
+
+
+def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
+    return {k: v + delta.get(k, 0) for k, v in base.items()}
 
 
 def test_a_retry_while_the_lms_call_is_in_flight_waits(koha: KohaPeer, tmp_path: Path) -> None:

@@ -201,3 +201,23 @@ async def test_calls_in_flight_are_bounded_and_time_limited(responder: _Responde
     finally:
         responder.delay = 0.0
         await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_connection_is_known_unsent() -> None:
+    """Nothing listening: the call fails as never sent (the outbox may then retry it freely),
+    unlike a time-out or a reset, whose request may have reached the LMS."""
+    from twisted.internet import reactor
+
+    from gateway.backends.upstream.ncip.client import UpstreamCallFailed
+    from tests.gateway.upstream_ncip.peers import free_port
+
+    client = NcipHttpClient(reactor, f"http://127.0.0.1:{free_port()}/", timeout=5,
+                            max_in_flight=1)
+    try:
+        with pytest.raises(UpstreamCallFailed) as caught:
+            await client.post(b"<x/>")
+        assert caught.value.unsent and not caught.value.timed_out
+        assert client.health.state == "down"
+    finally:
+        await client.close()

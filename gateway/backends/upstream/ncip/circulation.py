@@ -133,12 +133,16 @@ class _KeyedBooks:
         self._inner.audit(entry)
 
 
-def _post(up: Upstream, body: bytes) -> tuple[int, bytes]:
-    """One HTTP exchange from a worker thread; a failure to get any answer is raised."""
+def _post(up: Upstream, body: bytes,
+          unsent: Callable[[], None] = lambda: None) -> tuple[int, bytes]:
+    """One HTTP exchange from a worker thread; a failure to get any answer is raised
+    (``unsent`` is called first when the request surely never reached the LMS)."""
     post: Callable[[bytes], Any] = up.client.post
     try:
         result: tuple[int, bytes] = blockingCallFromThread(up.reactor, post, body)
     except UpstreamCallFailed as e:
+        if e.unsent:
+            unsent()
         raise UpstreamUnavailable(f"{up.profile.name}: {e}") from e
     return result
 
@@ -178,10 +182,16 @@ class UpstreamChanges(EmbeddedChanges):
             raise UpstreamUnsupported(f"{profile.name} has no {service}")
         seq = unit.next_seq()
         row = up.outbox.find(unit.key, seq)
-        if row is not None and row.service != service:
+        if row is not None and row.state in ("committed", "abandoned"):
+            # Done and committed before (the broker's stored reply since forgotten, say), or
+            # refused by the LMS: this run is a new one and asks the LMS afresh.
+            row_replaced = True
+        else:
+            row_replaced = False
+        if row is not None and not row_replaced and row.service != service:
             raise UpstreamUnavailable(
                 f"outbox row {row.id} is {row.service}, this retry needs {service}: staff")
-        if row is not None and row.state in ("answered", "committed") and row.status:
+        if row is not None and row.state == "answered" and row.status:
             log.info("outbox: {service} {id} already answered by the LMS; its answer is used",
                      service=service, id=row.upstream_id)
             reply = read_reply(row.status, row.reply or b"", up.tz)
@@ -198,21 +208,27 @@ class UpstreamChanges(EmbeddedChanges):
             up.outbox.answered(unit.key, seq, status, data)
             reply = read_reply(status, data, up.tz)
             self._leg(service, row.upstream_id, row.request, data, reply, "resent")
+            if reply.kind == "problem" and not profile.is_already_done(service, reply):
+                up.outbox.abandon(unit.key, seq)
+            elif reply.kind != "problem" and not reply.ok:
+                up.outbox.unknown(unit.key, seq)
             return self._outcome(service, reply, resent=True)
         upstream_id = unit.upstream_id(seq)
         if request.request_id is None and service in ("AcceptItem", "RequestItem",
                                                       "CheckOutItem"):
             request = UpstreamRequest(**{**request.__dict__, "request_id": upstream_id})
         body = write_request(request, profile.shape)
-        up.outbox.record(unit.key, seq, service, upstream_id, body, replace=row is not None)
-        status, data = _post(up, body)
+        up.outbox.record(unit.key, seq, service, upstream_id, body, replace=row_replaced)
+        status, data = _post(up, body, lambda: up.outbox.abandon(unit.key, seq))
         up.outbox.answered(unit.key, seq, status, data)
         if os.environ.get(CRASH_HOOK) == service:  # fault injection for the tests only
             os.kill(os.getpid(), signal.SIGKILL)
         reply = read_reply(status, data, up.tz)
         self._leg(service, upstream_id, body, data, reply, "sent")
-        if not reply.ok:
-            up.outbox.abandon(unit.key, seq)  # nothing done: a retry asks afresh
+        if reply.kind == "problem":
+            up.outbox.abandon(unit.key, seq)  # refused, nothing done: a retry asks afresh
+        elif not reply.ok:
+            up.outbox.unknown(unit.key, seq)  # a 500 page: done or not, nobody can say
         return self._outcome(service, reply, resent=False)
 
     def _leg(self, service: str, upstream_id: str, request: bytes, answer: bytes,

@@ -87,9 +87,12 @@ class UpstreamHealth:
 class UpstreamCallFailed(Exception):
     """No HTTP answer from the LMS (refused, reset, timed out): ``timed_out`` says which."""
 
-    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+    def __init__(self, reason: str, *, timed_out: bool = False,
+                 unsent: bool = False) -> None:
         super().__init__(reason)
         self.timed_out = timed_out
+        self.unsent = unsent
+        """The request never reached the LMS (no connection could be made)."""
 
 
 class NcipHttpClient:
@@ -171,8 +174,11 @@ class NcipHttpClient:
             timed_out = bool(expired) or failure.check(DeferredTimeout) is not None
             reason = (f"no answer within {self.timeout:g}s" if timed_out
                       else f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+            from twisted.internet.error import ConnectError, DNSLookupError
+
+            unsent = failure.check(ConnectError, DNSLookupError) is not None
             self._record(started, reason, timed_out=timed_out)
-            raise UpstreamCallFailed(reason, timed_out=timed_out)
+            raise UpstreamCallFailed(reason, timed_out=timed_out, unsent=unsent)
 
         d.addCallbacks(done, failed)
         return d

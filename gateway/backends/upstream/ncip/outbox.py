@@ -105,9 +105,17 @@ class Outbox:
                 (status, reply, time.time(), unit, seq))
 
     def abandon(self, unit: str, seq: int) -> None:
-        """The LMS refused the change (a Problem, an error page): nothing to settle."""
+        """Nothing was done: the LMS refused the change with a Problem, or the call never
+        reached it (connection refused). A retry asks afresh."""
         with self._lock:
             self._conn.execute("UPDATE outbox SET state = 'abandoned' WHERE unit = ? AND"
+                               " seq = ? AND state IN ('pending', 'answered')", (unit, seq))
+
+    def unknown(self, unit: str, seq: int) -> None:
+        """The LMS answered, but not so that we can tell whether it made the change (an
+        HTTP 500 page, a malformed body): settled like a lost answer."""
+        with self._lock:
+            self._conn.execute("UPDATE outbox SET state = 'pending' WHERE unit = ? AND"
                                " seq = ? AND state = 'answered'", (unit, seq))
 
     def committed(self, unit: str) -> None:
