@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from xml.sax.saxutils import escape
 
 import pymarc
@@ -32,7 +32,8 @@ from gateway.backends.embedded.records import (
     upsert_patron,
     upsert_record,
 )
-from gateway.storage.store import open_database
+from gateway.config import AuditSettings
+from gateway.storage.store import Store, open_database
 
 T = TypeVar("T")
 
@@ -440,3 +441,15 @@ class SyncStore:
             return fail()
         self.conn.execute("COMMIT")
         return succeed(result)
+
+
+def as_store(stand_in: SyncStore) -> Store:
+    """``stand_in`` where the audit log takes a store: AuditLog types its store as the concrete
+    :class:`Store`, of which the audit tests need only ``write``."""
+    return cast(Store, stand_in)
+
+
+def audit_settings(bodies: str = "redacted", store_patron_ids: bool = False) -> AuditSettings:
+    """``[audit]`` settings for an AuditLog under test, with no free-disk floor (the limit the
+    log reads as 0 when a settings object leaves it out)."""
+    return AuditSettings(bodies=bodies, store_patron_ids=store_patron_ids, min_free_disk_mb=0)

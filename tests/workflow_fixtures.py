@@ -679,8 +679,16 @@ def texts(reply: bytes, name: str) -> list[str]:
 
 
 def text(reply: bytes, name: str) -> str | None:
+    """Text of the first element called ``name`` in a reply, or None when there is none."""
     found = texts(reply, name)
     return found[0] if found else None
+
+
+def the_text(reply: bytes, name: str) -> str:
+    """Text of the first element called ``name`` in a reply, which must have one."""
+    found = texts(reply, name)
+    assert found, (name, reply)
+    return found[0]
 
 
 def problem(reply: bytes) -> str | None:
@@ -750,9 +758,17 @@ def rows(path: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
 
 
 def one(path: Path, sql: str, *params: Any) -> dict[str, Any] | None:
+    """The row ``sql`` finds, or None when it finds none (more than one is a failure)."""
     found = rows(path, sql, *params)
     assert len(found) <= 1, found
     return found[0] if found else None
+
+
+def row(path: Path, sql: str, *params: Any) -> dict[str, Any]:
+    """The one row ``sql`` finds: none or more than one is a failure (for tests that index it)."""
+    found = rows(path, sql, *params)
+    assert len(found) == 1, found
+    return found[0]
 
 
 def counts(path: Path) -> dict[str, int]:

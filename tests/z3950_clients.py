@@ -179,6 +179,12 @@ class Raw:
             self.pending.extend(self.framer.feed(chunk))
         return codec.decode_pdu(self.pending.pop(0))
 
+    def next_pdu(self) -> codec.PDU:
+        """The next PDU, which must come: end of stream fails the test."""
+        pdu = self.receive()
+        assert pdu is not None, "end of stream where a PDU was due"
+        return pdu
+
     def ask(self, pdu: codec.PDU | bytes) -> codec.PDU | None:
         self.send(pdu if isinstance(pdu, bytes) else codec.encode_pdu(pdu))
         return self.receive()

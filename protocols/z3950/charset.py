@@ -19,6 +19,7 @@ proposal with nothing we can convert gets no answer (charneg-3: the target ignor
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyasn1.type import univ
@@ -171,22 +172,9 @@ def negotiation_proposal(other_info: OtherInformation | None) -> CharsetProposal
     Malformed negotiation records are ignored (C{None}): charset negotiation is optional
     and must never fail an Init.
     """
-    if other_info is None or not other_info.isValue:
-        return None
-    for unit in other_info:
-        info = unit["information"]
-        if info.getName() != "externallyDefinedInfo":
-            continue
-        try:
-            decoded = decode_external(info["externallyDefinedInfo"])
-        except Exception:  # noqa: BLE001 - negotiation is best effort
-            continue
-        if decoded.oid != oids.CHARSET_NEGOTIATION_3 or decoded.value is None:
-            continue
-        neg = decoded.value
-        if neg.getName() != "proposal":
-            continue
-        return _proposal(neg["proposal"])
+    for negotiation in _negotiations(other_info):
+        if negotiation.getName() == "proposal":
+            return _proposal(negotiation["proposal"])
     return None
 
 
@@ -197,22 +185,27 @@ def negotiation_answer(other_info: OtherInformation | None) -> CharsetChoice | N
     The choice's C{codec} is the Python codec for the set (empty when there is none) and
     C{records} says whether records come in it.
     """
+    for negotiation in _negotiations(other_info):
+        if negotiation.getName() == "response":
+            return _answer(negotiation["response"])
+    return None
+
+
+def _negotiations(other_info: OtherInformation | None) -> Iterator[univ.Choice]:
+    """The charneg-3 records among otherInfo's EXTERNALs; malformed ones are skipped, since
+    negotiation is optional and must never fail an Init."""
     if other_info is None or not other_info.isValue:
-        return None
+        return
     for unit in other_info:
         info = unit["information"]
         if info.getName() != "externallyDefinedInfo":
             continue
         try:
             decoded = decode_external(info["externallyDefinedInfo"])
-        except Exception:  # noqa: BLE001 - a malformed answer is no answer
+        except Exception:  # noqa: BLE001 - a malformed record is no negotiation
             continue
-        if decoded.oid != oids.CHARSET_NEGOTIATION_3 or decoded.value is None:
-            continue
-        if decoded.value.getName() != "response":
-            continue
-        return _answer(decoded.value["response"])
-    return None
+        if decoded.oid == oids.CHARSET_NEGOTIATION_3 and decoded.value is not None:
+            yield decoded.value
 
 
 def _answer(response: univ.Sequence) -> CharsetChoice | None:

@@ -28,8 +28,12 @@ from pyasn1.type import univ
 from . import oids, pqf
 from .asn1 import PDU, OtherInformationUnit
 from .charset import CharsetChoice, TermDecoder, negotiation_answer, utf8_negotiation_proposal
-from .codec import (
+from .codec import (  # the value readers are the codec's own, shared within the package
     VERSION_NAMES,
+    _b,
+    _opt_bytes,
+    _opt_int,
+    _opt_text,
     close,
     decode_pdu,
     fill_implementation,
@@ -87,22 +91,6 @@ __all__ = [
     "search_request",
     "sort_request",
 ]
-
-
-def _b(value: Text) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def _opt_bytes(value: univ.OctetString) -> bytes | None:
-    return value.asOctets() if value.isValue else None
-
-
-def _opt_text(value: univ.OctetString, dec: TermDecoder) -> str | None:
-    return dec.decode(value.asOctets()) if value.isValue else None
-
-
-def _opt_int(value: univ.Integer) -> int | None:
-    return int(value) if value.isValue else None
 
 
 def _diag_recs(values: Any, decoder: TermDecoder | None) -> tuple[Diagnostic, ...]:

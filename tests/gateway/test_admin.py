@@ -15,6 +15,7 @@ import re
 import socket
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield running, sent, z3950
     finally:
         running.stop()
+
+
+def _first_group(pattern: str, text: str) -> str:
+    """The first group of ``pattern``'s first match in ``text``, which must match."""
+    found = re.search(pattern, text)
+    assert found is not None, pattern
+    return found.group(1)
 
 
 def _families(daemon: Any) -> dict[str, Any]:
@@ -167,14 +175,17 @@ def test_connection_gauges_follow_open_connections(traffic: Any) -> None:
                     if s.labels["listener"] == listener]
         return sample.value
 
+    def count_is(listener: str, n: float) -> Callable[[], bool]:
+        return lambda: open_count(listener) == n
+
     for listener in ("z3950", "ncip"):
         before = open_count(listener)
         client = socket.create_connection(("127.0.0.1", daemon.ports[listener]), timeout=10)
         try:
-            af.wait_until(lambda name=listener, n=before: open_count(name) == n + 1)
+            af.wait_until(count_is(listener, before + 1))
         finally:
             client.close()
-        af.wait_until(lambda name=listener, n=before: open_count(name) == n)
+        af.wait_until(count_is(listener, before))
 
 
 def test_healthz_and_json_endpoints(traffic: Any) -> None:
@@ -437,8 +448,8 @@ def test_chart_labels_fit_and_are_named() -> None:
     long_name = "illiad-consortium-of-the-east-and-west"
     svg = _bars("Lent <and> borrowed", [(long_name, [123456.0, 2.0]), ("b", [0.0, 1.0])],
                 ["#000", "#fff"], ["lent", "borrowed"], " h")
-    width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
-    label_width = float(re.search(r'<rect x="([\d.]+)"', svg).group(1))
+    width = float(_first_group(r'viewBox="0 0 ([\d.]+) ', svg))
+    label_width = float(_first_group(r'<rect x="([\d.]+)"', svg))
     texts = re.findall(r'<text x="([\d.]+)"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', svg)
     for x, text in texts:
         right = float(x) + 7 * len(text)      # 12px text: at most 7px a character

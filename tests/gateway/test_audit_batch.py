@@ -20,7 +20,8 @@ from twisted.logger import globalLogPublisher
 
 from gateway.audit import AuditBatch, AuditEntry, AuditLog, audit_time, audit_time_at
 from gateway.storage.store import open_database
-from tests.audit_fixtures import SyncStore
+from tests.audit_fixtures import SyncStore, as_store, audit_settings
+from tests.log_observers import log_observer
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def _batch(conn: sqlite3.Connection, **options: Any) -> tuple[AuditBatch, SyncSt
     clock = Clock()
     clock.advance(datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc).timestamp())
     store = SyncStore(conn)
-    log = AuditLog(store, SimpleNamespace(bodies="redacted", store_patron_ids=False), clock)
+    log = AuditLog(as_store(store), audit_settings(), clock)
     return AuditBatch(log, clock, **options), store, clock
 
 
@@ -95,13 +96,14 @@ def test_record_many_failure_is_logged_and_counted() -> None:
 
     log = AuditLog(Broken(), SimpleNamespace(bodies="none"), Clock())  # type: ignore[arg-type]
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    observer = log_observer(events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         results: list[Any] = []
         log.record_many([_entry("init", time="t"), _entry("close", time="t")]).addBoth(
             results.append)
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
     assert results == [None]
     assert (log.written, log.failed) == (0, 2)
     [event] = [e for e in events if "not written" in e.get("log_format", "")]

@@ -12,6 +12,7 @@ from twisted.logger import globalLogPublisher
 
 from gateway.audit import RETRY_INTERVAL, AuditBatch, AuditEntry, AuditLog
 from gateway.storage.store import StoreError, open_database
+from tests.log_observers import log_observer
 
 
 class BusyStore:
@@ -53,8 +54,9 @@ def _entry(operation: str) -> AuditEntry:
 
 def _events() -> tuple[list[dict[str, Any]], Any]:
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    return events, lambda: globalLogPublisher.removeObserver(events.append)
+    observer = log_observer(events.append)
+    globalLogPublisher.addObserver(observer)
+    return events, lambda: globalLogPublisher.removeObserver(observer)
 
 
 def test_rows_kept_while_busy_and_written_in_order_when_it_answers() -> None:

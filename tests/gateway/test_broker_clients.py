@@ -70,14 +70,30 @@ def step(d: Daemon, body: bytes, headers: dict[str, str] | None = None) -> bytes
     return reply
 
 
-def item_row(d: Daemon, barcode: str) -> dict[str, Any] | None:
-    return wf.one(d.database, "SELECT * FROM items WHERE barcode = ?", barcode)
+ITEM_BY_BARCODE = "SELECT * FROM items WHERE barcode = ?"
+OPEN_LOAN_BY_BARCODE = ("SELECT l.*, p.barcode AS patron FROM loans l JOIN items i"
+                        " ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id"
+                        " WHERE i.barcode = ? AND l.returned_at IS NULL")
 
 
-def loan_of(d: Daemon, barcode: str) -> dict[str, Any] | None:
-    return wf.one(d.database, "SELECT l.*, p.barcode AS patron FROM loans l JOIN items i"
-                              " ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id"
-                              " WHERE i.barcode = ? AND l.returned_at IS NULL", barcode)
+def item_row(d: Daemon, barcode: str) -> dict[str, Any]:
+    """The item with ``barcode``, which must exist."""
+    return wf.row(d.database, ITEM_BY_BARCODE, barcode)
+
+
+def find_item_row(d: Daemon, barcode: str) -> dict[str, Any] | None:
+    """The item with ``barcode``, or None."""
+    return wf.one(d.database, ITEM_BY_BARCODE, barcode)
+
+
+def loan_of(d: Daemon, barcode: str) -> dict[str, Any]:
+    """The open loan (with its patron's barcode) of the item with ``barcode``, which must exist."""
+    return wf.row(d.database, OPEN_LOAN_BY_BARCODE, barcode)
+
+
+def find_loan_of(d: Daemon, barcode: str) -> dict[str, Any] | None:
+    """The open loan of the item with ``barcode``, or None."""
+    return wf.one(d.database, OPEN_LOAN_BY_BARCODE, barcode)
 
 
 def holds_of(d: Daemon, barcode: str) -> list[str]:
@@ -283,7 +299,7 @@ def test_reshare_borrower_multi_volume(launch) -> None:
     assert loan_of(d, rid)["patron"] == "P100"
     back = step(d, wf.reshare_check_in("EAST-501-V1"))
     assert ReShare.ok(back) and ReShare.checked_in(back)
-    assert loan_of(d, rid) is None and item_row(d, rid)["status"] == "in_transit"
+    assert find_loan_of(d, rid) is None and item_row(d, rid)["status"] == "in_transit"
     # volume 2 was never picked up: its check-in ends the hold, the request says why
     back = step(d, wf.reshare_check_in("EAST-501-V2"))
     assert ReShare.ok(back)
@@ -296,9 +312,9 @@ def test_reshare_borrower_multi_volume(launch) -> None:
         gone = step(d, wf.reshare_delete_item(name))
         assert ReShare.ok(gone)
         assert ReShare.field(gone, "ItemId", "ItemIdentifierValue") == name
-        assert item_row(d, barcode) is None
+        assert find_item_row(d, barcode) is None
     assert [r["state"] for r in volumes(d, "reshare", "borrower", rid)] == ["completed"] * 2
-    real = item_row(d, "LEND-001")
+    real = find_item_row(d, "LEND-001")
     assert real is not None and real["temporary"] == 0
 
 
@@ -331,12 +347,13 @@ def test_reshare_lender_multi_volume_and_cancel(launch) -> None:
     before = state(d.database)
     conflict = step(d, wf.reshare_check_out("LEND-031", "INST-WEST", rid))
     [problem] = ReShare.problems(conflict)
-    assert problem["type"] == "Duplicate Request" and "another patron" in problem["detail"]
+    assert problem["type"] == "Duplicate Request" and problem["detail"] is not None \
+        and "another patron" in problem["detail"]
     assert b"INST-EAST" not in conflict and state(d.database) == before
 
     for barcode in ("LEND-030", "LEND-031"):
         back = step(d, wf.reshare_check_in(barcode))
-        assert ReShare.checked_in(back) and loan_of(d, barcode) is None
+        assert ReShare.checked_in(back) and find_loan_of(d, barcode) is None
         assert item_row(d, barcode)["status"] == "available"
     assert [r["state"] for r in volumes(d, "reshare", "lender", rid)] == ["completed"] * 2
 
@@ -393,7 +410,7 @@ def test_tipasa_borrowing_and_lending(launch) -> None:
     assert Tipasa.problem(reply) is None
     assert Tipasa.xpath(reply, "//n:CheckInItemResponse/n:UserId/n:UserIdentifierValue/"
                                "text()") == ["P100"]
-    assert item_row(d, "TIP-31234000") is None
+    assert find_item_row(d, "TIP-31234000") is None
     rs = volumes(d, "tipasa", "borrower", "TIP-900")[0]
     assert rs["state"] == "completed" and rs["item_id"] is None
 
@@ -402,17 +419,17 @@ def test_tipasa_borrowing_and_lending(launch) -> None:
     assert Tipasa.xpath(reply, "//n:CheckOutItemResponse/n:UserId/n:UserIdentifierValue/"
                                "text()") == ["NDOSU"]
     assert loan_of(d, "LEND-010")["patron"] == "INST-NDOSU"
-    institution = wf.one(d.database, "SELECT * FROM patrons WHERE barcode = 'INST-NDOSU'")
+    institution = wf.row(d.database, "SELECT * FROM patrons WHERE barcode = 'INST-NDOSU'")
     assert institution["institutional_peer"] == "tipasa"
     assert volumes(d, "tipasa", "lender", "12345")[0]["state"] == "shipped"
     # CheckInRequestedItem: the item that filled ILL request 12345, named by that id
     reply = step(d, tipasa_check_in_by_request("12345"), h)
-    assert Tipasa.problem(reply) is None and loan_of(d, "LEND-010") is None
+    assert Tipasa.problem(reply) is None and find_loan_of(d, "LEND-010") is None
     assert volumes(d, "tipasa", "lender", "12345")[0]["state"] == "completed"
     reply = step(d, tipasa_lend("LEND-020", "NDOSU"), h)              # CheckOutItemToInstitution
     assert Tipasa.problem(reply) is None
     reply = step(d, tipasa_ns1("CheckInItem", [wf.item_id("LEND-020", wf.AGENCY, "Barcode")]), h)
-    assert Tipasa.problem(reply) is None and loan_of(d, "LEND-020") is None
+    assert Tipasa.problem(reply) is None and find_loan_of(d, "LEND-020") is None
 
 
 # -- ILLiad --------------------------------------------------------------------------------------
@@ -450,7 +467,7 @@ def test_illiad_lending_two_barcodes_and_recheckout(launch) -> None:
 
     for barcode in ("LEND-050", "LEND-051"):
         reply = step(d, wf.illiad_check_in(barcode, "ILLPSEUDO", tn))
-        assert not ILLiad.failed(reply) and loan_of(d, barcode) is None
+        assert not ILLiad.failed(reply) and find_loan_of(d, barcode) is None
     assert [r["state"] for r in volumes(d, "illiad", "lender", tn)] == ["completed"] * 2
 
     reply = step(d, wf.illiad_accept_item("8001", "P101"))
@@ -473,12 +490,13 @@ def test_dcb_placements_without_and_with_request_ids(launch) -> None:
     assert not DCB.failed(reply)
     ours = DCB.request_id(reply)
     assert ours and ours.startswith("L-")
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", ours)
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", ours)
     assert rs["broker_request_id"] is None and rs["item_barcode"] == "LEND-010"
     assert holds_of(d, "LEND-010") == ["active"]
 
     reply = step(d, dcb_request_item("b1003", "LEND-020", "dcb-vpatron-1", "pr-7"))
-    assert not DCB.failed(reply) and DCB.request_id(reply).startswith("L-")
+    ours = DCB.request_id(reply)
+    assert not DCB.failed(reply) and ours is not None and ours.startswith("L-")
     reply = step(d, wf.dcb_accept_item("pr-8", "P100", "DCB-SUP-8"))
     assert not DCB.failed(reply) and DCB.request_id(reply) == "pr-8:BORROWER"
     assert holds_of(d, "DCB-SUP-8") == ["active"]
@@ -547,6 +565,7 @@ def test_a_peer_cannot_touch_what_is_not_its_own(launch) -> None:
     assert ReShare.ok(call(d, wf.reshare_check_out("RS-ISO-1", "P101")))
     reply = call(d, wf.reshare_request_item("RS-ISO-2", sysnumber="b1002"))
     hold_id = ReShare.field(reply, "RequestId", "RequestIdentifierValue")
+    assert hold_id is not None
     assert ReShare.ok(call(d, wf.reshare_check_out("LEND-010", "INST-EAST", "RS-ISO-2")))
     before = state(d.database)
 

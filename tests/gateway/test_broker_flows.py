@@ -107,17 +107,17 @@ def test_reshare_borrower_lifecycle(launch) -> None:
     assert wf.response_name(reply) == "AcceptItemResponse"
     assert wf.text(reply, "RequestIdentifierValue") == "EAST-322"
     assert wf.text(reply, "ItemIdentifierValue") == "EAST-322"
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'EAST-322'")
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'EAST-322'")
     assert item["temporary"] == 1 and item["owning_peer"] == "reshare"
     assert item["status"] == "on_hold_shelf" and item["location"] == "EAST"
-    record = wf.one(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
+    record = wf.row(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
     assert record["temporary"] == 1 and record["title"] == "[ILL] Borrowed book"
     assert record["author"] == "Lender, Ann"
-    hold = wf.one(path, "SELECT h.*, p.barcode FROM holds h JOIN patrons p ON p.id ="
+    hold = wf.row(path, "SELECT h.*, p.barcode FROM holds h JOIN patrons p ON p.id ="
                         " h.patron_id WHERE h.item_id = ?", item["id"])
     assert hold["barcode"] == "P100" and hold["pickup_location"] == "EAST"
     assert hold["status"] == "active" and hold["pickup_expires"] == wf.stored(wf.end_of_day(7))
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'EAST-322'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'EAST-322'")
     assert rs["peer"] == "reshare" and rs["role"] == "borrower"
     assert rs["state"] == "awaiting_pickup" and rs["item_barcode"] == "EAST-322"
     assert rs["accepted_at"] and rs["received_at"] and rs["checked_out_at"] is None
@@ -126,22 +126,22 @@ def test_reshare_borrower_lifecycle(launch) -> None:
 
     reply = ok(d, wf.reshare_check_out("EAST-322", "P100"))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(10))  # lender's date wins
-    loan = wf.one(path, "SELECT * FROM loans WHERE item_id = ?", item["id"])
+    loan = wf.row(path, "SELECT * FROM loans WHERE item_id = ?", item["id"])
     assert loan["due_at"] == wf.stored(wf.end_of_day(10)) and loan["returned_at"] is None
-    assert wf.one(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
+    assert wf.row(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
         "fulfilled"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "checked_out" and rs["checked_out_at"]
     invisible_over_z3950(d, record["local_id"], "EAST-322")
 
     reply = ok(d, wf.reshare_check_in("EAST-322"))
     assert wf.response_name(reply) == "CheckInItemResponse"
     assert wf.text(reply, "UserIdentifierValue") == "P100"
-    loan = wf.one(path, "SELECT * FROM loans WHERE id = ?", loan["id"])
+    loan = wf.row(path, "SELECT * FROM loans WHERE id = ?", loan["id"])
     assert loan["returned_at"] is not None
-    assert wf.one(path, "SELECT status FROM items WHERE id = ?", item["id"])["status"] == \
+    assert wf.row(path, "SELECT status FROM items WHERE id = ?", item["id"])["status"] == \
         "in_transit"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "checked_in" and rs["returned_at"] and rs["checked_in_at"]
     assert rs["completed_at"] is None
     invisible_over_z3950(d, record["local_id"], "EAST-322")
@@ -152,7 +152,7 @@ def test_reshare_borrower_lifecycle(launch) -> None:
     assert wf.one(path, "SELECT * FROM records WHERE id = ?", item["record_id"]) is None
     assert wf.rows(path, "SELECT * FROM holds WHERE item_id = ? OR record_id = ?",
                    item["id"], item["record_id"]) == []
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "completed" and rs["completed_at"]
 
     one_audit_row_each(d, [("LookupUser", "success"), ("AcceptItem", "success"),
@@ -181,14 +181,14 @@ def test_reshare_lender_lifecycle(launch) -> None:
     assert ours and ours != "EAST-400"
     assert wf.text(reply, "ItemIdentifierValue") == "LEND-001"
     assert wf.text(reply, "RequestType") == "Loan"
-    patron = wf.one(path, "SELECT * FROM patrons WHERE barcode = 'INST-EAST'")
+    patron = wf.row(path, "SELECT * FROM patrons WHERE barcode = 'INST-EAST'")
     assert patron["institutional_peer"] == "reshare" and patron["status"] == "active"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'EAST-400'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'EAST-400'")
     assert rs["role"] == "lender" and rs["our_request_id"] == ours
     # an available item was found: the request is filled at once (requested and accepted)
     assert rs["state"] == "filled" and rs["requested_at"] and rs["accepted_at"]
     assert rs["patron_id"] == patron["id"] and rs["item_barcode"] == "LEND-001"
-    hold = wf.one(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id"
+    hold = wf.row(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id"
                         " WHERE h.patron_id = ?", patron["id"])
     assert hold["barcode"] == "LEND-001" and hold["status"] == "active"
     held = wf.z3950_items(d, "b1001")   # a real yaz-client: OPAC holdings of the record
@@ -199,14 +199,14 @@ def test_reshare_lender_lifecycle(launch) -> None:
     desired = wf.local_day(14).isoformat()
     reply = ok(d, wf.reshare_check_out("LEND-001", "INST-EAST", "EAST-400", desired))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(14))
-    loan = wf.one(path, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
+    loan = wf.row(path, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
                         " WHERE i.barcode = 'LEND-001'")
     assert loan["patron_id"] == patron["id"] and loan["due_at"] == wf.stored(wf.end_of_day(14))
-    assert wf.one(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
+    assert wf.row(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
         "fulfilled"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "shipped" and rs["shipped_at"]
-    assert wf.one(path, "SELECT count(*) AS n FROM rs_requests")["n"] == 1
+    assert wf.row(path, "SELECT count(*) AS n FROM rs_requests")["n"] == 1
     lent = wf.z3950_items(d, "b1001")
     if lent is not None:
         assert lent["LEND-001"]["availableNow"] == "0"
@@ -215,10 +215,10 @@ def test_reshare_lender_lifecycle(launch) -> None:
         assert "availablityDate" not in lent["LEND-002"]
 
     reply = ok(d, wf.reshare_check_in("LEND-001"))
-    assert wf.one(path, "SELECT status FROM items WHERE barcode = 'LEND-001'")["status"] == \
+    assert wf.row(path, "SELECT status FROM items WHERE barcode = 'LEND-001'")["status"] == \
         "available"
-    assert wf.one(path, "SELECT returned_at FROM loans WHERE id = ?", loan["id"])["returned_at"]
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    assert wf.row(path, "SELECT returned_at FROM loans WHERE id = ?", loan["id"])["returned_at"]
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "completed" and rs["checked_in_at"] and rs["completed_at"]
     back = wf.z3950_items(d, "b1001")
     if back is not None:
@@ -230,13 +230,13 @@ def test_reshare_lender_lifecycle(launch) -> None:
     reply = ok(d, wf.reshare_cancel_request(other_id))
     assert wf.response_name(reply) == "CancelRequestItemResponse"
     assert wf.text(reply, "RequestIdentifierValue") == other_id
-    cancelled = wf.one(path, "SELECT * FROM rs_requests WHERE our_request_id = ?", other_id)
+    cancelled = wf.row(path, "SELECT * FROM rs_requests WHERE our_request_id = ?", other_id)
     assert cancelled["state"] == "cancelled" and cancelled["cancelled_at"]
     holds = wf.rows(path, "SELECT h.status, i.barcode FROM holds h JOIN items i"
                           " ON i.id = h.item_id ORDER BY h.id")
     assert holds == [{"status": "fulfilled", "barcode": "LEND-001"},
                      {"status": "cancelled", "barcode": "LEND-020"}]
-    assert wf.one(path, "SELECT count(*) AS n FROM patrons WHERE barcode LIKE 'INST-%'")["n"] == 1
+    assert wf.row(path, "SELECT count(*) AS n FROM patrons WHERE barcode LIKE 'INST-%'")["n"] == 1
     one_audit_row_each(d, [("RequestItem", "success"), ("CheckOutItem", "success"),
                            ("CheckInItem", "success"), ("RequestItem", "success"),
                            ("CancelRequestItem", "success")])
@@ -261,20 +261,20 @@ def test_tipasa_borrower_lifecycle_with_delete_on_checkin(launch) -> None:
     reply = ok(d, wf.tipasa_accept_item("TIP-9001", "P100", "NDOSU-555"), headers)
     assert b"<AcceptItemResponse>" in reply and b"ns1:" not in reply
     assert wf.text(reply, "ItemIdentifierValue") == "TIP-NDOSU-555"
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'TIP-NDOSU-555'")
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'TIP-NDOSU-555'")
     assert item["temporary"] == 1 and item["owning_peer"] == "tipasa"
     assert item["location"] == "EAST"
-    record = wf.one(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
+    record = wf.row(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
     assert record["temporary"] == 1 and record["title"] == "[TIPASA] Tipasa book"
-    hold = wf.one(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])
+    hold = wf.row(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])
     assert hold["pickup_location"] == "EAST" and hold["status"] == "active"
     assert hold["pickup_expires"] == "2040-01-10T23:59:00+00:00"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TIP-9001'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TIP-9001'")
     assert rs["due_at"] == "2040-01-31T23:59:00+00:00" and rs["state"] == "awaiting_pickup"
 
     reply = ok(d, wf.tipasa_check_out("TIP-NDOSU-555", "P100"), headers)
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(wf.BORROWED_DAYS))
-    loan = wf.one(path, "SELECT * FROM loans WHERE item_id = ?", item["id"])
+    loan = wf.row(path, "SELECT * FROM loans WHERE item_id = ?", item["id"])
     assert loan["due_at"] == wf.stored(wf.end_of_day(wf.BORROWED_DAYS))
 
     reply = ok(d, wf.tipasa_check_in("TIP-NDOSU-555"), headers)
@@ -282,7 +282,7 @@ def test_tipasa_borrower_lifecycle_with_delete_on_checkin(launch) -> None:
     assert wf.one(path, "SELECT * FROM items WHERE id = ?", item["id"]) is None
     assert wf.one(path, "SELECT * FROM records WHERE id = ?", item["record_id"]) is None
     assert wf.one(path, "SELECT * FROM holds WHERE id = ?", hold["id"]) is None
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "completed" and rs["checked_in_at"] and rs["completed_at"]
     one_audit_row_each(d, [("AcceptItem", "success"), ("CheckOutItem", "success"),
                            ("CheckInItem", "success")])
@@ -304,30 +304,30 @@ def test_illiad_lending_and_borrowing(launch) -> None:
     reply = ok(d, wf.illiad_check_out("LEND-030", "ILLPSEUDO", "TN-1001",
                                       wf.local_day(10).isoformat()))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(10))
-    patron = wf.one(path, "SELECT * FROM patrons WHERE institutional_peer = 'illiad'")
-    loan = wf.one(path, "SELECT * FROM loans WHERE patron_id = ?", patron["id"])
+    patron = wf.row(path, "SELECT * FROM patrons WHERE institutional_peer = 'illiad'")
+    loan = wf.row(path, "SELECT * FROM loans WHERE patron_id = ?", patron["id"])
     assert loan["due_at"] == wf.stored(wf.end_of_day(10))
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TN-1001'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TN-1001'")
     assert rs["role"] == "lender" and rs["state"] == "shipped" and rs["shipped_at"]
 
     reply = ok(d, wf.illiad_renew("LEND-030", "ILLPSEUDO", wf.local_day(20).isoformat()))
     assert wf.response_name(reply) == "RenewItemResponse"
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(20))
-    loan = wf.one(path, "SELECT * FROM loans WHERE id = ?", loan["id"])
+    loan = wf.row(path, "SELECT * FROM loans WHERE id = ?", loan["id"])
     assert loan["due_at"] == wf.stored(wf.end_of_day(20)) and loan["renewals"] == 1
 
     reply = ok(d, wf.illiad_check_in("LEND-030", "ILLPSEUDO", "TN-1001"))
-    assert wf.one(path, "SELECT returned_at FROM loans WHERE id = ?", loan["id"])["returned_at"]
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    assert wf.row(path, "SELECT returned_at FROM loans WHERE id = ?", loan["id"])["returned_at"]
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "completed"
 
     title = "Ærø – ILLiad"
     reply = ok(d, wf.illiad_accept_item("TN-2002", "P101", title=title))
     assert wf.text(reply, "ItemIdentifierValue") == "TN-2002"
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'TN-2002'")
-    record = wf.one(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'TN-2002'")
+    record = wf.row(path, "SELECT * FROM records WHERE id = ?", item["record_id"])
     assert record["title"] == f"[ILL] {title}"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TN-2002'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TN-2002'")
     # the naive DateForReturn is local time
     assert rs["due_at"] == wf.stored(datetime(2040, 3, 1, 23, 59, tzinfo=ZoneInfo(wf.TIMEZONE)))
     one_audit_row_each(d, [("CheckOutItem", "success"), ("RenewItem", "success"),
@@ -347,9 +347,9 @@ def test_relais_folio_shapes(launch) -> None:
     reply = ok(d, wf.relais_accept_item("LEH-20191003227", "P100"))
     assert wf.text(reply, "ItemIdentifierValue") == "LEH-20191003227"
     assert b'<NCIPMessage xmlns="http://www.niso.org/2008/ncip"' in reply
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'LEH-20191003227'")
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'LEH-20191003227'")
     assert item["temporary"] == 1 and item["owning_peer"] == "relais"
-    hold = wf.one(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])
+    hold = wf.row(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])
     assert hold["pickup_location"] == "EAST"
     assert wf.rows(path, "SELECT * FROM fees") == []
 
@@ -357,9 +357,9 @@ def test_relais_folio_shapes(launch) -> None:
         b"RESHARE", b"Relais").replace(wf.RESHARE_SECRET.encode(), b"x"))
     reply = ok(d, wf.relais_check_in("LEH-20191003227"))
     assert wf.text(reply, "UserIdentifierValue") == "P100"
-    assert wf.one(path, "SELECT status FROM items WHERE id = ?", item["id"])["status"] == \
+    assert wf.row(path, "SELECT status FROM items WHERE id = ?", item["id"])["status"] == \
         "in_transit"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'LEH-20191003227'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'LEH-20191003227'")
     assert rs["state"] == "checked_in"
     one_audit_row_each(d, [("AcceptItem", "success"), ("CheckOutItem", "success"),
                            ("CheckInItem", "success")])
@@ -378,26 +378,26 @@ def test_dcb_supplier_and_borrower_placements(launch) -> None:
     path = d.database
     reply = ok(d, wf.dcb_request_item("pr-1", "b1002", "LEND-010"))
     assert wf.text(reply, "ItemIdentifierValue") == "LEND-010"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'pr-1:SUPPLIER'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'pr-1:SUPPLIER'")
     assert rs["role"] == "lender" and rs["peer"] == "dcb" and rs["item_barcode"] == "LEND-010"
-    hold = wf.one(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id")
+    hold = wf.row(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id")
     assert hold["barcode"] == "LEND-010" and hold["patron_id"] == rs["patron_id"]
 
     reply = ok(d, wf.dcb_accept_item("pr-2", "P100", "DCB-SUP-77"))
     assert wf.text(reply, "RequestIdentifierValue") == "pr-2:BORROWER"
     assert wf.text(reply, "ItemIdentifierValue") == "DCB-SUP-77"
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'DCB-SUP-77'")
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'DCB-SUP-77'")
     assert item["temporary"] == 1 and item["owning_peer"] == "dcb"
-    hold = wf.one(path, "SELECT h.*, p.barcode FROM holds h JOIN patrons p ON p.id ="
+    hold = wf.row(path, "SELECT h.*, p.barcode FROM holds h JOIN patrons p ON p.id ="
                         " h.patron_id WHERE h.item_id = ?", item["id"])
     assert hold["barcode"] == "P100" and hold["status"] == "active"
     assert hold["pickup_location"] == "MAIN"
 
     reply = ok(d, wf.dcb_accept_item("pr-3", "P101", "39000111"))
     assert wf.text(reply, "ItemIdentifierValue") == "39000111-DCB"
-    real = wf.one(path, "SELECT * FROM items WHERE barcode = '39000111'")
+    real = wf.row(path, "SELECT * FROM items WHERE barcode = '39000111'")
     assert real["temporary"] == 0 and real["status"] == "available"
-    temp = wf.one(path, "SELECT * FROM items WHERE barcode = '39000111-DCB'")
+    temp = wf.row(path, "SELECT * FROM items WHERE barcode = '39000111-DCB'")
     assert temp["temporary"] == 1
     one_audit_row_each(d, [("RequestItem", "success"), ("AcceptItem", "success"),
                            ("AcceptItem", "success")])
@@ -417,38 +417,38 @@ def test_innreach_ncip1_notifications_and_circulation(launch) -> None:
     reply = ok(d, wf.innreach_item_requested("TR-1", "LEND-020"))
     assert wf.response_name(reply) == "ItemRequestedResponse"
     assert b"xmlns" not in reply.split(b"?>", 1)[1]
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TR-1'")
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TR-1'")
     assert rs["peer"] == "innreach" and rs["role"] == "lender" and rs["state"] == "requested"
     assert rs["item_barcode"] == "LEND-020"
-    patron = wf.one(path, "SELECT * FROM patrons WHERE id = ?", rs["patron_id"])
+    patron = wf.row(path, "SELECT * FROM patrons WHERE id = ?", rs["patron_id"])
     assert patron["barcode"] == "INST-zv010" and patron["institutional_peer"] == "innreach"
-    hold = wf.one(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id"
+    hold = wf.row(path, "SELECT h.*, i.barcode FROM holds h JOIN items i ON i.id = h.item_id"
                         " WHERE h.patron_id = ?", patron["id"])
     assert hold["barcode"] == "LEND-020" and hold["status"] == "active"
     assert hold["pickup_location"] == "MAIN"
 
     reply = ok(d, wf.innreach_check_out("LEND-020", "INST-zv010", "TR-1"))
     assert wf.response_name(reply) == "CheckOutItemResponse"
-    loan = wf.one(path, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
+    loan = wf.row(path, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
                         " WHERE i.barcode = 'LEND-020'")
     assert loan["patron_id"] == patron["id"]
     assert loan["due_at"] == wf.stored(wf.end_of_day(wf.LOAN_DAYS))
-    assert wf.one(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
+    assert wf.row(path, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] == \
         "fulfilled"
 
     ok(d, wf.innreach_item_shipped("TR-1", "LEND-020"))
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "shipped" and rs["shipped_at"]
     reply = ok(d, wf.innreach_item_checked_in("TR-1", "LEND-020"))
     assert wf.response_name(reply) == "ItemCheckedInResponse"
-    rs = wf.one(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
+    rs = wf.row(path, "SELECT * FROM rs_requests WHERE id = ?", rs["id"])
     assert rs["state"] == "checked_in" and rs["checked_in_at"]
-    assert wf.one(path, "SELECT count(*) AS n FROM rs_requests")["n"] == 1
+    assert wf.row(path, "SELECT count(*) AS n FROM rs_requests")["n"] == 1
 
     ok(d, wf.innreach_item_requested("TR-3", "LEND-030"))
     reply = ok(d, wf.innreach_item_request_cancelled("TR-3", "LEND-030"))
     assert wf.response_name(reply) == "ItemRequestCancelledResponse"
-    cancelled = wf.one(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TR-3'")
+    cancelled = wf.row(path, "SELECT * FROM rs_requests WHERE broker_request_id = 'TR-3'")
     assert cancelled["state"] == "cancelled" and cancelled["cancelled_at"]
     assert [h["status"] for h in wf.rows(path, "SELECT status FROM holds WHERE patron_id = ?"
                                                " ORDER BY id", patron["id"])] == \
@@ -457,9 +457,9 @@ def test_innreach_ncip1_notifications_and_circulation(launch) -> None:
     reply = ok(d, wf.innreach_accept_item("TR-2", "P100", "IRB-1"))
     assert wf.response_name(reply) == "AcceptItemResponse"
     assert wf.text(reply, "ItemIdentifierValue") == "IR-IRB-1"
-    item = wf.one(path, "SELECT * FROM items WHERE barcode = 'IR-IRB-1'")
+    item = wf.row(path, "SELECT * FROM items WHERE barcode = 'IR-IRB-1'")
     assert item["temporary"] == 1 and item["owning_peer"] == "innreach"
-    assert wf.one(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])["status"] == "active"
+    assert wf.row(path, "SELECT * FROM holds WHERE item_id = ?", item["id"])["status"] == "active"
     one_audit_row_each(d, [("ItemRequested", "success"), ("CheckOutItem", "success"),
                            ("ItemShipped", "success"), ("ItemCheckedIn", "success"),
                            ("ItemRequested", "success"), ("ItemRequestCancelled", "success"),
@@ -516,7 +516,7 @@ def _prep_none(d: Daemon, sfx: str) -> None:
 
 def _prep_requested(d: Daemon, sfx: str) -> None:
     reply = ok(d, wf.reshare_request_item(f"RQ-{sfx}", sysnumber="b1007"))
-    _barcodes[sfx] = wf.text(reply, "ItemIdentifierValue")
+    _barcodes[sfx] = wf.the_text(reply, "ItemIdentifierValue")
 
 
 KEYED = [
@@ -612,7 +612,7 @@ def test_keyless_messages_are_idempotent_by_state(retries) -> None:
     refusals = [call(d, wf.reshare_renew("KL-1", "P101")) for _ in range(2)]
     assert refusals[0] == refusals[1] and wf.problem(refusals[0]) == "Item Not Renewable"
     assert wf.counts(path) == before
-    assert wf.one(path, "SELECT renewals FROM loans WHERE returned_at IS NULL AND item_id ="
+    assert wf.row(path, "SELECT renewals FROM loans WHERE returned_at IS NULL AND item_id ="
                         " (SELECT id FROM items WHERE barcode = 'KL-1')")["renewals"] == 0
 
     replies = concurrently(d, wf.reshare_check_in("KL-1"))
@@ -634,7 +634,7 @@ def test_keyless_messages_are_idempotent_by_state(retries) -> None:
     assert wf.text(reply, "ItemIdentifierValue") == "LEND-066" and changed == {}
     ok(d, wf.reshare_request_item("KL-L3", barcode="LEND-067", scope="Item"))
     reply, changed = retried_concurrently(d, wf.reshare_cancel_request(barcode="LEND-067"))
-    assert wf.one(path, "SELECT state FROM rs_requests WHERE broker_request_id = 'KL-L3'")[
+    assert wf.row(path, "SELECT state FROM rs_requests WHERE broker_request_id = 'KL-L3'")[
         "state"] == "cancelled"
 
     # Tipasa's check-in deletes the item (delete_on_checkin): its retries are still answered
@@ -695,7 +695,7 @@ def test_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> None:
         assert wf.counts(daemon.database) == before
         # a request first seen after the restart is handled normally
         ok(daemon, wf.reshare_request_item("RST-5", sysnumber="b1004"))
-        assert wf.one(daemon.database, "SELECT count(*) AS n FROM rs_requests")["n"] == 8
+        assert wf.row(daemon.database, "SELECT count(*) AS n FROM rs_requests")["n"] == 8
     finally:
         daemon.kill()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,7 +150,7 @@ def test_peers_may_share_an_agency_id_when_told_apart() -> None:
     """ILLiad and Tipasa both send the library's own agency id: accepted when a different
     ApplicationProfileType, disjoint FromSystemIds or a token auth tells them apart (13.11)."""
     shared = ["01XXX_INST"]
-    accepted = [
+    accepted: list[list[dict[str, Any]]] = [
         [{"name": "illiad", "ncip_agency_ids": shared, "application_profile": "ILLiad"},
          {"name": "tipasa", "ncip_agency_ids": ["01xxx_inst"], "application_profile": "2.00"}],
         [{"name": "illiad", "ncip_agency_ids": shared, "from_system_ids": ["ILLiad"]},
@@ -170,7 +171,7 @@ def test_ambiguous_shared_agency_ids_are_refused() -> None:
     """A set where one request could match two peers is refused, each clash with its path:
     the same profile, a profile on one side only, or FromSystemIds in common."""
     shared = ["01XXX_INST"]
-    refused = [
+    refused: list[list[dict[str, Any]]] = [
         [{"name": "a", "ncip_agency_ids": shared, "application_profile": "ILLiad"},
          {"name": "b", "ncip_agency_ids": shared, "application_profile": "illiad"}],
         [{"name": "a", "ncip_agency_ids": shared, "application_profile": "ILLiad"},

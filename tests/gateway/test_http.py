@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import socket
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from gateway.listeners.ncip_http import NcipRequestContext, NcipResource
@@ -32,20 +32,34 @@ class RecordingHandler:
         return b"<timeout/>"
 
 
+class FakeRequest(DummyRequest):
+    """Twisted's stand-in request, with the two attributes the tests set (and NcipResource
+    reads) declared: DummyRequest leaves them untyped."""
+
+    path: bytes
+    content: io.BytesIO
+
+
+def render(resource: NcipResource, request: FakeRequest) -> bytes | int:
+    """``resource.render(request)``: DummyRequest is Twisted's stand-in for a Request, but is
+    not typed as one."""
+    return resource.render(cast(Request, request))
+
+
 def make(handler: RecordingHandler, clock: Clock) -> NcipResource:
     return NcipResource(handler, path="/ncip", request_timeout=25.0,
                         health=lambda: {"status": "ok"}, clock=clock)
 
 
 def post(resource: NcipResource, path: bytes, body: bytes,
-         headers: dict[bytes, bytes] | None = None) -> DummyRequest:
-    request = DummyRequest(path.strip(b"/").split(b"/"))
+         headers: dict[bytes, bytes] | None = None) -> FakeRequest:
+    request = FakeRequest(path.strip(b"/").split(b"/"))
     request.method = b"POST"
     request.path = path
     request.content = io.BytesIO(body)
     for name, value in (headers or {}).items():
         request.requestHeaders.setRawHeaders(name, [value])
-    result = resource.render(request)
+    result = render(resource, request)
     assert result == NOT_DONE_YET
     return request
 
@@ -69,9 +83,9 @@ def test_url_token_path() -> None:
     resource = make(handler, clock)
     post(resource, b"/ncip/s3cr3t", b"<x/>")
     assert handler.seen[0][1].url_token == "s3cr3t"
-    request = DummyRequest([b"ncip", b"a", b"b"])
+    request = FakeRequest([b"ncip", b"a", b"b"])
     request.method, request.path = b"POST", b"/ncip/a/b"
-    assert resource.render(request) == b"not found\n" and request.responseCode == 404
+    assert render(resource, request) == b"not found\n" and request.responseCode == 404
 
 
 def test_request_over_budget_gets_timeout_reply() -> None:
@@ -102,9 +116,9 @@ def test_other_methods_are_405() -> None:
     """GET, PUT and friends on the NCIP path get 405 with Allow: POST."""
     resource = make(RecordingHandler(), Clock())
     for method in (b"GET", b"PUT", b"DELETE"):
-        request = DummyRequest([b"ncip"])
+        request = FakeRequest([b"ncip"])
         request.method, request.path = method, b"/ncip"
-        resource.render(request)
+        render(resource, request)
         assert request.responseCode == 405
         assert request.responseHeaders.getRawHeaders(b"allow") == [b"POST"]
 
@@ -168,16 +182,16 @@ def test_requests_over_the_rate_get_429() -> None:
                             max_requests_per_second=2.0)
     codes = []
     for _ in range(6):
-        request = DummyRequest([b"ncip"])
+        request = FakeRequest([b"ncip"])
         request.method, request.path, request.content = b"POST", b"/ncip", io.BytesIO(b"<x/>")
-        resource.render(request)
+        render(resource, request)
         codes.append(request.responseCode or 200)
     assert codes == [200] * 4 + [429] * 2
     assert resource.rate_limited == 2 and len(handler.seen) == 4
     clock.advance(1)
-    request = DummyRequest([b"ncip"])
+    request = FakeRequest([b"ncip"])
     request.method, request.path, request.content = b"POST", b"/ncip", io.BytesIO(b"<x/>")
-    resource.render(request)
+    render(resource, request)
     assert request.responseCode in (None, 200)
 
 

@@ -90,7 +90,7 @@ def audit_outcomes(database: Path, operation: str) -> list[tuple[str, str | None
         conn.close()
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = 10.0) -> None:
     """Poll ``predicate`` until true (no fixed sleeps: fail after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pymarc
 import pytest
@@ -39,8 +40,9 @@ def test_request_created_at_a_later_step_equals_created_then_advanced(
         conn: sqlite3.Connection) -> None:
     """One INSERT with ``also_stamped`` and columns gives the row that creating the request
     and then advancing it gives (AcceptItem: accepted and received at once)."""
-    common = {"peer": "p", "role": "borrower", "broker_request_id": "R1",
-              "state": "awaiting_pickup", "step": "accepted", "now": NOW, "item_barcode": "B"}
+    common: dict[str, Any] = {
+        "peer": "p", "role": "borrower", "broker_request_id": "R1", "state": "awaiting_pickup",
+        "step": "accepted", "now": NOW, "item_barcode": "B"}
     two = tracking.create_rs_request(conn, our_request_id="B-1", **common)
     tracking.advance_rs_request(conn, two, state="awaiting_pickup", step="received", now=NOW,
                            due_at=DUE, renewable=0)
@@ -54,8 +56,8 @@ def test_request_created_at_a_later_step_equals_created_then_advanced(
 
 def test_unknown_steps_and_columns_refused(conn: sqlite3.Connection) -> None:
     """A misspelt step or column is a programming error, not a silent no-op."""
-    base = {"peer": "p", "role": "borrower", "broker_request_id": "R", "our_request_id": "X",
-            "state": "s", "step": "accepted", "now": NOW}
+    base: dict[str, Any] = {"peer": "p", "role": "borrower", "broker_request_id": "R",
+                            "our_request_id": "X", "state": "s", "step": "accepted", "now": NOW}
     with pytest.raises(ValueError):
         tracking.create_rs_request(conn, also_stamped=("recieved",), **base)
     with pytest.raises(ValueError):
@@ -68,17 +70,18 @@ def _pymarc_brief(local_id: str, brief: ops.BriefRecord) -> pymarc.Record:
     record = pymarc.Record(force_utf8=True, leader=ops.BRIEF_LEADER)
     record.add_field(pymarc.Field(tag="001", data=local_id))
     if brief.isbn:
-        record.add_field(pymarc.Field(tag="020", indicators=[" ", " "],
+        record.add_field(pymarc.Field(tag="020", indicators=pymarc.Indicators(" ", " "),
                                       subfields=[pymarc.Subfield("a", brief.isbn)]))
     if brief.author:
-        record.add_field(pymarc.Field(tag="100", indicators=["1", " "],
+        record.add_field(pymarc.Field(tag="100", indicators=pymarc.Indicators("1", " "),
                                       subfields=[pymarc.Subfield("a", brief.author)]))
-    record.add_field(pymarc.Field(tag="245", indicators=["0", "0"],
+    record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("0", "0"),
                                   subfields=[pymarc.Subfield("a", brief.title or "[no title]")]))
     imprint = [pymarc.Subfield(code, value) for code, value in
                (("b", brief.publisher), ("c", brief.date)) if value]
     if imprint:
-        record.add_field(pymarc.Field(tag="264", indicators=[" ", "1"], subfields=imprint))
+        record.add_field(pymarc.Field(tag="264", indicators=pymarc.Indicators(" ", "1"),
+                                      subfields=imprint))
     return record
 
 
@@ -92,7 +95,7 @@ BRIEFS = [
 ]
 
 
-def _stored(db: sqlite3.Connection, record_id: int) -> tuple[object, ...]:
+def _stored(db: sqlite3.Connection, record_id: int) -> tuple[Any, list[Any], list[Any]]:
     """A record's row (without its timestamps), identifiers and word-index row."""
     db.row_factory = None
     row = db.execute("SELECT marc, title, author, subjects, publisher, pub_year, temporary,"
@@ -174,8 +177,9 @@ def test_an_item_answers_to_the_brokers_names_for_that_broker_only(
     assert found("tipasa", "TIP-REQ", by_request=True) == solo   # ...one item: by request
     assert found("tipasa", "99") == solo and found("reshare", "99") is None
     assert found("tipasa", "VOL-1") is None
-    assert tracking.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
-                           broker_item_id="VOL-2")["item_id"] == two
+    volume = tracking.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
+                                  broker_item_id="VOL-2")
+    assert volume is not None and volume["item_id"] == two
     assert tracking.find_volume(conn, peer="reshare", role="borrower", broker_request_id="R-1",
                            broker_item_id="VOL-3") is None
     with pytest.raises(sqlite3.IntegrityError):                # one row per volume

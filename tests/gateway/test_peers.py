@@ -19,7 +19,7 @@ from gateway.ncip.peers import (
 )
 
 
-def net(*cidrs: str) -> tuple:  # type: ignore[type-arg]
+def net(*cidrs: str) -> tuple:
     return tuple(ipaddress.ip_network(c) for c in cidrs)
 
 

@@ -33,7 +33,16 @@ Z_USER, Z_PASSWORD, Z_WRONG, Z_OPEN_WRONG = "rsz", "zpass-Secret-42", "zpass-Wro
     "zopen-Wrong-44"
 WRONG_PIN, BROKEN_PIN, WRONG_SECRET = "0000-WRONG-pin", "9911-PIN-broken", "wrong-secret-XYZ"
 
-SECRETS = [af.PATRONS[0].pin, af.PATRONS[1].pin, WRONG_PIN, BROKEN_PIN, af.RESHARE_SECRET,
+
+
+def _fixture_pin(index: int) -> str:
+    """The clear PIN of fixture patron ``index`` (every fixture patron has one)."""
+    pin = af.PATRONS[index].pin
+    assert pin is not None
+    return pin
+
+
+SECRETS = [_fixture_pin(0), _fixture_pin(1), WRONG_PIN, BROKEN_PIN, af.RESHARE_SECRET,
            WRONG_SECRET, af.TIPASA_TOKEN, Z_PASSWORD, Z_WRONG, Z_OPEN_WRONG]
 PERSONAL = ["Quentina", "Marchbanks", "quentina.marchbanks@example.org", "Zoë", "Ashgrove",
             "zoe.ashgrove@example.net", "PBAR-100", "PBAR-101", "quillon", "velmont",

@@ -33,6 +33,7 @@ from gateway.storage import tracking
 from gateway.storage.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
+from tests.log_observers import log_observer
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def _cli(daemon: Any, *args: str) -> str:
     return out
 
 
-def _by_request(sent: list[af.Sent]) -> dict[str, str]:
+def _by_request(sent: list[af.Sent]) -> dict[str | None, str]:
     """Broker request id → our request id, as the RequestItem replies gave them."""
     return {s.broker_request_id: s.our_request_id for s in sent if s.our_request_id}
 
@@ -399,7 +400,8 @@ def test_gateway_purge_runs_daily_on_the_injected_clock(tmp_path: Path) -> None:
     gateway.store.start()
     _sync_store(gateway)
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    observer = log_observer(events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         results: list[Any] = []
         gateway.purge_audit().addCallback(results.append)
@@ -422,7 +424,7 @@ def test_gateway_purge_runs_daily_on_the_injected_clock(tmp_path: Path) -> None:
         assert set(bodies()) == {"new"}
         timer.stop()
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
         gateway.store.stop()
         conn.close()
     purges = [e for e in events if e.get("log_format", "").startswith("audit retention:")]
@@ -513,7 +515,7 @@ def _sweep_database(path: Path, now: datetime) -> None:
     conn = open_database(path)
     conn.execute("BEGIN IMMEDIATE")
     patron, _ = upsert_patron(conn, PatronData(barcode="P1"))
-    cases = {
+    cases: dict[str, tuple[bool, int | str | None]] = {
         # barcode: (temporary, request ended days ago or None (still active) or "none")
         "ENDED-40": (True, 40), "ENDED-10": (True, 10), "ACTIVE-50": (True, None),
         "UNTRACKED-OLD": (True, "none"), "REAL-ITEM": (False, "none"),
@@ -530,7 +532,7 @@ def _sweep_database(path: Path, now: datetime) -> None:
                                    broker_request_id=f"R{number}", our_request_id=f"B{number}",
                                    state="awaiting_pickup", step="accepted", now=age,
                                    item_id=item, item_barcode=barcode, patron_id=patron)
-        if ended is not None:
+        if isinstance(ended, int):  # not None (still active); "none" went on above
             tracking.advance_rs_request(conn, rs, state="checked_in", step="checked_in",
                                    now=now - timedelta(days=ended))
     conn.execute("COMMIT")
@@ -585,7 +587,8 @@ def test_gateway_purge_failure_is_logged_and_the_timer_survives(tmp_path: Path) 
 
     gateway.store.write = broken  # type: ignore[method-assign]
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    observer = log_observer(events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         timer = LoopingCall(gateway.purge_audit)
         timer.clock = clock
@@ -594,7 +597,7 @@ def test_gateway_purge_failure_is_logged_and_the_timer_survives(tmp_path: Path) 
         assert timer.running
         timer.stop()
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
     assert attempts == [0.0, PURGE_INTERVAL]
     failures = [e for e in events if e.get("log_format", "").startswith("audit retention failed")]
     assert [e["error"] for e in failures] == ["database is locked"] * 2

@@ -29,7 +29,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           cwd=REPO, env={**os.environ, **(env or {})})
 
 
-def _admin(daemon, path: str) -> bytes:  # type: ignore[no-untyped-def]
+def _admin(daemon, path: str) -> bytes:
     with urllib.request.urlopen(daemon.admin_url + path, timeout=10) as response:
         return response.read()
 

@@ -57,7 +57,7 @@ def raw_http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Send ``request`` on a new connection; everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             data = sock.recv(65536)
             if not data:
@@ -400,6 +400,7 @@ def test_pin_lockout_holds_across_peers_and_restarts(tmp_path: Path) -> None:
     the right PIN is then refused through ``tipasa`` too, and still after a restart of the
     daemon (the lock is in the database). Another patron is not affected."""
     right = af.PATRONS[1].pin
+    assert right is not None  # every fixture patron has a PIN
     database = tmp_path / "interlend.sqlite3"
     af.seed_database(database)
     text = config(extra_ncip="auth_failures_before_lockout = 3\nlockout_seconds = 600\n")

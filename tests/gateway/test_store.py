@@ -10,13 +10,18 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import cast
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
 
 from gateway.storage.schema import SCHEMA_VERSION
 from gateway.storage.store import SchemaTooNew, Store, StoreError, connect, migrate, open_database
+
+reactor = cast(IReactorFromThreads, global_reactor)
 
 
 def test_migrate_creates_current_schema(tmp_path: Path) -> None:
@@ -93,8 +98,10 @@ async def test_failing_job_rolls_back_alone(store: Store) -> None:
     outcomes = await defer.DeferredList([store.write(good), store.write(bad), store.write(good)],
                                         consumeErrors=True)
     assert [ok for ok, _ in outcomes] == [True, False, False]
-    assert outcomes[1][1].check(ValueError)
-    assert outcomes[2][1].check(sqlite3.IntegrityError)  # duplicate key, rolled back alone
+    # Twisted types a DeferredList entry as (bool, result) even where it holds the Failure
+    assert outcomes[1][1].check(ValueError)  # type: ignore[attr-defined]
+    assert outcomes[2][1].check(  # type: ignore[attr-defined]
+        sqlite3.IntegrityError)  # duplicate key, rolled back alone
     keys = await store.read(lambda c: [r[0] for r in c.execute("SELECT key FROM gateway_meta")])
     assert keys == ["good"]
 

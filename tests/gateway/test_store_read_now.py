@@ -24,7 +24,12 @@ async def test_read_now_runs_inline_and_sees_commits(store: Store) -> None:
     await store.write(lambda c: c.execute("INSERT INTO gateway_meta VALUES ('k1', 'v')"))
     d = store.read_now(_count)
     fired: list[object] = []
-    d.addCallback(lambda r: fired.append(r) or r)
+
+    def seen(result: tuple[int, str]) -> tuple[int, str]:
+        fired.append(result)
+        return result
+
+    d.addCallback(seen)
     assert fired, "read_now should answer at once"
     count, thread = await d
     assert thread == threading.current_thread().name

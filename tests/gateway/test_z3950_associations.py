@@ -143,7 +143,7 @@ def test_pipelined_requests_answered_in_order(daemon: Daemon) -> None:
                 result_set_id=f"r{n}", start=1, count=1, reference_id=b"p%d" % n))
             for n in range(10))
         raw.send(batch)
-        answers = [raw.receive() for _ in range(20)]
+        answers = [raw.next_pdu() for _ in range(20)]
         assert [codec.reference_id(a) for a in answers] == \
             [ref for n in range(10) for ref in (b"s%d" % n, b"p%d" % n)]
         assert all(int(codec.pdu_body(a)["resultCount"]) == 2 for a in answers[::2])

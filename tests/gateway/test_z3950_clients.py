@@ -562,7 +562,7 @@ def test_init_authentication_and_result_set_naming(daemon: Daemon, tmp_path: Pat
     assert search.hits == 1
 
 
-def sort_diagnostics(pdu: codec.PDU) -> list[tuple[int, str | None]]:
+def sort_diagnostics(pdu: codec.PDU) -> list[tuple[int, str | bytes | None]]:
     body = codec.pdu_body(pdu)
     return [(d.condition, d.addinfo) for d in (
         codec.Diagnostic.from_asn1(rec["defaultFormat"]) for rec in body["diagnostics"])]

@@ -17,6 +17,7 @@ from gateway.testing import FakeGateway
 from protocols.z3950 import client, codec
 from protocols.z3950.errors import CloseReason
 from tests.gateway.test_z3950_server import Connection, body
+from tests.log_observers import log_observer
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ def logged() -> Any:
         if fmt:
             lines.append(fmt)
 
-    globalLogPublisher.addObserver(observer)
+    globalLogPublisher.addObserver(log_observer(observer))
     yield lines
-    globalLogPublisher.removeObserver(observer)
+    globalLogPublisher.removeObserver(log_observer(observer))
 
 
 def _sharing(factory: Any, gateway: FakeGateway) -> Connection:

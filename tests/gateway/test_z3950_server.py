@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet.protocol import Protocol
@@ -20,7 +20,7 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from gateway import __version__
-from gateway.audit import AuditBatch
+from gateway.audit import AuditBatch, AuditLog
 from gateway.config import Peer
 from gateway.listeners.z3950 import Z3950Factory, Z3950Protocol
 from gateway.testing import Bib1Error, FakeCatalogue, FakeGateway
@@ -29,6 +29,7 @@ from protocols.z3950 import codec, oids
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Authentication
 from protocols.z3950.errors import CloseReason
+from tests.log_observers import log_observer
 
 CLOSE_FINISHED_BY_CLIENT = bytes.fromhex(
     "bf30279f8153010083204173736f63696174696f6e207465726d696e6174656420627920636c69656e74")
@@ -335,13 +336,14 @@ def test_bib1_error_becomes_a_diagnostic() -> None:
 def test_unexpected_error_is_logged_and_becomes_diagnostic_2() -> None:
     """Any other exception: logged with its traceback, answered with diagnostic 2."""
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    observer = log_observer(events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         conn = Connection(FakeGateway(catalogue=RaisingCatalogue(KeyError("boom"))))
         conn.init()
         answer = conn.ask(origin.search_request("@attr 1=4 x"))
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
     assert origin.read_diagnostics(body(answer))[0].condition == 2
     failures = [e for e in events if e.get("log_failure") is not None]
     assert failures and failures[0]["log_failure"].check(KeyError)
@@ -533,6 +535,7 @@ class _Client(Protocol):
 
     def _next(self) -> None:
         if self.script:
+            assert self.transport is not None
             self.transport.write(codec.encode_pdu(self.script.pop(0)))
 
 
@@ -575,7 +578,9 @@ def test_audit_batch_rows_flushed_by_close_all() -> None:
     every row over before it returns, the shutdown Close's included."""
     gateway = FakeGateway()
     log = _BatchLog()
-    factory = Z3950Factory(gateway, audit=AuditBatch(log, gateway.reactor, delay=5.0))
+    # the stand-in has the two methods AuditBatch calls; AuditBatch types it as the AuditLog
+    factory = Z3950Factory(gateway, audit=AuditBatch(cast(AuditLog, log), gateway.reactor,
+                                                     delay=5.0))
     proto = factory.buildProtocol(None)
     proto.makeConnection(StringTransport(peerAddress=_Address("10.0.0.1")))
     proto.dataReceived(codec.encode_pdu(origin.init_request())

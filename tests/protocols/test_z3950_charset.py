@@ -24,6 +24,7 @@ from protocols.z3950.charset import (
     utf8_negotiation_proposal,
 )
 from protocols.z3950.codec import ScanEntry
+from protocols.z3950.pqf import Term
 from protocols.z3950.records import decode_external
 
 OPTIONS = ("search", "present", "scan", "negotiationModel")
@@ -105,7 +106,8 @@ def test_terms_decoded_and_records_asked_in_the_negotiated_set() -> None:
     body = codec.pdu_body(pdu)
     body["query"]["type-1"]["rpn"]["op"]["attrTerm"]["term"]["general"] = term
     [call] = assoc.receive(codec.decode_request(codec.encode_pdu(pdu), assoc.decoder))
-    assert isinstance(call, SearchCall) and call.query.root.value == "Moreau, Émile"
+    assert isinstance(call, SearchCall) and isinstance(call.query.root, Term)
+    assert call.query.root.value == "Moreau, Émile"
 
     class Hits:
         name, count = "default", 1

@@ -16,8 +16,8 @@ def test_names_agree_with_yaz(shared_dir: Path) -> None:
     reference = {}
     for line in table.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            code, name = line.split("\t", 1)
-            reference[int(code)] = " ".join(name.split())
+            number, text = line.split("\t", 1)
+            reference[int(number)] = " ".join(text.split())
     for code, name in BIB1_DIAGNOSTICS.items():
         if code not in KNOWN_DIFFERENCES:
             assert reference.get(code) == name, code

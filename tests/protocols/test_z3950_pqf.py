@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +28,12 @@ from protocols.z3950.pqf import (
 )
 
 
+def term_of(query: Query) -> Term:
+    """The query's root, which must be a single term."""
+    assert isinstance(query.root, Term), query.root
+    return query.root
+
+
 def _rpn_round_trip(query: Query) -> Query:
     """Model -> RPNQuery -> BER -> RPNQuery -> model."""
     data = encoder.encode(query_to_rpn(query))
@@ -41,8 +49,8 @@ def test_broker_queries_parse() -> None:
     )
     q = parse_pqf("@attr 1=12 @attr 2=3 rec0003")
     assert q.root == Term("rec0003", (Attribute(None, 1, 12), Attribute(None, 2, 3)))
-    assert q.root.attribute(1) == 12 and q.root.attribute(4) is None
-    assert parse_pqf("@attr 1=1211 34117863").root.attribute(1) == 1211
+    assert term_of(q).attribute(1) == 12 and term_of(q).attribute(4) is None
+    assert term_of(parse_pqf("@attr 1=1211 34117863")).attribute(1) == 1211
 
 
 def test_attrset_prefix_and_per_attribute_sets() -> None:
@@ -51,7 +59,7 @@ def test_attrset_prefix_and_per_attribute_sets() -> None:
     assert q.attribute_set == oids.BIB1_ATTRSET
     q = parse_pqf("@attrset exp-1 @attr bib-1 1=4 @attr 1.2.840.10003.3.2 1=1 x")
     assert q.attribute_set == oids.EXP1_ATTRSET
-    assert q.root.attributes == (
+    assert term_of(q).attributes == (
         Attribute(oids.BIB1_ATTRSET, 1, 4),
         Attribute(oids.EXP1_ATTRSET, 1, 1),
     )
@@ -79,7 +87,7 @@ def test_quoted_terms_and_escapes() -> None:
 def test_complex_attribute_values() -> None:
     """Non-numeric values are strings; comma lists are tuples (complex attributes)."""
     q = parse_pqf("@attr 1=title @attr 5=1,2 x")
-    assert q.root.attributes == (Attribute(None, 1, "title"), Attribute(None, 5, (1, 2)))
+    assert term_of(q).attributes == (Attribute(None, 1, "title"), Attribute(None, 5, (1, 2)))
 
 
 @pytest.mark.parametrize(
@@ -170,7 +178,9 @@ def test_prox_in_rpn_is_a_conversion_error() -> None:
         query_from_rpn(value)
 
 
-_terms = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+# typed as the category literal hypothesis expects (a bare ("Cs",) is inferred as tuple[str])
+_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+_terms = st.text(st.characters(blacklist_categories=_SURROGATES), max_size=12)
 _attrs = st.lists(
     st.builds(Attribute, st.sampled_from([None, oids.BIB1_ATTRSET]), st.integers(1, 6),
               st.integers(0, 2000)),
@@ -178,7 +188,7 @@ _attrs = st.lists(
 ).map(tuple)
 _leaf = st.one_of(
     st.builds(Term, _terms, _attrs),
-    st.builds(ResultSetRef, st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)),
+    st.builds(ResultSetRef, st.text(st.characters(blacklist_categories=_SURROGATES), max_size=6)),
 )
 _nodes = st.recursive(
     _leaf,

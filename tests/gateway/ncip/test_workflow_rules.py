@@ -15,6 +15,7 @@ The same exchanges through a daemon over HTTP are in :mod:`tests.gateway.test_br
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -58,13 +59,29 @@ def refused(d: NcipHarness, body: bytes, expected: str,
     return reply
 
 
-def item(d: NcipHarness, barcode: str) -> dict | None:
-    return wf.one(d.database, "SELECT * FROM items WHERE barcode = ?", barcode)
+ITEM_BY_BARCODE = "SELECT * FROM items WHERE barcode = ?"
+OPEN_LOAN_BY_BARCODE = ("SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
+                        " WHERE i.barcode = ? AND l.returned_at IS NULL")
 
 
-def open_loan(d: NcipHarness, barcode: str) -> dict | None:
-    return wf.one(d.database, "SELECT l.* FROM loans l JOIN items i ON i.id = l.item_id"
-                              " WHERE i.barcode = ? AND l.returned_at IS NULL", barcode)
+def item(d: NcipHarness, barcode: str) -> dict[str, Any]:
+    """The item with ``barcode``, which must exist."""
+    return wf.row(d.database, ITEM_BY_BARCODE, barcode)
+
+
+def find_item(d: NcipHarness, barcode: str) -> dict[str, Any] | None:
+    """The item with ``barcode``, or None."""
+    return wf.one(d.database, ITEM_BY_BARCODE, barcode)
+
+
+def open_loan(d: NcipHarness, barcode: str) -> dict[str, Any]:
+    """The open loan of the item with ``barcode``, which must exist."""
+    return wf.row(d.database, OPEN_LOAN_BY_BARCODE, barcode)
+
+
+def find_open_loan(d: NcipHarness, barcode: str) -> dict[str, Any] | None:
+    """The open loan of the item with ``barcode``, or None."""
+    return wf.one(d.database, OPEN_LOAN_BY_BARCODE, barcode)
 
 
 # -- borrower side ------------------------------------------------------------------------------
@@ -82,7 +99,7 @@ def test_barcode_collisions_are_resolved_by_policy(borrower) -> None:
     assert item(d, "COLLIDE-1")["status"] == "available"
     temp = item(d, "COLLIDE-1-RS")
     assert temp["temporary"] == 1 and temp["owning_peer"] == "reshare"
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'COLLIDE-1'")
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'COLLIDE-1'")
     assert rs["item_barcode"] == "COLLIDE-1-RS"
 
     reply = ok(d, wf.relais_accept_item("COLLIDE-1", "P101"))           # same id, other peer
@@ -133,24 +150,24 @@ def test_renewal_not_permitted_and_lender_limit(borrower) -> None:
     d = borrower
     ok(d, wf.reshare_accept_item("RNP-1", "P100", barcode="RNP-1", renewal_not_permitted=True))
     ok(d, wf.reshare_check_out("RNP-1", "P100"))
-    before = open_loan(d, "RNP-1")
+    before = find_open_loan(d, "RNP-1")
     refused(d, wf.reshare_renew("RNP-1", "P100"), "Item Not Renewable")
-    assert open_loan(d, "RNP-1") == before
-    rs = wf.one(d.database, "SELECT renewable FROM rs_requests WHERE broker_request_id = 'RNP-1'")
+    assert find_open_loan(d, "RNP-1") == before
+    rs = wf.row(d.database, "SELECT renewable FROM rs_requests WHERE broker_request_id = 'RNP-1'")
     assert rs["renewable"] == 0
 
     limit = wf.local_day(5).isoformat()
     ok(d, wf.reshare_accept_item("RNL-1", "P100", barcode="RNL-1", date_for_return=limit))
     reply = ok(d, wf.reshare_check_out("RNL-1", "P100"))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(5))
-    before = open_loan(d, "RNL-1")
+    before = find_open_loan(d, "RNL-1")
     refused(d, wf.reshare_renew("RNL-1", "P100"), "Item Not Renewable")
-    assert open_loan(d, "RNL-1") == before
+    assert find_open_loan(d, "RNL-1") == before
     reply = ok(d, wf.reshare_renew("RNL-1", "P100", wf.local_day(12).isoformat()))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(12))
     loan = open_loan(d, "RNL-1")
     assert loan["due_at"] == wf.stored(wf.end_of_day(12)) and loan["renewals"] == 1
-    rs = wf.one(d.database, "SELECT due_at FROM rs_requests WHERE broker_request_id = 'RNL-1'")
+    rs = wf.row(d.database, "SELECT due_at FROM rs_requests WHERE broker_request_id = 'RNL-1'")
     assert rs["due_at"] == wf.stored(wf.end_of_day(12))
     # Past the local maximum (a borrowed loan period from today): as far as that, no further.
     reply = ok(d, wf.reshare_renew("RNL-1", "P100", wf.local_day(60).isoformat()))
@@ -167,7 +184,7 @@ def test_checkin_of_item_not_on_loan_follows_peer_setting(borrower) -> None:
     reply = ok(d, wf.reshare_check_in("NOL-1"))
     assert wf.text(reply, "ItemIdentifierValue") == "NOL-1"
     assert wf.text(reply, "UserIdentifierValue") is None
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'NOL-1'")
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'NOL-1'")
     assert rs["state"] == "checked_in" and wf.rows(d.database, "SELECT * FROM loans WHERE"
                                                    " item_id = ?", rs["item_id"]) == []
     assert rs["end_reason"] == "not picked up"
@@ -189,7 +206,7 @@ def test_checkin_of_item_not_on_loan_follows_peer_setting(borrower) -> None:
 
     ok(d, wf.tipasa_accept_item("NOL-3", "P100", "NOL3"), wf.TIPASA_HEADERS)
     ok(d, wf.tipasa_check_in("TIP-NOL3"), wf.TIPASA_HEADERS)
-    assert item(d, "TIP-NOL3") is None
+    assert find_item(d, "TIP-NOL3") is None
 
 
 def test_delete_item_refuses_real_items_and_unknown_ones(borrower) -> None:
@@ -216,15 +233,15 @@ def test_peers_cannot_delete_each_others_temporary_items(borrower) -> None:
     d = borrower
     ok(d, wf.reshare_accept_item("OWN-1", "P100", barcode="OWN-1"))
     temp = item(d, "OWN-1")
-    hold = wf.one(d.database, "SELECT * FROM holds WHERE item_id = ?", temp["id"])
+    hold = wf.row(d.database, "SELECT * FROM holds WHERE item_id = ?", temp["id"])
     refused(d, wf.relais_delete_item("OWN-1"), "Unknown Item")
     refused(d, wf.tipasa_check_in("OWN-1"), "Unknown Item", wf.TIPASA_HEADERS)
     assert item(d, "OWN-1") == temp
     assert wf.one(d.database, "SELECT * FROM holds WHERE id = ?", hold["id"]) == hold
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'OWN-1'")
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'OWN-1'")
     assert rs["state"] == "awaiting_pickup" and rs["completed_at"] is None
     ok(d, wf.reshare_delete_item("OWN-1"))
-    assert item(d, "OWN-1") is None
+    assert find_item(d, "OWN-1") is None
 
 
 def test_create_item_is_idempotent_by_state_and_reusable(borrower) -> None:
@@ -237,16 +254,16 @@ def test_create_item_is_idempotent_by_state_and_reusable(borrower) -> None:
     assert wf.response_name(first) == "CreateItemResponse"
     created = item(d, "CRT-1")
     assert created["temporary"] == 1 and created["owning_peer"] == "tipasa"
-    record = wf.one(d.database, "SELECT * FROM records WHERE id = ?", created["record_id"])
+    record = wf.row(d.database, "SELECT * FROM records WHERE id = ?", created["record_id"])
     assert record["temporary"] == 1 and record["title"] == "[TIPASA] Created item"
     assert wf.rows(d.database, "SELECT * FROM holds WHERE item_id = ?", created["id"]) == []
     before = wf.counts(d.database)
     assert call(d, wf.wsill_create_item("CRT-1"), h) == first
     assert wf.counts(d.database) == before
     ok(d, wf.ncip2("DeleteItem", [wf._tip_header(), wf.item_id("CRT-1")], style="default"), h)
-    assert item(d, "CRT-1") is None
+    assert find_item(d, "CRT-1") is None
     assert call(d, wf.wsill_create_item("CRT-1"), h) == first
-    assert item(d, "CRT-1") is not None
+    assert find_item(d, "CRT-1") is not None
     refused(d, wf.wsill_create_item("LEND-040"), "Duplicate Request", h)
 
 
@@ -261,7 +278,7 @@ def test_circulate_action_checks_out_at_once(borrower) -> None:
     assert wf.rows(d.database, "SELECT * FROM holds WHERE item_id = ?", temp["id"]) == []
     loan = open_loan(d, "CIRC-1")
     assert loan["due_at"] == wf.stored(wf.end_of_day(wf.BORROWED_DAYS))
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'CIRC-1'")
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE broker_request_id = 'CIRC-1'")
     assert rs["state"] == "checked_out" and rs["checked_out_at"]
 
 
@@ -301,7 +318,7 @@ def test_renew_limited_by_max_renewals(borrower) -> None:
 
 
 def _hold_of(d: NcipHarness, our_id: str) -> dict:
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", our_id)
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", our_id)
     holds = wf.rows(d.database, "SELECT * FROM holds WHERE patron_id = ? AND status = 'active'"
                                 " ORDER BY id", rs["patron_id"])
     return holds[-1]
@@ -320,8 +337,8 @@ def test_request_item_by_standard_identifiers(lender, bib, local_id) -> None:
     it (a Hold without a free item is a record-level hold)."""
     rid = f"ID-{local_id}-{id(bib)}"
     reply = ok(lender, wf.reshare_request_item(rid, bib=bib, request_type="Hold"))
-    our_id = wf.text(reply, "RequestIdentifierValue")
-    record = wf.one(lender.database, "SELECT r.local_id FROM holds h JOIN records r ON"
+    our_id = wf.the_text(reply, "RequestIdentifierValue")
+    record = wf.row(lender.database, "SELECT r.local_id FROM holds h JOIN records r ON"
                                      " r.id = h.record_id WHERE h.id = ?",
                     _hold_of(lender, our_id)["id"])
     assert record["local_id"] == local_id
@@ -334,7 +351,7 @@ def test_request_item_by_item_id_and_unknown_record(lender) -> None:
                                                scope="Item", request_type="Page"))
     assert wf.text(reply, "ItemIdentifierValue") == "LEND-031"
     assert wf.text(reply, "RequestScopeType") == "Item"
-    hold = _hold_of(lender, wf.text(reply, "RequestIdentifierValue"))
+    hold = _hold_of(lender, wf.the_text(reply, "RequestIdentifierValue"))
     assert hold["item_id"] == item(lender, "LEND-031")["id"]
     refused(lender, wf.reshare_request_item("NOREC-1", bib=wf.bib_item_id("9780000000002")),
             "Unknown Item")
@@ -364,12 +381,12 @@ def test_check_out_fulfils_hold_and_clamps_desired_date(lender) -> None:
     same patron returns the existing loan; to another patron it is refused."""
     d = lender
     reply = ok(d, wf.reshare_request_item("CO-1", sysnumber="b1007", patron="INST-NORTH"))
-    barcode = wf.text(reply, "ItemIdentifierValue")
-    hold = _hold_of(d, wf.text(reply, "RequestIdentifierValue"))
+    barcode = wf.the_text(reply, "ItemIdentifierValue")
+    hold = _hold_of(d, wf.the_text(reply, "RequestIdentifierValue"))
     reply = ok(d, wf.reshare_check_out(barcode, "INST-NORTH", "CO-1",
                                        wf.local_day(365).isoformat()))
     assert wf.text(reply, "DateDue") == wf.on_wire(wf.end_of_day(wf.LOAN_DAYS))
-    assert wf.one(d.database, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] \
+    assert wf.row(d.database, "SELECT status FROM holds WHERE id = ?", hold["id"])["status"] \
         == "fulfilled"
     again = ok(d, wf.reshare_check_out(barcode, "INST-NORTH"))
     assert wf.text(again, "DateDue") == wf.text(reply, "DateDue")
@@ -379,7 +396,7 @@ def test_check_out_fulfils_hold_and_clamps_desired_date(lender) -> None:
             "User Ineligible To Check Out This Item")
 
     reply = ok(d, wf.reshare_request_item("CO-2", sysnumber="b1007", patron="INST-NORTH"))
-    barcode = wf.text(reply, "ItemIdentifierValue")
+    barcode = wf.the_text(reply, "ItemIdentifierValue")
     reply = ok(d, wf.reshare_check_out(barcode, "INST-NORTH", "CO-2",
                                        wf.local_day(3).isoformat() + "T12:00:00Z"))
     assert wf.text(reply, "DateDue") == f"{wf.local_day(3).isoformat()}T12:00:00Z"
@@ -397,7 +414,7 @@ def test_cancel_request_item(lender) -> None:
         reply = ok(d, wf.reshare_request_item(rid, sysnumber=sysnumber, patron="INST-CANCEL",
                                               request_type="Hold"))
         ids[rid] = wf.text(reply, "RequestIdentifierValue")
-    patron = wf.one(d.database, "SELECT id FROM patrons WHERE barcode = 'INST-CANCEL'")["id"]
+    patron = wf.row(d.database, "SELECT id FROM patrons WHERE barcode = 'INST-CANCEL'")["id"]
 
     def holds() -> list[tuple[str, str | None, str]]:
         return [(r["local_id"], r["barcode"], r["status"]) for r in wf.rows(
@@ -412,7 +429,7 @@ def test_cancel_request_item(lender) -> None:
     assert wf.text(reply, "RequestIdentifierValue") == ids["CX-6"]
     after = holds()
     assert after == start[:5] + [(start[5][0], None, "cancelled")]
-    rs = wf.one(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", ids["CX-6"])
+    rs = wf.row(d.database, "SELECT * FROM rs_requests WHERE our_request_id = ?", ids["CX-6"])
     assert rs["state"] == "cancelled" and rs["cancelled_at"]
 
     barcode = start[3][1]
@@ -422,6 +439,7 @@ def test_cancel_request_item(lender) -> None:
     after = holds()
     assert [h[2] for h in after] == ["active"] * 3 + ["cancelled", "active", "cancelled"]
 
+    assert start[0][1] is not None
     ok(d, wf.reshare_check_out(start[0][1], "INST-CANCEL", "CX-1"))
     reply = refused(d, wf.reshare_cancel_request(ids["CX-1"], patron="INST-CANCEL"),
                     "Request Already Processed")
@@ -448,8 +466,8 @@ def test_temporary_records_never_enter_the_catalogue_as_real(borrower, lender) -
 
     reply = ok(d, wf.reshare_request_item("ISBN-L1", bib=wf.bib_item_id("0262011530"),
                                           request_type="Hold", patron="INST-ISBN"))
-    hold = _hold_of(d, wf.text(reply, "RequestIdentifierValue"))
-    record = wf.one(d.database, "SELECT * FROM records WHERE id = ?", hold["record_id"])
+    hold = _hold_of(d, wf.the_text(reply, "RequestIdentifierValue"))
+    record = wf.row(d.database, "SELECT * FROM records WHERE id = ?", hold["record_id"])
     assert record["local_id"] == "b1001" and record["temporary"] == 0
     refused(d, wf.reshare_request_item("ISBN-L2", bib=wf.bib_item_id("9780201835953"),
                                        request_type="Hold", patron="INST-ISBN"), "Unknown Item")
