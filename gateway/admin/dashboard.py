@@ -396,6 +396,7 @@ def render_dashboard(*, name: str, now: datetime, zone: tzinfo, stats: dict[str,
     listeners = [[entry["protocol"], entry["address"] or entry["endpoint"], entry["state"]]
                  for entry in health.get("listeners", [])]
     database = health.get("database", {})
+    upstream = _upstream(health.get("upstream_ncip"))
     numbers = [Column("partner")] + [Column(h, "n") for h in (
         "lent", "borrowed", "net", "ratio", "fill rate", "active loans", "active borrows",
         "overdue", "estimated saving")]
@@ -421,10 +422,25 @@ def render_dashboard(*, name: str, now: datetime, zone: tzinfo, stats: dict[str,
 {_table("The latest exchanges answered with a Problem or diagnostic, newest first", [Column("time", "nw"), Column("protocol"), Column("partner"), Column("operation"), Column("outcome"), Column("request / item", "t")], problem_rows)}</section>
 <section id="health" aria-labelledby="health-h"><h2 id="health-h">Health: <span class="{'ok' if ok else 'bad'}">{escape(str(health.get('status', '?')))}</span></h2>
 <p>Database: writer {escape(str(database.get('writer', '?')))}, {escape(str(database.get('pending_writes', 0)))} writes queued{', last error: ' + escape(str(database['last_error'])) if database.get('last_error') else ''}.</p>
-{_table("Listeners", [Column("listener"), Column("address", "t"), Column("state")], listeners)}</section>
+{upstream}{_table("Listeners", [Column("listener"), Column("address", "t"), Column("state")], listeners)}</section>
 </main></body></html>
 """
     return page_html.encode("utf-8")
+
+
+def _upstream(state: dict[str, Any] | None) -> str:
+    """The library system behind an upstream circulation backend, when there is one."""
+    if not state:
+        return ""
+    up = state.get("state") == "up"
+    error = state.get("last_error")
+    return (f"<p>Library system (NCIP, {escape(str(state.get('profile', '?')))}): "
+            f"<span class=\"{'ok' if up else 'bad'}\">{escape(str(state.get('state')))}</span>, "
+            f"{escape(str(state.get('calls', 0)))} calls, {escape(str(state.get('errors', 0)))}"
+            f" errors, {escape(str(state.get('timeouts', 0)))} time-outs, mean "
+            f"{escape(str(state.get('mean_latency_ms', 0)))} ms; "
+            f"{escape(str(state.get('outbox_open', 0)))} changes not settled"
+            + (f"; last error: {escape(str(error))}" if error else "") + ".</p>\n")
 
 
 def render_request(*, name: str, now: datetime, zone: tzinfo, request: dict[str, Any],

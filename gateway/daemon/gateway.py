@@ -574,7 +574,12 @@ class Gateway:
         listeners = [listener.describe() for listener in self.listeners]
         ok = database["ok"] and self.state == "running" and all(
             entry["state"] == "listening" for entry in listeners)
+        # A backend that drives a remote system may report it (optional ``health()``).
+        backend_health = getattr(self.circulation, "health", None)
+        remote: dict[str, Any] = backend_health() if backend_health is not None else {}
+        ok = ok and all(entry.get("state") != "down" for entry in remote.values())
         return {
+            **remote,
             "status": "ok" if ok else "degraded",
             "state": self.state,
             "version": __version__,

@@ -181,6 +181,10 @@ class NotTemporaryItem(CirculationError):
     """The item is part of the library's own collection, not a temporary item."""
 
 
+class ServiceUnsupported(CirculationError):
+    """The circulation system has no way to do this (an upstream LMS without the service)."""
+
+
 class MaximumRenewalsExceeded(ItemNotRenewable):
     """The loan has been renewed as often as local policy allows."""
 

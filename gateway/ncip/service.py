@@ -58,6 +58,7 @@ DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] =
     (domain.DuplicateRequest, ProblemType.DUPLICATE_REQUEST),
     (domain.NeededDataMissing, ProblemType.NEEDED_DATA_MISSING),
     (domain.NotTemporaryItem, ProblemType.ITEM_ACCESS_DENIED),
+    (domain.ServiceUnsupported, ProblemType.UNSUPPORTED_SERVICE),
 )
 
 

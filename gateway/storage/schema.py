@@ -368,6 +368,20 @@ MIGRATIONS: list[str] = [
         WHERE record_id = NEW.record_id AND deleted = 0;
     END;
     """,
+    # 11: upstream NCIP (issue 18): what a local item, hold or loan is in the library's own LMS
+    #     (its barcode there, the RequestId it gave a hold), written with the unit of work that
+    #     mirrored it.
+    """
+    CREATE TABLE upstream_links (
+        kind        TEXT NOT NULL CHECK (kind IN ('item', 'hold')),
+        local_id    INTEGER NOT NULL,
+        upstream_id TEXT NOT NULL,
+        unit        TEXT NOT NULL DEFAULT '',   -- the broker request (outbox unit) that made it
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (kind, local_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX upstream_links_upstream ON upstream_links(kind, upstream_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,112 @@
+"""``python -m bench.upstream_ncip [--requests N] [--concurrency C]``: LookupUser and AcceptItem
+through Interlend to an upstream Interlend (circulation ``ncip``, profile ``generic-ncip2``),
+against the upstream directly, in the same run.
+
+Both daemons run on 127.0.0.1 from a scratch directory (the workflow test seed and
+configuration); the same ReShare-style bodies go to both (AcceptItem with a unique RequestId per
+request, so each one makes a real temporary item upstream). Printed: requests/s, p50/p95/max
+latency for each path, and the ratio through/direct. Every reply is checked for a Problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests import workflow_fixtures as wf
+from tests.daemon import Daemon, start_daemon
+
+
+def _config(url: str) -> str:
+    return wf.CONFIG + f"""
+[backend]
+kind = "embedded"
+circulation = "ncip"
+
+[backend.ncip]
+url = "{url}"
+profile = "generic-ncip2"
+from_agency = "01XXX_INST"
+to_agency = "{wf.AGENCY}"
+timeout = 10
+max_in_flight = 8
+"""
+
+
+def _post(url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/xml"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        reply = response.read()
+    if response.status != 200 or b"Problem>" in reply:
+        raise RuntimeError(f"unexpected reply: {reply[:400]!r}")
+    return time.perf_counter() - started
+
+
+def _run(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = sorted(pool.map(lambda b: _post(url, b), bodies))
+    elapsed = time.perf_counter() - started
+    return {"rps": len(bodies) / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
+            "max_ms": latencies[-1] * 1000}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="interlend-bench-up-") as scratch:
+        base = Path(scratch)
+        daemons: list[Daemon] = []
+        try:
+            (base / "lms").mkdir()
+            wf.seed_database(base / "lms" / "interlend.sqlite3")
+            lms = start_daemon(base / "lms", wf.CONFIG)
+            daemons.append(lms)
+            (base / "gw").mkdir()
+            wf.seed_database(base / "gw" / "interlend.sqlite3")
+            gateway = start_daemon(base / "gw", _config(lms.base_url + "/ncip"))
+            daemons.append(gateway)
+            paths = {"direct": lms.base_url + "/ncip", "through": gateway.base_url + "/ncip"}
+            n, c = args.requests, args.concurrency
+            bodies: dict[str, Callable[[str], list[bytes]]] = {
+                "LookupUser": lambda tag: [wf.reshare_lookup_user("P100")] * n,
+                "AcceptItem": lambda tag: [
+                    wf.reshare_accept_item(f"BENCH-{tag}-{i}", "P100",
+                                           barcode=f"BENCH-{tag}-{i}-V") for i in range(n)],
+            }
+            print(f"{n} requests per run, {c} concurrent; Interlend -> upstream Interlend "
+                  "(generic-ncip2) against the upstream directly")
+            print(f"{'service':<12} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}"
+                  f" {'max ms':>8}")
+            for service, make in bodies.items():
+                for path in paths:  # one warm-up call per path
+                    _post(paths[path], make(f"warm-{path}")[0])
+                figures = {path: _run(url, make(path), c) for path, url in paths.items()}
+                for path, f in figures.items():
+                    print(f"{service:<12} {path:<8} {f['rps']:>8.1f} {f['p50_ms']:>8.1f}"
+                          f" {f['p95_ms']:>8.1f} {f['max_ms']:>8.1f}")
+                ratio = figures["through"]["rps"] / figures["direct"]["rps"]
+                extra = figures["through"]["p50_ms"] - figures["direct"]["p50_ms"]
+                print(f"{service:<12} ratio    through/direct throughput {ratio:.2f}, "
+                      f"p50 +{extra:.1f} ms")
+        finally:
+            for d in daemons:
+                d.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

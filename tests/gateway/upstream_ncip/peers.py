@@ -1,0 +1,209 @@
+"""Test peers for the upstream NCIP backend: the NCIPServer (Koha) peer run in place from
+``../shared/lms/ncipserver`` and its fixture database, and daemons configured for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import workflow_fixtures as wf
+from tests.daemon import Daemon, start_daemon
+
+PEER_DIR = Path(os.environ.get("INTERLEND_SHARED", Path(__file__).resolve().parents[4]
+                               / "shared")) / "lms" / "ncipserver"
+KOHA_AGENCY = "CPomAG:interlend"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ncipserver_missing() -> str | None:
+    """Why the NCIPServer peer cannot run here (None: it can)."""
+    if not (PEER_DIR / "run.sh").is_file():
+        return f"NCIPServer peer not found at {PEER_DIR}"
+    if shutil.which("plackup") is None:
+        return "plackup not installed (apt-get install libplack-perl; see .ci/run)"
+    for module in ("Dancer", "Template", "XML::LibXML", "XML::Simple", "Config::Merge",
+                   "Modern::Perl", "Log::Log4perl", "Object::Tiny"):
+        if subprocess.run(["perl", f"-M{module}", "-e1"], capture_output=True).returncode:
+            return f"Perl module {module} missing (see .ci/run)"
+    return None
+
+
+@dataclass
+class KohaPeer:
+    """A running NCIPServer with its fixture ILS (a Koha-like JSON database)."""
+
+    workdir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def db(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.workdir / "fixture.json").read_text())
+        return data
+
+    def counts(self) -> dict[str, int]:
+        """Items, holds and loans in the LMS."""
+        d = self.db()
+        return {"items": len(d["items"]), "holds": len(d["reserves"]),
+                "loans": len(d["issues"])}
+
+    def stop(self) -> None:
+        subprocess.run(["sh", str(PEER_DIR / "stop.sh"), str(self.workdir)],
+                       capture_output=True, check=False)
+
+
+def start_koha(workdir: Path) -> KohaPeer:
+    port = free_port()
+    subprocess.run(["sh", str(PEER_DIR / "run.sh"), str(workdir), str(port)], check=True,
+                   capture_output=True)
+    peer = KohaPeer(workdir, port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return peer
+        except OSError:
+            time.sleep(0.1)
+    peer.stop()
+    raise RuntimeError("NCIPServer did not start")
+
+
+@pytest.fixture
+def koha(tmp_path: Path) -> Iterator[KohaPeer]:
+    why = ncipserver_missing()
+    if why:
+        pytest.skip(why)
+    peer = start_koha(tmp_path / "koha")
+    yield peer
+    peer.stop()
+
+
+def backend_config(url: str, profile: str, from_agency: str, to_agency: str,
+                   extra: str = "") -> str:
+    """The workflow test configuration with circulation on an upstream NCIP responder."""
+    return wf.CONFIG + f"""
+[backend]
+kind = "embedded"
+circulation = "ncip"
+
+[backend.ncip]
+url = "{url}"
+profile = "{profile}"
+from_agency = "{from_agency}"
+to_agency = "{to_agency}"
+timeout = 15
+max_in_flight = 4
+{extra}
+"""
+
+
+def start_gateway(tmp: Path, config: str, env: dict[str, str] | None = None,
+                  database: Path | None = None) -> Daemon:
+    if database is None:
+        database = tmp / "interlend.sqlite3"
+        wf.seed_database(database)
+    return start_daemon(tmp, config, database=database, env=env)
+
+
+def post(url: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/xml"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of an LMS that can misbehave on demand: ``mode`` is
+    ``forward``, ``slow`` (forward, the LMS applies the change, then hold the answer past
+    the gateway's time limit), ``500`` (an HTTP 500 with a text body, the LMS not called) or
+    ``down`` (the connection closed unanswered)."""
+
+    def __init__(self, target: str, slow_seconds: float = 3.0) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+        self.target = target
+        self.mode = "forward"
+        self.slow_seconds = slow_seconds
+        self.calls: list[bytes] = []
+        self.only: bytes | None = None   # misbehave only for bodies containing this
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.calls.append(body)
+                mode = proxy.mode
+                if proxy.only is not None and proxy.only not in body:
+                    mode = "forward"
+                if mode == "down":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "500":
+                    data, status, kind = b"Internal error: database is locked", 500, \
+                        "text/plain"
+                else:
+                    status, data = post(proxy.target, body)
+                    kind = "text/html; charset=utf-8"
+                    if mode == "slow":
+                        time.sleep(proxy.slow_seconds)
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def count(database: Path, sql: str) -> int:
+    """One ``SELECT COUNT(*) AS n`` from a daemon's database."""
+    row = wf.one(database, sql)
+    assert row is not None
+    return int(row["n"])
+
+
+def lms_counts(database: Path) -> dict[str, int]:
+    """An upstream Interlend's temporary items, active holds and open loans."""
+    return {"items": count(database, "SELECT COUNT(*) AS n FROM items WHERE temporary = 1"),
+            "holds": count(database, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"),
+            "loans": count(database, "SELECT COUNT(*) AS n FROM loans"
+                                     " WHERE returned_at IS NULL")}
