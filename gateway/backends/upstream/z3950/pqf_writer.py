@@ -44,10 +44,11 @@ STANDARD_USES: dict[str, int] = {
 KOHA_USES: dict[str, int] = {
     **STANDARD_USES,
     "conference": 3,       # Koha feeds 3 Conference-name; 1006 is not indexed
+    "corporate": 2,        # 710 and 110 go to 2 Corporate-name; 1005 finds nothing there
     "anywhere": 1016,      # Koha has no 1035; Any covers every word index
 }
-"""Koha's Zebra (``biblio-koha-indexdefs.xml``): every index above is fed, 1006 and 1035 are
-not (the README's list of the 148 use attributes it indexes)."""
+"""Koha's Zebra (``biblio-koha-indexdefs.xml``): every index above is fed; 1006 and 1035 are
+not, and 1005 holds nothing of 110/710 (the README's list of the 148 use attributes it indexes)."""
 
 PROFILE_USES: dict[str, Mapping[str, int]] = {"koha": KOHA_USES}
 """Per LMS profile; a profile not listed uses :data:`STANDARD_USES`."""
