@@ -519,6 +519,9 @@ class Gateway:
         listeners = [listener.describe() for listener in self.listeners]
         ok = database["ok"] and self.state == "running" and all(
             entry["state"] == "listening" for entry in listeners)
+        # an upstream catalogue's state is shown, not folded into the status: NCIP (and its
+        # /health a load balancer reads) keeps serving while the catalogue is down
+        upstreams = self.upstream_health()
         return {
             "status": "ok" if ok else "degraded",
             "state": self.state,
@@ -531,4 +534,16 @@ class Gateway:
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused
                                     for name, factory in self.factories.items()},
+            **({"upstream": upstreams} if upstreams else {}),
         }
+
+    def upstream_health(self) -> dict[str, dict[str, Any]]:
+        """Each upstream target's state, from backends that report one (``health()``)."""
+        targets: dict[str, dict[str, Any]] = {}
+        for backend in {id(b): b for b in (self.catalogue_backend,
+                                           self.circulation_backend)}.values():
+            report = getattr(backend, "health", None)
+            if report is not None:
+                targets.update({f"{backend.kind} {name}": state
+                                for name, state in report().items()})
+        return targets

@@ -25,7 +25,11 @@ from zope.interface import implementer
 from gateway.backends.upstream.holdings import is_temporary_item, normalise
 from gateway.backends.upstream.marc_holdings import marc_items
 from gateway.backends.upstream.opac_holdings import marc_from_xml
-from gateway.backends.upstream.z3950.connection import UpstreamAssociation, UpstreamError
+from gateway.backends.upstream.z3950.connection import (
+    UpstreamAssociation,
+    UpstreamClosed,
+    UpstreamError,
+)
 from gateway.backends.upstream.z3950.pqf_writer import PlanWriter, uses_for
 from gateway.domain.catalogue import (
     CatalogueError,
@@ -271,18 +275,27 @@ class UpstreamZ3950Catalogue:
 
         @inlineCallbacks
         def call() -> Generator[Deferred[Any], Any, T]:
-            try:
-                association = yield self.pool.acquire(prefer)
-            except UpstreamError as e:
-                raise CatalogueUnavailable(str(e)) from e
-            try:
-                result = yield run(association)
-            except UpstreamError as e:
-                association.abort()
-                raise CatalogueUnavailable(str(e)) from e
-            finally:
-                self.pool.release(association)
-            return result
+            for attempt in (1, 2):
+                try:
+                    association = yield self.pool.acquire(prefer if attempt == 1 else None)
+                except UpstreamError as e:
+                    raise CatalogueUnavailable(str(e)) from e
+                reused = association.answered > 1   # more than its Init
+                try:
+                    result = yield run(association)
+                except UpstreamClosed as e:
+                    # the target closed an idle association (its own idle timeout, a
+                    # restart) before our request reached it: once more on a new one
+                    if reused and attempt == 1:
+                        continue
+                    raise CatalogueUnavailable(str(e)) from e
+                except UpstreamError as e:
+                    association.abort()
+                    raise CatalogueUnavailable(str(e)) from e
+                finally:
+                    self.pool.release(association)
+                return result
+            raise AssertionError("unreachable")
 
         def done(result: Any) -> Any:
             outcome = "ok"
@@ -314,10 +327,9 @@ class UpstreamZ3950Catalogue:
                 if is_temporary_item(profile, holding):
                     record.remove_field(fld)
         number = _biblionumber(record)
-        local_id = number or (record["001"].data if record["001"] else str(position))
         catalogue_record = CatalogueRecord(
             id=int(number) if number and number.isdigit() else position,
-            local_id=local_id or str(position), marc=record.as_marc(),
+            local_id=number or str(position), marc=record.as_marc(),
             items=holdings.item_states())
         return build(catalogue_record) if build is not None else catalogue_record
 
@@ -334,9 +346,11 @@ class UpstreamZ3950Catalogue:
 
 
 def _biblionumber(record: pymarc.Record) -> str | None:
-    field = record["999"]
-    if field is not None and not field.is_control_field():
-        value = field.get("c")
-        if value:
-            return str(value)
+    """Koha's biblionumber (999 $c), or the control number (001)."""
+    for field in record.get_fields("999"):
+        if not field.is_control_field() and field.get("c"):
+            return str(field.get("c"))
+    for field in record.get_fields("001"):
+        if field.data:
+            return str(field.data).strip()
     return None

@@ -52,6 +52,8 @@ class UpstreamAssociation(Protocol):
         """Names of the upstream result sets this association holds."""
         self.last_used = 0.0
         self.charset = "utf-8"
+        self.answered = 0
+        """Responses read so far (Init included): a reused association has answered before."""
 
     # -- Twisted ------------------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class UpstreamAssociation(Protocol):
             self.abort()
             return
         self.last_used = self.clock.seconds()
+        self.answered += 1
         waiting.callback(info)
 
     def _take(self) -> Deferred[ResponseInfo] | None:

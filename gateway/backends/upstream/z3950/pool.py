@@ -83,7 +83,7 @@ class AssociationPool:
                 ) -> Deferred[UpstreamAssociation]:
         """An idle association (``prefer`` when it is idle), a new one, or the next one freed."""
         self._prune()
-        if prefer is not None and prefer in self.idle:
+        if prefer is not None and prefer in self.idle and not prefer.closed:
             self.idle.remove(prefer)
             self.busy.add(prefer)
             return succeed(prefer)
