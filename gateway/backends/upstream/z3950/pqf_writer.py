@@ -169,5 +169,5 @@ class PlanWriter:
         """The Use attribute a sort key is sent with."""
         use = SORT_USES.get(field)
         if use is None:
-            raise UnsupportedSort(field.value)
+            raise UnsupportedSort(str(getattr(field, "value", field)))
         return use
