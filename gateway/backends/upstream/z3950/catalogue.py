@@ -319,7 +319,12 @@ class UpstreamZ3950Catalogue:
         holdings = normalise(profile, record)
         if holdings.temporary_record:
             return None
+        # the bytes as served when they are UTF-8 ISO 2709 (leader/09 "a"), unless ILL items
+        # are cut out; MARCXML and MARC-8 records are written again by pymarc
+        served = item.oid is not None and tuple(item.oid) == tuple(oids.USMARC)
+        marc = item.data if served and item.data[9:10] == b"a" else None
         if holdings.temporary and profile.reads_marc:
+            marc = None
             fields = [f for f in record.get_fields(profile.holdings_tag)
                       if not f.is_control_field()]
             items, _ = marc_items(profile, record)
@@ -329,7 +334,7 @@ class UpstreamZ3950Catalogue:
         number = _biblionumber(record)
         catalogue_record = CatalogueRecord(
             id=int(number) if number and number.isdigit() else position,
-            local_id=number or str(position), marc=record.as_marc(),
+            local_id=number or str(position), marc=marc or record.as_marc(),
             items=holdings.item_states())
         return build(catalogue_record) if build is not None else catalogue_record
 

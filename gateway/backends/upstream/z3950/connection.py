@@ -58,6 +58,11 @@ class UpstreamAssociation(Protocol):
     # -- Twisted ------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        # one small request, then wait for its answer: Nagle's algorithm would hold each
+        # request back for the previous answer's delayed ACK
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.last_used = self.clock.seconds()
         self.connected_deferred.callback(self)
 
