@@ -112,6 +112,10 @@ async def test_ztest_searched_and_presented(ztest: ZTest) -> None:
         assert len(records) == 3 and all(r is not None and r.marc[5:6] for r in records)
         again = await upstream.search(WordTerm("title", "5"))
         assert again.count == 5
+        for _ in range(20):   # more than the 16 result sets kept on an association
+            await upstream.search(WordTerm("title", "2"))
+        assert len(upstream.pool.idle[0].result_sets) == 16
+        assert len(await upstream.fetch(found, 1, 27)) == 27   # searched again
         assert upstream.pool.opened == 1
     finally:
         upstream.pool.close()

@@ -126,7 +126,8 @@ def test_settings_defaults_and_every_problem_with_its_path() -> None:
     assert sorted(caught.value.problems) == sorted([
         "backend.z3950.colour: unknown key (known: backoff_initial, backoff_max, charset, "
         "connect_timeout, database, host, idle_timeout, max_waiting, password, pool_size, "
-        "port, present_chunk, profile, record_syntax, request_timeout, user, uses)",
+        "port, present_chunk, profile, record_syntax, request_timeout, "
+        "result_sets_per_association, user, uses)",
         "backend.z3950.port: must be between 1 and 65535",
         "backend.z3950.pool_size: must be an integer",
         "backend.z3950.host: required (the upstream Z39.50 target's host name)",

@@ -13,7 +13,6 @@ items removed from the record and its items, and a record made only of those is 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,7 +61,7 @@ from protocols.z3950.client import (
 )
 from protocols.z3950.external import DecodedExternal
 from protocols.z3950.pdus import ScanEntry, SortKeyInfo
-from protocols.z3950.pqf import Attribute, Node
+from protocols.z3950.pqf import Attribute, Node, Query
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -125,7 +124,6 @@ class UpstreamZ3950Catalogue:
         self.clock = clock
         self.observe = observe
         self.writer = PlanWriter(uses_for(settings.profile.name, settings.uses), self._set_query)
-        self._names = itertools.count(1)
 
     # -- ICatalogue ------------------------------------------------------------------------
 
@@ -135,10 +133,13 @@ class UpstreamZ3950Catalogue:
             query = self.writer.query(plan)
         except CatalogueError as e:
             return fail(e)
-        name = f"il{next(self._names)}"
 
-        def run(association: UpstreamAssociation) -> Deferred[IResultSet]:
-            return self._search(association, name, query)
+        @inlineCallbacks
+        def run(association: UpstreamAssociation
+                ) -> Generator[Deferred[Any], Any, IResultSet]:
+            found = UpstreamResultSet("", 0, query.root, association)
+            yield self._hold(association, found)
+            return found
 
         return self._call("search", run)
 
@@ -170,7 +171,7 @@ class UpstreamZ3950Catalogue:
                     error = domain_error(answer.diagnostics, "present")
                     if isinstance(error, ResultSetUnknown) and not retried:
                         retried = True
-                        association.result_sets.discard(result_set.name)
+                        association.result_sets.pop(result_set.name, None)
                         yield self._hold(association, result_set)
                         continue
                     raise error
@@ -219,12 +220,12 @@ class UpstreamZ3950Catalogue:
                             relation=1 if k.descending else 0) for k in keys]
         except CatalogueError as e:
             return fail(e)
-        name = f"il{next(self._names)}"
 
         @inlineCallbacks
         def run(association: UpstreamAssociation
                 ) -> Generator[Deferred[Any], Any, IResultSet]:
             yield self._hold(association, result_set)
+            name = association.claim_set_name(self.settings.result_sets_per_association)
             answer = yield association.request(sort_request(
                 input_result_sets=(result_set.name,), sorted_result_set=name, keys=sort_keys),
                 self.settings.request_timeout)
@@ -232,8 +233,9 @@ class UpstreamZ3950Catalogue:
                 raise UpstreamError(f"a {type(answer).__name__} answered a Sort")
             if answer.sort_status == 2:   # failure
                 raise domain_error(answer.diagnostics, "sort")
-            association.result_sets.add(name)
-            return UpstreamResultSet(name, result_set.count, result_set.query, association)
+            result = UpstreamResultSet(name, result_set.count, result_set.query, association)
+            association.result_sets[name] = result
+            return result
 
         return self._call("sort", run, prefer=result_set.association)
 
@@ -243,29 +245,27 @@ class UpstreamZ3950Catalogue:
         return handle.query if isinstance(handle, UpstreamResultSet) else None
 
     @inlineCallbacks
-    def _search(self, association: UpstreamAssociation, name: str, query: Any
-                ) -> Generator[Deferred[Any], Any, IResultSet]:
+    def _hold(self, association: UpstreamAssociation, result_set: UpstreamResultSet
+              ) -> Generator[Deferred[Any], Any, None]:
+        """Make sure ``association`` holds the set (a new one: search it there; one made
+        elsewhere, or replaced since: search its query again)."""
+        if association is result_set.association and \
+                association.result_sets.get(result_set.name) is result_set:
+            return
+        name = association.claim_set_name(self.settings.result_sets_per_association)
         answer = yield association.request(search_request(
-            query, database_names=(self.settings.database,), result_set_name=name,
-            preferred_record_syntax=self.settings.syntax_oid), self.settings.request_timeout)
+            Query(result_set.query), database_names=(self.settings.database,),
+            result_set_name=name, preferred_record_syntax=self.settings.syntax_oid),
+            self.settings.request_timeout)
         if not isinstance(answer, SearchResponseInfo):
             raise UpstreamError(f"a {type(answer).__name__} answered a Search")
         if not answer.search_status:
             raise domain_error(answer.diagnostics, "search")
-        association.result_sets.add(name)
-        return UpstreamResultSet(name, answer.result_count, query.root, association)
-
-    @inlineCallbacks
-    def _hold(self, association: UpstreamAssociation, result_set: UpstreamResultSet
-              ) -> Generator[Deferred[Any], Any, None]:
-        """Make sure ``association`` holds the set: run its query there again if not."""
-        if association is result_set.association and result_set.name in association.result_sets:
-            return
-        from protocols.z3950.pqf import Query
-
-        again = yield self._search(association, result_set.name, Query(result_set.query))
-        result_set.association = association
-        result_set.count = min(result_set.count, again.count)
+        fresh = not result_set.name
+        result_set.name, result_set.association = name, association
+        result_set.count = answer.result_count if fresh else min(result_set.count,
+                                                                  answer.result_count)
+        association.result_sets[name] = result_set
 
     def _call(self, operation: str,
               run: Callable[[UpstreamAssociation], Deferred[T]],

@@ -48,8 +48,9 @@ class UpstreamAssociation(Protocol):
         self._timer: IDelayedCall | None = None
         self.closed = False
         self.connected_deferred: Deferred[UpstreamAssociation] = Deferred()
-        self.result_sets: set[str] = set()
-        """Names of the upstream result sets this association holds."""
+        self.result_sets: dict[str, object] = {}
+        """The upstream result sets this association holds: name → the handle it serves."""
+        self._next_set = 0
         self.last_used = 0.0
         self.charset = "utf-8"
         self.answered = 0
@@ -100,6 +101,14 @@ class UpstreamAssociation(Protocol):
         self.last_used = self.clock.seconds()
         self.transport.write(encode_pdu(pdu))
         return waiting
+
+    def claim_set_name(self, slots: int) -> str:
+        """The name for the next result set: ``slots`` names used in turn, each search
+        replacing the oldest set, so the target never holds more than ``slots`` of ours."""
+        name = f"il{self._next_set % slots}"
+        self._next_set += 1
+        self.result_sets.pop(name, None)
+        return name
 
     def close(self) -> None:
         """Close the association (no Close PDU: the target frees it when the socket goes)."""

@@ -24,7 +24,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "request_timeout": (float, 0.1, 600), "idle_timeout": (float, 1, 86400),
     "pool_size": (int, 1, 256), "max_waiting": (int, 0, 100000),
     "backoff_initial": (float, 0.0, 3600), "backoff_max": (float, 0.0, 3600),
-    "present_chunk": (int, 1, 1000),
+    "present_chunk": (int, 1, 1000), "result_sets_per_association": (int, 1, 1000),
 }
 _TEXTS = ("host", "database", "user", "password", "charset", "record_syntax")
 KEYS = frozenset({*_NUMBERS, *_TEXTS, "profile", "uses"})
@@ -61,6 +61,8 @@ class Z3950Settings:
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     present_chunk: int = 50
+    result_sets_per_association: int = 16
+    """Named result sets we keep on one upstream association (the oldest is replaced)."""
 
     @property
     def limits(self) -> PoolLimits:
