@@ -23,7 +23,7 @@ from tests.gateway.test_upstream_holdings_koha import (  # noqa: F401 (a fixture
     KohaZebra,
     koha_zebra,
 )
-from tests.z3950_clients import ZOOMSH, opac_circulation, steps, yaz_client, zoomsh
+from tests.z3950_clients import ZOOMSH, Step, opac_circulation, steps, yaz_client, zoomsh
 
 # (use attribute sent by the broker, term, use attribute Zebra is asked directly)
 USES = [
@@ -131,3 +131,39 @@ def test_opac_holdings_match_952_item_by_item(
     assert set(items) == set(expected)
     for barcode, available in expected.items():
         assert items[barcode].get("availableNow") == ("1" if available else "0"), barcode
+
+
+def scan_entries(step: Step) -> list[tuple[str, int]]:
+    """(term, count) of each entry yaz-client printed for a Scan."""
+    return [(m.group(1), int(m.group(2))) for line in step.lines
+            for m in [re.match(r"^[* ] (.+) \((\d+)\)$", line)] if m]
+
+
+def titles(step: Step) -> list[str]:
+    """The 245 lines of the USMARC records yaz-client printed, in order."""
+    return [line for line in step.lines if line.startswith("245 ")]
+
+
+def test_scan_and_sort_as_zebra(gateway: Daemon, koha_zebra: KohaZebra,  # noqa: F811
+                                tmp_path: Path) -> None:
+    """Scan (title, author, subject words) lists Zebra's terms and counts; a sort by title or
+    year, either way, presents the records in Zebra's order."""
+    commands = ["scansize 5", "scan @attr 1=4 g", "scan @attr 1=1003 m", "scan @attr 1=21 l",
+                "format usmarc", "find @attr 1=1016 the"]
+    for spec in ("1=4 <", "1=4 >", "1=31 <"):
+        commands += [f"sort {spec}", "show 1+10"]
+    results = []
+    for port, database in ((gateway.ports["z3950"], "Default"), (koha_zebra.port, "biblios")):
+        out = yaz_client(tmp_path, port, commands, database=database)
+        done = steps(out)
+        scans = [s for s in done if s.request.startswith("scan")]
+        shows = [s for s in done if s.request.startswith("presentRequest")]
+        assert len(scans) == 3 and len(shows) == 3, out[-3000:]
+        results.append(([scan_entries(s) for s in scans], [titles(s) for s in shows]))
+    (our_scans, our_sorts), (their_scans, their_sorts) = results
+    assert all(len(entries) == 5 for entries in their_scans)
+    assert [[(t.lower(), n) for t, n in e] for e in our_scans] == \
+        [[(t.lower(), n) for t, n in e] for e in their_scans]
+    assert all(len(listed) == 10 for listed in their_sorts)
+    assert our_sorts == their_sorts
+    assert their_sorts[0] != their_sorts[1]   # ascending and descending differ
