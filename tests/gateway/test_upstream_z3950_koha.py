@@ -11,9 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import pymarc
 import pytest
+import pytest_twisted
+from twisted.internet import reactor as _reactor
 
 from gateway.backends.upstream.holdings import normalise
 from gateway.backends.upstream.items import ItemStatus
@@ -24,6 +29,8 @@ from tests.gateway.test_upstream_holdings_koha import (  # noqa: F401 (a fixture
     koha_zebra,
 )
 from tests.z3950_clients import ZOOMSH, Step, opac_circulation, steps, yaz_client, zoomsh
+
+reactor: Any = _reactor
 
 # (use attribute sent by the broker, term, use attribute Zebra is asked directly)
 USES = [
@@ -167,3 +174,36 @@ def test_scan_and_sort_as_zebra(gateway: Daemon, koha_zebra: KohaZebra,  # noqa:
     assert all(len(listed) == 10 for listed in their_sorts)
     assert our_sorts == their_sorts
     assert their_sorts[0] != their_sorts[1]   # ascending and descending differ
+
+
+@pytest_twisted.ensureDeferred
+async def test_marcxml_and_usmarc_fetch_the_same_items(koha_zebra: KohaZebra  # noqa: F811
+                                                       ) -> None:
+    """Present in MARCXML (``record_syntax = "xml"``) and in USMARC: the same records with
+    the same item states, the ILL item left out of both (and out of the MARC record too)."""
+    from gateway.backends.upstream.z3950.backend import open_association
+    from gateway.backends.upstream.z3950.catalogue import UpstreamZ3950Catalogue
+    from gateway.backends.upstream.z3950.pool import AssociationPool
+    from gateway.backends.upstream.z3950.settings import read_settings
+    from gateway.domain.query import WordTerm
+
+    read: list[list[Any]] = []
+    for syntax in ("usmarc", "xml"):
+        settings = read_settings({"host": "127.0.0.1", "port": koha_zebra.port,
+                                  "record_syntax": syntax, "profile": {
+                                      "name": "koha", "temporary": {"item_types": ["ILL"]}}})
+        pool = AssociationPool(reactor, partial(open_association, reactor, settings),
+                               settings.limits)
+        upstream = UpstreamZ3950Catalogue(settings, pool, reactor)
+        try:
+            found = await upstream.search(WordTerm("title", "borrowed"))
+            records = await upstream.fetch(found, 1, found.count)
+        finally:
+            pool.close()
+        read.append(records)
+        kept = [r for r in records if r is not None]
+        assert [r.local_id for r in kept] == ["901"] and len(records) == 2, syntax
+        assert [i.barcode for i in kept[0].items] == ["39999000009011"]
+        marc = pymarc.Record(data=kept[0].marc, to_unicode=True, force_utf8=True)
+        assert [f["p"] for f in marc.get_fields("952")] == ["39999000009011"]
+    assert [r.items if r else None for r in read[0]] == [r.items if r else None for r in read[1]]

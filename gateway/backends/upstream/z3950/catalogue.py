@@ -163,7 +163,8 @@ class UpstreamZ3950Catalogue:
                 want = min(self.settings.present_chunk, last - position + 1)
                 answer = yield association.request(present_request(
                     result_set_id=result_set.name, start=position, count=want,
-                    preferred_record_syntax=self.settings.syntax_oid, element_set_name="F"),
+                    preferred_record_syntax=self.settings.syntax_oid,
+                    element_set_name=self.settings.element_set),
                     self.settings.request_timeout)
                 if not isinstance(answer, PresentResponseInfo):
                     raise UpstreamError(f"a {type(answer).__name__} answered a Present")

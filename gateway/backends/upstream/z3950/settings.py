@@ -72,6 +72,11 @@ class Z3950Settings:
                           backoff_max=self.backoff_max)
 
     @property
+    def element_set(self) -> str:
+        """The element set Present asks for: the full record (Zebra's MARCXML is ``marcxml``)."""
+        return "marcxml" if self.record_syntax == "xml" else "F"
+
+    @property
     def syntax_oid(self) -> oids.Oid:
         """The record syntax Present asks for."""
         return RECORD_SYNTAXES[self.record_syntax]
