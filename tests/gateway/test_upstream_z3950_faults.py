@@ -242,3 +242,27 @@ async def test_refused_init_then_credentials(tarball_zebra: int) -> None:
         assert found.count == 1
     finally:
         koha.pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ztest_opac_holdings_as_yaz_client_reads_them(ztest: ZTest, tmp_path: Path
+                                                            ) -> None:
+    """OPAC records from YAZ's test target (``record_syntax = "opac"``, the generic OPAC
+    profile): each record's items are the circulation records yaz-client shows for the same
+    positions, available exactly where ``availableNow`` is 1."""
+    from tests.z3950_clients import YAZ_CLIENT, need, opac_circulation, steps, yaz_client
+
+    need(("yaz-client", YAZ_CLIENT))
+    upstream = catalogue(ztest.port, record_syntax="opac", profile="generic-opac")
+    try:
+        found = await upstream.search(WordTerm("title", "3"))
+        records = await upstream.fetch(found, 1, 3)
+    finally:
+        upstream.pool.close()
+    out = yaz_client(tmp_path, ztest.port, ["format opac", "find @attr 1=4 3", "show 1+3"])
+    shown = [s for s in steps(out) if s.request.startswith("presentRequest")]
+    expected = opac_circulation(shown[0])
+    assert expected and all(r is not None for r in records)
+    ours = {item.barcode: item.available_now for r in records if r for item in r.items}
+    assert ours == {item: fields.get("availableNow") == "1"
+                    for item, fields in expected.items()}

@@ -120,7 +120,7 @@ def test_settings_defaults_and_every_problem_with_its_path() -> None:
     assert (settings.port, settings.database, settings.profile.name, settings.pool_size) == \
         (210, "biblios", "koha", 8)
     with pytest.raises(SettingsError) as caught:
-        read_settings({"port": 0, "pool_size": "8", "record_syntax": "opac", "password": "x",
+        read_settings({"port": 0, "pool_size": "8", "record_syntax": "sutrs", "password": "x",
                        "profile": {"name": "nosuch"}, "uses": {"titel": 4, "title": -1},
                        "colour": "blue"})
     assert sorted(caught.value.problems) == sorted([
@@ -131,7 +131,7 @@ def test_settings_defaults_and_every_problem_with_its_path() -> None:
         "backend.z3950.port: must be between 1 and 65535",
         "backend.z3950.pool_size: must be an integer",
         "backend.z3950.host: required (the upstream Z39.50 target's host name)",
-        "backend.z3950.record_syntax: must be one of usmarc, xml",
+        "backend.z3950.record_syntax: must be one of usmarc, xml, opac",
         "backend.z3950.password: given without backend.z3950.user",
         "backend.z3950.profile.name: 'nosuch' is not one of koha, evergreen, polaris, "
         "symphony, generic-marc, alma, sierra, folio, generic-opac",

@@ -62,6 +62,7 @@ from protocols.z3950.client import (
 from protocols.z3950.external import DecodedExternal
 from protocols.z3950.pdus import ScanEntry, SortKeyInfo
 from protocols.z3950.pqf import Attribute, Node, Query
+from protocols.z3950.records import OpacRecord, opac_from_asn1
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -313,11 +314,12 @@ class UpstreamZ3950Catalogue:
         """One presented record as a catalogue record (None: a diagnostic, or temporary)."""
         if not isinstance(item, DecodedExternal):
             return None
-        record = self._marc(item)
+        profile = self.settings.profile
+        opac = self._opac(item)
+        record = self._marc(item) if opac is None else self._opac_marc(opac)
         if record is None:
             return None
-        profile = self.settings.profile
-        holdings = normalise(profile, record)
+        holdings = normalise(profile, opac if opac is not None else record)
         if holdings.temporary_record:
             return None
         # the bytes as served when they are UTF-8 ISO 2709 (leader/09 "a"), unless ILL items
@@ -338,6 +340,24 @@ class UpstreamZ3950Catalogue:
             local_id=number or str(position), marc=marc or record.as_marc(),
             items=holdings.item_states())
         return build(catalogue_record) if build is not None else catalogue_record
+
+    @staticmethod
+    def _opac(item: DecodedExternal) -> OpacRecord | None:
+        if item.oid is None or tuple(item.oid) != tuple(oids.OPAC) or item.value is None:
+            return None
+        try:
+            return opac_from_asn1(item.value)
+        except Exception:  # an OPAC record we cannot read is a record we cannot offer
+            return None
+
+    @staticmethod
+    def _opac_marc(opac: OpacRecord) -> pymarc.Record | None:
+        if not opac.bibliographic or tuple(opac.bib_syntax) != tuple(oids.USMARC):
+            return None
+        try:
+            return pymarc.Record(data=opac.bibliographic, to_unicode=True, force_utf8=True)
+        except Exception:  # pymarc raises many kinds for a bad record
+            return None
 
     def _marc(self, item: DecodedExternal) -> pymarc.Record | None:
         if item.oid is not None and tuple(item.oid) == tuple(oids.XML):

@@ -16,8 +16,9 @@ from gateway.backends.upstream.z3950.pool import PoolLimits
 from gateway.domain.query import IDENTIFIER_INDEXES, WORD_INDEXES, YEAR_INDEX
 from protocols.z3950 import oids
 
-RECORD_SYNTAXES = {"usmarc": oids.USMARC, "xml": oids.XML}
-"""What Present may fetch in: ISO 2709 MARC, or MARCXML (both carry Koha's 952 items)."""
+RECORD_SYNTAXES = {"usmarc": oids.USMARC, "xml": oids.XML, "opac": oids.OPAC}
+"""What Present may fetch in: ISO 2709 MARC or MARCXML (both carry Koha's 952 items), or OPAC
+(holdings and circulation records beside the MARC record: Evergreen, Sierra, Alma …)."""
 
 _NUMBERS: dict[str, tuple[type, float, float]] = {
     "port": (int, 1, 65535), "connect_timeout": (float, 0.1, 600),
