@@ -193,3 +193,13 @@ def test_pool_bounds_in_flight_waits_reuses_and_closes_idle() -> None:
     clock.advance(61)
     assert (one.closed, two.closed, pool.state()["idle"]) == (True, True, 0)
     assert second.called
+    # a request waits for a free association at most its time
+    busy = [pool.acquire(), pool.acquire()]
+    assert len(opened) == 4
+    waiting = pool.acquire(wait=5)
+    clock.advance(5)
+    late: list[Any] = []
+    waiting.addErrback(late.append)
+    assert late and late[0].check(UpstreamDown) and not pool.waiting
+    assert "free within 5 s" in str(late[0].value)
+    assert all(not d.called for d in busy)

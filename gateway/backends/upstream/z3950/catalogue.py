@@ -279,7 +279,8 @@ class UpstreamZ3950Catalogue:
         def call() -> Generator[Deferred[Any], Any, T]:
             for attempt in (1, 2):
                 try:
-                    association = yield self.pool.acquire(prefer if attempt == 1 else None)
+                    association = yield self.pool.acquire(
+                        prefer if attempt == 1 else None, wait=self.settings.request_timeout)
                 except UpstreamError as e:
                     raise CatalogueUnavailable(str(e)) from e
                 reused = association.answered > 1   # more than its Init

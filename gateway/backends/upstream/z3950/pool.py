@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks, succeed
 
 from gateway.backends.upstream.z3950.connection import UpstreamAssociation, UpstreamError
 
@@ -79,9 +79,10 @@ class AssociationPool:
 
     # -- use -----------------------------------------------------------------------------------
 
-    def acquire(self, prefer: UpstreamAssociation | None = None
+    def acquire(self, prefer: UpstreamAssociation | None = None, wait: float | None = None
                 ) -> Deferred[UpstreamAssociation]:
-        """An idle association (``prefer`` when it is idle), a new one, or the next one freed."""
+        """An idle association (``prefer`` when it is idle), a new one, or the next one freed
+        (within ``wait`` seconds, else :class:`UpstreamDown`)."""
         self._prune()
         if prefer is not None and prefer in self.idle and not prefer.closed:
             self.idle.remove(prefer)
@@ -106,6 +107,19 @@ class AssociationPool:
         waiter: Deferred[UpstreamAssociation] = Deferred(
             lambda d: self.waiting.remove(d) if d in self.waiting else None)
         self.waiting.append(waiter)
+        if wait is not None:
+            timer = self.clock.callLater(wait, waiter.cancel)
+
+            def stop_timer(result: Any) -> Any:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            def timed_out(failure: Any) -> Any:
+                failure.trap(CancelledError)
+                raise UpstreamDown(f"no upstream association free within {wait:g} s")
+
+            waiter.addBoth(stop_timer).addErrback(timed_out)
         return waiter
 
     def release(self, association: UpstreamAssociation) -> None:
