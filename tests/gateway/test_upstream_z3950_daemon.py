@@ -69,6 +69,8 @@ def test_down_upstream_is_109_ncip_serves_health_shows_it(
         [(name, state)] = upstream.items()
         assert name == f"z3950 127.0.0.1:{ztest.port}/Default"
         assert state["up"] is False and state["last_error"]
+        page = admin(daemon, "/").decode()
+        assert "Upstream catalogues" in page and f"127.0.0.1:{ztest.port}/Default" in page
         metrics = admin(daemon, "/metrics").decode()
         assert ('interlend_upstream_calls_total{backend="z3950",operation="search",'
                 'outcome="CatalogueUnavailable"} 1.0') in metrics
