@@ -16,13 +16,6 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "protocols")
 HEADER = re.compile(r"-\*-\s*test-case-name:\s*(?P<names>[^-]*?)\s*-\*-")
 
-# Headers in modules being rewritten elsewhere in issue 16, left for their owners; each entry
-# fails the suite once its header resolves, so that it is taken off this list.
-KNOWN_UNRESOLVED = {
-    ("gateway/backends/embedded/records.py", "tests.gateway.test_embedded"),
-}
-
-
 def named_test_modules(source: Path) -> list[str]:
     """The test modules a source file's header names (its first two lines, as in Twisted)."""
     with source.open(encoding="utf-8") as f:
@@ -51,16 +44,9 @@ def resolves(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-LEFT_FOR_OWNER = pytest.mark.xfail(strict=True, reason="left for the module's owner (issue 16)")
-
-
-def _cases() -> list[object]:
-    return [pytest.param(source, name, id=f"{source}:{name}",
-                         marks=[LEFT_FOR_OWNER] if (source, name) in KNOWN_UNRESOLVED else [])
-            for source, name in headers()]
-
-
-@pytest.mark.parametrize(("source", "name"), _cases())
+@pytest.mark.parametrize(("source", "name"),
+                         [pytest.param(source, name, id=f"{source}:{name}")
+                          for source, name in headers()])
 def test_header_names_an_existing_test_module(source: str, name: str) -> None:
     """The module a header names is a file under tests/."""
     assert resolves(name), f"{source}: test-case-name {name} is not a module under tests/"
@@ -71,11 +57,6 @@ def test_headers_are_found() -> None:
     found = dict(headers())
     assert found["gateway/secrets.py"] == "tests.gateway.test_secrets"
     assert len(found) > 50
-
-
-def test_known_unresolved_are_still_headers() -> None:
-    """Each listed exception is a header that still exists (a stale entry would hide nothing)."""
-    assert KNOWN_UNRESOLVED <= set(headers())
 
 
 @pytest.mark.parametrize(("name", "expected"), [

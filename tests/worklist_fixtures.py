@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from gateway.backends.embedded import operations as ops
-from gateway.storage import tracking
 from gateway.backends.embedded.records import ItemData, PatronData, upsert_item, upsert_patron
+from gateway.storage import tracking
 
 NOW = datetime(2030, 3, 10, 12, 0, tzinfo=timezone.utc)
 """The moment the tests look at the list."""

@@ -20,8 +20,8 @@ from gateway.storage.audit_log import AuditFilter as AuditFilter
 from gateway.storage.audit_log import audit_rows as audit_rows
 from gateway.storage.request_reports import REQUEST_STEPS as REQUEST_STEPS
 from gateway.storage.request_reports import requests as requests
-from gateway.storage.retention import stored_time
 from gateway.storage.store import Connection
+from gateway.storage.timestamps import iso as stored_time
 
 
 def request_history(conn: Connection, identifier: str) -> dict[str, Any] | None:

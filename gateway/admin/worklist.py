@@ -26,8 +26,8 @@ from gateway.storage import audit_log, request_reports
 from gateway.storage.audit_log import exchange_bodies as exchange_bodies
 from gateway.storage.request_reports import WorkListFilter
 from gateway.storage.request_reports import peers_in_use as peers_in_use
-from gateway.storage.retention import stored_time
 from gateway.storage.store import Connection
+from gateway.storage.timestamps import iso as stored_time
 
 CLOSED_STATES = ("completed", "cancelled")
 """States after which a request needs nothing more from staff."""

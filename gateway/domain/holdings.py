@@ -17,6 +17,11 @@ _STATUS_TEXT = {
     "in_transit": "In transit",
     "missing": "Missing",
     "withdrawn": "Withdrawn",
+    "lost": "Lost",
+    "damaged": "Damaged",
+    "not_for_loan": "Not for loan",
+    "on_order": "On order",
+    "unavailable": "Unavailable",
 }
 
 

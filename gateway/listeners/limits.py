@@ -80,7 +80,7 @@ class ConnectionLimitFactory(Factory):
 
     def __init__(self, wrapped: Factory[Any], *, max_total: int, max_per_host: int,
                  name: str, clock: Any, max_rate_per_host: float = 0.0,
-                 refuser: Callable[[IAddress, str], Protocol | None] | None = None,
+                 refuser: Callable[[IAddress | None, str], Protocol | None] | None = None,
                  refusal_slots: int = 0) -> None:
         self.wrappedFactory = wrapped
         self.noisy = False
@@ -129,7 +129,7 @@ class ConnectionLimitFactory(Factory):
             protocol.connectionLost = _Release(partial(self.release, host), protocol)
         return protocol
 
-    def _refusal(self, addr: IAddress, why: str) -> Protocol | None:
+    def _refusal(self, addr: IAddress | None, why: str) -> Protocol | None:
         """The refuser's protocol for a refused connection while a refusal slot is free (it
         holds the slot until it closes); None (closed at once) otherwise."""
         if self.refuser is None or self.refusing >= self.refusal_slots:

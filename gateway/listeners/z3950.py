@@ -24,7 +24,8 @@ slow PDUs, idle connections, failed requests) go through a L{LogLimiter}.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
@@ -52,6 +53,12 @@ from protocols.z3950.association import (
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Diagnostic, decode_request
 from protocols.z3950.diagnostics import Bib1
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from gateway.config import Config
+    from gateway.z3950.catalogue import CatalogueService
 from protocols.z3950.errors import CloseReason, Z3950ProtocolError
 
 log = Logger()
@@ -429,6 +436,33 @@ class Z3950Protocol(Protocol):
             self._perform(self.association.shutdown())
 
 
+class AuditSink(TypingProtocol):
+    """Where the listener's audit rows go: the audit log, or a batch in front of it."""
+
+    def record(self, entry: AuditEntry) -> object:
+        """Take one row."""
+
+
+class Z3950Host(TypingProtocol):
+    """What the Z39.50 listener reads from the gateway (its composition root)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (a reload replaces it)."""
+
+    @property
+    def catalogue(self) -> CatalogueService:
+        """The catalogue service the associations search."""
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """Time, for timeouts."""
+
+    @property
+    def audit(self) -> AuditSink:
+        """The audit log."""
+
+
 class Z3950Factory(Factory):
     """Builds associations; knows them all and their operations in flight, for a clean stop.
 
@@ -441,8 +475,8 @@ class Z3950Factory(Factory):
     noisy = False
     protocol = Z3950Protocol
 
-    def __init__(self, gateway: Any, catalogue: Any = None, clock: Any = None,
-                 audit: Any = None) -> None:
+    def __init__(self, gateway: Z3950Host, catalogue: CatalogueService | None = None,
+                 clock: IReactorTime | None = None, audit: AuditSink | None = None) -> None:
         self.gateway = gateway
         self.catalogue = catalogue if catalogue is not None else gateway.catalogue
         self.clock = clock if clock is not None else gateway.reactor

@@ -5,14 +5,10 @@ temporary items that no request needs any more."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from gateway.storage.store import Connection
-
-
-def stored_time(moment: datetime) -> str:
-    """A timestamp as the request and item tables keep them: UTC ISO 8601, seconds."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+from gateway.storage.timestamps import iso
 
 
 def purge_audit(conn: Connection, *, now: datetime, body_days: int,
@@ -24,8 +20,8 @@ def purge_audit(conn: Connection, *, now: datetime, body_days: int,
 
     Returns (bodies cleared from rows kept, rows deleted). Runs in the caller's transaction.
     """
-    body_cutoff = stored_time(now - timedelta(days=body_days))
-    row_cutoff = stored_time(now - timedelta(days=row_days))
+    body_cutoff = iso(now - timedelta(days=body_days))
+    row_cutoff = iso(now - timedelta(days=row_days))
     # Rows first, so that a row deleted is not also counted as a body cleared.
     deleted = conn.execute("DELETE FROM audit WHERE time < ?", (row_cutoff,)).rowcount
     cleared = conn.execute(
@@ -53,7 +49,7 @@ def orphan_items(conn: Connection, *, now: datetime, days: int) -> list[OrphanIt
     """Temporary items whose request ended more than ``days`` ago, or that no request tracks
     and that were created more than ``days`` ago (the embedded backend's items against the
     gateway's request tracking), oldest first."""
-    cutoff = stored_time(now - timedelta(days=days))
+    cutoff = iso(now - timedelta(days=days))
     rows = conn.execute(
         "SELECT i.barcode, i.owning_peer, i.created_at, r.our_request_id, r.state,"
         " COALESCE(r.completed_at, r.cancelled_at, r.checked_in_at) AS ended_at"

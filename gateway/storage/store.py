@@ -487,18 +487,12 @@ class Store:
                  ) -> Deferred[T]:
         """Like :meth:`read`, but run on the calling (reactor) thread when SQLite answers at once.
 
-        Only for reads bounded by an index to a row or two (a patron by barcode or username):
-        measured (a patron by barcode, while the writer committed ~500 batches/s of audit rows
-        on a shared 2-core machine) p50 11 us, p99 54 us, p99.9 0.29 ms, max 1.0 ms -- the tail
-        being the GIL hand-back after SQLite releases it, which any syscall of the reactor pays
-        too -- instead of the hand-off to a reader thread and back (a queue, two thread
-        switches, the reactor's waker; ~8% of a LookupUser's CPU in py-spy). The reactor is
-        never made to wait on a lock: this connection has no busy timeout, so a database that
-        is busy (WAL recovery, a checkpoint holding a lock) or any other SQLite error sends the
-        read to a reader thread instead, as :meth:`read` would run it. Reads see the same
-        committed state either way (WAL snapshot per statement, autocommit). The remaining
-        cost is a cache miss on a page not in the OS cache: a few page reads of the index and
-        the row.
+        Only for reads bounded by an index to a row or two (a patron by barcode or username),
+        where the hand-off to a reader thread and back costs more than the read (figures in
+        the performance log). The reactor never waits on a lock: this connection has no busy
+        timeout, so a busy database (WAL recovery, a checkpoint) or any other SQLite error
+        sends the read to a reader thread instead, as :meth:`read` would run it. Reads see the
+        same committed state either way (WAL snapshot per statement, autocommit).
 
         ``fallback`` is what a reader thread runs instead (default: ``work``); ``work`` may
         raise :class:`NotNow` to send the read there, so it can refuse to do unbounded work

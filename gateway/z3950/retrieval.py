@@ -69,6 +69,13 @@ _SYMPHONY_LOCATION = {
     "in_transit": "INTRANSIT",
     "missing": "MISSING",
     "withdrawn": "DISCARD",
+    # no current location of their own that Symphony readers (ReShare: RESERVES, CHECKEDOUT,
+    # MISSING, DISCARD) take as unavailable: the nearest of those
+    "lost": "MISSING",
+    "damaged": "MISSING",
+    "on_order": "MISSING",
+    "unavailable": "MISSING",
+    "not_for_loan": "RESERVES",
 }
 _TEMPORARY_LOCATION = {"on_hold_shelf": "Holds shelf", "in_transit": "In transit"}
 

@@ -17,7 +17,10 @@ L{protocols.z3950.asn1_records}.
 
 from __future__ import annotations
 
-from pyasn1.type import char, namedtype, tag, tagmap, univ, useful
+from pyasn1.type import base, char, namedtype, tag, tagmap, univ, useful
+
+Taggable = base.SimpleAsn1Type | base.ConstructedAsn1Type
+"""An ASN.1 type that can be subtyped with another tag."""
 
 __all__ = [
     "PDU",
@@ -38,17 +41,17 @@ def ctx(number: int, constructed: bool = False) -> tag.Tag:
     return tag.Tag(tag.tagClassContext, fmt, number)
 
 
-def implicit(asn1: univ.Asn1Item, number: int) -> univ.Asn1Item:
+def implicit(asn1: Taggable, number: int) -> Taggable:
     """C{[number] IMPLICIT asn1} (the tag keeps the primitive/constructed form of C{asn1})."""
     return asn1.subtype(implicitTag=ctx(number))
 
 
-def explicit(asn1: univ.Asn1Item, number: int) -> univ.Asn1Item:
+def explicit(asn1: Taggable, number: int) -> Taggable:
     """C{[number] asn1} in a module without default tagging: an explicit, constructed wrapper."""
     return asn1.subtype(explicitTag=ctx(number, True))
 
 
-def _implicit_tagset(base: univ.Asn1Item, number: int) -> tag.TagSet:
+def _implicit_tagset(base: Taggable, number: int) -> tag.TagSet:
     return base.tagSet.tagImplicitly(ctx(number))
 
 
@@ -89,7 +92,8 @@ class TaggedAny(univ.Any):
 
     @property
     def tagMap(self) -> tagmap.TagMap:
-        return tagmap.TagMap({self.tagSet: self})
+        # types-pyasn1 keys presentTypes by TagMap; pyasn1 keys them by TagSet
+        return tagmap.TagMap({self.tagSet: self})  # type: ignore[dict-item]
 
 
 # --------------------------------------------------------------------------------------
@@ -379,7 +383,7 @@ class RPNStructure(univ.Choice):
     """
 
     @property
-    def componentType(self) -> namedtype.NamedTypes:  # noqa: D401
+    def componentType(self) -> namedtype.NamedTypes:  # type: ignore[override]  # recursive
         return _RPN_COMPONENTS[0]
 
 

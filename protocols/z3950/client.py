@@ -628,7 +628,8 @@ def read_diagnostics(body: univ.Sequence, decoder: TermDecoder | None = None) ->
     return []
 
 
-def read_init_diagnostics(pdu: PDU, decoder: TermDecoder | None = None) -> list[Diagnostic]:
+def read_init_diagnostics(pdu: PDU | univ.Sequence,
+                          decoder: TermDecoder | None = None) -> list[Diagnostic]:
     """Return diagnostics found in an InitializeResponse's userInformationField (GFS form)."""
     body = pdu_body(pdu) if isinstance(pdu, PDU) else pdu
     uif = body["userInformationField"]

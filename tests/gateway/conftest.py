@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
 
 from gateway.storage.store import Store
+
+reactor = cast(IReactorFromThreads, global_reactor)
 
 
 @pytest.fixture

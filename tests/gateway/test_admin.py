@@ -38,7 +38,8 @@ NASTY = '<img src=x onerror="alert(1)">'
 
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """(daemon, sent, whether a Z39.50 Init was answered): its database held 3 expired audit rows at start, then it answered the
+    """(daemon, sent, whether a Z39.50 Init was answered): its database held 3 expired audit
+    rows at start, then it answered the
     scenario and one more Problem (an item barcode full of markup)."""
     tmp = tmp_path_factory.mktemp("admin")
     database = tmp / "interlend.sqlite3"

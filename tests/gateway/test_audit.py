@@ -366,8 +366,8 @@ def test_audit_follow_prints_new_rows(tmp_path: Path) -> None:
     database = tmp_path / "db.sqlite3"
     config = _prepare(database)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.daemon.cli", "audit", "--follow", "--format", "csv", "--peer",
-         "reshare", "-c", str(config), "--database", str(database)],
+        [sys.executable, "-m", "gateway.daemon.cli", "audit", "--follow", "--format", "csv",
+         "--peer", "reshare", "-c", str(config), "--database", str(database)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
         # a suite run in the background (or by a runner that ignores SIGINT) hands the child
@@ -454,7 +454,8 @@ def test_replies_are_sealed_and_bound_to_their_row(conn: sqlite3.Connection) -> 
     sealed = audit.seal_reply(key, reply)
     assert b"PBAR-100" not in sealed
     with conn:
-        conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at) VALUES (?, ?, ?, ?, 'now')", (*key, sealed))
+        conn.execute("INSERT INTO idempotency (peer, service, key, response, created_at)"
+                     " VALUES (?, ?, ?, ?, 'now')", (*key, sealed))
         assert audit.open_reply(conn, key, sealed) == reply
         assert audit.open_reply(conn, ("reshare", "CheckOutItem", "R-2"), sealed) is None
         assert audit.open_reply(conn, key, b"<clear/>") is None

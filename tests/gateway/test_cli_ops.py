@@ -117,9 +117,9 @@ def test_import_and_sweep_against_a_locked_database(tmp_path: Path, database: Pa
     holder.execute("BEGIN EXCLUSIVE")
     try:
         for command in (["import", "patrons", str(patrons)], ["sweep", "--remove"]):
-            done = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", *command, "-c", config,
-                                   "--database", str(database)], capture_output=True, text=True,
-                                  timeout=60, cwd=REPO)
+            done = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", *command,
+                                   "-c", config, "--database", str(database)],
+                                  capture_output=True, text=True, timeout=60, cwd=REPO)
             assert done.returncode == 1, done.stderr
             assert "Traceback" not in done.stderr
             lines = done.stderr.strip().splitlines()

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from gateway import __version__
 from twisted.internet.task import Clock
 
+from gateway import __version__
 from gateway.admin.metrics import LiveFigures, Metrics
 from gateway.storage.store import WriterStats
 

@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from gateway.backends.embedded.records import PatronData, upsert_patron
 from gateway.backends.embedded.circulation import EmbeddedCirculation
+from gateway.backends.embedded.records import PatronData, upsert_patron
 from gateway.domain.lookups import LockoutPolicy, Lookups
 from gateway.domain.model import PatronAuthenticationFailed
 from gateway.storage.pin_failures import StorePinFailures, pin_state

@@ -13,11 +13,11 @@ import pytest
 
 from gateway.backends.embedded import operations as ops
 from gateway.backends.embedded.circulation import EmbeddedChanges
+from gateway.backends.embedded.records import upsert_record
 from gateway.domain.lookups import item_named
 from gateway.storage import tracking
-from gateway.storage.tracking import SqlRequestBook
-from gateway.backends.embedded.records import upsert_record
 from gateway.storage.store import open_database
+from gateway.storage.tracking import SqlRequestBook
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 DUE = "2030-02-01T23:59:59+00:00"

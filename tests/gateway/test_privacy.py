@@ -159,7 +159,8 @@ def _run(tmp_path: Path, bodies: str) -> dict[str, Any]:
     finally:
         assert daemon.stop() == 0
     log = "\n".join(daemon.lines).encode("utf-8")
-    return {"rows": rows, "ncip_rows": ncip_rows, "live": live, "stopped": daemon.database.read_bytes(), "log": log,
+    return {"rows": rows, "ncip_rows": ncip_rows, "live": live,
+            "stopped": daemon.database.read_bytes(), "log": log,
             "audit": audit, "vacuumed": _without_patrons(daemon.database, tmp_path),
             "bodies_stored": bodies_stored, "ncip_bodies_stored": ncip_bodies_stored,
             "count": len(af.query(daemon.database, "SELECT id FROM audit"))}

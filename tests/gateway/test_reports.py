@@ -27,9 +27,9 @@ from twisted.logger import globalLogPublisher
 from gateway.admin import reports
 from gateway.audit import AuditEntry, audit_time, insert_entry
 from gateway.backends.embedded import operations as ops
-from gateway.storage import tracking
 from gateway.config import load_config
 from gateway.daemon.gateway import PURGE_INTERVAL, Gateway
+from gateway.storage import tracking
 from gateway.storage.store import open_database
 from tests import audit_fixtures as af
 from tests.daemon import start_daemon
@@ -329,8 +329,8 @@ def _audit_row(conn: sqlite3.Connection, when: datetime, name: str) -> None:
 
 def test_purge_audit_function_clears_bodies_then_rows(tmp_path: Path) -> None:
     """storage.retention.purge_audit: bodies older than N days are cleared (rows kept), rows
-    older than M days are deleted, newer rows keep their bodies; stored exactly-once replies (verbatim
-    reply bodies, patron ids and all) go with the bodies, after N days. The counts are
+    older than M days are deleted, newer rows keep their bodies; stored exactly-once replies
+    (verbatim reply bodies, patron ids and all) go with the bodies, after N days. The counts are
     disjoint: a row deleted is not also counted as a body cleared."""
     from gateway.storage.retention import purge_audit
 
@@ -601,7 +601,7 @@ def test_gateway_purge_failure_is_logged_and_the_timer_survives(tmp_path: Path) 
     assert gateway.metrics.registry.get_sample_value("interlend_audit_rows_purged_total") == 0
 
 
-# -- the work list: interlend requests and gateway.admin.worklist ---------------------------------------
+# -- the work list: interlend requests and gateway.admin.worklist --------------------------------
 
 WORK_ZONE = "America/New_York"
 

@@ -148,7 +148,8 @@ def test_admin_listen_override_needs_a_password_like_the_file(tmp_path: Path) ->
         serve.stderr), serve.stderr
     assert not (tmp_path / "db.sqlite3").exists()
     cfg.write_text(config().replace("[audit]\n", '[admin]\nlisten = ["tcp:0"]\n\n[audit]\n'))
-    check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config", "-c", str(cfg)],
+    check = subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "check-config",
+                            "-c", str(cfg)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert check.returncode != 0
     assert "admin.password: required when the admin listener is not loopback-only" in (

@@ -20,6 +20,7 @@ from protocols.z3950.ber import BERFramer
 from protocols.z3950.charset import CharsetChoice, choose_charset, negotiation_response
 from protocols.z3950.diagnostics import Bib1
 from protocols.z3950.errors import CloseReason, Z3950ProtocolError
+from protocols.z3950.external import DecodedExternal
 from protocols.z3950.pdus import Authentication, Diagnostic, ResponseRecord, ScanEntry
 from protocols.z3950.records import OpacRecord, opac_from_asn1
 from tests.protocols.test_z3950_fixtures import all_captured
@@ -147,10 +148,18 @@ def test_init_response_refused_with_diagnostic() -> None:
     assert info.diagnostics == (refusal,)
 
 
+def externals(records: object) -> list[DecodedExternal]:
+    """The records, each checked to be a record (no surrogate diagnostic among them)."""
+    assert isinstance(records, (list, tuple))
+    assert all(isinstance(record, DecodedExternal) for record in records)
+    return list(records)
+
+
 def test_search_and_present_responses_with_records() -> None:
     """Records of every kind, and a surrogate diagnostic in place of one."""
     opac = OpacRecord(b"00026nam a2200025 a 4500\x1e\x1d")
-    records = [ResponseRecord(oids.USMARC, b"marc", "Default"),
+    records: list[ResponseRecord | codec.SurrogateDiagnostic] = [
+               ResponseRecord(oids.USMARC, b"marc", "Default"),
                ResponseRecord(oids.SUTRS, "plain text"),
                ResponseRecord(oids.OPAC, opac),
                codec.SurrogateDiagnostic(Diagnostic(Bib1.RECORD_SYNTAX_UNAVAILABLE, "x"), "Db")]
@@ -161,6 +170,8 @@ def test_search_and_present_responses_with_records() -> None:
             search.next_result_set_position, search.search_status) == (9, 4, 5, True)
     assert search.present_status == 0 and search.diagnostics == ()
     marc, sutrs, opac_out, surrogate = search.records
+    assert isinstance(marc, DecodedExternal) and isinstance(sutrs, DecodedExternal)
+    assert isinstance(opac_out, DecodedExternal)
     assert marc.oid == oids.USMARC and marc.data == b"marc"
     assert sutrs.oid == oids.SUTRS and bytes(sutrs.value) == b"plain text"
     assert opac_from_asn1(opac_out.value) == opac
@@ -171,7 +182,7 @@ def test_search_and_present_responses_with_records() -> None:
     assert isinstance(present, client.PresentResponseInfo)
     assert (present.number_of_records_returned, present.next_result_set_position,
             present.present_status) == (2, 3, 2)
-    assert [r.oid for r in present.records] == [oids.USMARC, oids.SUTRS]
+    assert [r.oid for r in externals(present.records)] == [oids.USMARC, oids.SUTRS]
 
 
 def test_failed_search_and_present_carry_diagnostics() -> None:
@@ -256,11 +267,12 @@ def test_session_against_our_association() -> None:
     [search] = ask(client.search_request("@attr 1=4 dune", small_set_upper_bound=5),
                    _Hits("default", 2), records)
     assert isinstance(search, client.SearchResponseInfo)
-    assert search.result_count == 2 and [r.data for r in search.records] == [b"rec-1", b"rec-2"]
+    assert search.result_count == 2
+    assert [r.data for r in externals(search.records)] == [b"rec-1", b"rec-2"]
 
     [present] = ask(client.present_request(start=2, count=1), records[1:])
     assert isinstance(present, client.PresentResponseInfo)
-    assert [r.data for r in present.records] == [b"rec-2"]
+    assert [r.data for r in externals(present.records)] == [b"rec-2"]
     assert present.next_result_set_position == 3
 
     [out_of_range] = ask(client.present_request(start=3, count=1))

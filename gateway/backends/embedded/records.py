@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_embedded -*-
+# -*- test-case-name: tests.gateway.test_importers,tests.gateway.test_import_bulk -*-
 """The embedded circulation system: bibliographic records, items, patrons, in the gateway's SQLite.
 
 The functions here take a ``sqlite3.Connection`` inside a transaction the caller owns (the store's
@@ -59,7 +59,7 @@ class RecordFields:
     publisher: str
     pub_year: int | None
     identifiers: tuple[tuple[str, str], ...]  # (kind, normalised value)
-    words: tuple[str, ...]  # the folded words of each word-index column (gateway.backends.embedded.indexing)
+    words: tuple[str, ...]  # the folded words of each word-index column (see .indexing)
 
 
 # A field as the extractors read it: (tag, data, subfields, ...). ``data`` is the content of a
