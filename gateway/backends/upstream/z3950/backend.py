@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_pqf -*-
 """The ``z3950`` backend: the library's own Z39.50 target as the catalogue.
 
 Registered in ``setup.cfg`` as ``z3950 = gateway.backends.upstream.z3950.backend:backend``;

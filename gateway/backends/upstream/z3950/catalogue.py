@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_koha -*-
 """The library's own Z39.50 target as our catalogue (``[backend] catalogue = "z3950"``).
 
 A search is written as PQF with the profile's attribute map (:mod:`.pqf_writer`) and run as a

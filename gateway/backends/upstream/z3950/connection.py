@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_pqf -*-
 """One upstream association: a Twisted protocol that sends a request and waits for its answer.
 
 Z39.50 answers requests in order, and we send one at a time, so a request is a Deferred fired

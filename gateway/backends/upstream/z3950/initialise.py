@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_faults -*-
 """Init on a new upstream association: credentials, options, character set negotiation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_pqf -*-
 """A pool of initialised associations to one upstream target, reused across broker searches.
 
 At most ``size`` associations are open, and each carries one request at a time, so at most

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_upstream_z3950 -*-
+# -*- test-case-name: tests.gateway.test_upstream_z3950_pqf -*-
 """``[backend.z3950]``: the upstream target, its credentials, LMS profile, timeouts and limits.
 
 Every key is checked with its path (``backend.z3950.port: ...``); :func:`read_settings` either
