@@ -395,6 +395,9 @@ def render_dashboard(*, name: str, now: datetime, zone: tzinfo, stats: dict[str,
     ok = health.get("status") == "ok"
     listeners = [[entry["protocol"], entry["address"] or entry["endpoint"], entry["state"]]
                  for entry in health.get("listeners", [])]
+    upstreams = [[target, "up" if state.get("up") else "down", state.get("busy", ""),
+                  state.get("idle", ""), state.get("last_error") or ""]
+                 for target, state in health.get("upstream", {}).items()]
     database = health.get("database", {})
     upstream = _upstream(health.get("upstream_ncip"))
     numbers = [Column("partner")] + [Column(h, "n") for h in (
@@ -422,10 +425,25 @@ def render_dashboard(*, name: str, now: datetime, zone: tzinfo, stats: dict[str,
 {_table("The latest exchanges answered with a Problem or diagnostic, newest first", [Column("time", "nw"), Column("protocol"), Column("partner"), Column("operation"), Column("outcome"), Column("request / item", "t")], problem_rows)}</section>
 <section id="health" aria-labelledby="health-h"><h2 id="health-h">Health: <span class="{'ok' if ok else 'bad'}">{escape(str(health.get('status', '?')))}</span></h2>
 <p>Database: writer {escape(str(database.get('writer', '?')))}, {escape(str(database.get('pending_writes', 0)))} writes queued{', last error: ' + escape(str(database['last_error'])) if database.get('last_error') else ''}.</p>
-{upstream}{_table("Listeners", [Column("listener"), Column("address", "t"), Column("state")], listeners)}</section>
+{upstream}{_table("Listeners", [Column("listener"), Column("address", "t"), Column("state")], listeners)}
+{_table("Upstream catalogues", [Column("target", "t"), Column("state"), Column("busy", "n"),
+        Column("idle", "n"), Column("last error", "t")], upstreams) if upstreams else ""}</section>
 </main></body></html>
 """
     return page_html.encode("utf-8")
+
+
+def _catalogue_targets(state: dict[str, Any] | None) -> list[list[Any]]:
+    """Rows for the upstream catalogue's targets: a pool reports each target (a mapping of
+    target to state), a single client reports itself."""
+    if not state:
+        return []
+    targets = state if all(isinstance(v, dict) for v in state.values()) else {
+        str(state.get("target", state.get("kind", "catalogue"))): {
+            "up": state.get("status") == "up", "last_error": state.get("last_error")}}
+    return [[target, "up" if entry.get("up") else "down", entry.get("busy", ""),
+             entry.get("idle", ""), entry.get("last_error") or ""]
+            for target, entry in targets.items()]
 
 
 def _upstream(state: dict[str, Any] | None) -> str:

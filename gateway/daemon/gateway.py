@@ -574,12 +574,14 @@ class Gateway:
         listeners = [listener.describe() for listener in self.listeners]
         ok = database["ok"] and self.state == "running" and all(
             entry["state"] == "listening" for entry in listeners)
-        # A backend that drives a remote system may report it (optional ``health()``).
-        backend_health = getattr(self.circulation, "health", None)
-        remote: dict[str, Any] = backend_health() if backend_health is not None else {}
-        ok = ok and all(entry.get("state") != "down" for entry in remote.values())
+        # The library's own systems behind the backends, where they report a state: a
+        # circulation system that is down degrades the gateway (NCIP cannot be served); an
+        # upstream catalogue's state is shown, not folded in, so that NCIP (and the /health a
+        # load balancer reads) keeps serving while the catalogue is down.
+        upstream = self.upstream_health()
+        circulation = upstream.get("circulation", {})
+        ok = ok and circulation.get("state") != "down"
         return {
-            **remote,
             "status": "ok" if ok else "degraded",
             "state": self.state,
             "version": __version__,
@@ -591,10 +593,18 @@ class Gateway:
                             for name, factory in self.factories.items()},
             "refused_connections": {name: factory.refused
                                     for name, factory in self.factories.items()},
-            **self._upstream_health(),
+            **({"upstream": upstream} if upstream else {}),
         }
 
-    def _upstream_health(self) -> dict[str, Any]:
-        """An upstream catalogue's state (a backend offering ``health()``), for ``/healthz``."""
-        health = getattr(self.catalogue.catalogue, "health", None)
-        return {"upstream": {"catalogue": health()}} if callable(health) else {}
+    def upstream_health(self) -> dict[str, dict[str, Any]]:
+        """The state of the systems behind the backends (``catalogue``, ``circulation``), from
+        those that report one: the catalogue or circulation object's ``health()``, or else the
+        backend's (a pool of targets)."""
+        found: dict[str, dict[str, Any]] = {}
+        for role, served, backend in (
+                ("catalogue", self.catalogue.catalogue, self.catalogue_backend),
+                ("circulation", self.circulation, self.circulation_backend)):
+            report = getattr(served, "health", None) or getattr(backend, "health", None)
+            if callable(report):
+                found[role] = report()
+        return found

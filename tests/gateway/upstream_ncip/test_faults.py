@@ -90,7 +90,7 @@ def test_kill_9_between_the_lms_answer_and_our_commit(koha: KohaPeer, tmp_path: 
     try:
         assert any("outbox: AcceptItem" in line and "reshare|AcceptItem|RS-KILL-1" in line
                    for line in d.lines), d.lines          # staff see it at start-up
-        assert d.admin_health()["upstream_ncip"]["outbox_open"] == 1
+        assert d.admin_health()["upstream"]["circulation"]["outbox_open"] == 1
         retry = wf.call(d, accept)          # the broker's retry: Koha's answer reused
         assert ReShare.ok(retry), retry
         assert koha.counts() == {**start, "items": start["items"] + 1,
@@ -131,7 +131,7 @@ def test_slow_lms_then_retry(koha: KohaPeer, proxy: FaultProxy, tmp_path: Path) 
         first = wf.call(d, out)
         assert _problem(first) == "Temporary Processing Failure"
         assert time.monotonic() - began < 5.5
-        assert d.admin_health()["upstream_ncip"]["timeouts"] == 1
+        assert d.admin_health()["upstream"]["circulation"]["timeouts"] == 1
         time.sleep(proxy.slow_seconds)       # Koha made the loan meanwhile
         assert koha.counts()["loans"] == start["loans"] + 1
         proxy.mode = "forward"
@@ -179,10 +179,10 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         assert time.monotonic() - began < 5.5
         assert koha.counts() == plus(start, items=1, holds=1)
         health = d.admin_health()
-        assert health["upstream_ncip"]["state"] == "down", health
+        assert health["upstream"]["circulation"]["state"] == "down", health
         assert health["status"] == "degraded"
-        assert health["upstream_ncip"]["errors"] >= 3
-        assert health["upstream_ncip"]["outbox_open"] == 2       # the two 500s, unsettled
+        assert health["upstream"]["circulation"]["errors"] >= 3
+        assert health["upstream"]["circulation"]["outbox_open"] == 2       # the two 500s, unsettled
         with urllib.request.urlopen(d.admin_url + "/metrics", timeout=10) as response:
             metrics = response.read().decode()
         assert 'interlend_upstream_ncip_up{profile="koha-ncipserver"} 0.0' in metrics
@@ -198,7 +198,7 @@ def test_500_with_text_and_unreachable_lms(koha: KohaPeer, proxy: FaultProxy,
         assert _problem(wf.call(d, accept)) == "Temporary Processing Failure"   # staff
         assert koha.counts()["items"] == start["items"] + 1
         health = d.admin_health()
-        assert health["upstream_ncip"]["state"] == "up" and health["status"] == "ok", health
+        assert health["upstream"]["circulation"]["state"] == "up" and health["status"] == "ok", health
     finally:
         d.kill()
 

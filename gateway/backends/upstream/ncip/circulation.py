@@ -480,8 +480,8 @@ class UpstreamNcipCirculation:
     def health(self) -> dict[str, Any]:
         """For ``/healthz``: the LMS's state, latency and errors, and unsettled changes."""
         up = self.upstream
-        return {"upstream_ncip": {"profile": up.profile.name, **up.client.health.as_dict(),
-                                  "outbox_open": len(up.outbox.open_rows())}}
+        return {"kind": "ncip", "profile": up.profile.name, **up.client.health.as_dict(),
+                "outbox_open": len(up.outbox.open_rows())}
 
     # reads on the reactor thread: the LMS directly
 
