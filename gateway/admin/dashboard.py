@@ -395,11 +395,9 @@ def render_dashboard(*, name: str, now: datetime, zone: tzinfo, stats: dict[str,
     ok = health.get("status") == "ok"
     listeners = [[entry["protocol"], entry["address"] or entry["endpoint"], entry["state"]]
                  for entry in health.get("listeners", [])]
-    upstreams = [[target, "up" if state.get("up") else "down", state.get("busy", ""),
-                  state.get("idle", ""), state.get("last_error") or ""]
-                 for target, state in health.get("upstream", {}).items()]
+    upstreams = _catalogue_targets(health.get("upstream", {}).get("catalogue"))
     database = health.get("database", {})
-    upstream = _upstream(health.get("upstream_ncip"))
+    upstream = _upstream(health.get("upstream", {}).get("circulation"))
     numbers = [Column("partner")] + [Column(h, "n") for h in (
         "lent", "borrowed", "net", "ratio", "fill rate", "active loans", "active borrows",
         "overdue", "estimated saving")]
