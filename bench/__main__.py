@@ -45,7 +45,7 @@ MODES: dict[str, dict[str, Any]] = {
         "search_seconds": 4, "scale_conc": 8, "scale_cycles": 600, "scale_seconds": 2.5,
         "memory_records": 20000, "memory_assoc": 1000, "memory_ncip": 100,
         "profile_seconds": 5, "sru_catalogue": 2000, "sru_clients": [1, 8], "sru_seconds": 2,
-        "oai_records": 5000, "oai_baseline": 5000,
+        "oai_records": 5000, "oai_baseline": 5000, "oai_page_size": 500,
         "sections": ["z3950", "ncip", "sru", "oai", "scale", "memory"],
     },
     "full": {
@@ -57,6 +57,7 @@ MODES: dict[str, dict[str, Any]] = {
         "memory_records": 100000, "memory_assoc": 1000, "memory_ncip": 100,
         "profile_seconds": 15, "sru_catalogue": 2000, "sru_clients": [1, 8, 32],
         "sru_seconds": 20, "oai_records": 100000, "oai_baseline": 20000,
+        "oai_page_size": 500,
         "sections": ["z3950", "ncip", "sru", "oai", "scale", "memory", "profile"],
     },
 }
@@ -512,7 +513,7 @@ def oai_section(cfg: dict[str, Any], scratch: Path, results: dict[str, Any]) -> 
     """OAI-PMH ListRecords rate, baseline ratio and RSS growth (``bench.oai_harvest``)."""
     results["oai"] = oai_harvest.measure(
         scratch / "oai", records=cfg["oai_records"], baseline_records=cfg["oai_baseline"],
-        log=log)
+        page_size=cfg["oai_page_size"], log=log)
 
 
 # -- targets --------------------------------------------------------------------------------------
