@@ -4,7 +4,9 @@ Sections (``--only`` picks some): ``z3950`` (cycles and kept-open associations a
 gateway, yaz-ztest fork, yaz-ztest -T and zebrasrv), ``ncip`` (wrk LookupUser/AcceptItem against
 the gateway and the twisted.web ceiling), ``scale`` (import rate, search latency, cycle rate by
 catalogue size), ``memory`` (READY time, RSS with idle associations/connections), ``profile``
-(py-spy on the gateway's Z39.50 cycle and NCIP LookupUser paths; default in full mode only).
+(py-spy on the gateway's Z39.50 cycle and NCIP LookupUser paths; default in full mode only),
+``sru`` (SRU searchRetrieve against the gateway and zebrasrv's SRU, ``bench.sru_load``), ``oai``
+(OAI-PMH ListRecords records per second, ``bench.oai_harvest``).
 
 Everything runs on 127.0.0.1; scratch data goes to a temporary directory (``--scratch`` to choose
 one and keep it); every server started is stopped, also on Ctrl-C and errors.
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory as memory_mod
-from bench import ncip_load, profiling, report, scale, servers
+from bench import ncip_load, oai_harvest, profiling, report, scale, servers, sru_load
 from bench.z3950_load import build_requests, run_load, verify_cycle, yaz_client_check
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +44,9 @@ MODES: dict[str, dict[str, Any]] = {
         "demo_records": 2000, "sizes": [2000, 20000], "search_samples": 100,
         "search_seconds": 4, "scale_conc": 8, "scale_cycles": 600, "scale_seconds": 2.5,
         "memory_records": 20000, "memory_assoc": 1000, "memory_ncip": 100,
-        "profile_seconds": 5, "sections": ["z3950", "ncip", "scale", "memory"],
+        "profile_seconds": 5, "sru_catalogue": 2000, "sru_clients": [1, 8], "sru_seconds": 2,
+        "oai_records": 5000, "oai_baseline": 5000, "oai_page_size": 500,
+        "sections": ["z3950", "ncip", "sru", "oai", "scale", "memory"],
     },
     "full": {
         "repeats": 3, "z_conc": [1, 8, 32], "z_cycles": 3000, "z_seconds": 30,
@@ -51,7 +55,10 @@ MODES: dict[str, dict[str, Any]] = {
         "demo_records": 2000, "sizes": [2000, 100000, 1000000], "search_samples": 1000,
         "search_seconds": 30, "scale_conc": 8, "scale_cycles": 3000, "scale_seconds": 20,
         "memory_records": 100000, "memory_assoc": 1000, "memory_ncip": 100,
-        "profile_seconds": 15, "sections": ["z3950", "ncip", "scale", "memory", "profile"],
+        "profile_seconds": 15, "sru_catalogue": 2000, "sru_clients": [1, 8, 32],
+        "sru_seconds": 20, "oai_records": 100000, "oai_baseline": 20000,
+        "oai_page_size": 500,
+        "sections": ["z3950", "ncip", "sru", "oai", "scale", "memory", "profile"],
     },
 }
 
@@ -490,6 +497,25 @@ def profile_section(cfg: dict[str, Any], gateway: servers.Managed, gateway_ok: b
                 profiles[title] = {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def sru_section(cfg: dict[str, Any], scratch: Path, results: dict[str, Any]) -> None:
+    """SRU searchRetrieve, gateway and zebrasrv, per client count (``bench.sru_load``)."""
+    missing = sru_load.missing_tools()
+    if missing:
+        results["notes"].append(f"SRU not measured: {', '.join(missing)} not installed "
+                                "(Debian packages idzebra-2.0, yaz)")
+        return
+    results["sru"] = sru_load.measure(
+        scratch / "sru", catalogue=cfg["sru_catalogue"], clients=cfg["sru_clients"],
+        seconds=cfg["sru_seconds"], repeats=cfg["repeats"], log=log)
+
+
+def oai_section(cfg: dict[str, Any], scratch: Path, results: dict[str, Any]) -> None:
+    """OAI-PMH ListRecords rate, baseline ratio and RSS growth (``bench.oai_harvest``)."""
+    results["oai"] = oai_harvest.measure(
+        scratch / "oai", records=cfg["oai_records"], baseline_records=cfg["oai_baseline"],
+        page_size=cfg["oai_page_size"], log=log)
+
+
 # -- targets --------------------------------------------------------------------------------------
 
 def evaluate_targets(results: dict[str, Any], cfg: dict[str, Any], mode: str) -> list[dict]:
@@ -589,7 +615,28 @@ def evaluate_targets(results: dict[str, Any], cfg: dict[str, Any], mode: str) ->
     else:
         add("memory < 150 MB", None)
         add("READY < 1 s with 100,000 records", None)
+    figure_targets(results, mode, add)
     return targets
+
+
+def figure_targets(results: dict[str, Any], mode: str, add: Any) -> None:
+    """Issue 19's SRU and OAI-PMH figures: no threshold, listed so later reports compare."""
+    sru = results.get("sru", {})
+    vals = {k.strip(): v for k, v in sru.get("ratios", {}).items() if v}
+    add("SRU searchRetrieve, gateway / zebrasrv's SRU", "figure" if vals else None,
+        ", ".join(f"c={c}: {v['median']:.2f}×" for c, v in sorted(
+            vals.items(), key=lambda kv: int(kv[0]))) or "–",
+        "figure, no threshold: to beat in later reports")
+    oai = results.get("oai", {})
+    harvests = oai.get("harvests", [])
+    note = "figure, no threshold: to beat in later reports"
+    if oai and oai.get("catalogue_records", 0) < 100000:
+        note += f"; {mode} mode: {oai['catalogue_records']:,} records, not 100,000"
+    add("OAI-PMH ListRecords records/s at 100,000 records", "figure" if harvests else None,
+        ", ".join(f"{h['prefix']}: {h['records_per_second']:,.0f}/s" for h in harvests)
+        + (f"; {oai['ratio_listrecords_marc21_holdings_to_baseline']:.2f}× in-process "
+           f"baseline; RSS growth {oai['daemon_rss_growth_kib']:,} KiB" if harvests else "")
+        or "–", note)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -607,8 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--full", action="store_const", dest="mode", const="full",
                        help="100,000 and 1,000,000 records, 3 repeats (the committed report)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--only", help="comma-separated sections: z3950,ncip,scale,memory,"
-                                       "profile")
+    parser.add_argument("--only", help="comma-separated sections: z3950,ncip,sru,oai,scale,"
+                                       "memory,profile")
     parser.add_argument("--profile", action="store_true", help="add the profile section")
     parser.add_argument("--repeats", type=int, help="override the mode's repeat count")
     parser.add_argument("--scratch", type=Path, help="scratch directory (kept afterwards)")
@@ -663,6 +710,14 @@ def main(argv: list[str] | None = None) -> int:
         if gateway is not None:
             gateway.stop()
             gateway = None
+        if "sru" in sections:
+            log("SRU searchRetrieve")
+            sru_section(cfg, scratch, results)
+            _load(results, "after sru")
+        if "oai" in sections:
+            log("OAI-PMH ListRecords")
+            oai_section(cfg, scratch, results)
+            _load(results, "after oai")
         databases: dict[int, Path] = {}
         def memory_now(size: int, database: Path) -> None:
             if "memory" in sections and size == cfg["memory_records"] \
@@ -712,6 +767,9 @@ def print_summary(results: dict[str, Any]) -> None:
         ratio_table = results.get(section, {}).get("ratios", {})
         for key, stat in sorted(ratio_table.items()):
             print(f"{label:6} ratio {key:40} {report.fmt_mmm(stat, 2, 'x')}")
+    for key, stat in sorted(results.get("sru", {}).get("ratios", {}).items()):
+        print(f"SRU    ratio c={key.strip():38} {report.fmt_mmm(stat, 2, 'x')} "
+              "(gateway / zebrasrv)")
     for t in results.get("targets", []):
         print(f"{report.verdict(t['met']).strip('*'):13} {t['description']}: {t['measured']}"
               + (f" [{t['note']}]" if t.get("note") else ""))

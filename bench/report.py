@@ -55,8 +55,10 @@ def ratios(runs: list[dict[str, Any]], *, numerator: str, denominator: str, keys
     return out
 
 
-def verdict(met: bool | None) -> str:
-    return {True: "**met**", False: "**not met**", None: "not measured"}[met]
+def verdict(met: bool | str | None) -> str:
+    """A target's verdict; ``"figure"`` marks a measured figure that has no threshold."""
+    return {True: "**met**", False: "**not met**", None: "not measured",
+            "figure": "figure"}[met]
 
 
 def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -86,6 +88,47 @@ def _performance_pass(path: Path = PERFORMANCE_PASS) -> list[str]:
     return out + _table(["commit", "change", "measure", "before", "after", "command"],
                         [[f"`{c['commit']}`", c["change"], c["measure"], c["before"], c["after"],
                           f"`{c['command']}`"] for c in changes])
+
+
+def _sru(section: dict[str, Any] | None) -> list[str]:
+    """The SRU searchRetrieve section: rates per server and client count, then the ratios."""
+    if not section:
+        return []
+    out = ["## SRU searchRetrieve", "", section.get("description", ""), ""]
+    if section.get("hits"):
+        out += ["Hits: " + ", ".join(f"{k} {v}" for k, v in section["hits"].items()), ""]
+    rows = [[*key.split("|"), fmt_mmm(st.get("rate"), 0), fmt_mmm(st.get("p50_ms"), 2),
+             fmt_mmm(st.get("p99_ms"), 2), str(st.get("errors", 0))]
+            for key, st in sorted(section.get("aggregate", {}).items())]
+    if rows:
+        out += _table(["clients", "server", "req/s", "p50 ms", "p99 ms", "errors"], rows)
+    if section.get("ratios"):
+        out += ["Ratios gateway / zebrasrv (same repeat):", ""]
+        out += _table(["clients", "ratio"], [[k.strip(), fmt_mmm(v, 2, "×")]
+                                             for k, v in sorted(section["ratios"].items())])
+    return out
+
+
+def _oai(section: dict[str, Any] | None) -> list[str]:
+    """The OAI-PMH ListRecords section: one row per metadata format, baseline and memory."""
+    if not section:
+        return []
+    out = ["## OAI-PMH ListRecords", "", section.get("description", ""), ""]
+    out += _table(["metadataPrefix", "records", "s", "records/s", "pages", "first 10 pages ms",
+                   "last 10 pages ms", "MB"],
+                  [[h["prefix"], f"{h['records']:,}", h["seconds"],
+                    f"{h['records_per_second']:,.0f}", h["pages"], h["first_pages_ms"],
+                    h["last_pages_ms"], h["megabytes"]] for h in section.get("harvests", [])])
+    base = section.get("baseline_in_process_marcxml", {})
+    ratio = section.get("ratio_listrecords_marc21_holdings_to_baseline")
+    out += _table(["measure", "value"], [
+        ["in-process baseline (MARCXML), records/s",
+         f"{base.get('records_per_second', 0):,.0f} ({base.get('records', 0):,} records)"],
+        ["ratio ListRecords marc21_holdings / baseline", f"{ratio:.2f}×" if ratio else "–"],
+        ["daemon RSS before / after, KiB", f"{section.get('daemon_rss_kib_before', 0):,} / "
+                                           f"{section.get('daemon_rss_kib_after', 0):,}"],
+        ["daemon RSS growth, KiB", f"{section.get('daemon_rss_growth_kib', 0):,}"]])
+    return out
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -201,6 +244,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                           [[f"{c['records']:,}", c.get("concurrency", "–"),
                             c.get("rate", "–"), c.get("p50_ms", "–"), c.get("p99_ms", "–"),
                             c.get("errors", "–"), c.get("note", "")] for c in s["cycles"]])
+    out += _sru(results.get("sru"))
+    out += _oai(results.get("oai"))
     m = results.get("memory")
     if m:
         out.append("## Memory and start-up")

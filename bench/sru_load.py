@@ -20,10 +20,12 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench import servers
+from bench import report, servers
 
 PQF_PROPERTIES = Path("/usr/share/yaz/etc/pqf.properties")
 
@@ -126,58 +128,110 @@ def start_zebra_sru(workdir: Path, marc: Path) -> servers.Managed:
     return managed
 
 
+def measure(scratch: Path, *, catalogue: int = 2000, clients: list[int] | None = None,
+            seconds: float = 5.0, records: int = 10, query: str = "dc.title=river",
+            repeats: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Load both servers with the same demo records and time them, client counts in turn.
+
+    Returns the figures (the benchmark report's ``sru`` section): the hit counts, one row per
+    run (``target``, ``clients``, ``repeat``, ``rate``, latency percentiles, ``errors``) and per
+    client count the gateway / zebrasrv ratio, paired by repeat. Every server started is stopped.
+    """
+    from gateway.backends.embedded.demo import write_demo_marc
+
+    clients = clients or [1, 8]
+    section: dict[str, Any] = {
+        "description": (
+            f"`searchRetrieve` GETs (`{query}`, maximumRecords {records}, MARCXML), each client "
+            f"on one kept-open HTTP/1.1 connection, {seconds} s per run; the gateway imports "
+            f"{catalogue:,} demo records (`write_demo_marc`), zebrasrv indexes the same file "
+            "with the zebra-demo recipe (plus its 3 records) and serves it over SRU with YAZ's "
+            "stock CQL-to-PQF mapping."),
+        "catalogue": catalogue, "query": query, "records_per_response": records,
+        "seconds": seconds, "runs": []}
+    scratch.mkdir(parents=True, exist_ok=True)
+    started: list[servers.Managed] = []
+    try:
+        marc = scratch / "demo.mrc"
+        write_demo_marc(marc, records=catalogue)
+        database = scratch / "gateway.sqlite3"
+        config = scratch / "gateway.toml"
+        text = servers.bench_config().replace(
+            'listen = ["tcp:8082:interface=127.0.0.1"]',
+            'listen = ["tcp:0:interface=127.0.0.1"]\nmax_requests_per_second_per_peer = 0'
+            "\nmax_connection_rate_per_peer = 0\nmax_connections_per_peer = 4000")
+        config.write_text(text)
+        subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "import", "marc", "-c",
+                        str(config), "--database", str(database), str(marc)],
+                       cwd=servers.REPO, check=True, capture_output=True, timeout=3600)
+        gateway = servers.start_gateway(scratch / "gw", database, config_text=text)
+        started.append(gateway)
+        gateway.wait_for(r"sru listening on", timeout=10)
+        zebra = start_zebra_sru(scratch / "zebra", marc)
+        started.append(zebra)
+        targets = {"gateway": (gateway.ports["sru"], _path("/sru", query, records)),
+                   "zebrasrv": (zebra.port, _path("/Default", query, records))}
+        # Zebra also holds the recipe's own 3 records: equal counts unless they match.
+        section["hits"] = {name: hits(port, path) for name, (port, path) in targets.items()}
+        log(f"  sru: query {query!r}, {records} MARCXML records per response, {catalogue:,} "
+            f"demo records; hits {section['hits']}")
+        for rep in range(repeats):
+            for count in clients:
+                for name, (port, path) in targets.items():
+                    run = run_load(name, port, path, count, seconds)
+                    row = {"target": name, "clients": count, "repeat": rep,
+                           "rate": round(run.rate, 1), "p50_ms": round(run.percentile(50), 2),
+                           "p99_ms": round(run.percentile(99), 2), "errors": run.errors}
+                    section["runs"].append(row)
+                    log(f"  sru r{rep} c={count:<3} {name:<9} {row['rate']:9.1f} req/s "
+                        f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms "
+                        f"errors {row['errors']}")
+    finally:
+        for managed in started:
+            managed.stop()
+    finish(section)
+    return section
+
+
+def finish(section: dict[str, Any]) -> None:
+    """Aggregates over repeats and gateway / zebrasrv ratios from whatever runs were made."""
+    runs = section.get("runs", [])
+    section["aggregate"] = {
+        f"{count:>2}|{name}": {"rate": report.mmm(r["rate"] for r in rows),
+                               "p50_ms": report.mmm(r["p50_ms"] for r in rows),
+                               "p99_ms": report.mmm(r["p99_ms"] for r in rows),
+                               "errors": sum(r["errors"] for r in rows)}
+        for (count, name), rows in report.group(runs, "clients", "target").items()}
+    section["ratios"] = {
+        f"{count:>2}": stat for (count,), stat in report.ratios(
+            runs, numerator="gateway", denominator="zebrasrv", keys=("clients",)).items()}
+
+
+def missing_tools() -> list[str]:
+    """The Debian tools this benchmark needs that are not installed."""
+    return [tool for tool in ("zebrasrv", "zebraidx", "yaz-marcdump") if not servers.have(tool)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=10, help="maximumRecords per request")
     parser.add_argument("--catalogue", type=int, default=2000, help="demo records loaded")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--query", default="dc.title=river")
     args = parser.parse_args(argv)
-    for tool in ("zebrasrv", "zebraidx", "yaz-marcdump"):
-        if not servers.have(tool):
-            print(f"{tool} not installed (Debian packages idzebra-2.0, yaz): nothing to compare")
-            return 2
-    from gateway.backends.embedded.demo import write_demo_marc
-
+    for tool in missing_tools():
+        print(f"{tool} not installed (Debian packages idzebra-2.0, yaz): nothing to compare")
+        return 2
     with tempfile.TemporaryDirectory(prefix="interlend-sru-bench-") as scratch_name:
-        scratch = Path(scratch_name)
         try:
-            marc = scratch / "demo.mrc"
-            write_demo_marc(marc, records=args.catalogue)
-            database = scratch / "gateway.sqlite3"
-            config = scratch / "gateway.toml"
-            text = servers.bench_config().replace(
-                'listen = ["tcp:8082:interface=127.0.0.1"]',
-                'listen = ["tcp:0:interface=127.0.0.1"]\nmax_requests_per_second_per_peer = 0'
-                "\nmax_connection_rate_per_peer = 0\nmax_connections_per_peer = 4000")
-            config.write_text(text)
-            subprocess.run([sys.executable, "-m", "gateway.daemon.cli", "import", "marc", "-c",
-                            str(config), "--database", str(database), str(marc)],
-                           cwd=servers.REPO, check=True, capture_output=True, timeout=3600)
-            gateway = servers.start_gateway(scratch / "gw", database, config_text=text)
-            gateway.wait_for(r"sru listening on", timeout=10)
-            zebra = start_zebra_sru(scratch / "zebra", marc)
-            targets = {"gateway": (gateway.ports["sru"], _path("/sru", args.query, args.records)),
-                       "zebrasrv": (zebra.port, _path("/Default", args.query, args.records))}
-            counts = {name: hits(port, path) for name, (port, path) in targets.items()}
-            print(f"query {args.query!r}, {args.records} MARCXML records per response, "
-                  f"{args.catalogue:,} demo records; hits: {counts}")
-            # Zebra also holds the recipe's own 3 records: equal counts unless they match.
-            print(f"{'target':<10} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'errors':>6}")
-            for clients in args.clients:
-                rates = {}
-                for name, (port, path) in targets.items():
-                    run = run_load(name, port, path, clients, args.seconds)
-                    rates[name] = run.rate
-                    print(f"{name:<10} {clients:>7} {run.rate:>9.1f} {run.percentile(50):>8.2f} "
-                          f"{run.percentile(99):>8.2f} {run.errors:>6}")
-                if rates.get("zebrasrv"):
-                    print(f"{'ratio':<10} {clients:>7} {rates['gateway'] / rates['zebrasrv']:>9.2f}"
-                          "  (gateway / zebrasrv)")
+            section = measure(Path(scratch_name), catalogue=args.catalogue, clients=args.clients,
+                              seconds=args.seconds, records=args.records,
+                              query=args.query)
         finally:
-            servers.stop_all()
+            servers.stop_all()  # zebrasrv's indexing run too, should the recipe fail midway
+    for key, stat in sorted(section["ratios"].items()):
+        print(f"ratio c={key.strip():<4} {report.fmt_mmm(stat, 2, 'x')}  (gateway / zebrasrv)")
     return 0
 
 

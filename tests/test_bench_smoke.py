@@ -90,3 +90,63 @@ def test_report_lists_what_each_change_bought(tmp_path: Path) -> None:
     assert "| `abc1234` | a faster thing | ops/s | 10 | 20 | `run it` |" in lines
     assert report._performance_pass(tmp_path / "absent.toml") == []
     assert report._performance_pass()  # the committed file parses and has entries
+
+
+def _tiny_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quick mode shrunk to seconds: a few hundred records, one client, half-second runs,
+    OAI pages of 100 (so the harvest follows resumption tokens)."""
+    from bench import __main__ as suite
+
+    tiny = dict(suite.MODES["quick"], sru_catalogue=200, sru_clients=[1], sru_seconds=0.5,
+                oai_records=300, oai_baseline=300, oai_page_size=100)
+    monkeypatch.setitem(suite.MODES, "quick", tiny)
+
+
+@pytest.mark.slow
+def test_sru_section_against_zebrasrv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import __main__ as suite
+    from bench import sru_load
+
+    missing = sru_load.missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (Debian packages idzebra-2.0, yaz)")
+    if not servers.ZEBRA_RECIPE.exists():
+        pytest.skip(f"zebra-demo recipe absent ({servers.ZEBRA_RECIPE})")
+    _tiny_modes(monkeypatch)
+    out = tmp_path / "out"
+    assert suite.main(["--quick", "--only", "sru", "--out", str(out),
+                       "--scratch", str(tmp_path / "scratch")]) == 0
+    sru = json.loads((out / "report.json").read_text())["sru"]
+    assert sru["hits"]["gateway"] > 0 and sru["hits"]["gateway"] == sru["hits"]["zebrasrv"]
+    rows = {(r["target"], r["clients"]): r for r in sru["runs"]}
+    assert set(rows) == {("gateway", 1), ("zebrasrv", 1)}
+    assert all(r["rate"] > 0 and r["errors"] == 0 for r in rows.values())
+    ratio = sru["ratios"][" 1"]["median"]
+    assert ratio == pytest.approx(rows["gateway", 1]["rate"] / rows["zebrasrv", 1]["rate"])
+    text = (out / "report.md").read_text()
+    assert "## SRU searchRetrieve" in text and f"| 1 | {ratio:.2f}× |" in text
+    assert f"| SRU searchRetrieve, gateway / zebrasrv's SRU | c=1: {ratio:.2f}× | figure |" \
+        in text
+
+
+@pytest.mark.slow
+def test_oai_section_harvests_every_record(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import __main__ as suite
+
+    _tiny_modes(monkeypatch)
+    out = tmp_path / "out"
+    assert suite.main(["--quick", "--only", "oai", "--out", str(out),
+                       "--scratch", str(tmp_path / "scratch")]) == 0
+    oai = json.loads((out / "report.json").read_text())["oai"]
+    harvests = {h["prefix"]: h for h in oai["harvests"]}
+    assert set(harvests) == {"marc21_holdings", "oai_dc"}
+    for h in harvests.values():
+        assert h["records"] == 300 and h["pages"] == 3 and h["records_per_second"] > 0
+    assert oai["baseline_in_process_marcxml"]["records"] == 300
+    assert oai["ratio_listrecords_marc21_holdings_to_baseline"] > 0
+    assert oai["daemon_rss_growth_kib"] == (oai["daemon_rss_kib_after"]
+                                            - oai["daemon_rss_kib_before"])
+    text = (out / "report.md").read_text()
+    assert "## OAI-PMH ListRecords" in text and "| marc21_holdings | 300 |" in text
+    assert "quick mode: 300 records, not 100,000" in text
