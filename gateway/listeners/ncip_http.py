@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 
-from gateway.listeners.limits import RateLimiter
+from gateway.listeners.limits import InFlight, RateLimiter
 
 log = Logger()
 
@@ -197,7 +197,7 @@ class GatewaySite(server.Site):
         """Access logging is the audit log's job; keep stdout for events that matter."""
 
 
-class NcipResource(resource.Resource):
+class NcipResource(resource.Resource, InFlight):
     """Routes the NCIP path (and ``<path>/<token>``) and ``/healthz``; everything else is 404."""
 
     isLeaf = True
@@ -214,8 +214,7 @@ class NcipResource(resource.Resource):
         self._timeout = request_timeout
         self._health = health
         self._clock = clock
-        self.in_flight = 0
-        self._idle_waiters: list[Deferred[None]] = []
+        InFlight.__init__(self)
 
     def render(self, request: Request) -> bytes | int:
         path = request.path.rstrip(b"/") or b"/"
@@ -277,7 +276,7 @@ class NcipResource(resource.Resource):
         context = NcipRequestContext(
             remote_host=host, url_token=token or None, bearer_token=bearer,
             content_type=content_type.decode("latin-1") if content_type else None)
-        self.in_flight += 1
+        self._started()
         finished = False
         gone = [False]
         request.notifyFinish().addErrback(lambda _: gone.__setitem__(0, True))
@@ -312,18 +311,3 @@ class NcipResource(resource.Resource):
         d.addBoth(lambda _: budget.cancel() if budget.active() else None)
         return server.NOT_DONE_YET
 
-    def _done(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def wait_idle(self) -> Deferred[None]:
-        """Fires when no NCIP request is in flight (used for a graceful stop)."""
-        d: Deferred[None] = Deferred()
-        if self.in_flight == 0:
-            d.callback(None)
-        else:
-            self._idle_waiters.append(d)
-        return d

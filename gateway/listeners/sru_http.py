@@ -27,7 +27,7 @@ from twisted.web import resource, server
 from twisted.web.http import Request
 
 from gateway.config import Config, Peer
-from gateway.listeners.limits import RateLimiter
+from gateway.listeners.limits import InFlight, RateLimiter
 from gateway.ncip.peers import Credentials, PeerError, attribute
 from gateway.sru.service import Outcome
 from gateway.storage.audit_log import AuditEntry
@@ -58,7 +58,7 @@ def _diagnostic_document(error: SRUError) -> bytes:
     return search_retrieve_response(None, version="1.2", diagnostics=[error])
 
 
-class SruResource(resource.Resource):
+class SruResource(resource.Resource, InFlight):
     """Routes ``<path>`` and ``<path>/<token>`` to the SRU service; ``/healthz``; else 404."""
 
     isLeaf = True
@@ -77,9 +77,8 @@ class SruResource(resource.Resource):
         rate = sru.max_requests_per_second_per_peer
         self.rate = RateLimiter(rate, max(1.0, 2 * rate), clock)
         self.rate_limited = 0
-        self.in_flight = 0
+        InFlight.__init__(self)
         self.timed_out = 0
-        self._idle_waiters: list[Deferred[None]] = []
 
     def render(self, request: Request) -> bytes | int:
         path = request.path.rstrip(b"/") or b"/"
@@ -151,7 +150,7 @@ class SruResource(resource.Resource):
     def _render_sru(self, request: Request, token: str, host: str) -> int:
         started = time.monotonic()
         peer: Peer | None = None
-        self.in_flight += 1
+        self._started()
         finished = False
         gone = [False]
         request.notifyFinish().addErrback(lambda _: gone.__setitem__(0, True))
@@ -227,21 +226,6 @@ class SruResource(resource.Resource):
         except Exception:  # noqa: BLE001 - auditing never breaks an exchange
             log.failure("SRU audit row not written")
 
-    def _done(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def wait_idle(self) -> Deferred[None]:
-        """Fires when no SRU request is in flight (used for a graceful stop)."""
-        d: Deferred[None] = Deferred()
-        if self.in_flight == 0:
-            d.callback(None)
-        else:
-            self._idle_waiters.append(d)
-        return d
 
 
 __all__ = ["SruResource"]
