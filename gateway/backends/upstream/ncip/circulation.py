@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from gateway.backends.embedded import operations as ops
 from gateway.backends.embedded import queries
-from gateway.backends.embedded.circulation import EmbeddedChanges
+from gateway.backends.embedded.circulation import EmbeddedChanges, EmbeddedCirculation
 from gateway.backends.embedded.records import PatronData, upsert_patron
 from gateway.backends.upstream.ncip.client import NcipHttpClient, UpstreamCallFailed
 from gateway.backends.upstream.ncip.outbox import Outbox
@@ -46,7 +46,6 @@ from gateway.domain import model as domain
 from gateway.domain.books import Books, ReplayKey
 from gateway.domain.circulation import ICirculation, ICirculationChanges
 from gateway.domain.model import BriefRecord, Item, Loan, Patron, PatronDetails
-from gateway.secrets import verify_secret
 from gateway.storage.audit_log import AuditEntry, audit_time
 from gateway.storage.books import StoreBooks
 from gateway.storage.store import Store
@@ -469,6 +468,7 @@ class UpstreamNcipCirculation:
     def __init__(self, store: Store, upstream: Upstream) -> None:
         self.store = store
         self.upstream = upstream
+        self.mirror = EmbeddedCirculation(store)  # what resource sharing made, read as is
         unsettled = upstream.outbox.open_rows()
         for row in unsettled:
             # Settled when the broker retries (its request carries what our side must
@@ -528,25 +528,16 @@ class UpstreamNcipCirculation:
 
     def authenticate(self, patron: Patron, secret: str) -> Deferred[bool]:
         """PINs stay ours: checked against the gateway's own hash (none: refused)."""
-        return self.store.read(
-            lambda conn: verify_secret(secret, queries.patron_pin_hash(conn, patron.id)))
+        return self.mirror.authenticate(patron, secret)
 
     def item(self, barcode: str) -> Deferred[Item | None]:
         """The mirrored item."""
-        return self.store.read(lambda conn: queries.item_by_barcode(conn, barcode))
+        return self.mirror.item(barcode)
 
     def record_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[int | None, list[Item]]]]:
         """The mirror's records (the LMS's catalogue is the catalogue backend's)."""
-        def work(conn: sqlite3.Connection) -> list[tuple[int | None, list[Item]]]:
-            result: list[tuple[int | None, list[Item]]] = []
-            for kind, value in identifiers:
-                record_id = queries.record_by_identifier(conn, kind, value)
-                items = queries.items_of_records(conn, [record_id])[record_id] \
-                    if record_id is not None else []
-                result.append((record_id, [i for i in items if not i.temporary]))
-            return result
-        return self.store.read(work)
+        return self.mirror.record_items(identifiers)
 
     def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """One writer job: LMS calls through the outbox, then the mirror and the books."""
