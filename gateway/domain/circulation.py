@@ -14,10 +14,12 @@ the circulation system seen through a synchronous facade and ``books`` the gatew
 does commits together or not at all, and the Deferred fires only once it is durable: that is
 the exactly-once guarantee (the change, the rendered reply, its idempotency record and its
 audit row in one commit). The embedded backend runs ``work`` as one job of the store's writer
-on one SQLite connection. A backend that drives a remote system runs ``work`` in a worker
-thread whose facade calls the network (``blockingCallFromThread``), recording each call in an
-outbox in the gateway's books before it is made, so that a crash between the remote change and
-the local commit is found and settled at start-up instead of being done twice.
+on one SQLite connection. A backend that drives a remote system (the upstream NCIP one) gives
+``work`` a facade that calls the network from that job, recording each state-changing call in a
+durable outbox before it is made and its answer after, so that a crash or a timeout between
+the remote change and the local commit is settled when the broker retries (the answer reused,
+or the call resent with the same remote request id where the remote system deduplicates)
+instead of being done twice.
 """
 
 from __future__ import annotations
