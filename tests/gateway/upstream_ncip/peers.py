@@ -207,3 +207,63 @@ def lms_counts(database: Path) -> dict[str, int]:
             "holds": count(database, "SELECT COUNT(*) AS n FROM holds WHERE status = 'active'"),
             "loans": count(database, "SELECT COUNT(*) AS n FROM loans"
                                      " WHERE returned_at IS NULL")}
+
+
+# -- the upstream LMS as the broker-flow tests count it: Koha behind NCIPServer, or an Interlend
+
+JANE = "23529000000011"
+
+
+class Lms:
+    """The upstream as the tests count it."""
+
+    patron: str
+    url: str
+
+    def counts(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def config(self) -> str:
+        raise NotImplementedError
+
+
+class KohaLms(Lms):
+    def __init__(self, workdir: Path) -> None:
+        self.peer = start_koha(workdir)
+        self.patron, self.url = JANE, self.peer.url
+
+    def counts(self) -> dict[str, int]:
+        return self.peer.counts()
+
+    def config(self) -> str:
+        return backend_config(self.url, "koha-ncipserver", KOHA_AGENCY, "KOHA")
+
+    def close(self) -> None:
+        self.peer.stop()
+
+
+class InterlendLms(Lms):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.patron, self.url = "P100", daemon.base_url + "/ncip"
+
+    def counts(self) -> dict[str, int]:
+        return lms_counts(self.daemon.database)
+
+    def config(self) -> str:
+        return backend_config(self.url, "generic-ncip2", "01XXX_INST", wf.AGENCY)
+
+
+def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
+    """The upstream of ``kind`` ("koha": NCIPServer's fixture ILS; "interlend": a second
+    Interlend on the embedded backend), stopped after its tests."""
+    if kind == "koha":
+        why = ncipserver_missing()
+        if why:
+            pytest.skip(why)
+        koha = KohaLms(tmp_path_factory.mktemp("koha"))
+        yield koha
+        koha.close()
+        return
+    for launch in wf.launched_daemons(tmp_path_factory):
+        yield InterlendLms(launch("lms"))

@@ -7,82 +7,22 @@ time-out: the same reply, the LMS unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon
-from tests.gateway.upstream_ncip.peers import (
-    KOHA_AGENCY,
-    backend_config,
-    lms_counts,
-    ncipserver_missing,
-    start_gateway,
-    start_koha,
-)
+from tests.gateway.upstream_ncip.peers import KohaLms, Lms, each_lms, start_gateway
 
 pytestmark = pytest.mark.slow
-
-JANE = "23529000000011"
-
-
-class Lms:
-    """The upstream as the tests count it."""
-
-    patron: str
-    url: str
-
-    def counts(self) -> dict[str, int]:
-        raise NotImplementedError
-
-    def config(self) -> str:
-        raise NotImplementedError
-
-
-class KohaLms(Lms):
-    def __init__(self, workdir: Path) -> None:
-        self.peer = start_koha(workdir)
-        self.patron, self.url = JANE, self.peer.url
-
-    def counts(self) -> dict[str, int]:
-        return self.peer.counts()
-
-    def config(self) -> str:
-        return backend_config(self.url, "koha-ncipserver", KOHA_AGENCY, "KOHA")
-
-    def close(self) -> None:
-        self.peer.stop()
-
-
-class InterlendLms(Lms):
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.patron, self.url = "P100", daemon.base_url + "/ncip"
-
-    def counts(self) -> dict[str, int]:
-        return lms_counts(self.daemon.database)
-
-    def config(self) -> str:
-        return backend_config(self.url, "generic-ncip2", "01XXX_INST", wf.AGENCY)
 
 
 @pytest.fixture(scope="module", params=["koha", "interlend"])
 def lms(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
-    if request.param == "koha":
-        why = ncipserver_missing()
-        if why:
-            pytest.skip(why)
-        koha = KohaLms(tmp_path_factory.mktemp("koha"))
-        yield koha
-        koha.close()
-        return
-    launch: Callable[..., Daemon]
-    for launch in wf.launched_daemons(tmp_path_factory):
-        yield InterlendLms(launch("lms"))
+    yield from each_lms(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

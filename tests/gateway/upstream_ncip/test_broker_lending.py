@@ -6,7 +6,7 @@ and an upstream Interlend. The borrowing library's loans and holds go to the LMS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,15 +17,14 @@ from tests.gateway.test_broker_clients import (
     tipasa_check_in_by_request,
     tipasa_lend,
 )
-from tests.gateway.upstream_ncip.peers import ncipserver_missing, start_gateway
-from tests.gateway.upstream_ncip.test_broker_borrowing import (
-    TIPASA,
+from tests.gateway.upstream_ncip.peers import (
     InterlendLms,
     KohaLms,
     Lms,
-    plus,
-    step,
+    each_lms,
+    start_gateway,
 )
+from tests.gateway.upstream_ncip.test_broker_borrowing import TIPASA, plus, step
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +34,7 @@ BOB = "23529000000029"   # Koha's patron standing for the borrowing libraries he
 @pytest.fixture(scope="module", params=["koha", "interlend"])
 def lms(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
-    if request.param == "koha":
-        why = ncipserver_missing()
-        if why:
-            pytest.skip(why)
-        koha = KohaLms(tmp_path_factory.mktemp("koha"))
-        yield koha
-        koha.close()
-        return
-    launch: Callable[..., Daemon]
-    for launch in wf.launched_daemons(tmp_path_factory):
-        yield InterlendLms(launch("lms"))
+    yield from each_lms(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from tests import workflow_fixtures as wf
 from tests.daemon import Daemon
 from tests.gateway.test_broker_clients import ReShare
 from tests.gateway.upstream_ncip.peers import (
+    JANE,
     KOHA_AGENCY,
     FaultProxy,
     KohaPeer,
@@ -31,7 +32,6 @@ from tests.gateway.upstream_ncip.peers import (
 pytestmark = pytest.mark.slow
 __all__ = ["koha"]
 
-JANE = "23529000000011"
 HOOK = "INTERLEND_TEST_KILL_AFTER_UPSTREAM"
 
 

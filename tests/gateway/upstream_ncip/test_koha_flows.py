@@ -14,6 +14,7 @@ import pytest
 from tests import workflow_fixtures as wf
 from tests.gateway.test_broker_clients import ReShare
 from tests.gateway.upstream_ncip.peers import (
+    JANE,
     KOHA_AGENCY,
     KohaPeer,
     backend_config,
@@ -24,7 +25,6 @@ from tests.gateway.upstream_ncip.peers import (
 pytestmark = pytest.mark.slow
 __all__ = ["koha"]
 
-JANE = "23529000000011"
 
 
 def test_reshare_borrowing_through_interlend_to_koha(koha: KohaPeer, tmp_path: Path) -> None:
