@@ -22,7 +22,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -242,29 +241,3 @@ class LogLimiter:
             return None
         return self._suppressed.pop(kind, 0)
 
-
-class InFlight:
-    """Requests a listener is answering, and who waits for none to be left (a graceful stop)."""
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self._idle_waiters: list[Deferred[None]] = []
-
-    def _started(self) -> None:
-        self.in_flight += 1
-
-    def _done(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def wait_idle(self) -> Deferred[None]:
-        """Fires when no request is in flight."""
-        d: Deferred[None] = Deferred()
-        if self.in_flight == 0:
-            d.callback(None)
-        else:
-            self._idle_waiters.append(d)
-        return d

@@ -20,7 +20,8 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 
-from gateway.listeners.limits import InFlight, RateLimiter
+from gateway.listeners.limits import RateLimiter
+from gateway.listeners.resources import InFlight, url_token
 
 log = Logger()
 
@@ -220,7 +221,7 @@ class NcipResource(resource.Resource, InFlight):
         path = request.path.rstrip(b"/") or b"/"
         if path == b"/healthz":
             return self._render_health(request)
-        token = self._match(path)
+        token = url_token(path, self._path)
         if token is None:
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain")
@@ -246,15 +247,6 @@ class NcipResource(resource.Resource, InFlight):
     def set_timeout(self, seconds: float) -> None:
         """Change the per-request time budget (on reload); requests in flight keep theirs."""
         self._timeout = seconds
-
-    def _match(self, path: bytes) -> str | None:
-        """The URL token ('' for the bare path), or None when the path is not ours."""
-        if path == self._path:
-            return ""
-        prefix = self._path + b"/"
-        if path.startswith(prefix) and b"/" not in path[len(prefix):]:
-            return path[len(prefix):].decode("utf-8", "replace")
-        return None
 
     def _render_health(self, request: Request) -> bytes:
         """ok or degraded, nothing else: anyone can reach this listener, and the database

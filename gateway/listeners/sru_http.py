@@ -27,7 +27,8 @@ from twisted.web import resource, server
 from twisted.web.http import Request
 
 from gateway.config import Config, Peer
-from gateway.listeners.limits import InFlight, RateLimiter
+from gateway.listeners.limits import RateLimiter
+from gateway.listeners.resources import InFlight, url_token
 from gateway.ncip.peers import Credentials, PeerError, attribute
 from gateway.sru.service import Outcome
 from gateway.storage.audit_log import AuditEntry
@@ -86,7 +87,7 @@ class SruResource(resource.Resource, InFlight):
             request.setResponseCode(200)
             request.setHeader(b"content-type", b"application/json")
             return b'{"status": "ok"}\n'
-        token = self._match(path)
+        token = url_token(path, self._path)
         if token is None:
             return self._plain(request, 404, b"not found\n")
         if request.method not in (b"GET", b"POST", b"HEAD"):
@@ -108,14 +109,6 @@ class SruResource(resource.Resource, InFlight):
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"text/plain")
         return body
-
-    def _match(self, path: bytes) -> str | None:
-        if path == self._path:
-            return ""
-        prefix = self._path + b"/"
-        if path.startswith(prefix) and b"/" not in path[len(prefix):]:
-            return path[len(prefix):].decode("utf-8", "replace")
-        return None
 
     def _parameters(self, request: Request) -> list[tuple[str, str]]:
         """The GET query string, then (for a form POST) the body's fields."""
