@@ -1,18 +1,13 @@
 # -*- test-case-name: tests.gateway.test_upstream_sru_reader -*-
-"""Reading an upstream SRU server's answers: searchRetrieve, scan and explain responses.
-
-Pure and safe: bytes in (parsed by lxml with entities, DTDs and the network off, and a size
-cap enforced by the client), typed values out. SRU 1.1/1.2 (``http://www.loc.gov/zing/srw/``)
-and 2.0 namespaces are read alike (by local name). A response that is not one (garbage, HTML
-from a proxy, the wrong root) raises :class:`UpstreamGarbage`; the server's own diagnostics
-become the domain errors the services map to Bib-1 (:func:`diagnostic_error`).
+"""An upstream SRU server's answers in domain terms: what :mod:`protocols.sru.client` reads,
+with an answer that is not SRU as :class:`UpstreamGarbage` and the server's own diagnostics as
+the domain errors the services map to Bib-1 (:func:`diagnostic_error`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from lxml import etree
+from collections.abc import Callable
+from typing import TypeVar
 
 from gateway.domain.catalogue import (
     CatalogueError,
@@ -24,6 +19,15 @@ from gateway.domain.catalogue import (
     UnsupportedIndex,
     UnsupportedSort,
     UnsupportedTruncation,
+)
+from protocols.sru import client
+from protocols.sru.client import (
+    ExplainInfo,
+    ScanTermOut,
+    SearchOutcome,
+    SruDiagnostic,
+    SruDiagnosticAnswer,
+    SruResponseError,
 )
 
 __all__ = [
@@ -38,97 +42,11 @@ __all__ = [
     "read_search",
 ]
 
-PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                         dtd_validation=False, huge_tree=False, remove_comments=True)
-_DIAGNOSTIC_PREFIX = "info:srw/diagnostic/1/"
+T = TypeVar("T")
 
 
 class UpstreamGarbage(CatalogueUnavailable):
     """The upstream answered something that is not the SRU response asked for."""
-
-
-@dataclass(frozen=True)
-class SruDiagnostic:
-    """One diagnostic of the upstream: its number (0 for a URI outside the SRU set), URI,
-    details and message."""
-
-    number: int
-    uri: str
-    details: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    """A searchRetrieve answer: the hit count, each record's data element (or None for a
-    surrogate diagnostic in its place), and the upstream's result set id, if it kept one."""
-
-    count: int
-    records: tuple[etree._Element | None, ...]
-    result_set_id: str | None = None
-    result_set_ttl: int | None = None
-
-
-@dataclass(frozen=True)
-class ScanTermOut:
-    """One scanned term as the upstream listed it."""
-
-    value: str
-    records: int
-    display: str | None = None
-
-
-@dataclass(frozen=True)
-class ExplainInfo:
-    """What the explain record says: the index names (``set.name``) that can be searched,
-    those that can be sorted by, and the server's maximumRecords limit if it states one."""
-
-    searchable: frozenset[str]
-    sortable: frozenset[str]
-    maximum_records: int | None = None
-
-
-def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname if isinstance(element.tag, str) else ""
-
-
-def _child(element: etree._Element, name: str) -> etree._Element | None:
-    for child in element:
-        if _local(child) == name:
-            return child
-    return None
-
-
-def _text(element: etree._Element, name: str) -> str | None:
-    child = _child(element, name)
-    return (child.text or "").strip() if child is not None else None
-
-
-def _parse(data: bytes, root_name: str) -> etree._Element:
-    try:
-        root = etree.fromstring(data, PARSER)
-    except (etree.XMLSyntaxError, ValueError) as e:
-        raise UpstreamGarbage(f"the upstream's answer is not XML: {e}") from None
-    if root is None or _local(root) != root_name:
-        got = _local(root) if root is not None else "nothing"
-        raise UpstreamGarbage(f"the upstream answered {got!r}, not {root_name!r}")
-    return root
-
-
-def _diagnostic(element: etree._Element) -> SruDiagnostic:
-    uri = _text(element, "uri") or ""
-    number = 0
-    if uri.startswith(_DIAGNOSTIC_PREFIX) and uri[len(_DIAGNOSTIC_PREFIX):].isdigit():
-        number = int(uri[len(_DIAGNOSTIC_PREFIX):])
-    return SruDiagnostic(number, uri, _text(element, "details") or "",
-                         _text(element, "message") or "")
-
-
-def _diagnostics(root: etree._Element) -> list[SruDiagnostic]:
-    group = _child(root, "diagnostics")
-    if group is None:
-        return []
-    return [_diagnostic(d) for d in group if _local(d) == "diagnostic"]
 
 
 _MAPPED: tuple[tuple[frozenset[int], type[CatalogueError]], ...] = (
@@ -157,87 +75,25 @@ def diagnostic_error(diagnostic: SruDiagnostic) -> CatalogueError:
     return CatalogueUnavailable(detail)
 
 
-def _integer(text: str | None, what: str) -> int:
-    if text is None or not text.isdigit():
-        raise UpstreamGarbage(f"the upstream's {what} is {text!r}, not a count")
-    return int(text)
+def _answered(read: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return read(data)
+    except SruResponseError as e:
+        raise UpstreamGarbage(f"upstream SRU: {e}") from None
+    except SruDiagnosticAnswer as e:
+        raise diagnostic_error(e.diagnostic) from None
 
 
 def read_search(data: bytes) -> SearchOutcome:
-    """A searchRetrieveResponse; the first diagnostic (when there are no records) raises."""
-    root = _parse(data, "searchRetrieveResponse")
-    diagnostics = _diagnostics(root)
-    count_text = _text(root, "numberOfRecords")
-    if diagnostics and (count_text is None or _child(root, "records") is None):
-        raise diagnostic_error(diagnostics[0])
-    count = _integer(count_text, "numberOfRecords")
-    records: list[etree._Element | None] = []
-    group = _child(root, "records")
-    for record in group if group is not None else ():
-        if _local(record) != "record":
-            continue
-        data_element = _child(record, "recordData")
-        content = None
-        if data_element is not None:
-            content = next((c for c in data_element if isinstance(c.tag, str)), None)
-            if content is None and (data_element.text or "").strip():
-                # recordPacking=string: the record is escaped text inside recordData
-                content = _parse_packed(data_element.text or "")
-        records.append(content)
-    ttl = _text(root, "resultSetIdleTime")
-    return SearchOutcome(count, tuple(records), _text(root, "resultSetId") or None,
-                         int(ttl) if ttl and ttl.isdigit() else None)
-
-
-def _parse_packed(text: str) -> etree._Element | None:
-    try:
-        return etree.fromstring(text.encode("utf-8"), PARSER)
-    except (etree.XMLSyntaxError, ValueError):
-        return None
+    """A searchRetrieveResponse (:func:`protocols.sru.client.read_search`) in domain terms."""
+    return _answered(client.read_search, data)
 
 
 def read_scan(data: bytes) -> list[ScanTermOut]:
-    """A scanResponse's terms, in the upstream's order; a diagnostic without terms raises."""
-    root = _parse(data, "scanResponse")
-    group = _child(root, "terms")
-    diagnostics = _diagnostics(root)
-    if group is None and diagnostics:
-        raise diagnostic_error(diagnostics[0])
-    terms = []
-    for term in group if group is not None else ():
-        if _local(term) != "term":
-            continue
-        value = _text(term, "value")
-        if value is None:
-            raise UpstreamGarbage("a scanned term without a value")
-        terms.append(ScanTermOut(value, _integer(_text(term, "numberOfRecords") or "0",
-                                                 "numberOfRecords"),
-                                 _text(term, "displayTerm") or None))
-    return terms
+    """A scanResponse (:func:`protocols.sru.client.read_scan`) in domain terms."""
+    return _answered(client.read_scan, data)
 
 
 def read_explain(data: bytes) -> ExplainInfo:
-    """The index names and limits of an explainResponse's ZeeRex record."""
-    root = _parse(data, "explainResponse")
-    diagnostics = _diagnostics(root)
-    explain = next((e for e in root.iter() if _local(e) == "explain"), None)
-    if explain is None:
-        if diagnostics:
-            raise diagnostic_error(diagnostics[0])
-        raise UpstreamGarbage("the explain response holds no ZeeRex record")
-    searchable: set[str] = set()
-    sortable: set[str] = set()
-    for index in (e for e in explain.iter() if _local(e) == "index"):
-        for name in (n for n in index if _local(n) == "map"
-                     for n in n if _local(n) == "name"):
-            full = f"{name.get('set')}.{(name.text or '').strip()}" if name.get("set") \
-                else (name.text or "").strip()
-            if index.get("search", "true") != "false":
-                searchable.add(full)
-            if index.get("sort") == "true":
-                sortable.add(full)
-    maximum = None
-    for setting in (e for e in explain.iter() if _local(e) in ("setting", "default")):
-        if setting.get("type") == "maximumRecords" and (setting.text or "").strip().isdigit():
-            maximum = int((setting.text or "").strip())
-    return ExplainInfo(frozenset(searchable), frozenset(sortable), maximum)
+    """An explainResponse (:func:`protocols.sru.client.read_explain`) in domain terms."""
+    return _answered(client.read_explain, data)
