@@ -91,6 +91,7 @@ def _add_one_by_one(self: CatalogueLoader, record: pymarc.Record | None,
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Inside: pymarc decodes every record, as_marc re-serialises it, records go one by one."""
     monkeypatch.setattr(marcfiles, "_decode_clean_utf8", lambda chunk, force_utf8: None)
+    monkeypatch.setattr(marcfiles, "_clean_utf8_parts", lambda chunk, force_utf8: None)
     monkeypatch.setattr(CatalogueLoader, "add", _add_one_by_one)
     yield
 
@@ -142,6 +143,7 @@ def both(pair: tuple[sqlite3.Connection, sqlite3.Connection], monkeypatch: pytes
     fast = run_import(bulk, paths, **kwargs)
     with monkeypatch.context() as patch:
         patch.setattr(marcfiles, "_decode_clean_utf8", lambda chunk, force_utf8: None)
+        patch.setattr(marcfiles, "_clean_utf8_parts", lambda chunk, force_utf8: None)
         patch.setattr(CatalogueLoader, "add", _add_one_by_one)
         slow = run_import(single, paths, **kwargs)
     assert fast == slow

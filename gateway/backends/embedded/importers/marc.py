@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.backends.embedded.importers.holdings import extract_light_items
 from gateway.backends.embedded.importers.loader import (
     DEFAULT_BATCH_SIZE,
     CatalogueLoader,
     StoredRecord,
 )
-from gateway.backends.embedded.importers.marcfiles import RecordRead, read_records
-from gateway.backends.embedded.records import extract_light_fields, light_fields
+from gateway.backends.embedded.importers.prepare import Prepared, prepared_records
 
 PROGRESS_EVERY = 100
 
@@ -68,7 +66,7 @@ class ImportSummary:
 
 
 def _records_of(path: Path, report: Callable[[str], None], *,
-                force_utf8: bool) -> Iterator[RecordRead] | None:
+                force_utf8: bool, workers: int | None) -> Iterator[Prepared] | None:
     """The records of ``path``, or None (reported) when the file cannot be read."""
     if not path.exists():
         report(f"{path}: no such file")
@@ -77,7 +75,7 @@ def _records_of(path: Path, report: Callable[[str], None], *,
         report(f"{path}: is a directory, not a MARC file")
         return None
     try:
-        records = read_records(path, force_utf8=force_utf8)
+        records = prepared_records(path, force_utf8=force_utf8, workers=workers)
         first = next(records, None)
     except OSError as exc:
         report(f"{path}: cannot read: {exc.strerror or exc}")
@@ -86,7 +84,7 @@ def _records_of(path: Path, report: Callable[[str], None], *,
     if first is None:
         report(f"{path}: no records in the file")
 
-    def chained() -> Iterator[RecordRead]:
+    def chained() -> Iterator[Prepared]:
         if first is not None:
             yield first
         yield from records
@@ -98,13 +96,17 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                 progress: Callable[[int], None] | None = None,
                 report: Callable[[str], None],
                 force_utf8: bool = False,
-                batch_size: int = DEFAULT_BATCH_SIZE) -> ImportSummary:
+                batch_size: int = DEFAULT_BATCH_SIZE,
+                workers: int | None = None) -> ImportSummary:
     """Import the records and items of MARC files into the embedded catalogue.
 
     ``report`` receives one line per problem (``"books.mrc: record 7: no 001 control number"``),
     in record order, once the record's batch is written;
     ``progress`` the running count of records read, every hundred records and at the end of
     each file. ``force_utf8`` treats ISO 2709 records as UTF-8 whatever leader/09 says.
+    ``workers``: processes that read and prepare the records of a large ISO 2709 file while
+    this one writes (see :mod:`~gateway.backends.embedded.importers.prepare`; 0: none, None:
+    by the file's size and the cores).
     """
     summary = ImportSummary()
     started = time.perf_counter()
@@ -116,7 +118,7 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                 loader.defer(functools.partial(report, line))
 
             for path in map(Path, paths):
-                records = _records_of(path, say, force_utf8=force_utf8)
+                records = _records_of(path, say, force_utf8=force_utf8, workers=workers)
                 if records is None:
                     summary.files_failed += 1
                     continue
@@ -136,21 +138,17 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
     return summary
 
 
-def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: ImportSummary,
+def _import_one(loader: CatalogueLoader, path: Path, read: Prepared, summary: ImportSummary,
                 report: Callable[[str], None]) -> None:
     where = f"{path}: record {read.number}"
-    if read.record is None:
+    if read.error is not None:
         summary.records_skipped += 1
         report(f"{where}: {read.error}")
         return
-    control = read.record.get("001")
-    local_id = control.data.strip() if control is not None and control.data else ""
-    if local_id:
-        where += f" ({local_id})"
+    if read.local_id:
+        where += f" ({read.local_id})"
     for note in read.notes:
         report(f"{where}: {note}")
-    fields = light_fields(read.record)  # read once, for both extractors
-    holdings = extract_light_items(fields)
 
     def done(stored: StoredRecord | None, error: Exception | None) -> None:
         if error is not None:
@@ -158,11 +156,11 @@ def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: 
             report(f"{where}: {error}, record skipped")
             return
         assert stored is not None
-        for note in holdings.skipped:
+        for note in read.skipped:
             report(f"{where}: {note}")
         for barcode, previous in stored.moved:
             report(f"{where}: item {barcode!r} moved here from record id {previous}")
-        summary.items_skipped += len(holdings.skipped)
+        summary.items_skipped += len(read.skipped)
         summary.items_created += stored.items_created
         summary.items_updated += stored.items_updated
         if stored.created:
@@ -170,8 +168,10 @@ def _import_one(loader: CatalogueLoader, path: Path, read: RecordRead, summary: 
         else:
             summary.records_updated += 1
 
+    if read.refused is not None:
+        done(None, ValueError(read.refused))
+        return
     try:
-        loader.add(read.record, holdings.items, marc=read.marc, done=done,
-                   fields=extract_light_fields(fields))
+        loader.add(read.record, read.items, marc=read.marc, done=done, fields=read.fields)
     except ValueError as exc:
         done(None, exc)

@@ -88,6 +88,26 @@ def read_records(path: Path, *, force_utf8: bool = False) -> Iterator[RecordRead
                 yield read
 
 
+def iso2709_chunks(path: Path) -> Iterator[bytes]:
+    """The pieces of an ISO 2709 file, each ending at a record terminator (the last one may
+    not): what :func:`decode_chunks` turns into records. Raises OSError if it cannot be read."""
+    with path.open("rb") as handle:
+        yield from _iso2709_chunks(handle)
+
+
+def decode_chunks(chunks: Iterator[bytes] | list[bytes], *, force_utf8: bool = False,
+                  first: int = 1) -> Iterator[RecordRead]:
+    """The records of consecutive :func:`iso2709_chunks` pieces, numbered from ``first``: what
+    :func:`read_records` yields for them. (A piece may hold two records, one of them truncated,
+    so the numbers of the next pieces are only known once these are decoded.)"""
+    number = first - 1
+    with _pymarc_log() as log:
+        for chunk in chunks:
+            for read in _decode_chunk(number + 1, chunk, force_utf8=force_utf8, log=log):
+                number = read.number
+                yield read
+
+
 # -- ISO 2709 ---------------------------------------------------------------------------------
 
 def _iso2709_chunks(handle: BinaryIO) -> Iterator[bytes]:
@@ -229,15 +249,27 @@ def _pymarc_log() -> Iterator[_PymarcLog]:
         logger.propagate = propagate
 
 
-def _decode_clean_utf8(chunk: bytes, *, force_utf8: bool) -> tuple[pymarc.Record, bytes] | None:
-    """Decode a UTF-8 record that pymarc would read without a complaint, or return None.
+# A field as the clean UTF-8 decoder reads it: (tag, text, subfields) where text is a control
+# field's data (00X tags, no subfields) or a data field's two indicators.
+CleanField = tuple[str, str, list[tuple[str, str]]]
 
-    The fast path of :func:`_decode_iso2709`: the record built is the one pymarc's decoder
-    builds, and — because the leader, the directory and every field are already exactly what
-    ``as_marc`` writes (contiguous fields in directory order, two indicators, no empty
-    subfields, field terminators in place) — the bytes returned are ``record.as_marc()``.
-    Anything else (MARC-8, odd indicators, a directory with gaps or overlaps, bad UTF-8) returns
-    None and takes pymarc's way, with its notes and errors.
+
+def _is_control(tag: str) -> bool:
+    """What pymarc takes for a control field (no indicators, no subfields)."""
+    return tag < "010" and tag.isdigit()
+
+
+def _clean_utf8_parts(chunk: bytes, *, force_utf8: bool
+                      ) -> tuple[str, list[CleanField], bytes] | None:
+    """Leader, fields and bytes of a UTF-8 record that pymarc would read without a complaint,
+    or None: what :func:`_decode_clean_utf8` builds its pymarc record from, and what
+    :func:`read_light` hands on as it is (no pymarc objects at all).
+
+    The bytes returned are ``record.as_marc()`` of that record: the leader, the directory and
+    every field are already exactly what ``as_marc`` writes (contiguous fields in directory
+    order, two indicators, no empty subfields, field terminators in place). Anything else
+    (MARC-8, odd indicators, a directory with gaps or overlaps, bad UTF-8) returns None and
+    takes pymarc's way, with its notes and errors.
     """
     if chunk[9:10] != b"a" and not force_utf8:
         return None
@@ -263,41 +295,96 @@ def _decode_clean_utf8(chunk: bytes, *, force_utf8: bool) -> tuple[pymarc.Record
         offset += length
     if b"".join(expected) != directory:
         return None  # fields out of directory order, gaps, overlaps, odd numbers
+    fields: list[CleanField] = []
+    append = fields.append
+    try:
+        for tag_bytes, body in zip(tags, bodies, strict=False):
+            tag = tag_bytes.decode()
+            if _is_control(tag):
+                append((tag, body.decode("utf-8"), []))
+                continue
+            head, *pieces = body.decode("utf-8").split("\x1f")
+            if len(head) != 2 or not head.isascii():
+                return None  # pymarc would log and guess the indicators
+            subfields = []
+            for piece in pieces:
+                if not piece or not piece[0].isascii():
+                    return None  # pymarc would drop it, or warn about the code
+                subfields.append((piece[0], piece[1:]))
+            append((tag, head, subfields))
+    except UnicodeDecodeError:
+        return None
+    leader = chunk[:_LEADER_LENGTH].decode("ascii")  # as read (pymarc's record keeps it)
+    if chunk[9:10] != b"a":
+        chunk = chunk[:9] + b"a" + chunk[10:]
+    return leader, fields, chunk
+
+
+def _decode_clean_utf8(chunk: bytes, *, force_utf8: bool) -> tuple[pymarc.Record, bytes] | None:
+    """Decode a UTF-8 record that pymarc would read without a complaint, or return None.
+
+    The fast path of :func:`_decode_iso2709`: the record built from
+    :func:`_clean_utf8_parts` is the one pymarc's decoder builds, and the bytes returned are
+    ``record.as_marc()``.
+    """
+    parts = _clean_utf8_parts(chunk, force_utf8=force_utf8)
+    if parts is None:
+        return None
+    leader, clean, chunk = parts
     fields: list[pymarc.Field] = []
     append = fields.append
     new, field_cls = object.__new__, pymarc.Field
     subfield, indicators = pymarc.Subfield, pymarc.Indicators
-    try:
-        for tag_bytes, body in zip(tags, bodies, strict=False):
-            tag = tag_bytes.decode()
-            field = new(field_cls)
-            if tag < "010" and tag.isdigit():
-                # what pymarc.Field(tag=tag, data=...) sets
-                field.tag, field.subfields, field._indicators = tag, [], None
-                field.data, field.control_field = body.decode("utf-8"), True
-            else:
-                head, *pieces = body.decode("utf-8").split("\x1f")
-                if len(head) != 2 or not head.isascii():
-                    return None  # pymarc would log and guess the indicators
-                subfields = []
-                for piece in pieces:
-                    if not piece or not piece[0].isascii():
-                        return None  # pymarc would drop it, or warn about the code
-                    subfields.append(subfield(piece[0], piece[1:]))
-                # what pymarc.Field(tag=tag, indicators=..., subfields=...) sets
-                field.tag, field.subfields = tag, subfields
-                field._indicators = indicators(head[0], head[1])
-                field.data, field.control_field = None, False
-            append(field)
-    except UnicodeDecodeError:
-        return None
-    leader = chunk[:_LEADER_LENGTH].decode("ascii")
+    for tag, text, pairs in clean:
+        field = new(field_cls)
+        if _is_control(tag):
+            # what pymarc.Field(tag=tag, data=...) sets
+            field.tag, field.subfields, field._indicators = tag, [], None
+            field.data, field.control_field = text, True
+        else:
+            # what pymarc.Field(tag=tag, indicators=..., subfields=...) sets
+            field.tag = tag
+            field.subfields = [subfield(code, value) for code, value in pairs]
+            field._indicators = indicators(text[0], text[1])
+            field.data, field.control_field = None, False
+        append(field)
     record = pymarc.Record(force_utf8=force_utf8)
     record.leader = pymarc.Leader(leader)
     record.fields = fields
-    if chunk[9:10] != b"a":
-        chunk = chunk[:9] + b"a" + chunk[10:]
     return record, chunk
+
+
+@dataclass(frozen=True)
+class LightRead:
+    """A clean UTF-8 record read without pymarc: its fields as ``(tag, data, subfields)``
+    tuples (:data:`gateway.backends.embedded.records.LightField`: ``data`` is None for a data
+    field, its subfields ``(code, value)`` pairs) and its bytes, which are ``as_marc()``."""
+
+    number: int
+    fields: list[tuple[str, str | None, list[tuple[str, str]]]]
+    marc: bytes
+
+
+def read_light(chunks: Iterator[bytes] | list[bytes], *, force_utf8: bool = False,
+               first: int = 1) -> Iterator[RecordRead | LightRead]:
+    """:func:`decode_chunks`, but a clean UTF-8 record comes as a :class:`LightRead` (the
+    fields the pymarc record would have, without building it); every other record as the
+    :class:`RecordRead` :func:`decode_chunks` gives."""
+    number = first - 1
+    with _pymarc_log() as log:
+        for chunk in chunks:
+            if chunk.endswith(END_OF_RECORD) and _leader_problem(chunk, force_utf8=force_utf8) \
+                    is None and int(chunk[0:5]) == len(chunk):
+                parts = _clean_utf8_parts(chunk, force_utf8=force_utf8)
+                if parts is not None:
+                    number += 1
+                    yield LightRead(number, [(tag, text, pairs) if _is_control(tag)
+                                             else (tag, None, pairs)
+                                             for tag, text, pairs in parts[1]], parts[2])
+                    continue
+            for read in _decode_chunk(number + 1, chunk, force_utf8=force_utf8, log=log):
+                number = read.number
+                yield read
 
 
 def _decode_iso2709(number: int, chunk: bytes, *, force_utf8: bool,
