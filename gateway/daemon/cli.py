@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     marc = kinds.add_parser("marc", parents=[common],
                             help="import MARC records (ISO 2709 or MARCXML) with 852/952 items")
     marc.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    marc.add_argument("--workers", type=int, metavar="N",
+                      help="processes reading a large ISO 2709 file while this one writes "
+                           "(default: one fewer than the cores, for files of 4 MiB or more; "
+                           "0: none)")
     patrons = kinds.add_parser("patrons", parents=[common], help="import patrons from CSV")
     patrons.add_argument("file", type=Path, metavar="FILE.csv")
 
@@ -291,7 +295,8 @@ def _import(args: argparse.Namespace, config: Config, path: Path | None,
     try:
         if args.kind == "marc":
             progress = _Progress(err, "records")
-            summary = import_marc(conn, list(args.files), progress=progress, report=report)
+            summary = import_marc(conn, list(args.files), progress=progress, report=report,
+                                  workers=args.workers)
             progress.done()
             print(summary, file=out)
             imported = summary.records_read > summary.records_skipped
