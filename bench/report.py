@@ -131,6 +131,36 @@ def _oai(section: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _upstream(section: dict[str, Any] | None) -> list[str]:
+    """The upstream section: the gateway in front of each upstream against it directly."""
+    if not section:
+        return []
+    out = ["## Upstream: through the gateway vs the upstream directly", "",
+           section.get("description", ""), ""]
+    rows = []
+    for service, f in (section.get("ncip") or {}).items():
+        rows.append(["NCIP " + service, "4 concurrent", f"{f['direct']['rps']:,.1f}",
+                     f"{f['through']['rps']:,.1f}", f"{f['ratio']:.2f}×",
+                     f"{f['direct']['p50_ms']:.1f} / {f['through']['p50_ms']:.1f}"])
+    for row in section.get("z3950") or []:
+        rows.append([f"Z39.50 {row['mode']} (Koha's Zebra)", str(row["clients"]),
+                     f"{row['zebra_rate']:,.1f}", f"{row['gateway_rate']:,.1f}",
+                     f"{row['ratio']:.2f}×" if row.get("ratio") is not None else "–",
+                     f"{row.get('zebra_p50_ms') or 0:.1f} / {row.get('gateway_p50_ms') or 0:.1f}"])
+    for row in (section.get("sru") or {}).get("rows", []):
+        rows.append(["Z39.50 cycle via SRU upstream (Koha's Zebra)", str(row["clients"]),
+                     f"{row['zebra_rate']:,.1f}", f"{row['gateway_rate']:,.1f}",
+                     f"{row['ratio']:.2f}×", "–"])
+    if rows:
+        out += _table(["path", "clients", "direct /s", "through /s", "ratio",
+                       "p50 ms direct / through"], rows)
+    for name, error in (section.get("errors") or {}).items():
+        out.append(f"* {name}: {error}")
+    if section.get("errors"):
+        out.append("")
+    return out
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     out: list[str] = [f"# Interlend benchmark report ({meta.get('mode', '?')} mode)", ""]
@@ -221,10 +251,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         out.append("")
         if s.get("imports"):
             out += _table(["records", "import s", "records/s (end to end)", "CLI reported",
-                           "MARC bytes", "database bytes"],
+                           "every repeat, records/s", "MARC bytes", "database bytes"],
                           [[f"{i['records']:,}", i["import_s"], f"{i['import_rate']:,.0f}",
-                            f"{i['cli_reported_rate'] or 0:,.0f}", f"{i['marc_bytes']:,}",
-                            f"{i['db_bytes']:,}"] for i in s["imports"]])
+                            f"{i['cli_reported_rate'] or 0:,.0f}",
+                            ", ".join(f"{r:,.0f}" for r in i.get("import_rates",
+                                                                   [i["import_rate"]])),
+                            f"{i['marc_bytes']:,}", f"{i['db_bytes']:,}"]
+                           for i in s["imports"]])
         if s.get("search"):
             rows = []
             for entry in s["search"]:
@@ -246,6 +279,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                             c.get("errors", "–"), c.get("note", "")] for c in s["cycles"]])
     out += _sru(results.get("sru"))
     out += _oai(results.get("oai"))
+    out += _upstream(results.get("upstream"))
     m = results.get("memory")
     if m:
         out.append("## Memory and start-up")

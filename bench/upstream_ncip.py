@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
@@ -62,11 +63,10 @@ def _run(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
             "max_ms": latencies[-1] * 1000}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args(argv)
+def measure(requests: int = 200, concurrency: int = 4) -> dict[str, dict[str, Any]]:
+    """Per service: the figures of each path (``direct``, ``through``) and their ratio
+    (throughput through / direct) and extra p50 latency, from one run of both daemons."""
+    out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="interlend-bench-up-") as scratch:
         base = Path(scratch)
         daemons: list[Daemon] = []
@@ -80,31 +80,46 @@ def main(argv: list[str] | None = None) -> int:
             gateway = start_daemon(base / "gw", _config(lms.base_url + "/ncip"))
             daemons.append(gateway)
             paths = {"direct": lms.base_url + "/ncip", "through": gateway.base_url + "/ncip"}
-            n, c = args.requests, args.concurrency
+            n, c = requests, concurrency
             bodies: dict[str, Callable[[str], list[bytes]]] = {
                 "LookupUser": lambda tag: [wf.reshare_lookup_user("P100")] * n,
                 "AcceptItem": lambda tag: [
                     wf.reshare_accept_item(f"BENCH-{tag}-{i}", "P100",
                                            barcode=f"BENCH-{tag}-{i}-V") for i in range(n)],
             }
-            print(f"{n} requests per run, {c} concurrent; Interlend -> upstream Interlend "
-                  "(generic-ncip2) against the upstream directly")
-            print(f"{'service':<12} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}"
-                  f" {'max ms':>8}")
+            stamp = f"{int(time.time()) % 100000}"
             for service, make in bodies.items():
                 for path in paths:  # one warm-up call per path
-                    _post(paths[path], make(f"warm-{path}")[0])
-                figures = {path: _run(url, make(path), c) for path, url in paths.items()}
-                for path, f in figures.items():
-                    print(f"{service:<12} {path:<8} {f['rps']:>8.1f} {f['p50_ms']:>8.1f}"
-                          f" {f['p95_ms']:>8.1f} {f['max_ms']:>8.1f}")
-                ratio = figures["through"]["rps"] / figures["direct"]["rps"]
-                extra = figures["through"]["p50_ms"] - figures["direct"]["p50_ms"]
-                print(f"{service:<12} ratio    through/direct throughput {ratio:.2f}, "
-                      f"p50 +{extra:.1f} ms")
+                    _post(paths[path], make(f"warm-{path}-{stamp}")[0])
+                figures = {path: _run(url, make(f"{path}-{stamp}"), c)
+                           for path, url in paths.items()}
+                out[service] = {
+                    **figures,
+                    "ratio": figures["through"]["rps"] / figures["direct"]["rps"],
+                    "extra_p50_ms": figures["through"]["p50_ms"] - figures["direct"]["p50_ms"]}
         finally:
             for d in daemons:
                 d.kill()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    figures = measure(args.requests, args.concurrency)
+    print(f"{args.requests} requests per run, {args.concurrency} concurrent; Interlend -> "
+          "upstream Interlend (generic-ncip2) against the upstream directly")
+    print(f"{'service':<12} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}"
+          f" {'max ms':>8}")
+    for service, by_path in figures.items():
+        for path in ("direct", "through"):
+            f = by_path[path]
+            print(f"{service:<12} {path:<8} {f['rps']:>8.1f} {f['p50_ms']:>8.1f}"
+                  f" {f['p95_ms']:>8.1f} {f['max_ms']:>8.1f}")
+        print(f"{service:<12} ratio    through/direct throughput {by_path['ratio']:.2f}, "
+              f"p50 +{by_path['extra_p50_ms']:.1f} ms")
     return 0
 
 

@@ -57,14 +57,10 @@ def measure(port: int, database: str, clients: int, seconds: float, keepalive: b
     return {**result.summary(), "rate": result.rate}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.upstream_z3950")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--clients", default="1,8")
-    parser.add_argument("--pool-size", type=int, default=8)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    clients = [int(c) for c in args.clients.split(",")]
+def run(seconds: float = 5.0, clients: tuple[int, ...] = (1, 8), pool_size: int = 8
+        ) -> list[dict[str, Any]]:
+    """Koha's Zebra and the gateway in front of it, measured side by side: one row per mode
+    (cycle, kept-open) and client count, with the ratio gateway / Zebra."""
     servers.raise_fd_limit()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="interlend-bench-upstream-") as scratch:
@@ -72,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         zebra_port, zebra_dir = start_koha_zebra(tmp / "zebra")
         try:
             gateway = servers.start_gateway(tmp / "gateway", tmp / "interlend.sqlite3",
-                                            config_text=gateway_config(zebra_port,
-                                                                       args.pool_size))
+                                            config_text=gateway_config(zebra_port, pool_size))
             try:
                 direct = verify_cycle(zebra_port, build_requests(
                     QUERY[0], use=QUERY[1], syntax="usmarc", database="biblios"))
@@ -83,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"hit counts differ: Zebra {direct} gateway {through}")
                 for keepalive in (False, True):
                     for n in clients:
-                        zebra = measure(zebra_port, "biblios", n, args.seconds, keepalive)
-                        ours = measure(gateway.port, "Default", n, args.seconds, keepalive)
+                        zebra = measure(zebra_port, "biblios", n, seconds, keepalive)
+                        ours = measure(gateway.port, "Default", n, seconds, keepalive)
                         rows.append({
                             "mode": "kept-open" if keepalive else "cycle", "clients": n,
                             "zebra_rate": round(zebra["rate"], 1),
@@ -99,6 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             subprocess.run(["bash", str(KOHA_ZEBRA / "stop.sh"), str(zebra_dir)],
                            capture_output=True, timeout=60)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream_z3950")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--clients", default="1,8")
+    parser.add_argument("--pool-size", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    rows = run(args.seconds, tuple(int(c) for c in args.clients.split(",")), args.pool_size)
     print(f"Z39.50 {QUERY[0]!r} (1={QUERY[1]}) search + present 1 USMARC; "
           f"{args.seconds:g} s each; pool_size {args.pool_size}")
     print(f"{'mode':10} {'clients':>7} {'zebra/s':>9} {'gateway/s':>10} {'ratio':>6} "
