@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -62,7 +62,7 @@ TASKS_IN_FLIGHT = 3
 """Tasks per worker submitted ahead: what bounds the memory a large file takes."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Prepared:
     """One record of a file, ready for :meth:`CatalogueLoader.add`, or why it is not.
 
@@ -70,6 +70,7 @@ class Prepared:
     but cannot be stored (no 001, an unknown item status...), reported as skipped; otherwise
     ``fields`` and ``marc`` are what the loader writes and ``items`` its items. ``notes`` are
     the reader's remarks, ``skipped`` the holdings fields that could not become items.
+    (Not frozen: a worker numbers its records from 1 and the importer renumbers them in place.)
     """
 
     number: int
@@ -156,7 +157,8 @@ def _in_workers(path: Path, force_utf8: bool, workers: int) -> Iterator[Prepared
             batch = pending.popleft().result()
             submit()
             for prepared in batch:
-                yield replace(prepared, number=prepared.number + done)
+                prepared.number += done
+                yield prepared
             done += len(batch)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -164,8 +166,10 @@ def _in_workers(path: Path, force_utf8: bool, workers: int) -> Iterator[Prepared
 
 def _prepare_chunks(chunks: list[bytes], force_utf8: bool) -> list[Prepared]:
     """A worker's task: the records of consecutive file pieces, numbered from 1."""
-    return [replace(prepare(read), record=None) if isinstance(read, RecordRead) else prepare(read)
-            for read in read_light(chunks, force_utf8=force_utf8)]
+    prepared = [prepare(read) for read in read_light(chunks, force_utf8=force_utf8)]
+    for one in prepared:
+        one.record = None  # pymarc objects stay here: the importer needs none of them
+    return prepared
 
 
 def _worker_started(parent: int) -> None:
