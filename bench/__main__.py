@@ -10,8 +10,8 @@ catalogue size), ``memory`` (READY time, RSS with idle associations/connections)
 front of an upstream NCIP responder, Koha's Zebra over Z39.50 and over SRU, each against the
 upstream directly: ``bench.upstream``; default in full mode only).
 
-Full mode takes about 35 minutes on the 2-core machine (the three 1,000,000-record imports are
-about 9 of them); quick mode about 4.
+Full mode takes about 30-35 minutes on a quiet 2-core machine (the three 1,000,000-record imports
+about 6 of them, the upstream section under 3); quick mode about 4.
 
 Everything runs on 127.0.0.1; scratch data goes to a temporary directory (``--scratch`` to choose
 one and keep it); every server started is stopped, also on Ctrl-C and errors.
@@ -64,7 +64,7 @@ MODES: dict[str, dict[str, Any]] = {
         "search_seconds": 30, "scale_conc": 8, "scale_cycles": 3000, "scale_seconds": 20,
         "memory_records": 100000, "memory_assoc": 1000, "memory_ncip": 100,
         "profile_seconds": 15, "sru_catalogue": 2000, "sru_clients": [1, 8, 32],
-        "sru_seconds": 10, "oai_records": 100000, "oai_baseline": 20000,
+        "sru_seconds": 20, "oai_records": 100000, "oai_baseline": 20000,
         "oai_page_size": 500,
         "import_repeats": 3, "up_ncip_requests": 400, "up_ncip_concurrency": 4,
         "up_seconds": 8, "up_clients": [1, 8],
@@ -555,8 +555,7 @@ def _at_every(add: Any, description: str, vals: dict[int, dict[str, float]], bou
     if not vals:
         add(description, None, note="gateway or peer not measured")
         return
-    measured = ", ".join(f"c={c}: {v['median']:.2f}× ({v['min']:.2f}–{v['max']:.2f})"
-                         for c, v in sorted(vals.items()))
+    measured = ", ".join(f"c={c}: {report.fmt_mmm(v, 2, '×')}" for c, v in sorted(vals.items()))
     missing = [c for c in wanted if c not in vals]
     note = "median of per-repeat ratios (min–max)"
     if missing:
