@@ -14,7 +14,9 @@ up to the error.
 Most records are clean UTF-8 (two indicators, no empty subfields, fields where the directory
 says): those are decoded by :func:`_decode_clean_utf8` into the very record pymarc would build,
 in a little over half the time, and come with their bytes, which are already what ``as_marc``
-would write — the importer stores them as they are. Everything else takes pymarc's reader.
+would write — the importer stores them as they are. The importer itself reads them with
+:func:`read_light`, as field tuples without any pymarc object (the same parse,
+:func:`_clean_utf8_parts`). Everything else takes pymarc's reader.
 """
 
 from __future__ import annotations
