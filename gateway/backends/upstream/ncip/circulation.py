@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -295,6 +295,10 @@ class UpstreamChanges(EmbeddedChanges):
                     kinds: tuple[str, ...] = ("barcode", "username")) -> Patron | None:
         """The LMS's patron (LookupUser), mirrored; the borrowing libraries' institutional
         patrons are ours."""
+        canonical = self._up.profile.broker_id("p", identifier)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        identifier = canonical
         local = super().find_patron(identifier, kinds)
         if local is not None and local.institutional_peer:
             return local
@@ -318,9 +322,19 @@ class UpstreamChanges(EmbeddedChanges):
             expires=reply.valid_to.date().isoformat() if reply.valid_to else None))
         return super().find_patron(identifier, ("barcode",))
 
+    def record_by_identifier(self, kind: str, value: str) -> int | None:
+        """The mirror's record; a Sierra bib number in any written form finds it."""
+        if kind == "local":
+            value = self._up.profile.broker_id("b", value) or value
+        return super().record_by_identifier(kind, value)
+
     def item_by_barcode(self, barcode: str) -> Item | None:
         """The mirrored item, or the LMS's own item (LookupItem, or taken on trust where the
         LMS cannot look items up: its CheckOutItem then says if it is unknown)."""
+        canonical = self._up.profile.broker_id("i", barcode)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        barcode = canonical
         local = super().item_by_barcode(barcode)
         if local is not None or not self._writable:
             return local
@@ -348,6 +362,17 @@ class UpstreamChanges(EmbeddedChanges):
         record_id = super().create_brief_record(local_id, brief)
         self._unit.briefs[record_id] = brief
         return record_id
+
+    def _title_request(self, record_id: int) -> dict[str, str]:
+        """For an LMS that holds titles (Sierra): the record's id and the Title scope, where
+        the record carries one (else the item is requested)."""
+        if not self._up.profile.title_holds:
+            return {}
+        row = self._conn.execute("SELECT local_id FROM records WHERE id = ?",
+                                 (record_id,)).fetchone()
+        if row is None or not row[0] or str(row[0]).startswith("lms-"):
+            return {}
+        return {"bib_id": str(row[0]), "request_scope": "Title"}
 
     def create_temporary_item(self, *, barcode: str, record_id: int, peer: str, location: str,
                               call_number: str = "") -> int:
@@ -381,7 +406,8 @@ class UpstreamChanges(EmbeddedChanges):
         elif item_id is not None and self._up.profile.supports("RequestItem"):
             reply = self._change(self._request(
                 "RequestItem", user_id=self._patron_barcode(patron_id),
-                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None))
+                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None,
+                **self._title_request(record_id)))
             upstream_request = reply.request_id
         hold_id = super().place_hold(patron_id=patron_id, record_id=record_id, item_id=item_id,
                                      pickup_location=pickup_location, now=now,
@@ -524,7 +550,10 @@ class UpstreamNcipCirculation:
                       holds: bool = False) -> Deferred[PatronDetails | None]:
         """LookupUser in the LMS; the patron mirrored, with the loans and holds made through
         Interlend (the LMS's own lists are not read: not every LMS gives them)."""
-        return Deferred.fromCoroutine(self._lookup_patron(identifier))
+        canonical = self.upstream.profile.broker_id("p", identifier)
+        if canonical is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._lookup_patron(canonical))
 
     def authenticate(self, patron: Patron, secret: str) -> Deferred[bool]:
         """PINs stay ours: checked against the gateway's own hash (none: refused)."""
@@ -532,12 +561,16 @@ class UpstreamNcipCirculation:
 
     def item(self, barcode: str) -> Deferred[Item | None]:
         """The mirrored item."""
-        return self.mirror.item(barcode)
+        canonical = self.upstream.profile.broker_id("i", barcode)
+        return self.mirror.item(canonical) if canonical is not None else succeed(None)
 
     def record_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[int | None, list[Item]]]]:
         """The mirror's records (the LMS's catalogue is the catalogue backend's)."""
-        return self.mirror.record_items(identifiers)
+        profile = self.upstream.profile
+        return self.mirror.record_items([
+            (code, (profile.broker_id("b", value) or value) if code == "local" else value)
+            for code, value in identifiers])
 
     def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """One writer job: LMS calls through the outbox, then the mirror and the books."""
