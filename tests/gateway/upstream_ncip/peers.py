@@ -219,6 +219,7 @@ class Lms:
 
     patron: str
     url: str
+    profile: str           # the gateway's profile for it
 
     def counts(self) -> dict[str, int]:
         raise NotImplementedError
@@ -228,6 +229,8 @@ class Lms:
 
 
 class KohaLms(Lms):
+    profile = "koha-ncipserver"
+
     def __init__(self, workdir: Path) -> None:
         self.peer = start_koha(workdir)
         self.patron, self.url = JANE, self.peer.url
@@ -243,6 +246,8 @@ class KohaLms(Lms):
 
 
 class InterlendLms(Lms):
+    profile = "generic-ncip2"
+
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.patron, self.url = "P100", daemon.base_url + "/ncip"
@@ -266,10 +271,7 @@ class DialectLms(InterlendLms):
     def __init__(self, daemon: Daemon, dialect: str) -> None:
         super().__init__(daemon)
         self.dialect = dialect
-
-    @property
-    def profile(self) -> str:
-        return DIALECTS[self.dialect][0].partition(":")[0]
+        self.profile = DIALECTS[dialect][0].partition(":")[0]
 
     def config(self) -> str:
         profile, agency = DIALECTS[self.dialect]
