@@ -43,6 +43,7 @@ PATRON_KEY, PATRON = "p3384632", ".p33846327"      # the LMS's key; Sierra's dis
 BLOCKED_KEY, BLOCKED = "p1952770", ".p19527706"
 ITEM_KEY, ITEM = "i1024364", ".i10243641"
 BIB_DIGITS, BIB = "3696836", ".b36968365"
+WEAK_BIB, WEAK_ITEM_KEY = "1000001", "i3384632"   # a record the catalogue keys "b1000001"
 
 
 # -- the request shape (pure) -------------------------------------------------------------------
@@ -100,6 +101,12 @@ def test_profile_services_and_vocabulary() -> None:
     assert SIERRA.broker_id("p", ".p33846320") is None          # wrong check digit
     assert SIERRA.broker_id("b", BIB_DIGITS) == BIB
     assert PROFILES["generic-ncip2"].broker_id("p", "p3384632a") == "p3384632a"
+    assert SIERRA.record_forms("b1000001a") == [".b1000001x", "b1000001", "1000001",
+                                                 "b1000001a"]
+    assert SIERRA.record_forms(".b1000001x") == [".b1000001x", "b1000001", "1000001"]
+    assert SIERRA.record_forms("ISBN-ish") == ["ISBN-ish"]
+    assert SIERRA.record_forms(".b10000010") == [".b10000010"]      # wrong check digit
+    assert PROFILES["folio"].record_forms("b1000001") == ["b1000001"]
 
 
 # -- over real HTTP: an upstream Interlend keyed like Sierra ------------------------------------
@@ -116,11 +123,12 @@ def _add_record(conn: sqlite3.Connection, local_id: str, title: str,
                                               call_number="QA 76", status="available"))
 
 
-def _seed(path: Path, *, bib: str, item: str, patrons: bool) -> None:
+def _seed(path: Path, *, bib: str, item: str, patrons: bool, weak: tuple[str, str]) -> None:
     conn = open_database(path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         _add_record(conn, bib, "Sierra's title", (item,))
+        _add_record(conn, weak[0], "Another title", (weak[1],))
         if patrons:
             upsert_patron(conn, PatronData(barcode=PATRON_KEY, given_name="Sierra",
                                            family_name="Reader"))
@@ -138,7 +146,8 @@ def sierra_lms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     launch: Callable[..., Daemon]
     for launch in wf.launched_daemons(tmp_path_factory):
         yield launch("sierra-lms", lambda p: _seed(p, bib=BIB_DIGITS, item=ITEM_KEY,
-                                                   patrons=True))
+                                                   patrons=True,
+                                                   weak=(WEAK_BIB, WEAK_ITEM_KEY)))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +162,8 @@ def gateway(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tmp = tmp_path_factory.mktemp("sierra-gateway")
     database = tmp / "interlend.sqlite3"
     wf.seed_database(database)
-    _seed(database, bib=BIB, item=ITEM, patrons=False)   # the catalogue's copy, display form
+    # the catalogue's copy: one record in display form, one under the weak key
+    _seed(database, bib=BIB, item=ITEM, patrons=False, weak=("b" + WEAK_BIB, ".i33846327"))
     d = start_gateway(tmp, backend_config(proxy.url, "sierra", "01XXX_INST", wf.AGENCY)
                       + 'institutional_user = "INST-01XXX_INST"\n', database=database)
     yield d
@@ -259,3 +269,29 @@ def test_reshare_lending_a_title_hold(gateway: Daemon, sierra_lms: Daemon,
     assert lms_counts(sierra_lms.database) == start
     assert wf.one(sierra_lms.database, "SELECT status FROM items WHERE barcode = ?",
                   ITEM_KEY) == {"status": "available"}
+
+
+@pytest.mark.slow
+def test_reshare_lending_from_a_weak_keyed_record_then_cancelled(
+        gateway: Daemon, sierra_lms: Daemon, proxy: FaultProxy) -> None:
+    """The catalogue keeps this record as ``b1000001``: ReShare's ``.b1000001x`` (the check
+    digit 'x') finds it. Sierra has no CancelRequestItem over NCIP (ncip.md; ReShare's Sierra
+    integration cancels by hand): the broker's cancel succeeds here, and the LMS's hold stays
+    for staff to cancel in Sierra -- the LMS is not sent a service it lacks."""
+    start = lms_counts(sierra_lms.database)
+    before = len(proxy.calls)
+    reply = _step(gateway, sierra_lms, wf.reshare_request_item("EAST-SIERRA-2",
+                                                               sysnumber=".b1000001x"))
+    assert ReShare.ok(reply), reply
+    assert _sent(proxy, before, "BibliographicRecordIdentifier") == [WEAK_BIB]
+    assert lms_counts(sierra_lms.database) == {**start, "holds": start["holds"] + 1}
+    ours = wf.text(reply, "RequestIdentifierValue")
+    assert ours
+    before = len(proxy.calls)
+    cancelled = wf.call(gateway, wf.reshare_cancel_request(ours))
+    assert ReShare.ok(cancelled), cancelled
+    assert len(proxy.calls) == before
+    assert lms_counts(sierra_lms.database) == {**start, "holds": start["holds"] + 1}
+    held = wf.one(sierra_lms.database, "SELECT i.barcode FROM holds h JOIN items i"
+                  " ON i.id = h.item_id WHERE h.status = 'active'")
+    assert held == {"barcode": WEAK_ITEM_KEY}

@@ -323,10 +323,14 @@ class UpstreamChanges(EmbeddedChanges):
         return super().find_patron(identifier, ("barcode",))
 
     def record_by_identifier(self, kind: str, value: str) -> int | None:
-        """The mirror's record; a Sierra bib number in any written form finds it."""
-        if kind == "local":
-            value = self._up.profile.broker_id("b", value) or value
-        return super().record_by_identifier(kind, value)
+        """The mirror's record; a Sierra bib number in any written form finds it, whichever
+        form the catalogue keeps it under."""
+        forms = self._up.profile.record_forms(value) if kind == "local" else [value]
+        for form in forms:
+            found = super().record_by_identifier(kind, form)
+            if found is not None:
+                return found
+        return None
 
     def item_by_barcode(self, barcode: str) -> Item | None:
         """The mirrored item, or the LMS's own item (LookupItem, or taken on trust where the
@@ -566,11 +570,24 @@ class UpstreamNcipCirculation:
 
     def record_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[int | None, list[Item]]]]:
-        """The mirror's records (the LMS's catalogue is the catalogue backend's)."""
+        """The mirror's records (the LMS's catalogue is the catalogue backend's); a Sierra
+        bib number in any written form finds its record, whichever form the catalogue keeps."""
         profile = self.upstream.profile
-        return self.mirror.record_items([
-            (code, (profile.broker_id("b", value) or value) if code == "local" else value)
-            for code, value in identifiers])
+        forms = [profile.record_forms(value) if code == "local" else [value]
+                 for code, value in identifiers]
+        if all(len(f) == 1 for f in forms):
+            return self.mirror.record_items(identifiers)
+        flat = [(code, form) for (code, _), fs in zip(identifiers, forms) for form in fs]
+
+        def first_found(found: list[tuple[int | None, list[Item]]]) -> list[
+                tuple[int | None, list[Item]]]:
+            out, at = [], 0
+            for fs in forms:
+                tried = found[at:at + len(fs)]
+                at += len(fs)
+                out.append(next((t for t in tried if t[0] is not None), tried[-1]))
+            return out
+        return self.mirror.record_items(flat).addCallback(first_found)
 
     def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """One writer job: LMS calls through the outbox, then the mirror and the books."""

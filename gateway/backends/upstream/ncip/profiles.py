@@ -111,6 +111,20 @@ class Profile:
         return UpstreamUnavailable(
             f"{self.name}: {service} Problem not understood: {'; '.join(reply.texts)[:200]}")
 
+    def record_forms(self, value: str) -> list[str]:
+        """The forms a record id may be kept under in the catalogue, likeliest first: for
+        Sierra a bib number's display form, weak key and bare digits, then as written."""
+        if self.shape.record_ids != "sierra":
+            return [value]
+        try:
+            found = sierra_ids.parse_bare(value, "b")
+        except sierra_ids.BadCheckDigit:
+            return [value]
+        if found is None:
+            return [value]
+        forms = [found.full, found.key, found.digits, value]
+        return [f for i, f in enumerate(forms) if f not in forms[:i]]
+
     def _value_back(self, error: type[domain.CirculationError],
                     reply: UpstreamReply) -> str | None:
         """The Problem's value in the broker's terms (an LMS record key mapped back)."""
