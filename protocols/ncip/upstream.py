@@ -21,6 +21,7 @@ from .codes import NCIP2_NS
 from .dates import format_ncip_datetime, parse_ncip_date
 from .problems import NCIPSyntaxError
 from .safexml import parse_xml
+from .sierra_ids import BadCheckDigit
 from .sierra_ids import to_lms as sierra_to_lms
 
 NCIP1_VERSION_URI = "http://www.niso.org/ncip/v1_0/imp1/dtd/ncip_v1_0.dtd"
@@ -86,8 +87,14 @@ class _Writer:
         self.ns = NCIP2_NS if shape.style != "none" and not shape.ncip1 else None
 
     def lms_id(self, value: str, kind: str) -> str:
-        """An id as the LMS wants it (Sierra: record numbers without dot or check digit)."""
-        return sierra_to_lms(value, kind) if self.shape.record_ids == "sierra" else value
+        """An id as the LMS wants it (Sierra: record numbers without dot or check digit; one
+        with a wrong check digit goes as written, for the LMS to call unknown)."""
+        if self.shape.record_ids != "sierra":
+            return value
+        try:
+            return sierra_to_lms(value, kind)
+        except BadCheckDigit:
+            return value
 
     def tag(self, name: str) -> str:
         return f"{{{self.ns}}}{name}" if self.ns else name

@@ -67,6 +67,9 @@ def test_shape_is_ncip2_with_the_ns1_prefix_and_record_keys() -> None:
                                 item_id="31234000999999"))
     assert _value(root, "UserIdentifierValue") == ["21234000123456"]
     assert _value(root, "ItemIdentifierValue") == ["31234000999999"]
+    # a wrong check digit goes as written (the LMS says Unknown Item), never an exception
+    root = _xml(UpstreamRequest("CheckInItem", "OURLIB", "SIERRA", item_id=".i10243642"))
+    assert _value(root, "ItemIdentifierValue") == [".i10243642"]
 
 
 def test_title_hold_names_the_bib_by_its_digits() -> None:
