@@ -214,8 +214,12 @@ def test_illiad_lending(gateway: Daemon, lms: Lms) -> None:
 # -- INN-Reach lending (NCIP 1) -------------------------------------------------------------------
 
 def _innreach_check_in(barcode: str) -> bytes:
-    """The owning site's check-in of its returned item (NCIP 1, INN-Reach DCB box)."""
-    return wf.ncip1("CheckInItem", wf._v1_item(barcode, wf.AGENCY))
+    """The owning site's check-in of its returned item, in the INN-Reach DCB box's shape
+    (``ncip/samples/innreach-dcb-ncip1-cmu-alma-relay/CheckInItem.xml``: MandatedAction,
+    UniqueItemId)."""
+    return wf.ncip1("CheckInItem", "<MandatedAction><DateEventOccurred datatype=\"dateTime\">"
+                    "2026-07-02T10:00:00Z</DateEventOccurred></MandatedAction>"
+                    + wf._v1_item(barcode, wf.AGENCY))
 
 
 def test_innreach_lending(gateway: Daemon, lms: Lms) -> None:
