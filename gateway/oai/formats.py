@@ -15,7 +15,7 @@ import pymarc
 from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord
-from gateway.z3950.retrieval import Presentation, bibliographic, with_holdings
+from gateway.z3950.retrieval import Presentation, bibliographic, bibliographic_marcxml, marcxml
 from protocols.oai import MetadataFormat
 
 __all__ = ["FORMATS", "RENDERERS", "render"]
@@ -37,20 +37,15 @@ _TYPES = {"a": "Text", "t": "Text", "c": "Text", "d": "Text", "e": "Image", "f":
           "o": "Collection", "p": "Collection", "r": "PhysicalObject"}
 
 
-def _marcxml(marc: pymarc.Record) -> etree._Element:
-    element = etree.fromstring(pymarc.record_to_xml(marc, namespace=True))
-    element.set(f"{{{XSI_NS}}}schemaLocation", f"{MARC_NS} {MARC_SCHEMA}")
-    return element
+def marc21(record: CatalogueRecord, view: Presentation) -> bytes:
+    """The bibliographic record as MARCXML (written as text, see
+    :func:`gateway.z3950.retrieval.bibliographic_marcxml`)."""
+    return bibliographic_marcxml(record, "F")
 
 
-def marc21(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """The bibliographic record as MARCXML."""
-    return _marcxml(bibliographic(record, "F"))
-
-
-def marc21_holdings(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """MARCXML with live holdings and availability (852 per item)."""
-    return _marcxml(with_holdings(record, "F", view))
+def marc21_holdings(record: CatalogueRecord, view: Presentation) -> bytes:
+    """MARCXML with live holdings and availability (852 per item), as Z39.50 and SRU send it."""
+    return marcxml(record, "F", view)
 
 
 def _subfields(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[str]:
@@ -93,11 +88,11 @@ def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
     return root
 
 
-RENDERERS: dict[str, Callable[[CatalogueRecord, Presentation], etree._Element]] = {
+RENDERERS: dict[str, Callable[[CatalogueRecord, Presentation], bytes | etree._Element]] = {
     "oai_dc": oai_dc, "marc21": marc21, "marc21_holdings": marc21_holdings,
 }
 
 
-def render(prefix: str, record: CatalogueRecord, view: Presentation) -> etree._Element:
+def render(prefix: str, record: CatalogueRecord, view: Presentation) -> bytes | etree._Element:
     """The record in the format named by ``prefix`` (one of FORMATS)."""
     return RENDERERS[prefix](record, view)

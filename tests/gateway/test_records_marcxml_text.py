@@ -1,0 +1,115 @@
+"""MARCXML written as text in one pass (``retrieval.marcxml``, ``bibliographic_marcxml``).
+
+Whatever the stored bytes and the items, the answer must be exactly what pymarc's element
+serialised by lxml gives (the way it was written before), or the same error: demo records in
+every holdings layout, and hand-made records with text to escape, empty subfields and control
+fields, non-numeric tags, fields out of tag order, and characters XML cannot carry.
+"""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from gateway.backends.embedded.demo import demo_records
+from gateway.domain.holdings import CatalogueRecord, ItemState
+from gateway.z3950 import retrieval as render
+from protocols.xmltext import WellFormed
+from tests.marc_fixtures import datafield, iso2709
+
+ITEMS = (
+    ItemState("B1", "Main", "Stacks", "QA 1 .A1", "1", "available", "normal"),
+    ItemState("B2", "Branch & <Annex>", 'Folio "big"', "QA 2", "2", "on_loan", "short",
+              due_at="2027-01-02T10:00:00"),
+    ItemState("B3", "", "", "", "", "on_hold_shelf", "normal", active_holds=1),
+)
+
+
+def _pymarc_way(record: CatalogueRecord, element_set: str,
+                view: render.Presentation | None) -> bytes:
+    marc = (render.bibliographic(record, element_set) if view is None
+            else render.with_holdings(record, element_set, view))
+    return etree.tostring(render._marcxml_element(marc), encoding="utf-8")
+
+
+def _same(record: CatalogueRecord, *, text_way: bool) -> None:
+    for element_set in ("F", "B"):
+        for layout in render.HOLDINGS_LAYOUTS:
+            view = render.Presentation(agency_id="AG&1", holdings_tag=layout)
+            out = render.marcxml(record, element_set, view)
+            assert out == _pymarc_way(record, element_set, view)
+            assert isinstance(out, WellFormed) is text_way
+        bib = render.bibliographic_marcxml(record, element_set)
+        assert bib == _pymarc_way(record, element_set, None)
+        assert isinstance(bib, WellFormed) is text_way
+        etree.fromstring(bib)
+
+
+def test_demo_records_with_items_byte_for_byte() -> None:
+    """The demo's records (what imports store) take the text way and give the same bytes."""
+    for number, marc in enumerate(demo_records(40), 1):
+        _same(CatalogueRecord(number, f"L{number}", marc.as_marc(), ITEMS[:number % 4]),
+              text_way=True)
+
+
+TRICKY = [
+    ("001", b"L1"), ("003", b""), ("008", b"200101s2020    xx            000 0 eng d"),
+    ("245", datafield("10", "a", "Tom & Jerry <vol. 1> \"quoted\" 'single' > x", "c", "")),
+    ("246", datafield('"&', "a", "quote and ampersand indicators")),
+    ("500", datafield("  ", '"', "quote code", "&", "amp code", "<", "lt code")),
+    ("500", b"  "),
+    ("650", datafield(" 0", "a", "tab\there and new\nline")),
+    ("100", datafield("1 ", "a", "Author out of order")),
+    ("CAT", datafield("  ", "a", "non-numeric tag")),
+    ("900", datafield("  ", "a", "after the non-numeric tag")),
+    ("852", datafield("  ", "p", "stored holdings, dropped")),
+]
+
+
+def test_text_to_escape_and_odd_fields_byte_for_byte() -> None:
+    """Escaping in text and attributes, empty values, no subfields, holdings placed where
+    pymarc's ordered insert puts them (before a non-numeric tag): still the same bytes."""
+    record = CatalogueRecord(1, "L1", iso2709(TRICKY), ITEMS)
+    assert render._stored_fields(record.marc) is not None
+    _same(record, text_way=True)
+
+
+@pytest.mark.parametrize("fields", [
+    [("001", b"L1"), ("245", datafield("10", "a", "carriage\rreturn"))],
+    [("001", b"L1"), ("245", datafield("10", "a", "control \x01 character"))],
+    [("001", b"L1"), ("245", datafield("10", "a", "not a character \uffff"))],
+    [("001", b"L\x1fsubfield mark in a control field"), ("245", datafield("10", "a", "T"))],
+    [("001", b"L1"), ("245", b"10\x1f\x1faempty subfield code")],
+], ids=["carriage-return", "control-char", "noncharacter", "mark-in-control", "empty-code"])
+def test_records_the_text_way_cannot_write_take_pymarc_way(
+        fields: list[tuple[str, bytes]]) -> None:
+    """What pymarc and lxml rewrite or refuse goes their way: the same bytes or the same error."""
+    record = CatalogueRecord(1, "L1", iso2709(fields), ITEMS[:1])
+    view = render.Presentation()
+    try:
+        expected: bytes | type[Exception] = _pymarc_way(record, "F", view)
+    except (ValueError, etree.XMLSyntaxError) as error:
+        expected = type(error)
+    if isinstance(expected, bytes):
+        out = render.marcxml(record, "F", view)
+        assert out == expected and not isinstance(out, WellFormed)
+    else:
+        with pytest.raises(expected):
+            render.marcxml(record, "F", view)
+
+
+def test_item_text_xml_cannot_carry_takes_pymarc_way() -> None:
+    """An item value with a control character: not written as text (lxml refuses it)."""
+    item = ItemState("B\x02", "Main", "", "", "", "available", "normal")
+    record = CatalogueRecord(1, "L1", next(iter(demo_records(1))).as_marc(), (item,))
+    with pytest.raises((ValueError, etree.XMLSyntaxError)):
+        _pymarc_way(record, "F", render.Presentation())
+    with pytest.raises((ValueError, etree.XMLSyntaxError)):
+        render.marcxml(record, "F", render.Presentation())
+
+
+def test_unreadable_record_fails_as_through_pymarc() -> None:
+    """Bad UTF-8: ValueError either way."""
+    record = CatalogueRecord(1, "L1", iso2709([("001", b"L1"), ("245", b"10\x1fa\xff\xfe")]))
+    with pytest.raises(ValueError):
+        render.marcxml(record, "F", render.Presentation())
