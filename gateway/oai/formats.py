@@ -15,6 +15,7 @@ import pymarc
 from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord
+from gateway.z3950.plain_marc import PlainRecord, plain_bibliographic
 from gateway.z3950.retrieval import Presentation, bibliographic, bibliographic_marcxml, marcxml
 from protocols.oai import MetadataFormat
 
@@ -48,7 +49,7 @@ def marc21_holdings(record: CatalogueRecord, view: Presentation) -> bytes:
     return marcxml(record, "F", view)
 
 
-def _subfields(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[str]:
+def _subfields(marc: pymarc.Record | PlainRecord, tags: tuple[str, ...], codes: str) -> list[str]:
     values = []
     for field in marc.get_fields(*tags):
         text = " ".join(s.value for s in field.subfields if s.code in codes).strip()
@@ -59,8 +60,9 @@ def _subfields(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[s
 
 
 def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """Unqualified Dublin Core from the MARC record."""
-    marc = bibliographic(record, "F")
+    """Unqualified Dublin Core from the MARC record (read without pymarc where the stored
+    record allows, see :mod:`gateway.z3950.plain_marc`)."""
+    marc = plain_bibliographic(record, "F") or bibliographic(record, "F")
     root = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS,
                                                         "xsi": XSI_NS})
     root.set(f"{{{XSI_NS}}}schemaLocation",

@@ -17,7 +17,9 @@ from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord
 from gateway.z3950 import retrieval as render
+from gateway.z3950.plain_marc import PlainRecord, plain_bibliographic
 from protocols.sru.explain import RecordSchema
+from protocols.xmltext import WellFormed
 
 SRW_DC_NS = "info:srw/schema/1/dc-schema"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -37,8 +39,10 @@ def _strip(text: str) -> str:
 
 
 def dublin_core(record: CatalogueRecord, view: render.Presentation) -> bytes:
-    """``<srw_dc:dc>`` with title, creators, subjects, publisher, date, identifiers, language."""
-    marc = render.bibliographic(record, "F")
+    """``<srw_dc:dc>`` with title, creators, subjects, publisher, date, identifiers, language
+    (read without pymarc where the stored record allows, see :mod:`gateway.z3950.plain_marc`;
+    serialised by lxml, so embedded as it is)."""
+    marc = plain_bibliographic(record, "F") or render.bibliographic(record, "F")
     root = etree.Element(f"{{{SRW_DC_NS}}}dc", nsmap={"srw_dc": SRW_DC_NS, "dc": DC_NS})
 
     def add(name: str, text: str | None) -> None:
@@ -68,10 +72,10 @@ def dublin_core(record: CatalogueRecord, view: render.Presentation) -> bytes:
     language = _language(marc)
     add("language", language)
     add("type", "Text")
-    return etree.tostring(root, encoding="utf-8")
+    return WellFormed(etree.tostring(root, encoding="utf-8"))
 
 
-def _language(marc: pymarc.Record) -> str | None:
+def _language(marc: pymarc.Record | PlainRecord) -> str | None:
     fixed = marc.get_fields("008")
     if fixed and fixed[0].data and len(fixed[0].data) >= 38:
         code = fixed[0].data[35:38].strip()

@@ -523,10 +523,11 @@ def _holding_in(holding: Holding, codec: str) -> Holding:
 
 
 def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare."""
+    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare
+    (serialised by lxml: :class:`~protocols.xmltext.WellFormed`)."""
     root = etree.Element("opacRecord")
     bib = etree.SubElement(root, "bibliographicRecord")
-    bib.append(_marcxml_element(bibliographic(record, "F")))
+    bib.append(etree.fromstring(bibliographic_marcxml(record, "F")))
     holdings = etree.SubElement(root, "holdings")
     for item in record.items:
         h = opac_holding(item, view.agency_id)
@@ -549,7 +550,7 @@ def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> b
             etree.SubElement(circ, "onHold", value="1" if c.on_hold else "0")
             if c.temporary_location is not None:
                 etree.SubElement(circ, "temporaryLocation").text = c.temporary_location
-    return etree.tostring(root, encoding="utf-8")
+    return WellFormed(etree.tostring(root, encoding="utf-8"))
 
 
 # -- SUTRS ---------------------------------------------------------------------------------------

@@ -113,3 +113,38 @@ def test_unreadable_record_fails_as_through_pymarc() -> None:
     record = CatalogueRecord(1, "L1", iso2709([("001", b"L1"), ("245", b"10\x1fa\xff\xfe")]))
     with pytest.raises(ValueError):
         render.marcxml(record, "F", render.Presentation())
+
+
+def _pymarc_bibliographic_marcxml(record: CatalogueRecord, element_set: str = "F") -> bytes:
+    return _pymarc_way(record, element_set, None)
+
+
+def _crosswalk_records() -> list[CatalogueRecord]:
+    records = [CatalogueRecord(n, f"L{n}", marc.as_marc(), ITEMS[:n % 4])
+               for n, marc in enumerate(demo_records(30), 1)]
+    return records + [CatalogueRecord(99, "L99", iso2709(TRICKY), ITEMS)]
+
+
+def test_dublin_core_and_opac_without_pymarc_are_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SRU srw_dc, OAI-PMH oai_dc and the OPAC XML record read the stored bytes without
+    pymarc; forcing pymarc's way gives the very same documents."""
+    from gateway.oai import formats
+    from gateway.sru import records as sru_records
+    from gateway.z3950 import plain_marc
+
+    view = render.Presentation()
+    records = _crosswalk_records()
+    assert all(plain_marc.plain_bibliographic(r) is not None for r in records)
+    fast = [(sru_records.dublin_core(r, view),
+             etree.tostring(formats.oai_dc(r, view)), render.opac_xml(r, "F", view))
+            for r in records]
+    monkeypatch.setattr(sru_records, "plain_bibliographic", lambda record, es: None)
+    monkeypatch.setattr(formats, "plain_bibliographic", lambda record, es: None)
+    monkeypatch.setattr(render, "bibliographic_marcxml", _pymarc_bibliographic_marcxml)
+    slow = [(sru_records.dublin_core(r, view),
+             etree.tostring(formats.oai_dc(r, view)), render.opac_xml(r, "F", view))
+            for r in records]
+    assert fast == slow
+    assert all(isinstance(doc, WellFormed) for docs in fast for doc in (docs[0], docs[2]))
+    assert b"Tom &amp; Jerry" in fast[-1][0] and b"Tom &amp; Jerry" in fast[-1][1]
