@@ -523,8 +523,67 @@ def _holding_in(holding: Holding, codec: str) -> Holding:
 
 
 def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare
-    (serialised by lxml: :class:`~protocols.xmltext.WellFormed`)."""
+    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare.
+
+    Written as text in one pass (a :class:`~protocols.xmltext.WellFormed`), byte for byte what
+    lxml writes; a record or an item value the text way cannot write is built with lxml."""
+    bib = bibliographic_marcxml(record, "F")
+    if isinstance(bib, WellFormed):
+        holdings = []
+        for item in record.items:
+            text = _opac_holding_text(opac_holding(item, view.agency_id))
+            if text is None:
+                return _opac_xml_tree(record, view)
+            holdings.append(text)
+        tail = ("<holdings>" + "".join(holdings) + "</holdings>" if holdings
+                else "<holdings/>")
+        return WellFormed(b"".join((b"<opacRecord><bibliographicRecord>", bib,
+                                    b"</bibliographicRecord>", tail.encode("utf-8"),
+                                    b"</opacRecord>")))
+    return _opac_xml_tree(record, view)
+
+
+def _opac_element(name: str, value: str) -> str:
+    return f"<{name}>{xmltext.text(value)}</{name}>" if value else f"<{name}></{name}>"
+
+
+def _opac_holding_text(h: Holding) -> str | None:
+    """One ``<holding>`` as text; None when a value holds a character XML cannot carry."""
+    values = [h.nuc_code, h.local_location, h.shelving_location, h.call_number, h.copy_number,
+              h.public_note]
+    for c in h.circulation:
+        values += [c.availability_date, c.available_thru, c.item_id, c.temporary_location]
+    if any(isinstance(v, str) and xmltext.NOT_XML_CHAR.search(v) for v in values) or \
+            any(v is not None and not isinstance(v, str) for v in values):
+        return None
+    out = ["<holding>"]
+    for name, value in (("nucCode", h.nuc_code), ("localLocation", h.local_location),
+                        ("shelvingLocation", h.shelving_location),
+                        ("callNumber", h.call_number), ("copyNumber", h.copy_number),
+                        ("publicNote", h.public_note)):
+        if value is not None:
+            out.append(_opac_element(name, value))
+    if not h.circulation:
+        out.append("<circulations/></holding>")
+        return "".join(out)
+    out.append("<circulations>")
+    for c in h.circulation:
+        out.append(f'<circulation><availableNow value="{"1" if c.available_now else "0"}"/>')
+        for name, text in (("availabilityDate", c.availability_date),
+                           ("availableThru", c.available_thru), ("itemId", c.item_id)):
+            if text is not None:
+                out.append(_opac_element(name, text))
+        out.append(f'<renewable value="{"1" if c.renewable else "0"}"/>'
+                   f'<onHold value="{"1" if c.on_hold else "0"}"/>')
+        if c.temporary_location is not None:
+            out.append(_opac_element("temporaryLocation", c.temporary_location))
+        out.append("</circulation>")
+    out.append("</circulations></holding>")
+    return "".join(out)
+
+
+def _opac_xml_tree(record: CatalogueRecord, view: Presentation) -> bytes:
+    """:func:`opac_xml` built with lxml (records the text way cannot write)."""
     root = etree.Element("opacRecord")
     bib = etree.SubElement(root, "bibliographicRecord")
     bib.append(etree.fromstring(bibliographic_marcxml(record, "F")))

@@ -148,3 +148,20 @@ def test_dublin_core_and_opac_without_pymarc_are_the_same_bytes(
     assert fast == slow
     assert all(isinstance(doc, WellFormed) for docs in fast for doc in (docs[0], docs[2]))
     assert b"Tom &amp; Jerry" in fast[-1][0] and b"Tom &amp; Jerry" in fast[-1][1]
+
+
+def test_opac_xml_text_is_lxml_tree_byte_for_byte() -> None:
+    """The OPAC XML record written as text equals the lxml-built one: demo records, the tricky
+    record, no items, items whose values need escaping; a value lxml refuses still fails."""
+    view = render.Presentation(agency_id="A&B")
+    records = _crosswalk_records() + [CatalogueRecord(7, "L7", iso2709(TRICKY))]
+    for record in records:
+        out = render.opac_xml(record, "F", view)
+        assert isinstance(out, WellFormed)
+        assert out == render._opac_xml_tree(record, view)
+    bad = CatalogueRecord(8, "L8", iso2709(TRICKY), (
+        ItemState("B\x02", "Main", "", "", "", "available", "normal"),))
+    with pytest.raises(ValueError):
+        render._opac_xml_tree(bad, view)
+    with pytest.raises(ValueError):
+        render.opac_xml(bad, "F", view)
