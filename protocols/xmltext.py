@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["NOT_XML_CHAR", "WellFormed", "attribute", "text"]
+__all__ = ["NOT_XML_CHAR", "WellFormed", "attribute", "text", "with_children"]
 
 NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """A character XML 1.0 cannot carry."""
@@ -46,3 +46,18 @@ def attribute(value: str) -> str:
     if "\t" in value or "\n" in value:
         value = value.replace("\t", "&#9;").replace("\n", "&#10;")
     return value
+
+
+def with_children(head: str, tail: str, children: list[tuple[str, str]]) -> WellFormed | None:
+    """``head`` (an open tag declaring every prefix used), one ``<name>text</name>`` per child
+    and ``tail``: what lxml writes for that tree; None when there is no child or a text holds a
+    character XML cannot carry (build those with lxml, which refuses them)."""
+    if not children:
+        return None
+    parts = [head]
+    for name, value in children:
+        if NOT_XML_CHAR.search(value):
+            return None
+        parts.append(f"<{name}>{text(value)}</{name}>")
+    parts.append(tail)
+    return WellFormed("".join(parts).encode("utf-8"))

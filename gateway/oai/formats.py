@@ -17,6 +17,7 @@ from lxml import etree
 from gateway.domain.holdings import CatalogueRecord
 from gateway.z3950.plain_marc import PlainRecord, plain_bibliographic
 from gateway.z3950.retrieval import Presentation, bibliographic, bibliographic_marcxml, marcxml
+from protocols import xmltext
 from protocols.oai import MetadataFormat
 
 __all__ = ["FORMATS", "RENDERERS", "render"]
@@ -59,14 +60,11 @@ def _subfields(marc: pymarc.Record | PlainRecord, tags: tuple[str, ...], codes: 
     return values
 
 
-def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """Unqualified Dublin Core from the MARC record (read without pymarc where the stored
-    record allows, see :mod:`gateway.z3950.plain_marc`)."""
+def oai_dc(record: CatalogueRecord, view: Presentation) -> bytes | etree._Element:
+    """Unqualified Dublin Core from the MARC record: read without pymarc where the stored
+    record allows (:mod:`gateway.z3950.plain_marc`), written as text byte for byte what lxml
+    writes (lxml builds what text cannot carry, and refuses it)."""
     marc = plain_bibliographic(record, "F") or bibliographic(record, "F")
-    root = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS,
-                                                        "xsi": XSI_NS})
-    root.set(f"{{{XSI_NS}}}schemaLocation",
-             f"{OAI_DC_NS} http://www.openarchives.org/OAI/2.0/oai_dc.xsd")
     leader = str(marc.leader)
     control = {f.tag: f.data or "" for f in marc.fields if f.is_control_field()}
     fields = [
@@ -84,10 +82,24 @@ def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
          + [record.local_id]),
         ("language", [control["008"][35:38]] if len(control.get("008", "")) >= 38 else []),
     ]
-    for name, values in fields:
-        for value in dict.fromkeys(values):
-            etree.SubElement(root, f"{{{DC_NS}}}{name}").text = value
+    children = [(name, value) for name, values in fields for value in dict.fromkeys(values)]
+    text = xmltext.with_children(_OAI_DC_HEAD, "</oai_dc:dc>",
+                                 [(f"dc:{name}", value) for name, value in children])
+    return text if text is not None else _oai_dc_tree(children)
+
+
+def _oai_dc_tree(children: list[tuple[str, str]]) -> etree._Element:
+    root = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS,
+                                                        "xsi": XSI_NS})
+    root.set(f"{{{XSI_NS}}}schemaLocation",
+             f"{OAI_DC_NS} http://www.openarchives.org/OAI/2.0/oai_dc.xsd")
+    for name, value in children:
+        etree.SubElement(root, f"{{{DC_NS}}}{name}").text = value
     return root
+
+
+_OAI_DC_HEAD = etree.tostring(_oai_dc_tree([]), encoding="unicode").removesuffix("/>") + ">"
+"""``<oai_dc:dc xmlns:...>`` as lxml writes it."""
 
 
 RENDERERS: dict[str, Callable[[CatalogueRecord, Presentation], bytes | etree._Element]] = {
