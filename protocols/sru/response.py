@@ -24,6 +24,7 @@ from enum import Enum
 
 from lxml import etree
 
+from .. import xmltext
 from ..xmltext import WellFormed
 from .diagnostics import Diagnostic, SRUError
 from .request import (
@@ -104,8 +105,9 @@ class _Writer:
 
     def __init__(self, version: str, root_ns: str | None = None) -> None:
         self.spliced: list[bytes] = []
-        """WellFormed records, in document order, left out of the tree (their ``recordData``
-        empty) and written into the serialised document by :func:`_document`."""
+        """The content of each record carrying WellFormed XML, in document order: left out of
+        the tree (an empty ``record`` element in its place) and written into the serialised
+        document by :func:`_document`."""
         self.version = version
         self.modern = version.startswith("2.")
         self.ns = root_ns or (SRU2_NS if self.modern else SRU1_NS)
@@ -141,6 +143,18 @@ class _Writer:
 
     def record(self, parent: etree._Element, name: str, schema: str, packing: RecordPacking,
                data: bytes | etree._Element, position: int | None) -> None:
+        if (isinstance(data, WellFormed) and packing is RecordPacking.XML and name == "record"
+                and not _NOT_XML_CHAR.search(schema)):
+            # the whole <zs:record> as text: an empty one in the tree marks its place
+            self.child(parent, name)
+            packing_name = "recordXMLEscaping" if self.modern else "recordPacking"
+            tail = (b"" if position is None
+                    else b"<zs:recordPosition>%d</zs:recordPosition>" % position)
+            self.spliced.append(b"".join((
+                f"<zs:recordSchema>{xmltext.text(schema)}</zs:recordSchema>"
+                f"<zs:{packing_name}>xml</zs:{packing_name}><zs:recordData>".encode(),
+                data, b"</zs:recordData>", tail)))
+            return
         record = self.child(parent, name)
         self.child(record, "recordSchema", schema)
         if self.modern:
@@ -148,11 +162,8 @@ class _Writer:
         else:
             self.child(record, "recordPacking", packing.value)
         record_data = self.child(record, "recordData")
-        if isinstance(data, WellFormed):
-            if packing is RecordPacking.XML:
-                self.spliced.append(data)
-            else:
-                record_data.text = data.decode("utf-8")
+        if isinstance(data, WellFormed) and packing is not RecordPacking.XML:
+            record_data.text = data.decode("utf-8")
         elif packing is RecordPacking.XML:
             element = _element(data)
             record_data.append(element)
@@ -177,26 +188,25 @@ def _clean(text: str) -> str:
     return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
-_EMPTY_RECORD_DATA = b"<zs:recordData/>"
+_EMPTY_RECORD = b"<zs:record/>"
 
 
 def _document(root: etree._Element, stylesheet: str | None,
               spliced: Sequence[bytes] = ()) -> bytes:
     """The declaration, the stylesheet instruction, the tree; the spliced records written into
-    the ``recordData`` elements left empty for them (in order: no other ``recordData`` is
-    empty, a record or a diagnostic is never empty)."""
+    the ``record`` elements left empty for them (in order: no other ``record`` is empty)."""
     head = _DECLARATION
     if stylesheet:
         href = stylesheet.replace("&", "&amp;").replace('"', "&quot;")
         head += f'<?xml-stylesheet type="text/xsl" href="{href}"?>\n'.encode()
     body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
     if spliced:
-        parts = body.split(_EMPTY_RECORD_DATA)
+        parts = body.split(_EMPTY_RECORD)
         if len(parts) != len(spliced) + 1:
-            raise AssertionError("recordData elements and records out of step")
+            raise AssertionError("record elements and spliced records out of step")
         out = [head, parts[0]]
         for data, rest in zip(spliced, parts[1:], strict=True):
-            out += (b"<zs:recordData>", data, b"</zs:recordData>", rest)
+            out += (b"<zs:record>", data, b"</zs:record>", rest)
         return b"".join(out)
     return head + body
 

@@ -27,14 +27,15 @@ def _page(kind: type[bytes]) -> list[ResponseRecord]:
             ResponseRecord("marcxml", 4, diagnostic=SRUError(
                 Diagnostic.RECORD_TEMPORARILY_UNAVAILABLE, "gone")),
             ResponseRecord("dc", 5, kind(dc_record("Rivers &amp; lakes"))),
-            ResponseRecord("marcxml", 6, None)]
+            ResponseRecord("marcxml", 6, None),
+            ResponseRecord("info:x?a=1&b=<2>", 7, kind(MARC))]
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2", "2.0"])
 @pytest.mark.parametrize("packing", ["xml", "string"])
 def test_spliced_document_is_the_parsed_one(version: str, packing: str) -> None:
     escaping = "recordXMLEscaping" if version == "2.0" else "recordPacking"
-    request = search(f"version={version}&query=frog&startRecord=3&maximumRecords=4"
+    request = search(f"version={version}&query=frog&startRecord=3&maximumRecords=5"
                      f"&{escaping}={packing}&stylesheet=/s.xsl&resultSetTTL=30")
     documents = [search_retrieve_response(
         request, number_of_records=9, records=_page(kind), result_set_id="rs",
@@ -44,7 +45,7 @@ def test_spliced_document_is_the_parsed_one(version: str, packing: str) -> None:
 
 
 def test_spliced_sru2_document_is_schema_valid(sru2_schema: object) -> None:
-    request = search("version=2.0&query=frog&maximumRecords=4")
+    request = search("version=2.0&query=frog&maximumRecords=5")
     document = search_retrieve_response(request, number_of_records=4,
                                          records=_page(WellFormed))
     sru2_schema.assertValid(xml(document))  # type: ignore[attr-defined]
