@@ -40,6 +40,7 @@ carry them all), instead of dropping items silently.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -439,13 +440,21 @@ def _marcxml_text(record: CatalogueRecord, element_set: str,
     fields = _stored_xml_fields(record, element_set)
     if fields is None or not leader.isascii() or _NOT_PLAIN.search(leader.decode("ascii")):
         return None
+    tags = [tag for tag, _ in fields]
+    ordered = all(tag.isdigit() for tag in tags) and tags == sorted(tags)
     for field in added:
         values = [sf.value or "" for sf in field.subfields]
         if any(_NOT_PLAIN.search(v) for v in values):
             return None
-        _insert_ordered(fields, field.tag, _xml_field(
-            field.tag, field.indicator1 + field.indicator2,
-            [(sf.code, sf.value or "") for sf in field.subfields], None))
+        text = _xml_field(field.tag, field.indicator1 + field.indicator2,
+                          [(sf.code, sf.value or "") for sf in field.subfields], None)
+        if ordered and field.tag.isdigit():  # the same place, found by bisection
+            index = bisect.bisect_right(tags, field.tag)
+            tags.insert(index, field.tag)
+            fields.insert(index, (field.tag, text))
+        else:
+            ordered = False
+            _insert_ordered(fields, field.tag, text)
     text = leader[:9].decode("ascii") + "a" + leader[10:].decode("ascii")
     return WellFormed((f"{_MARCXML_OPEN}<leader>{xmltext.text(text)}</leader>"
                        + "".join(t for _, t in fields) + "</record>").encode("utf-8"))
