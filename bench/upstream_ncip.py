@@ -5,7 +5,9 @@ against the upstream directly, in the same run.
 Both daemons run on 127.0.0.1 from a scratch directory (the workflow test seed and
 configuration); the same ReShare-style bodies go to both (AcceptItem with a unique RequestId per
 request, so each one makes a real temporary item upstream). Printed: requests/s, p50/p95/max
-latency for each path, and the ratio through/direct. Every reply is checked for a Problem.
+latency for each path, the ratio through/direct, and the CPU each daemon spent per request on
+the through path (``/proc/PID/stat``: the figure that survives a busy machine). Every reply is
+checked for a Problem.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.compare_trees import cpu
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
 
@@ -94,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             for service, make in bodies.items():
                 for path in paths:  # one warm-up call per path
                     _post(paths[path], make(f"warm-{path}")[0])
-                figures = {path: _run(url, make(path), c) for path, url in paths.items()}
+                figures = {"direct": _run(paths["direct"], make("direct"), c)}
+                before = cpu(gateway.process.pid), cpu(lms.process.pid)
+                figures["through"] = _run(paths["through"], make("through"), c)
+                spent = (cpu(gateway.process.pid) - before[0], cpu(lms.process.pid) - before[1])
                 for path, f in figures.items():
                     print(f"{service:<12} {path:<8} {f['rps']:>8.1f} {f['p50_ms']:>8.1f}"
                           f" {f['p95_ms']:>8.1f} {f['max_ms']:>8.1f}")
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra = figures["through"]["p50_ms"] - figures["direct"]["p50_ms"]
                 print(f"{service:<12} ratio    through/direct throughput {ratio:.2f}, "
                       f"p50 +{extra:.1f} ms")
+                print(f"{service:<12} cpu      through: gateway {spent[0] / n * 1000:.2f} ms/op,"
+                      f" upstream {spent[1] / n * 1000:.2f} ms/op")
         finally:
             for d in daemons:
                 d.kill()

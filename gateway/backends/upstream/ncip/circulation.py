@@ -39,6 +39,7 @@ from gateway.backends.upstream.ncip.profiles import (
     UpstreamUnavailable,
     UpstreamUnsupported,
 )
+from gateway.backends.upstream.ncip.settlement import Settlement, lock_for
 from gateway.backends.upstream.ncip.unit import (
     Answer,
     ItemLocks,
@@ -202,6 +203,8 @@ class UpstreamChanges(EmbeddedChanges):
         if not unit.claim(lock):
             raise NeedsUpstream(lock=lock)
         if row is not None and row.state == "pending":
+            if not unit.claim(lock_for(row)):       # the start-up settlement has it now
+                raise NeedsUpstream(lock=lock_for(row))
             if service in profile.never_resend and not profile.dedups_request_id:
                 raise UpstreamUnavailable(
                     f"the LMS's answer to {service} {row.upstream_id} was lost (outbox row "
@@ -459,19 +462,21 @@ class UpstreamNcipCirculation:
         self.upstream = upstream
         self.mirror = EmbeddedCirculation(store)  # what resource sharing made, read as is
         self.locks = ItemLocks()
-        unsettled = upstream.outbox.open_rows()
-        for row in unsettled:
-            # Settled when the broker retries (its request carries what our side must
-            # record); until then staff see them here, in /healthz and in /metrics.
-            log.warn("outbox: {service} {id} for {unit} not committed here ({state}): the "
-                     "broker's retry settles it", service=row.service, id=row.upstream_id,
-                     unit=row.unit.split("#")[0], state=row.state)
+        self.settlement = Settlement(store, upstream, self.locks)
+        for row in upstream.outbox.open_rows():
+            log.warn("outbox: {service} {id} for {unit} not committed here ({state}): settled "
+                     "with the LMS now, the broker's retry answered from it",
+                     service=row.service, id=row.upstream_id, unit=row.unit.split("#")[0],
+                     state=row.state)
+        self.settlement.start()
 
     def health(self) -> dict[str, Any]:
         """For ``/healthz``: the LMS's state, latency and errors, and unsettled changes."""
         up = self.upstream
         return {"kind": "ncip", "profile": up.profile.name, **up.client.health.as_dict(),
-                "outbox_open": len(up.outbox.open_rows())}
+                "outbox_open": up.outbox.count("pending"),
+                "outbox_answered": up.outbox.count("answered"),
+                "settlement": self.settlement.state.as_dict()}
 
     # reads on the reactor thread: the LMS directly
 

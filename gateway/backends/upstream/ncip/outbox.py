@@ -133,6 +133,14 @@ class Outbox:
                 " ORDER BY id").fetchall()
         return [OutboxRow(*row) for row in rows]
 
+    def count(self, state: str) -> int:
+        """How many rows are in ``state`` (``pending``: the LMS's outcome unknown, unsettled;
+        ``answered``: known, the broker's retry to commit it)."""
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE state = ?",
+                                     (state,)).fetchone()
+        return int(row[0])
+
     def rows_for(self, unit: str) -> list[OutboxRow]:
         """Every upstream change one broker request caused (the linked upstream leg)."""
         with self._lock:

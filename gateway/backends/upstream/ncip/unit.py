@@ -106,22 +106,30 @@ class Unit:
 class ItemLocks:
     """Which unit is changing which LMS item (or request) now; at most one at a time.
 
-    Claimed without waiting from the writer thread when nobody holds the lock and no unit has
-    finished since the claiming run began (so the run saw every change made under that lock);
+    Claimed without waiting from the writer thread when nobody holds the lock and it was last
+    released before the claiming run began (so the run saw every change made under it);
     otherwise the unit waits on the reactor and runs again once it holds the lock. Released
-    when the unit's commit is done.
+    when the unit's commit is done. ``releases`` counts releases; ``_released_at`` says when
+    each lock was last released (forgotten in bulk past ``KEEP``: then ``_floor`` stands for
+    them all).
     """
+
+    KEEP = 10_000
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._owners: dict[str, Unit] = {}
         self._waiters: dict[str, list[tuple[Unit, Deferred[None]]]] = {}
+        self._released_at: dict[str, int] = {}
+        self._floor = 0
         self.releases = 0
 
     def try_claim(self, lock: str, unit: Unit, seen_releases: int) -> bool:
         """Claim a free lock if the run that asks saw the latest state (see the class)."""
         with self._mutex:
-            if lock in self._owners or self.releases != seen_releases:
+            if lock in self._owners:
+                return False
+            if self._released_at.get(lock, self._floor) > seen_releases:
                 return False
             self._owners[lock] = unit
             return True
@@ -143,7 +151,12 @@ class ItemLocks:
         """On the reactor: the unit is done (committed or failed); its locks pass on."""
         handed: list[Deferred[None]] = []
         with self._mutex:
+            self.releases += 1
+            if len(self._released_at) > self.KEEP:
+                self._released_at.clear()
+                self._floor = self.releases
             for lock in unit.held:
+                self._released_at[lock] = self.releases
                 if self._owners.get(lock) is not unit:
                     continue
                 waiting = self._waiters.get(lock)
@@ -156,8 +169,6 @@ class ItemLocks:
                     handed.append(d)
                 else:
                     del self._owners[lock]
-            if unit.held:
-                self.releases += 1
             unit.held.clear()
         for d in handed:
             d.callback(None)
