@@ -162,7 +162,7 @@ class UpstreamChanges(EmbeddedChanges):
             raise NeedsUpstream(body=body, service=request.service)
         if isinstance(got, BaseException):
             raise got
-        return read_reply(got[0], got[1], self._up.tz)
+        return got
 
     def _change(self, request: UpstreamRequest) -> UpstreamReply:
         """A state-changing call through the outbox (see :mod:`.unit` and :mod:`.outbox`):
@@ -183,7 +183,7 @@ class UpstreamChanges(EmbeddedChanges):
                     f" {service} asked): staff")
             if got.error is not None:
                 raise got.error
-            reply = read_reply(got.status, got.data, up.tz)
+            reply = got.reply or read_reply(got.status, got.data, up.tz)
             self._leg(service, got.upstream_id, got.request, got.data, reply, got.how)
             return self._outcome(service, reply, resent=got.how == "resent")
         row = up.outbox.find(unit.key, seq)
@@ -577,7 +577,8 @@ class UpstreamNcipCirculation:
             return
         if need.how == "read":
             try:
-                unit.reads[need.body] = await up.client.post(need.body)
+                status, data = await up.client.post(need.body)
+                unit.reads[need.body] = read_reply(status, data, up.tz)
             except UpstreamCallFailed as e:
                 unit.reads[need.body] = UpstreamUnavailable(f"{up.profile.name}: {e}")
             return
@@ -597,7 +598,8 @@ class UpstreamNcipCirculation:
             await deferToThread(outbox.abandon, key, seq)  # refused, nothing done: asked afresh
         elif reply.kind != "problem" and not reply.ok:
             await deferToThread(outbox.unknown, key, seq)  # a 500 page: done or not, unknown
-        unit.answers[seq] = Answer(service, need.how, need.upstream_id, need.body, status, data)
+        unit.answers[seq] = Answer(service, need.how, need.upstream_id, need.body, status, data,
+                                   reply=reply)
 
     def inspect(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """Read-only work on the mirror (LookupUser still asks the LMS)."""

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 if TYPE_CHECKING:
     from gateway.domain.model import BriefRecord
     from gateway.storage.audit_log import AuditEntry
+    from protocols.ncip.upstream import UpstreamReply
 
 
 class NeedsUpstream(BaseException):
@@ -56,6 +57,7 @@ class Answer:
     status: int = 0
     data: bytes = b""
     error: BaseException | None = None
+    reply: UpstreamReply | None = None      # ``data`` read (once, on the reactor)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Unit:
     locks: ItemLocks
     key: str = field(default_factory=lambda: f"anonymous:{uuid.uuid4()}")
     answers: dict[int, Answer] = field(default_factory=dict)
-    reads: dict[bytes, tuple[int, bytes] | BaseException] = field(default_factory=dict)
+    reads: dict[bytes, UpstreamReply | BaseException] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     seen_releases: int = 0
     runs: int = 0
