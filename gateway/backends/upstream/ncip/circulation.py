@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -287,6 +287,10 @@ class UpstreamChanges(EmbeddedChanges):
                     kinds: tuple[str, ...] = ("barcode", "username")) -> Patron | None:
         """The LMS's patron (LookupUser), mirrored; the borrowing libraries' institutional
         patrons are ours."""
+        canonical = self._up.profile.broker_id("p", identifier)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        identifier = canonical
         local = super().find_patron(identifier, kinds)
         if local is not None and local.institutional_peer:
             return local
@@ -310,9 +314,23 @@ class UpstreamChanges(EmbeddedChanges):
             expires=reply.valid_to.date().isoformat() if reply.valid_to else None))
         return super().find_patron(identifier, ("barcode",))
 
+    def record_by_identifier(self, kind: str, value: str) -> int | None:
+        """The mirror's record; a Sierra bib number in any written form finds it, whichever
+        form the catalogue keeps it under."""
+        forms = self._up.profile.record_forms(value) if kind == "local" else [value]
+        for form in forms:
+            found = super().record_by_identifier(kind, form)
+            if found is not None:
+                return found
+        return None
+
     def item_by_barcode(self, barcode: str) -> Item | None:
         """The mirrored item, or the LMS's own item (LookupItem, or taken on trust where the
         LMS cannot look items up: its CheckOutItem then says if it is unknown)."""
+        canonical = self._up.profile.broker_id("i", barcode)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        barcode = canonical
         local = super().item_by_barcode(barcode)
         if local is not None or not self._writable:
             return local
@@ -340,6 +358,17 @@ class UpstreamChanges(EmbeddedChanges):
         record_id = super().create_brief_record(local_id, brief)
         self._unit.briefs[record_id] = brief
         return record_id
+
+    def _title_request(self, record_id: int) -> dict[str, str]:
+        """For an LMS that holds titles (Sierra): the record's id and the Title scope, where
+        the record carries one (else the item is requested)."""
+        if not self._up.profile.title_holds:
+            return {}
+        row = self._conn.execute("SELECT local_id FROM records WHERE id = ?",
+                                 (record_id,)).fetchone()
+        if row is None or not row[0] or str(row[0]).startswith("lms-"):
+            return {}
+        return {"bib_id": str(row[0]), "request_scope": "Title"}
 
     def create_temporary_item(self, *, barcode: str, record_id: int, peer: str, location: str,
                               call_number: str = "") -> int:
@@ -373,7 +402,8 @@ class UpstreamChanges(EmbeddedChanges):
         elif item_id is not None and self._up.profile.supports("RequestItem"):
             reply = self._change(self._request(
                 "RequestItem", user_id=self._patron_barcode(patron_id),
-                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None))
+                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None,
+                **self._title_request(record_id)))
             upstream_request = reply.request_id
         hold_id = super().place_hold(patron_id=patron_id, record_id=record_id, item_id=item_id,
                                      pickup_location=pickup_location, now=now,
@@ -519,7 +549,10 @@ class UpstreamNcipCirculation:
                       holds: bool = False) -> Deferred[PatronDetails | None]:
         """LookupUser in the LMS; the patron mirrored, with the loans and holds made through
         Interlend (the LMS's own lists are not read: not every LMS gives them)."""
-        return Deferred.fromCoroutine(self._lookup_patron(identifier))
+        canonical = self.upstream.profile.broker_id("p", identifier)
+        if canonical is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._lookup_patron(canonical))
 
     def authenticate(self, patron: Patron, secret: str) -> Deferred[bool]:
         """PINs stay ours: checked against the gateway's own hash (none: refused)."""
@@ -527,12 +560,29 @@ class UpstreamNcipCirculation:
 
     def item(self, barcode: str) -> Deferred[Item | None]:
         """The mirrored item."""
-        return self.mirror.item(barcode)
+        canonical = self.upstream.profile.broker_id("i", barcode)
+        return self.mirror.item(canonical) if canonical is not None else succeed(None)
 
     def record_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[int | None, list[Item]]]]:
-        """The mirror's records (the LMS's catalogue is the catalogue backend's)."""
-        return self.mirror.record_items(identifiers)
+        """The mirror's records (the LMS's catalogue is the catalogue backend's); a Sierra
+        bib number in any written form finds its record, whichever form the catalogue keeps."""
+        profile = self.upstream.profile
+        forms = [profile.record_forms(value) if code == "local" else [value]
+                 for code, value in identifiers]
+        if all(len(f) == 1 for f in forms):
+            return self.mirror.record_items(identifiers)
+        flat = [(code, form) for (code, _), fs in zip(identifiers, forms) for form in fs]
+
+        def first_found(found: list[tuple[int | None, list[Item]]]) -> list[
+                tuple[int | None, list[Item]]]:
+            out, at = [], 0
+            for fs in forms:
+                tried = found[at:at + len(fs)]
+                at += len(fs)
+                out.append(next((t for t in tried if t[0] is not None), tried[-1]))
+            return out
+        return self.mirror.record_items(flat).addCallback(first_found)
 
     def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """The unit of work, run until it needs nothing more from the LMS (see :mod:`.unit`):
