@@ -429,3 +429,16 @@ def _read_message(root: etree._Element, tz: tzinfo) -> UpstreamReply:
                                  if status_node is not None and len(status_node)
                                  else status_node) or None,
         title=_text(_find(bib, "Title")))
+
+
+def request_item_id(body: bytes) -> str | None:
+    """The item a request we wrote names (its first ``ItemIdentifierValue``, NCIP 1 or 2), read
+    back from the outbox to settle a lost answer; None if it names none."""
+    root, _ = _parse(body)
+    if root is None:
+        return None
+    found = _descendants(root, "ItemIdentifierValue")
+    if not found:
+        found = [v for u in _descendants(root, "UniqueItemIdentifier")
+                 for v in _descendants(u, "Value")]
+    return _text(found[0]) or None if found else None

@@ -298,3 +298,14 @@ def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lm
         return
     for launch in wf.launched_daemons(tmp_path_factory):
         yield InterlendLms(launch("lms"))
+
+
+KILLPOINT = Path(__file__).resolve().parent / "killpoint"
+
+
+def kill_after(service: str) -> dict[str, str]:
+    """The environment of a daemon that kills itself (SIGKILL) once the LMS's answer to
+    ``service`` is in the outbox, before its own commit: the test-only plugin in
+    ``killpoint/sitecustomize.py``, put on the daemon's ``PYTHONPATH``."""
+    path = os.pathsep.join(p for p in (str(KILLPOINT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "INTERLEND_TEST_KILL_AFTER_UPSTREAM": service}
