@@ -154,6 +154,11 @@ def _upstream(section: dict[str, Any] | None) -> list[str]:
     if rows:
         out += _table(["path", "clients", "direct /s", "through /s", "ratio",
                        "p50 ms direct / through"], rows)
+    cpu = [f"{service} gateway {f['gateway_cpu_ms']:.2f} ms, upstream "
+           f"{f['upstream_cpu_ms']:.2f} ms" for service, f in (section.get("ncip") or {}).items()
+           if "gateway_cpu_ms" in f]
+    if cpu:
+        out += ["CPU per NCIP request on the through path (/proc): " + "; ".join(cpu) + ".", ""]
     for name, error in (section.get("errors") or {}).items():
         out.append(f"* {name}: {error}")
     if section.get("errors"):
