@@ -52,6 +52,8 @@ from gateway.sru.service import SruService
 from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
+from gateway.workers.pool import WorkerPool
+from gateway.workers.sharing import shared_cap, shared_rate
 from gateway.z3950.catalogue import CatalogueService
 
 log = Logger()
@@ -192,6 +194,8 @@ class Gateway:
         self.state = "new"
         self.last_reload = reloading.ReloadOutcome()
         self.failed_reloads = 0
+        self.workers: WorkerPool | None = None
+        self.log_options = ("text", "info")  # the workers log as the primary does
 
     # -- start ------------------------------------------------------------------------------
 
@@ -243,6 +247,7 @@ class Gateway:
         if self.config.sru.listen:
             self._make_sru_factory()
             wanted += [("sru", e) for e in self.config.sru.listen]
+        self._apply_limits()  # the caps shared out between serving processes
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -254,6 +259,7 @@ class Gateway:
             raise StartupFailed(f"{len(failed)} of {len(self.listeners)} listener(s) could not "
                                 f"be opened; nothing is served")
         self.state = "running"
+        self._start_workers()
         for listener in self.listeners:
             log.info("{protocol} listening on {address} ({endpoint})", **listener.describe())
         for line in self.where_to_go():
@@ -271,6 +277,21 @@ class Gateway:
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
             lambda f: log.failure("audit retention timer stopped", f))
+
+    def _start_workers(self) -> None:
+        """With ``[gateway] workers`` above 1, start the worker processes on the Z39.50
+        listeners' sockets (the primary serves them too)."""
+        count = self.config.gateway.workers - 1
+        ports = [(listener.protocol, listener.port) for listener in self.listeners
+                 if listener.protocol == "z3950" and listener.port is not None]
+        if count < 1 or not ports:
+            return
+        self.workers = WorkerPool(
+            count, reactor=self.reactor, config=lambda: self.config, ports=ports,
+            record=self.audit.record_many, observe=self.metrics.observe,
+            serving=self.config.gateway.workers, log_options=self.log_options)
+        self.workers.start()
+        log.info("{count} worker process(es) started for Z39.50", count=count)
 
     def _make_sru_factory(self) -> None:
         """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""
@@ -422,7 +443,8 @@ class Gateway:
         old = self.config
         for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
                              ("sru", "listen"), ("sru", "path"),
-                             ("admin", "listen"), ("gateway", "database")):
+                             ("admin", "listen"), ("gateway", "database"),
+                             ("gateway", "workers")):
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
                          section=section, key=key)
@@ -430,7 +452,8 @@ class Gateway:
             log.warn("oai settings changed: they take effect after a restart")
         new = replace(new, oai=old.oai)
         # Keep what cannot change without a restart; take everything else.
-        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
+        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database,
+                                           workers=old.gateway.workers),
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
                       admin=replace(new.admin, listen=old.admin.listen),
@@ -445,6 +468,8 @@ class Gateway:
         changes = reloading.peer_changes(old, new)
         self.config = new
         self._apply_limits()
+        if self.workers is not None:
+            self.workers.reload(new)
         for line in changes:
             log.info("reload: {change}", change=line)
         log.info("configuration reloaded from {path}: {peers} peer(s), {count} change(s)",
@@ -478,11 +503,13 @@ class Gateway:
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
             factory = self.factories.get(name)
+            # Z39.50 is served by every process: each enforces its share of the caps
+            n = self.config.gateway.workers if name == "z3950" else 1
             if factory is not None:
-                factory.max_total = settings.max_connections
-                factory.max_per_host = settings.max_connections_per_peer
-                factory.rate.rate = settings.max_connection_rate_per_peer
-                factory.rate.burst = max(1.0, 2 * settings.max_connection_rate_per_peer)
+                factory.max_total = shared_cap(settings.max_connections, n)
+                factory.max_per_host = shared_cap(settings.max_connections_per_peer, n)
+                factory.rate.rate = shared_rate(settings.max_connection_rate_per_peer, n)
+                factory.rate.burst = max(1.0, 2 * factory.rate.rate)
         if "z3950" in self.factories:
             self.factories["z3950"].refusal_slots = self.config.z3950.refusal_slots
         self.audit.settings = self.config.audit
@@ -513,6 +540,8 @@ class Gateway:
             if timer is not None and timer.running:
                 timer.stop()
         yield self._stop_listening()
+        workers_done = (self.workers.stop(self.config.gateway.shutdown_grace)
+                        if self.workers is not None else succeed(None))
         waits = []
         if self.ncip_resource is not None:
             waits.append(self.ncip_resource.wait_idle())
@@ -535,6 +564,7 @@ class Gateway:
             self._sru_audit.flush()
         if self._probe is not None and self._probe.running:
             self._probe.stop()
+        yield workers_done  # their last audit rows are in the writer's queue now
         yield self.audit.drain()
         yield self.store.stop()
         self.state = "stopped"
@@ -555,12 +585,11 @@ class Gateway:
         resource = self.ncip_resource
         memory = self.catalogue.memory
         return LiveFigures(
-            open_connections={name: factory.open_connections
-                              for name, factory in self.factories.items()},
-            refused_connections={name: factory.refused
-                                 for name, factory in self.factories.items()},
-            z3950_associations=len(self.z3950_factory.associations)
-            if self.z3950_factory is not None else 0,
+            open_connections=self._open_connections(),
+            refused_connections=self._refused_connections(),
+            z3950_associations=(len(self.z3950_factory.associations)
+                                if self.z3950_factory is not None else 0)
+            + (self.workers.figures().associations if self.workers is not None else 0),
             ncip_in_flight=resource.in_flight if resource is not None else 0,
             ncip_rate_limited=resource.rate_limited if resource is not None else 0,
             ncip_bodies_too_large=site.body_too_large if site is not None else 0,
@@ -589,12 +618,25 @@ class Gateway:
             "database": database,
             "listeners": listeners,
             "reload": self.last_reload.describe(),
-            "connections": {name: factory.open_connections
-                            for name, factory in self.factories.items()},
-            "refused_connections": {name: factory.refused
-                                    for name, factory in self.factories.items()},
+            "connections": self._open_connections(),
+            "refused_connections": self._refused_connections(),
+            **({"workers": self.workers.describe()} if self.workers is not None else {}),
             **({"upstream": upstream} if upstream else {}),
         }
+
+    def _open_connections(self) -> dict[str, int]:
+        """Open connections by listener, the workers' included."""
+        found = {name: factory.open_connections for name, factory in self.factories.items()}
+        if self.workers is not None and "z3950" in found:
+            found["z3950"] += self.workers.figures().open
+        return found
+
+    def _refused_connections(self) -> dict[str, int]:
+        """Refused connections by listener, the workers' included."""
+        found = {name: factory.refused for name, factory in self.factories.items()}
+        if self.workers is not None and "z3950" in found:
+            found["z3950"] += self.workers.figures().refused
+        return found
 
     def upstream_health(self) -> dict[str, dict[str, Any]]:
         """The state of the systems behind the backends (``catalogue``, ``circulation``), from

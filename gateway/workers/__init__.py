@@ -1,0 +1,7 @@
+"""Serving from more than one process: the primary's worker pool and the worker process.
+
+The primary (:class:`gateway.daemon.gateway.Gateway`) keeps the database writer, the admin
+listener, systemd, reload and stop; workers (:mod:`gateway.workers.child`) serve the Z39.50
+listeners on the primary's own listening sockets, inherited, and ship their audit rows and
+counters to the primary over a pipe (:mod:`gateway.workers.channel`).
+"""

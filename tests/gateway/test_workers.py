@@ -1,0 +1,222 @@
+"""Serving Z39.50 from more than one process (``[gateway] workers = 2``), with the real daemon.
+
+The primary and one worker process share the Z39.50 listening socket. To know which process
+answered, a test stops the primary (SIGSTOP): the worker alone then takes connections; once
+the primary runs again (SIGCONT) the worker's shipped audit rows and counters reach the writer
+and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigErrors, parse_config
+from gateway.workers.sharing import shared_cap, shared_rate
+from protocols.z3950 import client as origin
+from protocols.z3950 import codec
+from tests.daemon import REPO, Daemon, start_daemon
+from tests.z3950_clients import (
+    YAZ_CLIENT,
+    Bib,
+    Raw,
+    need,
+    seed_catalogue,
+    steps,
+    yaz_client,
+)
+
+pytestmark = pytest.mark.slow
+
+CORPUS = (
+    Bib("wk-001", "Rivers of the north", "Aalto, Aino", "2001", items=("WK-1",)),
+    Bib("wk-002", "The north wind", "Berg, Bo", "1999", items=("WK-2",)),
+)
+DEMO = (REPO / "config" / "interlend.toml").read_text()
+TWO = DEMO.replace("[gateway]\n", "[gateway]\nworkers = 2\n", 1)
+
+
+def start(tmp_path: Path, config: str = TWO) -> Daemon:
+    need(("yaz-client", YAZ_CLIENT))
+    database = tmp_path / "interlend.sqlite3"
+    seed_catalogue(database, CORPUS)
+    daemon = start_daemon(tmp_path, config, database=database)
+    daemon.wait_for(r"worker 1 \(pid \d+\) ready")
+    return daemon
+
+
+@contextmanager
+def primary_paused(daemon: Daemon) -> Iterator[None]:
+    """The primary stopped (SIGSTOP): only the worker takes connections meanwhile."""
+    daemon.signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        daemon.signal(signal.SIGCONT)
+
+
+def search(tmp_path: Path, port: int, **kwargs: object) -> str:
+    """One yaz-client session: find, show; what it printed."""
+    return yaz_client(tmp_path, port, ["find @attr 1=4 north", "show 1"],  # type: ignore[arg-type]
+                      **kwargs)
+
+
+def audit_count(daemon: Daemon, operation: str) -> int:
+    conn = sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM audit WHERE protocol = 'z3950' AND "
+                                "operation = ?", (operation,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wait_until(check: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def reloads(daemon: Daemon) -> int:
+    """How many reloads the worker has logged."""
+    return sum(1 for line in list(daemon.lines)
+               if re.search(r"worker \d+: configuration reloaded", line))
+
+
+def metric(daemon: Daemon, pattern: str) -> float:
+    """The sum of the ``/metrics`` samples whose line matches ``pattern``."""
+    with urllib.request.urlopen(daemon.admin_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if not line.startswith("#") and re.search(pattern, line))
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    running = start(tmp_path_factory.mktemp("workers"))
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+def test_both_processes_answer_and_their_rows_and_counts_reach_the_primary(
+        daemon: Daemon, tmp_path: Path) -> None:
+    """yaz-client search + present answered by the worker (primary paused) and by whichever
+    process takes them (primary running); every search has its audit row in the primary's
+    database and is counted in its ``/metrics``; ``/healthz`` lists the worker."""
+    port = daemon.ports["z3950"]
+    before = audit_count(daemon, "search")
+    with primary_paused(daemon):
+        by_worker = steps(search(tmp_path, port))
+    assert by_worker[1].find(r"Search was a (success)") and by_worker[1].hits == 2
+    assert "north" in by_worker[2].text
+    for _ in range(3):
+        answered = steps(search(tmp_path, port))
+        assert answered[1].hits == 2
+    wait_until(lambda: audit_count(daemon, "search") == before + 4)
+    wait_until(lambda: metric(daemon, r'^interlend_requests_total\{.*protocol="z3950".*'
+                                      r'service="search"') >= before + 4)
+    assert metric(daemon, r'^interlend_requests_total\{.*protocol="z3950".*'
+                          r'service="search"') == before + 4
+    workers = daemon.admin_health()["workers"]
+    assert workers["count"] == 1 and workers["running"][0]["ready"]
+
+
+def test_reload_reaches_the_worker(daemon: Daemon, tmp_path: Path) -> None:
+    """SIGHUP with ``require_auth``: the worker refuses an Init without credentials and takes
+    the peer's, as the primary does."""
+    port = daemon.ports["z3950"]
+    daemon.config_path.write_text(TWO.replace("[z3950]\n", "[z3950]\nrequire_auth = true\n", 1))
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: reloads(daemon) == 1)
+    try:
+        with primary_paused(daemon):
+            refused = steps(search(tmp_path, port))
+            accepted = steps(search(tmp_path, port, auth="reshare/demo-z-pass"))
+        assert refused[0].find(r"Connection (rejected)"), refused[0].lines
+        assert accepted[0].find(r"Connection (accepted)"), accepted[0].lines
+        assert accepted[1].hits == 2
+    finally:
+        daemon.config_path.write_text(TWO)
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: reloads(daemon) == 2)
+
+
+def test_a_killed_worker_is_started_again(daemon: Daemon, tmp_path: Path) -> None:
+    """SIGKILL to the worker: logged, started again (a new pid), serving again."""
+    old = daemon.admin_health()["workers"]["running"][0]["pid"]
+    os.kill(old, signal.SIGKILL)
+    daemon.wait_for(rf"worker 1 \(pid {old}\) ended unexpectedly")
+    line = daemon.wait_for(rf"worker 1 \(pid (?!{old}\b)\d+\) ready")
+    new = int(re.search(r"pid (\d+)", line).group(1))  # type: ignore[union-attr]
+    assert new != old
+    with primary_paused(daemon):
+        answered = steps(search(tmp_path, daemon.ports["z3950"]))
+    assert answered[1].hits == 2
+    assert daemon.admin_health()["workers"]["restarts"] == 1
+
+
+def test_stop_drains_the_worker(tmp_path: Path) -> None:
+    """SIGTERM with an association open on the worker: it gets Close(shutdown), its audit rows
+    are written, both processes exit and the primary exits 0."""
+    daemon = start(tmp_path)
+    try:
+        port = daemon.ports["z3950"]
+        before = audit_count(daemon, "search")
+        with primary_paused(daemon):
+            client = Raw(port)
+            init = client.ask(origin.init_request())
+            assert init is not None and codec.pdu_arm(init) == "initResponse"
+            found = client.ask(origin.search_request("@attr 1=4 north"))
+            assert found is not None and int(codec.pdu_body(found)["resultCount"]) == 2
+        worker = daemon.admin_health()["workers"]["running"][0]["pid"]
+        assert daemon.stop() == 0
+        close = client.receive()
+        assert close is not None and codec.pdu_arm(close) == "close"
+        client.close()
+        assert audit_count(daemon, "search") == before + 1
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)
+    finally:
+        daemon.kill()
+
+
+# -- settings (no daemon) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    (0, 'gateway.workers: must be between 1 and 64, or "auto"'),
+    (65, 'gateway.workers: must be between 1 and 64, or "auto"'),
+    ("many", "gateway.workers: must be an integer"),
+])
+def test_workers_setting_is_validated_with_its_path(value: object, error: str) -> None:
+    with pytest.raises(ConfigErrors) as raised:
+        parse_config({"gateway": {"workers": value}})
+    assert any(line.startswith(error) for line in raised.value.errors), raised.value.errors
+
+
+def test_workers_default_and_auto() -> None:
+    assert parse_config({}).gateway.workers == 1
+    assert parse_config({"gateway": {"workers": 3}}).gateway.workers == 3
+    assert parse_config({"gateway": {"workers": "auto"}}).gateway.workers == len(
+        os.sched_getaffinity(0))
+
+
+def test_caps_are_shared_out_never_exceeded() -> None:
+    for cap in (1, 2, 7, 1000):
+        for processes in (1, 2, 3, 8):
+            share = shared_cap(cap, processes)
+            assert share >= 1
+            assert share * processes <= max(cap, processes)
+    assert shared_cap(1000, 1) == 1000 and shared_cap(1000, 2) == 500
+    assert shared_rate(0.0, 2) == 0.0 and shared_rate(10.0, 4) == 2.5
