@@ -132,6 +132,9 @@ class AdminSite(Site):
                   code=request.code)
 
 
+SHARED = ("z3950", "ncip")
+"""The listeners worker processes serve with the primary (``[gateway] workers``)."""
+
 PROBE_INTERVAL = 0.5
 """Seconds between database probes while the last commit failed (see ``_probe_database``)."""
 
@@ -279,19 +282,21 @@ class Gateway:
             lambda f: log.failure("audit retention timer stopped", f))
 
     def _start_workers(self) -> None:
-        """With ``[gateway] workers`` above 1, start the worker processes on the Z39.50
-        listeners' sockets (the primary serves them too)."""
+        """With ``[gateway] workers`` above 1, start the worker processes on the Z39.50 and
+        NCIP listeners' sockets (the primary serves them too)."""
         count = self.config.gateway.workers - 1
         ports = [(listener.protocol, listener.port) for listener in self.listeners
-                 if listener.protocol == "z3950" and listener.port is not None]
+                 if listener.protocol in SHARED and listener.port is not None]
         if count < 1 or not ports:
             return
         self.workers = WorkerPool(
             count, reactor=self.reactor, config=lambda: self.config, ports=ports,
-            record=self.audit.record_many, observe=self.metrics.observe,
-            serving=self.config.gateway.workers, log_options=self.log_options)
+            record=self.audit.record_many, metrics=self.metrics,
+            forward=self.ncip.handle, healthy=lambda: self.health()["status"] == "ok",
+            key=self.audit._key, serving=self.config.gateway.workers,
+            log_options=self.log_options)
         self.workers.start()
-        log.info("{count} worker process(es) started for Z39.50", count=count)
+        log.info("{count} worker process(es) started for Z39.50 and NCIP", count=count)
 
     def _make_sru_factory(self) -> None:
         """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""
@@ -503,8 +508,8 @@ class Gateway:
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
             factory = self.factories.get(name)
-            # Z39.50 is served by every process: each enforces its share of the caps
-            n = self.config.gateway.workers if name == "z3950" else 1
+            # served by every process: each enforces its share of the caps
+            n = self.config.gateway.workers
             if factory is not None:
                 factory.max_total = shared_cap(settings.max_connections, n)
                 factory.max_per_host = shared_cap(settings.max_connections_per_peer, n)
@@ -517,7 +522,8 @@ class Gateway:
         self.lookups.lockout.seconds = self.config.ncip.lockout_seconds
         if self.ncip_resource is not None:
             self.ncip_resource.set_timeout(self.config.ncip.request_timeout)
-            rate = self.config.ncip.max_requests_per_second_per_peer
+            rate = shared_rate(self.config.ncip.max_requests_per_second_per_peer,
+                               self.config.gateway.workers)
             self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
@@ -590,7 +596,8 @@ class Gateway:
             z3950_associations=(len(self.z3950_factory.associations)
                                 if self.z3950_factory is not None else 0)
             + (self.workers.figures().associations if self.workers is not None else 0),
-            ncip_in_flight=resource.in_flight if resource is not None else 0,
+            ncip_in_flight=(resource.in_flight if resource is not None else 0)
+            + (self.workers.figures().ncip_in_flight if self.workers is not None else 0),
             ncip_rate_limited=resource.rate_limited if resource is not None else 0,
             ncip_bodies_too_large=site.body_too_large if site is not None else 0,
             ncip_arrival_timeouts=site.arrival_timeouts if site is not None else 0,
@@ -627,15 +634,21 @@ class Gateway:
     def _open_connections(self) -> dict[str, int]:
         """Open connections by listener, the workers' included."""
         found = {name: factory.open_connections for name, factory in self.factories.items()}
-        if self.workers is not None and "z3950" in found:
-            found["z3950"] += self.workers.figures().open
+        if self.workers is not None:
+            figures = self.workers.figures()
+            for name, count in (("z3950", figures.open), ("ncip", figures.ncip_open)):
+                if name in found:
+                    found[name] += count
         return found
 
     def _refused_connections(self) -> dict[str, int]:
         """Refused connections by listener, the workers' included."""
         found = {name: factory.refused for name, factory in self.factories.items()}
-        if self.workers is not None and "z3950" in found:
-            found["z3950"] += self.workers.figures().refused
+        if self.workers is not None:
+            figures = self.workers.figures()
+            for name, count in (("z3950", figures.refused), ("ncip", figures.ncip_refused)):
+                if name in found:
+                    found[name] += count
         return found
 
     def upstream_health(self) -> dict[str, dict[str, Any]]:

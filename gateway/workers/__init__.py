@@ -2,6 +2,7 @@
 
 The primary (:class:`gateway.daemon.gateway.Gateway`) keeps the database writer, the admin
 listener, systemd, reload and stop; workers (:mod:`gateway.workers.child`) serve the Z39.50
-listeners on the primary's own listening sockets, inherited, and ship their audit rows and
-counters to the primary over a pipe (:mod:`gateway.workers.channel`).
+and NCIP listeners on the primary's own listening sockets, inherited, forward NCIP requests
+that write (:mod:`gateway.workers.ncip`) and ship their audit rows and counters to the primary
+over a pipe (:mod:`gateway.workers.channel`).
 """

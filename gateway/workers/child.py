@@ -1,13 +1,14 @@
 # -*- test-case-name: tests.gateway.test_workers -*-
-"""A worker process: serves the Z39.50 listeners on sockets inherited from the primary.
+"""A worker process: serves Z39.50 and NCIP on listening sockets inherited from the primary.
 
 Started by the primary (:mod:`gateway.workers.pool`) as ``python -m gateway.workers.child``
 with the listening descriptors it shares and the control channel on its stdin/stdout
 (:mod:`gateway.workers.channel`); its log lines go to stderr, the primary's own. It reads the
 database with its own reader connections (WAL: readers never wait for the writer) and writes
 nothing: audit rows and metric observations are shipped to the primary in batches, which
-writes them through its one writer (a Z39.50 audit row is written as soon as the batch
-reaches the writer, as in a single process: it is not on the reply's path).
+writes them through its one writer (a Z39.50 or lookup audit row is written as soon as the
+batch reaches the writer, as in a single process: it is not on the reply's path). NCIP requests
+that change state are forwarded to the primary (:mod:`gateway.workers.ncip`).
 
 It stops, draining its associations (operations in flight answered, then Close), when the
 primary says so, on SIGTERM/SIGINT, or when the channel ends (the primary is gone; the kernel
@@ -27,7 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.task import LoopingCall
@@ -42,6 +43,7 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.storage.store import Store
 from gateway.workers.channel import Channel
 from gateway.workers.sharing import shared_cap, shared_rate
+from gateway.workers.worker_ncip import WorkerNcip
 from gateway.z3950.catalogue import CatalogueService
 
 log = Logger()
@@ -57,7 +59,8 @@ SHIP_ROWS = 256
 FIGURES_INTERVAL = 1.0
 """Seconds between two reports of the worker's open connections to the primary."""
 
-Observation = tuple[str, str, "str | None", str, "float | None"]
+Observation = tuple[str, tuple[Any, ...]]
+"""A metrics call to repeat in the primary: the method's name and its arguments."""
 
 
 class Shipper:
@@ -110,14 +113,36 @@ class ShippedMetrics(Metrics):
     def observe(self, protocol: str, service: str, peer: str | None, outcome: str,
                 seconds: float | None) -> None:
         if self.shipper is not None:
-            self.shipper.observe((protocol, service, peer, outcome, seconds))
+            self.shipper.observe(("observe", (protocol, service, peer, outcome, seconds)))
+
+    def auth_failure(self, claimed_peer: str | None, reason: str) -> None:
+        if self.shipper is not None:
+            self.shipper.observe(("auth_failure", (claimed_peer, reason)))
+
+
+class ShippedAuditLog(AuditLog):
+    """The worker's audit log: rows are built here (bodies redacted, patron ids hashed with
+    the primary's key) and shipped to the primary's writer."""
+
+    shipper: Shipper | None = None
+
+    def record(self, entry: AuditEntry) -> Deferred[None]:
+        if self.shipper is not None:
+            self.shipper.record(entry)
+        return succeed(None)
+
+    def record_many(self, entries: Sequence[AuditEntry]) -> Deferred[None]:
+        for entry in entries:
+            self.record(entry)
+        return succeed(None)
 
 
 class Worker:
     """One worker's running pieces: reader-only store, catalogue, Z39.50 listeners."""
 
     def __init__(self, config: Config, *, reactor: Any, channel: Channel,
-                 listen: Sequence[tuple[str, int, str]], serving: int) -> None:
+                 listen: Sequence[tuple[str, int, str]], serving: int,
+                 key: bytes | None = None) -> None:
         self.config = config
         self.reactor = reactor
         self.channel = channel
@@ -127,11 +152,15 @@ class Worker:
         gateway = config.gateway
         self.store = Store(gateway.database, reactor, busy_timeout=gateway.busy_timeout,
                            catalogue_readers=gateway.catalogue_readers)
-        audit = AuditLog(self.store, config.audit, reactor)
+        audit = self.audit_log = ShippedAuditLog(self.store, config.audit, reactor)
+        if key is not None:
+            audit._key = key
         self.shipper = Shipper(channel, reactor, audit)
-        self.audit = self.shipper
+        audit.shipper = self.shipper
+        self.audit = audit
         self.metrics = ShippedMetrics(self.store, audit, reactor)
         self.metrics.shipper = self.shipper
+        self.primary_ok = True
         context = BackendContext(
             config=lambda: self.config, store=self.store, clock=reactor, audit=audit,
             metrics=self.metrics, stopping=lambda: self.state in ("stopping", "stopped"))
@@ -139,6 +168,9 @@ class Worker:
         self.catalogue = CatalogueService(backend.catalogue(backend_context),
                                           config=lambda: self.config, clock=reactor)
         self.z3950_factory = Z3950Factory(self, audit=self.shipper)
+        self.ncip: WorkerNcip | None = None
+        if any(protocol == "ncip" for protocol, _, _ in self.listen):
+            self.ncip = WorkerNcip(self, context)
         z3950 = config.z3950
         self.limits = ConnectionLimitFactory(
             self.z3950_factory, max_total=1, max_per_host=1, name="z39.50", clock=reactor,
@@ -154,14 +186,16 @@ class Worker:
         self.state = "starting"
         self.store.start_readers()
         for protocol, fd, family in self.listen:
-            if protocol != "z3950":
+            factory = (self.limits if protocol == "z3950"
+                       else self.ncip.limits if protocol == "ncip" and self.ncip else None)
+            if factory is None:
                 continue
-            self.ports.append(self.reactor.adoptStreamPort(fd, FAMILIES[family], self.limits))
+            self.ports.append(self.reactor.adoptStreamPort(fd, FAMILIES[family], factory))
             os.close(fd)  # adoptStreamPort took its own copy
         self.state = "running"
         self._figures.start(FIGURES_INTERVAL, now=True)
         self.channel.send("ready", {"pid": os.getpid()})
-        log.info("worker {pid} serving Z39.50 on {count} inherited socket(s)",
+        log.info("worker {pid} serving on {count} inherited socket(s)",
                  pid=os.getpid(), count=len(self.ports))
 
     def reconfigure(self, config: Config) -> None:
@@ -179,11 +213,18 @@ class Worker:
         limits.rate.rate = shared_rate(z3950.max_connection_rate_per_peer, n)
         limits.rate.burst = max(1.0, 2 * limits.rate.rate)
         limits.refusal_slots = self.config.z3950.refusal_slots
+        self.audit_log.settings = self.config.audit
+        if self.ncip is not None:
+            self.ncip.apply_limits(self.config, n)
 
     def _report(self) -> None:
+        ncip = self.ncip
         self.channel.send("figures", {
             "open": self.limits.open_connections, "refused": self.limits.refused,
-            "associations": len(self.z3950_factory.associations)})
+            "associations": len(self.z3950_factory.associations),
+            "ncip_open": ncip.limits.open_connections if ncip else 0,
+            "ncip_refused": ncip.limits.refused if ncip else 0,
+            "ncip_in_flight": ncip.resource.in_flight if ncip else 0})
 
     @inlineCallbacks
     def stop(self) -> Any:
@@ -197,7 +238,10 @@ class Worker:
         ports, self.ports = self.ports, []
         for port in ports:
             yield port.stopListening()
-        done = self.z3950_factory.wait_idle()
+        waits = [self.z3950_factory.wait_idle()]
+        if self.ncip is not None:
+            waits.append(self.ncip.resource.wait_idle())
+        done = gatherResults(waits)
         timeout = self.reactor.callLater(self.config.gateway.shutdown_grace, done.cancel)
         try:
             yield done
@@ -271,21 +315,34 @@ def run(argv: Sequence[str] | None = None) -> int:
         protocol, fd, family = spec.split(":")
         listen.append((protocol, int(fd), family))
     worker: list[Worker] = []
+    key: list[bytes] = []
 
     def handle(kind: str, payload: Any) -> None:
-        if kind == "config":
+        if kind == "key":
+            key[:] = [payload]
+        elif kind == "config":
             if worker:
                 worker[0].reconfigure(payload)
             else:
                 worker.append(Worker(payload, reactor=reactor, channel=channel, listen=listen,
-                                     serving=args.serving))
+                                     serving=args.serving, key=key[0] if key else None))
                 worker[0].start()
+        elif kind == "ncip-reply" and worker and worker[0].ncip is not None:
+            worker[0].ncip.answered(*payload)
+        elif kind == "health" and worker:
+            worker[0].primary_ok = bool(payload)
         elif kind == "stop":
             _stop_reactor(reactor)
 
     channel = _ChannelEnd(handle)
     channel.lost = Deferred()
-    channel.lost.addCallback(lambda _: _stop_reactor(reactor))
+
+    def gone(_: object) -> None:
+        if worker and worker[0].ncip is not None:
+            worker[0].ncip.primary_gone()
+        _stop_reactor(reactor)
+
+    channel.lost.addCallback(gone)
     stdio.StandardIO(channel)
 
     def stopping() -> Deferred[None]:

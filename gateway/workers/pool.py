@@ -2,11 +2,12 @@
 """The primary's worker processes: started, told of reloads, drained at stop, restarted.
 
 ``[gateway] workers = N`` serving processes: the primary itself and N-1 workers
-(:mod:`gateway.workers.child`), which inherit the primary's Z39.50 listening sockets (any
-endpoint string, systemd socket activation included; the kernel wakes one process per
-connection). Each worker's audit rows and metric observations arrive over its channel and go
-through the primary's one writer and registry; its open connections are added to the
-primary's figures for ``/metrics`` and ``/healthz``.
+(:mod:`gateway.workers.child`), which inherit the primary's Z39.50 and NCIP listening sockets
+(any endpoint string, systemd socket activation included; the kernel wakes one process per
+connection). NCIP requests a worker forwards are answered by the primary's service. Each
+worker's audit rows and metric observations arrive over its channel and go through the
+primary's one writer and registry; its open connections are added to the primary's figures
+for ``/metrics`` and ``/healthz``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class WorkerFigures:
     open: int = 0
     refused: int = 0
     associations: int = 0
+    ncip_open: int = 0
+    ncip_refused: int = 0
+    ncip_in_flight: int = 0
 
 
 class _PipeTransport:
@@ -98,6 +102,8 @@ class WorkerProcess(ProcessProtocol):
     def connectionMade(self) -> None:
         self.channel.transport = _PipeTransport(self.transport)  # type: ignore[assignment]
         self.pid = getattr(self.transport, "pid", None)
+        if self.pool.key is not None:
+            self.channel.send("key", self.pool.key)
         self.channel.send("config", self.pool.config())
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -108,8 +114,13 @@ class WorkerProcess(ProcessProtocol):
         if kind == "rows":
             rows, observations = payload
             self.pool.rows(rows, observations)
+        elif kind == "ncip":
+            request_id, body, context = payload
+            self.pool.forward(body, context).addCallback(
+                lambda reply: self.channel.send("ncip-reply", (request_id, reply)))
         elif kind == "figures":
             self.figures = WorkerFigures(**payload)
+            self.channel.send("health", self.pool.healthy())
         elif kind == "ready":
             self.ready = True
             log.info("worker {index} (pid {pid}) ready", index=self.index, pid=payload["pid"])
@@ -129,15 +140,19 @@ class WorkerPool:
 
     def __init__(self, count: int, *, reactor: Any, config: Callable[[], Config],
                  ports: Sequence[tuple[str, IListeningPort]],
-                 record: Callable[[list[AuditEntry]], object],
-                 observe: Callable[..., None], serving: int,
+                 record: Callable[[list[AuditEntry]], object], metrics: Any, serving: int,
+                 forward: Callable[[bytes, Any], Deferred[bytes]],
+                 healthy: Callable[[], bool] = lambda: True, key: bytes | None = None,
                  log_options: tuple[str, str] = ("text", "info")) -> None:
         self.count = count
         self.reactor = reactor
         self.config = config
         self.ports = list(ports)
         self.record = record
-        self.observe = observe
+        self.metrics = metrics
+        self.forward = forward
+        self.healthy = healthy
+        self.key = key
         self.serving = serving
         self.log_options = log_options
         self.workers: dict[int, WorkerProcess] = {}
@@ -167,12 +182,13 @@ class WorkerPool:
         self.reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ),
                                   childFDs=fds)
 
-    def rows(self, rows: list[AuditEntry], observations: list[tuple[Any, ...]]) -> None:
-        """A worker's batch: rows to the writer, observations to the registry."""
+    def rows(self, rows: list[AuditEntry], observations: list[tuple[str, Any]]) -> None:
+        """A worker's batch: rows to the writer, metrics calls to the registry."""
         if rows:
             self.record(rows)
-        for observation in observations:
-            self.observe(*observation)
+        for method, arguments in observations:
+            if method in ("observe", "auth_failure"):
+                getattr(self.metrics, method)(*arguments)
 
     def ended(self, worker: WorkerProcess, reason: Failure) -> None:
         """A worker exited: at stop, as expected; otherwise it is started again, later the
@@ -201,9 +217,9 @@ class WorkerPool:
         """The workers' figures, summed."""
         total = WorkerFigures()
         for worker in self.workers.values():
-            total.open += worker.figures.open
-            total.refused += worker.figures.refused
-            total.associations += worker.figures.associations
+            for name in ("open", "refused", "associations", "ncip_open", "ncip_refused",
+                         "ncip_in_flight"):
+                setattr(total, name, getattr(total, name) + getattr(worker.figures, name))
         return total
 
     def describe(self) -> dict[str, Any]:

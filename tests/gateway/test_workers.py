@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sqlite3
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigErrors, parse_config
+from gateway.workers.ncip import answered_here
 from gateway.workers.sharing import shared_cap, shared_rate
 from protocols.z3950 import client as origin
 from protocols.z3950 import codec
+from tests import workflow_fixtures as wf
 from tests.daemon import REPO, Daemon, start_daemon
 from tests.z3950_clients import (
     YAZ_CLIENT,
@@ -64,10 +67,9 @@ def primary_paused(daemon: Daemon) -> Iterator[None]:
         daemon.signal(signal.SIGCONT)
 
 
-def search(tmp_path: Path, port: int, **kwargs: object) -> str:
+def search(tmp_path: Path, port: int, auth: str | None = None) -> str:
     """One yaz-client session: find, show; what it printed."""
-    return yaz_client(tmp_path, port, ["find @attr 1=4 north", "show 1"],  # type: ignore[arg-type]
-                      **kwargs)
+    return yaz_client(tmp_path, port, ["find @attr 1=4 north", "show 1"], auth=auth)
 
 
 def audit_count(daemon: Daemon, operation: str) -> int:
@@ -189,6 +191,84 @@ def test_stop_drains_the_worker(tmp_path: Path) -> None:
             os.kill(worker, 0)
     finally:
         daemon.kill()
+
+
+# -- NCIP -----------------------------------------------------------------------------------------
+
+
+def test_ncip_lookup_in_the_worker_accept_item_forwarded_exactly_once(tmp_path: Path) -> None:
+    """LookupUser answered by the worker alone (primary paused), its audit row written by the
+    primary; AcceptItem taken by the worker while the primary is paused is forwarded and
+    answered once the primary runs (durably done: the request is in the database); its retry
+    gets the same reply and creates nothing more; a PIN check is forwarded (the lock-out
+    writes) and answered."""
+    database = tmp_path / "interlend.sqlite3"
+    wf.seed_database(database)
+    config = wf.CONFIG.replace("[gateway]\n", "[gateway]\nworkers = 2\n", 1)
+    daemon = start_daemon(tmp_path, config, database=database)
+    try:
+        daemon.wait_for(r"worker 1 \(pid \d+\) ready")
+        with primary_paused(daemon):
+            status, body = daemon.post(wf.reshare_lookup_user("P100"), timeout=15)
+        assert status == 200 and b"LookupUserResponse" in body and b"Alice" in body, body
+        assert b"Problem" not in body
+
+        accept = wf.reshare_accept_item("RS-WK-1", "P100", barcode="WK-B-1")
+        answers: list[tuple[int, bytes]] = []
+        with primary_paused(daemon):
+            sender = threading.Thread(target=lambda: answers.append(
+                daemon.post(accept, timeout=30)))
+            sender.start()
+            time.sleep(0.5)  # the worker has taken the connection and forwarded the request
+            assert not answers
+        sender.join(30)
+        status, first = answers[0]
+        assert status == 200 and b"AcceptItemResponse" in first and b"Problem" not in first
+        assert daemon.post(accept) == (200, first)
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            assert conn.execute("SELECT count(*) FROM rs_requests WHERE broker_request_id = "
+                                "'RS-WK-1'").fetchone()[0] == 1
+        finally:
+            conn.close()
+
+        pin = wf.ncip2("LookupUser", [wf._rs_header(), ("AuthenticationInput", [
+            ("AuthenticationInputData", "P100"), ("AuthenticationDataFormatType", "text"),
+            ("AuthenticationInputType", "Barcode Id")]), ("AuthenticationInput", [
+                ("AuthenticationInputData", "1234"), ("AuthenticationDataFormatType", "text"),
+                ("AuthenticationInputType", "PIN")])])
+        status, checked = daemon.post(pin)
+        assert status == 200 and b"LookupUserResponse" in checked, checked
+
+        def lookups() -> int:
+            conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+            try:
+                return int(conn.execute("SELECT count(*) FROM audit WHERE protocol = 'ncip' "
+                                        "AND operation = 'LookupUser'").fetchone()[0])
+            finally:
+                conn.close()
+
+        wait_until(lambda: lookups() == 2)
+        assert metric(daemon, r'^interlend_requests_total\{.*protocol="ncip".*'
+                              r'service="LookupUser"') == 2
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_requests_are_classified_safely() -> None:
+    """Only lookups without AuthenticationInput stay in a worker; anything unclear goes to
+    the primary."""
+    assert answered_here(wf.reshare_lookup_user("P100"))
+    assert answered_here(wf.ncip2("LookupItem", [wf._rs_header()], style="default"))
+    assert not answered_here(wf.reshare_accept_item("R1", "P100"))
+    assert not answered_here(wf.ncip2("LookupVersion", [wf._rs_header()]))
+    assert not answered_here(wf.ncip2("LookupUser", [wf._rs_header(), ("AuthenticationInput", [
+        ("AuthenticationInputData", "1234")])]))
+    sneaky = wf.ncip2("CheckOutItem", [wf._rs_header()], stray="<!-- <LookupUser> -->")
+    assert not answered_here(sneaky)
+    assert not answered_here(b"<LookupUser/>")  # no message element: the primary decides
+    assert not answered_here("<NCIPMessage><LookupUser/>".encode("utf-16"))
 
 
 # -- settings (no daemon) ---------------------------------------------------------------------
