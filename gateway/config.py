@@ -61,8 +61,8 @@ class GatewaySettings:
     # Empty: "<database>.key" beside the database.
     key_file: str = ""
     catalogue_readers: int = 1
-    # Processes serving the Z39.50 and NCIP listeners: the primary and workers - 1 worker
-    # processes (gateway.workers); "auto" in the file: one per CPU.
+    # Worker processes serving the Z39.50 and NCIP listeners (gateway.workers); 1: none, the
+    # daemon serves everything itself; "auto" in the file: one per CPU.
     workers: int = 1
 
 

@@ -282,21 +282,35 @@ class Gateway:
             lambda f: log.failure("audit retention timer stopped", f))
 
     def _start_workers(self) -> None:
-        """With ``[gateway] workers`` above 1, start the worker processes on the Z39.50 and
-        NCIP listeners' sockets (the primary serves them too)."""
-        count = self.config.gateway.workers - 1
+        """With ``[gateway] workers`` above 1, start that many worker processes on the Z39.50
+        and NCIP listeners' sockets. The primary keeps the sockets and takes connections on
+        them itself only while no worker is ready (at start, or all of them restarting):
+        measured, a primary that also accepts costs each exchange more CPU than one that
+        leaves them to the workers and writes (``bench/performance_pass.toml``)."""
+        count = self.config.gateway.workers
         ports = [(listener.protocol, listener.port) for listener in self.listeners
                  if listener.protocol in SHARED and listener.port is not None]
-        if count < 1 or not ports:
+        if count < 2 or not ports:
             return
         self.workers = WorkerPool(
             count, reactor=self.reactor, config=lambda: self.config, ports=ports,
             record=self.audit.record_many, metrics=self.metrics,
             forward=self.ncip.handle, healthy=lambda: self.health()["status"] == "ok",
-            key=self.audit._key, serving=self.config.gateway.workers,
-            log_options=self.log_options)
+            key=self.audit._key, serving=count, log_options=self.log_options,
+            ready_changed=lambda ready: self._accept_shared(ready == 0))
         self.workers.start()
-        log.info("{count} worker process(es) started for Z39.50 and NCIP", count=count)
+        log.info("{count} worker processes started for Z39.50 and NCIP", count=count)
+
+    def _accept_shared(self, accept: bool) -> None:
+        """Take connections on the listeners the workers serve (True), or leave them to the
+        workers (False)."""
+        for listener in self.listeners:
+            port = listener.port
+            if listener.protocol in SHARED and port is not None and self.state == "running":
+                if accept:
+                    port.startReading()  # type: ignore[attr-defined]
+                else:
+                    port.stopReading()  # type: ignore[attr-defined]
 
     def _make_sru_factory(self) -> None:
         """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""

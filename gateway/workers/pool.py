@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.gateway.test_workers -*-
 """The primary's worker processes: started, told of reloads, drained at stop, restarted.
 
-``[gateway] workers = N`` serving processes: the primary itself and N-1 workers
-(:mod:`gateway.workers.child`), which inherit the primary's Z39.50 and NCIP listening sockets
-(any endpoint string, systemd socket activation included; the kernel wakes one process per
-connection). NCIP requests a worker forwards are answered by the primary's service. Each
+``[gateway] workers = N`` serving processes (:mod:`gateway.workers.child`), which inherit the
+primary's Z39.50 and NCIP listening sockets (any endpoint string, systemd socket activation
+included; the kernel wakes one process per connection); the primary accepts on them only while
+no worker is ready. NCIP requests a worker forwards are answered by the primary's service. Each
 worker's audit rows and metric observations arrive over its channel and go through the
 primary's one writer and registry; its open connections are added to the primary's figures
 for ``/metrics`` and ``/healthz``.
@@ -124,6 +124,7 @@ class WorkerProcess(ProcessProtocol):
         elif kind == "ready":
             self.ready = True
             log.info("worker {index} (pid {pid}) ready", index=self.index, pid=payload["pid"])
+            self.pool.ready_changed(self.pool.ready())
         elif kind == "stopped":
             self.stopped = True
             self.figures = WorkerFigures()
@@ -131,7 +132,10 @@ class WorkerProcess(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         self.figures = WorkerFigures()
         self.channel.transport = None
+        was_ready, self.ready = self.ready, False
         self.pool.ended(self, reason)
+        if was_ready and self.pool.running:
+            self.pool.ready_changed(self.pool.ready())
         self.ended.callback(None)
 
 
@@ -143,7 +147,8 @@ class WorkerPool:
                  record: Callable[[list[AuditEntry]], object], metrics: Any, serving: int,
                  forward: Callable[[bytes, Any], Deferred[bytes]],
                  healthy: Callable[[], bool] = lambda: True, key: bytes | None = None,
-                 log_options: tuple[str, str] = ("text", "info")) -> None:
+                 log_options: tuple[str, str] = ("text", "info"),
+                 ready_changed: Callable[[int], None] = lambda ready: None) -> None:
         self.count = count
         self.reactor = reactor
         self.config = config
@@ -153,6 +158,7 @@ class WorkerPool:
         self.forward = forward
         self.healthy = healthy
         self.key = key
+        self.ready_changed = ready_changed
         self.serving = serving
         self.log_options = log_options
         self.workers: dict[int, WorkerProcess] = {}
@@ -207,6 +213,10 @@ class WorkerPool:
                   "starting it again in {delay}s", index=worker.index, pid=worker.pid, how=how,
                   lived=lived, delay=delay)
         self._pending[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
+
+    def ready(self) -> int:
+        """How many workers are serving."""
+        return sum(1 for worker in self.workers.values() if worker.ready)
 
     def reload(self, config: Config) -> None:
         """Hand every worker the configuration a reload took."""

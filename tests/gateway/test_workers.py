@@ -1,9 +1,10 @@
-"""Serving Z39.50 from more than one process (``[gateway] workers = 2``), with the real daemon.
+"""Serving Z39.50 and NCIP from worker processes (``[gateway] workers = 2``), with the real
+daemon.
 
-The primary and one worker process share the Z39.50 listening socket. To know which process
-answered, a test stops the primary (SIGSTOP): the worker alone then takes connections; once
-the primary runs again (SIGCONT) the worker's shipped audit rows and counters reach the writer
-and ``/metrics``.
+Two workers serve the primary's listening sockets; the primary accepts only while no worker
+is ready. To be sure a worker answered, a test stops the primary (SIGSTOP): once it runs again
+(SIGCONT) the worker's shipped audit rows and counters reach the writer and ``/metrics``, and
+a request the worker forwarded is answered.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def start(tmp_path: Path, config: str = TWO) -> Daemon:
     seed_catalogue(database, CORPUS)
     daemon = start_daemon(tmp_path, config, database=database)
     daemon.wait_for(r"worker 1 \(pid \d+\) ready")
+    daemon.wait_for(r"worker 2 \(pid \d+\) ready")
     return daemon
 
 
@@ -113,9 +115,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 def test_both_processes_answer_and_their_rows_and_counts_reach_the_primary(
         daemon: Daemon, tmp_path: Path) -> None:
-    """yaz-client search + present answered by the worker (primary paused) and by whichever
-    process takes them (primary running); every search has its audit row in the primary's
-    database and is counted in its ``/metrics``; ``/healthz`` lists the worker."""
+    """yaz-client search + present answered by a worker while the primary is paused, and by
+    the workers with the primary running; every search has its audit row in the primary's
+    database and is counted in its ``/metrics``; ``/healthz`` lists both workers, and its
+    connection counts add the workers' open associations."""
     port = daemon.ports["z3950"]
     before = audit_count(daemon, "search")
     with primary_paused(daemon):
@@ -131,16 +134,23 @@ def test_both_processes_answer_and_their_rows_and_counts_reach_the_primary(
     assert metric(daemon, r'^interlend_requests_total\{.*protocol="z3950".*'
                           r'service="search"') == before + 4
     workers = daemon.admin_health()["workers"]
-    assert workers["count"] == 1 and workers["running"][0]["ready"]
+    assert workers["count"] == 2 and all(w["ready"] for w in workers["running"])
+    held = Raw(port)  # an association held open is counted by the primary within a second
+    try:
+        init = held.ask(origin.init_request())
+        assert init is not None and codec.pdu_arm(init) == "initResponse"
+        wait_until(lambda: daemon.admin_health()["connections"]["z3950"] == 1)
+    finally:
+        held.close()
 
 
 def test_reload_reaches_the_worker(daemon: Daemon, tmp_path: Path) -> None:
-    """SIGHUP with ``require_auth``: the worker refuses an Init without credentials and takes
-    the peer's, as the primary does."""
+    """SIGHUP with ``require_auth``: both workers log it, and a worker refuses an Init without
+    credentials and takes the peer's."""
     port = daemon.ports["z3950"]
     daemon.config_path.write_text(TWO.replace("[z3950]\n", "[z3950]\nrequire_auth = true\n", 1))
     daemon.signal(signal.SIGHUP)
-    wait_until(lambda: reloads(daemon) == 1)
+    wait_until(lambda: reloads(daemon) == 2)  # both workers
     try:
         with primary_paused(daemon):
             refused = steps(search(tmp_path, port))
@@ -151,7 +161,7 @@ def test_reload_reaches_the_worker(daemon: Daemon, tmp_path: Path) -> None:
     finally:
         daemon.config_path.write_text(TWO)
         daemon.signal(signal.SIGHUP)
-        wait_until(lambda: reloads(daemon) == 2)
+        wait_until(lambda: reloads(daemon) == 4)
 
 
 def test_a_killed_worker_is_started_again(daemon: Daemon, tmp_path: Path) -> None:
