@@ -208,10 +208,14 @@ class WorkerPool:
         delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS) - 1)]
         self.deaths[worker.index] = deaths + 1
         self.restarts += 1
-        how = ("exited" if reason.check(ProcessDone) else reason.getErrorMessage())
-        log.error("worker {index} (pid {pid}) ended unexpectedly ({how}) after {lived:.1f}s; "
-                  "starting it again in {delay}s", index=worker.index, pid=worker.pid, how=how,
-                  lived=lived, delay=delay)
+        if worker.stopped:  # it drained and said so: stopped by a signal of its own
+            log.warn("worker {index} (pid {pid}) stopped on its own signal; starting it again "
+                     "in {delay}s", index=worker.index, pid=worker.pid, delay=delay)
+        else:
+            how = ("exited" if reason.check(ProcessDone) else reason.getErrorMessage())
+            log.error("worker {index} (pid {pid}) ended unexpectedly ({how}) after "
+                      "{lived:.1f}s; starting it again in {delay}s", index=worker.index,
+                      pid=worker.pid, how=how, lived=lived, delay=delay)
         self._pending[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
 
     def ready(self) -> int:
