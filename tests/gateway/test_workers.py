@@ -203,6 +203,27 @@ def test_stop_drains_the_worker(tmp_path: Path) -> None:
         daemon.kill()
 
 
+def test_workers_die_with_the_primary(tmp_path: Path) -> None:
+    """SIGKILL to the primary (no chance to stop anything): its workers end too
+    (PR_SET_PDEATHSIG, and the end of their pipe)."""
+    daemon = start(tmp_path)
+    try:
+        pids = [w["pid"] for w in daemon.admin_health()["workers"]["running"]]
+        assert len(pids) == 2
+        daemon.kill()
+
+        def gone(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return True
+            return state == "Z"  # ended, not yet reaped by whoever adopted it
+
+        wait_until(lambda: all(gone(pid) for pid in pids))
+    finally:
+        daemon.kill()
+
+
 # -- NCIP -----------------------------------------------------------------------------------------
 
 
