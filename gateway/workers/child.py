@@ -31,7 +31,7 @@ from twisted.internet import stdio
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from gateway.admin.metrics import Metrics
@@ -251,6 +251,12 @@ class Worker:
         if timeout.active():
             timeout.cancel()
         self.z3950_factory.close_all()
+        # the Close PDUs leave on the reactor's next writes: wait until every association's
+        # connection is gone (bounded), or the process could end with them still buffered
+        for _ in range(200):
+            if not self.z3950_factory.associations:
+                break
+            yield deferLater(self.reactor, 0.01, lambda: None)
         self._report()
         self.shipper.flush()
         self.channel.send("stopped", {"pid": os.getpid()})

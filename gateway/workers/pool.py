@@ -239,7 +239,9 @@ class WorkerPool:
     def describe(self) -> dict[str, Any]:
         """For ``/healthz``: the workers running, and how often one was started again."""
         return {"count": self.count, "restarts": self.restarts,
-                "running": [{"index": w.index, "pid": w.pid, "ready": w.ready}
+                "running": [{"index": w.index, "pid": w.pid, "ready": w.ready,
+                             "connections": {"z3950": w.figures.open,
+                                             "ncip": w.figures.ncip_open}}
                             for w in sorted(self.workers.values(), key=lambda w: w.index)]}
 
     def stop(self, grace: float) -> Deferred[Any]:

@@ -194,13 +194,35 @@ def test_stop_drains_the_worker(tmp_path: Path) -> None:
         worker = daemon.admin_health()["workers"]["running"][0]["pid"]
         assert daemon.stop() == 0
         close = client.receive()
-        assert close is not None and codec.pdu_arm(close) == "close"
+        assert close is not None and codec.pdu_arm(close) == "close", "\n".join(daemon.lines)
         client.close()
         assert audit_count(daemon, "search") == before + 1
         with pytest.raises(ProcessLookupError):
             os.kill(worker, 0)
     finally:
         daemon.kill()
+
+
+def test_the_primary_serves_while_no_worker_is_ready(daemon: Daemon) -> None:
+    """Both workers killed: until one is ready again, the primary takes the connections
+    itself (an association opened then is the primary's, not a worker's)."""
+    pids = [w["pid"] for w in daemon.admin_health()["workers"]["running"]]
+    ended = len([line for line in daemon.lines if "ended unexpectedly" in line])
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: len([line for line in daemon.lines
+                            if "ended unexpectedly" in line]) == ended + 2)
+    held = Raw(daemon.ports["z3950"])
+    try:
+        init = held.ask(origin.init_request())
+        assert init is not None and codec.pdu_arm(init) == "initResponse"
+        health = daemon.admin_health()
+        assert health["connections"]["z3950"] == 1
+        assert all(w["connections"]["z3950"] == 0 for w in health["workers"]["running"])
+    finally:
+        held.close()
+    wait_until(lambda: len(daemon.admin_health()["workers"]["running"]) == 2 and all(
+        w["ready"] for w in daemon.admin_health()["workers"]["running"]))
 
 
 def test_workers_die_with_the_primary(tmp_path: Path) -> None:
