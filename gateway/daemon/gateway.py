@@ -135,6 +135,9 @@ class AdminSite(Site):
 SHARED = ("z3950", "ncip")
 """The listeners worker processes serve with the primary (``[gateway] workers``)."""
 
+SHAREABLE_KINDS = ("tcp", "tcp6", "unix", "systemd")
+"""Endpoint kinds whose listening socket a worker can adopt as it is."""
+
 PROBE_INTERVAL = 0.5
 """Seconds between database probes while the last commit failed (see ``_probe_database``)."""
 
@@ -288,9 +291,17 @@ class Gateway:
         measured, a primary that also accepts costs each exchange more CPU than one that
         leaves them to the workers and writes (``bench/performance_pass.toml``)."""
         count = self.config.gateway.workers
-        ports = [(listener.protocol, listener.port) for listener in self.listeners
-                 if listener.protocol in SHARED and listener.port is not None]
-        if count < 2 or not ports:
+        if count < 2:
+            return
+        shared = [listener for listener in self.listeners if self._shared(listener)]
+        for listener in self.listeners:
+            if listener.protocol in SHARED and listener not in shared:
+                log.warn("{endpoint} ({protocol}) is served by this process only: workers "
+                         "take plain TCP, Unix and systemd sockets", endpoint=listener.endpoint,
+                         protocol=listener.protocol)
+        ports = [(listener.protocol, listener.port) for listener in shared
+                 if listener.port is not None]
+        if not ports:
             return
         self.workers = WorkerPool(
             count, reactor=self.reactor, config=lambda: self.config, ports=ports,
@@ -301,12 +312,19 @@ class Gateway:
         self.workers.start()
         log.info("{count} worker processes started for Z39.50 and NCIP", count=count)
 
+    @staticmethod
+    def _shared(listener: Listener) -> bool:
+        """Whether workers serve this listener's socket too: Z39.50 and NCIP on a plain
+        socket (a worker adopts the bare socket; TLS and other wrappers stay here)."""
+        kind = listener.endpoint.split(":", 1)[0].strip().lower()
+        return listener.protocol in SHARED and kind in SHAREABLE_KINDS
+
     def _accept_shared(self, accept: bool) -> None:
         """Take connections on the listeners the workers serve (True), or leave them to the
         workers (False)."""
         for listener in self.listeners:
             port = listener.port
-            if listener.protocol in SHARED and port is not None and self.state == "running":
+            if self._shared(listener) and port is not None and self.state == "running":
                 if accept:
                     port.startReading()  # type: ignore[attr-defined]
                 else:

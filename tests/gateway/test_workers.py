@@ -353,3 +353,16 @@ def test_caps_are_shared_out_never_exceeded() -> None:
             assert share * processes <= max(cap, processes)
     assert shared_cap(1000, 1) == 1000 and shared_cap(1000, 2) == 500
     assert shared_rate(0.0, 2) == 0.0 and shared_rate(10.0, 4) == 2.5
+
+
+def test_only_plain_sockets_are_shared_with_workers() -> None:
+    """A worker adopts the bare socket: a TLS listener must stay with the primary (a worker
+    would otherwise speak plain text on it); admin, SRU and OAI are never shared."""
+    from gateway.daemon.gateway import Gateway, Listener
+
+    assert Gateway._shared(Listener("z3950", "tcp:2100:interface=127.0.0.1"))
+    assert Gateway._shared(Listener("ncip", "systemd:domain=INET6:name=ncip"))
+    assert Gateway._shared(Listener("ncip", "unix:/run/interlend/ncip.sock"))
+    assert not Gateway._shared(Listener("z3950", "ssl:2101:privateKey=k.pem"))
+    assert not Gateway._shared(Listener("admin", "tcp:8081"))
+    assert not Gateway._shared(Listener("sru", "tcp:8082"))
