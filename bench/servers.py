@@ -241,9 +241,12 @@ def start_zebra(workdir: Path, *, marc_file: Path | None = None, port: int | Non
 
 # -- the gateway ----------------------------------------------------------------------------------
 
-BENCH_WORKERS = 1
+BENCH_WORKERS = 2
 """``[gateway] workers`` for the gateway under the bench (``INTERLEND_BENCH_WORKERS`` overrides
-it for one run), where this version of the gateway has the setting."""
+it for one run), where this version of the gateway has the setting. 2: the best measured
+(``bench/performance_pass.toml``): faster in 9 of 10 figures at load average 3.7, slower at
+Z39.50 c=1; on a machine with no idle core (load 9-11) no gain. With workers the gateway's pid
+is the primary (the writer): the profile and memory sections see that process only."""
 
 
 def bench_workers() -> int:
