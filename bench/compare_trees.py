@@ -8,6 +8,8 @@ LookupUser and AcceptItem (durable) at 16 keep-alive connections (wrk), the two 
 alternating order each round. On a shared machine the CPU each gateway process spends per
 completed operation (``/proc/PID/stat``) is the figure that compares; rates are printed too.
 A tree before the package moved by role (issue 16) is started as ``gateway.cli``.
+``--before-workers N`` / ``--after-workers N`` set ``[gateway] workers`` for one side (the same
+tree may then be given twice); the CPU counted is then the gateway's and its workers'.
 """
 import argparse
 import re
@@ -29,18 +31,34 @@ def cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of the process and of its children (the worker processes)."""
+    total = cpu(pid)
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                total += cpu(int(child))
+            except (OSError, ValueError):
+                pass  # gone meanwhile
+    return total
+
+
 def cli_module(tree: Path) -> str:
     """The command-line module of a tree (it moved to gateway.daemon in issue 16)."""
     return "gateway.daemon.cli" if (tree / "gateway" / "daemon" / "cli.py").exists() \
         else "gateway.cli"
 
 
-def start(tree: Path, workdir: Path, database: Path) -> servers.Managed:
+def start(tree: Path, workdir: Path, database: Path,
+          workers: int | None = None) -> servers.Managed:
     """``interlend serve`` from ``tree`` on loopback ports, with the bench configuration less
-    the sections an older tree does not know."""
+    the sections an older tree does not know (``workers``: that many serving processes)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench-interlend.toml"
     text = servers.bench_config()
+    if workers is not None:
+        text = re.sub(r"(?m)^workers = \d+\n", "", text)
+        text = text.replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n", 1)
     if not (tree / "gateway" / "sru").exists():
         text = re.sub(r"(?ms)^\[(sru|oai)\][^\n]*\n.*?(?=^\[)", "", text)
     config.write_text(text)
@@ -49,12 +67,16 @@ def start(tree: Path, workdir: Path, database: Path) -> servers.Managed:
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
             "--admin-listen", "tcp:0:interface=127.0.0.1", "--log-level", "info"]
+    if (tree / "gateway" / "sru").exists():  # two trees side by side: no fixed SRU port
+        args[-2:-2] = ["--sru-listen", "tcp:0:interface=127.0.0.1"]
     managed = servers._spawn("gateway", args, cwd=tree,
                              env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree)}, pump=True)
     managed.wait_for(r"ncip listening on", timeout=120)
     managed.wait_for(r"z3950 listening on", timeout=5)
     managed.wait_for(r"ready: agency", timeout=120)
     managed.port = managed.ports.get("z3950", 0)
+    if workers is not None and workers > 1:
+        managed.wait_for(rf"worker {workers - 1} \(pid \d+\) ready", timeout=60)
     return managed
 
 
@@ -76,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--before-workers", type=int, default=None)
+    parser.add_argument("--after-workers", type=int, default=None)
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     scratch = Path(tempfile.mkdtemp(prefix="interlend-compare-"))
@@ -87,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, tree in trees.items():
             copy = scratch / f"{name}.sqlite3"
             shutil.copy(db, copy)
-            gateways[name] = start(tree, scratch / name, copy)
+            gateways[name] = start(tree, scratch / name, copy,
+                                   workers=getattr(args, f"{name}_workers"))
         reqs = build_requests("river")
         for name, gw in gateways.items():
             print(name, verify_cycle(gw.port, reqs), flush=True)
@@ -102,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             order = list(trees) if rnd % 2 == 0 else list(reversed(trees))
             for mode, conc, cycles, seconds, keep in z_modes:
                 for name in order:
-                    c0 = cpu(gateways[name].pid)
+                    c0 = tree_cpu(gateways[name].pid)
                     res = run_load(gateways[name].port, reqs, concurrency=conc,
                                    max_cycles=cycles, max_seconds=seconds,
                                    keepalive=keep).summary()
-                    per = (cpu(gateways[name].pid) - c0) / max(1, res["completed"]) * 1000
+                    per = (tree_cpu(gateways[name].pid) - c0) / max(1, res["completed"]) * 1000
                     key = f"z3950 {mode} c={conc}"
                     rates[(key, name)].append(res["rate"])
                     cpus[(key, name)].append(per)
@@ -120,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                             else ncip_load.accept_item_body())
                     script = ncip_load.lua_script(
                         body, unique_tag=None if service == "LookupUser" else f"ab-{rnd}-{name}")
-                    c0 = cpu(gateways[name].pid)
+                    c0 = tree_cpu(gateways[name].pid)
                     wrk = ncip_load.run_wrk(url, script, connections=conc, seconds=3,
                                             service=service, target=name)
                     done = wrk.data.get("requests", 0)
-                    per = (cpu(gateways[name].pid) - c0) / max(1, done) * 1000
+                    per = (tree_cpu(gateways[name].pid) - c0) / max(1, done) * 1000
                     key = f"ncip {service} c={conc}"
                     rates[(key, name)].append(wrk.rate)
                     cpus[(key, name)].append(per)

@@ -61,6 +61,9 @@ class GatewaySettings:
     # Empty: "<database>.key" beside the database.
     key_file: str = ""
     catalogue_readers: int = 1
+    # Worker processes serving the Z39.50 and NCIP listeners (gateway.workers); 1: none, the
+    # daemon serves everything itself; "auto" in the file: one per CPU.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -643,10 +646,24 @@ _SECTIONS = {"gateway": GatewaySettings, "z3950": Z3950Settings, "ncip": NcipSet
              "oai": OaiSettings}
 
 
+MAX_WORKERS = 64
+"""Most serving processes ``gateway.workers`` may ask for."""
+
+
+def _auto_workers(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``[gateway] workers = "auto"`` read as the number of CPUs this process may use."""
+    gateway = raw.get("gateway")
+    if isinstance(gateway, Mapping) and gateway.get("workers") == "auto":
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return {**raw, "gateway": {**gateway, "workers": cpus or os.cpu_count() or 1}}
+    return raw
+
+
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     """Validate a parsed TOML document; raise :class:`ConfigErrors` with every error found."""
     check = _Checker()
     check.unknown_keys(raw, set(_SECTIONS) | {"peers"}, "")
+    raw = _auto_workers(raw)
     sections = {name: check.settings(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
     gateway, z3950, ncip = sections["gateway"], sections["z3950"], sections["ncip"]
     audit, backend = sections["audit"], sections["backend"]
@@ -694,6 +711,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
         check.error("z3950.memory_budget", "must hold at least two PDUs of max_pdu_size")
     if gateway.catalogue_readers == 0:
         check.error("gateway.catalogue_readers", "must be greater than zero")
+    if not 1 <= gateway.workers <= MAX_WORKERS:
+        check.error("gateway.workers", f'must be between 1 and {MAX_WORKERS}, or "auto"')
     if not 1 <= z3950.max_query_operators <= 4000:
         check.error("z3950.max_query_operators", "must be between 1 and 4000")
     check.choice(audit.bodies, AUDIT_BODIES, "audit.bodies")

@@ -626,6 +626,7 @@ def _serve(args: argparse.Namespace, config: Config, path: Path | None,
         print(str(ConfigErrors(str(path) if path else "built-in defaults", [str(e)])), file=err)
         return EXIT_USAGE
     start_logging(out, log_format=args.log_format, level=args.log_level)
+    gateway.log_options = (args.log_format, args.log_level)
     log = Logger(namespace="interlend")
     _raise_file_limit(log)
     # The reactor thread takes the interpreter lock back from busy reader threads within 1 ms

@@ -21,7 +21,10 @@ DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Run the gateway in the foreground: the Z39.50 server, the NCIP responder and the admin "
         "listener (dashboard, /metrics, /healthz). SIGTERM stops it gracefully; SIGHUP reloads "
         "peers and limits. Under systemd it is started by interlend.service with the sockets "
-        "of interlend.socket and interlend-ncip.socket.",
+        "of interlend.socket and interlend-ncip.socket. With [gateway] workers = N (or "
+        "\"auto\": one per CPU) N worker processes serve Z39.50 and NCIP on its listening "
+        "sockets; it alone writes the database (NCIP state changes are forwarded to it), and "
+        "a reload or a stop reaches every worker.",
         ("interlend serve -c config/interlend.toml",
          "interlend serve --z3950-listen tcp:2100:interface=127.0.0.1 --log-format json")),
     "check-config": (

@@ -52,6 +52,8 @@ from gateway.sru.service import SruService
 from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
+from gateway.workers.pool import WorkerPool
+from gateway.workers.sharing import shared_cap, shared_rate
 from gateway.z3950.catalogue import CatalogueService
 
 log = Logger()
@@ -130,6 +132,12 @@ class AdminSite(Site):
                   code=request.code)
 
 
+SHARED = ("z3950", "ncip")
+"""The listeners worker processes serve with the primary (``[gateway] workers``)."""
+
+SHAREABLE_KINDS = ("tcp", "tcp6", "unix", "systemd")
+"""Endpoint kinds whose listening socket a worker can adopt as it is."""
+
 PROBE_INTERVAL = 0.5
 """Seconds between database probes while the last commit failed (see ``_probe_database``)."""
 
@@ -192,6 +200,8 @@ class Gateway:
         self.state = "new"
         self.last_reload = reloading.ReloadOutcome()
         self.failed_reloads = 0
+        self.workers: WorkerPool | None = None
+        self.log_options = ("text", "info")  # the workers log as the primary does
 
     # -- start ------------------------------------------------------------------------------
 
@@ -243,6 +253,7 @@ class Gateway:
         if self.config.sru.listen:
             self._make_sru_factory()
             wanted += [("sru", e) for e in self.config.sru.listen]
+        self._apply_limits()  # the caps shared out between serving processes
         yield DeferredList([self._listen(protocol, endpoint) for protocol, endpoint in wanted],
                            consumeErrors=True)
         failed = [listener for listener in self.listeners if listener.port is None]
@@ -254,6 +265,7 @@ class Gateway:
             raise StartupFailed(f"{len(failed)} of {len(self.listeners)} listener(s) could not "
                                 f"be opened; nothing is served")
         self.state = "running"
+        self._start_workers()
         for listener in self.listeners:
             log.info("{protocol} listening on {address} ({endpoint})", **listener.describe())
         for line in self.where_to_go():
@@ -271,6 +283,52 @@ class Gateway:
         self._purge.clock = self.reactor
         self._purge.start(PURGE_INTERVAL, now=True).addErrback(
             lambda f: log.failure("audit retention timer stopped", f))
+
+    def _start_workers(self) -> None:
+        """With ``[gateway] workers`` above 1, start that many worker processes on the Z39.50
+        and NCIP listeners' sockets. The primary keeps the sockets and takes connections on
+        them itself only while no worker is ready (at start, or all of them restarting):
+        measured, a primary that also accepts costs each exchange more CPU than one that
+        leaves them to the workers and writes (``bench/performance_pass.toml``)."""
+        count = self.config.gateway.workers
+        if count < 2:
+            return
+        shared = [listener for listener in self.listeners if self._shared(listener)]
+        for listener in self.listeners:
+            if listener.protocol in SHARED and listener not in shared:
+                log.warn("{endpoint} ({protocol}) is served by this process only: workers "
+                         "take plain TCP, Unix and systemd sockets", endpoint=listener.endpoint,
+                         protocol=listener.protocol)
+        ports = [(listener.protocol, listener.port) for listener in shared
+                 if listener.port is not None]
+        if not ports:
+            return
+        self.workers = WorkerPool(
+            count, reactor=self.reactor, config=lambda: self.config, ports=ports,
+            record=self.audit.record_many, metrics=self.metrics,
+            forward=self.ncip.handle, healthy=lambda: self.health()["status"] == "ok",
+            key=self.audit._key, serving=count, log_options=self.log_options,
+            ready_changed=lambda ready: self._accept_shared(ready == 0))
+        self.workers.start()
+        log.info("{count} worker processes started for Z39.50 and NCIP", count=count)
+
+    @staticmethod
+    def _shared(listener: Listener) -> bool:
+        """Whether workers serve this listener's socket too: Z39.50 and NCIP on a plain
+        socket (a worker adopts the bare socket; TLS and other wrappers stay here)."""
+        kind = listener.endpoint.split(":", 1)[0].strip().lower()
+        return listener.protocol in SHARED and kind in SHAREABLE_KINDS
+
+    def _accept_shared(self, accept: bool) -> None:
+        """Take connections on the listeners the workers serve (True), or leave them to the
+        workers (False)."""
+        for listener in self.listeners:
+            port = listener.port
+            if self._shared(listener) and port is not None and self.state == "running":
+                if accept:
+                    port.startReading()  # type: ignore[attr-defined]
+                else:
+                    port.stopReading()  # type: ignore[attr-defined]
 
     def _make_sru_factory(self) -> None:
         """The SRU site (``[sru]``): the NCIP listener's transport limits, the SRU service."""
@@ -422,7 +480,8 @@ class Gateway:
         old = self.config
         for section, key in (("z3950", "listen"), ("ncip", "listen"), ("ncip", "path"),
                              ("sru", "listen"), ("sru", "path"),
-                             ("admin", "listen"), ("gateway", "database")):
+                             ("admin", "listen"), ("gateway", "database"),
+                             ("gateway", "workers")):
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 log.warn("{section}.{key} changed: takes effect after a restart",
                          section=section, key=key)
@@ -430,7 +489,8 @@ class Gateway:
             log.warn("oai settings changed: they take effect after a restart")
         new = replace(new, oai=old.oai)
         # Keep what cannot change without a restart; take everything else.
-        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database),
+        new = replace(new, gateway=replace(new.gateway, database=old.gateway.database,
+                                           workers=old.gateway.workers),
                       z3950=replace(new.z3950, listen=old.z3950.listen),
                       ncip=replace(new.ncip, listen=old.ncip.listen, path=old.ncip.path),
                       admin=replace(new.admin, listen=old.admin.listen),
@@ -445,6 +505,8 @@ class Gateway:
         changes = reloading.peer_changes(old, new)
         self.config = new
         self._apply_limits()
+        if self.workers is not None:
+            self.workers.reload(new)
         for line in changes:
             log.info("reload: {change}", change=line)
         log.info("configuration reloaded from {path}: {peers} peer(s), {count} change(s)",
@@ -478,11 +540,13 @@ class Gateway:
     def _apply_limits(self) -> None:
         for name, settings in (("z3950", self.config.z3950), ("ncip", self.config.ncip)):
             factory = self.factories.get(name)
+            # served by every process: each enforces its share of the caps
+            n = self.config.gateway.workers
             if factory is not None:
-                factory.max_total = settings.max_connections
-                factory.max_per_host = settings.max_connections_per_peer
-                factory.rate.rate = settings.max_connection_rate_per_peer
-                factory.rate.burst = max(1.0, 2 * settings.max_connection_rate_per_peer)
+                factory.max_total = shared_cap(settings.max_connections, n)
+                factory.max_per_host = shared_cap(settings.max_connections_per_peer, n)
+                factory.rate.rate = shared_rate(settings.max_connection_rate_per_peer, n)
+                factory.rate.burst = max(1.0, 2 * factory.rate.rate)
         if "z3950" in self.factories:
             self.factories["z3950"].refusal_slots = self.config.z3950.refusal_slots
         self.audit.settings = self.config.audit
@@ -490,7 +554,8 @@ class Gateway:
         self.lookups.lockout.seconds = self.config.ncip.lockout_seconds
         if self.ncip_resource is not None:
             self.ncip_resource.set_timeout(self.config.ncip.request_timeout)
-            rate = self.config.ncip.max_requests_per_second_per_peer
+            rate = shared_rate(self.config.ncip.max_requests_per_second_per_peer,
+                               self.config.gateway.workers)
             self.ncip_resource.rate.rate, self.ncip_resource.rate.burst = rate, max(1.0, 2 * rate)
         site = self.factories.get("ncip")
         if site is not None:
@@ -513,6 +578,8 @@ class Gateway:
             if timer is not None and timer.running:
                 timer.stop()
         yield self._stop_listening()
+        workers_done = (self.workers.stop(self.config.gateway.shutdown_grace)
+                        if self.workers is not None else succeed(None))
         waits = []
         if self.ncip_resource is not None:
             waits.append(self.ncip_resource.wait_idle())
@@ -535,6 +602,7 @@ class Gateway:
             self._sru_audit.flush()
         if self._probe is not None and self._probe.running:
             self._probe.stop()
+        yield workers_done  # their last audit rows are in the writer's queue now
         yield self.audit.drain()
         yield self.store.stop()
         self.state = "stopped"
@@ -555,13 +623,13 @@ class Gateway:
         resource = self.ncip_resource
         memory = self.catalogue.memory
         return LiveFigures(
-            open_connections={name: factory.open_connections
-                              for name, factory in self.factories.items()},
-            refused_connections={name: factory.refused
-                                 for name, factory in self.factories.items()},
-            z3950_associations=len(self.z3950_factory.associations)
-            if self.z3950_factory is not None else 0,
-            ncip_in_flight=resource.in_flight if resource is not None else 0,
+            open_connections=self._open_connections(),
+            refused_connections=self._refused_connections(),
+            z3950_associations=(len(self.z3950_factory.associations)
+                                if self.z3950_factory is not None else 0)
+            + (self.workers.figures().associations if self.workers is not None else 0),
+            ncip_in_flight=(resource.in_flight if resource is not None else 0)
+            + (self.workers.figures().ncip_in_flight if self.workers is not None else 0),
             ncip_rate_limited=resource.rate_limited if resource is not None else 0,
             ncip_bodies_too_large=site.body_too_large if site is not None else 0,
             ncip_arrival_timeouts=site.arrival_timeouts if site is not None else 0,
@@ -589,12 +657,31 @@ class Gateway:
             "database": database,
             "listeners": listeners,
             "reload": self.last_reload.describe(),
-            "connections": {name: factory.open_connections
-                            for name, factory in self.factories.items()},
-            "refused_connections": {name: factory.refused
-                                    for name, factory in self.factories.items()},
+            "connections": self._open_connections(),
+            "refused_connections": self._refused_connections(),
+            **({"workers": self.workers.describe()} if self.workers is not None else {}),
             **({"upstream": upstream} if upstream else {}),
         }
+
+    def _open_connections(self) -> dict[str, int]:
+        """Open connections by listener, the workers' included."""
+        found = {name: factory.open_connections for name, factory in self.factories.items()}
+        if self.workers is not None:
+            figures = self.workers.figures()
+            for name, count in (("z3950", figures.open), ("ncip", figures.ncip_open)):
+                if name in found:
+                    found[name] += count
+        return found
+
+    def _refused_connections(self) -> dict[str, int]:
+        """Refused connections by listener, the workers' included."""
+        found = {name: factory.refused for name, factory in self.factories.items()}
+        if self.workers is not None:
+            figures = self.workers.figures()
+            for name, count in (("z3950", figures.refused), ("ncip", figures.ncip_refused)):
+                if name in found:
+                    found[name] += count
+        return found
 
     def upstream_health(self) -> dict[str, dict[str, Any]]:
         """The state of the systems behind the backends (``catalogue``, ``circulation``), from

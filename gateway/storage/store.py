@@ -253,6 +253,13 @@ class Store:
         self._pool.start()
         self._catalogue_pool.start()
 
+    def start_readers(self) -> None:
+        """Start the reader pools only, with no writer: a worker process
+        (:mod:`gateway.workers.child`) reads the database the primary writes (WAL); it must
+        already exist and be migrated."""
+        self._pool.start()
+        self._catalogue_pool.start()
+
     def stop(self) -> Deferred[None]:
         """Finish every queued write, then close all connections. Fires when done."""
         if self._stopped is None:
