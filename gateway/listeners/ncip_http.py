@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -269,6 +269,32 @@ class NcipResource(resource.Resource, InFlight):
             remote_host=host, url_token=token or None, bearer_token=bearer,
             content_type=content_type.decode("latin-1") if content_type else None)
         self._started()
+        try:
+            d = self._handler.handle(body, context)
+        except Exception:
+            d = fail()
+        if d.called and not d.paused:
+            # Answered inline (a read served on the reactor): the reply is written at once,
+            # with no time budget to arm and cancel and no callbacks to chain.
+            outcome: list[bytes | Failure] = []
+            d.addBoth(outcome.append)
+            self._done()
+            data = outcome[0]
+            if isinstance(data, Failure):
+                log.failure("NCIP handler failed", data)
+                data = self._handler.timeout_reply(body, context)
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", XML_CONTENT_TYPE)
+            request.setHeader(b"content-length", b"%d" % len(data))
+            request.write(data)
+            request.finish()
+            return server.NOT_DONE_YET
+        return self._answer_later(request, d, body, context)
+
+    def _answer_later(self, request: Request, d: Deferred[bytes], body: bytes,
+                      context: NcipRequestContext) -> int:
+        """Write the reply when ``d`` fires, or a Temporary Processing Failure when the
+        request's time budget runs out first."""
         finished = False
         gone = [False]
         request.notifyFinish().addErrback(lambda _: gone.__setitem__(0, True))
@@ -298,7 +324,6 @@ class NcipResource(resource.Resource, InFlight):
                 reply(self._handler.timeout_reply(body, context))
 
         budget = self._clock.callLater(self._timeout, timed_out)
-        d = maybeDeferred(self._handler.handle, body, context)
         d.addCallback(reply).addErrback(failed)
         d.addBoth(lambda _: budget.cancel() if budget.active() else None)
         return server.NOT_DONE_YET

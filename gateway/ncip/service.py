@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from gateway.admin.metrics import Metrics, claimed_peer
@@ -40,6 +41,7 @@ from protocols.ncip.safexml import declares_latin1, needs_fallback
 from protocols.ncip.writer import render_problem, render_response
 
 log = Logger()
+T = TypeVar("T")
 
 # Known domain errors and the Problem each becomes (the most specific class first).
 DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] = (
@@ -198,6 +200,38 @@ def audit_entry(audit: AuditLog, *, body: bytes, reply: bytes, outcome: str,
         time=time)
 
 
+def run_inline(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """``Deferred.fromCoroutine(coro)``, with the coroutine's first step run here: one that
+    awaits nothing unfired (a read served inline) gives an already fired Deferred without
+    Twisted's coroutine driver; one that waits is handed to that driver where it stands."""
+    try:
+        pending = coro.send(None)
+    except StopIteration as done:
+        return succeed(done.value)
+    except BaseException:
+        return fail()
+    return Deferred.fromCoroutine(_resumed(coro, pending))
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, T], pending: Any) -> Generator[Any, Any, T]:
+    """The rest of a started coroutine, for Twisted's driver: what it awaits is passed up,
+    what comes back (a result or an exception) is passed down."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as error:
+            try:
+                pending = coro.throw(error)
+            except StopIteration as done:
+                return cast(T, done.value)
+        else:
+            try:
+                pending = coro.send(value)
+            except StopIteration as done:
+                return cast(T, done.value)
+
+
 class ConfiguredHost(Protocol):
     """A gateway's configuration, read at each request (a reload replaces it)."""
 
@@ -240,8 +274,9 @@ class NcipService:
         self._charsets_for: Any = None
 
     def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
-        """The reply to one request body (never fails: errors are written as Problems)."""
-        return Deferred.fromCoroutine(self._handle(body, context))
+        """The reply to one request body (never fails: errors are written as Problems).
+        A request answered without waiting (a read served inline) comes back already fired."""
+        return run_inline(self._handle(body, context))
 
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
