@@ -49,6 +49,8 @@ def start(tree: Path, workdir: Path, database: Path) -> servers.Managed:
             "--z3950-listen", "tcp:0:interface=127.0.0.1",
             "--ncip-listen", "tcp:0:interface=127.0.0.1",
             "--admin-listen", "tcp:0:interface=127.0.0.1", "--log-level", "info"]
+    if (tree / "gateway" / "sru").exists():  # two trees side by side: no fixed SRU port
+        args[-2:-2] = ["--sru-listen", "tcp:0:interface=127.0.0.1"]
     managed = servers._spawn("gateway", args, cwd=tree,
                              env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree)}, pump=True)
     managed.wait_for(r"ncip listening on", timeout=120)

@@ -293,9 +293,25 @@ class AuditLog:
         mac.update(patron_id.encode("utf-8"))
         return mac.hexdigest()[:32]
 
+    def patron_refs(self) -> Callable[[str | None], str | None]:
+        """:meth:`patron_ref` remembered for one exchange: its request, reply and row name the
+        same patron, hashed once (the memo lives as long as the exchange, never longer)."""
+        memo: dict[str | None, str | None] = {}
+        patron_ref = self.patron_ref
+
+        def refs(patron_id: str | None) -> str | None:
+            try:
+                return memo[patron_id]
+            except KeyError:
+                ref = memo[patron_id] = patron_ref(patron_id)
+                return ref
+        return refs
+
     def ncip_bodies(self, request: bytes, response: bytes, *,
                     request_tree: etree._Element | None = None,
-                    response_tree: ReplyTree | None = None) -> tuple[str | None, str | None]:
+                    response_tree: ReplyTree | None = None,
+                    refs: Callable[[str | None], str | None] | None = None
+                    ) -> tuple[str | None, str | None]:
         """The bodies to keep for an NCIP exchange: never a PIN or password.
 
         ``request_tree``: the request already parsed with the hardened parser (``parse_xml``,
@@ -303,10 +319,12 @@ class AuditLog:
         use it afterwards. ``response_tree``: the :class:`ReplyTree` the writer kept
         (``keep_tree``), redacted without parsing the reply. Same results as from the bytes.
         """
-        return self.ncip_body(request, request_tree), self.ncip_body(response, response_tree)
+        refs = refs or self.patron_refs()  # one exchange: its patron hashed once
+        return (self.ncip_body(request, request_tree, refs=refs),
+                self.ncip_body(response, response_tree, refs=refs))
 
-    def ncip_body(self, body: bytes,
-                  tree: etree._Element | ReplyTree | None = None) -> str | None:
+    def ncip_body(self, body: bytes, tree: etree._Element | ReplyTree | None = None, *,
+                  refs: Callable[[str | None], str | None] | None = None) -> str | None:
         """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
         not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
@@ -315,13 +333,8 @@ class AuditLog:
         personal = mode == "redacted"
         pseudonymize = None
         if personal and self._key is not None:
-            tokens: dict[str, str | None] = {}  # one body names its patron several times
-
-            def pseudonymize(value: str) -> str | None:
-                token = tokens.get(value)
-                if token is None:
-                    token = tokens[value] = self.patron_ref(value)
-                return token
+            # one body names its patron several times (``refs``: one exchange's memo)
+            pseudonymize = refs or self.patron_refs()
         return self._redacted(body, tree, personal, pseudonymize).decode("utf-8", "replace")
 
     @staticmethod
