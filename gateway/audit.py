@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -170,6 +171,8 @@ class AuditLog:
         self.retried = 0                       # rows written again after a busy database
         self.dropped = 0                       # rows lost because the retry queue was full
         self._pending: collections.deque[AuditEntry] = collections.deque()
+        self._gathering: list[AuditEntry] | None = None  # record_soon's rows not yet taken
+        self._gather_lock = threading.Lock()              # (the writer thread takes them)
         self._retrying = False
         self._retry_call: IDelayedCall | None = None
         self.refused_dropped = 0
@@ -384,6 +387,47 @@ class AuditLog:
                       error=failure.getErrorMessage())
 
         return d.addCallbacks(done, failed)
+
+    def record_soon(self, entry: AuditEntry) -> None:
+        """Write a stamped row with every other row handed over before the writer starts on
+        them: one writer job and one ``executemany`` for all of them, instead of a job, a
+        savepoint and a Deferred per row. For rows that commit with nothing (NCIP lookups and
+        refusals); errors are logged, rows refused by a busy database kept for a retry, as in
+        :meth:`record`. The writer closes the gathering when its job starts, so a row is never
+        added to a job already running, and a store that writes at once writes each row alone.
+        """
+        if not entry.time:
+            entry = replace(entry, time=self.now())
+        with self._gather_lock:
+            rows = self._gathering
+            if rows is not None:
+                rows.append(entry)
+                return
+            rows = self._gathering = [entry]
+        d = self.store.write(lambda conn: self._write_gathered(conn, rows))
+
+        def done(_: object) -> None:
+            self.written += len(rows)
+
+        def failed(failure: Failure) -> None:
+            self._close_gathering(rows)  # the job never ran (a stopped store): no more rows
+            if self._keep(failure, rows):
+                return
+            self.failed += len(rows)
+            log.error("{count} audit rows not written: {error}", count=len(rows),
+                      error=failure.getErrorMessage())
+
+        d.addCallbacks(done, failed)
+
+    def _close_gathering(self, rows: list[AuditEntry]) -> None:
+        with self._gather_lock:
+            if self._gathering is rows:
+                self._gathering = None
+
+    def _write_gathered(self, conn: Connection, rows: list[AuditEntry]) -> None:
+        """The writer's job for :meth:`record_soon`: close the gathering, insert its rows."""
+        self._close_gathering(rows)
+        insert_entries(conn, rows)
 
     def record_many(self, entries: Sequence[AuditEntry]) -> Deferred[None]:
         """Write several stamped rows as one writer job (all or none); errors are logged, and

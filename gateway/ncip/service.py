@@ -403,7 +403,7 @@ class NcipService:
             request_body, response_body = audit.ncip_bodies(
                 body, reply.body, request_tree=answer.tree.take() if answer.tree else None,
                 response_tree=reply.tree, refs=refs)
-        audit.record(audit_entry(
+        audit.record_soon(audit_entry(
             audit, body=body, reply=reply.body, outcome=answer.outcome,
             envelope=answer.envelope, peer=answer.peer, remote=context.remote_host,
             duration_us=duration_us, request_body=request_body, response_body=response_body,
