@@ -117,13 +117,18 @@ class DeadlineChannel(HTTPChannel):
     The idle timeout restarts with every byte, so a client trickling one byte every few
     seconds would hold the connection for ever; this deadline does not move. Time spent
     handling a request (and pipelined bytes buffered meanwhile) does not count.
+
+    The deadline is a time, and its timer is armed once per connection and moved only when it
+    fires before the deadline of the request then arriving: requests on a keep-alive
+    connection do not each schedule and cancel a timer.
     """
 
-    _arrival: Any = None
+    _arrival: Any = None              # the timer, when armed
+    _deadline: float | None = None    # when the request now arriving must be whole
     site: Any  # set by the Site that builds the channel
 
     def dataReceived(self, data: bytes) -> None:
-        if self._arrival is None and data and not self._handlingRequest:
+        if self._deadline is None and data and not self._handlingRequest:
             self._start_arrival()
         super().dataReceived(data)
 
@@ -137,22 +142,45 @@ class DeadlineChannel(HTTPChannel):
             self._start_arrival()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self._stop_arrival()
+        self._cancel_arrival()
         super().connectionLost(reason)
 
     def _start_arrival(self) -> None:
-        self._stop_arrival()
-        self._arrival = self.callLater(self.site.request_arrival_timeout, self._arrival_expired)
+        site = self.site
+        limit = site.request_arrival_timeout
+        deadline = self._deadline = site.reactor.seconds() + limit
+        timer = self._arrival
+        if timer is None:
+            self._arrival = self.callLater(limit, self._arrival_due)
+        elif timer.getTime() > deadline:  # the limit was lowered (a reload)
+            timer.reset(limit)
 
     def _stop_arrival(self) -> None:
+        self._deadline = None  # an armed timer finds nothing to do
+
+    def _cancel_arrival(self) -> None:
+        self._deadline = None
         if self._arrival is not None:
             if self._arrival.active():
                 self._arrival.cancel()
             self._arrival = None
 
+    def _arrival_due(self) -> None:
+        """The timer fired: at the deadline of the request arriving, answer 408; before it
+        (the timer was armed for an earlier request), wait for the rest."""
+        self._arrival = None
+        deadline = self._deadline
+        if deadline is None:  # nothing arriving: the timer lapses until the next request
+            return
+        left = deadline - self.site.reactor.seconds()
+        if left > 0:
+            self._arrival = self.callLater(left, self._arrival_due)
+            return
+        self._deadline = None
+        self._arrival_expired()
+
     def _arrival_expired(self) -> None:
         """Answer 408 and close: the request never arrived in time."""
-        self._arrival = None
         site = self.site
         site.arrival_timeouts += 1
         if site.arrival_timeouts % 100 == 1:  # an anonymous client can repeat this: bounded
