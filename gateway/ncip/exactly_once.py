@@ -116,10 +116,12 @@ class ExactlyOnce:
     def _tz(self) -> ZoneInfo:
         return ZoneInfo(self.host.config.gateway.timezone)
 
-    def replay_key(self, call: NcipCall) -> ReplayKey | None:
-        """This request's replay key now (see :func:`replay_key`)."""
+    def replay_key(self, call: NcipCall,
+                   refs: Callable[[str], str | None] | None = None) -> ReplayKey | None:
+        """This request's replay key now (see :func:`replay_key`; ``refs``: the exchange's
+        :meth:`AuditLog.patron_refs`)."""
         today = self._now().astimezone(self._tz()).date()
-        return replay_key(call, today, self.host.audit.patron_ref)
+        return replay_key(call, today, refs or self.host.audit.patron_ref)
 
     def _step(self, call: NcipCall, changes: ICirculationChanges, books: Books,
               now: datetime) -> Step:
@@ -137,7 +139,7 @@ class ExactlyOnce:
         """A state-changing step, exactly once: the reply comes written, its audit row
         committed with it (or, for a repeat, the stored reply, to be audited as answered)."""
         refs = self.host.audit.patron_refs()  # the exchange's patron, hashed once
-        key = replay_key(call, self._now().astimezone(self._tz()).date(), refs)
+        key = self.replay_key(call, refs)
         flight = key.ident if key is not None else None
         if flight is not None and flight in self._in_flight:
             waiter: Deferred[Reply] = Deferred()
