@@ -404,7 +404,8 @@ class AuditLog:
                 rows.append(entry)
                 return
             rows = self._gathering = [entry]
-        d = self.store.write(lambda conn: self._write_gathered(conn, rows))
+        write = getattr(self.store, "write_lazy", None) or self.store.write
+        d = write(lambda conn: self._write_gathered(conn, rows))
 
         def done(_: object) -> None:
             self.written += len(rows)
