@@ -1,11 +1,15 @@
-"""``python -m bench.upstream_ncip [--requests N] [--concurrency C]``: LookupUser and AcceptItem
-through Interlend to an upstream Interlend (circulation ``ncip``, profile ``generic-ncip2``),
-against the upstream directly, in the same run.
+"""``python -m bench.upstream_ncip [--requests N] [--concurrency C] [--lms-delay MS]``:
+LookupUser and AcceptItem through Interlend to an upstream Interlend (circulation ``ncip``,
+profile ``generic-ncip2``), against the upstream directly, in the same run.
 
 Both daemons run on 127.0.0.1 from a scratch directory (the workflow test seed and
 configuration); the same ReShare-style bodies go to both (AcceptItem with a unique RequestId per
 request, so each one makes a real temporary item upstream). Printed: requests/s, p50/p95/max
-latency for each path, and the ratio through/direct. Every reply is checked for a Problem.
+latency for each path, the ratio through/direct, and the CPU each daemon spent per request on
+the through path (``/proc/PID/stat``: the figure that survives a busy machine). Every reply is
+checked for a Problem. ``--lms-delay`` puts a proxy between the gateway and the upstream that
+holds each answer that long (an LMS across a network; the direct path is not delayed): state-
+changing calls then show whether the gateway serialises them behind the LMS.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.compare_trees import cpu
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
 
@@ -38,6 +43,45 @@ to_agency = "{wf.AGENCY}"
 timeout = 10
 max_in_flight = 8
 """
+
+
+class _DelayProxy:
+    """Forwards POSTs to ``target`` and holds each answer ``delay`` seconds (threads: the calls
+    overlap as they would at a real LMS)."""
+
+    def __init__(self, target: str, delay: float) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = urllib.request.Request(target, data=body, method="POST",
+                                                 headers={"Content-Type": "application/xml"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status, data = response.status, response.read()
+                time.sleep(proxy.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.delay = delay
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _post(url: str, body: bytes) -> float:
@@ -66,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--lms-delay", type=float, default=0.0,
+                        help="ms the upstream's answers are held on the through path")
     args = parser.parse_args(argv)
+    delay: _DelayProxy | None = None
     with tempfile.TemporaryDirectory(prefix="interlend-bench-up-") as scratch:
         base = Path(scratch)
         daemons: list[Daemon] = []
@@ -77,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             daemons.append(lms)
             (base / "gw").mkdir()
             wf.seed_database(base / "gw" / "interlend.sqlite3")
-            gateway = start_daemon(base / "gw", _config(lms.base_url + "/ncip"))
+            upstream_url = lms.base_url + "/ncip"
+            if args.lms_delay > 0:
+                delay = _DelayProxy(upstream_url, args.lms_delay / 1000)
+                upstream_url = delay.url
+            gateway = start_daemon(base / "gw", _config(upstream_url))
             daemons.append(gateway)
             paths = {"direct": lms.base_url + "/ncip", "through": gateway.base_url + "/ncip"}
             n, c = args.requests, args.concurrency
@@ -87,14 +138,18 @@ def main(argv: list[str] | None = None) -> int:
                     wf.reshare_accept_item(f"BENCH-{tag}-{i}", "P100",
                                            barcode=f"BENCH-{tag}-{i}-V") for i in range(n)],
             }
+            held = f", its answers held {args.lms_delay:g} ms" if delay else ""
             print(f"{n} requests per run, {c} concurrent; Interlend -> upstream Interlend "
-                  "(generic-ncip2) against the upstream directly")
+                  f"(generic-ncip2{held}) against the upstream directly")
             print(f"{'service':<12} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}"
                   f" {'max ms':>8}")
             for service, make in bodies.items():
                 for path in paths:  # one warm-up call per path
                     _post(paths[path], make(f"warm-{path}")[0])
-                figures = {path: _run(url, make(path), c) for path, url in paths.items()}
+                figures = {"direct": _run(paths["direct"], make("direct"), c)}
+                before = cpu(gateway.process.pid), cpu(lms.process.pid)
+                figures["through"] = _run(paths["through"], make("through"), c)
+                spent = (cpu(gateway.process.pid) - before[0], cpu(lms.process.pid) - before[1])
                 for path, f in figures.items():
                     print(f"{service:<12} {path:<8} {f['rps']:>8.1f} {f['p50_ms']:>8.1f}"
                           f" {f['p95_ms']:>8.1f} {f['max_ms']:>8.1f}")
@@ -102,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
                 extra = figures["through"]["p50_ms"] - figures["direct"]["p50_ms"]
                 print(f"{service:<12} ratio    through/direct throughput {ratio:.2f}, "
                       f"p50 +{extra:.1f} ms")
+                print(f"{service:<12} cpu      through: gateway {spent[0] / n * 1000:.2f} ms/op,"
+                      f" upstream {spent[1] / n * 1000:.2f} ms/op")
         finally:
             for d in daemons:
                 d.kill()
+            if delay is not None:
+                delay.close()
     return 0
 
 

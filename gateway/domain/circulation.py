@@ -14,12 +14,15 @@ the circulation system seen through a synchronous facade and ``books`` the gatew
 does commits together or not at all, and the Deferred fires only once it is durable: that is
 the exactly-once guarantee (the change, the rendered reply, its idempotency record and its
 audit row in one commit). The embedded backend runs ``work`` as one job of the store's writer
-on one SQLite connection. A backend that drives a remote system (the upstream NCIP one) gives
-``work`` a facade that calls the network from that job, recording each state-changing call in a
-durable outbox before it is made and its answer after, so that a crash or a timeout between
-the remote change and the local commit is settled when the broker retries (the answer reused,
-or the call resent with the same remote request id where the remote system deduplicates)
-instead of being done twice.
+on one SQLite connection. A backend that drives a remote system (the upstream NCIP one) may run
+``work`` more than once, so ``work`` must be deterministic given the same database state and
+the same remote answers, with no effects outside ``changes`` and ``books``: a run that reaches
+a remote call stops (rolled back), the call is made outside the writer, and the next run gets
+its answer at the same point; only the last run commits. Each state-changing remote call is
+recorded in a durable outbox before it is made and its answer after, so that a crash or a
+timeout between the remote change and the local commit is settled (the answer reused, or the
+call resent with the same remote request id where the remote system deduplicates) instead of
+being done twice.
 """
 
 from __future__ import annotations
@@ -144,8 +147,9 @@ class ICirculation(Interface):
         items, the library's own only."""
 
     def transact(work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
-        """Run ``work`` once as one atomic unit: its changes and the books commit together;
-        the Deferred fires with its result once durable (or fails, nothing done)."""
+        """Run ``work`` as one atomic unit: its changes and the books commit together; the
+        Deferred fires with its result once durable (or fails, nothing done). Only one run
+        commits; a remote backend may roll back earlier runs (see the module docstring)."""
 
     def inspect(work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """Run read-only ``work`` on one consistent view (it must change nothing)."""

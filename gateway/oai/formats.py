@@ -15,7 +15,9 @@ import pymarc
 from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord
-from gateway.z3950.retrieval import Presentation, bibliographic, with_holdings
+from gateway.z3950.plain_marc import PlainRecord, plain_bibliographic
+from gateway.z3950.retrieval import Presentation, bibliographic, bibliographic_marcxml, marcxml
+from protocols import xmltext
 from protocols.oai import MetadataFormat
 
 __all__ = ["FORMATS", "RENDERERS", "render"]
@@ -37,23 +39,18 @@ _TYPES = {"a": "Text", "t": "Text", "c": "Text", "d": "Text", "e": "Image", "f":
           "o": "Collection", "p": "Collection", "r": "PhysicalObject"}
 
 
-def _marcxml(marc: pymarc.Record) -> etree._Element:
-    element = etree.fromstring(pymarc.record_to_xml(marc, namespace=True))
-    element.set(f"{{{XSI_NS}}}schemaLocation", f"{MARC_NS} {MARC_SCHEMA}")
-    return element
+def marc21(record: CatalogueRecord, view: Presentation) -> bytes:
+    """The bibliographic record as MARCXML (written as text, see
+    :func:`gateway.z3950.retrieval.bibliographic_marcxml`)."""
+    return bibliographic_marcxml(record, "F")
 
 
-def marc21(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """The bibliographic record as MARCXML."""
-    return _marcxml(bibliographic(record, "F"))
+def marc21_holdings(record: CatalogueRecord, view: Presentation) -> bytes:
+    """MARCXML with live holdings and availability (852 per item), as Z39.50 and SRU send it."""
+    return marcxml(record, "F", view)
 
 
-def marc21_holdings(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """MARCXML with live holdings and availability (852 per item)."""
-    return _marcxml(with_holdings(record, "F", view))
-
-
-def _subfields(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[str]:
+def _subfields(marc: pymarc.Record | PlainRecord, tags: tuple[str, ...], codes: str) -> list[str]:
     values = []
     for field in marc.get_fields(*tags):
         text = " ".join(s.value for s in field.subfields if s.code in codes).strip()
@@ -63,13 +60,11 @@ def _subfields(marc: pymarc.Record, tags: tuple[str, ...], codes: str) -> list[s
     return values
 
 
-def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
-    """Unqualified Dublin Core from the MARC record."""
-    marc = bibliographic(record, "F")
-    root = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS,
-                                                        "xsi": XSI_NS})
-    root.set(f"{{{XSI_NS}}}schemaLocation",
-             f"{OAI_DC_NS} http://www.openarchives.org/OAI/2.0/oai_dc.xsd")
+def oai_dc(record: CatalogueRecord, view: Presentation) -> bytes | etree._Element:
+    """Unqualified Dublin Core from the MARC record: read without pymarc where the stored
+    record allows (:mod:`gateway.z3950.plain_marc`), written as text byte for byte what lxml
+    writes (lxml builds what text cannot carry, and refuses it)."""
+    marc = plain_bibliographic(record, "F") or bibliographic(record, "F")
     leader = str(marc.leader)
     control = {f.tag: f.data or "" for f in marc.fields if f.is_control_field()}
     fields = [
@@ -87,17 +82,31 @@ def oai_dc(record: CatalogueRecord, view: Presentation) -> etree._Element:
          + [record.local_id]),
         ("language", [control["008"][35:38]] if len(control.get("008", "")) >= 38 else []),
     ]
-    for name, values in fields:
-        for value in dict.fromkeys(values):
-            etree.SubElement(root, f"{{{DC_NS}}}{name}").text = value
+    children = [(name, value) for name, values in fields for value in dict.fromkeys(values)]
+    text = xmltext.with_children(_OAI_DC_HEAD, "</oai_dc:dc>",
+                                 [(f"dc:{name}", value) for name, value in children])
+    return text if text is not None else _oai_dc_tree(children)
+
+
+def _oai_dc_tree(children: list[tuple[str, str]]) -> etree._Element:
+    root = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS,
+                                                        "xsi": XSI_NS})
+    root.set(f"{{{XSI_NS}}}schemaLocation",
+             f"{OAI_DC_NS} http://www.openarchives.org/OAI/2.0/oai_dc.xsd")
+    for name, value in children:
+        etree.SubElement(root, f"{{{DC_NS}}}{name}").text = value
     return root
 
 
-RENDERERS: dict[str, Callable[[CatalogueRecord, Presentation], etree._Element]] = {
+_OAI_DC_HEAD = etree.tostring(_oai_dc_tree([]), encoding="unicode").removesuffix("/>") + ">"
+"""``<oai_dc:dc xmlns:...>`` as lxml writes it."""
+
+
+RENDERERS: dict[str, Callable[[CatalogueRecord, Presentation], bytes | etree._Element]] = {
     "oai_dc": oai_dc, "marc21": marc21, "marc21_holdings": marc21_holdings,
 }
 
 
-def render(prefix: str, record: CatalogueRecord, view: Presentation) -> etree._Element:
+def render(prefix: str, record: CatalogueRecord, view: Presentation) -> bytes | etree._Element:
     """The record in the format named by ``prefix`` (one of FORMATS)."""
     return RENDERERS[prefix](record, view)

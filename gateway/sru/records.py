@@ -17,7 +17,10 @@ from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord
 from gateway.z3950 import retrieval as render
+from gateway.z3950.plain_marc import PlainRecord, plain_bibliographic
+from protocols import xmltext
 from protocols.sru.explain import RecordSchema
+from protocols.xmltext import WellFormed
 
 SRW_DC_NS = "info:srw/schema/1/dc-schema"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -37,13 +40,17 @@ def _strip(text: str) -> str:
 
 
 def dublin_core(record: CatalogueRecord, view: render.Presentation) -> bytes:
-    """``<srw_dc:dc>`` with title, creators, subjects, publisher, date, identifiers, language."""
-    marc = render.bibliographic(record, "F")
-    root = etree.Element(f"{{{SRW_DC_NS}}}dc", nsmap={"srw_dc": SRW_DC_NS, "dc": DC_NS})
+    """``<srw_dc:dc>`` with title, creators, subjects, publisher, date, identifiers, language.
+
+    Read without pymarc where the stored record allows (:mod:`gateway.z3950.plain_marc`) and
+    written as text, byte for byte what lxml writes (lxml builds what text cannot carry, and
+    refuses it)."""
+    marc = plain_bibliographic(record, "F") or render.bibliographic(record, "F")
+    children: list[tuple[str, str]] = []
 
     def add(name: str, text: str | None) -> None:
         if text and _strip(text):
-            etree.SubElement(root, f"{{{DC_NS}}}{name}").text = _strip(text)
+            children.append((name, _strip(text)))
 
     for f in marc.get_fields("245"):
         add("title", " ".join(f.get_subfields("a", "b", "n", "p")))
@@ -68,10 +75,23 @@ def dublin_core(record: CatalogueRecord, view: render.Presentation) -> bytes:
     language = _language(marc)
     add("language", language)
     add("type", "Text")
-    return etree.tostring(root, encoding="utf-8")
+    text = xmltext.with_children(_DC_HEAD, "</srw_dc:dc>",
+                                 [(f"dc:{name}", value) for name, value in children])
+    return text if text is not None else _dublin_core_tree(children)
 
 
-def _language(marc: pymarc.Record) -> str | None:
+def _dublin_core_tree(children: list[tuple[str, str]]) -> WellFormed:
+    root = etree.Element(f"{{{SRW_DC_NS}}}dc", nsmap={"srw_dc": SRW_DC_NS, "dc": DC_NS})
+    for name, value in children:
+        etree.SubElement(root, f"{{{DC_NS}}}{name}").text = value
+    return WellFormed(etree.tostring(root, encoding="utf-8"))
+
+
+_DC_HEAD = _dublin_core_tree([]).decode("utf-8").removesuffix("/>") + ">"
+"""``<srw_dc:dc xmlns:...>`` as lxml writes it."""
+
+
+def _language(marc: pymarc.Record | PlainRecord) -> str | None:
     fixed = marc.get_fields("008")
     if fixed and fixed[0].data and len(fixed[0].data) >= 38:
         code = fixed[0].data[35:38].strip()

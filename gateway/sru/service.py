@@ -25,8 +25,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import Config, Peer
-from gateway.domain.catalogue import CatalogueError, ICatalogue, IResultSet, ScanPage
+from gateway.domain.catalogue import (
+    CatalogueError,
+    ICatalogue,
+    IResultSet,
+    ScanPage,
+    SortKey,
+)
 from gateway.domain.holdings import CatalogueRecord
+from gateway.domain.query import Plan
 from gateway.listeners.limits import LogLimiter
 from gateway.sru.diagnostics import sru_error
 from gateway.sru.query import PROFILE, plan_cql, plan_scan, sort_keys
@@ -54,6 +61,9 @@ from protocols.sru import (
 from protocols.sru.diagnostics import Diagnostic, SRUError
 
 log = Logger()
+
+_PLANS_KEPT = 512
+"""Distinct queries whose plans are kept (least recently used dropped first)."""
 
 
 @dataclass
@@ -102,6 +112,7 @@ class SruService:
         self._clock = clock
         self.result_sets = _KeptSets(clock)
         self._log_limiter = LogLimiter(clock)
+        self._plans: OrderedDict[CQLQuery, tuple[Plan, tuple[SortKey, ...]]] = OrderedDict()
 
     @property
     def _config(self) -> Config:
@@ -152,9 +163,7 @@ class SruService:
             if schema is None:
                 raise SRUError(Diagnostic.UNKNOWN_SCHEMA_FOR_RETRIEVAL,
                                request.record_schema or "")
-            resolved = resolve(CQLQuery(request.query.root, request.sort_keys), PROFILE)
-            plan = plan_cql(resolved.root, self.result_sets.live())
-            keys = sort_keys(resolved)
+            plan, keys = self._plan(request)
         except SRUError as error:
             return succeed(self._search_failed(request, error))
         d = self.catalogue.search(plan)
@@ -170,6 +179,23 @@ class SruService:
             d.addCallback(sort)
         answered: Deferred[Outcome] = d.addCallback(self._page, request, schema, peer)
         return answered.addErrback(self._search_error, request)
+
+    def _plan(self, request: SearchRetrieveRequest) -> tuple[Plan, list[SortKey]]:
+        """The query resolved against the profile and planned, once per distinct query (both
+        immutable); a query naming a kept result set is planned every time (sets expire)."""
+        query = CQLQuery(request.query.root, request.sort_keys)
+        cached = self._plans.get(query)
+        if cached is not None:
+            self._plans.move_to_end(query)
+            return cached[0], list(cached[1])
+        resolved = resolve(query, PROFILE)
+        plan = plan_cql(resolved.root, self.result_sets.live())
+        keys = sort_keys(resolved)
+        if "resultsetid" not in request.query_text.lower():
+            self._plans[query] = (plan, tuple(keys))
+            if len(self._plans) > _PLANS_KEPT:
+                self._plans.popitem(last=False)
+        return plan, keys
 
     def _page(self, found: IResultSet, request: SearchRetrieveRequest, schema: Schema,
               peer: Peer | None) -> Deferred[Outcome]:

@@ -40,6 +40,7 @@ carry them all), instead of dropping items silently.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -48,6 +49,8 @@ import pymarc
 from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord, ItemState
+from protocols import xmltext
+from protocols.xmltext import WellFormed
 from protocols.z3950 import oids
 from protocols.z3950.marc8 import NCR_ERRORS
 from protocols.z3950.records import CirculationItem, Holding, OpacRecord
@@ -347,8 +350,136 @@ def _marcxml_element(marc: pymarc.Record) -> etree._Element:
     return etree.fromstring(pymarc.record_to_xml(marc, namespace=True))
 
 
+_MARCXML_OPEN = (
+    f'<record xmlns="{MARCXML_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    f'xsi:schemaLocation="{MARCXML_NS} http://www.loc.gov/standards/marcxml/schema/'
+    'MARC21slim.xsd">')
+_NOT_PLAIN = re.compile("[\x00-\x08\x0b-\x1d\ufffe\uffff]")
+"""What the pymarc way rewrites (a carriage return) or refuses (other control characters,
+U+FFFE/U+FFFF): such records take that way, so the answer stays the same."""
+
+
+def _xml_field(tag: str, indicators: str, subfields: list[tuple[str, str]] | None,
+               data: str | None) -> str:
+    """One MARCXML field as text, byte for byte what lxml writes for pymarc's element."""
+    if subfields is None:
+        return (f'<controlfield tag="{xmltext.attribute(tag)}">{xmltext.text(data)}'
+                "</controlfield>" if data else
+                f'<controlfield tag="{xmltext.attribute(tag)}"/>')
+    head = (f'<datafield ind1="{xmltext.attribute(indicators[0])}" '
+            f'ind2="{xmltext.attribute(indicators[1])}" tag="{xmltext.attribute(tag)}"')
+    if not subfields:
+        return head + "/>"
+    return head + ">" + "".join(
+        f'<subfield code="{xmltext.attribute(code)}">{xmltext.text(value)}</subfield>'
+        if value else f'<subfield code="{xmltext.attribute(code)}"/>'
+        for code, value in subfields) + "</datafield>"
+
+
+_SPECIAL = re.compile('[&<>]|\x1f["\t\n]|\x1f.\x1f', re.DOTALL)
+"""Text that needs escaping, or an empty subfield: such records are written field by field."""
+
+
+def _stored_xml_fields(record: CatalogueRecord, element_set: str) -> list[tuple[str, str]] | None:
+    """The bibliographic fields of :func:`bibliographic` as (tag, MARCXML text), read from the
+    stored bytes without pymarc; None when the record is not in the plain form."""
+    fields = _stored_fields(record.marc)
+    if fields is None:
+        return None
+    brief = element_set == "B"
+    out = []
+    for tag, body in fields:
+        if tag in HOLDINGS_TAGS or (brief and tag not in BRIEF_TAGS):
+            continue
+        value = body[:-1].decode("utf-8")
+        if _NOT_PLAIN.search(value):
+            return None
+        if tag < "010" and tag.isdigit():
+            if "\x1f" in value:
+                return None
+            out.append((tag, _xml_field(tag, "", None, value)))
+        elif (_SPECIAL.search(value) or value[-2:-1] == "\x1f"
+              or _QUOTED.search(value[:2])):
+            parts = value.split("\x1f")
+            out.append((tag, _xml_field(tag, parts[0], [(p[0], p[1:]) for p in parts[1:]],
+                                        None)))
+        elif len(value) == 2:
+            out.append((tag, f'<datafield ind1="{value[0]}" ind2="{value[1]}" tag="{tag}"/>'))
+        else:  # nothing to escape, no empty subfield: the subfields in one substitution
+            out.append((tag, f'<datafield ind1="{value[0]}" ind2="{value[1]}" tag="{tag}">'
+                        f'<subfield code="{value[3]}">'
+                        + _SUBFIELD_MARK.sub(_subfield_open, value[4:])
+                        + "</subfield></datafield>"))
+    return out
+
+
+_QUOTED = re.compile('["\t\n]')
+_SUBFIELD_MARK = re.compile("\x1f(.)", re.DOTALL)
+
+
+def _subfield_open(match: re.Match[str]) -> str:
+    return f'</subfield><subfield code="{match.group(1)}">'
+
+
+def _insert_ordered(fields: list[tuple[str, str]], tag: str, text: str) -> None:
+    """Where pymarc's ``add_ordered_field`` puts a field: before the first greater (or
+    non-numeric) tag."""
+    if fields and tag.isdigit():
+        for index, (other, _) in enumerate(fields):
+            if other > tag or not other.isdigit():
+                fields.insert(index, (tag, text))
+                return
+    fields.append((tag, text))
+
+
+def _marcxml_text(record: CatalogueRecord, element_set: str,
+                  added: list[pymarc.Field]) -> WellFormed | None:
+    """MARCXML of the bibliographic record plus ``added`` fields (in tag order), written as
+    text in one pass; None when the stored record or a value needs pymarc's way."""
+    leader = record.marc[:_LEADER_LENGTH]
+    fields = _stored_xml_fields(record, element_set)
+    if fields is None or not leader.isascii() or _NOT_PLAIN.search(leader.decode("ascii")):
+        return None
+    tags = [tag for tag, _ in fields]
+    ordered = all(tag.isdigit() for tag in tags) and tags == sorted(tags)
+    for field in added:
+        values = [sf.value or "" for sf in field.subfields]
+        if any(_NOT_PLAIN.search(v) for v in values):
+            return None
+        text = _xml_field(field.tag, field.indicator1 + field.indicator2,
+                          [(sf.code, sf.value or "") for sf in field.subfields], None)
+        if ordered and field.tag.isdigit():  # the same place, found by bisection
+            index = bisect.bisect_right(tags, field.tag)
+            tags.insert(index, field.tag)
+            fields.insert(index, (field.tag, text))
+        else:
+            ordered = False
+            _insert_ordered(fields, field.tag, text)
+    text = leader[:9].decode("ascii") + "a" + leader[10:].decode("ascii")
+    return WellFormed((f"{_MARCXML_OPEN}<leader>{xmltext.text(text)}</leader>"
+                       + "".join(t for _, t in fields) + "</record>").encode("utf-8"))
+
+
+def bibliographic_marcxml(record: CatalogueRecord, element_set: str = "F") -> bytes:
+    """MARCXML of :func:`bibliographic` (no holdings), written as text where it can be."""
+    text = _marcxml_text(record, element_set, [])
+    if text is not None:
+        return text
+    return etree.tostring(_marcxml_element(bibliographic(record, element_set)),
+                          encoding="utf-8")
+
+
 def marcxml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """MARCXML (``<record xmlns="http://www.loc.gov/MARC21/slim">``) with live holdings."""
+    """MARCXML (``<record xmlns="http://www.loc.gov/MARC21/slim">``) with live holdings.
+
+    Written as text in one pass from the stored bytes (a :class:`~protocols.xmltext.WellFormed`
+    the SRU and OAI-PMH writers embed as it is); a record not in the plain form takes pymarc's
+    way, and both give the same bytes."""
+    added = [field for item in record.items
+             for field in holdings_fields(item, view.holdings_tag, view.agency_id)]
+    text = _marcxml_text(record, element_set, added)
+    if text is not None:
+        return text
     return etree.tostring(_marcxml_element(with_holdings(record, element_set, view)),
                           encoding="utf-8")
 
@@ -401,10 +532,70 @@ def _holding_in(holding: Holding, codec: str) -> Holding:
 
 
 def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> bytes:
-    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare."""
+    """YAZ's XML form of the OPAC record (``opacxml.xsd``), as SRU proxies hand it to ReShare.
+
+    Written as text in one pass (a :class:`~protocols.xmltext.WellFormed`), byte for byte what
+    lxml writes; a record or an item value the text way cannot write is built with lxml."""
+    bib = bibliographic_marcxml(record, "F")
+    if isinstance(bib, WellFormed):
+        holdings = []
+        for item in record.items:
+            text = _opac_holding_text(opac_holding(item, view.agency_id))
+            if text is None:
+                return _opac_xml_tree(record, view)
+            holdings.append(text)
+        tail = ("<holdings>" + "".join(holdings) + "</holdings>" if holdings
+                else "<holdings/>")
+        return WellFormed(b"".join((b"<opacRecord><bibliographicRecord>", bib,
+                                    b"</bibliographicRecord>", tail.encode("utf-8"),
+                                    b"</opacRecord>")))
+    return _opac_xml_tree(record, view)
+
+
+def _opac_element(name: str, value: str) -> str:
+    return f"<{name}>{xmltext.text(value)}</{name}>" if value else f"<{name}></{name}>"
+
+
+def _opac_holding_text(h: Holding) -> str | None:
+    """One ``<holding>`` as text; None when a value holds a character XML cannot carry."""
+    values = [h.nuc_code, h.local_location, h.shelving_location, h.call_number, h.copy_number,
+              h.public_note]
+    for c in h.circulation:
+        values += [c.availability_date, c.available_thru, c.item_id, c.temporary_location]
+    if any(isinstance(v, str) and xmltext.NOT_XML_CHAR.search(v) for v in values) or \
+            any(v is not None and not isinstance(v, str) for v in values):
+        return None
+    out = ["<holding>"]
+    for name, value in (("nucCode", h.nuc_code), ("localLocation", h.local_location),
+                        ("shelvingLocation", h.shelving_location),
+                        ("callNumber", h.call_number), ("copyNumber", h.copy_number),
+                        ("publicNote", h.public_note)):
+        if value is not None:
+            out.append(_opac_element(name, value))
+    if not h.circulation:
+        out.append("<circulations/></holding>")
+        return "".join(out)
+    out.append("<circulations>")
+    for c in h.circulation:
+        out.append(f'<circulation><availableNow value="{"1" if c.available_now else "0"}"/>')
+        for name, text in (("availabilityDate", c.availability_date),
+                           ("availableThru", c.available_thru), ("itemId", c.item_id)):
+            if text is not None:
+                out.append(_opac_element(name, text))
+        out.append(f'<renewable value="{"1" if c.renewable else "0"}"/>'
+                   f'<onHold value="{"1" if c.on_hold else "0"}"/>')
+        if c.temporary_location is not None:
+            out.append(_opac_element("temporaryLocation", c.temporary_location))
+        out.append("</circulation>")
+    out.append("</circulations></holding>")
+    return "".join(out)
+
+
+def _opac_xml_tree(record: CatalogueRecord, view: Presentation) -> bytes:
+    """:func:`opac_xml` built with lxml (records the text way cannot write)."""
     root = etree.Element("opacRecord")
     bib = etree.SubElement(root, "bibliographicRecord")
-    bib.append(_marcxml_element(bibliographic(record, "F")))
+    bib.append(etree.fromstring(bibliographic_marcxml(record, "F")))
     holdings = etree.SubElement(root, "holdings")
     for item in record.items:
         h = opac_holding(item, view.agency_id)
@@ -427,7 +618,7 @@ def opac_xml(record: CatalogueRecord, element_set: str, view: Presentation) -> b
             etree.SubElement(circ, "onHold", value="1" if c.on_hold else "0")
             if c.temporary_location is not None:
                 etree.SubElement(circ, "temporaryLocation").text = c.temporary_location
-    return etree.tostring(root, encoding="utf-8")
+    return WellFormed(etree.tostring(root, encoding="utf-8"))
 
 
 # -- SUTRS ---------------------------------------------------------------------------------------

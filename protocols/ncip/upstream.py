@@ -21,6 +21,8 @@ from .codes import NCIP2_NS
 from .dates import format_ncip_datetime, parse_ncip_date
 from .problems import NCIPSyntaxError
 from .safexml import parse_xml
+from .sierra_ids import BadCheckDigit
+from .sierra_ids import to_lms as sierra_to_lms
 
 NCIP1_VERSION_URI = "http://www.niso.org/ncip/v1_0/imp1/dtd/ncip_v1_0.dtd"
 NCIP2_VERSION_URI = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"
@@ -31,6 +33,7 @@ V1_SCHEME = "http://www.niso.org/ncip/v1_0/schemes/"
 MAX_REPLY_BYTES = 512 * 1024
 
 Style = Literal["prefix", "default", "none"]
+RecordIds = Literal["plain", "sierra"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class RequestShape:
     version: str = NCIP2_VERSION_URI
     ncip1: bool = False              # NCIP 1 structure (Unique* ids, Scheme/Value pairs)
     application_profile: str | None = None
+    record_ids: RecordIds = "plain"  # "sierra": record numbers in the form Sierra wants them
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,24 @@ class UpstreamRequest:
     user_elements: tuple[str, ...] = ()
     request_type: str = "Hold"
     request_scope: str = "Item"
+    bib_id: str | None = None        # RequestItem for a title (instead of the item)
+    bib_id_code: str = "SYSNUMBER"
 
 
 class _Writer:
     def __init__(self, shape: RequestShape) -> None:
         self.shape = shape
         self.ns = NCIP2_NS if shape.style != "none" and not shape.ncip1 else None
+
+    def lms_id(self, value: str, kind: str) -> str:
+        """An id as the LMS wants it (Sierra: record numbers without dot or check digit; one
+        with a wrong check digit goes as written, for the LMS to call unknown)."""
+        if self.shape.record_ids != "sierra":
+            return value
+        try:
+            return sierra_to_lms(value, kind)
+        except BadCheckDigit:
+            return value
 
     def tag(self, name: str) -> str:
         return f"{{{self.ns}}}{name}" if self.ns else name
@@ -121,9 +137,10 @@ class _Writer:
         if self.shape.ncip1:
             unique = self.sub(parent, "UniqueUserId")
             self.agency(unique, r.to_agency)
-            self.sub(unique, "UserIdentifierValue", r.user_id)
+            self.sub(unique, "UserIdentifierValue", self.lms_id(r.user_id, "p"))
         else:
-            self.sub(self.sub(parent, "UserId"), "UserIdentifierValue", r.user_id)
+            self.sub(self.sub(parent, "UserId"), "UserIdentifierValue",
+                     self.lms_id(r.user_id, "p"))
 
     def item(self, parent: etree._Element, r: UpstreamRequest) -> None:
         if r.item_id is None:
@@ -131,9 +148,17 @@ class _Writer:
         if self.shape.ncip1:
             unique = self.sub(parent, "UniqueItemId")
             self.agency(unique, r.to_agency)
-            self.sub(unique, "ItemIdentifierValue", r.item_id)
+            self.sub(unique, "ItemIdentifierValue", self.lms_id(r.item_id, "i"))
         else:
-            self.sub(self.sub(parent, "ItemId"), "ItemIdentifierValue", r.item_id)
+            self.sub(self.sub(parent, "ItemId"), "ItemIdentifierValue",
+                     self.lms_id(r.item_id, "i"))
+
+    def bibliographic_id(self, parent: etree._Element, r: UpstreamRequest) -> None:
+        """``BibliographicId/BibliographicRecordId`` (the record, for a title request)."""
+        assert r.bib_id is not None
+        record = self.sub(self.sub(parent, "BibliographicId"), "BibliographicRecordId")
+        self.sub(record, "BibliographicRecordIdentifier", self.lms_id(r.bib_id, "b"))
+        self.scheme_value(record, "BibliographicRecordIdentifierCode", r.bib_id_code)
 
     def request(self, parent: etree._Element, r: UpstreamRequest) -> None:
         if r.request_id is None:
@@ -198,7 +223,10 @@ def write_request(r: UpstreamRequest, shape: RequestShape) -> bytes:
             w.request(body, r)
     elif s == "RequestItem":
         w.user(body, r)
-        w.item(body, r)
+        if r.bib_id is not None:
+            w.bibliographic_id(body, r)      # ItemId or BibliographicId: a choice
+        else:
+            w.item(body, r)
         w.request(body, r)
         w.scheme_value(body, "RequestType", r.request_type)
         w.scheme_value(body, "RequestScopeType", r.request_scope)
@@ -401,3 +429,16 @@ def _read_message(root: etree._Element, tz: tzinfo) -> UpstreamReply:
                                  if status_node is not None and len(status_node)
                                  else status_node) or None,
         title=_text(_find(bib, "Title")))
+
+
+def request_item_id(body: bytes) -> str | None:
+    """The item a request we wrote names (its first ``ItemIdentifierValue``, NCIP 1 or 2), read
+    back from the outbox to settle a lost answer; None if it names none."""
+    root, _ = _parse(body)
+    if root is None:
+        return None
+    found = _descendants(root, "ItemIdentifierValue")
+    if not found:
+        found = [v for u in _descendants(root, "UniqueItemIdentifier")
+                 for v in _descendants(u, "Value")]
+    return _text(found[0]) or None if found else None

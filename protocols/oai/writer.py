@@ -26,6 +26,7 @@ from enum import Enum
 
 from lxml import etree
 
+from ..xmltext import WellFormed
 from .errors import OAIError
 from .request import Granularity, format_datestamp
 
@@ -137,8 +138,11 @@ def _fragment(data: bytes | etree._Element, what: str) -> bytes:
     """One foreign-namespace element, checked and serialised as UTF-8 without a declaration.
 
     An lxml element is only serialised; bytes are parsed first, so pass elements where the
-    rendering already has them.
+    rendering already has them, and :class:`~protocols.xmltext.WellFormed` where it wrote the
+    element as text (embedded as it is).
     """
+    if isinstance(data, WellFormed):
+        return data
     try:
         element = data if isinstance(data, etree._Element) else etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as error:

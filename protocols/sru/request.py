@@ -16,6 +16,7 @@ scan, neither explain.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -269,6 +270,13 @@ def _stylesheet(values: dict[str, str]) -> str | None:
     return text or None
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str, max_length: int) -> CQLQuery:
+    """The query parsed once per distinct text (brokers repeat theirs): the tree is immutable,
+    so it is shared safely; a query that fails is not kept and fails again the same way."""
+    return parse(text, max_length=max_length)
+
+
 def _search_retrieve(values: dict[str, str], version: str, extra: tuple[tuple[str, str], ...],
                      limits: RequestLimits) -> SearchRetrieveRequest:
     query_type = values.get("queryType", "cql")
@@ -277,7 +285,7 @@ def _search_retrieve(values: dict[str, str], version: str, extra: tuple[tuple[st
     text = values.get("query")
     if text is None:
         raise SRUError(Diagnostic.MANDATORY_PARAMETER_NOT_SUPPLIED, "query")
-    query = parse(text, max_length=limits.max_query_length)
+    query = _parsed(text, limits.max_query_length)
     maximum = _integer(values, "maximumRecords", limits.default_maximum_records, 0)
     legacy_keys = _legacy_sort_keys(values.get("sortKeys"))
     if legacy_keys and query.sort_keys:

@@ -24,6 +24,8 @@ from enum import Enum
 
 from lxml import etree
 
+from .. import xmltext
+from ..xmltext import WellFormed
 from .diagnostics import Diagnostic, SRUError
 from .request import (
     ExplainRequest,
@@ -68,7 +70,8 @@ _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 class ResponseRecord:
     """One record at a position in the result set: its XML, or the reason it is missing.
 
-    C{data} is one serialised XML element (or an lxml element); a record that cannot be
+    C{data} is one serialised XML element (parsed and checked before it is written), a
+    L{protocols.xmltext.WellFormed} (written as it is), or an lxml element; a record that cannot be
     supplied carries C{diagnostic} instead, and is written as a surrogate diagnostic.
     """
 
@@ -101,6 +104,10 @@ class _Writer:
     """Element building in one version's namespaces."""
 
     def __init__(self, version: str, root_ns: str | None = None) -> None:
+        self.spliced: list[bytes] = []
+        """The content of each record carrying WellFormed XML, in document order: left out of
+        the tree (an empty ``record`` element in its place) and written into the serialised
+        document by :func:`_document`."""
         self.version = version
         self.modern = version.startswith("2.")
         self.ns = root_ns or (SRU2_NS if self.modern else SRU1_NS)
@@ -136,6 +143,18 @@ class _Writer:
 
     def record(self, parent: etree._Element, name: str, schema: str, packing: RecordPacking,
                data: bytes | etree._Element, position: int | None) -> None:
+        if (isinstance(data, WellFormed) and packing is RecordPacking.XML and name == "record"
+                and not _NOT_XML_CHAR.search(schema)):
+            # the whole <zs:record> as text: an empty one in the tree marks its place
+            self.child(parent, name)
+            packing_name = "recordXMLEscaping" if self.modern else "recordPacking"
+            tail = (b"" if position is None
+                    else b"<zs:recordPosition>%d</zs:recordPosition>" % position)
+            self.spliced.append(b"".join((
+                f"<zs:recordSchema>{xmltext.text(schema)}</zs:recordSchema>"
+                f"<zs:{packing_name}>xml</zs:{packing_name}><zs:recordData>".encode(),
+                data, b"</zs:recordData>", tail)))
+            return
         record = self.child(parent, name)
         self.child(record, "recordSchema", schema)
         if self.modern:
@@ -143,11 +162,13 @@ class _Writer:
         else:
             self.child(record, "recordPacking", packing.value)
         record_data = self.child(record, "recordData")
-        element = _element(data)
-        if packing is RecordPacking.XML:
+        if isinstance(data, WellFormed) and packing is not RecordPacking.XML:
+            record_data.text = data.decode("utf-8")
+        elif packing is RecordPacking.XML:
+            element = _element(data)
             record_data.append(element)
         else:
-            record_data.text = etree.tostring(element, encoding="unicode")
+            record_data.text = etree.tostring(_element(data), encoding="unicode")
         if position is not None:
             self.child(record, "recordPosition", position)
 
@@ -167,12 +188,27 @@ def _clean(text: str) -> str:
     return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
-def _document(root: etree._Element, stylesheet: str | None) -> bytes:
+_EMPTY_RECORD = b"<zs:record/>"
+
+
+def _document(root: etree._Element, stylesheet: str | None,
+              spliced: Sequence[bytes] = ()) -> bytes:
+    """The declaration, the stylesheet instruction, the tree; the spliced records written into
+    the ``record`` elements left empty for them (in order: no other ``record`` is empty)."""
     head = _DECLARATION
     if stylesheet:
         href = stylesheet.replace("&", "&amp;").replace('"', "&quot;")
         head += f'<?xml-stylesheet type="text/xsl" href="{href}"?>\n'.encode()
-    return head + etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+    if spliced:
+        parts = body.split(_EMPTY_RECORD)
+        if len(parts) != len(spliced) + 1:
+            raise AssertionError("record elements and spliced records out of step")
+        out = [head, parts[0]]
+        for data, rest in zip(spliced, parts[1:], strict=True):
+            out += (b"<zs:record>", data, b"</zs:record>", rest)
+        return b"".join(out)
+    return head + body
 
 
 def _surrogate(writer: _Writer, parent: etree._Element, record: ResponseRecord,
@@ -237,7 +273,7 @@ def search_retrieve_response(
             writer.child(root, "resultSetTTL", result_set_ttl)
         if not diagnostics:
             writer.child(root, "resultCountPrecision", EXACT_COUNT)
-    return _document(root, request.stylesheet if request else None)
+    return _document(root, request.stylesheet if request else None, writer.spliced)
 
 
 def _echo_search_retrieve(writer: _Writer, root: etree._Element,

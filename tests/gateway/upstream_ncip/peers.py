@@ -219,6 +219,7 @@ class Lms:
 
     patron: str
     url: str
+    profile: str           # the gateway's profile for it
 
     def counts(self) -> dict[str, int]:
         raise NotImplementedError
@@ -228,6 +229,8 @@ class Lms:
 
 
 class KohaLms(Lms):
+    profile = "koha-ncipserver"
+
     def __init__(self, workdir: Path) -> None:
         self.peer = start_koha(workdir)
         self.patron, self.url = JANE, self.peer.url
@@ -243,6 +246,8 @@ class KohaLms(Lms):
 
 
 class InterlendLms(Lms):
+    profile = "generic-ncip2"
+
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.patron, self.url = "P100", daemon.base_url + "/ncip"
@@ -254,9 +259,35 @@ class InterlendLms(Lms):
         return backend_config(self.url, "generic-ncip2", "01XXX_INST", wf.AGENCY)
 
 
+# An upstream Interlend answers each of its peers in that peer's dialect: our agency toward it
+# picks the dialect. Name -> (profile[:namespace], our agency there).
+DIALECTS = {"ns1": ("generic-ncip2", "01XXX_INST"), "default": ("xc-toolkit", "Relais"),
+            "none": ("generic-ncip2:none", "zv010"), "ncip1": ("generic-ncip1", "zv247")}
+
+
+class DialectLms(InterlendLms):
+    """An upstream Interlend spoken to in one of :data:`DIALECTS`."""
+
+    def __init__(self, daemon: Daemon, dialect: str) -> None:
+        super().__init__(daemon)
+        self.dialect = dialect
+        self.profile = DIALECTS[dialect][0].partition(":")[0]
+
+    def config(self) -> str:
+        profile, agency = DIALECTS[self.dialect]
+        profile, _, namespace = profile.partition(":")
+        extra = f'namespace = "{namespace}"\n' if namespace else ""
+        return backend_config(self.url, profile, agency, wf.AGENCY, extra)
+
+
 def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
     """The upstream of ``kind`` ("koha": NCIPServer's fixture ILS; "interlend": a second
-    Interlend on the embedded backend), stopped after its tests."""
+    Interlend on the embedded backend; one of :data:`DIALECTS`: such an Interlend spoken to
+    in that dialect), stopped after its tests."""
+    if kind in DIALECTS:
+        for launch in wf.launched_daemons(tmp_path_factory):
+            yield DialectLms(launch(f"lms-{kind}"), kind)
+        return
     if kind == "koha":
         why = ncipserver_missing()
         if why:
@@ -267,3 +298,14 @@ def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lm
         return
     for launch in wf.launched_daemons(tmp_path_factory):
         yield InterlendLms(launch("lms"))
+
+
+KILLPOINT = Path(__file__).resolve().parent / "killpoint"
+
+
+def kill_after(service: str) -> dict[str, str]:
+    """The environment of a daemon that kills itself (SIGKILL) once the LMS's answer to
+    ``service`` is in the outbox, before its own commit: the test-only plugin in
+    ``killpoint/sitecustomize.py``, put on the daemon's ``PYTHONPATH``."""
+    path = os.pathsep.join(p for p in (str(KILLPOINT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "INTERLEND_TEST_KILL_AFTER_UPSTREAM": service}

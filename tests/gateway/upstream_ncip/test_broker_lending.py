@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.gateway.upstream_ncip.test_broker_lending -*-
 """Lending through Interlend to the LMS: Tipasa's CheckOutItem to an institution and its
 check-in by ILL request id, and DCB's supplier RequestItem, against the NCIPServer (Koha) peer
-and an upstream Interlend. The borrowing library's loans and holds go to the LMS patron that
-``institutional_user`` names; the LMS is counted after every step, each step retried."""
+and an upstream Interlend in each dialect (``peers.DIALECTS``). The borrowing library's loans
+and holds go to the LMS patron that ``institutional_user`` names; the LMS is counted after every
+step, each step retried."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.gateway.test_broker_clients import (
     tipasa_lend,
 )
 from tests.gateway.upstream_ncip.peers import (
+    DIALECTS,
     InterlendLms,
     KohaLms,
     Lms,
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 BOB = "23529000000029"   # Koha's patron standing for the borrowing libraries here
 
 
-@pytest.fixture(scope="module", params=["koha", "interlend"])
+@pytest.fixture(scope="module", params=["koha", *DIALECTS])
 def lms(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
     yield from each_lms(request.param, tmp_path_factory)

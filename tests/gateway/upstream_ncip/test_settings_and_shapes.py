@@ -65,8 +65,8 @@ to_agency = "B"
     config = parse_config(tomllib.loads(text))
     problems = [p for p in deployment_problems(config) if p.startswith("backend")]
     assert problems == ["backend.ncip.profile: 'nope' is not one of alma, evergreen, folio, "
-                        "generic-ncip1, generic-ncip2, koha-ncipserver, polaris, symphony, "
-                        "xc-toolkit"]
+                        "generic-ncip1, generic-ncip2, koha-ncipserver, polaris, sierra, "
+                        "symphony, xc-toolkit"]
     with pytest.raises(BackendUnavailable) as refused:
         Gateway(config, reactor=Clock(), environ={})
     assert "backend.ncip.profile" in str(refused.value)

@@ -71,7 +71,7 @@ class NcipBackend:
 
         box = upstream.outbox
         context.metrics.registry.register(UpstreamCollector(
-            client.health, s.profile, lambda: len(box.open_rows())))
+            client.health, s.profile, lambda: box.count("pending")))
         return UpstreamNcipCirculation(context.store, upstream)
 
 

@@ -5,28 +5,25 @@ The workflow steps see the circulation system through the synchronous facade
 (:class:`ICirculationChanges`). Here it is the gateway's own tables used as a *mirror* of what
 the LMS holds for resource sharing (the patrons it named, the temporary items, holds and loans
 made through Interlend), and every change is made in the LMS first, with its NCIP service, in
-its dialect (:mod:`.profiles`). A unit of work is one job of the store's writer: the mirror,
-the broker's reply, its idempotency record and the audit row commit together; the LMS call is
-made from the writer thread (``blockingCallFromThread``) after its outbox row is durable in
-its own file (:mod:`.outbox`). A crash or a time-out between the LMS's change and our commit
-is settled when the broker retries: the recorded answer is used, or the call is resent with
-the same upstream RequestId where the profile allows it, or refused for staff to settle -- a
-second temporary item, hold or loan is never made.
+its dialect (:mod:`.profiles`). A unit of work is run until it needs nothing more from the LMS
+(:mod:`.unit`): the store's writer is never held during an LMS call, and the last run commits
+the mirror, the broker's reply, its idempotency record and the audit rows of both legs
+together. A state-changing call's outbox row is durable in its own file (:mod:`.outbox`) before
+the call. A crash or a time-out between the LMS's change and our commit is settled from the
+outbox: the recorded answer is used, or the call is resent with the same upstream RequestId
+where the profile allows it, or refused for staff to settle -- a second temporary item, hold
+or loan is never made.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
 import sqlite3
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -41,6 +38,14 @@ from gateway.backends.upstream.ncip.profiles import (
     Profile,
     UpstreamUnavailable,
     UpstreamUnsupported,
+)
+from gateway.backends.upstream.ncip.settlement import Settlement, lock_for
+from gateway.backends.upstream.ncip.unit import (
+    Answer,
+    ItemLocks,
+    NeedsUpstream,
+    Unit,
+    lock_name,
 )
 from gateway.domain import model as domain
 from gateway.domain.books import Books, ReplayKey
@@ -61,11 +66,6 @@ from protocols.ncip.upstream import (
 T = TypeVar("T")
 log = Logger()
 
-CRASH_HOOK = "INTERLEND_TEST_KILL_AFTER_UPSTREAM"
-"""Tests set this to a service name: the daemon kills itself (SIGKILL) right after that
-service's LMS answer is in the outbox, before the unit of work commits."""
-
-
 @dataclass(frozen=True)
 class Upstream:
     """The LMS as one unit of work needs it."""
@@ -82,29 +82,10 @@ class Upstream:
     """The LMS patron standing for a borrowing library (our institutional barcode, agency)."""
 
 
-@dataclass
-class _Unit:
-    """One unit of work's place in the outbox: the broker request it serves and a counter."""
-
-    key: str = field(default_factory=lambda: f"anonymous:{uuid.uuid4()}")
-    seq: int = 0
-    pending: dict[int, tuple[str, BriefRecord | None, str]] = field(default_factory=dict)
-    briefs: dict[int, BriefRecord] = field(default_factory=dict)
-    legs: list[AuditEntry] = field(default_factory=list)
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def upstream_id(self, seq: int) -> str:
-        digest = hashlib.sha256(self.key.encode()).hexdigest()[:16]
-        return f"IL-{digest}-{seq}"
-
-
 class _KeyedReplies:
     """The reply book, noting which broker request the unit serves (its replay key)."""
 
-    def __init__(self, inner: Any, unit: _Unit) -> None:
+    def __init__(self, inner: Any, unit: Unit) -> None:
         self._inner = inner
         self._unit = unit
 
@@ -120,7 +101,7 @@ class _KeyedReplies:
 class _KeyedBooks:
     """The gateway's books, with the reply book keyed as above."""
 
-    def __init__(self, inner: StoreBooks, unit: _Unit) -> None:
+    def __init__(self, inner: StoreBooks, unit: Unit) -> None:
         self._inner = inner
         self.replies = _KeyedReplies(inner.replies, unit)
 
@@ -158,7 +139,7 @@ class UpstreamChanges(EmbeddedChanges):
 
     __slots__ = ("_up", "_unit", "_writable")
 
-    def __init__(self, conn: sqlite3.Connection, up: Upstream, unit: _Unit, *,
+    def __init__(self, conn: sqlite3.Connection, up: Upstream, unit: Unit, *,
                  writable: bool) -> None:
         super().__init__(conn)
         self._up = up
@@ -171,22 +152,44 @@ class UpstreamChanges(EmbeddedChanges):
         return UpstreamRequest(service, self._up.from_agency, self._up.to_agency, **kwargs)
 
     def _read(self, request: UpstreamRequest) -> UpstreamReply:
-        return _call(self._up, write_request(request, self._up.profile.shape))
+        """A read: from a reader (``inspect``) the LMS is asked there and then; in a unit of
+        work the run stops for it (:class:`NeedsUpstream`) and the next run has its answer."""
+        body = write_request(request, self._up.profile.shape)
+        if not self._writable:
+            return _call(self._up, body)
+        got = self._unit.reads.get(body)
+        if got is None:
+            raise NeedsUpstream(body=body, service=request.service)
+        if isinstance(got, BaseException):
+            raise got
+        return got
 
     def _change(self, request: UpstreamRequest) -> UpstreamReply:
-        """A state-changing call through the outbox (see the module docstring)."""
+        """A state-changing call through the outbox (see :mod:`.unit` and :mod:`.outbox`):
+        the answer this unit already got, or the answer an earlier process recorded, or the run
+        stops here for the call (its outbox row durable first, the item's lock held)."""
         up, unit, service = self._up, self._unit, request.service
         profile = up.profile
         if not profile.supports(service):
             raise UpstreamUnsupported(f"{profile.name} has no {service}")
+        if not self._writable:
+            raise UpstreamUnavailable(f"{service} asked of a read-only view")
         seq = unit.next_seq()
+        got = unit.answers.get(seq)
+        if got is not None:
+            if got.service != service:
+                raise UpstreamUnavailable(
+                    f"unit {unit.key} changed course between runs ({got.service} answered,"
+                    f" {service} asked): staff")
+            if got.error is not None:
+                raise got.error
+            reply = got.reply or read_reply(got.status, got.data, up.tz)
+            self._leg(service, got.upstream_id, got.request, got.data, reply, got.how)
+            return self._outcome(service, reply, resent=got.how == "resent")
         row = up.outbox.find(unit.key, seq)
-        if row is not None and row.state in ("committed", "abandoned"):
-            # Done and committed before (the broker's stored reply since forgotten, say), or
-            # refused by the LMS: this run is a new one and asks the LMS afresh.
-            row_replaced = True
-        else:
-            row_replaced = False
+        row_replaced = row is not None and row.state in ("committed", "abandoned")
+        # (committed: done before and the broker's stored reply since forgotten, say; abandoned:
+        # refused by the LMS. Either way this run is a new one and asks the LMS afresh.)
         if row is not None and not row_replaced and row.service != service:
             raise UpstreamUnavailable(
                 f"outbox row {row.id} is {row.service}, this retry needs {service}: staff")
@@ -196,39 +199,28 @@ class UpstreamChanges(EmbeddedChanges):
             reply = read_reply(row.status, row.reply or b"", up.tz)
             self._leg(service, row.upstream_id, row.request, row.reply or b"", reply, "reused")
             return self._outcome(service, reply, resent=False)
+        lock = lock_name(request.item_id, request.request_id, request.user_id)
+        if not unit.claim(lock):
+            raise NeedsUpstream(lock=lock)
         if row is not None and row.state == "pending":
+            if not unit.claim(lock_for(row)):       # the start-up settlement has it now
+                raise NeedsUpstream(lock=lock_for(row))
             if service in profile.never_resend and not profile.dedups_request_id:
                 raise UpstreamUnavailable(
                     f"the LMS's answer to {service} {row.upstream_id} was lost (outbox row "
                     f"{row.id}); not resent: {profile.name} might do it twice")
             log.info("outbox: resending {service} {id} after a lost answer", service=service,
                      id=row.upstream_id)
-            status, data = _post(up, row.request)
-            up.outbox.answered(unit.key, seq, status, data)
-            reply = read_reply(status, data, up.tz)
-            self._leg(service, row.upstream_id, row.request, data, reply, "resent")
-            if reply.kind == "problem" and not profile.is_already_done(service, reply):
-                up.outbox.abandon(unit.key, seq)
-            elif reply.kind != "problem" and not reply.ok:
-                up.outbox.unknown(unit.key, seq)
-            return self._outcome(service, reply, resent=True)
+            raise NeedsUpstream(body=row.request, service=service, seq=seq, how="resent",
+                                upstream_id=row.upstream_id)
         upstream_id = unit.upstream_id(seq)
         if request.request_id is None and service in ("AcceptItem", "RequestItem",
                                                       "CheckOutItem"):
             request = UpstreamRequest(**{**request.__dict__, "request_id": upstream_id})
         body = write_request(request, profile.shape)
         up.outbox.record(unit.key, seq, service, upstream_id, body, replace=row_replaced)
-        status, data = _post(up, body, lambda: up.outbox.abandon(unit.key, seq))
-        up.outbox.answered(unit.key, seq, status, data)
-        if os.environ.get(CRASH_HOOK) == service:  # fault injection for the tests only
-            os.kill(os.getpid(), signal.SIGKILL)
-        reply = read_reply(status, data, up.tz)
-        self._leg(service, upstream_id, body, data, reply, "sent")
-        if reply.kind == "problem":
-            up.outbox.abandon(unit.key, seq)  # refused, nothing done: a retry asks afresh
-        elif not reply.ok:
-            up.outbox.unknown(unit.key, seq)  # a 500 page: done or not, nobody can say
-        return self._outcome(service, reply, resent=False)
+        raise NeedsUpstream(body=body, service=service, seq=seq, how="sent",
+                            upstream_id=upstream_id)
 
     def _leg(self, service: str, upstream_id: str, request: bytes, answer: bytes,
              reply: UpstreamReply, how: str) -> None:
@@ -295,6 +287,10 @@ class UpstreamChanges(EmbeddedChanges):
                     kinds: tuple[str, ...] = ("barcode", "username")) -> Patron | None:
         """The LMS's patron (LookupUser), mirrored; the borrowing libraries' institutional
         patrons are ours."""
+        canonical = self._up.profile.broker_id("p", identifier)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        identifier = canonical
         local = super().find_patron(identifier, kinds)
         if local is not None and local.institutional_peer:
             return local
@@ -318,9 +314,23 @@ class UpstreamChanges(EmbeddedChanges):
             expires=reply.valid_to.date().isoformat() if reply.valid_to else None))
         return super().find_patron(identifier, ("barcode",))
 
+    def record_by_identifier(self, kind: str, value: str) -> int | None:
+        """The mirror's record; a Sierra bib number in any written form finds it, whichever
+        form the catalogue keeps it under."""
+        forms = self._up.profile.record_forms(value) if kind == "local" else [value]
+        for form in forms:
+            found = super().record_by_identifier(kind, form)
+            if found is not None:
+                return found
+        return None
+
     def item_by_barcode(self, barcode: str) -> Item | None:
         """The mirrored item, or the LMS's own item (LookupItem, or taken on trust where the
         LMS cannot look items up: its CheckOutItem then says if it is unknown)."""
+        canonical = self._up.profile.broker_id("i", barcode)
+        if canonical is None:
+            return None                     # a record number with a wrong check digit
+        barcode = canonical
         local = super().item_by_barcode(barcode)
         if local is not None or not self._writable:
             return local
@@ -348,6 +358,17 @@ class UpstreamChanges(EmbeddedChanges):
         record_id = super().create_brief_record(local_id, brief)
         self._unit.briefs[record_id] = brief
         return record_id
+
+    def _title_request(self, record_id: int) -> dict[str, str]:
+        """For an LMS that holds titles (Sierra): the record's id and the Title scope, where
+        the record carries one (else the item is requested)."""
+        if not self._up.profile.title_holds:
+            return {}
+        row = self._conn.execute("SELECT local_id FROM records WHERE id = ?",
+                                 (record_id,)).fetchone()
+        if row is None or not row[0] or str(row[0]).startswith("lms-"):
+            return {}
+        return {"bib_id": str(row[0]), "request_scope": "Title"}
 
     def create_temporary_item(self, *, barcode: str, record_id: int, peer: str, location: str,
                               call_number: str = "") -> int:
@@ -381,7 +402,8 @@ class UpstreamChanges(EmbeddedChanges):
         elif item_id is not None and self._up.profile.supports("RequestItem"):
             reply = self._change(self._request(
                 "RequestItem", user_id=self._patron_barcode(patron_id),
-                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None))
+                item_id=self._lms_barcode(item_id), pickup_location=pickup_location or None,
+                **self._title_request(record_id)))
             upstream_request = reply.request_id
         hold_id = super().place_hold(patron_id=patron_id, record_id=record_id, item_id=item_id,
                                      pickup_location=pickup_location, now=now,
@@ -469,19 +491,22 @@ class UpstreamNcipCirculation:
         self.store = store
         self.upstream = upstream
         self.mirror = EmbeddedCirculation(store)  # what resource sharing made, read as is
-        unsettled = upstream.outbox.open_rows()
-        for row in unsettled:
-            # Settled when the broker retries (its request carries what our side must
-            # record); until then staff see them here, in /healthz and in /metrics.
-            log.warn("outbox: {service} {id} for {unit} not committed here ({state}): the "
-                     "broker's retry settles it", service=row.service, id=row.upstream_id,
-                     unit=row.unit.split("#")[0], state=row.state)
+        self.locks = ItemLocks()
+        self.settlement = Settlement(store, upstream, self.locks)
+        for row in upstream.outbox.open_rows():
+            log.warn("outbox: {service} {id} for {unit} not committed here ({state}): settled "
+                     "with the LMS now, the broker's retry answered from it",
+                     service=row.service, id=row.upstream_id, unit=row.unit.split("#")[0],
+                     state=row.state)
+        self.settlement.start()
 
     def health(self) -> dict[str, Any]:
         """For ``/healthz``: the LMS's state, latency and errors, and unsettled changes."""
         up = self.upstream
         return {"kind": "ncip", "profile": up.profile.name, **up.client.health.as_dict(),
-                "outbox_open": len(up.outbox.open_rows())}
+                "outbox_open": up.outbox.count("pending"),
+                "outbox_answered": up.outbox.count("answered"),
+                "settlement": self.settlement.state.as_dict()}
 
     # reads on the reactor thread: the LMS directly
 
@@ -524,7 +549,10 @@ class UpstreamNcipCirculation:
                       holds: bool = False) -> Deferred[PatronDetails | None]:
         """LookupUser in the LMS; the patron mirrored, with the loans and holds made through
         Interlend (the LMS's own lists are not read: not every LMS gives them)."""
-        return Deferred.fromCoroutine(self._lookup_patron(identifier))
+        canonical = self.upstream.profile.broker_id("p", identifier)
+        if canonical is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._lookup_patron(canonical))
 
     def authenticate(self, patron: Patron, secret: str) -> Deferred[bool]:
         """PINs stay ours: checked against the gateway's own hash (none: refused)."""
@@ -532,16 +560,38 @@ class UpstreamNcipCirculation:
 
     def item(self, barcode: str) -> Deferred[Item | None]:
         """The mirrored item."""
-        return self.mirror.item(barcode)
+        canonical = self.upstream.profile.broker_id("i", barcode)
+        return self.mirror.item(canonical) if canonical is not None else succeed(None)
 
     def record_items(self, identifiers: list[tuple[str, str]]) -> Deferred[
             list[tuple[int | None, list[Item]]]]:
-        """The mirror's records (the LMS's catalogue is the catalogue backend's)."""
-        return self.mirror.record_items(identifiers)
+        """The mirror's records (the LMS's catalogue is the catalogue backend's); a Sierra
+        bib number in any written form finds its record, whichever form the catalogue keeps."""
+        profile = self.upstream.profile
+        forms = [profile.record_forms(value) if code == "local" else [value]
+                 for code, value in identifiers]
+        if all(len(f) == 1 for f in forms):
+            return self.mirror.record_items(identifiers)
+        flat = [(code, form) for (code, _), fs in zip(identifiers, forms) for form in fs]
+
+        def first_found(found: list[tuple[int | None, list[Item]]]) -> list[
+                tuple[int | None, list[Item]]]:
+            out, at = [], 0
+            for fs in forms:
+                tried = found[at:at + len(fs)]
+                at += len(fs)
+                out.append(next((t for t in tried if t[0] is not None), tried[-1]))
+            return out
+        return self.mirror.record_items(flat).addCallback(first_found)
 
     def transact(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
-        """One writer job: LMS calls through the outbox, then the mirror and the books."""
-        unit = _Unit()
+        """The unit of work, run until it needs nothing more from the LMS (see :mod:`.unit`):
+        the writer is free during every LMS call; the last run commits the mirror, the books
+        and both legs' audit rows together."""
+        return Deferred.fromCoroutine(self._transact(work))
+
+    async def _transact(self, work: Callable[[ICirculationChanges, Books], T]) -> T:
+        unit = Unit(self.locks)
 
         def job(conn: sqlite3.Connection) -> T:
             store_books = StoreBooks(conn)
@@ -551,19 +601,59 @@ class UpstreamNcipCirculation:
                 store_books.audit(leg)
             return result
 
-        d = self.store.write(job)
+        try:
+            while True:
+                unit.begin_run()
+                try:
+                    result: T = await self.store.write(job)
+                except NeedsUpstream as need:
+                    await self._serve(unit, need)
+                    continue
+                break
+        finally:
+            self.locks.release_all(unit)
+        if unit.seq:
+            deferToThread(self.upstream.outbox.committed, unit.key).addErrback(
+                lambda f: log.failure("outbox: marking committed failed", f))
+        return result
 
-        def settled(result: T) -> T:
-            if unit.seq:
-                deferToThread(self.upstream.outbox.committed, unit.key).addErrback(
-                    lambda f: log.failure("outbox: marking committed failed", f))
-            return result
-        d.addCallback(settled)
-        return d
+    async def _serve(self, unit: Unit, need: NeedsUpstream) -> None:
+        """What a run stopped for, on the reactor with the writer free: a lock, a read, or a
+        change (its outbox row already durable; its answer recorded there before the unit
+        runs again)."""
+        up = self.upstream
+        if need.lock is not None:
+            await self.locks.acquire(need.lock, unit)
+            return
+        if need.how == "read":
+            try:
+                status, data = await up.client.post(need.body)
+                unit.reads[need.body] = read_reply(status, data, up.tz)
+            except UpstreamCallFailed as e:
+                unit.reads[need.body] = UpstreamUnavailable(f"{up.profile.name}: {e}")
+            return
+        outbox, key, seq, service = up.outbox, unit.key, need.seq, need.service
+        try:
+            status, data = await up.client.post(need.body)
+        except UpstreamCallFailed as e:
+            if e.unsent and need.how == "sent":
+                await deferToThread(outbox.abandon, key, seq)   # never reached the LMS
+            unit.answers[seq] = Answer(service, need.how, need.upstream_id, need.body,
+                                       error=UpstreamUnavailable(f"{up.profile.name}: {e}"))
+            return
+        await deferToThread(outbox.answered, key, seq, status, data)
+        reply = read_reply(status, data, up.tz)
+        if reply.kind == "problem" and (need.how == "sent"
+                                        or not up.profile.is_already_done(service, reply)):
+            await deferToThread(outbox.abandon, key, seq)  # refused, nothing done: asked afresh
+        elif reply.kind != "problem" and not reply.ok:
+            await deferToThread(outbox.unknown, key, seq)  # a 500 page: done or not, unknown
+        unit.answers[seq] = Answer(service, need.how, need.upstream_id, need.body, status, data,
+                                   reply=reply)
 
     def inspect(self, work: Callable[[ICirculationChanges, Books], T]) -> Deferred[T]:
         """Read-only work on the mirror (LookupUser still asks the LMS)."""
-        unit = _Unit()
+        unit = Unit(self.locks)
         return self.store.read(lambda conn: work(
             UpstreamChanges(conn, self.upstream, unit, writable=False),
             StoreBooks(conn)))

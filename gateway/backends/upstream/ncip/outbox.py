@@ -10,9 +10,9 @@ request finds the row: ``answered`` means the LMS did it and only our commit was
 answer is used, the LMS is not called again); ``pending`` means the answer itself was lost
 (crash or time-out), and the profile says how to settle it.
 
-It is its own SQLite file beside the gateway's database: a unit of work holds the database's
-write transaction while it calls the LMS, and the outbox row must be durable before that call,
-so it cannot be in the same transaction. Both files are WAL with ``synchronous=FULL``.
+It is its own SQLite file beside the gateway's database: the row is written by a run of the
+unit of work that is then rolled back (:mod:`.unit`), so it cannot be in the database's
+transaction. Both files are WAL with ``synchronous=FULL``.
 """
 
 from __future__ import annotations
@@ -132,6 +132,14 @@ class Outbox:
                 f"SELECT {self._COLUMNS} FROM outbox WHERE state IN ('pending', 'answered')"
                 " ORDER BY id").fetchall()
         return [OutboxRow(*row) for row in rows]
+
+    def count(self, state: str) -> int:
+        """How many rows are in ``state`` (``pending``: the LMS's outcome unknown, unsettled;
+        ``answered``: known, the broker's retry to commit it)."""
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE state = ?",
+                                     (state,)).fetchone()
+        return int(row[0])
 
     def rows_for(self, unit: str) -> list[OutboxRow]:
         """Every upstream change one broker request caused (the linked upstream leg)."""

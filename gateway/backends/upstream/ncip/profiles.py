@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from gateway.domain import model as domain
+from protocols.ncip import sierra_ids
 from protocols.ncip.upstream import NCIP1_VERSION_URI, RequestShape, UpstreamReply
 
 ALL_SERVICES = frozenset({"LookupUser", "LookupItem", "AcceptItem", "CheckOutItem",
@@ -77,6 +78,18 @@ class Profile:
         default_factory=dict)
     user_elements: tuple[str, ...] = ("Name Information", "User Privilege", "Block Or Trap")
     from_agency_must_match: str | None = None       # regex our FromAgencyId must match
+    title_holds: bool = False       # RequestItem names the record (BibliographicId), scope Title
+
+    def broker_id(self, kind: str, value: str) -> str | None:
+        """The id as the gateway keeps it (its mirror, its replies to brokers): Sierra record
+        numbers in their display form whichever way the broker wrote them (``b`` bib, ``i``
+        item, ``p`` patron); None when it cannot name a record (a wrong check digit)."""
+        if self.shape.record_ids != "sierra":
+            return value
+        try:
+            return sierra_ids.canonical(value, kind)
+        except sierra_ids.BadCheckDigit:
+            return None
 
     def supports(self, service: str) -> bool:
         """Whether the LMS has this NCIP service."""
@@ -90,13 +103,36 @@ class Profile:
             for pattern, error in patterns:
                 if any(re.search(pattern, text, re.I) for text in texts):
                     return error(f"{self.name}: {'; '.join(reply.texts)}",
-                                 element=_element(error), value=reply.value)
+                                 element=_element(error), value=self._value_back(error, reply))
         fallback = self.empty_problem_by_service.get(service)
         if fallback is not None:
             return fallback(f"{self.name}: {service} Problem without a reason",
-                            element=_element(fallback), value=reply.value)
+                            element=_element(fallback), value=self._value_back(fallback, reply))
         return UpstreamUnavailable(
             f"{self.name}: {service} Problem not understood: {'; '.join(reply.texts)[:200]}")
+
+    def record_forms(self, value: str) -> list[str]:
+        """The forms a record id may be kept under in the catalogue, likeliest first: for
+        Sierra a bib number's display form, weak key and bare digits, then as written."""
+        if self.shape.record_ids != "sierra":
+            return [value]
+        try:
+            found = sierra_ids.parse_bare(value, "b")
+        except sierra_ids.BadCheckDigit:
+            return [value]
+        if found is None:
+            return [value]
+        forms = [found.full, found.key, found.digits, value]
+        return [f for i, f in enumerate(forms) if f not in forms[:i]]
+
+    def _value_back(self, error: type[domain.CirculationError],
+                    reply: UpstreamReply) -> str | None:
+        """The Problem's value in the broker's terms (an LMS record key mapped back)."""
+        element = _element(error)
+        kind = {"UserIdentifierValue": "p", "ItemIdentifierValue": "i"}.get(element or "")
+        if reply.value is None or kind is None:
+            return reply.value
+        return self.broker_id(kind, reply.value) or reply.value
 
     def unknown_user_page(self, reply: UpstreamReply) -> bool:
         """Whether an HTTP error answering LookupUser is this LMS's way to say Unknown User."""
@@ -185,7 +221,23 @@ EVERGREEN = Profile(
     already_done={"CheckInItem": r"^item not checked out$"},
     never_resend=frozenset({"AcceptItem", "RequestItem"}))
 
+SIERRA = Profile(
+    # III Sierra (and Millennium): NCIP 2 (ncip.md: "Sierra/Millennium (v2)"; Relais: "all
+    # ... NCIP V1.0, with the exception of Innovative Interfaces and Alma"). Its services per
+    # the vendor documentation the brokers cite: LookupUser, RequestItem (a Hold on a Title),
+    # AcceptItem, CheckOutItem, CheckInItem. Record numbers (.b/.i/.p with the mod-11 check
+    # digit) are read in any form and sent as Sierra wants them (sierra_ids); a title request
+    # names the record by its bare digits, as ReShare's Sierra integration does. No captured
+    # Sierra traffic exists (ncip.md section 9): its vocabulary is the standard types; no
+    # RequestId deduplication is known, so lost AcceptItem/RequestItem answers go to staff.
+    name="sierra", shape=RequestShape(style="prefix", record_ids="sierra"),
+    services=frozenset({"LookupUser", "RequestItem", "AcceptItem", "CheckOutItem",
+                        "CheckInItem"}),
+    title_holds=True,
+    already_done={"CheckInItem": r"^item not checked out$|not checked out"},
+    never_resend=frozenset({"AcceptItem", "RequestItem"}))
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    KOHA_NCIPSERVER, GENERIC_NCIP2, FOLIO, ALMA, XC_TOOLKIT, GENERIC_NCIP1, EVERGREEN)}
+    KOHA_NCIPSERVER, GENERIC_NCIP2, FOLIO, ALMA, XC_TOOLKIT, GENERIC_NCIP1, EVERGREEN, SIERRA)}
 PROFILES["symphony"] = Profile(**{**GENERIC_NCIP1.__dict__, "name": "symphony"})
 PROFILES["polaris"] = Profile(**{**GENERIC_NCIP1.__dict__, "name": "polaris"})
