@@ -43,6 +43,12 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds of the process's main (reactor) thread only."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+
 def cli_module(tree: Path) -> str:
     """The command-line module of a tree (it moved to gateway.daemon in issue 16)."""
     return "gateway.daemon.cli" if (tree / "gateway" / "daemon" / "cli.py").exists() \
@@ -100,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--before-workers", type=int, default=None)
     parser.add_argument("--after-workers", type=int, default=None)
+    parser.add_argument("--only", choices=("z3950", "ncip"),
+                        help="one protocol's modes only (default: both)")
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     scratch = Path(tempfile.mkdtemp(prefix="interlend-compare-"))
@@ -119,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         z_modes = [("cycle", 1, 600, 2.5, False), ("cycle", 8, 600, 2.5, False),
                    ("kept-open", 8, 2000, 2.5, True)]
         n_modes = [("LookupUser", 16), ("AcceptItem", 16)]
+        if args.only == "ncip":
+            z_modes = []
+        elif args.only == "z3950":
+            n_modes = []
         keys = ([f"z3950 {m} c={c}" for m, c, *_ in z_modes]
                 + [f"ncip {s} c={c}" for s, c in n_modes])
         rates: dict[tuple[str, str], list[float]] = {(k, n): [] for k in keys for n in trees}
         cpus: dict[tuple[str, str], list[float]] = {(k, n): [] for k in keys for n in trees}
+        mains: dict[tuple[str, str], list[float]] = {(k, n): [] for k in keys for n in trees}
         for rnd in range(args.rounds):
             order = list(trees) if rnd % 2 == 0 else list(reversed(trees))
             for mode, conc, cycles, seconds, keep in z_modes:
@@ -145,16 +158,19 @@ def main(argv: list[str] | None = None) -> int:
                             else ncip_load.accept_item_body())
                     script = ncip_load.lua_script(
                         body, unique_tag=None if service == "LookupUser" else f"ab-{rnd}-{name}")
-                    c0 = tree_cpu(gateways[name].pid)
+                    pid = gateways[name].pid
+                    c0, m0 = tree_cpu(pid), main_thread_cpu(pid)
                     wrk = ncip_load.run_wrk(url, script, connections=conc, seconds=3,
                                             service=service, target=name)
-                    done = wrk.data.get("requests", 0)
-                    per = (tree_cpu(gateways[name].pid) - c0) / max(1, done) * 1000
+                    done = max(1, wrk.data.get("requests", 0))
+                    per = (tree_cpu(pid) - c0) / done * 1000
+                    main_per = (main_thread_cpu(pid) - m0) / done * 1000
                     key = f"ncip {service} c={conc}"
                     rates[(key, name)].append(wrk.rate)
                     cpus[(key, name)].append(per)
+                    mains[(key, name)].append(main_per)
                     print(f"r{rnd} {key:22} {name:6} {wrk.rate:8.1f}/s cpu {per:.3f} ms/op "
-                          f"failures {wrk.failures}", flush=True)
+                          f"(reactor thread {main_per:.3f}) failures {wrk.failures}", flush=True)
                     time.sleep(0.3)
         print("\nmedians over rounds:")
         for key in keys:
@@ -162,8 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             b = statistics.median(rates[(key, "after")])
             ca = statistics.median(cpus[(key, "before")])
             cb = statistics.median(cpus[(key, "after")])
+            pairs = statistics.median(
+                y / x for x, y in zip(cpus[(key, "before")], cpus[(key, "after")]))
             print(f"{key:22} rate before {a:8.1f} after {b:8.1f} ({b / a:.3f}x) | "
-                  f"CPU ms/op before {ca:.3f} after {cb:.3f} (after/before {cb / ca:.3f})")
+                  f"CPU ms/op before {ca:.3f} after {cb:.3f} (after/before {cb / ca:.3f}; "
+                  f"median of per-round ratios {pairs:.3f})")
+            if mains[(key, "before")]:
+                ma = statistics.median(mains[(key, "before")])
+                mb = statistics.median(mains[(key, "after")])
+                print(f"{'':22} reactor thread CPU ms/op before {ma:.3f} after {mb:.3f}; other "
+                      f"threads {ca - ma:.3f} -> {cb - mb:.3f}")
     finally:
         for gw in gateways.values():
             gw.stop()

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -170,6 +171,8 @@ class AuditLog:
         self.retried = 0                       # rows written again after a busy database
         self.dropped = 0                       # rows lost because the retry queue was full
         self._pending: collections.deque[AuditEntry] = collections.deque()
+        self._gathering: list[AuditEntry] | None = None  # record_soon's rows not yet taken
+        self._gather_lock = threading.Lock()              # (the writer thread takes them)
         self._retrying = False
         self._retry_call: IDelayedCall | None = None
         self.refused_dropped = 0
@@ -293,9 +296,25 @@ class AuditLog:
         mac.update(patron_id.encode("utf-8"))
         return mac.hexdigest()[:32]
 
+    def patron_refs(self) -> Callable[[str | None], str | None]:
+        """:meth:`patron_ref` remembered for one exchange: its request, reply and row name the
+        same patron, hashed once (the memo lives as long as the exchange, never longer)."""
+        memo: dict[str | None, str | None] = {}
+        patron_ref = self.patron_ref
+
+        def refs(patron_id: str | None) -> str | None:
+            try:
+                return memo[patron_id]
+            except KeyError:
+                ref = memo[patron_id] = patron_ref(patron_id)
+                return ref
+        return refs
+
     def ncip_bodies(self, request: bytes, response: bytes, *,
                     request_tree: etree._Element | None = None,
-                    response_tree: ReplyTree | None = None) -> tuple[str | None, str | None]:
+                    response_tree: ReplyTree | None = None,
+                    refs: Callable[[str | None], str | None] | None = None
+                    ) -> tuple[str | None, str | None]:
         """The bodies to keep for an NCIP exchange: never a PIN or password.
 
         ``request_tree``: the request already parsed with the hardened parser (``parse_xml``,
@@ -303,10 +322,12 @@ class AuditLog:
         use it afterwards. ``response_tree``: the :class:`ReplyTree` the writer kept
         (``keep_tree``), redacted without parsing the reply. Same results as from the bytes.
         """
-        return self.ncip_body(request, request_tree), self.ncip_body(response, response_tree)
+        refs = refs or self.patron_refs()  # one exchange: its patron hashed once
+        return (self.ncip_body(request, request_tree, refs=refs),
+                self.ncip_body(response, response_tree, refs=refs))
 
-    def ncip_body(self, body: bytes,
-                  tree: etree._Element | ReplyTree | None = None) -> str | None:
+    def ncip_body(self, body: bytes, tree: etree._Element | ReplyTree | None = None, *,
+                  refs: Callable[[str | None], str | None] | None = None) -> str | None:
         """One body of an NCIP exchange as :meth:`ncip_bodies` keeps it (None when bodies are
         not kept): e.g. a request's, redacted before the transaction that records it."""
         mode = self.settings.bodies
@@ -315,13 +336,8 @@ class AuditLog:
         personal = mode == "redacted"
         pseudonymize = None
         if personal and self._key is not None:
-            tokens: dict[str, str | None] = {}  # one body names its patron several times
-
-            def pseudonymize(value: str) -> str | None:
-                token = tokens.get(value)
-                if token is None:
-                    token = tokens[value] = self.patron_ref(value)
-                return token
+            # one body names its patron several times (``refs``: one exchange's memo)
+            pseudonymize = refs or self.patron_refs()
         return self._redacted(body, tree, personal, pseudonymize).decode("utf-8", "replace")
 
     @staticmethod
@@ -371,6 +387,48 @@ class AuditLog:
                       error=failure.getErrorMessage())
 
         return d.addCallbacks(done, failed)
+
+    def record_soon(self, entry: AuditEntry) -> None:
+        """Write a stamped row with every other row handed over before the writer starts on
+        them: one writer job and one ``executemany`` for all of them, instead of a job, a
+        savepoint and a Deferred per row. For rows that commit with nothing (NCIP lookups and
+        refusals); errors are logged, rows refused by a busy database kept for a retry, as in
+        :meth:`record`. The writer closes the gathering when its job starts, so a row is never
+        added to a job already running, and a store that writes at once writes each row alone.
+        """
+        if not entry.time:
+            entry = replace(entry, time=self.now())
+        with self._gather_lock:
+            rows = self._gathering
+            if rows is not None:
+                rows.append(entry)
+                return
+            rows = self._gathering = [entry]
+        write = getattr(self.store, "write_lazy", None) or self.store.write
+        d = write(lambda conn: self._write_gathered(conn, rows))
+
+        def done(_: object) -> None:
+            self.written += len(rows)
+
+        def failed(failure: Failure) -> None:
+            self._close_gathering(rows)  # the job never ran (a stopped store): no more rows
+            if self._keep(failure, rows):
+                return
+            self.failed += len(rows)
+            log.error("{count} audit rows not written: {error}", count=len(rows),
+                      error=failure.getErrorMessage())
+
+        d.addCallbacks(done, failed)
+
+    def _close_gathering(self, rows: list[AuditEntry]) -> None:
+        with self._gather_lock:
+            if self._gathering is rows:
+                self._gathering = None
+
+    def _write_gathered(self, conn: Connection, rows: list[AuditEntry]) -> None:
+        """The writer's job for :meth:`record_soon`: close the gathering, insert its rows."""
+        self._close_gathering(rows)
+        insert_entries(conn, rows)
 
     def record_many(self, entries: Sequence[AuditEntry]) -> Deferred[None]:
         """Write several stamped rows as one writer job (all or none); errors are logged, and

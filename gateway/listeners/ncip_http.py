@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -117,13 +117,18 @@ class DeadlineChannel(HTTPChannel):
     The idle timeout restarts with every byte, so a client trickling one byte every few
     seconds would hold the connection for ever; this deadline does not move. Time spent
     handling a request (and pipelined bytes buffered meanwhile) does not count.
+
+    The deadline is a time, and its timer is armed once per connection and moved only when it
+    fires before the deadline of the request then arriving: requests on a keep-alive
+    connection do not each schedule and cancel a timer.
     """
 
-    _arrival: Any = None
+    _arrival: Any = None              # the timer, when armed
+    _deadline: float | None = None    # when the request now arriving must be whole
     site: Any  # set by the Site that builds the channel
 
     def dataReceived(self, data: bytes) -> None:
-        if self._arrival is None and data and not self._handlingRequest:
+        if self._deadline is None and data and not self._handlingRequest:
             self._start_arrival()
         super().dataReceived(data)
 
@@ -137,22 +142,45 @@ class DeadlineChannel(HTTPChannel):
             self._start_arrival()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self._stop_arrival()
+        self._cancel_arrival()
         super().connectionLost(reason)
 
     def _start_arrival(self) -> None:
-        self._stop_arrival()
-        self._arrival = self.callLater(self.site.request_arrival_timeout, self._arrival_expired)
+        site = self.site
+        limit = site.request_arrival_timeout
+        deadline = self._deadline = site.reactor.seconds() + limit
+        timer = self._arrival
+        if timer is None:
+            self._arrival = self.callLater(limit, self._arrival_due)
+        elif timer.getTime() > deadline:  # the limit was lowered (a reload)
+            timer.reset(limit)
 
     def _stop_arrival(self) -> None:
+        self._deadline = None  # an armed timer finds nothing to do
+
+    def _cancel_arrival(self) -> None:
+        self._deadline = None
         if self._arrival is not None:
             if self._arrival.active():
                 self._arrival.cancel()
             self._arrival = None
 
+    def _arrival_due(self) -> None:
+        """The timer fired: at the deadline of the request arriving, answer 408; before it
+        (the timer was armed for an earlier request), wait for the rest."""
+        self._arrival = None
+        deadline = self._deadline
+        if deadline is None:  # nothing arriving: the timer lapses until the next request
+            return
+        left = deadline - self.site.reactor.seconds()
+        if left > 0:
+            self._arrival = self.callLater(left, self._arrival_due)
+            return
+        self._deadline = None
+        self._arrival_expired()
+
     def _arrival_expired(self) -> None:
         """Answer 408 and close: the request never arrived in time."""
-        self._arrival = None
         site = self.site
         site.arrival_timeouts += 1
         if site.arrival_timeouts % 100 == 1:  # an anonymous client can repeat this: bounded
@@ -269,6 +297,32 @@ class NcipResource(resource.Resource, InFlight):
             remote_host=host, url_token=token or None, bearer_token=bearer,
             content_type=content_type.decode("latin-1") if content_type else None)
         self._started()
+        try:
+            d = self._handler.handle(body, context)
+        except Exception:
+            d = fail()
+        if d.called and not d.paused:
+            # Answered inline (a read served on the reactor): the reply is written at once,
+            # with no time budget to arm and cancel and no callbacks to chain.
+            outcome: list[bytes | Failure] = []
+            d.addBoth(outcome.append)
+            self._done()
+            data = outcome[0]
+            if isinstance(data, Failure):
+                log.failure("NCIP handler failed", data)
+                data = self._handler.timeout_reply(body, context)
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", XML_CONTENT_TYPE)
+            request.setHeader(b"content-length", b"%d" % len(data))
+            request.write(data)
+            request.finish()
+            return server.NOT_DONE_YET
+        return self._answer_later(request, d, body, context)
+
+    def _answer_later(self, request: Request, d: Deferred[bytes], body: bytes,
+                      context: NcipRequestContext) -> int:
+        """Write the reply when ``d`` fires, or a Temporary Processing Failure when the
+        request's time budget runs out first."""
         finished = False
         gone = [False]
         request.notifyFinish().addErrback(lambda _: gone.__setitem__(0, True))
@@ -298,7 +352,6 @@ class NcipResource(resource.Resource, InFlight):
                 reply(self._handler.timeout_reply(body, context))
 
         budget = self._clock.callLater(self._timeout, timed_out)
-        d = maybeDeferred(self._handler.handle, body, context)
         d.addCallback(reply).addErrback(failed)
         d.addBoth(lambda _: budget.cancel() if budget.active() else None)
         return server.NOT_DONE_YET

@@ -116,10 +116,12 @@ class ExactlyOnce:
     def _tz(self) -> ZoneInfo:
         return ZoneInfo(self.host.config.gateway.timezone)
 
-    def replay_key(self, call: NcipCall) -> ReplayKey | None:
-        """This request's replay key now (see :func:`replay_key`)."""
+    def replay_key(self, call: NcipCall,
+                   refs: Callable[[str], str | None] | None = None) -> ReplayKey | None:
+        """This request's replay key now (see :func:`replay_key`; ``refs``: the exchange's
+        :meth:`AuditLog.patron_refs`)."""
         today = self._now().astimezone(self._tz()).date()
-        return replay_key(call, today, self.host.audit.patron_ref)
+        return replay_key(call, today, refs or self.host.audit.patron_ref)
 
     def _step(self, call: NcipCall, changes: ICirculationChanges, books: Books,
               now: datetime) -> Step:
@@ -136,7 +138,8 @@ class ExactlyOnce:
     async def change(self, call: NcipCall, step: StepFunction) -> Reply:
         """A state-changing step, exactly once: the reply comes written, its audit row
         committed with it (or, for a repeat, the stored reply, to be audited as answered)."""
-        key = self.replay_key(call)
+        refs = self.host.audit.patron_refs()  # the exchange's patron, hashed once
+        key = self.replay_key(call, refs)
         flight = key.ident if key is not None else None
         if flight is not None and flight in self._in_flight:
             waiter: Deferred[Reply] = Deferred()
@@ -145,14 +148,14 @@ class ExactlyOnce:
         # The request's audit body does not depend on the outcome: redacted here, not in the
         # unit of work, so that the writer's serial batch (and its commit) does less.
         request_body = self.host.audit.ncip_body(
-            call.body, call.tree.take() if call.tree is not None else None)
+            call.body, call.tree.take() if call.tree is not None else None, refs=refs)
         if flight is not None:
             self._in_flight[flight] = []
         now, started = self._now(), time.monotonic()
         try:
             result = await self.circulation.transact(
                 lambda changes, books: self._unit(call, step, key, changes, books, now,
-                                                  started, request_body))
+                                                  started, request_body, refs))
         except BaseException as error:
             for waiter in self._in_flight.pop(flight, []) if flight else []:
                 waiter.errback(error)
@@ -163,7 +166,8 @@ class ExactlyOnce:
 
     def _unit(self, call: NcipCall, step: StepFunction, key: ReplayKey | None,
               changes: ICirculationChanges, books: Books, now: datetime, started: float,
-              request_body: str | None) -> Reply:
+              request_body: str | None,
+              refs: Callable[[str | None], str | None] | None = None) -> Reply:
         """The unit of work: replay, or change + reply + idempotency + audit."""
         audit = self.host.audit
         if key is not None:
@@ -191,6 +195,7 @@ class ExactlyOnce:
             audit, body=call.body, reply=reply.body, outcome="success", envelope=call.envelope,
             peer=call.peer, remote=call.context.remote_host,
             duration_us=int((time.monotonic() - started) * 1_000_000),
-            request_body=request_body, response_body=audit.ncip_body(reply.body, reply.tree),
-            time=audit_time(now), response=response))
+            request_body=request_body,
+            response_body=audit.ncip_body(reply.body, reply.tree, refs=refs),
+            time=audit_time(now), response=response, refs=refs))
         return Reply(reply.body, reply.tree, audited=True)

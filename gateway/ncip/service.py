@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from gateway.admin.metrics import Metrics, claimed_peer
-from gateway.audit import AuditEntry, AuditLog, audit_time
+from gateway.audit import AuditEntry, AuditLog
 from gateway.config import Config, Peer
 from gateway.domain import model as domain
 from gateway.listeners.ncip_http import NcipRequestContext
@@ -40,6 +40,7 @@ from protocols.ncip.safexml import declares_latin1, needs_fallback
 from protocols.ncip.writer import render_problem, render_response
 
 log = Logger()
+T = TypeVar("T")
 
 # Known domain errors and the Problem each becomes (the most specific class first).
 DOMAIN_PROBLEMS: tuple[tuple[type[domain.CirculationError], ProblemType], ...] = (
@@ -179,9 +180,11 @@ def write_problem(problem: NCIPProblem, envelope: Envelope | None, peer: Peer | 
 def audit_entry(audit: AuditLog, *, body: bytes, reply: bytes, outcome: str,
                 envelope: Envelope | None, peer: Peer | None, remote: str, duration_us: int,
                 request_body: str | None, response_body: str | None, time: str,
-                response: NCIPResponse | None = None) -> AuditEntry:
+                response: NCIPResponse | None = None,
+                refs: Callable[[str | None], str | None] | None = None) -> AuditEntry:
     """The audit row of one NCIP exchange: the one place it is built (``response``: the
-    response a workflow answered, to name the item and our request id it gave)."""
+    response a workflow answered, to name the item and our request id it gave; ``refs``: the
+    exchange's :meth:`AuditLog.patron_refs`)."""
     message = envelope.message if envelope is not None else None
     item = getattr(response, "item_id", None) or getattr(message, "item_id", None)
     our_request = (identifier_value(getattr(response, "request_id", None))
@@ -192,10 +195,42 @@ def audit_entry(audit: AuditLog, *, body: bytes, reply: bytes, outcome: str,
         dialect=envelope.dialect.name.lower() if envelope else None,
         broker_request_id=identifier_value(getattr(message, "request_id", None)),
         our_request_id=our_request, item_barcode=identifier_value(item),
-        patron_hash=audit.patron_ref(_patron_identifier(message)),
+        patron_hash=(refs or audit.patron_ref)(_patron_identifier(message)),
         duration_us=duration_us, request_size=len(body), response_size=len(reply),
         request_body=request_body, response_body=response_body, notes=audit_notes(envelope),
         time=time)
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """``Deferred.fromCoroutine(coro)``, with the coroutine's first step run here: one that
+    awaits nothing unfired (a read served inline) gives an already fired Deferred without
+    Twisted's coroutine driver; one that waits is handed to that driver where it stands."""
+    try:
+        pending = coro.send(None)
+    except StopIteration as done:
+        return succeed(done.value)
+    except BaseException:
+        return fail()
+    return Deferred.fromCoroutine(_resumed(coro, pending))
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, T], pending: Any) -> Generator[Any, Any, T]:
+    """The rest of a started coroutine, for Twisted's driver: what it awaits is passed up,
+    what comes back (a result or an exception) is passed down."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as error:
+            try:
+                pending = coro.throw(error)
+            except StopIteration as done:
+                return cast(T, done.value)
+        else:
+            try:
+                pending = coro.send(value)
+            except StopIteration as done:
+                return cast(T, done.value)
 
 
 class ConfiguredHost(Protocol):
@@ -240,8 +275,9 @@ class NcipService:
         self._charsets_for: Any = None
 
     def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
-        """The reply to one request body (never fails: errors are written as Problems)."""
-        return Deferred.fromCoroutine(self._handle(body, context))
+        """The reply to one request body (never fails: errors are written as Problems).
+        A request answered without waiting (a read served inline) comes back already fired."""
+        return run_inline(self._handle(body, context))
 
     async def _handle(self, body: bytes, context: NcipRequestContext) -> bytes:
         started = time.monotonic()
@@ -356,6 +392,7 @@ class NcipService:
                duration_us: int) -> None:
         audit = self.gateway.audit
         reply = answer.reply
+        refs = audit.patron_refs()
         if answer.peer is None:
             # Unparseable, unattributed or unauthenticated: anyone can send these, so no body
             # is kept (the size is) and each source address gets a bounded number of rows.
@@ -365,13 +402,13 @@ class NcipService:
         else:
             request_body, response_body = audit.ncip_bodies(
                 body, reply.body, request_tree=answer.tree.take() if answer.tree else None,
-                response_tree=reply.tree)
-        audit.record(audit_entry(
+                response_tree=reply.tree, refs=refs)
+        audit.record_soon(audit_entry(
             audit, body=body, reply=reply.body, outcome=answer.outcome,
             envelope=answer.envelope, peer=answer.peer, remote=context.remote_host,
             duration_us=duration_us, request_body=request_body, response_body=response_body,
             # stamped as record() would, without copying the entry to stamp it there
-            time=audit_time(datetime.fromtimestamp(audit.clock.seconds(), timezone.utc))))
+            time=audit.now(), refs=refs))
 
     def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
         """The reply when a request ran out of its time budget: Temporary Processing Failure."""

@@ -182,6 +182,12 @@ class _Job:
     deferred: Deferred[Any]
     result: Any = None
     failure: Failure | None = None
+    lazy: bool = False  # nobody waits for its commit (see Store.write_lazy)
+
+
+LAZY_WAIT = 0.005
+"""Seconds the writer waits for more work before committing a batch made only of lazy jobs
+(rows nobody waits for), so that they share a commit; any other job ends the wait."""
 
 
 @dataclass
@@ -302,6 +308,37 @@ class Store:
         self._queue.put(_Job(work, d))
         return d
 
+    def write_lazy(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """:meth:`write` for work nobody waits for (audit rows of lookups): a batch made only
+        of such jobs waits up to :data:`LAZY_WAIT` for more before its commit, so that a
+        stream of them shares commits (and their fsyncs). A job someone waits for is never
+        delayed: it ends the wait and commits with them at once."""
+        if not self.running:
+            return fail(StoreError("the store is not running"))
+        d: Deferred[T] = Deferred()
+        self.pending += 1
+        self._queue.put(_Job(work, d, lazy=True))
+        return d
+
+    def _gather_lazy(self, batch: list[_Job]) -> bool:
+        """Add to a batch of lazy jobs what arrives within :data:`LAZY_WAIT` (until a job
+        someone waits for, or the batch is full); True when the stop sentinel came."""
+        deadline = time.monotonic() + LAZY_WAIT
+        while len(batch) < self._max_batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                job = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if job is _STOP:
+                return True
+            batch.append(job)
+            if not job.lazy:
+                return False
+        return False
+
     def _run_writer(self, ready: threading.Event, errors: list[BaseException]) -> None:
         try:
             conn = connect(self.path, busy_timeout=self._busy_timeout)
@@ -327,6 +364,8 @@ class Store:
                         stop_after = True
                         break
                     batch.append(job)
+                if not stop_after and all(job.lazy for job in batch):
+                    stop_after = self._gather_lazy(batch)
                 self._commit_batch(self._writer_conn, batch)
                 if stop_after:
                     break

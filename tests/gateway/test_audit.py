@@ -174,6 +174,30 @@ def test_bodies_redacted_pseudonymizes_ids_and_hides_names(conn: sqlite3.Connect
     assert "[redacted]" in response
 
 
+def test_one_exchange_hashes_its_patron_once(conn: sqlite3.Connection,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request, the reply and the row of one exchange name the same patron: with the
+    exchange's ``patron_refs`` it is hashed once, to the same keyed hash as ``patron_ref``;
+    another exchange hashes it afresh (the memo never outlives its exchange)."""
+    audit = _started(conn)
+    expected = audit.patron_ref("PBAR-100")
+    calls: list[str | None] = []
+    real = audit.patron_ref
+
+    def counted(patron_id: str | None) -> str | None:
+        calls.append(patron_id)
+        return real(patron_id)
+    monkeypatch.setattr(audit, "patron_ref", counted)
+    refs = audit.patron_refs()
+    request, response = audit.ncip_bodies(LOOKUP, USER_REPLY, refs=refs)
+    assert refs("PBAR-100") == expected
+    assert calls == ["PBAR-100"]
+    assert expected is not None and request is not None and response is not None
+    assert expected in response
+    audit.ncip_bodies(LOOKUP, USER_REPLY)
+    assert calls == ["PBAR-100", "PBAR-100"]
+
+
 def test_bodies_redacted_hides_patron_ids_repeated_in_problems(conn: sqlite3.Connection) -> None:
     """An Unknown User or User Blocked Problem repeats the patron id as its ProblemValue;
     in ``redacted`` mode that value is pseudonymized like any other patron id, while a

@@ -232,6 +232,41 @@ def test_trickled_request_gets_408_at_the_deadline() -> None:
     assert protocol.factory.arrival_timeouts == 1
 
 
+def test_keep_alive_requests_share_one_deadline_timer() -> None:
+    """Requests arriving whole, one after another on a keep-alive connection, schedule no
+    timer each (the deadline's timer is armed once); a request whose first byte comes after
+    that timer was armed is still cut exactly at its own deadline, not the earlier one."""
+    clock, handler = Clock(), RecordingHandler()
+    protocol, transport = _channel(clock, handler)
+    protocol.dataReceived(REQUEST)
+    armed = len(clock.getDelayedCalls())
+    for _ in range(20):          # (times in binary fractions: exact sums)
+        protocol.dataReceived(REQUEST)
+        clock.advance(0.0625)
+    assert len(clock.getDelayedCalls()) == armed and len(handler.seen) == 21
+    clock.advance(0.5)           # the timer was armed 1.75 s ago: it fires 0.25 s from now
+    protocol.dataReceived(REQUEST[:5])
+    clock.advance(1.75)          # past the first timer, before this request's deadline
+    assert not transport.disconnecting and b"408" not in transport.value()
+    clock.advance(0.25)          # 2 s after this request's first byte
+    assert transport.value().count(b"HTTP/1.1 408 ") == 1 and transport.disconnecting
+    assert protocol.factory.arrival_timeouts == 1
+
+
+def test_a_lowered_deadline_applies_to_the_next_request() -> None:
+    """A reload lowering ``request_arrival_timeout`` moves the timer armed for the old one:
+    the next request is cut at its new, earlier deadline."""
+    clock, handler = Clock(), RecordingHandler()
+    protocol, transport = _channel(clock, handler, arrival=8.0)
+    protocol.dataReceived(REQUEST)               # arms the timer for 8 s
+    protocol.factory.request_arrival_timeout = 1.0
+    protocol.dataReceived(REQUEST[:5])
+    clock.advance(0.75)
+    assert b"408" not in transport.value()
+    clock.advance(0.25)
+    assert transport.value().count(b"HTTP/1.1 408 ") == 1
+
+
 def test_deadline_is_per_request_not_per_connection() -> None:
     """Requests that each arrive at once are served on one connection for longer than the
     deadline; time spent answering does not count."""
