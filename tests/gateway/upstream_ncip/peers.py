@@ -280,6 +280,22 @@ class DialectLms(InterlendLms):
         return backend_config(self.url, profile, agency, wf.AGENCY, extra)
 
 
+def step(d: Daemon, lms: Lms, body: bytes, expect: dict[str, int],
+         headers: dict[str, str] | None = None) -> bytes:
+    """One broker call: no Problem, the LMS as expected; retried: same bytes, same LMS."""
+    reply = wf.call(d, body, headers)
+    assert wf.problem(reply) is None, reply
+    assert lms.counts() == expect, (lms.counts(), expect)
+    assert wf.call(d, body, headers) == reply, "a retried step got another reply"
+    assert lms.counts() == expect, "a retried step changed the LMS"
+    return reply
+
+
+def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
+    """The LMS's counts ``base`` with ``delta`` added (items, holds, loans)."""
+    return {k: v + delta.get(k, 0) for k, v in base.items()}
+
+
 def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
     """The upstream of ``kind`` ("koha": NCIPServer's fixture ILS; "interlend": a second
     Interlend on the embedded backend; one of :data:`DIALECTS`: such an Interlend spoken to

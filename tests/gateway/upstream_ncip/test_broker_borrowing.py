@@ -15,7 +15,15 @@ import pytest
 from gateway.backends.upstream.ncip.profiles import PROFILES
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon
-from tests.gateway.upstream_ncip.peers import DIALECTS, KohaLms, Lms, each_lms, start_gateway
+from tests.gateway.upstream_ncip.peers import (
+    DIALECTS,
+    KohaLms,
+    Lms,
+    each_lms,
+    plus,
+    start_gateway,
+    step,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,20 +39,6 @@ def gateway(lms: Lms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daem
     d = start_gateway(tmp_path_factory.mktemp("gateway"), lms.config())
     yield d
     d.kill()
-
-
-def step(d: Daemon, lms: Lms, body: bytes, expect: dict[str, int],
-         headers: dict[str, str] | None = None) -> bytes:
-    reply = wf.call(d, body, headers)
-    assert wf.problem(reply) is None, reply
-    assert lms.counts() == expect, (lms.counts(), expect)
-    assert wf.call(d, body, headers) == reply, "a retried step got another reply"
-    assert lms.counts() == expect, "a retried step changed the LMS"
-    return reply
-
-
-def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
-    return {k: v + delta.get(k, 0) for k, v in base.items()}
 
 
 def _ours(reply: bytes) -> str:

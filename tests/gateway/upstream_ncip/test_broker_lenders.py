@@ -32,7 +32,9 @@ from tests.gateway.upstream_ncip.peers import (
     KohaLms,
     Lms,
     each_lms,
+    plus,
     start_gateway,
+    step,
 )
 
 pytestmark = pytest.mark.slow
@@ -84,21 +86,6 @@ def gateway(lms: Lms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daem
     d = start_gateway(tmp, config, database=database)
     yield d
     d.kill()
-
-
-def step(d: Daemon, lms: Lms, body: bytes, expect: dict[str, int],
-         headers: dict[str, str] | None = None) -> bytes:
-    """One broker call: no Problem, the LMS as expected; retried: same bytes, same LMS."""
-    reply = wf.call(d, body, headers)
-    assert wf.problem(reply) is None, reply
-    assert lms.counts() == expect, (lms.counts(), expect)
-    assert wf.call(d, body, headers) == reply, "a retried step got another reply"
-    assert lms.counts() == expect, "a retried step changed the LMS"
-    return reply
-
-
-def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
-    return {k: v + delta.get(k, 0) for k, v in base.items()}
 
 
 def _items(lms: Lms) -> dict[str, str]:

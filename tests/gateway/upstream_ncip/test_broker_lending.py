@@ -24,9 +24,11 @@ from tests.gateway.upstream_ncip.peers import (
     KohaLms,
     Lms,
     each_lms,
+    plus,
     start_gateway,
+    step,
 )
-from tests.gateway.upstream_ncip.test_broker_borrowing import TIPASA, plus, step
+from tests.gateway.upstream_ncip.test_broker_borrowing import TIPASA
 
 pytestmark = pytest.mark.slow
 

@@ -27,6 +27,7 @@ from tests.gateway.upstream_ncip.peers import (
     backend_config,
     kill_after,
     koha,
+    plus,
     start_gateway,
 )
 
@@ -228,10 +229,6 @@ def test_a_refused_connection_is_made_afresh(koha: KohaPeer, tmp_path: Path) -> 
         assert koha.counts() == plus(start, items=1, holds=1)
     finally:
         d.kill()
-
-
-def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
-    return {k: v + delta.get(k, 0) for k, v in base.items()}
 
 
 def test_a_retry_while_the_lms_call_is_in_flight_waits(koha: KohaPeer, tmp_path: Path) -> None:
