@@ -475,6 +475,17 @@ def memory_section(cfg: dict[str, Any], scratch: Path, config: Path,
     results["memory"] = data
 
 
+def serving_pid(pid: int) -> int:
+    """The process that serves the load: a worker (the first child) when the gateway runs
+    workers, else the gateway itself. With N workers the load is shared out, so one worker's
+    profile stands for all."""
+    for children in sorted(Path(f"/proc/{pid}/task").glob("*/children")):
+        kids = children.read_text().split()
+        if kids:
+            return int(kids[0])
+    return pid
+
+
 def profile_section(cfg: dict[str, Any], gateway: servers.Managed, gateway_ok: bool,
                     scratch: Path, results: dict[str, Any]) -> None:
     """py-spy on the gateway under load: once with --gil (CPU in Python: which code keeps the
@@ -506,7 +517,8 @@ def profile_section(cfg: dict[str, Any], gateway: servers.Managed, gateway_ok: b
             title = f"{name} ({'GIL holder: CPU in Python' if gil else 'all threads: wall'})"
             raw = scratch / f"profile-{name.split()[0]}-{'gil' if gil else 'wall'}.txt"
             try:
-                res = profiling.profile_during(gateway.pid, seconds, raw, load, gil=gil)
+                res = profiling.profile_during(serving_pid(gateway.pid), seconds, raw, load,
+                                               gil=gil)
                 summary = profiling.summarise(raw)
                 summary["load"] = f"{label}, {seconds} s ({res.rate:.0f}/s while sampled)" \
                     if res else label

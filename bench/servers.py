@@ -70,6 +70,18 @@ def vm_rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and of its child processes (the gateway's workers), KiB."""
+    total = vm_rss_kib(pid)
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                total += vm_rss_kib(int(child))
+            except (OSError, ValueError, RuntimeError):
+                pass  # gone meanwhile
+    return total
+
+
 @dataclass
 class Managed:
     """A server process we started (or whose PID we own, for zebrasrv)."""
@@ -143,7 +155,8 @@ class Managed:
                 return received
 
     def rss_kib(self) -> int:
-        return vm_rss_kib(self.pid)
+        """Its resident memory with its children's (a gateway's workers count too)."""
+        return tree_rss_kib(self.pid)
 
 
 def stop_all() -> None:

@@ -29,9 +29,15 @@ from bench.compare_trees import cpu
 from tests import workflow_fixtures as wf
 from tests.daemon import Daemon, start_daemon
 
+# the per-address caps lifted on both daemons, as the bench does for the gateway (every bench
+# client is 127.0.0.1; 0 turns a rate limit off)
+LIFTED = wf.CONFIG.replace('[ncip]\npath = "/ncip"\n', '[ncip]\npath = "/ncip"\n'
+                           "max_connections_per_peer = 4000\nmax_connection_rate_per_peer = 0\n"
+                           "max_requests_per_second_per_peer = 0\n", 1)
+
 
 def _config(url: str) -> str:
-    return wf.CONFIG + f"""
+    return LIFTED + f"""
 [backend]
 kind = "embedded"
 circulation = "ncip"
@@ -120,7 +126,7 @@ def measure(requests: int = 200, concurrency: int = 4, lms_delay_ms: float = 0.0
         try:
             (base / "lms").mkdir()
             wf.seed_database(base / "lms" / "interlend.sqlite3")
-            lms = start_daemon(base / "lms", wf.CONFIG)
+            lms = start_daemon(base / "lms", LIFTED)
             daemons.append(lms)
             (base / "gw").mkdir()
             wf.seed_database(base / "gw" / "interlend.sqlite3")
