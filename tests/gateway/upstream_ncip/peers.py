@@ -296,6 +296,44 @@ def plus(base: dict[str, int], **delta: int) -> dict[str, int]:
     return {k: v + delta.get(k, 0) for k, v in base.items()}
 
 
+
+def lms_loan(lms: Lms, barcode: str) -> tuple[str, str] | None:
+    """(patron barcode, due date) of the LMS's open loan of ``barcode``."""
+    if isinstance(lms, KohaLms):
+        db = lms.peer.db()
+        item = next(i for i in db["items"] if i["barcode"] == barcode)
+        issue = next((x for x in db["issues"] if x["itemnumber"] == item["itemnumber"]), None)
+        if issue is None:
+            return None
+        patron = next(b["cardnumber"] for b in db["borrowers"]
+                      if b["borrowernumber"] == issue["borrowernumber"])
+        return str(patron), str(issue["date_due"])
+    assert isinstance(lms, InterlendLms)
+    row = wf.one(lms.daemon.database, "SELECT p.barcode, l.due_at FROM loans l JOIN items i"
+                 " ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id"
+                 " WHERE i.barcode = ? AND l.returned_at IS NULL", barcode)
+    return (row["barcode"], row["due_at"]) if row else None
+
+
+def lms_hold(lms: Lms, barcode: str) -> str | None:
+    """The patron barcode of the LMS's active hold on ``barcode``."""
+    if isinstance(lms, KohaLms):
+        db = lms.peer.db()
+        item = next(i for i in db["items"] if i["barcode"] == barcode)
+        reserve = next((r for r in db["reserves"]
+                        if r.get("itemnumber") == item["itemnumber"]
+                        or r.get("biblionumber") == item["biblionumber"]), None)
+        if reserve is None:
+            return None
+        return str(next(b["cardnumber"] for b in db["borrowers"]
+                        if b["borrowernumber"] == reserve["borrowernumber"]))
+    assert isinstance(lms, InterlendLms)
+    row = wf.one(lms.daemon.database, "SELECT p.barcode FROM holds h JOIN items i"
+                 " ON i.id = h.item_id JOIN patrons p ON p.id = h.patron_id"
+                 " WHERE i.barcode = ? AND h.status = 'active'", barcode)
+    return row["barcode"] if row else None
+
+
 def each_lms(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lms]:
     """The upstream of ``kind`` ("koha": NCIPServer's fixture ILS; "interlend": a second
     Interlend on the embedded backend; one of :data:`DIALECTS`: such an Interlend spoken to

@@ -28,10 +28,11 @@ from tests.gateway.test_broker_clients import ReShare
 from tests.gateway.upstream_ncip.peers import (
     DIALECTS,
     DialectLms,
-    InterlendLms,
     KohaLms,
     Lms,
     each_lms,
+    lms_hold,
+    lms_loan,
     plus,
     start_gateway,
     step,
@@ -97,43 +98,6 @@ def _items(lms: Lms) -> dict[str, str]:
             "illiad": "LEND-030", "ir": "LEND-040", "ir_cancel": "LEND-031"}
 
 
-def _lms_loan(lms: Lms, barcode: str) -> tuple[str, str] | None:
-    """(patron barcode, due date) of the LMS's open loan of ``barcode``."""
-    if isinstance(lms, KohaLms):
-        db = lms.peer.db()
-        item = next(i for i in db["items"] if i["barcode"] == barcode)
-        issue = next((x for x in db["issues"] if x["itemnumber"] == item["itemnumber"]), None)
-        if issue is None:
-            return None
-        patron = next(b["cardnumber"] for b in db["borrowers"]
-                      if b["borrowernumber"] == issue["borrowernumber"])
-        return str(patron), str(issue["date_due"])
-    assert isinstance(lms, InterlendLms)
-    row = wf.one(lms.daemon.database, "SELECT p.barcode, l.due_at FROM loans l JOIN items i"
-                 " ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id"
-                 " WHERE i.barcode = ? AND l.returned_at IS NULL", barcode)
-    return (row["barcode"], row["due_at"]) if row else None
-
-
-def _lms_hold(lms: Lms, barcode: str) -> str | None:
-    """The patron barcode of the LMS's active hold on ``barcode``."""
-    if isinstance(lms, KohaLms):
-        db = lms.peer.db()
-        item = next(i for i in db["items"] if i["barcode"] == barcode)
-        reserve = next((r for r in db["reserves"]
-                        if r.get("itemnumber") == item["itemnumber"]
-                        or r.get("biblionumber") == item["biblionumber"]), None)
-        if reserve is None:
-            return None
-        return str(next(b["cardnumber"] for b in db["borrowers"]
-                        if b["borrowernumber"] == reserve["borrowernumber"]))
-    assert isinstance(lms, InterlendLms)
-    row = wf.one(lms.daemon.database, "SELECT p.barcode FROM holds h JOIN items i"
-                 " ON i.id = h.item_id JOIN patrons p ON p.id = h.patron_id"
-                 " WHERE i.barcode = ? AND h.status = 'active'", barcode)
-    return row["barcode"] if row else None
-
-
 def _institution(lms: Lms, agency: str) -> str:
     """The LMS patron standing for the borrowing library ``agency``."""
     if isinstance(lms, KohaLms):
@@ -155,14 +119,14 @@ def test_reshare_lender(gateway: Daemon, lms: Lms) -> None:
     reply = step(gateway, lms, wf.reshare_request_item("EAST-L1", sysnumber=items["rs_bib"]),
                  plus(start, holds=1))
     assert ReShare.ok(reply) and wf.text(reply, "ItemIdentifierValue") == items["rs_item"]
-    assert _lms_hold(lms, items["rs_item"]) == inst
+    assert lms_hold(lms, items["rs_item"]) == inst
     step(gateway, lms, wf.reshare_check_out(items["rs_item"], "INST-EAST", "EAST-L1"),
          plus(start, loans=1))
-    loan = _lms_loan(lms, items["rs_item"])
+    loan = lms_loan(lms, items["rs_item"])
     assert loan is not None and loan[0] == inst
-    assert _lms_hold(lms, items["rs_item"]) is None           # filled by the loan
+    assert lms_hold(lms, items["rs_item"]) is None           # filled by the loan
     step(gateway, lms, wf.reshare_check_in(items["rs_item"]), start)
-    assert _lms_loan(lms, items["rs_item"]) is None
+    assert lms_loan(lms, items["rs_item"]) is None
 
     other = step(gateway, lms, wf.reshare_request_item("EAST-L2",
                                                        sysnumber=items["rs_cancel_bib"]),
@@ -183,19 +147,19 @@ def test_illiad_lending(gateway: Daemon, lms: Lms) -> None:
     step(gateway, lms, wf.illiad_check_out(barcode, "ILLPSEUDO", "TN-L1",
                                            wf.local_day(10).isoformat()),
          plus(start, loans=1))
-    loan = _lms_loan(lms, barcode)
+    loan = lms_loan(lms, barcode)
     assert loan is not None and loan[0] == _institution(lms, "ILLPSEUDO")
     renew = wf.illiad_renew(barcode, "ILLPSEUDO", wf.local_day(20).isoformat())
     if isinstance(lms, KohaLms):
         refused = wf.call(gateway, renew)
         assert wf.problem(refused) == "Item Not Renewable", refused
-        assert _lms_loan(lms, barcode) == loan and lms.counts() == plus(start, loans=1)
+        assert lms_loan(lms, barcode) == loan and lms.counts() == plus(start, loans=1)
     else:
         step(gateway, lms, renew, plus(start, loans=1))
-        renewed = _lms_loan(lms, barcode)
+        renewed = lms_loan(lms, barcode)
         assert renewed is not None and loan is not None and renewed[1] > loan[1]
     step(gateway, lms, wf.illiad_check_in(barcode, "ILLPSEUDO", "TN-L1"), start)
-    assert _lms_loan(lms, barcode) is None
+    assert lms_loan(lms, barcode) is None
 
 
 # -- INN-Reach lending (NCIP 1) -------------------------------------------------------------------
@@ -218,14 +182,14 @@ def test_innreach_lending(gateway: Daemon, lms: Lms) -> None:
     barcode = items["ir"]
     start = lms.counts()
     step(gateway, lms, wf.innreach_item_requested("TR-L1", barcode), plus(start, holds=1))
-    assert _lms_hold(lms, barcode) == _institution(lms, "zv010")
+    assert lms_hold(lms, barcode) == _institution(lms, "zv010")
     step(gateway, lms, wf.innreach_check_out(barcode, "INST-zv010", "TR-L1"),
          plus(start, loans=1))
-    assert _lms_hold(lms, barcode) is None
+    assert lms_hold(lms, barcode) is None
     step(gateway, lms, wf.innreach_item_shipped("TR-L1", barcode), plus(start, loans=1))
     step(gateway, lms, wf.innreach_item_checked_in("TR-L1", barcode), plus(start, loans=1))
     step(gateway, lms, _innreach_check_in(barcode), start)
-    assert _lms_loan(lms, barcode) is None
+    assert lms_loan(lms, barcode) is None
 
     other = items["ir_cancel"]
     step(gateway, lms, wf.innreach_item_requested("TR-L2", other), plus(start, holds=1))

@@ -20,10 +20,10 @@ from tests.gateway.test_broker_clients import (
 )
 from tests.gateway.upstream_ncip.peers import (
     DIALECTS,
-    InterlendLms,
     KohaLms,
     Lms,
     each_lms,
+    lms_loan,
     plus,
     start_gateway,
     step,
@@ -55,30 +55,15 @@ def _items(lms: Lms) -> tuple[str, str]:
             else ("LEND-010", "LEND-020"))
 
 
-def _loan_patron(lms: Lms, barcode: str) -> str | None:
-    if isinstance(lms, KohaLms):
-        db = lms.peer.db()
-        item = next(i for i in db["items"] if i["barcode"] == barcode)
-        issue = next((x for x in db["issues"] if x["itemnumber"] == item["itemnumber"]), None)
-        if issue is None:
-            return None
-        return str(next(b["cardnumber"] for b in db["borrowers"]
-                        if b["borrowernumber"] == issue["borrowernumber"]))
-    assert isinstance(lms, InterlendLms)
-    row = wf.one(lms.daemon.database, "SELECT p.barcode FROM loans l JOIN items i ON"
-                 " i.id = l.item_id JOIN patrons p ON p.id = l.patron_id WHERE i.barcode = ?"
-                 " AND l.returned_at IS NULL", barcode)
-    return row["barcode"] if row else None
-
-
 def test_tipasa_lending(gateway: Daemon, lms: Lms) -> None:
     first, _ = _items(lms)
     start = lms.counts()
     step(gateway, lms, tipasa_lend(first, "NDOSU", "12345"), plus(start, loans=1), TIPASA)
-    assert _loan_patron(lms, first) == (BOB if isinstance(lms, KohaLms)
-                                        else "INST-01XXX_INST")
+    loan = lms_loan(lms, first)
+    assert loan is not None and loan[0] == (BOB if isinstance(lms, KohaLms)
+                                            else "INST-01XXX_INST")
     step(gateway, lms, tipasa_check_in_by_request("12345"), start, TIPASA)
-    assert _loan_patron(lms, first) is None
+    assert lms_loan(lms, first) is None
 
 
 def test_dcb_supplier_request(gateway: Daemon, lms: Lms) -> None:
