@@ -53,7 +53,7 @@ MAX_DELAY = 300.0
 class SettlementState:
     """For ``/healthz``: what the last pass left and when the next one runs."""
 
-    passes: int = 0
+    passes: int = 0          # completed passes
     settled: int = 0
     left: int = 0
     staff: int = 0           # rows no pass can settle: staff decide
@@ -118,7 +118,6 @@ class Settlement:
 
     async def settle_once(self) -> bool:
         """One pass over the open rows; True if some may yet be settled by another pass."""
-        self.state.passes += 1
         rows = await deferToThread(self.up.outbox.open_rows)
         retry, left, staff = False, 0, 0
         for row in rows:
@@ -132,6 +131,8 @@ class Settlement:
             elif outcome == "settled":
                 self.state.settled += 1
                 self.state.settled_ids.append(row.id)
+        # counted once the pass is over: /healthz never shows a pass without its outcome
+        self.state.passes += 1
         self.state.left, self.state.staff = left, staff
         return retry
 
