@@ -18,7 +18,6 @@ also sends SIGTERM then, by ``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import socket
@@ -40,6 +39,7 @@ from gateway.backends.registry import BackendContext, backend_for
 from gateway.config import Config
 from gateway.listeners.limits import ConnectionLimitFactory
 from gateway.listeners.z3950 import Z3950Factory
+from gateway.processes import die_with_parent
 from gateway.storage.store import Store
 from gateway.workers.channel import Channel
 from gateway.workers.sharing import shared_cap, shared_rate
@@ -276,16 +276,6 @@ class Worker:
         self.state = "stopped"
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel for SIGTERM when the primary dies (Linux; elsewhere the channel's end
-    does it)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class _ChannelEnd(Channel):
     """The worker's end: the primary gone (EOF) stops the worker."""
 
@@ -313,7 +303,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent(signal.SIGTERM)
     from twisted.internet import reactor
 
     from gateway.daemon.logs import start_logging

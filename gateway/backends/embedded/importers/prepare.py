@@ -17,8 +17,6 @@ watch on the parent).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -50,6 +48,7 @@ from gateway.backends.embedded.records import (
     extract_light_fields,
     light_fields,
 )
+from gateway.processes import die_with_parent
 
 PARALLEL_MIN_BYTES = 4 << 20
 """Smaller files are prepared in this process: starting a worker costs more than it saves."""
@@ -175,12 +174,10 @@ def _prepare_chunks(chunks: list[bytes], force_utf8: bool) -> list[Prepared]:
 def _worker_started(parent: int) -> None:
     """A worker ends when the importer does, however it ends (a killed import leaves none)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importer's to handle
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
-            if os.getppid() == parent:
-                return
-            os._exit(1)  # the parent died before the call
+    if die_with_parent(signal.SIGKILL):
+        if os.getppid() == parent:
+            return
+        os._exit(1)  # the parent died before the call
 
     def watch() -> None:
         while os.getppid() == parent:
