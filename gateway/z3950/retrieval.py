@@ -50,6 +50,7 @@ from lxml import etree
 
 from gateway.domain.holdings import CatalogueRecord, ItemState
 from protocols import xmltext
+from protocols.iso2709 import FIELD_TERMINATOR, LEADER_LENGTH, plain_fields
 from protocols.xmltext import WellFormed
 from protocols.z3950 import oids
 from protocols.z3950.marc8 import NCR_ERRORS
@@ -230,7 +231,6 @@ def iso2709(marc: pymarc.Record) -> bytes:
     return data
 
 
-_LEADER_LENGTH = 24
 _UNCLEAN_SUBFIELD = re.compile(rb"\x1f[\x1e\x1f\x80-\xff]")
 """An empty subfield or a non-ASCII subfield code: pymarc drops or rewrites these."""
 
@@ -239,45 +239,22 @@ def _stored_fields(data: bytes) -> list[tuple[str, bytes]] | None:
     """Each field's tag and bytes (with its terminator), when ``data`` is already exactly what
     pymarc's ``as_marc`` writes for the record pymarc reads from it; None otherwise.
 
-    The importer and the demo store records that way: UTF-8, two ASCII indicators, no empty
-    subfields, ASCII subfield codes, fields contiguous in directory order. For those, leaving
-    fields out and writing the rest again is plain byte work; anything else (and anything
-    pymarc would refuse) takes pymarc's way, with its errors.
+    The importer and the demo store records that way: the plain layout
+    (:func:`protocols.iso2709.plain_fields`), UTF-8, no empty subfields, ASCII subfield codes.
+    For those, leaving fields out and writing the rest again is plain byte work; anything else
+    (and anything pymarc would refuse) takes pymarc's way, with its errors.
     """
-    size = len(data)
-    if (size <= _LEADER_LENGTH or not data[:_LEADER_LENGTH].isascii()
-            or not data[0:5].isdigit() or int(data[0:5]) != size or data[-1] != 0x1D
-            or not data[12:17].isdigit()):
+    fields = plain_fields(data)
+    if fields is None:
         return None
-    base = int(data[12:17])
-    if base <= _LEADER_LENGTH or base >= size or data[base - 1] != 0x1E:
-        return None
-    directory = data[_LEADER_LENGTH:base - 1]
-    count, rest = divmod(len(directory), 12)
-    area = data[base:size - 1]
-    if not count or rest or not directory.isascii() or _UNCLEAN_SUBFIELD.search(area):
+    area = data[int(data[12:17]):]
+    if _UNCLEAN_SUBFIELD.search(area):
         return None
     try:
         area.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    bodies = area.split(b"\x1e")
-    if len(bodies) != count + 1 or bodies[-1]:
-        return None  # a terminator inside a field, or none after the last one
-    fields: list[tuple[str, bytes]] = []
-    offset = 0
-    for index, body in enumerate(bodies[:-1]):
-        entry = directory[12 * index:12 * index + 12]
-        tag = entry[:3].decode("ascii")
-        if entry[3:] != b"%04d%05d" % (len(body) + 1, offset):
-            return None  # out of directory order, a gap or an overlap
-        if not (tag < "010" and tag.isdigit()):  # a data field: exactly two ASCII indicators
-            mark = body.find(b"\x1f")
-            if (mark if mark >= 0 else len(body)) != 2 or not body[:2].isascii():
-                return None
-        fields.append((tag, body + b"\x1e"))
-        offset += len(body) + 1
-    return fields
+    return [(tag, body + FIELD_TERMINATOR) for tag, body in fields]
 
 
 def bibliographic_iso2709(record: CatalogueRecord, element_set: str = "F") -> bytes:
@@ -295,10 +272,10 @@ def bibliographic_iso2709(record: CatalogueRecord, element_set: str = "F") -> by
         directory.append(b"%s%04d%05d" % (tag.encode("ascii"), len(body), offset))
         bodies.append(body)
         offset += len(body)
-    base = _LEADER_LENGTH + 12 * len(directory) + 1
+    base = LEADER_LENGTH + 12 * len(directory) + 1
     leader = record.marc  # no longer than the stored record: within ISO 2709's 99,999 bytes
     return b"".join((b"%05d" % (base + offset + 1), leader[5:9], b"a", leader[10:12],
-                     b"%05d" % base, leader[17:_LEADER_LENGTH], *directory, b"\x1e", *bodies,
+                     b"%05d" % base, leader[17:LEADER_LENGTH], *directory, b"\x1e", *bodies,
                      b"\x1d"))
 
 
@@ -335,10 +312,10 @@ def iso2709_in(marc: pymarc.Record, codec: str) -> bytes:
         directory.append(b"%s%04d%05d" % (f.tag.encode("ascii"), len(body), offset))
         bodies.append(body)
         offset += len(body)
-    base = _LEADER_LENGTH + 12 * len(directory) + 1
+    base = LEADER_LENGTH + 12 * len(directory) + 1
     leader = str(marc.leader).encode("ascii")
     return b"".join((b"%05d" % (base + offset + 1), leader[5:9], b" ", leader[10:12],
-                     b"%05d" % base, leader[17:_LEADER_LENGTH], *directory, b"\x1e",
+                     b"%05d" % base, leader[17:LEADER_LENGTH], *directory, b"\x1e",
                      *bodies, b"\x1d"))
 
 
@@ -436,7 +413,7 @@ def _marcxml_text(record: CatalogueRecord, element_set: str,
                   added: list[pymarc.Field]) -> WellFormed | None:
     """MARCXML of the bibliographic record plus ``added`` fields (in tag order), written as
     text in one pass; None when the stored record or a value needs pymarc's way."""
-    leader = record.marc[:_LEADER_LENGTH]
+    leader = record.marc[:LEADER_LENGTH]
     fields = _stored_xml_fields(record, element_set)
     if fields is None or not leader.isascii() or _NOT_PLAIN.search(leader.decode("ascii")):
         return None

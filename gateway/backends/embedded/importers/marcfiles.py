@@ -34,9 +34,10 @@ from typing import BinaryIO
 import pymarc
 from lxml import etree
 
+from protocols.iso2709 import LEADER_LENGTH, is_control_tag, plain_fields
+
 END_OF_RECORD = b"\x1d"
 _READ_SIZE = 1 << 20
-_LEADER_LENGTH = 24
 # Bytes that may separate records in files written by hand or by careless tools.
 _FILLER = b"\r\n\t \x00\x1a"
 MARCXML_NS = "http://www.loc.gov/MARC21/slim"
@@ -129,8 +130,8 @@ def _iso2709_chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 def _leader_problem(chunk: bytes, *, force_utf8: bool) -> str | None:
     """Why the leader cannot be right, or None. (The record length is checked apart.)"""
-    leader = chunk[:_LEADER_LENGTH]
-    if len(leader) < _LEADER_LENGTH:
+    leader = chunk[:LEADER_LENGTH]
+    if len(leader) < LEADER_LENGTH:
         return f"invalid leader: only {len(chunk)} bytes before the record terminator"
     if not leader.isascii():
         return "invalid leader: contains non-ASCII bytes"
@@ -148,8 +149,8 @@ def _leader_problem(chunk: bytes, *, force_utf8: bool) -> str | None:
 def _directory_fills(chunk: bytes) -> bool:
     """True if the directory accounts for exactly the bytes up to the record terminator."""
     base = int(chunk[12:17])
-    directory = chunk[_LEADER_LENGTH:base - 1]
-    if not _LEADER_LENGTH < base < len(chunk) or chunk[base - 1] != 0x1E \
+    directory = chunk[LEADER_LENGTH:base - 1]
+    if not LEADER_LENGTH < base < len(chunk) or chunk[base - 1] != 0x1E \
             or not directory or len(directory) % 12:
         return False
     end = 0
@@ -256,58 +257,31 @@ def _pymarc_log() -> Iterator[_PymarcLog]:
 CleanField = tuple[str, str, list[tuple[str, str]]]
 
 
-def _is_control(tag: str) -> bool:
-    """What pymarc takes for a control field (no indicators, no subfields)."""
-    return tag < "010" and tag.isdigit()
-
-
 def _clean_utf8_parts(chunk: bytes, *, force_utf8: bool
                       ) -> tuple[str, list[CleanField], bytes] | None:
     """Leader, fields and bytes of a UTF-8 record that pymarc would read without a complaint,
     or None: what :func:`_decode_clean_utf8` builds its pymarc record from, and what
     :func:`read_light` hands on as it is (no pymarc objects at all).
 
-    The bytes returned are ``record.as_marc()`` of that record: the leader, the directory and
-    every field are already exactly what ``as_marc`` writes (contiguous fields in directory
-    order, two indicators, no empty subfields, field terminators in place). Anything else
-    (MARC-8, odd indicators, a directory with gaps or overlaps, bad UTF-8) returns None and
-    takes pymarc's way, with its notes and errors.
+    The bytes returned are ``record.as_marc()`` of that record: a record in the plain layout
+    (:func:`protocols.iso2709.plain_fields`) is already what ``as_marc`` writes, once its
+    text is UTF-8 with no empty subfields and ASCII subfield codes. Anything else (MARC-8, odd
+    indicators, a directory with gaps or overlaps, bad UTF-8) returns None and takes pymarc's
+    way, with its notes and errors.
     """
     if chunk[9:10] != b"a" and not force_utf8:
         return None
-    size = len(chunk)
-    if int(chunk[0:5]) != size:
+    plain = plain_fields(chunk)
+    if plain is None:
         return None
-    base = int(chunk[12:17])
-    if base <= _LEADER_LENGTH or base >= size or chunk[base - 1] != 0x1E:
-        return None
-    directory = chunk[_LEADER_LENGTH:base - 1]
-    count, rest = divmod(len(directory), 12)
-    if not count or rest or not directory.isascii():
-        return None
-    bodies = chunk[base:size - 1].split(b"\x1e")  # each field ends with 0x1E
-    if len(bodies) != count + 1 or bodies[-1]:
-        return None  # a field terminator inside a field, or none after the last field
-    tags = [directory[start:start + 3] for start in range(0, len(directory), 12)]
-    expected = []
-    offset = 0
-    for tag_bytes, body in zip(tags, bodies, strict=False):
-        length = len(body) + 1
-        expected.append(b"%s%04d%05d" % (tag_bytes, length, offset))
-        offset += length
-    if b"".join(expected) != directory:
-        return None  # fields out of directory order, gaps, overlaps, odd numbers
     fields: list[CleanField] = []
     append = fields.append
     try:
-        for tag_bytes, body in zip(tags, bodies, strict=False):
-            tag = tag_bytes.decode()
-            if _is_control(tag):
+        for tag, body in plain:
+            if is_control_tag(tag):
                 append((tag, body.decode("utf-8"), []))
                 continue
             head, *pieces = body.decode("utf-8").split("\x1f")
-            if len(head) != 2 or not head.isascii():
-                return None  # pymarc would log and guess the indicators
             subfields = []
             for piece in pieces:
                 if not piece or not piece[0].isascii():
@@ -316,7 +290,7 @@ def _clean_utf8_parts(chunk: bytes, *, force_utf8: bool
             append((tag, head, subfields))
     except UnicodeDecodeError:
         return None
-    leader = chunk[:_LEADER_LENGTH].decode("ascii")  # as read (pymarc's record keeps it)
+    leader = chunk[:LEADER_LENGTH].decode("ascii")  # as read (pymarc's record keeps it)
     if chunk[9:10] != b"a":
         chunk = chunk[:9] + b"a" + chunk[10:]
     return leader, fields, chunk
@@ -339,7 +313,7 @@ def _decode_clean_utf8(chunk: bytes, *, force_utf8: bool) -> tuple[pymarc.Record
     subfield, indicators = pymarc.Subfield, pymarc.Indicators
     for tag, text, pairs in clean:
         field = new(field_cls)
-        if _is_control(tag):
+        if is_control_tag(tag):
             # what pymarc.Field(tag=tag, data=...) sets
             field.tag, field.subfields, field._indicators = tag, [], None
             field.data, field.control_field = text, True
@@ -380,7 +354,7 @@ def read_light(chunks: Iterator[bytes] | list[bytes], *, force_utf8: bool = Fals
                 parts = _clean_utf8_parts(chunk, force_utf8=force_utf8)
                 if parts is not None:
                     number += 1
-                    yield LightRead(number, [(tag, text, pairs) if _is_control(tag)
+                    yield LightRead(number, [(tag, text, pairs) if is_control_tag(tag)
                                              else (tag, None, pairs)
                                              for tag, text, pairs in parts[1]], parts[2])
                     continue
@@ -442,7 +416,7 @@ def _record_from_xml(element: etree._Element) -> pymarc.Record:
                                            (child.get("ind2") or " ")[:1])
             fields.append(pymarc.Field(tag=child.get("tag", ""), indicators=indicators,
                                        subfields=subfields))
-    if len(leader) != _LEADER_LENGTH:
+    if len(leader) != LEADER_LENGTH:
         raise ValueError(f"invalid leader: {len(leader)} characters, not 24")
     if not fields:
         raise ValueError("no fields")
