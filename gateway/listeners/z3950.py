@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from gateway import __version__
 from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
+from gateway.listeners.sendnow import write_now
 from gateway.z3950.diagnostics import Bib1Error, public_addinfo
 from protocols.z3950.association import (
     Action,
@@ -248,7 +249,7 @@ class Z3950Protocol(Protocol):
             if isinstance(action, Send):
                 if not self._closing:
                     assert self.transport is not None
-                    self.transport.write(action.data)
+                    write_now(self.transport, action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
                 if self.refusal is None:
