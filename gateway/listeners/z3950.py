@@ -291,10 +291,16 @@ class Z3950Protocol(Protocol):
             if pause is not None:
                 pause()
                 self._paused = True
-        d.addErrback(self._diagnostic, call)
-        d.addCallback(self._resume)
-        d.addErrback(lambda f: self._log("completion", "Z39.50 call completion failed for "
-                                          "{remote}", level="failure", failure=f))
+        d.addCallbacks(self._resume, self._resume_failed, errbackArgs=(call,))
+        d.addErrback(self._completion_failed)
+
+    def _resume_failed(self, failure: Failure, call: Any) -> None:
+        """The call failed: its diagnostic goes back to the association."""
+        self._resume(self._diagnostic(failure, call))
+
+    def _completion_failed(self, failure: Failure) -> None:
+        self._log("completion", "Z39.50 call completion failed for {remote}", level="failure",
+                  failure=failure)
 
     def _start(self, call: Any) -> Deferred[Any]:
         """The catalogue method for one call, started."""
