@@ -42,4 +42,17 @@ def _idle(transport: Any) -> bool:
         return False
 
 
-__all__ = ["write_now"]
+def drained(transport: Any) -> bool:
+    """True when ``transport`` is a plain TCP connection with nothing left to send: closing it
+    (``loseConnection``) then ends at the next reactor turn whatever the peer does, so no
+    grace timer is needed to abort a peer that does not read. False when unknown."""
+    if type(transport) is not tcp.Server:
+        return False
+    try:
+        return bool(not transport._tempDataLen
+                    and transport.offset == len(transport.dataBuffer))
+    except AttributeError:
+        return False
+
+
+__all__ = ["drained", "write_now"]

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from gateway import __version__
 from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
-from gateway.listeners.sendnow import write_now
+from gateway.listeners.sendnow import drained, write_now
 from gateway.z3950.diagnostics import Bib1Error, public_addinfo
 from protocols.z3950.association import (
     Action,
@@ -266,7 +266,8 @@ class Z3950Protocol(Protocol):
         self._cancel_timer()  # the reason and message are in the close's audit row
         assert self.transport is not None
         self.transport.loseConnection()
-        self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
+        if not drained(self.transport):  # a peer that does not read gets CLOSE_GRACE seconds
+            self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
 
     def _force_close(self) -> None:
         """The peer did not read our last bytes in time: drop the connection hard."""

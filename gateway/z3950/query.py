@@ -340,6 +340,8 @@ _WORD = re.compile(r"[^\W_]+")
 
 def _more_words(text: str, limit: int) -> bool:
     """Whether ``text`` holds more than ``limit`` words (counted up to ``limit + 1`` only)."""
+    if len(text) <= 2 * limit:  # words need a separator between them: at most ⌈len/2⌉ of them
+        return False
     return next(itertools.islice(_WORD.finditer(text), limit, None), None) is not None
 
 

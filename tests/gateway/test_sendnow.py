@@ -1,7 +1,8 @@
 """``write_now``: replies sent at once over real TCP, everything else through ``write``.
 
 Over a real loopback connection (the reactor's own ``tcp.Server`` transport): a small reply
-leaves without the socket ever being registered for writing; a reply larger than the kernel
+leaves without the socket ever being registered for writing (and the connection counts as
+drained); a reply larger than the kernel
 takes at once is finished by Twisted, and a later reply queues behind it, so the peer reads
 every byte in order; ``loseConnection`` after it still delivers all. Other transports (a test
 transport, TLS) just get ``write``.
@@ -15,7 +16,7 @@ import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.testing import StringTransport
 
-from gateway.listeners.sendnow import write_now
+from gateway.listeners.sendnow import drained, write_now
 
 BIG = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than a loopback send buffer takes at once
 
@@ -58,6 +59,7 @@ async def test_small_reply_leaves_at_once() -> None:
         write_now(server.transport, b"reply one")
         assert server.transport not in reactor.getWriters()
         assert server.transport.dataBuffer == b"" and not server.transport._tempDataLen
+        assert drained(server.transport)  # closing needs no grace timer
         server.transport.loseConnection()
         assert await reader.closed == b"reply one"
     finally:
@@ -70,6 +72,7 @@ async def test_large_reply_finished_by_twisted_in_order() -> None:
     try:
         write_now(server.transport, BIG)
         assert server.transport in reactor.getWriters()
+        assert not drained(server.transport)  # a peer that does not read gets the grace timer
         write_now(server.transport, b"tail")  # queued behind what the kernel did not take
         server.transport.loseConnection()
         write_now(server.transport, b"!")  # closing: through write, which still sends it
@@ -84,3 +87,4 @@ def test_other_transports_get_write() -> None:
     write_now(transport, b"abc")
     write_now(transport, b"")
     assert transport.value() == b"abc"
+    assert not drained(transport)  # unknown: the grace timer stays
