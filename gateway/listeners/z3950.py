@@ -4,11 +4,11 @@
 L{Z3950Protocol} is a thin adapter around the pure L{Association}: bytes go through
 L{BERFramer} (size and depth limits from C{[z3950]}) and L{decode_pdu}; every failure there
 becomes Close(protocolError) and a TCP close, and nothing escapes C{dataReceived}. The
-association's actions are carried out in order: bytes written, catalogue calls run (one at a
-time per association; the transport is paused meanwhile), audit rows written, connections
-dropped. Errors from the catalogue are mapped to replies in one place,
-L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its diagnostic, anything else is logged
-and becomes diagnostic 2 (temporary system error).
+association's actions are carried out in order: bytes written (sent at once while nothing is
+buffered, L{write_now}), catalogue calls run (one at a time per association; the transport is
+paused meanwhile), audit rows written, connections dropped. Errors from the catalogue are
+mapped to replies in one place, L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its
+diagnostic, anything else is logged and becomes diagnostic 2 (temporary system error).
 
 Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
 Init, C{idle_timeout} between requests, C{pdu_timeout} from the first byte of a PDU until its
