@@ -4,11 +4,11 @@
 L{Z3950Protocol} is a thin adapter around the pure L{Association}: bytes go through
 L{BERFramer} (size and depth limits from C{[z3950]}) and L{decode_pdu}; every failure there
 becomes Close(protocolError) and a TCP close, and nothing escapes C{dataReceived}. The
-association's actions are carried out in order: bytes written, catalogue calls run (one at a
-time per association; the transport is paused meanwhile), audit rows written, connections
-dropped. Errors from the catalogue are mapped to replies in one place,
-L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its diagnostic, anything else is logged
-and becomes diagnostic 2 (temporary system error).
+association's actions are carried out in order: bytes written (sent at once while nothing is
+buffered, L{write_now}), catalogue calls run (one at a time per association; the transport is
+paused meanwhile), audit rows written, connections dropped. Errors from the catalogue are
+mapped to replies in one place, L{Z3950Protocol._diagnostic}: a C{Bib1Error} becomes its
+diagnostic, anything else is logged and becomes diagnostic 2 (temporary system error).
 
 Timeouts use the injected clock (the gateway's reactor): C{init_timeout} from connect until
 Init, C{idle_timeout} between requests, C{pdu_timeout} from the first byte of a PDU until its
@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from gateway import __version__
 from gateway.audit import AuditBatch, AuditEntry, audit_time_at
 from gateway.listeners.limits import LogLimiter, MemoryBudget, source_address
+from gateway.listeners.sendnow import drained, write_now
 from gateway.z3950.diagnostics import Bib1Error, public_addinfo
 from protocols.z3950.association import (
     Action,
@@ -248,7 +249,7 @@ class Z3950Protocol(Protocol):
             if isinstance(action, Send):
                 if not self._closing:
                     assert self.transport is not None
-                    self.transport.write(action.data)
+                    write_now(self.transport, action.data)
                     self._sent += len(action.data)
             elif isinstance(action, Report):
                 if self.refusal is None:
@@ -265,7 +266,8 @@ class Z3950Protocol(Protocol):
         self._cancel_timer()  # the reason and message are in the close's audit row
         assert self.transport is not None
         self.transport.loseConnection()
-        self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
+        if not drained(self.transport):  # a peer that does not read gets CLOSE_GRACE seconds
+            self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, self._force_close)
 
     def _force_close(self) -> None:
         """The peer did not read our last bytes in time: drop the connection hard."""
@@ -290,10 +292,16 @@ class Z3950Protocol(Protocol):
             if pause is not None:
                 pause()
                 self._paused = True
-        d.addErrback(self._diagnostic, call)
-        d.addCallback(self._resume)
-        d.addErrback(lambda f: self._log("completion", "Z39.50 call completion failed for "
-                                          "{remote}", level="failure", failure=f))
+        d.addCallbacks(self._resume, self._resume_failed, errbackArgs=(call,))
+        d.addErrback(self._completion_failed)
+
+    def _resume_failed(self, failure: Failure, call: Any) -> None:
+        """The call failed: its diagnostic goes back to the association."""
+        self._resume(self._diagnostic(failure, call))
+
+    def _completion_failed(self, failure: Failure) -> None:
+        self._log("completion", "Z39.50 call completion failed for {remote}", level="failure",
+                  failure=failure)
 
     def _start(self, call: Any) -> Deferred[Any]:
         """The catalogue method for one call, started."""

@@ -126,6 +126,20 @@ TRUNCATIONS: dict[int, Truncation] = {
 }
 """Truncation attribute → how words extend."""
 
+_POSITIONS = frozenset({1, 2, 3})
+_COMPLETENESSES = frozenset({1, 2, 3})
+_TRUNCATION_CODES = frozenset(TRUNCATIONS)
+"""The values :func:`plan_term` allows, built once (not per term)."""
+
+# Diagnostics and truncations plan_term names for every term, read once: an Enum member read
+# through its class costs more than the rest of a bounded attribute check.
+_BAD_RELATION = Bib1.UNSUPPORTED_RELATION_ATTRIBUTE
+_BAD_POSITION = Bib1.UNSUPPORTED_POSITION_ATTRIBUTE
+_BAD_COMPLETENESS = Bib1.UNSUPPORTED_COMPLETENESS_ATTRIBUTE
+_BAD_TRUNCATION = Bib1.UNSUPPORTED_TRUNCATION_ATTRIBUTE
+_BAD_STRUCTURE = Bib1.UNSUPPORTED_STRUCTURE_ATTRIBUTE
+_EXPANDING = frozenset(t for t in Truncation if t.expands)
+
 _COMPARISONS = {1: Comparison.LESS, 2: Comparison.LESS_OR_EQUAL, 3: Comparison.EQUAL,
                 4: Comparison.GREATER_OR_EQUAL, 5: Comparison.GREATER, 6: Comparison.NOT_EQUAL}
 _OPERATORS = {And: Operator.AND, Or: Operator.OR, AndNot: Operator.AND_NOT}
@@ -144,8 +158,9 @@ def _numeric(term: Term, type_: int, code: Bib1) -> int | None:
 
 def check_attributes(term: Term, attribute_set: oids.Oid) -> None:
     """Only bib-1 attributes of types 1-6 are understood (121, 113 otherwise)."""
+    default = tuple(attribute_set)
     for attr in term.attributes:
-        attrset = tuple(attr.attrset) if attr.attrset is not None else tuple(attribute_set)
+        attrset = tuple(attr.attrset) if attr.attrset is not None else default
         if attrset != oids.BIB1_ATTRSET:
             raise Bib1Error(Bib1.UNSUPPORTED_ATTRIBUTE_SET, oids.oid_to_dotted(attrset))
         if not 1 <= attr.type <= 6:
@@ -186,32 +201,26 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
     """Check a term's bib-1 attributes and say what to search."""
     check_attributes(term, attribute_set)
     use = use_of(term)
-    relation = _numeric(term, RELATION, Bib1.UNSUPPORTED_RELATION_ATTRIBUTE)
-    position = numeric_attribute(term, POSITION, frozenset({1, 2, 3}),
-                                 Bib1.UNSUPPORTED_POSITION_ATTRIBUTE, 3)
-    completeness = numeric_attribute(term, COMPLETENESS, frozenset({1, 2, 3}),
-                                     Bib1.UNSUPPORTED_COMPLETENESS_ATTRIBUTE, 1)
-    truncation = numeric_attribute(term, TRUNCATION, frozenset(TRUNCATIONS),
-                                   Bib1.UNSUPPORTED_TRUNCATION_ATTRIBUTE, 100)
+    relation = _numeric(term, RELATION, _BAD_RELATION)
+    position = numeric_attribute(term, POSITION, _POSITIONS, _BAD_POSITION, 3)
+    completeness = numeric_attribute(term, COMPLETENESS, _COMPLETENESSES, _BAD_COMPLETENESS, 1)
+    truncation = numeric_attribute(term, TRUNCATION, _TRUNCATION_CODES, _BAD_TRUNCATION, 100)
     value = term.value
     if use in DATE_USES:
-        numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, Bib1.UNSUPPORTED_STRUCTURE_ATTRIBUTE,
-                          4)
+        numeric_attribute(term, STRUCTURE, DATE_STRUCTURES, _BAD_STRUCTURE, 4)
         if truncation == 1 and relation in (None, 3):
             return _plan_year_prefix(value)
         if truncation != 100:
-            raise Bib1Error(Bib1.UNSUPPORTED_TRUNCATION_ATTRIBUTE, str(truncation))
+            raise Bib1Error(_BAD_TRUNCATION, str(truncation))
         return _plan_year(value, 3 if relation is None else relation)
     if relation not in (None, 3, 102):
-        raise Bib1Error(Bib1.UNSUPPORTED_RELATION_ATTRIBUTE, str(relation))
+        raise Bib1Error(_BAD_RELATION, str(relation))
     if use in IDENTIFIER_INDEXES:
-        numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, Bib1.UNSUPPORTED_STRUCTURE_ATTRIBUTE,
-                          3)
+        numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, _BAD_STRUCTURE, 3)
         if truncation not in (100, 1):
-            raise Bib1Error(Bib1.UNSUPPORTED_TRUNCATION_ATTRIBUTE, str(truncation))
+            raise Bib1Error(_BAD_TRUNCATION, str(truncation))
         return IdentifierTerm(IDENTIFIER_INDEXES[use], value.strip(), truncation == 1)
-    structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES,
-                                  Bib1.UNSUPPORTED_STRUCTURE_ATTRIBUTE, 6)
+    structure = numeric_attribute(term, STRUCTURE, TEXT_STRUCTURES, _BAD_STRUCTURE, 6)
     word = WordTerm(
         index=WORD_INDEXES[use],
         text=value,
@@ -220,8 +229,8 @@ def plan_term(term: Term, attribute_set: oids.Oid) -> Plan:
         truncation=TRUNCATIONS[truncation if truncation is not None else 100],
         complete=completeness in (2, 3) or structure == 3,
     )
-    if word.truncation.expands and (word.complete or word.first_in_field
-                                    or (word.phrase and _several_words(word))):
+    if word.truncation in _EXPANDING and (word.complete or word.first_in_field
+                                          or (word.phrase and _several_words(word))):
         # Left truncation and masking stand for alternative words: a phrase, a position or
         # a whole field cannot hold them.
         raise Bib1Error(Bib1.UNSUPPORTED_ATTRIBUTE_COMBINATION,
@@ -340,6 +349,8 @@ _WORD = re.compile(r"[^\W_]+")
 
 def _more_words(text: str, limit: int) -> bool:
     """Whether ``text`` holds more than ``limit`` words (counted up to ``limit + 1`` only)."""
+    if len(text) <= 2 * limit:  # words need a separator between them: at most ⌈len/2⌉ of them
+        return False
     return next(itertools.islice(_WORD.finditer(text), limit, None), None) is not None
 
 

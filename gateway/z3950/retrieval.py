@@ -485,9 +485,37 @@ def opac_holding(item: ItemState, agency_id: str) -> Holding:
     )
 
 
+OPAC_MEMO_SIZE = 512
+"""OPAC records (UTF-8) remembered by their inputs: :func:`opac` is pure, so a record presented
+again with the same stored MARC, the same live item states and the same agency is the same
+value. Bounded (the memo starts over when full): at most this many records' bytes are held."""
+
+_opac_memo: dict[tuple[Any, ...], OpacRecord] = {}
+
+
 def opac(record: CatalogueRecord, element_set: str, view: Presentation) -> OpacRecord:
-    """The OPAC record: the MARC record (without holdings fields) plus one holding per item."""
+    """The OPAC record: the MARC record (without holdings fields) plus one holding per item.
+
+    UTF-8 records come from a bounded memo keyed by everything they are made of (stored MARC,
+    item states, element set, agency id): presenting the same record again costs one hash of
+    its inputs instead of the MARC copy and one frozen dataclass pair per item. The key holds
+    the item states by value, so a loan, return or hold (a new ItemState) is a new key.
+    """
     esn = "B" if element_set == "B" else "F"
+    if view.record_charset is None:
+        key = (esn, view.agency_id, record.marc, record.items)
+        found = _opac_memo.get(key)
+        if found is None:
+            found = _opac(record, esn, view)
+            if len(_opac_memo) >= OPAC_MEMO_SIZE:
+                _opac_memo.clear()  # readers may race here: a lost entry is only a miss
+            _opac_memo[key] = found
+        return found
+    return _opac(record, esn, view)
+
+
+def _opac(record: CatalogueRecord, esn: str, view: Presentation) -> OpacRecord:
+    """:func:`opac` without the memo."""
     marc = bibliographic_iso2709(record, esn) if view.record_charset is None else \
         iso2709_in(bibliographic(record, esn), view.record_charset)
     holdings = tuple(opac_holding(i, view.agency_id) for i in record.items)

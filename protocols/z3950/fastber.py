@@ -18,8 +18,9 @@ reject: when in doubt it falls back.
 The codec (L{protocols.z3950.codec.decode_request}, L{protocols.z3950.codec.encode_record}
 and the C{encode_*} functions) is the only caller, and this module never imports it (both
 import L{pdus}). Nothing is kept from one call to the next but pure memoization (OID
-octets). Set L{ENABLED} to C{False} (or C{INTERLEND_Z3950_PYASN1=1} in the environment) to
-force pyasn1 everywhere, for tests and comparisons.
+octets; the encodings of recently sent OPAC records, bounded). Set L{ENABLED} to C{False}
+(or C{INTERLEND_Z3950_PYASN1=1} in the environment) to force pyasn1 everywhere, for tests and
+comparisons.
 """
 
 from __future__ import annotations
@@ -824,11 +825,33 @@ def encode_record(record: Any) -> EncodedRecord | None:
     """
     if type(record) is not ResponseRecord:
         return None
+    memo = type(record.data) is OpacRecord  # frozen values all through: immutable
+    if memo:
+        try:
+            found = _encoded_opac.get(record)
+        except TypeError:  # a list where a tuple belongs: not hashable, encode as it is
+            memo = False
+        else:
+            if found is not None:
+                return found
     try:
         npr = _record(record)
     except (Fallback, TypeError, ValueError, KeyError, AttributeError, OverflowError):
         return None
-    return EncodedRecord(record, npr, _present_growth(len(npr)))
+    encoded = EncodedRecord(record, npr, _present_growth(len(npr)))
+    if memo:
+        if len(_encoded_opac) >= OPAC_MEMO_SIZE:
+            _encoded_opac.clear()
+        _encoded_opac[record] = encoded
+    return encoded
+
+
+OPAC_MEMO_SIZE = 512
+"""OPAC records whose encoding L{encode_record} remembers (then it starts over). The encoding
+is a pure function of the record's value, and a server presenting the same record again
+(same MARC, same item states) hands an equal value, often the very same object."""
+
+_encoded_opac: dict[ResponseRecord, EncodedRecord] = {}
 
 
 def _present_growth(npr_length: int) -> int:

@@ -156,3 +156,31 @@ async def test_what_the_embedded_catalogue_cannot_do(catalogue: EmbeddedCatalogu
         await catalogue.search(SetTerm("other", FakeResultSet((1,))))
     with pytest.raises(ResultSetUnknown):
         await catalogue.fetch(FakeResultSet((1,)), 1, 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_reads_in_one_transaction_and_builds_after_it(
+        env: Env, catalogue: EmbeddedCatalogue) -> None:
+    """A fetch's page, size check and record reads share one read transaction (one snapshot;
+    in a worker process one shared-memory read lock); ``build`` runs after it ended."""
+    found = await catalogue.search(WordTerm("title", "pride prejudice"))
+    await catalogue.fetch(found, 1, 1)  # served inline: opens the reactor's connection
+    conn = env.store._inline
+    assert conn is not None
+    statements: list[str] = []
+    during: list[bool] = []
+
+    def build(record: CatalogueRecord) -> str:
+        during.append(conn.in_transaction)
+        return record.local_id
+
+    conn.set_trace_callback(statements.append)
+    try:
+        built = await catalogue.fetch(found, 1, 1, build)
+    finally:
+        conn.set_trace_callback(None)
+    assert built == ["rec0001"] and during == [False]
+    assert statements[0] == "SAVEPOINT interlend_fetch"
+    assert statements[-1] == "RELEASE interlend_fetch"
+    assert len(statements) >= 4 and all(s.lstrip().upper().startswith("SELECT")
+                                        for s in statements[1:-1])

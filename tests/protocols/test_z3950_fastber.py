@@ -543,7 +543,8 @@ def _module_state() -> dict[str, object]:
 
 def test_nothing_kept_between_calls() -> None:
     """Measuring and encoding leave fastber's module state as it was: an encoding travels
-    with its record (EncodedRecord), never through a module-level cache."""
+    with its record (EncodedRecord), never through a module-level cache (but for OPAC
+    records' encodings, memoized by value: tests/gateway/test_opac_memo.py)."""
     before = _module_state()
     records = [ResponseRecord(oids.USMARC, bytes([i % 256]) * 100) for i in range(200)]
     measured = [codec.encode_record(rec) for rec in records]
