@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,107 @@ def profile_during(pid: int, seconds: float, output: Path, load: Callable[[], An
     if spy.returncode != 0 and not output.exists():
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
     return result[0] if result else None
+
+
+class ProfileInvalid(RuntimeError):
+    """A profile that does not show the serving process at work (too few samples, or mostly
+    its start-up): reported as an error, never summarised as if it did."""
+
+
+STARTUP_FRAMES = ("_find_and_load", "_bootstrap>", "_call_with_frames_removed", "exec_module")
+"""Frames of module imports: a sample with one of them is start-up work, not serving."""
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of ``pid`` so far (/proc/PID/stat), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def busiest(pids: list[int], seconds: float) -> tuple[int, dict[int, int]]:
+    """The process among ``pids`` that used the most CPU over the next ``seconds`` (ticks
+    each): the one to profile while a load runs."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    time.sleep(seconds)
+    used = {pid: cpu_ticks(pid) - before[pid] for pid in pids}
+    return max(pids, key=lambda pid: used[pid]), used
+
+
+def startup_share(raw: Path) -> float:
+    """Share of the samples in ``raw`` taken inside a module import (start-up)."""
+    total = startup = 0
+    for text in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = text.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        total += int(count_text)
+        if any(marker in stack for marker in STARTUP_FRAMES):
+            startup += int(count_text)
+    return startup / total if total else 0.0
+
+
+def validate(summary: dict[str, Any], raw: Path, min_samples: int,
+             max_startup: float = 0.05) -> None:
+    """Raise :class:`ProfileInvalid` unless the profile has ``min_samples`` busy samples and
+    at most ``max_startup`` of them in module imports."""
+    busy = summary.get("samples", 0) - summary.get("idle_samples", 0)
+    share = startup_share(raw)
+    summary["busy_samples"] = busy
+    summary["startup_share"] = round(share, 4)
+    if busy < min_samples:
+        raise ProfileInvalid(f"{busy} busy samples (at least {min_samples} wanted)")
+    if share > max_startup:
+        raise ProfileInvalid(f"{share:.0%} of the samples are module imports (start-up), "
+                             f"at most {max_startup:.0%} allowed")
+
+
+def _run_into(load: Callable[[float], Any], duration: float, result: list[Any]) -> None:
+    result.append(load(duration))
+
+
+def profile_serving(pids: Callable[[], list[int]], seconds: float, output: Path,
+                    load: Callable[[float], Any], *, gil: bool = False, rate: int = 500,
+                    warmup: float = 1.5, min_samples: int = 200, attempts: int = 2,
+                    ) -> tuple[Any, dict[str, Any]]:
+    """Profile the process that serves ``load`` for the whole of its steady window.
+
+    ``load(duration)`` runs a load for about ``duration`` seconds. It is started first; after
+    ``warmup`` seconds (during which the busiest of ``pids()`` is picked: a worker serving,
+    after its start-up) py-spy records that process for ``seconds`` while the load goes on.
+    The profile is validated (:func:`validate`) and taken again, up to ``attempts`` times;
+    the last failure is raised (:class:`ProfileInvalid`).
+    """
+    failure: ProfileInvalid | None = None
+    for _attempt in range(attempts):
+        result: list[Any] = []
+        duration = warmup + seconds + 1.5
+        thread = threading.Thread(target=_run_into, args=(load, duration, result), daemon=True)
+        thread.start()
+        pid, used = busiest(pids(), warmup)
+        output.unlink(missing_ok=True)
+        spy = record(pid, seconds, output, rate=rate, gil=gil)
+        try:
+            _out, err = spy.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            _out, err = spy.communicate()
+        thread.join(duration + 120)
+        if not output.exists():
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+        summary = summarise(output)
+        summary.update({"pid": pid, "warmup_cpu_ticks": used, "rate_hz": rate,
+                        "seconds": seconds})
+        try:
+            validate(summary, output, min_samples)
+        except ProfileInvalid as exc:
+            failure = exc
+            continue
+        return (result[0] if result else None), summary
+    assert failure is not None
+    raise failure
 
 
 def _parse_frame(frame: str) -> tuple[str, str, int | None]:

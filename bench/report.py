@@ -289,9 +289,23 @@ def render_markdown(results: dict[str, Any]) -> str:
     if m:
         out.append("## Memory and start-up")
         out.append("")
+        out.append("Memory of the primary and its workers, three ways: *unique* counts each "
+                   "resident page once however many of the tree's processes map it "
+                   "(/proc/PID/pagemap: the figure the target is judged on); *PSS* divides a "
+                   "shared page between every process on the machine mapping it (lower while "
+                   "other Python processes run); *RSS* summed counts a shared page once per "
+                   "process.")
+        out.append("")
         rows = [[k, f"{v:,}" if isinstance(v, int) else v] for k, v in m.items()
-                if k not in ("database", "pid")]
+                if k not in ("database", "pid", "processes_idle", "processes_loaded")]
         out += _table(["measure", "value"], rows)
+        per = m.get("processes_loaded")
+        if per:
+            out.append("With the connections held, per process (KiB; the primary first):")
+            out.append("")
+            out += _table(["pid", "RSS", "PSS", "USS (private)"],
+                          [[p["pid"], f"{p['rss']:,}", f"{p['pss']:,}", f"{p['uss']:,}"]
+                           for p in per])
     out += _performance_pass()
     p = results.get("profiles")
     if p:
@@ -311,7 +325,9 @@ def render_markdown(results: dict[str, Any]) -> str:
                 out.append("")
                 continue
             out.append(f"{prof.get('samples', 0):,} samples ({prof.get('idle_samples', 0):,} in "
-                       f"waits, excluded from the shares), {prof.get('load', '')}")
+                       f"waits, excluded from the shares), {prof.get('load', '')}"
+                       + (f"; {prof['startup_share']:.1%} of the samples in module imports"
+                          if "startup_share" in prof else ""))
             out.append("")
             out.append("Where the leaf samples fall (C calls attributed by the calling line):")
             out.append("")

@@ -19,6 +19,7 @@ import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -80,6 +81,89 @@ def tree_rss_kib(pid: int) -> int:
             except (OSError, ValueError, RuntimeError):
                 pass  # gone meanwhile
     return total
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its child processes (the gateway's workers), the parent first."""
+    pids = [pid]
+    for children in sorted(Path(f"/proc/{pid}/task").glob("*/children")):
+        try:
+            pids += [int(child) for child in children.read_text().split()]
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+    return pids
+
+
+def smaps_kib(pid: int) -> dict[str, int]:
+    """One process's memory in KiB from /proc/PID/smaps_rollup: ``rss`` (every resident page
+    it maps, shared or not), ``pss`` (each shared page divided by the processes mapping it)
+    and ``uss`` (its private pages only: what ending it would free)."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[name] = int(parts[0])
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def resident_frames(pid: int) -> set[int]:
+    """The physical page frames resident in ``pid``'s memory (/proc/PID/pagemap; the frame
+    numbers need CAP_SYS_ADMIN: without it they read as 0 and the set is empty)."""
+    frames: set[int] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in maps:
+            span = line.split(None, 1)[0]
+            if line.rstrip().endswith("[vsyscall]"):
+                continue
+            low, high = (int(part, 16) for part in span.split("-"))
+            first, count = low // (PAGE_KIB * 1024), (high - low) // (PAGE_KIB * 1024)
+            pagemap.seek(first * 8)
+            data = pagemap.read(count * 8)
+            for (entry,) in struct.iter_unpack("<Q", data):
+                if entry >> 63 and entry & ((1 << 55) - 1):  # present, frame number known
+                    frames.add(entry & ((1 << 55) - 1))
+    return frames
+
+
+def unique_kib(pids: list[int]) -> int | None:
+    """Resident memory of the processes ``pids`` with every page counted once however many
+    of them map it: the tree's own footprint, whatever other processes on the machine map
+    the same libraries (PSS divides those by every process on the machine). None when the
+    frame numbers cannot be read (not privileged)."""
+    frames: set[int] = set()
+    for pid in pids:
+        try:
+            frames |= resident_frames(pid)
+        except OSError:
+            pass  # gone meanwhile
+    return len(frames) * PAGE_KIB if frames else None
+
+
+def tree_memory_kib(pid: int) -> dict[str, object]:
+    """RSS, PSS and USS summed over ``pid`` and its children, and each process's own.
+
+    Summed RSS counts a page shared by the primary and its workers (the interpreter, shared
+    libraries) once per process; summed PSS counts it once in all, divided between them: the
+    memory the process tree really takes from the machine (what a cgroup holding just the
+    tree would be charged for its mapped pages, were it the only one mapping them). ``unique``:
+    the tree's resident pages counted once each (:func:`unique_kib`), which does not depend on
+    what else runs on the machine."""
+    processes = []
+    for member in tree_pids(pid):
+        try:
+            processes.append({"pid": member, **smaps_kib(member)})
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+    totals: dict[str, object] = {key: sum(int(p[key]) for p in processes)
+                                 for key in ("rss", "pss", "uss")}
+    totals["unique"] = unique_kib([int(p["pid"]) for p in processes])
+    totals["processes"] = processes
+    return totals
 
 
 @dataclass
@@ -157,6 +241,10 @@ class Managed:
     def rss_kib(self) -> int:
         """Its resident memory with its children's (a gateway's workers count too)."""
         return tree_rss_kib(self.pid)
+
+    def memory_kib(self) -> dict[str, object]:
+        """RSS, PSS and USS of it and its children (:func:`tree_memory_kib`)."""
+        return tree_memory_kib(self.pid)
 
 
 def stop_all() -> None:
@@ -295,11 +383,13 @@ def bench_config(limit: int = 4000) -> str:
 def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None = None,
                   prefix: list[str] | None = None, wait: bool = True,
                   config_text: str | None = None, timeout: float = 120.0,
-                  log_level: str = "info") -> Managed:
+                  log_level: str = "info", repo: Path | None = None) -> Managed:
     """``interlend serve`` on ephemeral loopback ports; ports parsed from "listening on" lines.
 
     ``prefix`` wraps the command (e.g. a profiler). Waits for the "ready: agency" line.
+    ``repo``: the source tree to run the gateway from (default: this one).
     """
+    tree = repo or REPO
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench-interlend.toml"
     config.write_text(config_text or bench_config())
@@ -309,8 +399,8 @@ def start_gateway(workdir: Path, database: Path, *, env: dict[str, str] | None =
             "--ncip-listen", f"tcp:0:interface={LOOPBACK}",
             "--sru-listen", f"tcp:0:interface={LOOPBACK}",
             "--admin-listen", f"tcp:0:interface={LOOPBACK}", "--log-level", log_level]
-    environment = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
-    managed = _spawn("gateway", args, cwd=REPO, env=environment, pump=True)
+    environment = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree), **(env or {})}
+    managed = _spawn("gateway", args, cwd=tree, env=environment, pump=True)
     if wait:
         try:
             managed.wait_for(r"ncip listening on", timeout=timeout)

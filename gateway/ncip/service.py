@@ -18,13 +18,12 @@ import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from gateway.admin.metrics import Metrics, claimed_peer
 from gateway.audit import AuditEntry, AuditLog
 from gateway.config import Config, Peer
 from gateway.domain import model as domain
@@ -38,6 +37,9 @@ from protocols.ncip.problems import NCIPProblem, NCIPSyntaxError, ProblemType
 from protocols.ncip.responses import LookupVersionResponse, NCIPResponse
 from protocols.ncip.safexml import declares_latin1, needs_fallback
 from protocols.ncip.writer import render_problem, render_response
+
+if TYPE_CHECKING:  # prometheus_client stays out of a worker process's imports
+    from gateway.admin.metrics import Metrics
 
 log = Logger()
 T = TypeVar("T")
@@ -310,6 +312,8 @@ class NcipService:
             peer = (admit_version_lookup(config.peers, creds) if version_lookup
                     else attribute(config.peers, creds))
         except PeerError as e:
+            from gateway.admin.metrics import claimed_peer  # refusals only: see TYPE_CHECKING
+
             log.warn("NCIP {service} from {host} refused: {reason}", service=envelope.service,
                      host=context.remote_host, reason=e.reason)
             self.gateway.metrics.auth_failure(claimed_peer(config.peers, creds),

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from gateway.storage.store import Connection
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ AUDIT_COLUMNS = ("id", "time", "protocol", "peer", "remote", "operation", "diale
 
 
 def _db(conn: Connection) -> sqlite_utils.Database:
+    # imported here: only listings (admin, CLI) read through sqlite_utils, and with click,
+    # pluggy and dateutil it costs a serving process (a worker) about 3 MiB it never uses
+    import sqlite_utils
+
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
