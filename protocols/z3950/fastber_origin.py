@@ -11,19 +11,24 @@ objects. An upstream catalogue (Interlend in front of a library's Z39.50 target)
 these per broker Search or Present, and pyasn1's decoder was the largest share of its CPU.
 
 It is deliberately narrow, as the target side's :mod:`protocols.z3950.fastber`: records only
-as ``retrievalRecord`` EXTERNALs with ``octet-aligned`` payloads (MARC, MARCXML, SUTRS as
-servers send them); any diagnostic, surrogate diagnostic, ``single-ASN1-type`` payload
-(OPAC), ``otherInfo``, extension, unusual or non-minimal encoding makes it return ``None``,
-and the caller takes the pyasn1 path, which then accepts, rejects or raises exactly as
-before. It never accepts what pyasn1 would reject: when in doubt it falls back.
+as ``retrievalRecord`` EXTERNALs with ``octet-aligned`` payloads (MARC, MARCXML as servers
+send them); an ``additionalSearchInfo`` (Zebra sends one with every search; the origin does
+not read it) is checked by pyasn1 alone, once per distinct value; any diagnostic, surrogate
+diagnostic, ``single-ASN1-type`` payload (OPAC, SUTRS), ``otherInfo``, extension, unusual or
+non-minimal encoding makes it return ``None``, and the caller takes the pyasn1 path, which
+then accepts, rejects or raises exactly as before. It never accepts what pyasn1 would
+reject: when in doubt it falls back.
 ``fastber.ENABLED`` (``INTERLEND_Z3950_PYASN1=1``) switches it off too.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from . import fastber
+from pyasn1.codec.ber import decoder as ber_decoder
+
+from . import asn1, fastber
 from .client import PresentResponseInfo, SearchResponseInfo
 from .external import DecodedExternal
 from .fastber import _CTX_C, _CTX_P, Fallback, _bool, _Fields, _int, _oid, _tlv
@@ -57,6 +62,34 @@ def read_response(data: bytes) -> SearchResponseInfo | PresentResponseInfo | Non
         return None
 
 
+_ADDITIONAL_SEARCH_INFO = asn1.SearchResponse().componentType["additionalSearchInfo"].asn1Object
+
+
+@lru_cache(maxsize=256)
+def _other_information_ok(tlv: bytes) -> bool:
+    """Whether pyasn1 decodes ``tlv`` as SearchResponse's ``additionalSearchInfo`` (memoized:
+    a target sends the same report for the same search again and again)."""
+    try:
+        _, rest = ber_decoder.decode(tlv, asn1Spec=_ADDITIONAL_SEARCH_INFO.clone())
+    except Exception:  # noqa: BLE001 - whatever pyasn1 raises, the whole PDU goes to pyasn1
+        return False
+    return not rest
+
+
+def _skip_additional_search_info(f: _Fields, data: bytes) -> None:
+    """Step over ``additionalSearchInfo [203]`` (not read by an origin) once pyasn1 accepts
+    it; a value pyasn1 rejects sends the whole PDU to pyasn1."""
+    if f.index >= len(f.items):
+        return
+    first, number, _, end = f.items[f.index]
+    if first != _CTX_C or number != 203:
+        return
+    begin = f.items[f.index - 1][3]   # the TLV starts where the previous component ended
+    if end - begin > 4096 or not _other_information_ok(data[begin:end]):
+        raise Fallback
+    f.index += 1
+
+
 def _ref(f: _Fields, data: bytes) -> bytes | None:
     got = f.take(_CTX_P, 2)
     return None if got is None else data[got[0]:got[1]]
@@ -77,6 +110,7 @@ def _search(data: bytes, start: int, end: int) -> SearchResponseInfo:
     result_set_status = _opt_int(f, data, 26)
     present_status = _opt_int(f, data, 27)
     records = _records(f, data)
+    _skip_additional_search_info(f, data)
     f.done()
     return SearchResponseInfo(
         reference_id=reference_id, result_count=result_count,

@@ -8,6 +8,8 @@ path. Mutated frames: whatever it accepts, pyasn1 accepts and reads the same way
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,10 @@ from hypothesis import strategies as st
 from protocols.z3950 import client, codec, fastber, fastber_origin, oids
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Diagnostic, ResponseRecord, SurrogateDiagnostic
+from protocols.z3950.errors import Z3950ProtocolError
 from protocols.z3950.records import OpacRecord
+
+from .test_z3950_fixtures import all_captured
 
 MARC = (b"00095nam a2200049 a 4500001000800000245001700008\x1e12345\x1e"
         b"00\x1faA title\x1e\x1d")
@@ -120,7 +125,11 @@ SAMPLE = _frame(codec.search_response(
 @settings(max_examples=500, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_frames_never_read_otherwise(data: st.DataObject) -> None:
-    frame = bytearray(SAMPLE)
+    _mutated_reads_as_pyasn1(data, SAMPLE)
+
+
+def _mutated_reads_as_pyasn1(data: st.DataObject, sample: bytes) -> None:
+    frame = bytearray(sample)
     for _ in range(data.draw(st.integers(1, 3))):
         index = data.draw(st.integers(0, len(frame) - 1))
         frame[index] = data.draw(st.integers(0, 255))
@@ -135,3 +144,45 @@ def test_mutated_frames_never_read_otherwise(data: st.DataObject) -> None:
 def test_garbage_and_short_frames_decline() -> None:
     for junk in (b"", b"\xb7", b"\xb7\x05\x97\x01", b"\xb9\x81", SAMPLE[:-1], SAMPLE + b"\x00"):
         assert fastber_origin.read_response(junk) is None
+
+
+# Koha's Zebra answering ``@attr 1=1016 library`` (4 hits): its searchResult-1 report travels
+# as additionalSearchInfo [203], which the origin does not read.
+ZEBRA_SEARCH = bytes.fromhex(
+    "b739970104980100990101960101bf814b293027a42506072a8648ce130a01a01a30183016820100a30ea1"
+    "0ca10a9f2d076c696272617279860104")
+
+
+def test_zebras_search_response_with_its_search_report() -> None:
+    fast = fastber_origin.read_response(ZEBRA_SEARCH)
+    assert fast is not None
+    assert fast == _reference(ZEBRA_SEARCH)
+    assert fast.result_count == 4 and fast.search_status
+
+
+@given(st.data())
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_mutated_zebra_answers_never_read_otherwise(data: st.DataObject) -> None:
+    _mutated_reads_as_pyasn1(data, ZEBRA_SEARCH)
+
+
+def test_an_additional_search_info_pyasn1_rejects_sends_the_pdu_to_pyasn1() -> None:
+    broken = bytearray(ZEBRA_SEARCH)
+    broken[broken.index(bytes.fromhex("06072a8648ce130a01"))] = 0x04   # OID -> OCTET STRING
+    with pytest.raises(Z3950ProtocolError):
+        _reference(bytes(broken))
+    assert fastber_origin.read_response(bytes(broken)) is None
+
+
+def test_captured_responses_read_as_pyasn1_reads_them(shared_dir: Path) -> None:
+    responses = [p for p in all_captured(shared_dir) if p.data[:1] in (b"\xb7", b"\xb9")]
+    if not responses:
+        pytest.skip("no captured Search/Present responses in ../shared")
+    read = 0
+    for captured in responses:
+        frame = BERFramer().feed(captured.data)[0]
+        fast = fastber_origin.read_response(frame)
+        if fast is not None:
+            read += 1
+            assert fast == _reference(frame), captured.id
+    assert read, "no captured response took the fast path"
