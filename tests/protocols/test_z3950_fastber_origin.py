@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.z3950 import client, codec, fastber, fastber_origin, oids
+from protocols.z3950 import client, codec, fastber, fastber_origin, oids, pqf
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Diagnostic, ResponseRecord, SurrogateDiagnostic
 from protocols.z3950.errors import Z3950ProtocolError
@@ -186,3 +186,80 @@ def test_captured_responses_read_as_pyasn1_reads_them(shared_dir: Path) -> None:
             read += 1
             assert fast == _reference(frame), captured.id
     assert read, "no captured response took the fast path"
+
+
+# -- the origin's requests -------------------------------------------------------------------
+
+TERMS = st.builds(
+    pqf.Term,
+    st.text(max_size=12),
+    st.lists(st.one_of(
+        st.tuples(st.none(), st.integers(1, 9), st.integers(-5, 2**33)),
+        st.tuples(st.just(oids.BIB1_ATTRSET), st.integers(1, 9), st.integers(1, 9)),
+        st.tuples(st.none(), st.integers(1, 9), st.text(max_size=4))),
+        max_size=4).map(lambda items: tuple(pqf.Attribute(*a) for a in items)),
+    st.sampled_from(["general", "general", "numeric", "characterString", "null"]))
+QUERIES = st.recursive(
+    st.one_of(TERMS, st.builds(pqf.ResultSetRef, st.text(min_size=1, max_size=5))),
+    lambda inner: st.one_of(*(st.builds(op, inner, inner) for op in (pqf.And, pqf.Or,
+                                                                      pqf.AndNot))),
+    max_leaves=6)
+
+
+@given(root=QUERIES, databases=st.lists(st.text(min_size=1, max_size=8), min_size=1,
+                                        max_size=3),
+       name=st.text(max_size=6), reference_id=st.one_of(st.none(), st.binary(max_size=8)),
+       syntax=st.sampled_from([None, oids.USMARC, oids.XML, oids.OPAC]),
+       bounds=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 300)),
+       replace=st.booleans(), charset=st.sampled_from(["utf-8", "latin-1"]))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_search_request_bytes_as_pyasn1_encodes_them(
+        root: pqf.Node, databases: list[str], name: str, reference_id: bytes | None,
+        syntax: tuple[int, ...] | None, bounds: tuple[int, int, int], replace: bool,
+        charset: str) -> None:
+    kwargs = dict(database_names=tuple(databases), result_set_name=name,
+                  reference_id=reference_id, preferred_record_syntax=syntax,
+                  small_set_upper_bound=bounds[0], large_set_lower_bound=bounds[1],
+                  medium_set_present_number=bounds[2], replace_indicator=replace,
+                  charset=charset)
+    query = pqf.Query(root)
+    fast = fastber_origin.search_request(query, **kwargs)
+    try:
+        reference = codec.encode_pdu(client.search_request(query, **kwargs))
+    except Exception:  # noqa: BLE001 - pyasn1 refuses it: the fast path must have declined
+        assert fast is None
+        return
+    assert fast is None or fast == reference
+    plain = all(t.kind == "general" and all(a.attrset is None and type(a.value) is int
+                                            for a in t.attributes) for t in query.terms())
+    if plain and charset == "utf-8":
+        assert fast is not None
+
+
+@given(name=st.text(max_size=6), start=st.integers(1, 2**31), count=st.integers(0, 10**4),
+       reference_id=st.one_of(st.none(), st.binary(max_size=8)),
+       syntax=st.sampled_from([None, oids.USMARC, oids.XML]),
+       element_set=st.sampled_from([None, "F", "B", "OPAC"]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_present_request_bytes_as_pyasn1_encodes_them(
+        name: str, start: int, count: int, reference_id: bytes | None,
+        syntax: tuple[int, ...] | None, element_set: str | None) -> None:
+    kwargs = dict(result_set_id=name, start=start, count=count, reference_id=reference_id,
+                  preferred_record_syntax=syntax, element_set_name=element_set)
+    fast = fastber_origin.present_request(**kwargs)
+    assert fast is not None
+    assert fast == codec.encode_pdu(client.present_request(**kwargs))
+
+
+def test_requests_fall_back_where_they_must(monkeypatch: pytest.MonkeyPatch) -> None:
+    query = pqf.parse_pqf("@attr 1=1016 library")
+    assert fastber_origin.search_request(query, element_set_name="F") is None
+    complex_value = pqf.Term("y", (pqf.Attribute(None, 1, "x"),))
+    assert fastber_origin.search_request(pqf.Query(complex_value)) is None
+    deep: pqf.Node = pqf.Term("t")
+    for _ in range(pqf.MAX_QUERY_DEPTH + 2):
+        deep = pqf.And(deep, pqf.Term("t"))
+    assert fastber_origin.search_request(pqf.Query(deep)) is None
+    monkeypatch.setattr(fastber, "ENABLED", False)
+    assert fastber_origin.search_request(query) is None
+    assert fastber_origin.present_request(result_set_id="il0") is None

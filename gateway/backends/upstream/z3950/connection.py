@@ -95,9 +95,10 @@ class UpstreamAssociation(Protocol):
         """True while a request waits for its answer."""
         return self._waiting is not None
 
-    def request(self, pdu: PDU, timeout: float) -> Deferred[ResponseInfo]:
-        """Send ``pdu``; fire with the response read (:func:`read_response`), or fail with an
-        :class:`UpstreamError` (the association is then closed)."""
+    def request(self, pdu: PDU | bytes, timeout: float) -> Deferred[ResponseInfo]:
+        """Send ``pdu`` (or its BER bytes, as the fast encoders give them); fire with the
+        response read (:func:`read_response`), or fail with an :class:`UpstreamError` (the
+        association is then closed)."""
         if self.closed or self.transport is None:
             raise UpstreamClosed("upstream association closed")
         if self._waiting is not None:
@@ -106,7 +107,7 @@ class UpstreamAssociation(Protocol):
         self._waiting = waiting
         self._timer = self.clock.callLater(timeout, self._timed_out, timeout)
         self.last_used = self.clock.seconds()
-        self.transport.write(encode_pdu(pdu))
+        self.transport.write(pdu if isinstance(pdu, bytes) else encode_pdu(pdu))
         return waiting
 
     def claim_set_name(self, slots: int) -> str:
