@@ -227,6 +227,14 @@ def marc_from_xml(element: etree._Element) -> pymarc.Record | None:
     return records[0] if records and records[0] is not None else None
 
 
+def _sax_name(clark: str) -> tuple[str | None, str]:
+    """``{namespace}local`` (lxml's name) as SAX's ``(namespace, local)`` pair."""
+    if clark[:1] == "{":
+        namespace, _, local = clark[1:].partition("}")
+        return namespace, local
+    return None, clark
+
+
 class _NotPlain(Exception):
     """A node :func:`_replay` does not replay (the SAX parse decides)."""
 
@@ -235,14 +243,11 @@ def _replay(element: etree._Element, handler: pymarc.XmlHandler) -> None:
     """The SAX namespace events of ``element``'s subtree, in document order, to ``handler``
     (text as one ``characters`` call where the parser may make several: the handler joins
     them)."""
-    if not isinstance(element.tag, str):
+    tag = element.tag
+    if not isinstance(tag, str):
         raise _NotPlain
-    qname = etree.QName(element)
-    name = (qname.namespace, qname.localname)
-    attributes = {}
-    for key, value in element.attrib.items():
-        akey = etree.QName(key)
-        attributes[(akey.namespace, akey.localname)] = value
+    name = _sax_name(tag)
+    attributes = {_sax_name(key): value for key, value in element.attrib.items()}
     handler.startElementNS(name, None, AttributesNSImpl(attributes, {}))
     text = element.text
     for child in element:
