@@ -292,8 +292,10 @@ class UpstreamReply:
 
 
 def _local(node: etree._Element) -> str:
+    """The element's local name ("" for a comment or PI): lxml's ``{namespace}local`` split
+    as text, not through a QName object per node (every reply walks all its nodes)."""
     tag = node.tag
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _find(node: etree._Element | None, *path: str) -> etree._Element | None:

@@ -21,6 +21,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from xml.sax.xmlreader import AttributesNSImpl
 
 import pymarc
 from lxml import etree
@@ -210,9 +211,53 @@ def _holding(element: etree._Element) -> Holding:
 
 
 def marc_from_xml(element: etree._Element) -> pymarc.Record | None:
-    """A MARCXML ``record`` element as a pymarc record (None when it holds no record)."""
-    records = pymarc.parse_xml_to_array(io.BytesIO(etree.tostring(element)))
+    """A MARCXML ``record`` element as a pymarc record (None when it holds no record).
+
+    pymarc's own MARCXML handler builds the record from the parsed tree's elements, as its
+    SAX parse of the serialised element would (same events, same handler); a tree with
+    anything but elements and text in it (a comment, an unresolved entity...) is serialised
+    and parsed by pymarc as before."""
+    handler = pymarc.XmlHandler()
+    try:
+        _replay(element, handler)
+    except (_NotPlain, RecursionError):
+        handler = pymarc.XmlHandler()
+        pymarc.parse_xml(io.BytesIO(etree.tostring(element)), handler)
+    records = handler.records
     return records[0] if records and records[0] is not None else None
+
+
+def _sax_name(clark: str) -> tuple[str | None, str]:
+    """``{namespace}local`` (lxml's name) as SAX's ``(namespace, local)`` pair."""
+    if clark[:1] == "{":
+        namespace, _, local = clark[1:].partition("}")
+        return namespace, local
+    return None, clark
+
+
+class _NotPlain(Exception):
+    """A node :func:`_replay` does not replay (the SAX parse decides)."""
+
+
+def _replay(element: etree._Element, handler: pymarc.XmlHandler) -> None:
+    """The SAX namespace events of ``element``'s subtree, in document order, to ``handler``
+    (text as one ``characters`` call where the parser may make several: the handler joins
+    them)."""
+    tag = element.tag
+    if not isinstance(tag, str):
+        raise _NotPlain
+    name = _sax_name(tag)
+    attributes = {_sax_name(key): value for key, value in element.attrib.items()}
+    handler.startElementNS(name, None, AttributesNSImpl(attributes, {}))
+    text = element.text
+    for child in element:
+        if text:
+            handler.characters(text)
+        _replay(child, handler)
+        text = child.tail
+    if text:
+        handler.characters(text)
+    handler.endElementNS(name, None)
 
 
 def opac_from_xml(element: etree._Element) -> OpacRecord:

@@ -483,6 +483,20 @@ def _redacted(audit: Any, body: bytes) -> str | None:
         return None
 
 
+_MIRRORED = ("username", "given_name", "family_name", "email", "status", "patron_group",
+             "expires")
+"""The patron columns a LookupUser mirror writes (the PIN hash and peer link it leaves)."""
+
+
+def _mirrors(row: sqlite3.Row, data: PatronData) -> bool:
+    """Whether the patron ``row`` already holds what ``upsert_patron(data)`` would write (an
+    upstream patron has no PIN or peer link from the LMS: those columns are left alone)."""
+    wanted = (data.username or None, data.given_name, data.family_name, data.email,
+              data.status, data.patron_group, data.expires)
+    return data.pin is None and data.institutional_peer is None and \
+        tuple(row[c] for c in _MIRRORED) == wanted
+
+
 @implementer(ICirculation)
 class UpstreamNcipCirculation:
     """:class:`ICirculation` on the library's own NCIP responder (see the module docstring)."""
@@ -533,16 +547,33 @@ class UpstreamNcipCirculation:
                 return None
             raise UpstreamUnavailable(f"LookupUser: {reply.kind} {reply.detail[:200]}")
 
-        def mirror(conn: sqlite3.Connection) -> PatronDetails | None:
-            upsert_patron(conn, PatronData(
-                barcode=identifier, given_name=reply.given_name, family_name=reply.surname,
-                status="blocked" if reply.blocked else "active", patron_group="lms",
-                expires=reply.valid_to.date().isoformat() if reply.valid_to else None))
+        data = PatronData(
+            barcode=identifier, given_name=reply.given_name, family_name=reply.surname,
+            status="blocked" if reply.blocked else "active", patron_group="lms",
+            expires=reply.valid_to.date().isoformat() if reply.valid_to else None)
+
+        def details(conn: sqlite3.Connection) -> PatronDetails | None:
             patron = queries.find_patron(conn, identifier, ("barcode",))
             if patron is None:
                 return None
             return PatronDetails(patron, tuple(queries.loans_of_patron(conn, patron.id)),
                                  tuple(queries.holds_of_patron(conn, patron.id)))
+
+        def current(conn: sqlite3.Connection) -> PatronDetails | None:
+            """The mirror as it is when the LMS said nothing new (None: it must be written)."""
+            row = conn.execute("SELECT * FROM patrons WHERE barcode = ?",
+                               (identifier,)).fetchone()
+            return details(conn) if row is not None and _mirrors(row, data) else None
+
+        def mirror(conn: sqlite3.Connection) -> PatronDetails | None:
+            upsert_patron(conn, data)
+            return details(conn)
+
+        # the LMS's answer is usually what the mirror already holds: read it then, without a
+        # writer job (a commit) per lookup; anything new is written, as before
+        unchanged = await self.store.read(current)
+        if unchanged is not None:
+            return unchanged
         return await self.store.write(mirror)
 
     def lookup_patron(self, identifier: str, *, loans: bool = False,

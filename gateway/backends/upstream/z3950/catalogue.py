@@ -47,7 +47,7 @@ from gateway.domain.catalogue import (
     UnsupportedTruncation,
 )
 from gateway.domain.holdings import CatalogueRecord
-from protocols.z3950 import oids
+from protocols.z3950 import fastber_origin, oids
 from protocols.z3950.client import (
     Diagnostic,
     PresentResponseInfo,
@@ -162,7 +162,7 @@ class UpstreamZ3950Catalogue:
             retried = False
             while position <= last:
                 want = min(self.settings.present_chunk, last - position + 1)
-                answer = yield association.request(present_request(
+                answer = yield association.request(_present(
                     result_set_id=result_set.name, start=position, count=want,
                     preferred_record_syntax=self.settings.syntax_oid,
                     element_set_name=self.settings.element_set),
@@ -255,7 +255,7 @@ class UpstreamZ3950Catalogue:
                 association.result_sets.get(result_set.name) is result_set:
             return
         name = association.claim_set_name(self.settings.result_sets_per_association)
-        answer = yield association.request(search_request(
+        answer = yield association.request(_search(
             Query(result_set.query), database_names=(self.settings.database,),
             result_set_name=name, preferred_record_syntax=self.settings.syntax_oid),
             self.settings.request_timeout)
@@ -370,6 +370,18 @@ class UpstreamZ3950Catalogue:
             return pymarc.Record(data=item.data, to_unicode=True, force_utf8=True)
         except Exception:  # pymarc raises many kinds for a bad record
             return None
+
+
+def _search(query: Query, **kwargs: Any) -> Any:
+    """The SearchRequest as BER bytes from the fast encoder, or as pyasn1 builds it."""
+    encoded = fastber_origin.search_request(query, **kwargs)
+    return encoded if encoded is not None else search_request(query, **kwargs)
+
+
+def _present(**kwargs: Any) -> Any:
+    """The PresentRequest as BER bytes from the fast encoder, or as pyasn1 builds it."""
+    encoded = fastber_origin.present_request(**kwargs)
+    return encoded if encoded is not None else present_request(**kwargs)
 
 
 def _biblionumber(record: pymarc.Record) -> str | None:

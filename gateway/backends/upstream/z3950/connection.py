@@ -19,6 +19,7 @@ from protocols.z3950.ber import BERFramer
 from protocols.z3950.client import ResponseInfo, read_response
 from protocols.z3950.codec import decode_pdu, encode_pdu, pdu_arm
 from protocols.z3950.errors import Z3950ProtocolError
+from protocols.z3950.fastber_origin import read_response as fast_read_response
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -71,7 +72,13 @@ class UpstreamAssociation(Protocol):
         try:
             frames = self._framer.feed(data)
             for frame in frames:
-                self._answer(decode_pdu(frame, framed=True))
+                # Search and Present responses with plain records are read without pyasn1
+                # (the same dataclasses); everything else is decoded by pyasn1 as before
+                info = fast_read_response(frame)
+                if info is not None:
+                    self._answered(info)
+                else:
+                    self._answer(decode_pdu(frame, framed=True))
         except (Z3950ProtocolError, ValueError) as e:
             self._fail(UpstreamError(f"garbage from the upstream: {e}"))
             self.abort()
@@ -88,9 +95,10 @@ class UpstreamAssociation(Protocol):
         """True while a request waits for its answer."""
         return self._waiting is not None
 
-    def request(self, pdu: PDU, timeout: float) -> Deferred[ResponseInfo]:
-        """Send ``pdu``; fire with the response read (:func:`read_response`), or fail with an
-        :class:`UpstreamError` (the association is then closed)."""
+    def request(self, pdu: PDU | bytes, timeout: float) -> Deferred[ResponseInfo]:
+        """Send ``pdu`` (or its BER bytes, as the fast encoders give them); fire with the
+        response read (:func:`read_response`), or fail with an :class:`UpstreamError` (the
+        association is then closed)."""
         if self.closed or self.transport is None:
             raise UpstreamClosed("upstream association closed")
         if self._waiting is not None:
@@ -99,7 +107,7 @@ class UpstreamAssociation(Protocol):
         self._waiting = waiting
         self._timer = self.clock.callLater(timeout, self._timed_out, timeout)
         self.last_used = self.clock.seconds()
-        self.transport.write(encode_pdu(pdu))
+        self.transport.write(pdu if isinstance(pdu, bytes) else encode_pdu(pdu))
         return waiting
 
     def claim_set_name(self, slots: int) -> str:
@@ -142,6 +150,16 @@ class UpstreamAssociation(Protocol):
             waiting.errback(UpstreamError(f"unreadable {pdu_arm(pdu)}: {e}"))
             self.abort()
             return
+        self._deliver(waiting, info)
+
+    def _answered(self, info: ResponseInfo) -> None:
+        """A response read on the fast path (a Search or Present response)."""
+        waiting = self._take()
+        if waiting is None:
+            raise Z3950ProtocolError(f"unexpected {type(info).__name__} from the upstream")
+        self._deliver(waiting, info)
+
+    def _deliver(self, waiting: Deferred[ResponseInfo], info: ResponseInfo) -> None:
         self.last_used = self.clock.seconds()
         self.answered += 1
         waiting.callback(info)
