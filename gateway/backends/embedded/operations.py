@@ -64,7 +64,7 @@ def create_brief_record(conn: sqlite3.Connection, local_id: str, brief: BriefRec
     """A minimal MARC21 record for a temporary item; hidden from searches (temporary=1).
     Written straight to ISO 2709 (no pymarc objects: one per AcceptItem, in the writer)."""
     fields = brief_fields(local_id, brief)
-    record_id, _ = upsert_extracted(conn, extract_light_fields(fields),
+    record_id, _ = upsert_extracted(conn, extract_light_fields(fields, words=False),
                                     iso2709(BRIEF_LEADER, fields), temporary=True)
     return record_id
 

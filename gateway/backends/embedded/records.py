@@ -123,8 +123,10 @@ def extract_fields(record: pymarc.Record) -> RecordFields:
     return extract_light_fields(light_fields(record))
 
 
-def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
-    """:func:`extract_fields` for a record given as :data:`LightField` tuples."""
+def extract_light_fields(fields: Iterable[LightField], *, words: bool = True) -> RecordFields:
+    """:func:`extract_fields` for a record given as :data:`LightField` tuples. ``words=False``
+    leaves the word-index columns out (empty): a temporary record never gets word-index rows
+    (see :func:`upsert_extracted`), and folding its words was half of its extraction."""
     if not isinstance(fields, list):
         fields = list(fields)
     control = f008 = None
@@ -205,7 +207,7 @@ def extract_light_fields(fields: Iterable[LightField]) -> RecordFields:
         publisher=publishers[0] if publishers else "",
         pub_year=year,
         identifiers=tuple(dict.fromkeys(identifiers)),
-        words=index_words(fields),
+        words=index_words(fields) if words else (),
     )
 
 
@@ -236,7 +238,7 @@ def upsert_record(conn: sqlite3.Connection, record: pymarc.Record, *,
     with it. ``marc``, when
     given, must be ``record.as_marc()`` (an importer that read those very bytes passes them).
     """
-    return upsert_extracted(conn, extract_fields(record),
+    return upsert_extracted(conn, extract_light_fields(light_fields(record), words=not temporary),
                             record.as_marc() if marc is None else marc, temporary=temporary)
 
 
