@@ -242,12 +242,18 @@ def read_request(data: bytes, decoder: TermDecoder | None = None) -> Any:
         reader = _read_close
     else:
         return None
+    return read_whole(data, reader, decoder or TermDecoder())
+
+
+def read_whole(data: bytes, reader: Any, *args: Any) -> Any:
+    """C{reader(data, start, end, *args)} over the contents of the one PDU that is all of
+    C{data}, or C{None} where the frame is not exactly one PDU or the reader falls back."""
     try:
         data = bytes(data)
         _, _, start, end = _tlv(data, 0, len(data))
         if end != len(data):
             return None
-        return reader(data, start, end, decoder or TermDecoder())
+        return reader(data, start, end, *args)
     except (Fallback, IndexError, ValueError, RecursionError):
         return None
 

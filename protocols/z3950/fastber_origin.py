@@ -46,7 +46,6 @@ from .fastber import (
     _oid,
     _oid_octets,
     _t,
-    _tlv,
 )
 
 __all__ = ["present_request", "read_response", "search_request"]
@@ -67,15 +66,8 @@ def read_response(data: bytes) -> SearchResponseInfo | PresentResponseInfo | Non
         reader = _present
     else:
         return None
-    try:
-        data = bytes(data)
-        _, _, start, end = _tlv(data, 0, len(data))
-        if end != len(data):
-            return None
-        result: SearchResponseInfo | PresentResponseInfo = reader(data, start, end)
-        return result
-    except (Fallback, IndexError, ValueError, RecursionError):
-        return None
+    result: SearchResponseInfo | PresentResponseInfo | None = fastber.read_whole(data, reader)
+    return result
 
 
 _ADDITIONAL_SEARCH_INFO = asn1.SearchResponse().componentType["additionalSearchInfo"].asn1Object
