@@ -38,8 +38,7 @@ def _open(family: int, address: tuple[Any, ...], backlog: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        # IPV6_V6ONLY left at the system's default, as Twisted leaves it (dual stack on Linux)
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -68,14 +67,11 @@ def listen(reactor: Any, endpoint: str, factory: Factory) -> IListeningPort | No
 
 
 def in_group(port: IListeningPort) -> bool:
-    """Whether ``port``'s socket was opened with ``SO_REUSEPORT`` (TCP only)."""
-    sock = getattr(port, "socket", None)
-    if not supported() or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
-    try:
-        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
-    except OSError:
-        return False
+    """Whether ``port`` is a socket this module opened for a group (:func:`listen`,
+    :func:`another`), still open. A socket passed by systemd with ``ReusePort=`` is not: its
+    group may belong to another user, and it stays one shared socket."""
+    return getattr(port, "_interlend_backlog", None) is not None \
+        and getattr(port, "socket", None) is not None
 
 
 def another(reactor: Any, port: IListeningPort) -> IListeningPort:

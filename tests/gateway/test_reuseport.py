@@ -13,8 +13,11 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_twisted
+from twisted.internet import protocol, reactor
 
 from gateway.workers import reuseport
 from tests.daemon import Daemon
@@ -109,3 +112,27 @@ def test_a_restarted_worker_gets_its_socket_back(daemon: Daemon) -> None:
     wait_until(lambda: worker_pids(daemon).get(2, old) != old)
     assert listening_inodes(port) == inodes
     assert held(worker_pids(daemon)[2], inodes) == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_groups_are_only_those_opened_here(tmp_path: Path) -> None:
+    """A group socket and another one in its group share the port number; a port Twisted
+    opened itself is no group (nor would be one systemd passed); other kinds are left to the
+    caller; a closed socket is no longer in a group."""
+    factory: Any = protocol.ServerFactory.forProtocol(protocol.Protocol)
+    plain = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    first = reuseport.listen(reactor, "tcp:0:interface=127.0.0.1:backlog=64", factory)
+    assert first is not None
+    second = reuseport.another(reactor, first)
+    try:
+        assert not reuseport.in_group(plain)
+        assert reuseport.in_group(first) and reuseport.in_group(second)
+        assert second.getHost().port == first.getHost().port  # type: ignore[attr-defined]
+        assert len(listening_inodes(first.getHost().port)) == 2  # type: ignore[attr-defined]
+        assert reuseport.listen(reactor, f"unix:{tmp_path / 's'}", factory) is None
+    finally:
+        for port in (plain, first, second):
+            stopped = port.stopListening()
+            if stopped is not None:
+                await stopped
+    assert not reuseport.in_group(first)
