@@ -52,6 +52,7 @@ from gateway.sru.service import SruService
 from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
+from gateway.workers import reuseport
 from gateway.workers.pool import WorkerPool
 from gateway.workers.sharing import shared_cap, shared_rate
 from gateway.z3950.catalogue import CatalogueService
@@ -324,7 +325,8 @@ class Gateway:
         workers (False)."""
         for listener in self.listeners:
             port = listener.port
-            if self._shared(listener) and port is not None and self.state == "running":
+            if self._shared(listener) and port is not None and self.state == "running" \
+                    and not reuseport.in_group(port):  # the pool's, worker by worker
                 if accept:
                     port.startReading()  # type: ignore[attr-defined]
                 else:
@@ -415,8 +417,11 @@ class Gateway:
             log.error("cannot listen on {endpoint} for {protocol}: {error}",
                       endpoint=endpoint, protocol=protocol, error=problem)
             return succeed(None)
-        d = maybeDeferred(lambda: serverFromString(
-            self.reactor, with_backlog(endpoint)).listen(self.factories[protocol]))
+        factory = self.factories[protocol]
+        grouped = self.config.gateway.workers > 1 and protocol in SHARED  # see reuseport
+        d = maybeDeferred(lambda: (grouped and reuseport.listen(
+            self.reactor, with_backlog(endpoint), factory)) or serverFromString(
+            self.reactor, with_backlog(endpoint)).listen(factory))
 
         def listening(port: IListeningPort) -> None:
             listener.port = port

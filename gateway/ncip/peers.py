@@ -55,6 +55,33 @@ def _fold(value: str | None) -> str:
     return (value or "").strip().casefold()
 
 
+_INDEXES: dict[int, tuple[Sequence[Peer], dict[str, list[Peer]], dict[str, list[Peer]]]] = {}
+
+
+def _index(peers: Sequence[Peer]) -> tuple[dict[str, list[Peer]], dict[str, list[Peer]]]:
+    """The peers by folded NCIP agency id and by folded FromSystemId (each peer once per id,
+    in configuration order). Kept for a configuration's tuple of (frozen) peers, so a request
+    looks its sender up instead of folding every peer's ids; built afresh for any other
+    sequence (a list can change)."""
+    cached = type(peers) is tuple
+    if cached:
+        entry = _INDEXES.get(id(peers))
+        if entry is not None and entry[0] is peers:
+            return entry[1], entry[2]
+    agencies: dict[str, list[Peer]] = {}
+    systems: dict[str, list[Peer]] = {}
+    for peer in peers:
+        for agency in dict.fromkeys(map(_fold, peer.ncip_agency_ids)):
+            agencies.setdefault(agency, []).append(peer)
+        for system in dict.fromkeys(map(_fold, peer.from_system_ids)):
+            systems.setdefault(system, []).append(peer)
+    if cached:
+        if len(_INDEXES) >= 8:  # a few configurations (reloads): never grows
+            _INDEXES.clear()
+        _INDEXES[id(peers)] = (peers, agencies, systems)  # holds peers: its id stays its own
+    return agencies, systems
+
+
 def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
     """The peer that sent a request; raises :class:`PeerError` when none or several match."""
     if creds.url_token is not None:
@@ -68,10 +95,10 @@ def identify(peers: Sequence[Peer], creds: Credentials) -> Peer:
                 return peer
         raise PeerError("unknown bearer token", unknown=False)
     agency = _fold(creds.from_agency)
-    candidates = [p for p in peers if agency and agency in map(_fold, p.ncip_agency_ids)]
+    agencies, systems = _index(peers)
+    candidates = list(agencies.get(agency, ())) if agency else []
     if not candidates and creds.from_system:
-        system = _fold(creds.from_system)
-        candidates = [p for p in peers if system in map(_fold, p.from_system_ids)]
+        candidates = list(systems.get(_fold(creds.from_system), ()))
     if not candidates and not agency:
         # Nothing in the message names the sender: peers allow-listed by source network.
         source = _source(creds.remote_host)

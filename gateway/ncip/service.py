@@ -275,6 +275,10 @@ class NcipService:
         self.handlers: dict[str, Handler] = {}
         self._charsets: tuple[str, ...] = ()  # the peers' fallback charsets, per configuration
         self._charsets_for: Any = None
+        self.audit_after: Callable[[Callable[[], None]], None] | None = None
+        """Where the building of an exchange's audit row (body redaction) goes when its
+        reply commits nothing (lookups, Problems): a worker runs it after the reply has
+        left (:class:`gateway.workers.after_replies.AfterReplies`); None: at once."""
 
     def handle(self, body: bytes, context: NcipRequestContext) -> Deferred[bytes]:
         """The reply to one request body (never fails: errors are written as Problems).
@@ -287,7 +291,12 @@ class NcipService:
         elapsed = time.monotonic() - started
         reply = answer.reply
         if not reply.audited:
-            self._audit(body, answer, context, int(elapsed * 1_000_000))
+            duration_us = int(elapsed * 1_000_000)
+            if self.audit_after is None:
+                self._audit(body, answer, context, duration_us)
+            else:  # stamped now, built once the reply is out
+                self.audit_after(functools.partial(self._audit, body, answer, context,
+                                                   duration_us, self.gateway.audit.now()))
         envelope = answer.envelope
         service = envelope.service if envelope and envelope.service in self.handlers else "other"
         self.gateway.metrics.observe("ncip", service,
@@ -393,7 +402,7 @@ class NcipService:
         return LookupVersionResponse(services=tuple(sorted(self.handlers)))
 
     def _audit(self, body: bytes, answer: _Answer, context: NcipRequestContext,
-               duration_us: int) -> None:
+               duration_us: int, stamp: str | None = None) -> None:
         audit = self.gateway.audit
         reply = answer.reply
         refs = audit.patron_refs()
@@ -412,7 +421,7 @@ class NcipService:
             envelope=answer.envelope, peer=answer.peer, remote=context.remote_host,
             duration_us=duration_us, request_body=request_body, response_body=response_body,
             # stamped as record() would, without copying the entry to stamp it there
-            time=audit.now(), refs=refs))
+            time=stamp or audit.now(), refs=refs))
 
     def timeout_reply(self, body: bytes, context: NcipRequestContext) -> bytes:
         """The reply when a request ran out of its time budget: Temporary Processing Failure."""

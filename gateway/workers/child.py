@@ -267,6 +267,8 @@ class Worker:
                 break
             yield deferLater(self.reactor, 0.01, lambda: None)
         self._report()
+        if self.ncip is not None:
+            self.ncip.after_replies.flush()  # the last lookups' audit rows
         self.shipper.flush()
         self.channel.send("stopped", {"pid": os.getpid()})
         lost: Deferred[None] | None = getattr(self.channel, "lost", None)

@@ -4,10 +4,13 @@
 ``[gateway] workers = N`` serving processes (:mod:`gateway.workers.child`), which inherit the
 primary's Z39.50 and NCIP listening sockets (any endpoint string, systemd socket activation
 included; the kernel wakes one process per connection); the primary accepts on them only while
-no worker is ready. NCIP requests a worker forwards are answered by the primary's service. Each
-worker's audit rows and metric observations arrive over its channel and go through the
-primary's one writer and registry; its open connections are added to the primary's figures
-for ``/metrics`` and ``/healthz``.
+no worker is ready. A plain TCP listener opened with ``SO_REUSEPORT``
+(:mod:`gateway.workers.reuseport`) is a group instead: worker 1 gets the listener's socket,
+every other worker a socket of its own in the group (kept by the primary across restarts), and
+the primary accepts on a worker's socket while that worker is not ready. NCIP requests a
+worker forwards are answered by the primary's service. Each worker's audit rows and metric
+observations arrive over its channel and go through the primary's one writer and registry; its
+open connections are added to the primary's figures for ``/metrics`` and ``/healthz``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from twisted.python.failure import Failure
 
 from gateway.audit import AuditEntry
 from gateway.config import Config
+from gateway.workers import reuseport
 from gateway.workers.channel import Channel
 
 log = Logger()
@@ -124,6 +128,7 @@ class WorkerProcess(ProcessProtocol):
         elif kind == "ready":
             self.ready = True
             log.info("worker {index} (pid {pid}) ready", index=self.index, pid=payload["pid"])
+            self.pool.accept_own(self.index, False)
             self.pool.ready_changed(self.pool.ready())
         elif kind == "stopped":
             self.stopped = True
@@ -166,6 +171,34 @@ class WorkerPool:
         self.restarts = 0
         self.running = False
         self._pending: dict[int, IDelayedCall] = {}
+        self._own: dict[int, list[tuple[str, IListeningPort]]] = {}
+
+    def ports_of(self, index: int) -> list[tuple[str, IListeningPort]]:
+        """The sockets worker ``index`` serves: a shared socket as it is; of a reuse-port
+        group, worker 1 the listener's own socket, any other its own one in the group, opened
+        at its first start and kept for the next (the primary accepts on it meanwhile)."""
+        own = self._own.get(index)
+        if own is None:
+            own = self._own[index] = []
+            for protocol, port in self.ports:
+                if index > 1 and reuseport.in_group(port):
+                    own.append((protocol, reuseport.another(self.reactor, port)))
+                else:
+                    own.append((protocol, port))
+        return own
+
+    def grouped(self, index: int) -> list[IListeningPort]:
+        """Worker ``index``'s sockets that belong to a reuse-port group (its own alone)."""
+        return [port for _, port in self.ports_of(index) if reuseport.in_group(port)]
+
+    def accept_own(self, index: int, accept: bool) -> None:
+        """Take (True) or leave (False) the connections on worker ``index``'s own sockets of
+        a reuse-port group: nobody else accepts on them while it is not ready."""
+        for port in self.grouped(index):
+            if accept:
+                port.startReading()  # type: ignore[attr-defined]
+            else:
+                port.stopReading()  # type: ignore[attr-defined]
 
     def start(self) -> None:
         self.running = True
@@ -179,7 +212,7 @@ class WorkerPool:
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: 2}
         argv = [sys.executable, "-m", "gateway.workers.child", "--serving", str(self.serving),
                 "--log-format", self.log_options[0], "--log-level", self.log_options[1]]
-        for protocol, port in self.ports:
+        for protocol, port in self.ports_of(index):
             fd = port.fileno()  # type: ignore[attr-defined]
             fds[fd] = fd
             argv += ["--listen", f"{protocol}:{fd}:{family_name(port)}"]
@@ -203,6 +236,7 @@ class WorkerPool:
             del self.workers[worker.index]
         if not self.running:
             return
+        self.accept_own(worker.index, True)
         lived = self.reactor.seconds() - worker.started
         deaths = 0 if lived >= STABLE_AFTER else self.deaths.get(worker.index, 0)
         delay = RESTART_DELAYS[min(deaths, len(RESTART_DELAYS) - 1)]
@@ -252,6 +286,10 @@ class WorkerPool:
             if call.active():
                 call.cancel()
         self._pending.clear()
+        for index in list(self._own):
+            for port in self.grouped(index):
+                if index > 1:  # worker 1's is the listener's, closed with the listeners
+                    port.stopListening()
         workers = list(self.workers.values())
         if not workers:
             return succeed(None)

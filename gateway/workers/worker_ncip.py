@@ -23,6 +23,7 @@ from gateway.listeners.ncip_http import GatewaySite, NcipRequestContext, NcipRes
 from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.storage.pin_failures import StorePinFailures
+from gateway.workers.after_replies import AfterReplies
 from gateway.workers.ncip import SplitHandler
 from gateway.workers.sharing import shared_cap, shared_rate
 
@@ -47,6 +48,8 @@ class WorkerNcip:
             limit=ncip.auth_failures_before_lockout, seconds=ncip.lockout_seconds,
             clock=worker.reactor))
         self.service = NcipService(worker)
+        self.after_replies = AfterReplies(worker.reactor)
+        self.service.audit_after = self.after_replies  # rows built once the reply is out
         LookupHandlers(worker, self.lookups, self.service.handlers).register(
             self.service.handlers)
         self.handler = SplitHandler(self.service, self.forward)

@@ -10,6 +10,7 @@ interpreted in the time zone the caller passes (UTC by default).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
@@ -71,6 +72,16 @@ def as_datetime(value: datetime | date, tz: tzinfo = UTC) -> datetime:
 
 
 def format_ncip_datetime(value: datetime | date, tz: tzinfo = UTC) -> str:
-    """Write C{value} as C{YYYY-MM-DDThh:mm:ssZ} in UTC (IP1 style, no fraction)."""
+    """Write C{value} as C{YYYY-MM-DDThh:mm:ssZ} in UTC (IP1 style, no fraction).
+
+    Remembered per value: a reply names the same few dates again and again (today's end,
+    a privilege's validity, due dates), and formatting one costs ~15 µs. Values are
+    immutable; C{fold} is part of the key (an ambiguous local time is equal, and hashes
+    alike, with either fold, but is a different instant)."""
+    return _formatted(value, tz, getattr(value, "fold", 0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(value: datetime | date, tz: tzinfo, fold: int) -> str:
     moment = as_datetime(value, tz).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

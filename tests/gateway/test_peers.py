@@ -326,3 +326,18 @@ def test_version_lookup_still_checks_source_networks() -> None:
                                               remote_host="10.99.0.7")) is None
     with pytest.raises(PeerError):
         admit_version_lookup(ALL, creds(from_agency="NOBODY", bearer_token="forged"))
+
+
+def test_a_reloaded_peer_list_is_looked_up_afresh() -> None:
+    """The lookup index kept for one configuration's peers never answers for another: after
+    a reload the agency id names the new peer; a list changed in place is read as it is."""
+    before = (Peer(name="old", ncip_agency_ids=("AG",)), OPEN)
+    assert identify(before, creds(from_agency="ag")).name == "old"
+    after = (Peer(name="new", ncip_agency_ids=("AG",)), OPEN)
+    assert identify(after, creds(from_agency="ag")).name == "new"
+    assert identify(before, creds(from_agency="ag")).name == "old"
+    listed = [OPEN]
+    with pytest.raises(PeerError):
+        identify(listed, creds(from_agency="ag"))
+    listed.append(Peer(name="added", ncip_agency_ids=("AG",)))
+    assert identify(listed, creds(from_agency="ag")).name == "added"

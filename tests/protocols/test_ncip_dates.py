@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -64,3 +65,21 @@ def test_format_is_utc_with_z() -> None:
     assert format_ncip_datetime(date(2026, 7, 15)) == "2026-07-15T23:59:59Z"
     assert format_ncip_datetime(date(2026, 7, 15), EST) == "2026-07-16T04:59:59Z"
     assert end_of_day(date(2026, 7, 15), EST) == datetime(2026, 7, 15, 23, 59, 59, tzinfo=EST)
+
+
+def test_remembered_formats_keep_the_zone_and_the_fold() -> None:
+    """The same day in two zones, a naive time read in two zones, and an ambiguous local time
+    with either fold (equal as values, different instants): each formatted as its own
+    instant, asked for first or again."""
+    berlin, new_york = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+    for _ in range(2):  # the second round is answered from what was remembered
+        assert format_ncip_datetime(date(2026, 7, 15), berlin) == "2026-07-15T21:59:59Z"
+        assert format_ncip_datetime(date(2026, 7, 15), new_york) == "2026-07-16T03:59:59Z"
+        naive = datetime(2026, 1, 10, 12, 0)
+        assert format_ncip_datetime(naive, berlin) == "2026-01-10T11:00:00Z"
+        assert format_ncip_datetime(naive, new_york) == "2026-01-10T17:00:00Z"
+        first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)  # clocks go back at 03:00
+        second = first.replace(fold=1)
+        assert first == second
+        assert format_ncip_datetime(first) == "2026-10-25T00:30:00Z"
+        assert format_ncip_datetime(second) == "2026-10-25T01:30:00Z"
