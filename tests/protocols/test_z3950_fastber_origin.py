@@ -9,6 +9,7 @@ path. Mutated frames: whatever it accepts, pyasn1 accepts and reads the same way
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,7 @@ from protocols.z3950 import client, codec, fastber, fastber_origin, oids, pqf
 from protocols.z3950.ber import BERFramer
 from protocols.z3950.codec import Diagnostic, ResponseRecord, SurrogateDiagnostic
 from protocols.z3950.errors import Z3950ProtocolError
+from protocols.z3950.external import DecodedExternal
 from protocols.z3950.records import OpacRecord
 
 from .test_z3950_fixtures import all_captured
@@ -26,7 +28,7 @@ MARC = (b"00095nam a2200049 a 4500001000800000245001700008\x1e12345\x1e"
         b"00\x1faA title\x1e\x1d")
 
 
-def _frame(pdu: object) -> bytes:
+def _frame(pdu: Any) -> bytes:
     frames = BERFramer().feed(codec.encode_pdu(pdu))
     assert len(frames) == 1
     return frames[0]
@@ -81,6 +83,7 @@ def test_a_marc_record_arrives_as_its_bytes() -> None:
     fast = fastber_origin.read_response(frame)
     assert isinstance(fast, client.PresentResponseInfo)
     (record,) = fast.records
+    assert isinstance(record, DecodedExternal)
     assert record.oid == oids.USMARC and record.data == MARC and record.value is None
     assert record.encoding == "octet-aligned"
 
@@ -157,6 +160,7 @@ def test_zebras_search_response_with_its_search_report() -> None:
     fast = fastber_origin.read_response(ZEBRA_SEARCH)
     assert fast is not None
     assert fast == _reference(ZEBRA_SEARCH)
+    assert isinstance(fast, client.SearchResponseInfo)
     assert fast.result_count == 4 and fast.search_status
 
 
@@ -217,11 +221,11 @@ def test_search_request_bytes_as_pyasn1_encodes_them(
         root: pqf.Node, databases: list[str], name: str, reference_id: bytes | None,
         syntax: tuple[int, ...] | None, bounds: tuple[int, int, int], replace: bool,
         charset: str) -> None:
-    kwargs = dict(database_names=tuple(databases), result_set_name=name,
-                  reference_id=reference_id, preferred_record_syntax=syntax,
-                  small_set_upper_bound=bounds[0], large_set_lower_bound=bounds[1],
-                  medium_set_present_number=bounds[2], replace_indicator=replace,
-                  charset=charset)
+    kwargs: dict[str, Any] = dict(
+        database_names=tuple(databases), result_set_name=name, reference_id=reference_id,
+        preferred_record_syntax=syntax, small_set_upper_bound=bounds[0],
+        large_set_lower_bound=bounds[1], medium_set_present_number=bounds[2],
+        replace_indicator=replace, charset=charset)
     query = pqf.Query(root)
     fast = fastber_origin.search_request(query, **kwargs)
     try:
@@ -244,8 +248,9 @@ def test_search_request_bytes_as_pyasn1_encodes_them(
 def test_present_request_bytes_as_pyasn1_encodes_them(
         name: str, start: int, count: int, reference_id: bytes | None,
         syntax: tuple[int, ...] | None, element_set: str | None) -> None:
-    kwargs = dict(result_set_id=name, start=start, count=count, reference_id=reference_id,
-                  preferred_record_syntax=syntax, element_set_name=element_set)
+    kwargs: dict[str, Any] = dict(
+        result_set_id=name, start=start, count=count, reference_id=reference_id,
+        preferred_record_syntax=syntax, element_set_name=element_set)
     fast = fastber_origin.present_request(**kwargs)
     assert fast is not None
     assert fast == codec.encode_pdu(client.present_request(**kwargs))
