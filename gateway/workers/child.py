@@ -8,7 +8,7 @@ database with its own reader connections (WAL: readers never wait for the writer
 nothing: audit rows and metric observations are shipped to the primary in batches, which
 writes them through its one writer (a Z39.50 or lookup audit row is written as soon as the
 batch reaches the writer, as in a single process: it is not on the reply's path). NCIP requests
-that change state are forwarded to the primary (:mod:`gateway.workers.ncip`).
+that change state are forwarded to the primary (:mod:`gateway.workers.ncip_routing`).
 
 It stops, draining its associations (operations in flight answered, then Close), when the
 primary says so, on SIGTERM/SIGINT, or when the channel ends (the primary is gone; the kernel
@@ -41,8 +41,8 @@ from gateway.listeners.z3950 import Z3950Factory
 from gateway.processes import die_with_parent
 from gateway.storage.store import Store
 from gateway.workers.channel import Channel
+from gateway.workers.ncip_listener import WorkerNcip
 from gateway.workers.sharing import shared_cap, shared_rate
-from gateway.workers.worker_ncip import WorkerNcip
 from gateway.z3950.catalogue import CatalogueService
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigErrors, parse_config
-from gateway.workers.ncip import answered_here
+from gateway.workers.ncip_routing import answered_here
 from gateway.workers.sharing import shared_cap, shared_rate
 from protocols.z3950 import client as origin
 from protocols.z3950 import codec

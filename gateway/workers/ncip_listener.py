@@ -3,8 +3,8 @@
 
 The worker's own :class:`~gateway.ncip.service.NcipService` has only the lookup handlers
 (:class:`~gateway.ncip.lookups.LookupHandlers`) and answers what
-:func:`gateway.workers.ncip.answered_here` lets it; every other request goes over the channel
-to the primary as ``ncip`` (id, body, context) and comes back as ``ncip-reply`` (id, reply).
+:func:`gateway.workers.ncip_routing.answered_here` lets it; every other request goes over the
+channel to the primary as ``ncip`` (id, body, context) and comes back as ``ncip-reply`` (id, reply).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gateway.ncip.lookups import LookupHandlers
 from gateway.ncip.service import NcipService
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.workers.after_replies import AfterReplies
-from gateway.workers.ncip import SplitHandler
+from gateway.workers.ncip_routing import SplitHandler
 from gateway.workers.sharing import shared_cap, shared_rate
 
 log = Logger()
