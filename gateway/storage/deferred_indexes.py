@@ -19,9 +19,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
-DEFERRABLE = ("records_title", "records_author", "records_year", "records_local_nocase",
-              "record_identifiers_record", "items_record", "oai_records_datestamp")
-"""Indexes that no insert or upsert of a load reads (readers use them, and scan without)."""
+DEFERRABLE = ("records_title", "records_author", "records_year", "records_local_nocase")
+"""Indexes that no insert or upsert of a load reads (readers use them, and scan without), on
+values a load brings in any order. Indexes on the new row's id (``record_identifiers_record``,
+``items_record``) or the time (``oai_records_datestamp``) only ever grow at their end, which
+costs a load little, while building them again would cost more (record_identifiers_record:
+0.6 s of CPU at 100,000 records, against 0.06-0.2 s for each of these)."""
 
 META_KEY = "bulk_load_dropped_indexes"
 """The ``gateway_meta`` row listing the ``CREATE INDEX`` statements of dropped indexes."""

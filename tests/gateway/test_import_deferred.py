@@ -63,8 +63,8 @@ def test_deferred_load_writes_what_a_load_keeping_the_indexes_writes(tmp_path: P
         # and the readers' plans use them again
         assert "records_title" in plan(deferred, "SELECT id FROM records WHERE title = ?"
                                        " COLLATE NOCASE", "x")
-        assert "record_identifiers_record" in plan(
-            deferred, "SELECT kind FROM record_identifiers WHERE record_id = ?", 3)
+        assert "records_local_nocase" in plan(
+            deferred, "SELECT id FROM records WHERE local_id = ? COLLATE NOCASE", "X1")
     finally:
         kept.close()
         deferred.close()
