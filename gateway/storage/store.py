@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from gateway.backends.embedded.indexing import register_functions
+from gateway.storage.deferred_indexes import restore_indexes
 from gateway.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -134,6 +135,13 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
         log.info("database migrated to schema version {version}", version=number)
+    try:
+        built = restore_indexes(conn)  # left out by a bulk load that did not finish
+    except sqlite3.OperationalError as e:  # a load still running holds the write lock
+        log.warn("indexes left out by a bulk load not built yet: {error}", error=str(e))
+    else:
+        if built:
+            log.info("indexes left out by a bulk load built: {names}", names=", ".join(built))
     return SCHEMA_VERSION
 
 

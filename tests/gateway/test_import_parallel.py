@@ -20,6 +20,7 @@ import pytest
 
 from gateway.backends.embedded.demo import write_demo_marc
 from gateway.backends.embedded.importers import prepare
+from gateway.storage.deferred_indexes import DEFERRABLE, dropped_indexes
 from gateway.storage.store import open_database
 from tests.gateway.test_import_bulk import dump, mixed_file, run_import
 from tests.z3950_clients import YAZ_CLIENT, need, yaz_client
@@ -93,6 +94,11 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
+def _indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [tuple(row) for row in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")]
+
+
 def _consistent(database: Path) -> int:
     """Check what a (possibly interrupted) import left; return the number of records."""
     conn = sqlite3.connect(database)
@@ -151,11 +157,23 @@ def test_killed_import_is_consistent_and_a_rerun_completes(tmp_path: Path) -> No
     assert _processes_naming(str(database)) == []  # the workers died with the importer
     interrupted = _consistent(database)
     assert 5000 <= interrupted < 16000 and interrupted % 5000 == 0
+    conn = sqlite3.connect(database)
+    # a large load into an empty catalogue: its secondary indexes were left out, and noted
+    assert dropped_indexes(conn) == sorted(DEFERRABLE)
+    conn.close()
     again = _import(database, source, "--workers", "1")
     output, _ = again.communicate(timeout=600)
     assert again.returncode == 0, output
     assert f"{16000 - interrupted:,} created, {interrupted:,} updated" in output, output
     assert _consistent(database) == 16000
+    fresh = open_database(tmp_path / "fresh.sqlite3")
+    conn = sqlite3.connect(database)
+    try:  # every index is back, as a new database defines it
+        assert dropped_indexes(conn) == []
+        assert _indexes(conn) == _indexes(fresh)
+    finally:
+        conn.close()
+        fresh.close()
 
     need(("yaz-client", YAZ_CLIENT))
     from tests.daemon import start_daemon

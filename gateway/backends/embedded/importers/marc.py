@@ -22,8 +22,17 @@ from gateway.backends.embedded.importers.loader import (
     StoredRecord,
 )
 from gateway.backends.embedded.importers.prepare import Prepared, prepared_records
+from gateway.storage.deferred_indexes import drop_indexes, restore_indexes
 
 PROGRESS_EVERY = 100
+
+DEFER_MIN_BYTES = 4 << 20
+"""Smaller loads keep every index: dropping and building them again costs more than it saves."""
+
+DEFER_BYTES_PER_RECORD = 4096
+"""A catalogue is "almost empty" for a load of B bytes when it holds fewer than
+B / DEFER_BYTES_PER_RECORD records (a quarter of what the files hold at about 1 KiB a record):
+then building its secondary indexes again after the load costs less than keeping them."""
 
 
 @dataclass
@@ -97,7 +106,8 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                 report: Callable[[str], None],
                 force_utf8: bool = False,
                 batch_size: int = DEFAULT_BATCH_SIZE,
-                workers: int | None = None) -> ImportSummary:
+                workers: int | None = None,
+                defer_indexes: bool | None = None) -> ImportSummary:
     """Import the records and items of MARC files into the embedded catalogue.
 
     ``report`` receives one line per problem (``"books.mrc: record 7: no 001 control number"``),
@@ -106,18 +116,26 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
     each file. ``force_utf8`` treats ISO 2709 records as UTF-8 whatever leader/09 says.
     ``workers``: processes that read and prepare the records of a large ISO 2709 file while
     this one writes (see :mod:`~gateway.backends.embedded.importers.prepare`; 0: none, None:
-    by the file's size and the cores).
+    by the file's size and the cores). ``defer_indexes``: drop the catalogue's secondary
+    indexes for the load and build them after it (see
+    :mod:`gateway.storage.deferred_indexes`; None: for a large load into an almost empty
+    catalogue, see :data:`DEFER_BYTES_PER_RECORD`).
     """
     summary = ImportSummary()
     started = time.perf_counter()
+    paths = [Path(path) for path in paths]
+    if defer_indexes is None:
+        defer_indexes = _almost_empty(conn, paths)
     try:
+        if defer_indexes:
+            drop_indexes(conn)
         with CatalogueLoader(conn, batch_size=batch_size) as loader:
             # Records are written a batch at a time: what is said about a record waits until
             # its batch is written, so that report lines keep the order of the records.
             def say(line: str) -> None:
                 loader.defer(functools.partial(report, line))
 
-            for path in map(Path, paths):
+            for path in paths:
                 records = _records_of(path, say, force_utf8=force_utf8, workers=workers)
                 if records is None:
                     summary.files_failed += 1
@@ -133,9 +151,30 @@ def import_marc(conn: sqlite3.Connection, paths: Iterable[Path], *,
                     say(f"{path}: read error, rest of the file skipped: {exc.strerror or exc}")
                 if progress is not None:
                     progress(summary.records_read)
+            # Built again only on a normal end (an interrupted load leaves them to the next
+            # opening of the database, which builds them whatever stopped this one), with the
+            # loader's page cache, and checkpointed with the load when the loader ends.
+            loader.commit()
+            restore_indexes(conn)
     finally:
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _almost_empty(conn: sqlite3.Connection, paths: list[Path]) -> bool:
+    """True when ``paths`` are a large load into a catalogue that holds few records yet."""
+    size = 0
+    for path in paths:
+        try:
+            size += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            continue
+    if size < DEFER_MIN_BYTES:
+        return False
+    bound = size // DEFER_BYTES_PER_RECORD
+    held = conn.execute("SELECT count(*) FROM (SELECT 1 FROM records LIMIT ?)",
+                        (bound,)).fetchone()[0]
+    return bool(held < bound)
 
 
 def _import_one(loader: CatalogueLoader, path: Path, read: Prepared, summary: ImportSummary,
