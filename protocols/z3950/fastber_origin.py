@@ -45,6 +45,7 @@ from .fastber import (
     _int,
     _oid,
     _oid_octets,
+    _ref,
     _t,
 )
 
@@ -96,11 +97,6 @@ def _skip_additional_search_info(f: _Fields, data: bytes) -> None:
     if end - begin > 4096 or not _other_information_ok(data[begin:end]):
         raise Fallback
     f.index += 1
-
-
-def _ref(f: _Fields, data: bytes) -> bytes | None:
-    got = f.take(_CTX_P, 2)
-    return None if got is None else data[got[0]:got[1]]
 
 
 def _opt_int(f: _Fields, data: bytes, number: int) -> int | None:
