@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,7 +54,7 @@ from gateway.storage import meta, retention
 from gateway.storage.pin_failures import StorePinFailures
 from gateway.storage.store import Connection, Store
 from gateway.workers import reuseport
-from gateway.workers.pool import WorkerPool
+from gateway.workers.pool import WorkerFigures, WorkerPool
 from gateway.workers.sharing import shared_cap, shared_rate
 from gateway.z3950.catalogue import CatalogueService
 
@@ -670,20 +671,22 @@ class Gateway:
 
     def _open_connections(self) -> dict[str, int]:
         """Open connections by listener, the workers' included."""
-        found = {name: factory.open_connections for name, factory in self.factories.items()}
-        if self.workers is not None:
-            figures = self.workers.figures()
-            for name, count in (("z3950", figures.open), ("ncip", figures.ncip_open)):
-                if name in found:
-                    found[name] += count
-        return found
+        return self._with_workers({name: factory.open_connections
+                                   for name, factory in self.factories.items()},
+                                  lambda figures: (figures.open, figures.ncip_open))
 
     def _refused_connections(self) -> dict[str, int]:
         """Refused connections by listener, the workers' included."""
-        found = {name: factory.refused for name, factory in self.factories.items()}
+        return self._with_workers({name: factory.refused
+                                   for name, factory in self.factories.items()},
+                                  lambda figures: (figures.refused, figures.ncip_refused))
+
+    def _with_workers(self, found: dict[str, int],
+                      pick: Callable[[WorkerFigures], tuple[int, int]]) -> dict[str, int]:
+        """``found`` (a count by listener) plus the workers' own Z39.50 and NCIP counts."""
         if self.workers is not None:
-            figures = self.workers.figures()
-            for name, count in (("z3950", figures.refused), ("ncip", figures.ncip_refused)):
+            z3950, ncip = pick(self.workers.figures())
+            for name, count in (("z3950", z3950), ("ncip", ncip)):
                 if name in found:
                     found[name] += count
         return found
